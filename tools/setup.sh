@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what tractor-cpp needs to build and test, from Debian packages.
+# Idempotent and quiet when everything is already installed.
+set -euo pipefail
+
+PACKAGES=(
+  bazel-bootstrap
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libgoogle-glog-dev libgtest-dev libgmock-dev libbenchmark-dev
+  python3-grpcio python3-protobuf
+  iproute2 procps
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Node client libraries for the foreign-client tests (tests/foreign/).
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ -f "$here/tests/foreign/package.json" ] && command -v npm >/dev/null 2>&1; then
+  if [ ! -d "$here/tests/foreign/node_modules/@grpc/grpc-js" ]; then
+    echo "setup: installing Node gRPC client libraries"
+    (cd "$here/tests/foreign" && npm install --silent --no-audit --no-fund >/dev/null)
+  fi
+fi

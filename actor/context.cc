@@ -1,0 +1,530 @@
+// Dialog semantics shared by both sides: contexts, streams and portals.
+#include "actor/context.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "actor/cancel.h"
+#include "actor/errors.h"
+#include "actor/internal/runtime_state.h"
+#include "actor/portal.h"
+#include "actor/runtime.h"
+#include "glog/logging.h"
+
+namespace tractor {
+namespace internal {
+namespace {
+
+std::string NewCid() {
+  static std::atomic<uint64_t> counter{0};
+  return absl::StrCat(CurrentActor().uuid(), "-", counter.fetch_add(1));
+}
+
+}  // namespace
+
+v1::OverrunPolicy ToProtoPolicy(OverrunPolicy p) {
+  switch (p) {
+    case OverrunPolicy::kError: return v1::OVERRUN_POLICY_ERROR;
+    case OverrunPolicy::kUnbounded: return v1::OVERRUN_POLICY_UNBOUNDED;
+    default: return v1::OVERRUN_POLICY_BACKPRESSURE;
+  }
+}
+
+namespace {
+
+// True when `error` answers this side's own cancel request (spec 2.5).
+bool IsSelfCancel(const ContextState& ctx, const v1::Error& error) {
+  return ctx.cancel_called && error.boxed_type() == "ContextCancelled" &&
+         error.canceller().uuid() == ctx.self.uuid() &&
+         error.src().uuid() == ctx.peer.uuid();
+}
+
+[[noreturn]] void ThrowTransportClosed(ContextState& ctx) {
+  std::string reason = ctx.dialog->WaitDoneReason(absl::Seconds(1));
+  throw TransportClosed(absl::StrCat("dialog '", ctx.func, "' with actor '",
+                                     ctx.peer.name(), "' lost its transport: ",
+                                     reason));
+}
+
+// Receives the next message of the dialog; throws TransportClosed when the
+// stream ended without one.
+v1::Msg Next(ContextState& ctx) {
+  auto msg = ctx.dialog->Receive();
+  if (!msg) ThrowTransportClosed(ctx);
+  return std::move(*msg);
+}
+
+// Records an Error that arrived in-band and returns it as an exception.
+[[noreturn]] void RaiseArrived(ContextState& ctx, const v1::Error& error) {
+  {
+    std::lock_guard<std::mutex> lk(ctx.mu);
+    if (!ctx.remote_error) ctx.remote_error = error;
+    if (ctx.caller) ctx.finished = true;
+    ctx.remote_stop = true;
+    if (IsSelfCancel(ctx, error)) ctx.cancel_acked = true;
+  }
+  ThrowError(error);
+}
+
+}  // namespace
+
+void OnErrorArrived(ContextState& ctx, const v1::Error& error) {
+  bool interrupt = false;
+  {
+    std::lock_guard<std::mutex> lk(ctx.mu);
+    if (!ctx.remote_error) ctx.remote_error = error;
+    v1::Aid who = error.canceller().uuid().empty() ? error.src()
+                                                   : error.canceller();
+    if (error.boxed_type() == "ContextCancelled" &&
+        error.canceller().uuid() == ctx.self.uuid()) {
+      who = ctx.self;
+    } else if (error.boxed_type() == "ContextCancelled") {
+      who = error.src();
+    }
+    if (ctx.canceller.uuid().empty()) ctx.canceller = who;
+    interrupt = !IsSelfCancel(ctx, error);
+  }
+  // A remote error interrupts the owner at its next checkpoint; the error
+  // itself is raised at scope exit.
+  if (interrupt) ctx.scope->Cancel();
+}
+
+void SendCancelTask(ContextState& ctx) {
+  if (!ctx.channel) return;
+  struct Call {
+    grpc::ClientContext context;
+    v1::CancelTaskRequest req;
+    v1::CancelTaskReply reply;
+    std::mutex mu;
+    std::condition_variable_any cv;
+    bool done = false;
+  };
+  auto call = std::make_shared<Call>();
+  call->req.set_cid(ctx.cid);
+  *call->req.mutable_requester() = ctx.self;
+  call->context.set_deadline(std::chrono::system_clock::now() +
+                             std::chrono::milliseconds(616));
+  auto stub = v1::Actor::NewStub(ctx.channel);
+  stub->async()->CancelTask(&call->context, &call->req, &call->reply,
+                            [call](grpc::Status) {
+                              std::lock_guard<std::mutex> lk(call->mu);
+                              call->done = true;
+                              call->cv.notify_all();
+                            });
+  auto shielded = NewScope(nullptr, absl::InfiniteFuture(), true);
+  ScopeBinding bind(shielded);
+  std::unique_lock<std::mutex> lk(call->mu);
+  Wait(call->cv, lk, [&] { return call->done; });
+}
+
+std::shared_ptr<ContextState> OpenDialog(PortalState& portal,
+                                         const std::string& func,
+                                         const Payload& args,
+                                         v1::FuncType expect,
+                                         const StreamOptions& callee_stream) {
+  Runtime& rt = Runtime::Require();
+  if (portal.aid.uuid() == rt.self().uuid()) {
+    throw UsageError(absl::StrCat(
+        "Invalid Operation: actor '", rt.self().name(),
+        "' cannot open a dialog with itself"));
+  }
+  auto ctx = std::make_shared<ContextState>();
+  ctx->caller = true;
+  ctx->is_context = expect == v1::FUNC_TYPE_CONTEXT;
+  ctx->cid = NewCid();
+  ctx->func = func;
+  ctx->self = rt.self();
+  ctx->peer = portal.aid;
+  ctx->channel = portal.channel;
+  ctx->scope = NewScope(nullptr, absl::InfiniteFuture(), false);
+  ctx->dialog = Dialog::Connect(portal.channel);
+  std::weak_ptr<ContextState> weak = ctx;
+  ctx->dialog->SetArrivalHook([weak](const v1::Msg& m) {
+    if (!m.has_error()) return;
+    if (auto c = weak.lock()) OnErrorArrived(*c, m.error());
+  });
+  v1::Msg start;
+  auto* s = start.mutable_start();
+  s->set_cid(ctx->cid);
+  s->set_func(func);
+  *s->mutable_args() = args.proto();
+  *s->mutable_caller() = ctx->self;
+  s->set_expect(expect);
+  s->set_msg_buffer_size(callee_stream.msg_buffer_size);
+  s->set_overrun_policy(ToProtoPolicy(callee_stream.overrun));
+  ctx->dialog->SendNoWait(std::move(start));
+  return ctx;
+}
+
+// Aborts the dialog's RPC unless it ended cleanly.
+struct DialogGuard {
+  ContextState& ctx;
+  ~DialogGuard() {
+    bool clean;
+    {
+      std::lock_guard<std::mutex> lk(ctx.mu);
+      clean = ctx.finished;
+    }
+    ctx.dialog->Close(grpc::Status::OK, /*abort=*/!clean);
+  }
+};
+
+// Waits for StartAck; throws the remote error.
+void AwaitAck(ContextState& ctx) {
+  v1::Msg m = Next(ctx);
+  if (m.has_error()) RaiseArrived(ctx, m.error());
+  if (!m.has_start_ack()) {
+    throw MessagingError(absl::StrCat("expected StartAck from '",
+                                      ctx.peer.name(), "', got ",
+                                      m.ShortDebugString()));
+  }
+}
+
+Payload AwaitReturn(ContextState& ctx, bool drain_yields) {
+  for (;;) {
+    v1::Msg m = Next(ctx);
+    switch (m.kind_case()) {
+      case v1::Msg::kReturned: {
+        std::lock_guard<std::mutex> lk(ctx.mu);
+        ctx.finished = true;
+        ctx.remote_stop = true;
+        ctx.result = m.returned().payload();
+        return Payload(m.returned().payload());
+      }
+      case v1::Msg::kError:
+        RaiseArrived(ctx, m.error());
+      case v1::Msg::kYielded:
+      case v1::Msg::kStop:
+        if (drain_yields) continue;
+        [[fallthrough]];
+      default:
+        throw MessagingError(absl::StrCat(
+            "unexpected message from '", ctx.peer.name(), "' while waiting for "
+            "the result of '", ctx.func, "': ", m.ShortDebugString()));
+    }
+  }
+}
+
+}  // namespace internal
+
+// ---------------------------------------------------------------------------
+// Context.
+
+Context::Context(std::shared_ptr<internal::ContextState> state)
+    : state_(std::move(state)) {}
+
+const std::string& Context::cid() const { return state_->cid; }
+bool Context::is_caller() const { return state_->caller; }
+const v1::Aid& Context::peer() const { return state_->peer; }
+
+bool Context::cancel_called() const {
+  std::lock_guard<std::mutex> lk(state_->mu);
+  return state_->cancel_called;
+}
+
+bool Context::cancel_acked() const {
+  std::lock_guard<std::mutex> lk(state_->mu);
+  return state_->cancel_acked;
+}
+
+v1::Aid Context::canceller() const {
+  std::lock_guard<std::mutex> lk(state_->mu);
+  return state_->canceller;
+}
+
+void Context::Started(const Payload& value) {
+  auto& s = *state_;
+  if (s.caller) throw UsageError("Started() is for the callee side only");
+  {
+    std::lock_guard<std::mutex> lk(s.mu);
+    if (s.started) {
+      throw UsageError(absl::StrCat("Started() called twice in '", s.func,
+                                    "'"));
+    }
+    s.started = true;
+  }
+  v1::Msg m;
+  *m.mutable_started()->mutable_payload() = value.proto();
+  s.dialog->Send(std::move(m));
+}
+
+MsgStream Context::OpenStream(StreamOptions options) {
+  auto& s = *state_;
+  {
+    std::lock_guard<std::mutex> lk(s.mu);
+    if (s.cancel_called || s.remote_error) {
+      if (s.remote_error) internal::ThrowError(*s.remote_error);
+      throw UsageError("cannot open a stream on a cancelled context");
+    }
+    if (!s.caller && !s.started) {
+      throw UsageError(absl::StrCat("'", s.func,
+                                    "' must call Started() before OpenStream()"));
+    }
+    if (s.stream_opened) {
+      throw UsageError("a context's stream can be opened only once");
+    }
+    if (s.finished) {
+      throw UsageError("the context already ended");
+    }
+    s.stream_opened = true;
+  }
+  s.dialog->Configure(options.msg_buffer_size, internal::ToProtoPolicy(options.overrun));
+  if (options.overrun == OverrunPolicy::kError) {
+    std::weak_ptr<internal::ContextState> weak = state_;
+    s.dialog->SetOverrunHook([weak] {
+      auto c = weak.lock();
+      if (!c) return;
+      v1::Error e = internal::MakeError(
+          c->self, "StreamOverrun",
+          absl::StrCat("stream overrun: the receive queue of '", c->func,
+                       "' in actor '", c->self.name(), "' is full"),
+          c->cid);
+      *e.mutable_sender() = c->peer;
+      v1::Msg m;
+      *m.mutable_error() = std::move(e);
+      c->dialog->SendNoWait(std::move(m));
+    });
+  }
+  return MsgStream(state_);
+}
+
+Payload Context::Result() {
+  auto& s = *state_;
+  if (!s.caller) throw UsageError("Result() is for the caller side only");
+  {
+    std::lock_guard<std::mutex> lk(s.mu);
+    if (s.result) return Payload(*s.result);
+    if (s.remote_error) {
+      if (internal::IsSelfCancel(s, *s.remote_error)) {
+        s.cancel_acked = true;
+        return Payload();
+      }
+      internal::ThrowError(*s.remote_error);
+    }
+  }
+  try {
+    return internal::AwaitReturn(s, /*drain_yields=*/true);
+  } catch (const ContextCancelled& c) {
+    std::lock_guard<std::mutex> lk(s.mu);
+    if (internal::IsSelfCancel(s, c.msgdata())) return Payload();
+    throw;
+  }
+}
+
+void Context::Cancel() {
+  auto& s = *state_;
+  {
+    std::lock_guard<std::mutex> lk(s.mu);
+    if (s.cancel_called) return;
+    s.cancel_called = true;
+    if (!s.caller) {
+      s.cancel_requester = s.self;
+      if (s.canceller.uuid().empty()) s.canceller = s.self;
+    }
+  }
+  if (s.caller) {
+    internal::SendCancelTask(s);
+  } else {
+    s.scope->Cancel();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// MsgStream.
+
+MsgStream::MsgStream(std::shared_ptr<internal::ContextState> state)
+    : state_(std::move(state)) {}
+
+void MsgStream::Send(const Payload& value) {
+  auto& s = *state_;
+  {
+    std::lock_guard<std::mutex> lk(s.mu);
+    if (s.remote_error) internal::ThrowError(*s.remote_error);
+    if (s.local_stop_sent) throw UsageError("send on a closed stream");
+  }
+  v1::Msg m;
+  *m.mutable_yielded()->mutable_payload() = value.proto();
+  s.dialog->Send(std::move(m));
+}
+
+std::optional<Payload> MsgStream::Receive() {
+  auto& s = *state_;
+  {
+    std::lock_guard<std::mutex> lk(s.mu);
+    if (s.remote_stop) {
+      if (s.remote_error) internal::ThrowError(*s.remote_error);
+      return std::nullopt;
+    }
+  }
+  v1::Msg m = internal::Next(s);
+  switch (m.kind_case()) {
+    case v1::Msg::kYielded:
+      return Payload(std::move(*m.mutable_yielded()->mutable_payload()));
+    case v1::Msg::kStop: {
+      {
+        std::lock_guard<std::mutex> lk(s.mu);
+        s.remote_stop = true;
+      }
+      Close();
+      return std::nullopt;
+    }
+    case v1::Msg::kReturned: {
+      std::lock_guard<std::mutex> lk(s.mu);
+      s.finished = true;
+      s.remote_stop = true;
+      s.result = m.returned().payload();
+      return std::nullopt;
+    }
+    case v1::Msg::kError:
+      internal::RaiseArrived(s, m.error());
+    default:
+      throw MessagingError(absl::StrCat("unexpected message in stream of '",
+                                        s.func, "': ", m.ShortDebugString()));
+  }
+}
+
+void MsgStream::Close() {
+  auto& s = *state_;
+  {
+    std::lock_guard<std::mutex> lk(s.mu);
+    if (s.local_stop_sent) return;
+    s.local_stop_sent = true;
+    if (!s.caller && s.finished) return;
+  }
+  v1::Msg m;
+  m.mutable_stop();
+  s.dialog->SendNoWait(std::move(m));
+}
+
+bool MsgStream::closed() const {
+  std::lock_guard<std::mutex> lk(state_->mu);
+  return state_->local_stop_sent || state_->remote_stop;
+}
+
+// ---------------------------------------------------------------------------
+// Portal.
+
+Portal::Portal(std::shared_ptr<internal::PortalState> state)
+    : state_(std::move(state)) {}
+
+const v1::Aid& Portal::aid() const { return state_->aid; }
+const std::string& Portal::addr() const { return state_->addr; }
+
+Payload Portal::Run(const std::string& func, const Payload& args) {
+  if (!state_) throw UsageError("Run on an empty portal");
+  auto ctx = internal::OpenDialog(*state_, func, args, v1::FUNC_TYPE_FUNCTION,
+                                  {});
+  internal::DialogGuard guard{*ctx};
+  internal::ScopeBinding bind(ctx->scope);
+  internal::AwaitAck(*ctx);
+  return internal::AwaitReturn(*ctx, /*drain_yields=*/false);
+}
+
+Payload Portal::OpenContext(
+    const std::string& func, const Payload& args,
+    const std::function<void(Context&, const Payload&)>& body,
+    ContextOptions options) {
+  if (!state_) throw UsageError("OpenContext on an empty portal");
+  auto ctx = internal::OpenDialog(*state_, func, args, v1::FUNC_TYPE_CONTEXT,
+                                  options.callee_stream);
+  internal::DialogGuard guard{*ctx};
+  auto& s = *ctx;
+  Context context(ctx);
+  Payload first;
+  bool body_done = false;
+  try {
+    internal::ScopeBinding bind(ctx->scope);
+    internal::AwaitAck(s);
+    v1::Msg m = internal::Next(s);
+    if (m.has_error()) internal::RaiseArrived(s, m.error());
+    if (m.has_returned()) {
+      // The callee returned without Started: Started(null) + its result.
+      std::lock_guard<std::mutex> lk(s.mu);
+      s.finished = true;
+      s.remote_stop = true;
+      s.result = m.returned().payload();
+    } else if (!m.has_started()) {
+      throw MessagingError(absl::StrCat("expected Started from '", func,
+                                        "', got ", m.ShortDebugString()));
+    } else {
+      first = Payload(m.started().payload());
+    }
+    {
+      std::lock_guard<std::mutex> lk(s.mu);
+      s.started = true;
+    }
+    body(context, first);
+    body_done = true;
+    return context.Result();
+  } catch (const Cancelled& c) {
+    if (c.scope() != ctx->scope) {
+      // An enclosing scope was cancelled: cancel the remote task too.
+      context.Cancel();
+      throw;
+    }
+    // Interrupted by a remote error: raise it.
+    std::lock_guard<std::mutex> lk(s.mu);
+    if (s.remote_error) internal::ThrowError(*s.remote_error);
+    throw;
+  } catch (const ContextCancelled& c) {
+    bool ours;
+    {
+      std::lock_guard<std::mutex> lk(s.mu);
+      ours = internal::IsSelfCancel(s, c.msgdata());
+      if (ours) s.cancel_acked = true;
+    }
+    if (ours) return Payload();
+    throw;
+  } catch (const RemoteActorError&) {
+    throw;
+  } catch (...) {
+    if (!body_done) context.Cancel();
+    throw;
+  }
+}
+
+bool Portal::CancelActor(absl::Duration timeout) {
+  if (!state_) return false;
+  auto& rt = internal::Runtime::Require();
+  struct Call {
+    grpc::ClientContext context;
+    v1::CancelActorRequest req;
+    v1::CancelActorReply reply;
+    std::mutex mu;
+    std::condition_variable_any cv;
+    bool done = false;
+    grpc::Status status;
+  };
+  auto call = std::make_shared<Call>();
+  *call->req.mutable_requester() = rt.self();
+  call->context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  auto stub = v1::Actor::NewStub(state_->channel);
+  stub->async()->CancelActor(&call->context, &call->req, &call->reply,
+                             [call](grpc::Status st) {
+                               std::lock_guard<std::mutex> lk(call->mu);
+                               call->status = st;
+                               call->done = true;
+                               call->cv.notify_all();
+                             });
+  auto shielded = internal::NewScope(nullptr, absl::InfiniteFuture(), true);
+  internal::ScopeBinding bind(shielded);
+  std::unique_lock<std::mutex> lk(call->mu);
+  internal::Wait(call->cv, lk, [&] { return call->done; });
+  return call->status.ok() && call->reply.ok();
+}
+
+Payload Portal::Result() {
+  if (!state_) throw UsageError("Result on an empty portal");
+  auto& s = *state_;
+  std::unique_lock<std::mutex> lk(s.mu);
+  if (!s.has_result_task) {
+    throw UsageError(absl::StrCat("actor '", s.aid.name(),
+                                  "' was not started with RunInActor: no "
+                                  "result to wait for"));
+  }
+  internal::Wait(s.cv, lk, [&] { return s.result_ready; });
+  if (s.error) std::rethrow_exception(s.error);
+  return *s.result;
+}
+
+}  // namespace tractor

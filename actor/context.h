@@ -1,0 +1,139 @@
+// Dialogs between actors: `Context` (tractor's context) and `MsgStream`.
+//
+// A context is one remote task: the caller opens it with
+// `Portal::OpenContext`, the callee is an exported function taking a
+// `Context&`. The callee reports a first value with `Started`, either side
+// may then open its end of a bidirectional stream, and the dialog ends with
+// exactly one result or error. See DESIGN.md section 4 and
+// spec/semantics.md section 2.
+#ifndef TRACTOR_ACTOR_CONTEXT_H_
+#define TRACTOR_ACTOR_CONTEXT_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "actor/payload.h"
+#include "tractor/v1/msg.pb.h"
+
+namespace tractor {
+
+namespace internal {
+struct ContextState;
+}  // namespace internal
+
+// Receive-side flow control of one stream (DESIGN.md section 8).
+enum class OverrunPolicy {
+  // Default: the reader stops pulling when its queue is full; the sender
+  // blocks. Bounded memory, nothing lost.
+  kBackpressure,
+  // A full queue drops the message and the sender gets `StreamOverrun`.
+  kError,
+  // Queue without bound.
+  kUnbounded,
+};
+
+struct StreamOptions {
+  // Receive queue capacity in messages.
+  size_t msg_buffer_size = 64;
+  OverrunPolicy overrun = OverrunPolicy::kBackpressure;
+};
+
+class MsgStream;
+
+// One side of a dialog. Bound to the task that opened it (caller) or runs
+// it (callee); `Cancel` may be called from any task of the actor. The
+// runtime owns the state; the reference handed to user code is valid for
+// the dialog's scope.
+class Context {
+ public:
+  explicit Context(std::shared_ptr<internal::ContextState> state);
+
+  // Callee: reports the first value to the caller. Exactly once, before
+  // opening a stream; a second call throws UsageError.
+  void Started(const Payload& value = Payload());
+  template <class T>
+  void Started(const T& value) {
+    Started(Payload(PayloadCodec<T>::Encode(value)));
+  }
+
+  // Opens this side's end of the stream. Callee: only after `Started`.
+  // Throws UsageError when misused, or the recorded ContextCancelled when
+  // the context was cancelled.
+  MsgStream OpenStream(StreamOptions options = {});
+
+  // Caller: waits for the callee's result, discarding stream items not
+  // read. Throws the remote error; returns null after a cancel this side
+  // asked for (`cancel_acked()`).
+  Payload Result();
+
+  // Cancels the dialog's remote task (caller: out of band through
+  // `CancelTask`; callee: its own task). Does not throw.
+  void Cancel();
+
+  const std::string& cid() const;
+  bool is_caller() const;
+  bool cancel_called() const;
+  // True when this side asked for the cancel and the peer confirmed it.
+  bool cancel_acked() const;
+  // The actor recorded as having caused the cancel/error (spec 2.5).
+  v1::Aid canceller() const;
+  const v1::Aid& peer() const;
+
+  const std::shared_ptr<internal::ContextState>& state() const {
+    return state_;
+  }
+
+ private:
+  std::shared_ptr<internal::ContextState> state_;
+};
+
+// This side's end of a context's stream. Bound to the context's task.
+class MsgStream {
+ public:
+  explicit MsgStream(std::shared_ptr<internal::ContextState> state);
+
+  // Sends one item; blocks while the peer's queue is full (backpressure).
+  // Throws the peer's error if one arrived, TransportClosed if the
+  // connection broke, UsageError after `Close`.
+  void Send(const Payload& value);
+  template <class T>
+  void Send(const T& value) {
+    Send(Payload(PayloadCodec<T>::Encode(value)));
+  }
+
+  // Returns the next item, or nullopt at the end of the stream (the peer
+  // closed its side). Throws the peer's error.
+  std::optional<Payload> Receive();
+
+  // Closes this side: sends `Stop`. Idempotent.
+  void Close();
+  bool closed() const;
+
+  // Range-for over received items.
+  class iterator {
+   public:
+    iterator() = default;
+    explicit iterator(MsgStream* s) : stream_(s) { ++*this; }
+    const Payload& operator*() const { return *value_; }
+    iterator& operator++() {
+      value_ = stream_->Receive();
+      if (!value_) stream_ = nullptr;
+      return *this;
+    }
+    bool operator!=(const iterator& o) const { return stream_ != o.stream_; }
+
+   private:
+    MsgStream* stream_ = nullptr;
+    std::optional<Payload> value_;
+  };
+  iterator begin() { return iterator(this); }
+  iterator end() { return iterator(); }
+
+ private:
+  std::shared_ptr<internal::ContextState> state_;
+};
+
+}  // namespace tractor
+
+#endif  // TRACTOR_ACTOR_CONTEXT_H_

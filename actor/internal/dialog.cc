@@ -1,0 +1,339 @@
+#include "actor/internal/dialog.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "actor/cancel.h"
+#include "actor/errors.h"
+#include "glog/logging.h"
+
+namespace tractor::internal {
+namespace {
+
+// Writes queued beyond this make `Send` block.
+constexpr size_t kMaxPendingWrites = 32;
+
+class ClientDialogReactor : public grpc::ClientBidiReactor<v1::Msg, v1::Msg>,
+                            public DialogTransport {
+ public:
+  ClientDialogReactor(std::shared_ptr<Dialog> dialog, v1::Actor::Stub* stub)
+      : dialog_(std::move(dialog)) {
+    stub->async()->Open(&context_, this);
+    AddHold();
+  }
+  void Read(v1::Msg* msg) override { StartRead(msg); }
+  void Write(const v1::Msg* msg, grpc::WriteOptions options) override {
+    StartWrite(msg, options);
+  }
+  void Release(const grpc::Status& status, bool abort) override {
+    if (abort) context_.TryCancel();
+    RemoveHold();
+  }
+  void OnReadDone(bool ok) override { dialog_->OnReadDone(ok); }
+  void OnWriteDone(bool ok) override { dialog_->OnWriteDone(ok); }
+  void OnDone(const grpc::Status& status) override {
+    auto d = std::move(dialog_);
+    d->OnDone(status);
+    delete this;
+  }
+  void Cancel() { context_.TryCancel(); }
+
+ private:
+  grpc::ClientContext context_;
+  std::shared_ptr<Dialog> dialog_;
+};
+
+}  // namespace
+
+std::shared_ptr<Dialog> Dialog::Connect(
+    const std::shared_ptr<grpc::Channel>& channel) {
+  auto dialog = std::make_shared<Dialog>();
+  // A stub is a thin wrapper over the channel; the reactor keeps the RPC.
+  auto stub = v1::Actor::NewStub(channel);
+  auto* reactor = new ClientDialogReactor(dialog, stub.get());
+  dialog->Attach(reactor);
+  reactor->StartCall();
+  dialog->Pump();
+  return dialog;
+}
+
+Dialog::Dialog() = default;
+Dialog::~Dialog() = default;
+
+void Dialog::Attach(DialogTransport* transport) {
+  std::lock_guard<std::mutex> lk(mu_);
+  transport_ = transport;
+}
+
+bool Dialog::WantReadLocked() const {
+  if (policy_ != v1::OVERRUN_POLICY_BACKPRESSURE) return true;
+  return inbox_.size() < capacity_;
+}
+
+void Dialog::Pump() {
+  for (;;) {
+    bool do_read = false, do_write = false, do_release = false;
+    bool abort = false;
+    grpc::WriteOptions options;
+    grpc::Status status;
+    DialogTransport* t;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      t = transport_;
+      if (released_ || t == nullptr) return;
+      if (!write_busy_ && !outbox_.empty() && !broken_ && !abort_) {
+        write_buf_ = std::move(outbox_.front());
+        outbox_.pop_front();
+        if (!outbox_.empty()) options.set_buffer_hint();
+        write_busy_ = true;
+        do_write = true;
+      }
+      if (!read_busy_ && !reads_ended_ && !broken_ && !close_requested_ &&
+          WantReadLocked()) {
+        read_busy_ = true;
+        do_read = true;
+      }
+      if (!do_read && !do_write && close_requested_ && in_call_ == 0 &&
+          (abort_ || broken_ || (!write_busy_ && outbox_.empty()))) {
+        released_ = true;
+        do_release = true;
+        status = close_status_;
+        abort = abort_;
+      }
+      if (!do_read && !do_write && !do_release) return;
+      ++in_call_;
+    }
+    if (do_write) t->Write(&write_buf_, options);
+    if (do_read) t->Read(&read_buf_);
+    if (do_release) t->Release(status, abort);
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      --in_call_;
+    }
+    if (do_release) return;
+  }
+}
+
+void Dialog::Send(v1::Msg msg) {
+  {
+    std::unique_lock<std::mutex> lk(mu_);
+    Wait(cv_, lk, [&] {
+      return broken_ || close_requested_ || outbox_.size() < kMaxPendingWrites;
+    });
+    if (broken_ || close_requested_) {
+      throw TransportClosed(absl::StrCat(
+          "cannot send: ", end_reason_.empty() ? "dialog closed" : end_reason_));
+    }
+    outbox_.push_back(std::move(msg));
+  }
+  Pump();
+}
+
+bool Dialog::SendNoWait(v1::Msg msg) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (broken_ || released_) return false;
+    outbox_.push_back(std::move(msg));
+  }
+  Pump();
+  return true;
+}
+
+std::optional<v1::Msg> Dialog::Receive(absl::Time until, bool* timed_out) {
+  std::optional<v1::Msg> out;
+  {
+    std::unique_lock<std::mutex> lk(mu_);
+    bool ok = Wait(
+        cv_, lk, [&] { return !inbox_.empty() || reads_ended_ || broken_; },
+        until);
+    if (timed_out) *timed_out = !ok;
+    if (!ok || inbox_.empty()) return std::nullopt;
+    out = std::move(inbox_.front());
+    inbox_.pop_front();
+  }
+  Pump();
+  return out;
+}
+
+std::optional<v1::Msg> Dialog::TryReceive() {
+  std::optional<v1::Msg> out;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (inbox_.empty()) return std::nullopt;
+    out = std::move(inbox_.front());
+    inbox_.pop_front();
+  }
+  Pump();
+  return out;
+}
+
+void Dialog::Configure(size_t capacity, v1::OverrunPolicy policy) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    capacity_ = capacity == 0 ? kDefaultQueueCapacity : capacity;
+    policy_ = policy;
+  }
+  Pump();
+}
+
+void Dialog::SetArrivalHook(std::function<void(const v1::Msg&)> hook) {
+  std::lock_guard<std::mutex> lk(mu_);
+  arrival_hook_ = std::move(hook);
+}
+
+void Dialog::SetOverrunHook(std::function<void()> hook) {
+  std::lock_guard<std::mutex> lk(mu_);
+  overrun_hook_ = std::move(hook);
+}
+
+void Dialog::SetBrokenHook(std::function<void()> hook) {
+  bool fire = false;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    broken_hook_ = std::move(hook);
+    fire = broken_;
+  }
+  if (fire && broken_hook_) broken_hook_();
+}
+
+void Dialog::Close(const grpc::Status& status, bool abort) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (close_requested_) {
+      if (!abort || abort_) return;
+    }
+    close_requested_ = true;
+    close_status_ = status;
+    if (abort) {
+      abort_ = true;
+      outbox_.clear();
+    }
+  }
+  cv_.notify_all();
+  Pump();
+}
+
+bool Dialog::broken() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return broken_;
+}
+
+std::string Dialog::EndReason() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (!end_reason_.empty()) return end_reason_;
+  if (done_ && !done_status_.ok()) {
+    return absl::StrCat("RPC ended with ", done_status_.error_code(), ": ",
+                        done_status_.error_message());
+  }
+  return "the stream ended";
+}
+
+std::string Dialog::WaitDoneReason(absl::Duration bound) {
+  Close(grpc::Status::OK, /*abort=*/false);
+  {
+    std::unique_lock<std::mutex> lk(mu_);
+    auto shielded = NewScope(nullptr, absl::InfiniteFuture(), true);
+    ScopeBinding bind(shielded);
+    Wait(cv_, lk, [&] { return done_; }, absl::Now() + bound);
+  }
+  return EndReason();
+}
+
+void Dialog::OnReadDone(bool ok) {
+  bool overrun = false;
+  std::function<void(const v1::Msg&)> hook;
+  v1::Msg arrived;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    read_busy_ = false;
+    if (!ok) {
+      reads_ended_ = true;
+    } else if (read_buf_.has_yielded() &&
+               policy_ == v1::OVERRUN_POLICY_ERROR &&
+               inbox_.size() >= capacity_) {
+      overrun = true;
+    } else {
+      inbox_.push_back(std::move(read_buf_));
+      read_buf_.Clear();
+      if (arrival_hook_ && !inbox_.back().has_yielded()) {
+        hook = arrival_hook_;
+        arrived = inbox_.back();
+      }
+    }
+  }
+  if (hook) hook(arrived);
+  if (overrun) {
+    std::function<void()> h;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      h = overrun_hook_;
+    }
+    if (h) h();
+  }
+  cv_.notify_all();
+  Pump();
+}
+
+void Dialog::OnWriteDone(bool ok) {
+  std::function<void()> hook;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    write_busy_ = false;
+    if (!ok && !broken_) {
+      broken_ = true;
+      outbox_.clear();
+      if (end_reason_.empty()) end_reason_ = "the peer is gone (write failed)";
+      hook = broken_hook_;
+    }
+  }
+  cv_.notify_all();
+  if (hook) hook();
+  Pump();
+}
+
+void Dialog::OnCancel() {
+  std::function<void()> hook;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!broken_) {
+      broken_ = true;
+      end_reason_ = "the caller cancelled the dialog or vanished";
+      hook = broken_hook_;
+    }
+  }
+  cv_.notify_all();
+  if (hook) hook();
+  Pump();
+}
+
+void Dialog::OnDone(const grpc::Status& status) {
+  std::function<void()> hook;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    done_ = true;
+    done_status_ = status;
+    transport_ = nullptr;
+    reads_ended_ = true;
+    if (!status.ok() && !broken_) {
+      broken_ = true;
+      end_reason_ = absl::StrCat("RPC ended with status ", status.error_code(),
+                                 ": ", status.error_message());
+      hook = broken_hook_;
+    }
+  }
+  cv_.notify_all();
+  if (hook) hook();
+}
+
+ServerDialogReactor::ServerDialogReactor(std::shared_ptr<Dialog> dialog)
+    : dialog_(std::move(dialog)) {
+  dialog_->Attach(this);
+}
+
+void ServerDialogReactor::OnDone() {
+  auto d = std::move(dialog_);
+  d->OnDone(grpc::Status::OK);
+  delete this;
+}
+
+}  // namespace tractor::internal

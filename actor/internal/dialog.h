@@ -1,0 +1,159 @@
+// One dialog's transport: a `tractor.v1.Actor/Open` gRPC stream seen as a
+// bounded inbox and an outbox (DESIGN.md sections 4, 6 and 8).
+//
+// The gRPC side follows the reactor contract: at most one read and one write
+// outstanding, and the reactor is released (server `Finish`, client
+// `RemoveHold`) only when no thread is between deciding on an operation and
+// starting it, so `OnDone` is always last. gRPC callbacks never block and
+// never run user code: they move messages between the stream and the queues
+// and wake waiters.
+#ifndef TRACTOR_ACTOR_INTERNAL_DIALOG_H_
+#define TRACTOR_ACTOR_INTERNAL_DIALOG_H_
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "tractor/v1/actor.grpc.pb.h"
+#include "tractor/v1/msg.pb.h"
+
+namespace tractor::internal {
+
+// Default receive queue capacity, in messages (tractor's msg_buffer_size).
+inline constexpr size_t kDefaultQueueCapacity = 64;
+
+// The gRPC half of a dialog, implemented by the client and server reactors.
+class DialogTransport {
+ public:
+  virtual ~DialogTransport() = default;
+  virtual void Read(v1::Msg* msg) = 0;
+  virtual void Write(const v1::Msg* msg, grpc::WriteOptions options) = 0;
+  // Ends the RPC: server Finish(status); client RemoveHold (after TryCancel
+  // when `abort`).
+  virtual void Release(const grpc::Status& status, bool abort) = 0;
+};
+
+// Thread-safe. Shared by the user task that owns the dialog and by the gRPC
+// reactor, which holds a reference until its OnDone.
+class Dialog : public std::enable_shared_from_this<Dialog> {
+ public:
+  // Opens a new dialog as the caller on `channel`; `deadline` bounds the
+  // whole RPC (InfiniteFuture: none).
+  static std::shared_ptr<Dialog> Connect(
+      const std::shared_ptr<grpc::Channel>& channel);
+
+  Dialog();
+  ~Dialog();
+
+  // Queues `msg`; blocks (a checkpoint) while too many writes are pending,
+  // which is how HTTP/2 flow control reaches a fast sender. Throws
+  // TransportClosed when the stream is broken.
+  void Send(v1::Msg msg);
+  // Queues `msg` without blocking (control messages). Returns false if the
+  // stream is already broken.
+  bool SendNoWait(v1::Msg msg);
+
+  // Returns the next message, blocking until one arrives (a checkpoint).
+  // Returns nullopt when the stream ended (the peer finished, vanished or the
+  // connection broke) and nothing is left, or when `until` passed (then
+  // `*timed_out` is set).
+  std::optional<v1::Msg> Receive(absl::Time until = absl::InfiniteFuture(),
+                                 bool* timed_out = nullptr);
+  // Returns a queued message without blocking.
+  std::optional<v1::Msg> TryReceive();
+
+  // Sets the receive queue's capacity and overrun policy.
+  void Configure(size_t capacity, v1::OverrunPolicy policy);
+
+  // Called (on a gRPC thread, must not block) for every arriving message
+  // after it was queued; used to interrupt a task when an Error arrives.
+  void SetArrivalHook(std::function<void(const v1::Msg&)> hook);
+  // Called (on a gRPC thread, must not block) when a `Yield` was dropped
+  // under OVERRUN_POLICY_ERROR.
+  void SetOverrunHook(std::function<void()> hook);
+  // Called once when the transport breaks (peer gone, RPC cancelled).
+  void SetBrokenHook(std::function<void()> hook);
+
+  // Ends the dialog once queued writes are flushed. `abort` cancels the RPC
+  // (the peer sees it as cancelled). Idempotent.
+  void Close(const grpc::Status& status = grpc::Status::OK, bool abort = false);
+
+  // True once the stream can carry nothing more in at least one direction
+  // because it broke.
+  bool broken() const;
+  // Human-readable reason the stream ended, for TransportClosed.
+  std::string EndReason() const;
+  // Waits (bounded) for the RPC to complete and returns its status text.
+  std::string WaitDoneReason(absl::Duration bound);
+
+  // Starts reading (server side, once the reactor is attached).
+  void Start() { Pump(); }
+
+  // Reactor-facing.
+  void Attach(DialogTransport* transport);
+  void OnReadDone(bool ok);
+  void OnWriteDone(bool ok);
+  void OnCancel();
+  void OnDone(const grpc::Status& status);
+  v1::Msg* read_buffer() { return &read_buf_; }
+
+ private:
+  void Pump();
+  bool WantReadLocked() const;
+
+  mutable std::mutex mu_;
+  std::condition_variable_any cv_;
+  DialogTransport* transport_ = nullptr;
+  std::deque<v1::Msg> inbox_;
+  std::deque<v1::Msg> outbox_;
+  size_t capacity_ = kDefaultQueueCapacity;
+  v1::OverrunPolicy policy_ = v1::OVERRUN_POLICY_BACKPRESSURE;
+  bool read_busy_ = false;
+  bool write_busy_ = false;
+  bool reads_ended_ = false;
+  bool broken_ = false;
+  bool close_requested_ = false;
+  bool abort_ = false;
+  bool released_ = false;
+  bool done_ = false;
+  int in_call_ = 0;
+  grpc::Status close_status_;
+  grpc::Status done_status_;
+  std::string end_reason_;
+  std::function<void(const v1::Msg&)> arrival_hook_;
+  std::function<void()> overrun_hook_;
+  std::function<void()> broken_hook_;
+  v1::Msg read_buf_;
+  v1::Msg write_buf_;
+};
+
+// Server half: one per incoming Actor/Open stream. Deletes itself on OnDone.
+class ServerDialogReactor : public grpc::ServerBidiReactor<v1::Msg, v1::Msg>,
+                            public DialogTransport {
+ public:
+  explicit ServerDialogReactor(std::shared_ptr<Dialog> dialog);
+  void Read(v1::Msg* msg) override { StartRead(msg); }
+  void Write(const v1::Msg* msg, grpc::WriteOptions options) override {
+    StartWrite(msg, options);
+  }
+  void Release(const grpc::Status& status, bool abort) override {
+    Finish(status);
+  }
+  void OnReadDone(bool ok) override { dialog_->OnReadDone(ok); }
+  void OnWriteDone(bool ok) override { dialog_->OnWriteDone(ok); }
+  void OnCancel() override { dialog_->OnCancel(); }
+  void OnDone() override;
+
+ private:
+  std::shared_ptr<Dialog> dialog_;
+};
+
+}  // namespace tractor::internal
+
+#endif  // TRACTOR_ACTOR_INTERNAL_DIALOG_H_

@@ -1,0 +1,184 @@
+// Shared state of the actor runtime of this process. Internal.
+#ifndef TRACTOR_ACTOR_INTERNAL_RUNTIME_STATE_H_
+#define TRACTOR_ACTOR_INTERNAL_RUNTIME_STATE_H_
+
+#include <sys/types.h>
+
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "actor/cancel.h"
+#include "actor/internal/dialog.h"
+#include "actor/payload.h"
+#include "grpcpp/grpcpp.h"
+#include "tractor/v1/actor.grpc.pb.h"
+
+namespace tractor::internal {
+
+// One side of one dialog (caller or callee). Guarded by `mu`; `scope` is
+// the dialog's cancel scope (callee: the task's).
+struct ContextState {
+  std::shared_ptr<Dialog> dialog;
+  bool caller = true;
+  bool is_context = true;  // false: a plain function call
+  std::string cid;
+  std::string func;
+  v1::Aid self;
+  v1::Aid peer;
+  std::shared_ptr<grpc::Channel> channel;  // caller: for CancelTask
+  std::shared_ptr<ScopeState> scope;
+
+  std::mutex mu;
+  bool started = false;
+  bool stream_opened = false;
+  bool local_stop_sent = false;
+  bool remote_stop = false;
+  bool finished = false;  // terminal message seen (caller) or sent (callee)
+  bool cancel_called = false;
+  bool cancel_acked = false;
+  std::optional<v1::Error> remote_error;
+  std::optional<v1::Payload> result;
+  v1::Aid canceller;          // attribution (spec 2.5)
+  v1::Aid cancel_requester;   // callee: who asked to cancel the task
+  bool transport_lost = false;
+};
+
+// Process bookkeeping for one spawned child. Guarded by `mu`.
+struct ChildProc {
+  pid_t pid = -1;
+  std::mutex mu;
+  std::condition_variable_any cv;
+  bool exited = false;
+  int wait_status = 0;
+  bool linked = false;
+  bool link_lost = false;
+  std::vector<std::string> accept_addrs;
+  std::string boot_error;
+};
+
+// What a portal knows. Guarded by `mu`.
+struct PortalState {
+  v1::Aid aid;
+  std::string addr;
+  std::shared_ptr<grpc::Channel> channel;
+  std::shared_ptr<ChildProc> proc;  // set for children of this actor
+
+  std::mutex mu;
+  std::condition_variable_any cv;
+  bool has_result_task = false;
+  bool result_ready = false;
+  std::optional<Payload> result;
+  std::exception_ptr error;
+};
+
+// The runtime of this process: its identity, server, tasks and children.
+class Runtime {
+ public:
+  struct Config {
+    v1::Aid self;
+    v1::Aid parent;  // empty for the root
+    std::vector<std::string> bind_addrs;
+    std::vector<std::string> registry_addrs;
+    std::set<std::string> enable_modules;
+    std::string loglevel;
+    std::string root_addr;
+    bool single_task = true;
+  };
+
+  // Returns the runtime of this process, or null.
+  static Runtime* Get();
+  // Returns the runtime or throws NoRuntime.
+  static Runtime& Require();
+
+  explicit Runtime(Config config);
+  ~Runtime();
+
+  // Binds and starts the server; throws RuntimeFailure on failure.
+  void Start();
+  // Cancels every remote task, stops the server. Idempotent.
+  void Shutdown();
+
+  const v1::Aid& self() const { return config_.self; }
+  const Config& config() const { return config_; }
+  std::vector<std::string> accept_addrs() const;
+  std::shared_ptr<grpc::Channel> ChannelTo(const std::string& addr);
+
+  // Serving side.
+  void HandleDialog(std::shared_ptr<Dialog> dialog);
+  bool CancelTask(const std::string& cid, const v1::Aid& requester);
+  // Cancels every task; calls `done` (on another thread) once they ended
+  // or `bound` passed.
+  void CancelAllTasks(const v1::Aid& requester, absl::Duration bound,
+                      std::function<void()> done);
+  bool IsEnabled(const std::string& ns) const;
+
+  // Children.
+  std::shared_ptr<ChildProc> ExpectChild(const std::string& uuid);
+  std::shared_ptr<ChildProc> OnChildLinked(const v1::LinkHello& hello);
+  void ForgetChild(const std::string& uuid);
+  std::vector<v1::Aid> Children() const;
+
+  // Exit requests (child runtime): set once, wakes WaitForExitRequest.
+  void RequestExit(const std::string& why);
+  std::string WaitForExitRequest();
+
+  // Runs `fn` on a pooled thread.
+  static void RunDetached(std::function<void()> fn);
+
+ private:
+  void RunDialogTask(std::shared_ptr<Dialog> dialog);
+
+  Config config_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::CallbackGenericService> unused_;
+  class ActorService;
+  std::unique_ptr<ActorService> service_;
+  std::shared_ptr<ScopeState> service_scope_;
+
+  mutable std::mutex mu_;
+  std::condition_variable_any cv_;
+  std::vector<std::string> accept_addrs_;
+  std::map<std::string, std::shared_ptr<ContextState>> tasks_;
+  std::map<std::string, std::shared_ptr<ChildProc>> children_;
+  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;
+  std::map<std::string, v1::Aid> child_aids_;
+  bool shutting_down_ = false;
+  bool exit_requested_ = false;
+  std::string exit_reason_;
+};
+
+// Caller side of a plain call or a context, used by Portal.
+std::shared_ptr<ContextState> OpenDialog(PortalState& portal,
+                                         const std::string& func,
+                                         const Payload& args,
+                                         v1::FuncType expect,
+                                         const StreamOptions& callee_stream);
+
+// Applies an arriving Error to the context (records it, interrupts the
+// owner unless it is the answer to this side's own cancel).
+void OnErrorArrived(ContextState& ctx, const v1::Error& error);
+
+// Sends CancelTask for the caller's context; waits briefly for the reply.
+void SendCancelTask(ContextState& ctx);
+
+// Parses a log level name into glog settings.
+void ApplyLogLevel(const std::string& level);
+
+// Runs the child runtime described by `spec` and returns the exit code.
+int ChildMain(const v1::SpawnSpec& spec);
+
+// Spawns `/proc/self/exe` as a child actor with `spec`; returns its pid or
+// throws RuntimeFailure.
+pid_t SpawnProcess(const v1::SpawnSpec& spec);
+
+}  // namespace tractor::internal
+
+#endif  // TRACTOR_ACTOR_INTERNAL_RUNTIME_STATE_H_

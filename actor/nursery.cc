@@ -1,0 +1,348 @@
+// Actor nurseries: spawning, supervision and the teardown ladder.
+#include "actor/nursery.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "actor/cancel.h"
+#include "actor/errors.h"
+#include "actor/internal/runtime_state.h"
+#include "actor/runtime.h"
+#include "discovery/address.h"
+#include "glog/logging.h"
+
+namespace tractor {
+namespace internal {
+namespace {
+
+constexpr absl::Duration kCancelAckWindow = absl::Milliseconds(500);
+constexpr absl::Duration kExitAfterAck = absl::Seconds(3);
+constexpr absl::Duration kTermGrace = absl::Milliseconds(1600);
+
+std::string NewUuid() {
+  static std::atomic<uint64_t> n{0};
+  return absl::StrCat(CurrentActor().uuid().substr(0, 8), "-", getpid(), "-",
+                      n.fetch_add(1), "-", absl::ToUnixNanos(absl::Now()) % 1000000007);
+}
+
+// Waits for the child process to exit, up to `until`. Returns true if it
+// exited. A checkpoint unless called shielded.
+bool WaitExited(ChildProc& proc, absl::Time until) {
+  std::unique_lock<std::mutex> lk(proc.mu);
+  return Wait(proc.cv, lk, [&] { return proc.exited; }, until);
+}
+
+}  // namespace
+
+// One child of a nursery.
+struct ChildEntry {
+  v1::Aid aid;
+  Portal portal;
+  std::shared_ptr<ChildProc> proc;
+  bool one_shot = false;
+};
+
+// State of one OpenNursery block. Guarded by `mu`.
+class NurseryState {
+ public:
+  std::mutex mu;
+  std::condition_variable_any cv;
+  std::vector<std::shared_ptr<ChildEntry>> children;
+  std::vector<std::exception_ptr> errors;
+  bool cancel_called = false;
+  int pending_results = 0;
+  std::shared_ptr<ScopeState> scope;
+
+  void RecordError(std::exception_ptr e) {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      errors.push_back(std::move(e));
+    }
+    cv.notify_all();
+    if (scope) scope->Cancel();
+  }
+};
+
+namespace {
+
+// Reaps `pid` on a helper thread and wakes waiters.
+void StartReaper(std::shared_ptr<ChildProc> proc) {
+  std::thread([proc] {
+    int status = 0;
+    while (waitpid(proc->pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    {
+      std::lock_guard<std::mutex> lk(proc->mu);
+      proc->exited = true;
+      proc->wait_status = status;
+    }
+    proc->cv.notify_all();
+  }).detach();
+}
+
+// Graceful cancel, then SIGTERM, then SIGKILL; returns once reaped.
+void TearDownChild(ChildEntry& child, bool hard_kill) {
+  auto shielded = NewScope(nullptr, absl::InfiniteFuture(), true);
+  ScopeBinding bind(shielded);
+  ChildProc& proc = *child.proc;
+  if (!hard_kill) {
+    bool acked = false;
+    {
+      std::lock_guard<std::mutex> lk(proc.mu);
+      acked = proc.exited;
+    }
+    if (!acked) acked = child.portal.CancelActor(kCancelAckWindow);
+    if (acked && WaitExited(proc, absl::Now() + kExitAfterAck)) return;
+    if (!acked) {
+      VLOG(1) << "child '" << child.aid.name()
+              << "' did not acknowledge cancel within "
+              << absl::FormatDuration(kCancelAckWindow) << "; SIGTERM";
+    }
+  }
+  if (WaitExited(proc, absl::Now())) return;
+  kill(proc.pid, SIGTERM);
+  if (WaitExited(proc, absl::Now() + kTermGrace)) return;
+  LOG(WARNING) << "child '" << child.aid.name() << "' (pid " << proc.pid
+               << ") ignored SIGTERM; SIGKILL";
+  kill(proc.pid, SIGKILL);
+  WaitExited(proc, absl::InfiniteFuture());
+}
+
+void CancelAll(NurseryState& st, bool hard_kill) {
+  std::vector<std::shared_ptr<ChildEntry>> children;
+  {
+    std::lock_guard<std::mutex> lk(st.mu);
+    st.cancel_called = true;
+    children = st.children;
+  }
+  std::vector<std::thread> threads;
+  for (auto& c : children) {
+    threads.emplace_back([c, hard_kill] { TearDownChild(*c, hard_kill); });
+  }
+  for (auto& t : threads) t.join();
+}
+
+std::shared_ptr<ChildEntry> Spawn(NurseryState& st, const std::string& name,
+                                  const ActorOptions& options) {
+  Runtime& rt = Runtime::Require();
+  auto entry = std::make_shared<ChildEntry>();
+  entry->aid.set_name(name);
+  entry->aid.set_uuid(NewUuid());
+  v1::SpawnSpec spec;
+  *spec.mutable_aid() = entry->aid;
+  *spec.mutable_parent() = rt.self();
+  auto addrs = rt.accept_addrs();
+  std::vector<discovery::Address> parsed;
+  for (const auto& a : addrs) {
+    if (auto p = discovery::Address::Parse(a); p.ok()) parsed.push_back(*p);
+  }
+  auto best = discovery::PreferAddress(parsed);
+  spec.set_parent_addr(best ? best->ToString() : addrs.at(0));
+  for (const auto& b : options.bind_addrs) {
+    auto p = discovery::Address::Parse(b);
+    if (!p.ok()) {
+      throw RuntimeFailure(absl::StrCat("bad bind address for '", name,
+                                        "': ", p.status().message()));
+    }
+    spec.add_bind_addrs(p->ToString());
+  }
+  for (const auto& r : rt.config().registry_addrs) spec.add_registry_addrs(r);
+  for (const auto& m : options.enable_modules) spec.add_enable_modules(m);
+  spec.set_loglevel(options.loglevel.empty() ? rt.config().loglevel
+                                             : options.loglevel);
+  spec.set_root_addr(rt.config().root_addr.empty() ? spec.parent_addr()
+                                                   : rt.config().root_addr);
+
+  auto proc = rt.ExpectChild(entry->aid.uuid());
+  proc->pid = SpawnProcess(spec);
+  entry->proc = proc;
+  StartReaper(proc);
+  {
+    std::lock_guard<std::mutex> lk(st.mu);
+    st.children.push_back(entry);
+  }
+  // Wait until it linked back, exited, or the spawn timeout passed.
+  bool ok;
+  try {
+    std::unique_lock<std::mutex> lk(proc->mu);
+    ok = Wait(proc->cv, lk, [&] { return proc->linked || proc->exited; },
+              absl::Now() + options.spawn_timeout);
+  } catch (...) {
+    TearDownChild(*entry, /*hard_kill=*/true);
+    throw;
+  }
+  std::string failure;
+  {
+    std::lock_guard<std::mutex> lk(proc->mu);
+    if (!ok) {
+      failure = absl::StrCat("did not link back within ",
+                             absl::FormatDuration(options.spawn_timeout));
+    } else if (!proc->linked) {
+      failure = absl::StrCat("exited during boot with status ",
+                             WIFEXITED(proc->wait_status)
+                                 ? WEXITSTATUS(proc->wait_status)
+                                 : 128 + WTERMSIG(proc->wait_status));
+    }
+  }
+  if (!failure.empty()) {
+    TearDownChild(*entry, /*hard_kill=*/true);
+    throw RuntimeFailure(absl::StrCat("child actor '", name, "' ", failure));
+  }
+  auto ps = std::make_shared<PortalState>();
+  ps->aid = entry->aid;
+  {
+    std::lock_guard<std::mutex> lk(proc->mu);
+    std::vector<discovery::Address> child_addrs;
+    for (const auto& a : proc->accept_addrs) {
+      if (auto p = discovery::Address::Parse(a); p.ok()) child_addrs.push_back(*p);
+    }
+    auto pick = discovery::PreferAddress(child_addrs);
+    ps->addr = pick ? pick->ToString() : proc->accept_addrs.at(0);
+  }
+  ps->aid.set_pid(proc->pid);
+  ps->channel = rt.ChannelTo(ps->addr);
+  ps->proc = proc;
+  entry->portal = Portal(ps);
+  entry->aid = ps->aid;
+  return entry;
+}
+
+}  // namespace
+}  // namespace internal
+
+Portal ActorNursery::StartActor(const std::string& name, ActorOptions options) {
+  return internal::Spawn(*state_, name, options)->portal;
+}
+
+Portal ActorNursery::RunInActor(const std::string& name, const std::string& func,
+                                const Payload& args, ActorOptions options) {
+  std::string ns = func.substr(0, func.find(':'));
+  if (std::find(options.enable_modules.begin(), options.enable_modules.end(),
+                ns) == options.enable_modules.end()) {
+    options.enable_modules.push_back(ns);
+  }
+  auto entry = internal::Spawn(*state_, name, options);
+  entry->one_shot = true;
+  auto ps = entry->portal.state();
+  {
+    std::lock_guard<std::mutex> lk(ps->mu);
+    ps->has_result_task = true;
+  }
+  {
+    std::lock_guard<std::mutex> lk(state_->mu);
+    ++state_->pending_results;
+  }
+  internal::NurseryState* st = state_;
+  auto scope = state_->scope;
+  // The result waiter runs as a task of this actor inside the nursery.
+  std::thread([st, ps, func, args, scope, entry] {
+    internal::UserTask task;
+    internal::ScopeBinding bind(
+        internal::NewScope(scope, absl::InfiniteFuture(), false));
+    std::optional<Payload> result;
+    std::exception_ptr error;
+    bool cancelled = false;
+    try {
+      result = entry->portal.Run(func, args);
+    } catch (const Cancelled&) {
+      cancelled = true;
+    } catch (...) {
+      error = std::current_exception();
+    }
+    {
+      std::lock_guard<std::mutex> lk(ps->mu);
+      ps->result_ready = true;
+      ps->result = std::move(result);
+      ps->error = error;
+      if (cancelled && !error) {
+        ps->error = std::make_exception_ptr(ContextCancelled([&] {
+          v1::Error e;
+          e.set_boxed_type("ContextCancelled");
+          e.set_src_type("ContextCancelled");
+          e.set_message("the nursery was cancelled before the result arrived");
+          return e;
+        }()));
+      }
+    }
+    ps->cv.notify_all();
+    if (error) st->RecordError(error);
+    {
+      std::lock_guard<std::mutex> lk(st->mu);
+      --st->pending_results;
+    }
+    st->cv.notify_all();
+  }).detach();
+  return entry->portal;
+}
+
+void ActorNursery::Cancel(bool hard_kill) {
+  internal::CancelAll(*state_, hard_kill);
+}
+
+bool ActorNursery::cancel_called() const {
+  std::lock_guard<std::mutex> lk(state_->mu);
+  return state_->cancel_called;
+}
+
+void OpenNursery(const std::function<void(ActorNursery&)>& body) {
+  internal::Runtime::Require();
+  internal::NurseryState st;
+  ActorNursery nursery(&st);
+  CancelScope scope;
+  st.scope = scope.state();
+  std::exception_ptr body_error;
+  std::exception_ptr outer_cancel;
+  scope.Run([&] {
+    try {
+      body(nursery);
+      // Normal exit: wait for one-shot results, then for daemons to exit.
+      std::unique_lock<std::mutex> lk(st.mu);
+      internal::Wait(st.cv, lk, [&] { return st.pending_results == 0; });
+      lk.unlock();
+      for (auto& c : st.children) {
+        if (c->one_shot) c->portal.CancelActor();
+      }
+      for (auto& c : st.children) {
+        std::unique_lock<std::mutex> plk(c->proc->mu);
+        internal::Wait(c->proc->cv, plk, [&] { return c->proc->exited; });
+      }
+    } catch (const Cancelled& c) {
+      if (c.scope() != st.scope) outer_cancel = std::current_exception();
+    } catch (...) {
+      body_error = std::current_exception();
+    }
+  });
+  bool failed;
+  {
+    std::lock_guard<std::mutex> lk(st.mu);
+    failed = body_error || outer_cancel || !st.errors.empty() ||
+             scope.cancel_called();
+  }
+  // Any failure or cancel: one-cancels-all. Always: reap everything.
+  internal::CancelAll(st, /*hard_kill=*/false);
+  {
+    // Result waiters end once their children are gone.
+    auto shielded = internal::NewScope(nullptr, absl::InfiniteFuture(), true);
+    internal::ScopeBinding bind(shielded);
+    std::unique_lock<std::mutex> lk(st.mu);
+    internal::Wait(st.cv, lk, [&] { return st.pending_results == 0; });
+  }
+  auto& rt = internal::Runtime::Require();
+  for (auto& c : st.children) rt.ForgetChild(c->aid.uuid());
+  (void)failed;
+  std::vector<std::exception_ptr> errors;
+  if (body_error) errors.push_back(body_error);
+  errors.insert(errors.end(), st.errors.begin(), st.errors.end());
+  if (errors.size() == 1) std::rethrow_exception(errors[0]);
+  if (errors.size() > 1) {
+    throw ActorErrorGroup(
+        absl::StrCat(errors.size(), " errors in actor nursery"), errors);
+  }
+  if (outer_cancel) std::rethrow_exception(outer_cancel);
+}
+
+}  // namespace tractor

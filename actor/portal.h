@@ -1,0 +1,89 @@
+// A handle for calling into another actor.
+#ifndef TRACTOR_ACTOR_PORTAL_H_
+#define TRACTOR_ACTOR_PORTAL_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/time/time.h"
+#include "actor/context.h"
+#include "actor/payload.h"
+#include "tractor/v1/msg.pb.h"
+
+namespace tractor {
+
+namespace internal {
+struct PortalState;
+}  // namespace internal
+
+struct ContextOptions {
+  // The callee's receive queue for this dialog.
+  StreamOptions callee_stream;
+};
+
+// A portal to one remote actor: its identity and a gRPC channel to it.
+// Copyable; copies share state. Thread-safe. Calls block the calling task
+// and are checkpoints.
+class Portal {
+ public:
+  Portal() = default;
+  explicit Portal(std::shared_ptr<internal::PortalState> state);
+
+  // Runs the plain function `func` ("ns:func") in the actor and returns its
+  // result. Throws RemoteActorError (or a subclass: ModuleNotExposed,
+  // FunctionNotFound, MsgTypeError, ContextCancelled) for a remote failure,
+  // TransportClosed if the actor vanished.
+  Payload Run(const std::string& func, const Payload& args = Payload());
+  // Typed form: decodes the result as `R` (MsgTypeError on a mismatch).
+  template <class R, class A>
+  R Run(const std::string& func, const A& args);
+
+  // Opens a context with the endpoint `func`, waits for its first value and
+  // runs `body(ctx, first)`. On a normal exit waits for the remote result
+  // and returns it; on an error exit cancels the remote task and rethrows.
+  Payload OpenContext(
+      const std::string& func, const Payload& args,
+      const std::function<void(Context& ctx, const Payload& first)>& body,
+      ContextOptions options = {});
+
+  // Asks the actor to cancel itself gracefully and waits up to `timeout`
+  // for the acknowledgement. Returns false on timeout or if it is gone.
+  bool CancelActor(absl::Duration timeout = absl::Milliseconds(500));
+
+  // The result of the function started by `ActorNursery::RunInActor`;
+  // blocks until it is known. Readable after the nursery exits.
+  Payload Result();
+
+  const v1::Aid& aid() const;
+  // The address this portal dials.
+  const std::string& addr() const;
+  bool valid() const { return state_ != nullptr; }
+  const std::shared_ptr<internal::PortalState>& state() const {
+    return state_;
+  }
+
+ private:
+  std::shared_ptr<internal::PortalState> state_;
+};
+
+template <class R, class A>
+R Portal::Run(const std::string& func, const A& args) {
+  Payload result = Run(func, Payload(PayloadCodec<A>::Encode(args)));
+  if (!PayloadCodec<R>::Matches(result.proto())) {
+    v1::Error e;
+    e.set_src_type("MsgTypeError");
+    e.set_boxed_type("MsgTypeError");
+    e.set_expected_msg_type("Return");
+    e.set_message("invalid `Return` msg payload: " + result.ToJson() +
+                  " has type " + result.TypeName() +
+                  " and does not match type-spec `Return.pld: " +
+                  PayloadCodec<R>::Spec() + "`");
+    throw MsgTypeError(e);
+  }
+  return PayloadCodec<R>::Decode(result.proto());
+}
+
+}  // namespace tractor
+
+#endif  // TRACTOR_ACTOR_PORTAL_H_

@@ -1,0 +1,942 @@
+// The process runtime: server, remote tasks, entry point, root and child.
+#include "actor/runtime.h"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <deque>
+#include <random>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "actor/context.h"
+#include "actor/errors.h"
+#include "actor/export.h"
+#include "actor/internal/runtime_state.h"
+#include "discovery/address.h"
+#include "glog/logging.h"
+
+extern char** environ;
+
+namespace tractor {
+namespace internal {
+namespace {
+
+constexpr char kSpawnSpecEnv[] = "TRACTOR_SPAWN_SPEC";
+constexpr absl::Duration kStartTimeout = absl::Seconds(10);
+constexpr int kMaxMessageBytes = 64 << 20;
+
+std::mutex g_runtime_mu;
+Runtime* g_runtime = nullptr;  // guarded by g_runtime_mu
+
+std::string NewUuid() {
+  static thread_local std::mt19937_64 rng(std::random_device{}() ^
+                                          (uint64_t)getpid() << 32);
+  uint64_t a = rng(), b = rng();
+  a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
+  b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  char buf[37];
+  snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx",
+           (unsigned)(a >> 32), (unsigned)((a >> 16) & 0xffff),
+           (unsigned)(a & 0xffff), (unsigned)(b >> 48),
+           (unsigned long long)(b & 0xffffffffffffULL));
+  return buf;
+}
+
+// A pool of reusable threads for remote tasks and runtime helpers.
+class ThreadPool {
+ public:
+  void Run(std::function<void()> fn) {
+    std::unique_lock<std::mutex> lk(mu_);
+    work_.push_back(std::move(fn));
+    if (idle_ > 0) {
+      cv_.notify_one();
+      return;
+    }
+    lk.unlock();
+    std::thread([this] { Worker(); }).detach();
+  }
+
+ private:
+  void Worker() {
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      if (work_.empty()) {
+        ++idle_;
+        bool got = cv_.wait_for(lk, std::chrono::seconds(30),
+                                [&] { return !work_.empty(); });
+        --idle_;
+        if (!got) return;
+      }
+      auto fn = std::move(work_.front());
+      work_.pop_front();
+      lk.unlock();
+      fn();
+      lk.lock();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> work_;
+  int idle_ = 0;
+};
+
+ThreadPool& Pool() {
+  static auto* pool = new ThreadPool;
+  return *pool;
+}
+
+std::string GrpcTargetFor(const std::string& addr) {
+  auto parsed = discovery::Address::Parse(addr);
+  if (!parsed.ok()) return addr;
+  return parsed->GrpcTarget();
+}
+
+v1::Msg ErrorMsg(v1::Error e) {
+  v1::Msg m;
+  *m.mutable_error() = std::move(e);
+  return m;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// The Actor gRPC service.
+
+namespace {
+
+// Parent side of a child's Link stream.
+class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
+ public:
+  explicit LinkReactor(Runtime* rt) : rt_(rt) { StartRead(&in_); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Lost();
+      return;
+    }
+    if (!child_) {
+      if (!in_.has_hello()) {
+        FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                "the first Link message must be hello"));
+        return;
+      }
+      child_ = rt_->OnChildLinked(in_.hello());
+      if (!child_) {
+        FinishOnce(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                "this actor did not spawn " +
+                                    in_.hello().aid().uuid()));
+        return;
+      }
+      out_.mutable_accepted();
+      StartWrite(&out_);
+    } else if (in_.has_error()) {
+      std::lock_guard<std::mutex> lk(child_->mu);
+      child_->boot_error = in_.error().message();
+    }
+    StartRead(&in_);
+  }
+  void OnWriteDone(bool) override {}
+  void OnCancel() override { Lost(); }
+  void OnDone() override { delete this; }
+
+ private:
+  void Lost() {
+    if (child_) {
+      {
+        std::lock_guard<std::mutex> lk(child_->mu);
+        child_->link_lost = true;
+      }
+      child_->cv.notify_all();
+    }
+    FinishOnce(grpc::Status::OK);
+  }
+  void FinishOnce(const grpc::Status& s) {
+    if (finished_.exchange(true)) return;
+    Finish(s);
+  }
+
+  Runtime* rt_;
+  std::shared_ptr<ChildProc> child_;
+  v1::LinkMsg in_, out_;
+  std::atomic<bool> finished_{false};
+};
+
+}  // namespace
+
+class Runtime::ActorService final : public v1::Actor::CallbackService {
+ public:
+  explicit ActorService(Runtime* rt) : rt_(rt) {}
+
+  grpc::ServerBidiReactor<v1::Msg, v1::Msg>* Open(
+      grpc::CallbackServerContext*) override {
+    auto dialog = std::make_shared<Dialog>();
+    auto* reactor = new ServerDialogReactor(dialog);
+    dialog->Start();
+    rt_->HandleDialog(dialog);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* CancelTask(grpc::CallbackServerContext* ctx,
+                                       const v1::CancelTaskRequest* req,
+                                       v1::CancelTaskReply* reply) override {
+    reply->set_found(rt_->CancelTask(req->cid(), req->requester()));
+    auto* r = ctx->DefaultReactor();
+    r->Finish(grpc::Status::OK);
+    return r;
+  }
+
+  grpc::ServerUnaryReactor* CancelActor(grpc::CallbackServerContext* ctx,
+                                        const v1::CancelActorRequest* req,
+                                        v1::CancelActorReply* reply) override {
+    auto* r = ctx->DefaultReactor();
+    v1::Aid requester = req->requester();
+    LOG(INFO) << "actor " << rt_->self().name() << " cancelled by '"
+              << requester.name() << "' " << requester.uuid();
+    Runtime* rt = rt_;
+    rt_->CancelAllTasks(requester, absl::Seconds(2), [r, reply, rt] {
+      reply->set_ok(true);
+      r->Finish(grpc::Status::OK);
+      rt->RequestExit("cancelled by request");
+    });
+    return r;
+  }
+
+  grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg>* Link(
+      grpc::CallbackServerContext*) override {
+    return new LinkReactor(rt_);
+  }
+
+  grpc::ServerUnaryReactor* Info(grpc::CallbackServerContext* ctx,
+                                 const v1::InfoRequest*,
+                                 v1::ActorInfo* info) override {
+    *info->mutable_aid() = rt_->self();
+    for (const auto& a : rt_->accept_addrs()) info->add_accept_addrs(a);
+    for (const auto& ns : rt_->config().enable_modules) {
+      info->add_enable_modules(ns);
+      for (const auto& f : EndpointNames(ns)) info->add_functions(f);
+    }
+    for (const auto& c : rt_->Children()) *info->add_children() = c;
+    *info->mutable_parent() = rt_->config().parent;
+    auto* r = ctx->DefaultReactor();
+    r->Finish(grpc::Status::OK);
+    return r;
+  }
+
+ private:
+  Runtime* rt_;
+};
+
+// ---------------------------------------------------------------------------
+// Runtime.
+
+Runtime* Runtime::Get() {
+  std::lock_guard<std::mutex> lk(g_runtime_mu);
+  return g_runtime;
+}
+
+Runtime& Runtime::Require() {
+  Runtime* rt = Get();
+  if (rt == nullptr) {
+    throw NoRuntime(
+        "no actor runtime in this process: call tractor::OpenRootActor "
+        "(or run inside a spawned actor) first");
+  }
+  return *rt;
+}
+
+void Runtime::RunDetached(std::function<void()> fn) { Pool().Run(std::move(fn)); }
+
+Runtime::Runtime(Config config) : config_(std::move(config)) {
+  config_.self.set_pid(getpid());
+  if (config_.self.uuid().empty()) config_.self.set_uuid(NewUuid());
+  service_scope_ = NewScope(nullptr, absl::InfiniteFuture(), true);
+  SetSingleTaskMode(config_.single_task);
+}
+
+Runtime::~Runtime() { Shutdown(); }
+
+void Runtime::Start() {
+  grpc::ServerBuilder builder;
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             1000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  std::vector<std::string> binds = config_.bind_addrs;
+  if (binds.empty()) binds.push_back("127.0.0.1:0");
+  std::vector<discovery::Address> addrs;
+  std::vector<std::unique_ptr<int>> ports;
+  for (const auto& b : binds) {
+    auto parsed = discovery::Address::Parse(b);
+    if (!parsed.ok()) {
+      throw RuntimeFailure(absl::StrCat("bad bind address: ",
+                                        parsed.status().message()));
+    }
+    if (parsed->kind() == discovery::Address::Kind::kUnix) {
+      ::unlink(parsed->path().c_str());
+    }
+    addrs.push_back(*parsed);
+    ports.push_back(std::make_unique<int>(0));
+    builder.AddListeningPort(parsed->ListenString(),
+                             grpc::InsecureServerCredentials(),
+                             ports.back().get());
+  }
+  service_ = std::make_unique<ActorService>(this);
+  builder.RegisterService(service_.get());
+  server_ = builder.BuildAndStart();
+  if (!server_) {
+    throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(),
+                                      "' could not bind ",
+                                      absl::StrJoin(binds, ",")));
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  for (size_t i = 0; i < addrs.size(); ++i) {
+    if (addrs[i].kind() == discovery::Address::Kind::kUnix) {
+      accept_addrs_.push_back(addrs[i].ToString());
+    } else {
+      if (*ports[i] == 0) {
+        throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(),
+                                          "' could not bind ", binds[i]));
+      }
+      accept_addrs_.push_back(addrs[i].WithPort(*ports[i]).ToString());
+    }
+  }
+}
+
+void Runtime::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (shutting_down_) return;
+    shutting_down_ = true;
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  CancelAllTasks(self(), absl::Seconds(2), [&] {
+    std::lock_guard<std::mutex> lk(mu);
+    done = true;
+    cv.notify_all();
+  });
+  {
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait(lk, [&] { return done; });
+  }
+  if (server_) {
+    server_->Shutdown(std::chrono::system_clock::now() +
+                      std::chrono::milliseconds(500));
+    server_->Wait();
+  }
+  for (const auto& a : accept_addrs()) {
+    if (a.rfind("unix:", 0) == 0) ::unlink(a.substr(5).c_str());
+  }
+}
+
+std::vector<std::string> Runtime::accept_addrs() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return accept_addrs_;
+}
+
+std::shared_ptr<grpc::Channel> Runtime::ChannelTo(const std::string& addr) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto& ch = channels_[addr];
+  if (!ch) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+    args.SetMaxSendMessageSize(kMaxMessageBytes);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 1000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 1000);
+    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    ch = grpc::CreateCustomChannel(GrpcTargetFor(addr),
+                                   grpc::InsecureChannelCredentials(), args);
+  }
+  return ch;
+}
+
+bool Runtime::IsEnabled(const std::string& ns) const {
+  return config_.enable_modules.count(ns) > 0;
+}
+
+void Runtime::HandleDialog(std::shared_ptr<Dialog> dialog) {
+  RunDetached([this, dialog = std::move(dialog)]() mutable {
+    RunDialogTask(std::move(dialog));
+  });
+}
+
+namespace {
+
+v1::Error MsgTypeErrorFor(const v1::Aid& self, const std::string& cid,
+                          const std::string& kind, const Payload& got,
+                          const std::string& spec) {
+  v1::Error e = MakeError(
+      self, "MsgTypeError",
+      absl::StrCat("invalid `", kind, "` msg payload: ", got.ToJson(),
+                   " has type ", got.TypeName(),
+                   " and does not match type-spec `", kind, ".pld: ", spec,
+                   "`"),
+      cid);
+  e.set_expected_msg_type(kind);
+  e.set_bad_msg(got.ToJson());
+  return e;
+}
+
+}  // namespace
+
+void Runtime::RunDialogTask(std::shared_ptr<Dialog> dialog) {
+  bool timed_out = false;
+  std::optional<v1::Msg> first;
+  {
+    auto shielded = NewScope(nullptr, absl::InfiniteFuture(), true);
+    ScopeBinding bind(shielded);
+    first = dialog->Receive(absl::Now() + kStartTimeout, &timed_out);
+  }
+  if (!first) {
+    dialog->Close(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                               "no Start message"),
+                  true);
+    return;
+  }
+  if (!first->has_start()) {
+    dialog->SendNoWait(ErrorMsg(MakeError(
+        self(), "MessagingError",
+        absl::StrCat("a dialog must begin with Start, got ",
+                     first->ShortDebugString()))));
+    dialog->Close();
+    return;
+  }
+  const v1::Start& start = first->start();
+  const std::string& cid = start.cid();
+  auto reject = [&](const std::string& type, const std::string& message) {
+    dialog->SendNoWait(ErrorMsg(MakeError(self(), type, message, cid)));
+    dialog->Close();
+  };
+  if (cid.empty()) return reject("MessagingError", "Start.cid is empty");
+  std::string ns = start.func().substr(0, start.func().find(':'));
+  if (start.func().find(':') == std::string::npos) {
+    return reject("FunctionNotFound",
+                  absl::StrCat("function name '", start.func(),
+                               "' is not of the form \"namespace:function\""));
+  }
+  if (!IsEnabled(ns)) {
+    return reject(
+        "ModuleNotExposed",
+        absl::StrCat("namespace '", ns, "' is not enabled in actor '",
+                     self().name(), "'; enabled: [",
+                     absl::StrJoin(config_.enable_modules, ", "),
+                     "] (see enable_modules)"));
+  }
+  const Endpoint* ep = FindEndpoint(start.func());
+  if (ep == nullptr) {
+    return reject("FunctionNotFound",
+                  absl::StrCat("actor '", self().name(), "' has no function '",
+                               start.func(), "'; namespace '", ns,
+                               "' exports: [",
+                               absl::StrJoin(EndpointNames(ns), ", "), "]"));
+  }
+  if (start.expect() != v1::FUNC_TYPE_UNSPECIFIED && start.expect() != ep->type) {
+    return reject("MessagingError",
+                  absl::StrCat("'", start.func(), "' is a ",
+                               ep->type == v1::FUNC_TYPE_CONTEXT
+                                   ? "context endpoint (use OpenContext)"
+                                   : "plain function (use Run)",
+                               ""));
+  }
+  if (!ep->arg_matches(start.args())) {
+    v1::Error e = MsgTypeErrorFor(self(), cid, "Start", Payload(start.args()),
+                                  ep->arg_spec);
+    dialog->SendNoWait(ErrorMsg(std::move(e)));
+    dialog->Close();
+    return;
+  }
+
+  auto ctx = std::make_shared<ContextState>();
+  ctx->dialog = dialog;
+  ctx->caller = false;
+  ctx->is_context = ep->type == v1::FUNC_TYPE_CONTEXT;
+  ctx->cid = cid;
+  ctx->func = start.func();
+  ctx->self = self();
+  ctx->peer = start.caller();
+  ctx->scope = NewScope(service_scope_, absl::InfiniteFuture(), false);
+  dialog->Configure(start.msg_buffer_size(), start.overrun_policy());
+  {
+    std::unique_lock<std::mutex> lk(mu_);
+    if (shutting_down_ || tasks_.count(cid)) {
+      bool dup = tasks_.count(cid) > 0;
+      lk.unlock();
+      return reject(dup ? "MessagingError" : "TransportClosed",
+                    dup ? absl::StrCat("a dialog with cid ", cid,
+                                       " is already running")
+                        : absl::StrCat("actor '", self().name(),
+                                       "' is shutting down"));
+    }
+    tasks_[cid] = ctx;
+  }
+  std::weak_ptr<ContextState> weak = ctx;
+  dialog->SetArrivalHook([weak](const v1::Msg& m) {
+    if (!m.has_error()) return;
+    if (auto c = weak.lock()) OnErrorArrived(*c, m.error());
+  });
+  dialog->SetOverrunHook([weak] {
+    auto c = weak.lock();
+    if (!c) return;
+    v1::Error e = MakeError(c->self, "StreamOverrun",
+                            absl::StrCat("stream overrun: the receive queue of '",
+                                         c->func, "' in actor '", c->self.name(),
+                                         "' is full"),
+                            c->cid);
+    *e.mutable_sender() = c->peer;
+    c->dialog->SendNoWait(ErrorMsg(std::move(e)));
+  });
+  dialog->SetBrokenHook([weak] {
+    auto c = weak.lock();
+    if (!c) return;
+    {
+      std::lock_guard<std::mutex> lk(c->mu);
+      c->transport_lost = true;
+      if (c->cancel_requester.uuid().empty()) c->cancel_requester = c->peer;
+    }
+    c->scope->Cancel();
+  });
+
+  v1::Msg ack;
+  ack.mutable_start_ack()->set_cid(cid);
+  ack.mutable_start_ack()->set_functype(ep->type);
+  dialog->SendNoWait(std::move(ack));
+
+  v1::Msg terminal;
+  {
+    UserTask task;
+    ScopeBinding bind(ctx->scope);
+    Context context(ctx);
+    try {
+      v1::Payload result = ep->invoke(&context, start.args());
+      if (ctx->is_context) {
+        std::lock_guard<std::mutex> lk(ctx->mu);
+        if (!ctx->started) {
+          // Returning without Started: treated as Started(null) + result.
+          ctx->started = true;
+        }
+      }
+      *terminal.mutable_returned()->mutable_payload() = std::move(result);
+    } catch (const Cancelled& c) {
+      std::lock_guard<std::mutex> lk(ctx->mu);
+      if (ctx->remote_error) {
+        *terminal.mutable_error() =
+            PackError(ToException(*ctx->remote_error), self(), cid);
+      } else {
+        v1::Aid requester = ctx->cancel_requester;
+        std::string why;
+        if (requester.uuid() == self().uuid()) {
+          why = "cancelled itself";
+        } else if (requester.uuid() == ctx->peer.uuid()) {
+          why = "was cancelled by its 'parent'-side peer";
+        } else {
+          why = "was cancelled by a remote peer";
+        }
+        v1::Error e = MakeError(
+            self(), "ContextCancelled",
+            absl::StrCat("actor '", self().name(), "' task '", ctx->func, "' ",
+                         why, " '", requester.name(), "' ", requester.uuid()),
+            cid);
+        *e.mutable_canceller() = requester;
+        *terminal.mutable_error() = std::move(e);
+      }
+    } catch (...) {
+      auto err = std::current_exception();
+      VLOG(1) << "task " << ctx->func << " raised " << Describe(err);
+      *terminal.mutable_error() = PackError(err, self(), cid);
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lk(ctx->mu);
+    ctx->finished = true;
+  }
+  dialog->SendNoWait(std::move(terminal));
+  dialog->Close();
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = tasks_.find(cid);
+    if (it != tasks_.end() && it->second == ctx) tasks_.erase(it);
+  }
+  cv_.notify_all();
+}
+
+bool Runtime::CancelTask(const std::string& cid, const v1::Aid& requester) {
+  std::shared_ptr<ContextState> ctx;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = tasks_.find(cid);
+    if (it == tasks_.end()) return false;
+    ctx = it->second;
+  }
+  {
+    std::lock_guard<std::mutex> lk(ctx->mu);
+    if (ctx->cancel_requester.uuid().empty()) ctx->cancel_requester = requester;
+  }
+  ctx->scope->Cancel();
+  return true;
+}
+
+void Runtime::CancelAllTasks(const v1::Aid& requester, absl::Duration bound,
+                             std::function<void()> done) {
+  std::vector<std::shared_ptr<ContextState>> tasks;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (auto& [cid, ctx] : tasks_) tasks.push_back(ctx);
+  }
+  for (auto& ctx : tasks) {
+    std::lock_guard<std::mutex> lk(ctx->mu);
+    if (ctx->cancel_requester.uuid().empty()) ctx->cancel_requester = requester;
+  }
+  service_scope_->Cancel();
+  RunDetached([this, bound, done = std::move(done)] {
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait_for(lk, absl::ToChronoNanoseconds(bound),
+                   [&] { return tasks_.empty(); });
+    }
+    done();
+  });
+}
+
+std::shared_ptr<ChildProc> Runtime::ExpectChild(const std::string& uuid) {
+  auto proc = std::make_shared<ChildProc>();
+  std::lock_guard<std::mutex> lk(mu_);
+  children_[uuid] = proc;
+  return proc;
+}
+
+std::shared_ptr<ChildProc> Runtime::OnChildLinked(const v1::LinkHello& hello) {
+  std::shared_ptr<ChildProc> proc;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = children_.find(hello.aid().uuid());
+    if (it == children_.end()) return nullptr;
+    proc = it->second;
+    child_aids_[hello.aid().uuid()] = hello.aid();
+  }
+  {
+    std::lock_guard<std::mutex> lk(proc->mu);
+    proc->linked = true;
+    proc->accept_addrs.assign(hello.accept_addrs().begin(),
+                              hello.accept_addrs().end());
+  }
+  proc->cv.notify_all();
+  return proc;
+}
+
+void Runtime::ForgetChild(const std::string& uuid) {
+  std::lock_guard<std::mutex> lk(mu_);
+  children_.erase(uuid);
+  child_aids_.erase(uuid);
+}
+
+std::vector<v1::Aid> Runtime::Children() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::vector<v1::Aid> out;
+  for (const auto& [uuid, aid] : child_aids_) out.push_back(aid);
+  return out;
+}
+
+void Runtime::RequestExit(const std::string& why) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (exit_requested_) return;
+    exit_requested_ = true;
+    exit_reason_ = why;
+  }
+  cv_.notify_all();
+}
+
+std::string Runtime::WaitForExitRequest() {
+  std::unique_lock<std::mutex> lk(mu_);
+  cv_.wait(lk, [&] { return exit_requested_; });
+  return exit_reason_;
+}
+
+// ---------------------------------------------------------------------------
+// Log levels: tractor's names mapped onto glog.
+
+void ApplyLogLevel(const std::string& level_in) {
+  std::string level = level_in;
+  if (const char* env = getenv("TRACTOR_LOGLEVEL"); env && *env) level = env;
+  for (auto& ch : level) ch = static_cast<char>(tolower(ch));
+  FLAGS_logtostderr = true;
+  int min = 2, v = 0;
+  if (level == "critical") min = 3;
+  else if (level == "error" || level.empty()) min = 2;
+  else if (level == "warning") min = 1;
+  else if (level == "info" || level == "cancel" || level == "io") min = 0;
+  else if (level == "runtime" || level == "devx") { min = 0; v = 1; }
+  else if (level == "debug") { min = 0; v = 2; }
+  else if (level == "transport") { min = 0; v = 3; }
+  FLAGS_minloglevel = min;
+  FLAGS_v = v;
+}
+
+// ---------------------------------------------------------------------------
+// Spawning.
+
+namespace {
+
+// fork+exec runs on one long-lived thread: PR_SET_PDEATHSIG fires when the
+// forking *thread* exits, so it must not be a short-lived task thread.
+class Spawner {
+ public:
+  Spawner() : thread_([this] { Loop(); }) { thread_.detach(); }
+
+  pid_t Spawn(std::vector<std::string> env) {
+    auto req = std::make_shared<Request>();
+    req->env = std::move(env);
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      queue_.push_back(req);
+    }
+    cv_.notify_all();
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait(lk, [&] { return req->done; });
+    if (req->pid < 0) {
+      throw RuntimeFailure(absl::StrCat("fork failed: ", strerror(req->err)));
+    }
+    return req->pid;
+  }
+
+ private:
+  struct Request {
+    std::vector<std::string> env;
+    pid_t pid = -1;
+    int err = 0;
+    bool done = false;
+  };
+
+  void Loop() {
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      cv_.wait(lk, [&] { return !queue_.empty(); });
+      auto req = queue_.front();
+      queue_.pop_front();
+      lk.unlock();
+      DoSpawn(*req);
+      lk.lock();
+      req->done = true;
+      cv_.notify_all();
+    }
+  }
+
+  static void DoSpawn(Request& req) {
+    std::vector<char*> envp;
+    for (auto& e : req.env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    char exe[] = "/proc/self/exe";
+    std::string self_path = "tractor-actor";
+    char* argv[] = {self_path.data(), nullptr};
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+      // Async-signal-safe calls only until exec.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(1);
+      sigset_t all;
+      sigemptyset(&all);
+      sigprocmask(SIG_SETMASK, &all, nullptr);
+      execve(exe, argv, envp.data());
+      _exit(127);
+    }
+    req.pid = pid;
+    req.err = pid < 0 ? errno : 0;
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Request>> queue_;
+  std::thread thread_;
+};
+
+Spawner& GetSpawner() {
+  static auto* s = new Spawner;
+  return *s;
+}
+
+}  // namespace
+
+pid_t SpawnProcess(const v1::SpawnSpec& spec) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (strncmp(*e, kSpawnSpecEnv, strlen(kSpawnSpecEnv)) == 0) continue;
+    env.emplace_back(*e);
+  }
+  env.push_back(absl::StrCat(kSpawnSpecEnv, "=",
+                             absl::WebSafeBase64Escape(spec.SerializeAsString())));
+  return GetSpawner().Spawn(std::move(env));
+}
+
+// ---------------------------------------------------------------------------
+// Signals: one thread owns SIGTERM (and SIGINT in children).
+
+namespace {
+
+void BlockSignals(std::initializer_list<int> sigs) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : sigs) sigaddset(&set, s);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Child runtime.
+
+int ChildMain(const v1::SpawnSpec& spec) {
+  ApplyLogLevel(spec.loglevel());
+  // SIGINT goes to the whole foreground process group on ctrl-c; the root
+  // handles it and cancels the tree, so children ignore it.
+  signal(SIGINT, SIG_IGN);
+  BlockSignals({SIGTERM});
+
+  Runtime::Config config;
+  config.self = spec.aid();
+  config.parent = spec.parent();
+  config.bind_addrs.assign(spec.bind_addrs().begin(), spec.bind_addrs().end());
+  config.registry_addrs.assign(spec.registry_addrs().begin(),
+                               spec.registry_addrs().end());
+  config.enable_modules.insert(spec.enable_modules().begin(),
+                               spec.enable_modules().end());
+  config.loglevel = spec.loglevel();
+  config.root_addr = spec.root_addr();
+  auto rt = std::make_unique<Runtime>(config);
+  {
+    std::lock_guard<std::mutex> lk(g_runtime_mu);
+    g_runtime = rt.get();
+  }
+  try {
+    rt->Start();
+  } catch (const std::exception& e) {
+    LOG(ERROR) << "actor '" << spec.aid().name() << "' failed to boot: "
+               << e.what();
+    return 1;
+  }
+
+  std::thread sig_thread([r = rt.get()] {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    int sig = 0;
+    if (sigwait(&set, &sig) == 0) r->RequestExit("SIGTERM");
+  });
+  sig_thread.detach();
+
+  // Link to the parent.
+  auto channel = rt->ChannelTo(spec.parent_addr());
+  auto stub = v1::Actor::NewStub(channel);
+  grpc::ClientContext link_ctx;
+  auto link = stub->Link(&link_ctx);
+  v1::LinkMsg hello;
+  *hello.mutable_hello()->mutable_aid() = rt->self();
+  for (const auto& a : rt->accept_addrs()) hello.mutable_hello()->add_accept_addrs(a);
+  v1::LinkMsg reply;
+  if (!link->Write(hello) || !link->Read(&reply) || !reply.has_accepted()) {
+    LOG(ERROR) << "actor '" << spec.aid().name()
+               << "' could not link to its parent at " << spec.parent_addr();
+    return 1;
+  }
+  std::thread link_thread([&link, r = rt.get()] {
+    v1::LinkMsg m;
+    while (link->Read(&m)) {
+    }
+    r->RequestExit("parent link lost");
+  });
+
+  std::string why = rt->WaitForExitRequest();
+  VLOG(1) << "actor '" << spec.aid().name() << "' exiting: " << why;
+  rt->Shutdown();
+  link_ctx.TryCancel();
+  link_thread.join();
+  google::FlushLogFiles(google::GLOG_INFO);
+  fflush(stdout);
+  fflush(stderr);
+  _exit(0);
+}
+
+}  // namespace internal
+
+// ---------------------------------------------------------------------------
+// Public entry points.
+
+int Main(int argc, char** argv, const std::function<int()>& root_main) {
+  if (const char* encoded = getenv(internal::kSpawnSpecEnv)) {
+    std::string raw;
+    v1::SpawnSpec spec;
+    if (!absl::WebSafeBase64Unescape(encoded, &raw) ||
+        !spec.ParseFromString(raw)) {
+      fprintf(stderr, "tractor: malformed %s\n", internal::kSpawnSpecEnv);
+      _exit(2);
+    }
+    unsetenv(internal::kSpawnSpecEnv);
+    google::InitGoogleLogging(argc > 0 ? argv[0] : "tractor");
+    _exit(internal::ChildMain(spec));
+  }
+  static bool glog_ready = false;
+  if (!glog_ready) {
+    glog_ready = true;
+    google::InitGoogleLogging(argc > 0 ? argv[0] : "tractor");
+    internal::ApplyLogLevel("");
+  }
+  return root_main();
+}
+
+void OpenRootActor(const RootOptions& options, const std::function<void()>& fn) {
+  internal::Runtime::Config config;
+  config.self.set_name(options.name);
+  config.bind_addrs = options.bind_addrs;
+  config.registry_addrs = options.registry_addrs;
+  config.enable_modules.insert(options.enable_modules.begin(),
+                               options.enable_modules.end());
+  config.loglevel = options.loglevel;
+  config.single_task = options.single_task;
+  internal::ApplyLogLevel(options.loglevel);
+  auto rt = std::make_unique<internal::Runtime>(config);
+  {
+    std::lock_guard<std::mutex> lk(internal::g_runtime_mu);
+    if (internal::g_runtime != nullptr) {
+      throw RuntimeFailure(
+          "an actor runtime already exists in this process (only one root "
+          "actor per process)");
+    }
+    internal::g_runtime = rt.get();
+  }
+  struct Reset {
+    std::unique_ptr<internal::Runtime>& rt;
+    ~Reset() {
+      rt->Shutdown();
+      std::lock_guard<std::mutex> lk(internal::g_runtime_mu);
+      internal::g_runtime = nullptr;
+    }
+  } reset{rt};
+  rt->Start();
+  internal::UserTask task;
+  fn();
+}
+
+const v1::Aid& CurrentActor() { return internal::Runtime::Require().self(); }
+
+std::vector<std::string> AcceptAddrs() {
+  return internal::Runtime::Require().accept_addrs();
+}
+
+bool HasRuntime() { return internal::Runtime::Get() != nullptr; }
+
+}  // namespace tractor

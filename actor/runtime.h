@@ -1,0 +1,55 @@
+// The actor runtime of one process: entry point, root actor and identity.
+//
+//   int main(int argc, char** argv) {
+//     return tractor::Main(argc, argv, [] {
+//       tractor::OpenRootActor({}, [] { ... });
+//       return 0;
+//     });
+//   }
+#ifndef TRACTOR_ACTOR_RUNTIME_H_
+#define TRACTOR_ACTOR_RUNTIME_H_
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "tractor/v1/msg.pb.h"
+
+namespace tractor {
+
+// Options of the root actor.
+struct RootOptions {
+  std::string name = "root";
+  // Namespaces the root serves.
+  std::vector<std::string> enable_modules;
+  // Addresses the root binds; empty: one random loopback TCP port.
+  std::vector<std::string> bind_addrs;
+  // Registrar addresses (used by discovery).
+  std::vector<std::string> registry_addrs;
+  // Log level for the tree ("error" by default; TRACTOR_LOGLEVEL overrides).
+  std::string loglevel;
+  // One user task at a time (default), or free-running threads.
+  bool single_task = true;
+};
+
+// The program's entry point. A spawned child actor never returns from it
+// (it runs the child runtime and exits); otherwise it runs `root_main` and
+// returns its exit code. Call it first thing in `main`.
+int Main(int argc, char** argv, const std::function<int()>& root_main);
+
+// Starts this process's root actor, runs `fn` as its first task and tears
+// the actor down when `fn` returns or throws (rethrown). Throws
+// RuntimeFailure when a runtime already exists in this process.
+void OpenRootActor(const RootOptions& options, const std::function<void()>& fn);
+
+// The identity of the actor this process runs. Throws NoRuntime without one.
+const v1::Aid& CurrentActor();
+// The addresses this actor accepts on. Throws NoRuntime without one.
+std::vector<std::string> AcceptAddrs();
+// True when this process runs an actor.
+bool HasRuntime();
+
+}  // namespace tractor
+
+#endif  // TRACTOR_ACTOR_RUNTIME_H_

@@ -1,0 +1,98 @@
+#include "tests/process_fixture.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <vector>
+
+#include "absl/time/clock.h"
+
+namespace tractor::testing {
+
+std::set<pid_t> Descendants(pid_t root) {
+  std::map<pid_t, std::vector<pid_t>> kids;
+  DIR* d = opendir("/proc");
+  if (d == nullptr) return {};
+  while (dirent* e = readdir(d)) {
+    pid_t pid = atoi(e->d_name);
+    if (pid <= 0) continue;
+    std::ifstream f(std::string("/proc/") + e->d_name + "/stat");
+    std::string line;
+    if (!std::getline(f, line)) continue;
+    auto rparen = line.rfind(')');
+    if (rparen == std::string::npos) continue;
+    std::istringstream rest(line.substr(rparen + 2));
+    char state;
+    pid_t ppid;
+    rest >> state >> ppid;
+    if (state == 'Z' || state == 'X') continue;  // exited, not yet reaped
+    kids[ppid].push_back(pid);
+  }
+  closedir(d);
+  std::set<pid_t> out;
+  std::vector<pid_t> stack = {root};
+  while (!stack.empty()) {
+    pid_t p = stack.back();
+    stack.pop_back();
+    for (pid_t c : kids[p]) {
+      if (out.insert(c).second) stack.push_back(c);
+    }
+  }
+  return out;
+}
+
+bool WaitFor(const std::function<bool()>& pred, absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  absl::Duration step = absl::Milliseconds(1);
+  while (!pred()) {
+    if (absl::Now() >= deadline) return pred();
+    absl::SleepFor(step);
+    step = std::min(step * 2, absl::Milliseconds(20));
+  }
+  return true;
+}
+
+void ProcessTest::SetUp() {
+  std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  absl::Duration limit = TestTimeout();
+  watchdog_ = std::thread([this, name, limit] {
+    std::unique_lock<std::mutex> lk(mu_);
+    if (!cv_.wait_for(lk, absl::ToChronoNanoseconds(limit),
+                      [&] { return done_; })) {
+      fprintf(stderr, "test %s exceeded its time bound of %s; aborting\n",
+              name.c_str(), absl::FormatDuration(limit).c_str());
+      for (pid_t p : Descendants(getpid())) kill(p, SIGKILL);
+      abort();
+    }
+  });
+}
+
+void ProcessTest::TearDown() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    done_ = true;
+  }
+  cv_.notify_all();
+  watchdog_.join();
+  pid_t self = getpid();
+  bool clean = WaitFor([&] { return Descendants(self).empty(); },
+                       absl::Seconds(3));
+  if (!clean) {
+    auto left = Descendants(self);
+    std::string pids;
+    for (pid_t p : left) {
+      pids += " " + std::to_string(p);
+      kill(p, SIGKILL);
+    }
+    ADD_FAILURE() << "test left " << left.size()
+                  << " descendant process(es) running:" << pids;
+  }
+}
+
+}  // namespace tractor::testing

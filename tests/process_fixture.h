@@ -1,0 +1,44 @@
+// A test fixture for multi-process tests: bounds each test in time and
+// fails a test that leaves any descendant process running.
+#ifndef TRACTOR_TESTS_PROCESS_FIXTURE_H_
+#define TRACTOR_TESTS_PROCESS_FIXTURE_H_
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+
+namespace tractor::testing {
+
+// Returns every live descendant of `root` (children, grandchildren, ...).
+std::set<pid_t> Descendants(pid_t root);
+
+// Waits until `pred()` holds or `timeout` passes; returns pred().
+bool WaitFor(const std::function<bool()>& pred, absl::Duration timeout);
+
+// Fixture: a watchdog aborts the process (with the test's name) if one test
+// runs longer than `TestTimeout()`; TearDown fails the test if descendants
+// are still alive 3 s after it ended, and kills them.
+class ProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+  virtual absl::Duration TestTimeout() const { return absl::Seconds(60); }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread watchdog_;
+};
+
+}  // namespace tractor::testing
+
+#endif  // TRACTOR_TESTS_PROCESS_FIXTURE_H_

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #include "actor/payload.h"
 #include "tractor/v1/msg.pb.h"
@@ -52,9 +53,10 @@ class Context {
   // Callee: reports the first value to the caller. Exactly once, before
   // opening a stream; a second call throws UsageError.
   void Started(const Payload& value = Payload());
-  template <class T>
-  void Started(const T& value) {
-    Started(Payload(PayloadCodec<T>::Encode(value)));
+  template <class M>
+    requires std::is_base_of_v<google::protobuf::Message, M>
+  void Started(const M& message) {
+    Started(Payload::Message(message));
   }
 
   // Opens this side's end of the stream. Callee: only after `Started`.
@@ -97,9 +99,10 @@ class MsgStream {
   // Throws the peer's error if one arrived, TransportClosed if the
   // connection broke, UsageError after `Close`.
   void Send(const Payload& value);
-  template <class T>
-  void Send(const T& value) {
-    Send(Payload(PayloadCodec<T>::Encode(value)));
+  template <class M>
+    requires std::is_base_of_v<google::protobuf::Message, M>
+  void Send(const M& message) {
+    Send(Payload::Message(message));
   }
 
   // Returns the next item, or nullopt at the end of the stream (the peer

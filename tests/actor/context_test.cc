@@ -1,0 +1,313 @@
+// Contexts and streams between real actor processes.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <string>
+
+#include "absl/time/clock.h"
+#include "actor/cancel.h"
+#include "actor/context.h"
+#include "actor/errors.h"
+#include "actor/export.h"
+#include "actor/nursery.h"
+#include "actor/runtime.h"
+#include "gtest/gtest.h"
+#include "tests/process_fixture.h"
+
+namespace tractor {
+namespace {
+
+// Started(n+1), returns "yo".
+std::string Simple(Context& ctx, int64_t n) {
+  ctx.Started(n + 1);
+  return "yo";
+}
+TRACTOR_EXPORT("ctx:simple", Simple);
+
+// Started, then sleeps until cancelled.
+void Sleeper(Context& ctx) {
+  ctx.Started("sleeping");
+  Sleep(absl::Hours(1));
+}
+TRACTOR_EXPORT("ctx:sleeper", Sleeper);
+
+// Echoes every item until the caller closes; returns the count.
+int64_t Echoer(Context& ctx) {
+  ctx.Started();
+  auto stream = ctx.OpenStream();
+  int64_t n = 0;
+  for (const auto& v : stream) {
+    stream.Send(v);
+    ++n;
+  }
+  return n;
+}
+TRACTOR_EXPORT("ctx:echoer", Echoer);
+
+void StartedTwice(Context& ctx) {
+  ctx.Started(1);
+  ctx.Started(2);
+}
+TRACTOR_EXPORT("ctx:started_twice", StartedTwice);
+
+void StreamBeforeStarted(Context& ctx) { ctx.OpenStream(); }
+TRACTOR_EXPORT("ctx:stream_before_started", StreamBeforeStarted);
+
+void RaisesAfterStarted(Context& ctx) {
+  ctx.Started();
+  throw std::domain_error("child failed after started");
+}
+TRACTOR_EXPORT("ctx:raises", RaisesAfterStarted);
+
+void CancelsItself(Context& ctx) {
+  ctx.Cancel();
+  Sleep(absl::Hours(1));
+}
+TRACTOR_EXPORT("ctx:cancels_itself", CancelsItself);
+
+// Streams `n` items as fast as it can, then returns n.
+int64_t Producer(Context& ctx, int64_t n) {
+  ctx.Started();
+  auto stream = ctx.OpenStream();
+  for (int64_t i = 0; i < n; ++i) stream.Send(i);
+  stream.Close();
+  return n;
+}
+TRACTOR_EXPORT("ctx:producer", Producer);
+
+int64_t Pid() { return getpid(); }
+TRACTOR_EXPORT("ctx:pid", Pid);
+
+class ContextTest : public testing::ProcessTest {};
+
+const ActorOptions kCtxNs = {.enable_modules = {"ctx"}};
+
+TEST_F(ContextTest, StartedValueAndResultReachTheCaller) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("child", kCtxNs);
+      Payload first;
+      Payload result = p.OpenContext(
+          "ctx:simple", 10,
+          [&](Context& ctx, const Payload& f) {
+            first = f;
+            EXPECT_TRUE(ctx.is_caller());
+          });
+      EXPECT_EQ(first.AsInt(), 11);
+      EXPECT_EQ(result.AsString(), "yo");
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(ContextTest, StreamEchoesBothWaysAndCloseEndsTheCalleeLoop) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("child", kCtxNs);
+      Payload result = p.OpenContext("ctx:echoer", Payload(),
+                                     [](Context& ctx, const Payload&) {
+        auto stream = ctx.OpenStream();
+        for (int i = 0; i < 10; ++i) {
+          stream.Send(i);
+          auto got = stream.Receive();
+          ASSERT_TRUE(got.has_value());
+          EXPECT_EQ(got->AsInt(), i);
+        }
+        stream.Close();
+        // The callee answers our Stop with its own: the stream ends.
+        EXPECT_FALSE(stream.Receive().has_value());
+        EXPECT_FALSE(stream.Receive().has_value());
+      });
+      EXPECT_EQ(result.AsInt(), 10);
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(ContextTest, CallerCancelIsAbsorbedAndAcked) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("child", kCtxNs);
+      bool acked = false;
+      v1::Aid canceller;
+      absl::Time t0 = absl::Now();
+      p.OpenContext("ctx:sleeper", Payload(), [&](Context& ctx, const Payload&) {
+        ctx.Cancel();
+        EXPECT_TRUE(ctx.cancel_called());
+        EXPECT_TRUE(ctx.Result().IsNull());
+        acked = ctx.cancel_acked();
+        canceller = ctx.canceller();
+      });
+      EXPECT_LT(absl::Now() - t0, absl::Milliseconds(500));
+      EXPECT_TRUE(acked);
+      EXPECT_EQ(canceller.uuid(), CurrentActor().uuid());
+      // The child is still serving.
+      EXPECT_GT(p.Run("ctx:pid").AsInt(), 0);
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(ContextTest, PortalCancelActorRaisesContextCancelledNamingTheCaller) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("child", kCtxNs);
+      try {
+        p.OpenContext("ctx:sleeper", Payload(), [&](Context& ctx, const Payload&) {
+          EXPECT_TRUE(p.CancelActor());
+          ctx.Result();
+        });
+        ADD_FAILURE() << "no ContextCancelled";
+      } catch (const ContextCancelled& e) {
+        EXPECT_EQ(e.canceller().uuid(), CurrentActor().uuid());
+        EXPECT_EQ(e.src_uid(), p.aid().uuid());
+      }
+    });
+  });
+}
+
+TEST_F(ContextTest, CalleeErrorInterruptsTheCallerBlock) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("child", kCtxNs);
+      absl::Time t0 = absl::Now();
+      try {
+        p.OpenContext("ctx:raises", Payload(), [](Context&, const Payload&) {
+          Sleep(absl::Seconds(30));  // interrupted by the remote error
+        });
+        ADD_FAILURE() << "no error";
+      } catch (const RemoteActorError& e) {
+        EXPECT_EQ(e.boxed_type(), "std::domain_error");
+        EXPECT_EQ(e.remote_message(), "child failed after started");
+      }
+      EXPECT_LT(absl::Now() - t0, absl::Seconds(2));
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(ContextTest, StartedTwiceAndStreamBeforeStartedAreErrors) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("child", kCtxNs);
+      for (const char* fn : {"ctx:started_twice", "ctx:stream_before_started"}) {
+        try {
+          p.OpenContext(fn, Payload(), [](Context& ctx, const Payload&) {
+            ctx.Result();
+          });
+          ADD_FAILURE() << fn << ": no error";
+        } catch (const RemoteActorError& e) {
+          EXPECT_EQ(e.boxed_type(), "UsageError") << fn;
+        }
+      }
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(ContextTest, CalleeSelfCancelReachesCallerNamingTheCallee) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("child", kCtxNs);
+      try {
+        p.OpenContext("ctx:cancels_itself", Payload(),
+                      [](Context&, const Payload&) {});
+        ADD_FAILURE() << "no ContextCancelled";
+      } catch (const ContextCancelled& e) {
+        EXPECT_EQ(e.canceller().uuid(), p.aid().uuid());
+        EXPECT_NE(e.remote_message().find("itself"), std::string::npos);
+      }
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(ContextTest, ErrorInCallerBlockCancelsTheRemoteTask) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("child", kCtxNs);
+      EXPECT_THROW(p.OpenContext("ctx:sleeper", Payload(),
+                                 [](Context&, const Payload&) {
+                                   throw std::out_of_range("caller failed");
+                                 }),
+                   std::out_of_range);
+      EXPECT_GT(p.Run("ctx:pid").AsInt(), 0);
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(ContextTest, BackpressureDeliversEveryItemInOrderToASlowConsumer) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("child", kCtxNs);
+      constexpr int64_t kN = 2000;
+      Payload result = p.OpenContext("ctx:producer", kN,
+                                     [&](Context& ctx, const Payload&) {
+        auto stream = ctx.OpenStream({.msg_buffer_size = 4});
+        int64_t expect = 0;
+        for (const auto& v : stream) {
+          ASSERT_EQ(v.AsInt(), expect);
+          ++expect;
+          if (expect % 500 == 0) Sleep(absl::Milliseconds(20));
+        }
+        EXPECT_EQ(expect, kN);
+      });
+      EXPECT_EQ(result.AsInt(), kN);
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(ContextTest, KilledCalleeWakesTheCallerWithTransportClosedWithinOneSecond) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("child", kCtxNs);
+      absl::Duration waited;
+      try {
+        p.OpenContext("ctx:echoer", Payload(), [&](Context& ctx, const Payload&) {
+          auto stream = ctx.OpenStream();
+          stream.Send(1);
+          ASSERT_TRUE(stream.Receive().has_value());
+          kill(p.aid().pid(), SIGKILL);
+          absl::Time t0 = absl::Now();
+          try {
+            stream.Receive();
+          } catch (...) {
+            waited = absl::Now() - t0;
+            throw;
+          }
+        });
+        ADD_FAILURE() << "no TransportClosed";
+      } catch (const TransportClosed& e) {
+        EXPECT_LT(waited, absl::Seconds(1));
+      }
+    });
+  });
+}
+
+TEST_F(ContextTest, AThousandConcurrentDialogsBetweenTwoActorsComplete) {
+  OpenRootActor({.single_task = false}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("child", kCtxNs);
+      std::atomic<int> ok{0};
+      TaskGroup::Open([&](TaskGroup& tg) {
+        for (int t = 0; t < 20; ++t) {
+          tg.Spawn([&, t] {
+            for (int i = 0; i < 50; ++i) {
+              Payload r = p.OpenContext("ctx:simple", t * 100 + i,
+                                        [](Context&, const Payload&) {});
+              if (r.AsString() == "yo") ++ok;
+            }
+          });
+        }
+      });
+      EXPECT_EQ(ok.load(), 1000);
+      an.Cancel();
+    });
+  });
+}
+
+}  // namespace
+}  // namespace tractor

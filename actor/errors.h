@@ -145,6 +145,13 @@ class UsageError : public ActorError {
   std::string TypeName() const override { return "UsageError"; }
 };
 
+// The root actor received SIGINT (ctrl-c); the tree was torn down.
+class KeyboardInterrupt : public ActorError {
+ public:
+  KeyboardInterrupt() : ActorError("KeyboardInterrupt") {}
+  std::string TypeName() const override { return "KeyboardInterrupt"; }
+};
+
 // Several errors at once, e.g. several children of a nursery failed.
 class ActorErrorGroup : public ActorError {
  public:

@@ -1,6 +1,7 @@
 // The process runtime: server, remote tasks, entry point, root and child.
 #include "actor/runtime.h"
 
+#include <semaphore.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -17,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "actor/cancel.h"
 #include "actor/context.h"
 #include "actor/errors.h"
 #include "actor/export.h"
@@ -871,6 +873,49 @@ int ChildMain(const v1::SpawnSpec& spec) {
   _exit(0);
 }
 
+// ---------------------------------------------------------------------------
+// SIGINT in the root: cancel the root task's scope; OpenRootActor then
+// raises KeyboardInterrupt once the tree is torn down.
+
+namespace {
+
+sem_t g_sigint_sem;
+std::atomic<bool> g_sigint_ready{false};
+
+void OnSigint(int) { sem_post(&g_sigint_sem); }
+
+struct SigintWatch {
+  std::shared_ptr<ScopeState> scope;
+  std::atomic<bool> fired{false};
+  std::atomic<bool> stop{false};
+  std::thread thread;
+  struct sigaction previous;
+
+  explicit SigintWatch(std::shared_ptr<ScopeState> s) : scope(std::move(s)) {
+    if (!g_sigint_ready.exchange(true)) sem_init(&g_sigint_sem, 0, 0);
+    struct sigaction sa {};
+    sa.sa_handler = OnSigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &previous);
+    thread = std::thread([this] {
+      while (sem_wait(&g_sigint_sem) != 0 && errno == EINTR) {
+      }
+      if (stop.load()) return;
+      LOG(WARNING) << "SIGINT: cancelling the actor tree";
+      fired.store(true);
+      scope->Cancel();
+    });
+  }
+  ~SigintWatch() {
+    stop.store(true);
+    sem_post(&g_sigint_sem);
+    thread.join();
+    sigaction(SIGINT, &previous, nullptr);
+  }
+};
+
+}  // namespace
+
 }  // namespace internal
 
 // ---------------------------------------------------------------------------
@@ -895,7 +940,16 @@ int Main(int argc, char** argv, const std::function<int()>& root_main) {
     google::InitGoogleLogging(argc > 0 ? argv[0] : "tractor");
     internal::ApplyLogLevel("");
   }
-  return root_main();
+  try {
+    return root_main();
+  } catch (const KeyboardInterrupt&) {
+    // Exit the way an interrupted program does: by SIGINT.
+    fprintf(stderr, "KeyboardInterrupt\n");
+    fflush(stderr);
+    signal(SIGINT, SIG_DFL);
+    raise(SIGINT);
+    return 130;
+  }
 }
 
 void OpenRootActor(const RootOptions& options, const std::function<void()>& fn) {
@@ -928,7 +982,14 @@ void OpenRootActor(const RootOptions& options, const std::function<void()>& fn) 
   } reset{rt};
   rt->Start();
   internal::UserTask task;
-  fn();
+  CancelScope root_scope;
+  bool interrupted = false;
+  {
+    internal::SigintWatch watch(root_scope.state());
+    root_scope.Run(fn);
+    interrupted = watch.fired.load();
+  }
+  if (interrupted) throw KeyboardInterrupt();
 }
 
 const v1::Aid& CurrentActor() { return internal::Runtime::Require().self(); }

@@ -415,7 +415,7 @@ Payload Portal::Run(const std::string& func, const Payload& args) {
   auto ctx = internal::OpenDialog(*state_, func, args, v1::FUNC_TYPE_FUNCTION,
                                   {});
   internal::DialogGuard guard{*ctx};
-  internal::ScopeBinding bind(ctx->scope);
+  // A plain call waits in the caller's scope: its error arrives in-band.
   internal::AwaitAck(*ctx);
   return internal::AwaitReturn(*ctx, /*drain_yields=*/false);
 }

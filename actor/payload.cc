@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/message_differencer.h"
 
 namespace tractor {
 namespace {
@@ -217,7 +218,12 @@ std::string Payload::TypeName() const {
 }
 
 bool Payload::operator==(const Payload& other) const {
-  return proto_.SerializeAsString() == other.proto_.SerializeAsString();
+  return google::protobuf::util::MessageDifferencer::Equals(proto_,
+                                                          other.proto_);
+}
+
+std::ostream& operator<<(std::ostream& os, const Payload& p) {
+  return os << p.ToJson();
 }
 
 }  // namespace tractor

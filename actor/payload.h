@@ -10,6 +10,7 @@
 #define TRACTOR_ACTOR_PAYLOAD_H_
 
 #include <cstdint>
+#include <ostream>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -89,6 +90,9 @@ class Payload {
   void UnpackInto(google::protobuf::Message* m) const;
   v1::Payload proto_;
 };
+
+// Prints the payload as JSON.
+std::ostream& operator<<(std::ostream& os, const Payload& p);
 
 // How a C++ type travels as a payload. Specialized for Payload, protobuf
 // messages, std::string, double, int64_t, int and bool.

@@ -244,6 +244,9 @@ TEST_F(RegistrarDaemonTest, ServesTcpAndUnixAndExitsCleanlyOnSigterm) {
   ASSERT_NE(daemon, nullptr);
   std::optional<Ready> ready = AwaitReady(daemon);
   ASSERT_TRUE(ready.has_value());
+  EXPECT_THAT(ready->uuid,
+              MatchesRegex("[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-"
+                           "[0-9a-f]{12}"));
   ASSERT_EQ(ready->addrs.size(), 2u);
   EXPECT_THAT(ready->addrs[0], MatchesRegex("127\\.0\\.0\\.1:[1-9][0-9]*"));
   EXPECT_EQ(ready->addrs[1], "unix:" + sock);

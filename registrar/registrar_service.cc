@@ -1,0 +1,671 @@
+#include "registrar/registrar_service.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "glog/logging.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "grpcpp/grpcpp.h"
+
+namespace tractor::registrar {
+
+namespace v1 = ::tractor::v1;
+
+namespace {
+
+uint32_t ToLeaseMs(absl::Duration lease) {
+  int64_t ms = absl::ToInt64Milliseconds(lease);
+  if (ms < 0) return 0;
+  if (ms > std::numeric_limits<uint32_t>::max()) {
+    return std::numeric_limits<uint32_t>::max();
+  }
+  return static_cast<uint32_t>(ms);
+}
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  // absl::StatusCode and grpc::StatusCode share their numeric values.
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      std::string(status.message()));
+}
+
+grpc::Status ShuttingDownStatus() {
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      "registrar is shutting down");
+}
+
+RegistrarService::Options Normalized(RegistrarService::Options options) {
+  CHECK(options.default_lease > absl::ZeroDuration())
+      << "RegistrarService: default_lease must be positive";
+  if (options.max_lease < options.default_lease) {
+    options.max_lease = options.default_lease;
+  }
+  options.self.set_is_registrar(true);
+  return options;
+}
+
+}  // namespace
+
+namespace internal {
+
+// A pending WaitFor call. Owned by gRPC: deleted in OnDone. While it sits in
+// `RegistrarService::waiters_` the service may finish it; whoever erases it
+// from that set (under the service's mutex) calls Finish, exactly once.
+class WaitForReactor final : public grpc::ServerUnaryReactor {
+ public:
+  WaitForReactor(RegistrarService* service, std::string name,
+                 absl::Time deadline, v1::FindReply* reply)
+      : service_(service),
+        name_(std::move(name)),
+        deadline_(deadline),
+        reply_(reply) {}
+
+  const std::string& name() const { return name_; }
+  // In the service's monotonic time base.
+  absl::Time deadline() const { return deadline_; }
+  // Valid until Finish; filled by the claimer before it finishes.
+  v1::FindReply* reply() { return reply_; }
+
+  void OnCancel() override { service_->OnWaitForCancelled(this); }
+  void OnDone() override { delete this; }
+
+ private:
+  RegistrarService* const service_;
+  const std::string name_;
+  const absl::Time deadline_;
+  v1::FindReply* const reply_;
+};
+
+// A Watch stream: a queue of events written one at a time. Owned by gRPC:
+// deleted in OnDone, after removing itself from the service's watcher set.
+class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent> {
+ public:
+  // `initial_events` (the snapshot) do not count against the backlog limit.
+  WatchReactor(RegistrarService* service, size_t initial_events)
+      : service_(service),
+        max_backlog_(RegistrarService::kMaxWatchBacklog + initial_events) {}
+
+  // Queues `event` (or starts writing it). Ends the stream with
+  // RESOURCE_EXHAUSTED when the client lags too far behind.
+  void Enqueue(v1::WatchEvent event) ABSL_LOCKS_EXCLUDED(mu_) {
+    mu_.Lock();
+    if (closing_) {
+      mu_.Unlock();
+      return;
+    }
+    if (writing_) {
+      if (backlog_.size() >= max_backlog_) {
+        mu_.Unlock();
+        LOG(WARNING) << "registrar: a Watch client fell more than "
+                     << RegistrarService::kMaxWatchBacklog
+                     << " events behind; ending its stream";
+        Close(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                           "watcher fell too far behind"));
+        return;
+      }
+      backlog_.push_back(std::move(event));
+      mu_.Unlock();
+      return;
+    }
+    in_flight_ = std::move(event);
+    writing_ = true;
+    mu_.Unlock();
+    StartWrite(&in_flight_);
+  }
+
+  // Ends the stream with `status` once no write is in flight. Idempotent.
+  void Close(grpc::Status status) ABSL_LOCKS_EXCLUDED(mu_) {
+    mu_.Lock();
+    if (closing_) {
+      mu_.Unlock();
+      return;
+    }
+    closing_ = true;
+    final_status_ = std::move(status);
+    backlog_.clear();
+    if (writing_) {  // OnWriteDone finishes.
+      mu_.Unlock();
+      return;
+    }
+    grpc::Status final_status = final_status_;
+    mu_.Unlock();
+    Finish(final_status);
+  }
+
+  void OnWriteDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_) {
+    mu_.Lock();
+    writing_ = false;
+    if (!ok && !closing_) {
+      closing_ = true;
+      final_status_ = grpc::Status(grpc::StatusCode::CANCELLED,
+                                   "Watch stream write failed");
+      backlog_.clear();
+    }
+    if (closing_) {
+      grpc::Status final_status = final_status_;
+      mu_.Unlock();
+      Finish(final_status);
+      return;
+    }
+    if (backlog_.empty()) {
+      mu_.Unlock();
+      return;
+    }
+    in_flight_ = std::move(backlog_.front());
+    backlog_.pop_front();
+    writing_ = true;
+    mu_.Unlock();
+    StartWrite(&in_flight_);
+  }
+
+  void OnCancel() override {
+    Close(grpc::Status(grpc::StatusCode::CANCELLED, "Watch cancelled"));
+  }
+
+  void OnDone() override {
+    service_->OnWatchDone(this);
+    delete this;
+  }
+
+ private:
+  RegistrarService* const service_;
+  const size_t max_backlog_;
+  absl::Mutex mu_;
+  std::deque<v1::WatchEvent> backlog_ ABSL_GUARDED_BY(mu_);
+  // The event being written; untouched while `writing_`.
+  v1::WatchEvent in_flight_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  // Set once: no more writes; Finish follows when no write is in flight.
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace internal
+
+using internal::WaitForReactor;
+using internal::WatchReactor;
+
+RegistrarService::RegistrarService(Options options)
+    : options_(Normalized(std::move(options))) {
+  sweeper_ = std::thread([this] { SweeperLoop(); });
+}
+
+RegistrarService::~RegistrarService() {
+  Shutdown();
+  {
+    absl::MutexLock lock(&mu_);
+    stop_sweeper_ = true;
+    sweeper_cv_.Signal();
+    LOG_IF(ERROR, !watchers_.empty())
+        << "RegistrarService destroyed with " << watchers_.size()
+        << " Watch streams open: shut the gRPC server down first";
+  }
+  sweeper_.join();
+}
+
+absl::Time RegistrarService::Now() {
+  return absl::UnixEpoch() +
+         absl::FromChrono(std::chrono::steady_clock::now().time_since_epoch());
+}
+
+void RegistrarService::Shutdown() {
+  std::vector<WaitForReactor*> waiters;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutting_down_) return;
+    shutting_down_ = true;
+    waiters.assign(waiters_.begin(), waiters_.end());
+    waiters_.clear();
+    // Watchers stay valid while mu_ is held (they leave in OnDone).
+    for (WatchReactor* watcher : watchers_) watcher->Close(ShuttingDownStatus());
+  }
+  for (WaitForReactor* waiter : waiters) waiter->Finish(ShuttingDownStatus());
+}
+
+absl::Duration RegistrarService::GrantLease(uint32_t lease_ms) const {
+  if (lease_ms == 0) return options_.default_lease;
+  return std::min(absl::Milliseconds(lease_ms), options_.max_lease);
+}
+
+absl::StatusOr<absl::Duration> RegistrarService::AddRegistration(
+    const v1::Registration& registration) {
+  return RegisterImpl(registration, /*pinned=*/false);
+}
+
+absl::Status RegistrarService::AddPinnedRegistration(
+    const v1::Registration& registration) {
+  return RegisterImpl(registration, /*pinned=*/true).status();
+}
+
+absl::StatusOr<absl::Duration> RegistrarService::RegisterImpl(
+    const v1::Registration& registration, bool pinned) {
+  const v1::Aid& aid = registration.aid();
+  if (aid.uuid().empty()) {
+    return absl::InvalidArgumentError(
+        "Register: registration.aid.uuid is empty");
+  }
+  if (aid.name().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Register: registration.aid.name is empty (uuid ", aid.uuid(), ")"));
+  }
+  if (registration.addrs().empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Register: registration.addrs is empty for '",
+                     aid.name(), "' (uuid ", aid.uuid(), ")"));
+  }
+  std::vector<std::string> addrs;
+  for (const std::string& addr : registration.addrs()) {
+    if (addr.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Register: registration.addrs holds an empty address "
+                       "for '",
+                       aid.name(), "' (uuid ", aid.uuid(), ")"));
+    }
+    if (std::find(addrs.begin(), addrs.end(), addr) == addrs.end()) {
+      addrs.push_back(addr);
+    }
+  }
+  const absl::Duration lease =
+      pinned ? absl::InfiniteDuration() : GrantLease(registration.lease_ms());
+
+  v1::Registration stored;
+  *stored.mutable_aid() = aid;
+  for (const std::string& addr : addrs) stored.add_addrs(addr);
+  stored.set_lease_ms(pinned ? 0 : ToLeaseMs(lease));
+
+  std::vector<WaitForReactor*> satisfied;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = Now();
+    SweepLocked(now);
+    const std::string& uuid = aid.uuid();
+    // Take the addresses away from any other entry holding them.
+    for (const std::string& addr : addrs) {
+      auto owner = addr_owner_.find(addr);
+      if (owner != addr_owner_.end() && owner->second != uuid) {
+        const std::string previous = owner->second;
+        LOG(INFO) << "registrar: address " << addr << " moves from uuid "
+                  << previous << " to '" << aid.name() << "' (" << uuid << ")";
+        RemoveAddrLocked(previous, addr);
+      }
+    }
+    auto [it, inserted] = entries_.try_emplace(uuid);
+    Entry& entry = it->second;
+    bool changed = inserted;
+    if (inserted) {
+      entry.seq = next_seq_++;
+      LOG(INFO) << "registrar: registered '" << aid.name() << "' (" << uuid
+                << ") at " << absl::StrJoin(addrs, ",") << ", lease "
+                << (pinned ? std::string("none") : absl::FormatDuration(lease));
+    } else {
+      changed = !google::protobuf::util::MessageDifferencer::Equals(
+          entry.registration, stored);
+      for (const std::string& old_addr : entry.registration.addrs()) {
+        if (std::find(addrs.begin(), addrs.end(), old_addr) == addrs.end()) {
+          addr_owner_.erase(old_addr);
+        }
+      }
+      VLOG(2) << "registrar: refreshed '" << aid.name() << "' (" << uuid
+              << ")" << (changed ? ", changed" : "");
+    }
+    for (const std::string& addr : addrs) addr_owner_[addr] = uuid;
+    entry.registration = stored;
+    entry.expiry = pinned ? absl::InfiniteFuture() : now + lease;
+    if (changed) EmitLocked(v1::WatchEvent::ADDED, stored);
+    if (entry.expiry < sweeper_wake_) sweeper_cv_.Signal();
+    ClaimWaitersLocked(aid.name(), now, &satisfied);
+  }
+  for (WaitForReactor* waiter : satisfied) waiter->Finish(grpc::Status::OK);
+  return lease;
+}
+
+bool RegistrarService::RemoveRegistration(const std::string& uuid) {
+  absl::MutexLock lock(&mu_);
+  SweepLocked(Now());
+  auto it = entries_.find(uuid);
+  if (it == entries_.end()) {
+    VLOG(1) << "registrar: Unregister of unknown uuid " << uuid;
+    return false;
+  }
+  LOG(INFO) << "registrar: unregistered '"
+            << it->second.registration.aid().name() << "' (" << uuid << ")";
+  EraseEntryLocked(it, v1::WatchEvent::REMOVED);
+  return true;
+}
+
+std::optional<v1::Aid> RegistrarService::RemoveAddr(const std::string& addr) {
+  absl::MutexLock lock(&mu_);
+  SweepLocked(Now());
+  auto owner = addr_owner_.find(addr);
+  if (owner == addr_owner_.end()) return std::nullopt;
+  const std::string uuid = owner->second;
+  auto it = entries_.find(uuid);
+  CHECK(it != entries_.end()) << "address index names a missing entry";
+  v1::Aid aid = it->second.registration.aid();
+  LOG(INFO) << "registrar: deleted address " << addr << " of '" << aid.name()
+            << "' (" << uuid << ")";
+  RemoveAddrLocked(uuid, addr);
+  return aid;
+}
+
+std::vector<v1::Registration> RegistrarService::Lookup(
+    const std::string& name) const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<v1::Registration> result;
+  for (const Entry* entry : SortedLocked(&name, Now())) {
+    result.push_back(entry->registration);
+  }
+  return result;
+}
+
+std::vector<v1::Registration> RegistrarService::Snapshot() const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<v1::Registration> result;
+  for (const Entry* entry : SortedLocked(nullptr, Now())) {
+    result.push_back(entry->registration);
+  }
+  return result;
+}
+
+size_t RegistrarService::PendingWaitForCount() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return waiters_.size();
+}
+
+size_t RegistrarService::WatcherCount() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return watchers_.size();
+}
+
+void RegistrarService::SweepLocked(absl::Time now) {
+  std::vector<std::string> expired;
+  for (const auto& [uuid, entry] : entries_) {
+    if (entry.expiry <= now) expired.push_back(uuid);
+  }
+  for (const std::string& uuid : expired) {
+    auto it = entries_.find(uuid);
+    LOG(INFO) << "registrar: lease of '"
+              << it->second.registration.aid().name() << "' (" << uuid
+              << ") expired";
+    EraseEntryLocked(it, v1::WatchEvent::EXPIRED);
+  }
+}
+
+void RegistrarService::RemoveAddrLocked(const std::string& uuid,
+                                        const std::string& addr) {
+  auto it = entries_.find(uuid);
+  CHECK(it != entries_.end()) << "address index names a missing entry";
+  auto* addrs = it->second.registration.mutable_addrs();
+  for (int i = 0; i < addrs->size(); ++i) {
+    if (addrs->Get(i) == addr) {
+      addrs->erase(addrs->begin() + i);
+      break;
+    }
+  }
+  addr_owner_.erase(addr);
+  if (addrs->empty()) {
+    EraseEntryLocked(it, v1::WatchEvent::REMOVED);
+  } else {
+    EmitLocked(v1::WatchEvent::ADDED, it->second.registration);
+  }
+}
+
+void RegistrarService::EraseEntryLocked(
+    absl::flat_hash_map<std::string, Entry>::iterator it,
+    v1::WatchEvent::Kind kind) {
+  v1::Registration registration = std::move(it->second.registration);
+  for (const std::string& addr : registration.addrs()) {
+    auto owner = addr_owner_.find(addr);
+    if (owner != addr_owner_.end() && owner->second == it->first) {
+      addr_owner_.erase(owner);
+    }
+  }
+  entries_.erase(it);
+  EmitLocked(kind, registration);
+}
+
+void RegistrarService::EmitLocked(v1::WatchEvent::Kind kind,
+                                  const v1::Registration& registration) {
+  if (watchers_.empty()) return;
+  v1::WatchEvent event;
+  event.set_kind(kind);
+  *event.mutable_registration() = registration;
+  for (WatchReactor* watcher : watchers_) watcher->Enqueue(event);
+}
+
+std::vector<const RegistrarService::Entry*> RegistrarService::SortedLocked(
+    const std::string* name, absl::Time now) const {
+  std::vector<const Entry*> result;
+  for (const auto& [uuid, entry] : entries_) {
+    if (entry.expiry <= now) continue;
+    if (name != nullptr && entry.registration.aid().name() != *name) continue;
+    result.push_back(&entry);
+  }
+  std::sort(result.begin(), result.end(),
+            [](const Entry* a, const Entry* b) { return a->seq < b->seq; });
+  return result;
+}
+
+void RegistrarService::ClaimWaitersLocked(
+    const std::string& name, absl::Time now,
+    std::vector<WaitForReactor*>* satisfied) {
+  std::vector<const Entry*> matches;
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    WaitForReactor* waiter = *it;
+    if (waiter->name() != name) {
+      ++it;
+      continue;
+    }
+    if (matches.empty()) matches = SortedLocked(&name, now);
+    if (matches.empty()) return;
+    for (const Entry* entry : matches) {
+      *waiter->reply()->add_registrations() = entry->registration;
+    }
+    satisfied->push_back(waiter);
+    waiters_.erase(it++);
+  }
+}
+
+void RegistrarService::OnWaitForCancelled(WaitForReactor* waiter) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (waiters_.erase(waiter) == 0) return;  // Someone else finishes it.
+  }
+  waiter->Finish(grpc::Status(grpc::StatusCode::CANCELLED,
+                              "WaitFor cancelled by the client"));
+}
+
+void RegistrarService::OnWatchDone(WatchReactor* watcher) {
+  absl::MutexLock lock(&mu_);
+  watchers_.erase(watcher);
+}
+
+void RegistrarService::SweeperLoop() {
+  mu_.Lock();
+  while (!stop_sweeper_) {
+    const absl::Time now = Now();
+    SweepLocked(now);
+    std::vector<WaitForReactor*> timed_out;
+    for (WaitForReactor* waiter : waiters_) {
+      if (waiter->deadline() <= now) timed_out.push_back(waiter);
+    }
+    if (!timed_out.empty()) {
+      for (WaitForReactor* waiter : timed_out) waiters_.erase(waiter);
+      mu_.Unlock();
+      for (WaitForReactor* waiter : timed_out) {
+        waiter->Finish(grpc::Status(
+            grpc::StatusCode::DEADLINE_EXCEEDED,
+            absl::StrCat("WaitFor('", waiter->name(),
+                         "'): no such actor registered before the deadline")));
+      }
+      mu_.Lock();
+      continue;
+    }
+    absl::Time next = absl::InfiniteFuture();
+    for (const auto& [uuid, entry] : entries_) {
+      next = std::min(next, entry.expiry);
+    }
+    for (WaitForReactor* waiter : waiters_) {
+      next = std::min(next, waiter->deadline());
+    }
+    sweeper_wake_ = next;
+    sweeper_cv_.WaitWithTimeout(&mu_, next - Now());
+    sweeper_wake_ = absl::InfiniteFuture();
+  }
+  mu_.Unlock();
+}
+
+// --- gRPC handlers ---
+
+grpc::ServerUnaryReactor* RegistrarService::Hello(
+    grpc::CallbackServerContext* context, const v1::HelloRequest* /*request*/,
+    v1::HelloReply* reply) {
+  *reply->mutable_registrar() = options_.self;
+  reply->set_default_lease_ms(ToLeaseMs(options_.default_lease));
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* RegistrarService::Register(
+    grpc::CallbackServerContext* context, const v1::RegisterRequest* request,
+    v1::RegisterReply* reply) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<absl::Duration> lease =
+      AddRegistration(request->registration());
+  if (!lease.ok()) {
+    reactor->Finish(ToGrpcStatus(lease.status()));
+    return reactor;
+  }
+  reply->set_lease_ms(ToLeaseMs(*lease));
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* RegistrarService::Unregister(
+    grpc::CallbackServerContext* context, const v1::UnregisterRequest* request,
+    v1::UnregisterReply* reply) {
+  reply->set_found(RemoveRegistration(request->uuid()));
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* RegistrarService::Find(
+    grpc::CallbackServerContext* context, const v1::FindRequest* request,
+    v1::FindReply* reply) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (request->name().empty()) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 "Find: name is empty"));
+    return reactor;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = Now();
+    SweepLocked(now);
+    for (const Entry* entry : SortedLocked(&request->name(), now)) {
+      *reply->add_registrations() = entry->registration;
+    }
+  }
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* RegistrarService::WaitFor(
+    grpc::CallbackServerContext* context, const v1::FindRequest* request,
+    v1::FindReply* reply) {
+  if (request->name().empty()) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 "WaitFor: name is empty"));
+    return reactor;
+  }
+  absl::MutexLock lock(&mu_);
+  if (shutting_down_) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(ShuttingDownStatus());
+    return reactor;
+  }
+  const absl::Time now = Now();
+  SweepLocked(now);
+  std::vector<const Entry*> matches = SortedLocked(&request->name(), now);
+  if (!matches.empty()) {
+    for (const Entry* entry : matches) {
+      *reply->add_registrations() = entry->registration;
+    }
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  absl::Time deadline = absl::InfiniteFuture();
+  const auto call_deadline = context->deadline();
+  if (call_deadline != std::chrono::system_clock::time_point::max()) {
+    deadline =
+        now + absl::FromChrono(call_deadline - std::chrono::system_clock::now());
+  }
+  auto* waiter = new WaitForReactor(this, request->name(), deadline, reply);
+  waiters_.insert(waiter);
+  if (deadline < sweeper_wake_) sweeper_cv_.Signal();
+  VLOG(1) << "registrar: WaitFor('" << request->name() << "') pending";
+  return waiter;
+}
+
+grpc::ServerUnaryReactor* RegistrarService::List(
+    grpc::CallbackServerContext* context, const v1::ListRequest* /*request*/,
+    v1::ListReply* reply) {
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = Now();
+    SweepLocked(now);
+    for (const Entry* entry : SortedLocked(nullptr, now)) {
+      *reply->add_registrations() = entry->registration;
+    }
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* RegistrarService::DeleteAddr(
+    grpc::CallbackServerContext* context, const v1::DeleteAddrRequest* request,
+    v1::DeleteAddrReply* reply) {
+  std::optional<v1::Aid> owner = RemoveAddr(request->addr());
+  reply->set_found(owner.has_value());
+  if (owner.has_value()) *reply->mutable_owner() = *std::move(owner);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::WatchEvent>* RegistrarService::Watch(
+    grpc::CallbackServerContext* /*context*/,
+    const v1::WatchRequest* /*request*/) {
+  absl::MutexLock lock(&mu_);
+  if (shutting_down_) {
+    auto* watcher = new WatchReactor(this, 0);
+    watcher->Close(ShuttingDownStatus());
+    return watcher;
+  }
+  const absl::Time now = Now();
+  SweepLocked(now);
+  // Under the same lock as joining `watchers_`: no change is lost or seen
+  // twice between the snapshot and the live events.
+  std::vector<const Entry*> snapshot = SortedLocked(nullptr, now);
+  auto* watcher = new WatchReactor(this, snapshot.size());
+  for (const Entry* entry : snapshot) {
+    v1::WatchEvent event;
+    event.set_kind(v1::WatchEvent::ADDED);
+    *event.mutable_registration() = entry->registration;
+    watcher->Enqueue(std::move(event));
+  }
+  watchers_.insert(watcher);
+  return watcher;
+}
+
+}  // namespace tractor::registrar

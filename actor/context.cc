@@ -9,6 +9,7 @@
 #include "actor/internal/runtime_state.h"
 #include "actor/portal.h"
 #include "actor/runtime.h"
+#include "discovery/address.h"
 #include "glog/logging.h"
 
 namespace tractor {
@@ -406,6 +407,57 @@ bool MsgStream::closed() const {
 
 Portal::Portal(std::shared_ptr<internal::PortalState> state)
     : state_(std::move(state)) {}
+
+Portal Portal::Connect(const std::string& addr, const v1::Aid& aid,
+                       absl::Duration timeout) {
+  auto& rt = internal::Runtime::Require();
+  auto parsed = discovery::Address::Parse(addr);
+  if (!parsed.ok()) throw UsageError(std::string(parsed.status().message()));
+  auto ps = std::make_shared<internal::PortalState>();
+  ps->addr = parsed->ToString();
+  ps->channel = rt.ChannelTo(ps->addr);
+  ps->aid = aid;
+  if (aid.uuid().empty()) {
+    struct Call {
+      grpc::ClientContext context;
+      v1::InfoRequest req;
+      v1::ActorInfo reply;
+      std::mutex mu;
+      std::condition_variable_any cv;
+      bool done = false;
+      grpc::Status status;
+    };
+    auto call = std::make_shared<Call>();
+    call->context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    auto stub = v1::Actor::NewStub(ps->channel);
+    stub->async()->Info(&call->context, &call->req, &call->reply,
+                        [call](grpc::Status st) {
+                          std::lock_guard<std::mutex> lk(call->mu);
+                          call->status = st;
+                          call->done = true;
+                          call->cv.notify_all();
+                        });
+    {
+      std::unique_lock<std::mutex> lk(call->mu);
+      try {
+        internal::Wait(call->cv, lk, [&] { return call->done; });
+      } catch (...) {
+        call->context.TryCancel();
+        auto shielded =
+            internal::NewScope(nullptr, absl::InfiniteFuture(), true);
+        internal::ScopeBinding bind(shielded);
+        internal::Wait(call->cv, lk, [&] { return call->done; });
+        throw;
+      }
+    }
+    if (!call->status.ok()) {
+      throw TransportClosed(absl::StrCat("no actor answers at ", ps->addr,
+                                         ": ", call->status.error_message()));
+    }
+    ps->aid = call->reply.aid();
+  }
+  return Portal(ps);
+}
 
 const v1::Aid& Portal::aid() const { return state_->aid; }
 const std::string& Portal::addr() const { return state_->addr; }

@@ -30,6 +30,13 @@ class Portal {
   Portal() = default;
   explicit Portal(std::shared_ptr<internal::PortalState> state);
 
+  // Returns a portal to the actor serving at `addr` (any address form,
+  // see discovery/address.h). When `aid` is empty it is fetched with the
+  // actor's `Info` RPC (bounded by `timeout`; TransportClosed if nothing
+  // answers). Requires a runtime in this process.
+  static Portal Connect(const std::string& addr, const v1::Aid& aid = {},
+                        absl::Duration timeout = absl::Seconds(2));
+
   // Runs the plain function `func` ("ns:func") in the actor and returns its
   // result. Throws RemoteActorError (or a subclass: ModuleNotExposed,
   // FunctionNotFound, MsgTypeError, ContextCancelled) for a remote failure,

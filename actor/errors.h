@@ -124,6 +124,13 @@ class RuntimeFailure : public ActorError {
   std::string TypeName() const override { return "RuntimeFailure"; }
 };
 
+// A child actor failed outside any dialog (crashed, killed, failed to boot).
+class ActorFailure : public RuntimeFailure {
+ public:
+  using RuntimeFailure::RuntimeFailure;
+  std::string TypeName() const override { return "ActorFailure"; }
+};
+
 // An actor did not acknowledge a cancel request in time.
 class ActorTooSlowError : public RuntimeFailure {
  public:

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <cstring>
 #include <thread>
 #include <utility>
 
@@ -57,30 +58,58 @@ class NurseryState {
   int pending_results = 0;
   std::shared_ptr<ScopeState> scope;
 
-  void RecordError(std::exception_ptr e) {
+  // Records a child's error; `cancel_siblings` also cancels the block (and
+  // through it every other child).
+  void RecordError(std::exception_ptr e, bool cancel_siblings) {
     {
       std::lock_guard<std::mutex> lk(mu);
       errors.push_back(std::move(e));
     }
     cv.notify_all();
-    if (scope) scope->Cancel();
+    if (cancel_siblings && scope) scope->Cancel();
   }
 };
 
 namespace {
 
-// Reaps `pid` on a helper thread and wakes waiters.
-void StartReaper(std::shared_ptr<ChildProc> proc) {
-  std::thread([proc] {
+std::string DescribeStatus(int status) {
+  if (WIFSIGNALED(status)) {
+    return absl::StrCat("was killed by signal ", WTERMSIG(status), " (",
+                        strsignal(WTERMSIG(status)), ")");
+  }
+  return absl::StrCat("exited with status ", WEXITSTATUS(status));
+}
+
+// Reaps the child on a helper thread and wakes waiters. A child that dies
+// abnormally while its nursery is not cancelling is a failure of the tree:
+// it is recorded and its siblings are cancelled.
+void StartReaper(std::shared_ptr<ChildProc> proc, v1::Aid aid,
+                 std::weak_ptr<NurseryState> nursery) {
+  std::thread([proc, aid, nursery] {
     int status = 0;
     while (waitpid(proc->pid, &status, 0) < 0 && errno == EINTR) {
     }
+    bool linked;
     {
       std::lock_guard<std::mutex> lk(proc->mu);
       proc->exited = true;
       proc->wait_status = status;
+      linked = proc->linked;
     }
     proc->cv.notify_all();
+    bool abnormal = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (!abnormal || !linked) return;
+    if (auto st = nursery.lock()) {
+      {
+        std::lock_guard<std::mutex> lk(st->mu);
+        if (st->cancel_called) return;
+      }
+      st->RecordError(
+          std::make_exception_ptr(ActorFailure(absl::StrCat(
+              "child actor '", aid.name(), "' (pid ", proc->pid, ") ",
+              DescribeStatus(status)))),
+          /*cancel_siblings=*/true);
+    }
   }).detach();
 }
 
@@ -126,8 +155,10 @@ void CancelAll(NurseryState& st, bool hard_kill) {
   for (auto& t : threads) t.join();
 }
 
-std::shared_ptr<ChildEntry> Spawn(NurseryState& st, const std::string& name,
+std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
+                                  const std::string& name,
                                   const ActorOptions& options) {
+  NurseryState& st = *shared;
   Runtime& rt = Runtime::Require();
   auto entry = std::make_shared<ChildEntry>();
   entry->aid.set_name(name);
@@ -160,7 +191,7 @@ std::shared_ptr<ChildEntry> Spawn(NurseryState& st, const std::string& name,
   auto proc = rt.ExpectChild(entry->aid.uuid());
   proc->pid = SpawnProcess(spec);
   entry->proc = proc;
-  StartReaper(proc);
+  StartReaper(proc, entry->aid, shared);
   {
     std::lock_guard<std::mutex> lk(st.mu);
     st.children.push_back(entry);
@@ -215,7 +246,7 @@ std::shared_ptr<ChildEntry> Spawn(NurseryState& st, const std::string& name,
 }  // namespace internal
 
 Portal ActorNursery::StartActor(const std::string& name, ActorOptions options) {
-  return internal::Spawn(*state_, name, options)->portal;
+  return internal::Spawn(state_, name, options)->portal;
 }
 
 Portal ActorNursery::RunInActor(const std::string& name, const std::string& func,
@@ -225,7 +256,7 @@ Portal ActorNursery::RunInActor(const std::string& name, const std::string& func
                 ns) == options.enable_modules.end()) {
     options.enable_modules.push_back(ns);
   }
-  auto entry = internal::Spawn(*state_, name, options);
+  auto entry = internal::Spawn(state_, name, options);
   entry->one_shot = true;
   auto ps = entry->portal.state();
   {
@@ -236,7 +267,7 @@ Portal ActorNursery::RunInActor(const std::string& name, const std::string& func
     std::lock_guard<std::mutex> lk(state_->mu);
     ++state_->pending_results;
   }
-  internal::NurseryState* st = state_;
+  std::shared_ptr<internal::NurseryState> st = state_;
   auto scope = state_->scope;
   // The result waiter runs as a task of this actor inside the nursery.
   std::thread([st, ps, func, args, scope, entry] {
@@ -269,7 +300,27 @@ Portal ActorNursery::RunInActor(const std::string& name, const std::string& func
       }
     }
     ps->cv.notify_all();
-    if (error) st->RecordError(error);
+    // Like tractor, a one-shot child's error is collected at block exit;
+    // children this nursery cancelled are not failures.
+    if (error) {
+      bool cancelling;
+      {
+        std::lock_guard<std::mutex> lk(st->mu);
+        cancelling = st->cancel_called;
+      }
+      bool ours = false;
+      try {
+        std::rethrow_exception(error);
+      } catch (const ContextCancelled& c) {
+        // Cancelled by this nursery's teardown (gracefully, or by the
+        // child's own exit after a SIGTERM), or by this actor.
+        ours = cancelling || c.canceller().uuid() == CurrentActor().uuid();
+      } catch (const TransportClosed&) {
+        ours = cancelling;  // escalated to a kill
+      } catch (...) {
+      }
+      if (!ours) st->RecordError(error, /*cancel_siblings=*/false);
+    }
     {
       std::lock_guard<std::mutex> lk(st->mu);
       --st->pending_results;
@@ -290,8 +341,9 @@ bool ActorNursery::cancel_called() const {
 
 void OpenNursery(const std::function<void(ActorNursery&)>& body) {
   internal::Runtime::Require();
-  internal::NurseryState st;
-  ActorNursery nursery(&st);
+  auto shared = std::make_shared<internal::NurseryState>();
+  internal::NurseryState& st = *shared;
+  ActorNursery nursery(shared);
   CancelScope scope;
   st.scope = scope.state();
   std::exception_ptr body_error;
@@ -302,7 +354,9 @@ void OpenNursery(const std::function<void(ActorNursery&)>& body) {
       // Normal exit: wait for one-shot results, then for daemons to exit.
       std::unique_lock<std::mutex> lk(st.mu);
       internal::Wait(st.cv, lk, [&] { return st.pending_results == 0; });
+      bool errors = !st.errors.empty();
       lk.unlock();
+      if (errors) return;  // cancel the rest below
       for (auto& c : st.children) {
         if (c->one_shot) c->portal.CancelActor();
       }

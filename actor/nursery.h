@@ -35,7 +35,8 @@ struct ActorOptions {
 // any task inside the block.
 class ActorNursery {
  public:
-  explicit ActorNursery(internal::NurseryState* state) : state_(state) {}
+  explicit ActorNursery(std::shared_ptr<internal::NurseryState> state)
+      : state_(std::move(state)) {}
 
   // Spawns a daemon child actor `name` (a new process) and returns a portal
   // to it once it has booted and linked back. The child lives until it is
@@ -54,7 +55,7 @@ class ActorNursery {
   bool cancel_called() const;
 
  private:
-  internal::NurseryState* state_;
+  std::shared_ptr<internal::NurseryState> state_;
 };
 
 // Runs `body` with a new nursery. On a normal exit waits for every

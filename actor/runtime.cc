@@ -316,6 +316,28 @@ void Runtime::Start() {
   }
 }
 
+void Runtime::AddLifetimeCallback(std::function<void()> fn) {
+  std::lock_guard<std::mutex> lk(mu_);
+  lifetime_callbacks_.push_back(std::move(fn));
+}
+
+void Runtime::RunLifetimeCallbacks() {
+  std::vector<std::function<void()>> callbacks;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    callbacks.swap(lifetime_callbacks_);
+  }
+  for (auto it = callbacks.rbegin(); it != callbacks.rend(); ++it) {
+    try {
+      (*it)();
+    } catch (const std::exception& e) {
+      LOG(ERROR) << "actor-lifetime callback raised: " << e.what();
+    } catch (...) {
+      LOG(ERROR) << "actor-lifetime callback raised a non-standard exception";
+    }
+  }
+}
+
 void Runtime::Shutdown() {
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -334,6 +356,7 @@ void Runtime::Shutdown() {
     std::unique_lock<std::mutex> lk(mu);
     cv.wait(lk, [&] { return done; });
   }
+  RunLifetimeCallbacks();
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() +
                       std::chrono::milliseconds(500));
@@ -999,5 +1022,14 @@ std::vector<std::string> AcceptAddrs() {
 }
 
 bool HasRuntime() { return internal::Runtime::Get() != nullptr; }
+
+std::string CurrentLogLevel() {
+  const std::string& level = internal::Runtime::Require().config().loglevel;
+  return level.empty() ? "error" : level;
+}
+
+void AddLifetimeCallback(std::function<void()> fn) {
+  internal::Runtime::Require().AddLifetimeCallback(std::move(fn));
+}
 
 }  // namespace tractor

@@ -50,6 +50,16 @@ std::vector<std::string> AcceptAddrs();
 // True when this process runs an actor.
 bool HasRuntime();
 
+// The log level this actor was started with ("error" when none was set).
+// Throws NoRuntime without a runtime.
+std::string CurrentLogLevel();
+
+// Registers `fn` to run when this actor exits, whether it ends normally, on
+// an error or on a cancel (tractor's actor-lifetime exit stack). Callbacks
+// run in reverse order of registration; an exception from one is logged.
+// Throws NoRuntime without a runtime.
+void AddLifetimeCallback(std::function<void()> fn);
+
 }  // namespace tractor
 
 #endif  // TRACTOR_ACTOR_RUNTIME_H_

@@ -130,6 +130,10 @@ class Runtime {
   void RequestExit(const std::string& why);
   std::string WaitForExitRequest();
 
+  // Actor-lifetime callbacks, run (last first) at the start of Shutdown.
+  void AddLifetimeCallback(std::function<void()> fn);
+  void RunLifetimeCallbacks();
+
   // Runs `fn` on a pooled thread.
   static void RunDetached(std::function<void()> fn);
 
@@ -150,6 +154,7 @@ class Runtime {
   std::map<std::string, std::shared_ptr<ChildProc>> children_;
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;
   std::map<std::string, v1::Aid> child_aids_;
+  std::vector<std::function<void()>> lifetime_callbacks_;
   bool shutting_down_ = false;
   bool exit_requested_ = false;
   std::string exit_reason_;

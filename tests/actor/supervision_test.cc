@@ -1,0 +1,459 @@
+// One-cancels-all supervision, error relay and teardown across real actor
+// processes (spec section 3.3 and the scenarios of test_cancellation.py,
+// test_spawning.py, test_reg_err_types.py and test_runtime.py).
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "actor/cancel.h"
+#include "actor/context.h"
+#include "actor/errors.h"
+#include "actor/export.h"
+#include "actor/nursery.h"
+#include "actor/runtime.h"
+#include "gtest/gtest.h"
+#include "tests/process_fixture.h"
+
+namespace tractor {
+namespace {
+
+// A registered user error: re-thrown as itself across actors.
+struct QuotaExceeded : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+// Never registered: arrives as a RemoteActorError.
+struct Unregistered : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+const bool kRegistered = [] {
+  RegisterErrorType<QuotaExceeded>("QuotaExceeded");
+  return true;
+}();
+
+void AssertFalse() { throw std::logic_error("assert False"); }
+TRACTOR_EXPORT("sup:assert_false", AssertFalse);
+
+void AssertFalseLater() {
+  Sleep(absl::Milliseconds(500));
+  throw std::logic_error("assert False");
+}
+TRACTOR_EXPORT("sup:assert_false_later", AssertFalseLater);
+
+int64_t Square(int64_t x) { return x * x; }
+TRACTOR_EXPORT("sup:square", Square);
+
+void SleepForever() { Sleep(absl::Hours(1)); }
+TRACTOR_EXPORT("sup:sleep_forever", SleepForever);
+
+void RaiseQuota(const std::string& msg) { throw QuotaExceeded(msg); }
+TRACTOR_EXPORT("sup:raise_quota", RaiseQuota);
+
+void RaiseUnregistered(const std::string& msg) { throw Unregistered(msg); }
+TRACTOR_EXPORT("sup:raise_unregistered", RaiseUnregistered);
+
+std::string Loglevel() { return CurrentLogLevel(); }
+TRACTOR_EXPORT("sup:loglevel", Loglevel);
+
+// Recursive tree of RunInActor spawners (breadth 2) whose leaves fail.
+void SpawnTree(int64_t depth) {
+  if (depth == 0) throw std::logic_error("leaf failed");
+  OpenNursery([&](ActorNursery& an) {
+    for (int i = 0; i < 2; ++i) {
+      an.RunInActor(absl::StrCat("spawner_", depth, "_", i), "sup:spawn_tree",
+                    depth - 1);
+    }
+  });
+}
+TRACTOR_EXPORT("sup:spawn_tree", SpawnTree);
+
+// Spawns a grandchild that fails; the error is relayed through this actor.
+void RelayGrandchildError() {
+  OpenNursery([](ActorNursery& an) {
+    an.RunInActor("grandchild", "sup:assert_false");
+  });
+}
+TRACTOR_EXPORT("sup:relay", RelayGrandchildError);
+
+// Spins without any checkpoint for `seconds`.
+void BusyWait(double seconds) {
+  absl::Time end = absl::Now() + absl::Seconds(seconds);
+  volatile int64_t spin = 0;
+  while (absl::Now() < end) ++spin;
+}
+TRACTOR_EXPORT("sup:busy", BusyWait);
+
+// Spawns a grandchild stuck in non-yielding code and waits on it.
+void StuckGrandchild() {
+  OpenNursery([](ActorNursery& an) {
+    Portal gc = an.StartActor("stuck", {.enable_modules = {"sup"}});
+    gc.Run("sup:busy", 3.0);
+  });
+}
+TRACTOR_EXPORT("sup:stuck_grandchild", StuckGrandchild);
+
+// Creates a file, registers its removal for actor exit, then fails or waits.
+void TmpThenFail(const std::string& path) {
+  std::ofstream(path) << "x";
+  AddLifetimeCallback([path] { ::unlink(path.c_str()); });
+  throw std::runtime_error("fail after making " + path);
+}
+TRACTOR_EXPORT("sup:tmp_then_fail", TmpThenFail);
+
+void TmpThenSleep(const std::string& path) {
+  std::ofstream(path) << "x";
+  AddLifetimeCallback([path] { ::unlink(path.c_str()); });
+  Sleep(absl::Hours(1));
+}
+TRACTOR_EXPORT("sup:tmp_then_sleep", TmpThenSleep);
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+class SupervisionTest : public testing::ProcessTest {};
+
+const ActorOptions kSup = {.enable_modules = {"sup"}};
+
+TEST_F(SupervisionTest, RemoteErrorFromRunInActorFailsTheNursery) {
+  OpenRootActor({}, [] {
+    try {
+      OpenNursery([](ActorNursery& an) {
+        an.RunInActor("errorer", "sup:assert_false");
+      });
+      ADD_FAILURE() << "no error";
+    } catch (const RemoteActorError& e) {
+      EXPECT_EQ(e.boxed_type(), "std::logic_error");
+      EXPECT_EQ(e.src().name(), "errorer");
+    }
+  });
+}
+
+TEST_F(SupervisionTest, UnexpectedArgumentsFailTheNurseryWithMsgTypeError) {
+  OpenRootActor({}, [] {
+    EXPECT_THROW(OpenNursery([](ActorNursery& an) {
+                   an.RunInActor("typed", "sup:square", "not an int");
+                 }),
+                 MsgTypeError);
+  });
+}
+
+TEST_F(SupervisionTest, TwoFailingChildrenRaiseAnErrorGroup) {
+  OpenRootActor({}, [] {
+    try {
+      OpenNursery([](ActorNursery& an) {
+        an.RunInActor("e1", "sup:assert_false");
+        an.RunInActor("e2", "sup:assert_false");
+      });
+      ADD_FAILURE() << "no error";
+    } catch (const ActorErrorGroup& g) {
+      ASSERT_EQ(g.errors().size(), 2u);
+      for (auto& e : g.errors()) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const RemoteActorError& r) {
+          EXPECT_EQ(r.boxed_type(), "std::logic_error");
+        }
+      }
+    }
+  });
+}
+
+void RunManyFailing(const std::string& func) {
+  absl::Time t0 = absl::Now();
+  OpenRootActor({}, [&] {
+    try {
+      OpenNursery([&](ActorNursery& an) {
+        for (int i = 0; i < 25; ++i) {
+          an.RunInActor(absl::StrCat("child_", i), func);
+        }
+      });
+      ADD_FAILURE() << "no error";
+    } catch (const ActorErrorGroup& g) {
+      EXPECT_EQ(g.errors().size(), 25u);
+      for (auto& e : g.errors()) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const RemoteActorError& r) {
+          EXPECT_EQ(r.boxed_type(), "std::logic_error");
+        } catch (...) {
+          ADD_FAILURE() << "not a RemoteActorError";
+        }
+      }
+    }
+  });
+  absl::Duration took = absl::Now() - t0;
+  printf("25 failing children (%s) to error group: %.0f ms\n", func.c_str(),
+         absl::ToDoubleMilliseconds(took));
+  EXPECT_LT(took, absl::Seconds(30));  // tractor's budget
+}
+
+TEST_F(SupervisionTest, TwentyFiveFailingChildrenRaiseAGroupOfTwentyFive) {
+  RunManyFailing("sup:assert_false");
+}
+
+TEST_F(SupervisionTest, TwentyFiveChildrenFailingDuringSpawnRaiseAGroupOfTwentyFive) {
+  RunManyFailing("sup:assert_false_later");
+}
+
+TEST_F(SupervisionTest, CancelSingleChildAfterACall) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("single", kSup);
+      EXPECT_EQ(p.Run("sup:square", 12).AsInt(), 144);
+      an.Cancel();
+      EXPECT_TRUE(an.cancel_called());
+    });
+  });
+}
+
+TEST_F(SupervisionTest, ErrorRaisedInTheBlockPropagatesAndReapsTheChild) {
+  OpenRootActor({}, [] {
+    EXPECT_THROW(OpenNursery([](ActorNursery& an) {
+                   Portal p = an.StartActor("single", kSup);
+                   EXPECT_EQ(p.Run("sup:square", 3).AsInt(), 9);
+                   throw std::overflow_error("user interrupt");
+                 }),
+                 std::overflow_error);
+  });
+}
+
+// tractor's test_some_cancels_all, six mixes: (daemons, one-shots, which
+// fails).
+struct Mix {
+  int daemons;
+  int one_shots;
+  bool one_shots_fail;   // every one-shot fails
+  bool daemon_call_fails;  // the block calls a failing function on a daemon
+  size_t expected_errors;  // 1: a single RemoteActorError; N: a group
+};
+
+class SomeCancelsAllTest : public SupervisionTest,
+                           public ::testing::WithParamInterface<Mix> {};
+
+TEST_P(SomeCancelsAllTest, AnyFailureCancelsEveryOtherChild) {
+  Mix mix = GetParam();
+  OpenRootActor({}, [&] {
+    try {
+      OpenNursery([&](ActorNursery& an) {
+        std::vector<Portal> daemons;
+        for (int i = 0; i < mix.daemons; ++i) {
+          daemons.push_back(an.StartActor(absl::StrCat("daemon_", i), kSup));
+        }
+        for (int i = 0; i < mix.one_shots; ++i) {
+          an.RunInActor(absl::StrCat("oneshot_", i),
+                        mix.one_shots_fail ? "sup:assert_false"
+                                           : "sup:sleep_forever");
+        }
+        if (mix.daemon_call_fails) daemons.at(0).Run("sup:assert_false");
+      });
+      ADD_FAILURE() << "no error";
+    } catch (const ActorErrorGroup& g) {
+      EXPECT_EQ(g.errors().size(), mix.expected_errors);
+    } catch (const RemoteActorError& e) {
+      EXPECT_EQ(mix.expected_errors, 1u);
+      EXPECT_EQ(e.boxed_type(), "std::logic_error");
+    }
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Mixes, SomeCancelsAllTest,
+    ::testing::Values(Mix{1, 0, false, true, 1}, Mix{2, 0, false, true, 1},
+                      Mix{1, 1, false, true, 1}, Mix{2, 2, false, true, 1},
+                      Mix{0, 2, true, false, 2}, Mix{2, 2, true, false, 2}));
+
+void RunTree(int depth, absl::Duration budget) {
+  absl::Time t0 = absl::Now();
+  OpenRootActor({}, [&] {
+    try {
+      OpenNursery([&](ActorNursery& an) {
+        for (int i = 0; i < 2; ++i) {
+          an.RunInActor(absl::StrCat("spawner_top_", i), "sup:spawn_tree",
+                        depth);
+        }
+      });
+      ADD_FAILURE() << "no error";
+    } catch (const ActorErrorGroup& g) {
+      ASSERT_EQ(g.errors().size(), 2u);
+      for (auto& e : g.errors()) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const RemoteActorError& r) {
+          // Each subtree's supervisor failed with its own group.
+          EXPECT_EQ(r.boxed_type(), "ExceptionGroup");
+          EXPECT_EQ(r.msgdata().children_size(), 2);
+        }
+      }
+    }
+  });
+  absl::Duration took = absl::Now() - t0;
+  printf("depth-%d failing tree torn down: %.0f ms\n", depth,
+         absl::ToDoubleMilliseconds(took));
+  EXPECT_LT(took, budget);
+}
+
+TEST_F(SupervisionTest, NestedMultiErrorsDepthOne) {
+  RunTree(1, absl::Seconds(6));
+}
+
+TEST_F(SupervisionTest, NestedMultiErrorsDepthThree) {
+  RunTree(3, absl::Seconds(12));
+}
+
+TEST_F(SupervisionTest, RelayedErrorKeepsItsOriginAndRecordsThePath) {
+  OpenRootActor({}, [] {
+    try {
+      OpenNursery([](ActorNursery& an) { an.RunInActor("middle", "sup:relay"); });
+      ADD_FAILURE() << "no error";
+    } catch (const RemoteActorError& e) {
+      EXPECT_EQ(e.boxed_type(), "RemoteActorError");
+      EXPECT_EQ(e.src_type(), "std::logic_error");
+      EXPECT_EQ(e.src().name(), "grandchild");
+      ASSERT_EQ(e.relay_path().size(), 2);
+      EXPECT_EQ(e.relay_path()[0].name(), "grandchild");
+      EXPECT_EQ(e.relay_path()[1].name(), "middle");
+      EXPECT_EQ(e.relay_uid().name(), "middle");
+      EXPECT_TRUE(e.IsInception());
+    }
+  });
+}
+
+TEST_F(SupervisionTest, GrandchildStuckInSyncCodeIsStillReaped) {
+  absl::Time t0 = absl::Now();
+  OpenRootActor({}, [] {
+    EXPECT_THROW(OpenNursery([](ActorNursery& an) {
+                   Portal child = an.StartActor("child", kSup);
+                   TaskGroup::Open([&](TaskGroup& tg) {
+                     tg.Spawn([&] { child.Run("sup:stuck_grandchild"); });
+                     Sleep(absl::Seconds(1));
+                     throw std::logic_error("root gives up");
+                   });
+                 }),
+                 std::logic_error);
+  });
+  absl::Duration took = absl::Now() - t0;
+  printf("stuck grandchild reaped after: %.0f ms\n",
+         absl::ToDoubleMilliseconds(took));
+  EXPECT_LT(took, absl::Seconds(4));
+}
+
+TEST_F(SupervisionTest, CancelWhileWaitingOnADaemonUsesTheGracefulPath) {
+  absl::Time t0 = absl::Now();
+  OpenRootActor({}, [] {
+    EXPECT_THROW(TaskGroup::Open([](TaskGroup& tg) {
+                   tg.Spawn([] {
+                     OpenNursery([](ActorNursery& an) {
+                       an.StartActor("daemon", kSup);
+                       // Block exit now waits for the daemon.
+                     });
+                   });
+                   Sleep(absl::Milliseconds(500));
+                   throw std::runtime_error("interrupt");
+                 }),
+                 std::runtime_error);
+  });
+  absl::Duration took = absl::Now() - t0;
+  EXPECT_LT(took, absl::Milliseconds(2900));
+}
+
+TEST_F(SupervisionTest, RegisteredUserErrorIsRethrownAsItself) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("quota", kSup);
+      try {
+        p.Run("sup:raise_quota", "over the limit");
+        ADD_FAILURE() << "no error";
+      } catch (const QuotaExceeded& e) {
+        EXPECT_STREQ(e.what(), "over the limit");
+      }
+      try {
+        p.Run("sup:raise_unregistered", "unknown kind");
+        ADD_FAILURE() << "no error";
+      } catch (const RemoteActorError& e) {
+        EXPECT_NE(e.boxed_type().find("Unregistered"), std::string::npos);
+        EXPECT_EQ(e.boxed_type(), e.src_type());
+        EXPECT_EQ(e.remote_message(), "unknown kind");
+        EXPECT_EQ(e.src_uid(), p.aid().uuid());
+        EXPECT_FALSE(e.traceback().empty());
+      }
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(SupervisionTest, LifetimeCallbacksRunWhenTheActorErrorsOrIsCancelled) {
+  char dir_template[] = "/tmp/tr.XXXXXX";
+  std::string dir = mkdtemp(dir_template);
+  std::string failed = dir + "/failed", cancelled = dir + "/cancelled";
+  OpenRootActor({}, [&] {
+    EXPECT_THROW(OpenNursery([&](ActorNursery& an) {
+                   an.RunInActor("fails", "sup:tmp_then_fail", failed);
+                 }),
+                 RemoteActorError);
+    OpenNursery([&](ActorNursery& an) {
+      Portal p = an.StartActor("sleeps", kSup);
+      TaskGroup::Open([&](TaskGroup& tg) {
+        tg.Spawn([&] {
+          try {
+            p.Run("sup:tmp_then_sleep", cancelled);
+          } catch (const ContextCancelled&) {
+          }
+        });
+        // Poll with runtime sleeps: they are checkpoints, so the calling
+        // task runs meanwhile (one task at a time in this actor).
+        absl::Time deadline = absl::Now() + absl::Seconds(5);
+        while (!Exists(cancelled) && absl::Now() < deadline) {
+          Sleep(absl::Milliseconds(5));
+        }
+        EXPECT_TRUE(Exists(cancelled)) << "the child never created " << cancelled;
+        an.Cancel();
+      });
+    });
+  });
+  EXPECT_FALSE(Exists(failed));
+  EXPECT_FALSE(Exists(cancelled));
+  ::rmdir(dir.c_str());
+}
+
+TEST_F(SupervisionTest, LogLevelIsPropagatedToChildren) {
+  OpenRootActor({.loglevel = "cancel"}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal inherits = an.StartActor("inherits", kSup);
+      Portal own = an.StartActor(
+          "own", {.enable_modules = {"sup"}, .loglevel = "debug"});
+      EXPECT_EQ(inherits.Run("sup:loglevel").AsString(), "cancel");
+      EXPECT_EQ(own.Run("sup:loglevel").AsString(), "debug");
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(SupervisionTest, ACrashedDaemonFailsItsNurseryAndCancelsSiblings) {
+  OpenRootActor({}, [] {
+    try {
+      OpenNursery([](ActorNursery& an) {
+        an.StartActor("sibling", kSup);
+        Portal victim = an.StartActor("victim", kSup);
+        kill(victim.aid().pid(), SIGKILL);
+        Sleep(absl::Seconds(30));  // interrupted by the failure
+      });
+      ADD_FAILURE() << "no error";
+    } catch (const ActorFailure& e) {
+      EXPECT_NE(std::string(e.what()).find("victim"), std::string::npos);
+      EXPECT_NE(std::string(e.what()).find("signal 9"), std::string::npos);
+    }
+  });
+}
+
+}  // namespace
+}  // namespace tractor

@@ -60,11 +60,30 @@ v1::Msg Next(ContextState& ctx) {
   {
     std::lock_guard<std::mutex> lk(ctx.mu);
     if (!ctx.remote_error) ctx.remote_error = error;
-    if (ctx.caller) ctx.finished = true;
+    // A StreamOverrun notice comes from the peer's runtime while its task
+    // still runs: the dialog is not finished (leaving aborts it).
+    if (ctx.caller && error.boxed_type() != "StreamOverrun") ctx.finished = true;
     ctx.remote_stop = true;
     if (IsSelfCancel(ctx, error)) ctx.cancel_acked = true;
   }
   ThrowError(error);
+}
+
+// Checks a received payload against the context's spec; on a mismatch
+// records a MsgTypeError as the dialog's error and throws it.
+void CheckPayload(ContextState& ctx, const char* kind, const v1::Payload& p) {
+  PayloadSpec spec;
+  {
+    std::lock_guard<std::mutex> lk(ctx.mu);
+    spec = ctx.pld_spec;
+  }
+  if (spec.Matches(p)) return;
+  v1::Error e = MakeMsgTypeError(ctx.self, ctx.cid, kind, p, spec.name());
+  {
+    std::lock_guard<std::mutex> lk(ctx.mu);
+    if (!ctx.remote_error) ctx.remote_error = e;
+  }
+  throw MsgTypeError(e);
 }
 
 }  // namespace
@@ -186,6 +205,7 @@ Payload AwaitReturn(ContextState& ctx, bool drain_yields) {
     v1::Msg m = Next(ctx);
     switch (m.kind_case()) {
       case v1::Msg::kReturned: {
+        if (ctx.is_context) CheckPayload(ctx, "Return", m.returned().payload());
         std::lock_guard<std::mutex> lk(ctx.mu);
         ctx.finished = true;
         ctx.remote_stop = true;
@@ -241,6 +261,10 @@ void Context::Started(const Payload& value) {
     if (s.started) {
       throw UsageError(absl::StrCat("Started() called twice in '", s.func,
                                     "'"));
+    }
+    if (!s.pld_spec.Matches(value.proto())) {
+      throw MsgTypeError(internal::MakeMsgTypeError(
+          s.self, s.cid, "Started", value.proto(), s.pld_spec.name()));
     }
     s.started = true;
   }
@@ -312,6 +336,11 @@ Payload Context::Result() {
   }
 }
 
+void Context::SetPayloadSpec(PayloadSpec spec) {
+  std::lock_guard<std::mutex> lk(state_->mu);
+  state_->pld_spec = std::move(spec);
+}
+
 void Context::Cancel() {
   auto& s = *state_;
   {
@@ -360,6 +389,7 @@ std::optional<Payload> MsgStream::Receive() {
   v1::Msg m = internal::Next(s);
   switch (m.kind_case()) {
     case v1::Msg::kYielded:
+      internal::CheckPayload(s, "Yield", m.yielded().payload());
       return Payload(std::move(*m.mutable_yielded()->mutable_payload()));
     case v1::Msg::kStop: {
       {
@@ -370,6 +400,7 @@ std::optional<Payload> MsgStream::Receive() {
       return std::nullopt;
     }
     case v1::Msg::kReturned: {
+      if (s.caller) internal::CheckPayload(s, "Return", m.returned().payload());
       std::lock_guard<std::mutex> lk(s.mu);
       s.finished = true;
       s.remote_stop = true;
@@ -404,6 +435,11 @@ bool MsgStream::closed() const {
 
 // ---------------------------------------------------------------------------
 // Portal.
+
+v1::Aid CurrentActorOrEmpty() {
+  auto* rt = internal::Runtime::Get();
+  return rt ? rt->self() : v1::Aid();
+}
 
 Portal::Portal(std::shared_ptr<internal::PortalState> state)
     : state_(std::move(state)) {}
@@ -479,6 +515,7 @@ Payload Portal::OpenContext(
   if (!state_) throw UsageError("OpenContext on an empty portal");
   auto ctx = internal::OpenDialog(*state_, func, args, v1::FUNC_TYPE_CONTEXT,
                                   options.callee_stream);
+  ctx->pld_spec = options.pld_spec;
   internal::DialogGuard guard{*ctx};
   auto& s = *ctx;
   Context context(ctx);
@@ -491,6 +528,7 @@ Payload Portal::OpenContext(
     if (m.has_error()) internal::RaiseArrived(s, m.error());
     if (m.has_returned()) {
       // The callee returned without Started: Started(null) + its result.
+      internal::CheckPayload(s, "Return", m.returned().payload());
       std::lock_guard<std::mutex> lk(s.mu);
       s.finished = true;
       s.remote_stop = true;
@@ -499,6 +537,7 @@ Payload Portal::OpenContext(
       throw MessagingError(absl::StrCat("expected Started from '", func,
                                         "', got ", m.ShortDebugString()));
     } else {
+      internal::CheckPayload(s, "Started", m.started().payload());
       first = Payload(m.started().payload());
     }
     {

@@ -69,6 +69,11 @@ class Context {
   // asked for (`cancel_acked()`).
   Payload Result();
 
+  // Restricts the payloads this side sends in Started (checked before
+  // sending: MsgTypeError here) and accepts in Started, Yield and Return
+  // (checked on receipt: MsgTypeError here, recorded as the dialog's error).
+  void SetPayloadSpec(PayloadSpec spec);
+
   // Cancels the dialog's remote task (caller: out of band through
   // `CancelTask`; callee: its own task). Does not throw.
   void Cancel();

@@ -131,11 +131,12 @@ v1::Error PackError(std::exception_ptr e, const v1::Aid& self,
     v1::Error out = remote.msgdata();
     out.set_cid(cid);
     if (out.src().uuid() == self.uuid()) return out;  // raised here
-    if (remote.TypeName() == "RemoteActorError") {
+    if (remote.TypeName() != "ContextCancelled" &&
+        remote.TypeName() != "MsgTypeError") {
       // Relay: keep the origin, record this hop.
       out.set_boxed_type("RemoteActorError");
     } else {
-      // A received ContextCancelled/MsgTypeError/... re-raised here is a new
+      // A received ContextCancelled/MsgTypeError re-raised here is a new
       // error of that type from this actor (its canceller etc. are kept).
       *out.mutable_src() = self;
       out.set_src_type(remote.TypeName());

@@ -222,6 +222,51 @@ bool Payload::operator==(const Payload& other) const {
                                                           other.proto_);
 }
 
+PayloadSpec PayloadSpec::Null() {
+  PayloadSpec s;
+  s.name_ = "null";
+  s.alts_.push_back([](const v1::Payload& p) {
+    return p.has_value() && p.value().has_null_value();
+  });
+  return s;
+}
+
+PayloadSpec PayloadSpec::operator|(const PayloadSpec& other) const {
+  if (is_any() || other.is_any()) return PayloadSpec();
+  PayloadSpec s = *this;
+  s.name_ += "|" + other.name_;
+  s.alts_.insert(s.alts_.end(), other.alts_.begin(), other.alts_.end());
+  return s;
+}
+
+bool PayloadSpec::Matches(const v1::Payload& p) const {
+  if (is_any()) return true;
+  for (const auto& alt : alts_) {
+    if (alt(p)) return true;
+  }
+  return false;
+}
+
+namespace internal {
+
+v1::Error MakeMsgTypeError(const v1::Aid& self, const std::string& cid,
+                           const std::string& kind, const v1::Payload& got,
+                           const std::string& spec) {
+  Payload value(got);
+  v1::Error e = MakeError(
+      self, "MsgTypeError",
+      absl::StrCat("invalid `", kind, "` msg payload: ", value.ToJson(),
+                   " has type ", value.TypeName(),
+                   " and does not match type-spec `", kind, ".pld: ", spec,
+                   "`"),
+      cid);
+  e.set_expected_msg_type(kind);
+  e.set_bad_msg(value.ToJson());
+  return e;
+}
+
+}  // namespace internal
+
 std::ostream& operator<<(std::ostream& os, const Payload& p) {
   return os << p.ToJson();
 }

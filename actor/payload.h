@@ -10,6 +10,7 @@
 #define TRACTOR_ACTOR_PAYLOAD_H_
 
 #include <cstdint>
+#include <functional>
 #include <ostream>
 #include <string>
 #include <type_traits>
@@ -171,6 +172,41 @@ struct PayloadCodec<bool> {
   static v1::Payload Encode(bool b) { return Payload(b).proto(); }
 };
 
+// The payload types a dialog accepts (tractor's `pld_spec`): a union of
+// types, e.g. `PayloadSpec::Of<MyMsg>() | PayloadSpec::Null()`. The default
+// accepts anything. Immutable value type.
+class PayloadSpec {
+ public:
+  PayloadSpec() = default;  // any payload
+  template <class T>
+  static PayloadSpec Of() {
+    PayloadSpec s;
+    s.name_ = PayloadCodec<T>::Spec();
+    s.alts_.push_back(&PayloadCodec<T>::Matches);
+    return s;
+  }
+  static PayloadSpec Null();
+  PayloadSpec operator|(const PayloadSpec& other) const;
+
+  bool is_any() const { return alts_.empty(); }
+  bool Matches(const v1::Payload& p) const;
+  // "any", or the union of type names ("tractor.v1.Aid|null").
+  std::string name() const { return is_any() ? "any" : name_; }
+
+ private:
+  std::string name_;
+  std::vector<std::function<bool(const v1::Payload&)>> alts_;
+};
+
+namespace internal {
+
+// A MsgTypeError raised in actor `self` for a `kind` message ("Started",
+// "Yield", "Return", "Start") whose payload does not match `spec`.
+v1::Error MakeMsgTypeError(const v1::Aid& self, const std::string& cid,
+                           const std::string& kind, const v1::Payload& got,
+                           const std::string& spec);
+
+}  // namespace internal
 }  // namespace tractor
 
 #endif  // TRACTOR_ACTOR_PAYLOAD_H_

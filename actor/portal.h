@@ -20,6 +20,9 @@ struct PortalState;
 struct ContextOptions {
   // The callee's receive queue for this dialog.
   StreamOptions callee_stream;
+  // Types this side accepts in Started, Yield and Return; a payload of
+  // another type raises MsgTypeError here and cancels the remote task.
+  PayloadSpec pld_spec;
 };
 
 // A portal to one remote actor: its identity and a gRPC channel to it.
@@ -74,19 +77,16 @@ class Portal {
   std::shared_ptr<internal::PortalState> state_;
 };
 
+// The current actor's identity, or an empty Aid without a runtime.
+v1::Aid CurrentActorOrEmpty();
+
 template <class R, class A>
 R Portal::Run(const std::string& func, const A& args) {
   Payload result = Run(func, Payload(PayloadCodec<A>::Encode(args)));
   if (!PayloadCodec<R>::Matches(result.proto())) {
-    v1::Error e;
-    e.set_src_type("MsgTypeError");
-    e.set_boxed_type("MsgTypeError");
-    e.set_expected_msg_type("Return");
-    e.set_message("invalid `Return` msg payload: " + result.ToJson() +
-                  " has type " + result.TypeName() +
-                  " and does not match type-spec `Return.pld: " +
-                  PayloadCodec<R>::Spec() + "`");
-    throw MsgTypeError(e);
+    throw MsgTypeError(internal::MakeMsgTypeError(
+        CurrentActorOrEmpty(), "", "Return", result.proto(),
+        PayloadCodec<R>::Spec()));
   }
   return PayloadCodec<R>::Decode(result.proto());
 }

@@ -402,21 +402,6 @@ void Runtime::HandleDialog(std::shared_ptr<Dialog> dialog) {
 
 namespace {
 
-v1::Error MsgTypeErrorFor(const v1::Aid& self, const std::string& cid,
-                          const std::string& kind, const Payload& got,
-                          const std::string& spec) {
-  v1::Error e = MakeError(
-      self, "MsgTypeError",
-      absl::StrCat("invalid `", kind, "` msg payload: ", got.ToJson(),
-                   " has type ", got.TypeName(),
-                   " and does not match type-spec `", kind, ".pld: ", spec,
-                   "`"),
-      cid);
-  e.set_expected_msg_type(kind);
-  e.set_bad_msg(got.ToJson());
-  return e;
-}
-
 }  // namespace
 
 void Runtime::RunDialogTask(std::shared_ptr<Dialog> dialog) {
@@ -479,8 +464,8 @@ void Runtime::RunDialogTask(std::shared_ptr<Dialog> dialog) {
                                ""));
   }
   if (!ep->arg_matches(start.args())) {
-    v1::Error e = MsgTypeErrorFor(self(), cid, "Start", Payload(start.args()),
-                                  ep->arg_spec);
+    v1::Error e = MakeMsgTypeError(self(), cid, "Start", start.args(),
+                                   ep->arg_spec);
     dialog->SendNoWait(ErrorMsg(std::move(e)));
     dialog->Close();
     return;

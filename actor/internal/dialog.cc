@@ -81,7 +81,8 @@ void Dialog::Pump() {
       std::lock_guard<std::mutex> lk(mu_);
       t = transport_;
       if (released_ || t == nullptr) return;
-      if (!write_busy_ && !outbox_.empty() && !broken_ && !abort_) {
+      if (!write_busy_ && !outbox_.empty() && !broken_ && !write_failed_ &&
+          !abort_) {
         write_buf_ = std::move(outbox_.front());
         outbox_.pop_front();
         if (!outbox_.empty()) options.set_buffer_hint();
@@ -94,7 +95,8 @@ void Dialog::Pump() {
         do_read = true;
       }
       if (!do_read && !do_write && close_requested_ && in_call_ == 0 &&
-          (abort_ || broken_ || (!write_busy_ && outbox_.empty()))) {
+          (abort_ || broken_ || write_failed_ ||
+           (!write_busy_ && outbox_.empty()))) {
         released_ = true;
         do_release = true;
         status = close_status_;
@@ -118,9 +120,10 @@ void Dialog::Send(v1::Msg msg) {
   {
     std::unique_lock<std::mutex> lk(mu_);
     Wait(cv_, lk, [&] {
-      return broken_ || close_requested_ || outbox_.size() < kMaxPendingWrites;
+      return broken_ || write_failed_ || close_requested_ ||
+             outbox_.size() < kMaxPendingWrites;
     });
-    if (broken_ || close_requested_) {
+    if (broken_ || write_failed_ || close_requested_) {
       throw TransportClosed(absl::StrCat(
           "cannot send: ", end_reason_.empty() ? "dialog closed" : end_reason_));
     }
@@ -132,7 +135,7 @@ void Dialog::Send(v1::Msg msg) {
 bool Dialog::SendNoWait(v1::Msg msg) {
   {
     std::lock_guard<std::mutex> lk(mu_);
-    if (broken_ || released_) return false;
+    if (broken_ || write_failed_ || released_) return false;
     outbox_.push_back(std::move(msg));
   }
   Pump();
@@ -275,19 +278,19 @@ void Dialog::OnReadDone(bool ok) {
 }
 
 void Dialog::OnWriteDone(bool ok) {
-  std::function<void()> hook;
   {
     std::lock_guard<std::mutex> lk(mu_);
     write_busy_ = false;
-    if (!ok && !broken_) {
-      broken_ = true;
+    if (!ok && !write_failed_) {
+      // The RPC is ending (the peer finished, left or the connection
+      // broke). Stop writing but keep reading: what the peer sent before
+      // it finished is still to be delivered.
+      write_failed_ = true;
       outbox_.clear();
       if (end_reason_.empty()) end_reason_ = "the peer is gone (write failed)";
-      hook = broken_hook_;
     }
   }
   cv_.notify_all();
-  if (hook) hook();
   Pump();
 }
 

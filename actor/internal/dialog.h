@@ -118,6 +118,7 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   bool write_busy_ = false;
   bool reads_ended_ = false;
   bool broken_ = false;
+  bool write_failed_ = false;
   bool close_requested_ = false;
   bool abort_ = false;
   bool released_ = false;

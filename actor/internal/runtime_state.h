@@ -49,6 +49,7 @@ struct ContextState {
   v1::Aid canceller;          // attribution (spec 2.5)
   v1::Aid cancel_requester;   // callee: who asked to cancel the task
   bool transport_lost = false;
+  PayloadSpec pld_spec;
 };
 
 // Process bookkeeping for one spawned child. Guarded by `mu`.

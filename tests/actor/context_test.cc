@@ -79,6 +79,47 @@ TRACTOR_EXPORT("ctx:producer", Producer);
 int64_t Pid() { return getpid(); }
 TRACTOR_EXPORT("ctx:pid", Pid);
 
+// Sends `started` as its first value under a null|number spec, then returns
+// `ret`.
+Payload SpecChecked(Context& ctx, const Payload& args) {
+  ctx.SetPayloadSpec(PayloadSpec::Of<double>() | PayloadSpec::Null());
+  ctx.Started(args["started"]);
+  return args["ret"];
+}
+TRACTOR_EXPORT("ctx:spec_checked", SpecChecked);
+
+// Never opens its stream; waits to be cancelled.
+void NeverReads(Context& ctx) {
+  ctx.Started();
+  Sleep(absl::Hours(1));
+}
+TRACTOR_EXPORT("ctx:never_reads", NeverReads);
+
+// Streams forever (blocked by backpressure once the caller stops reading);
+// counts what it sent in a file named by the argument.
+std::atomic<bool> g_infinite_running{false};
+void Infinite(Context& ctx) {
+  ctx.Started();
+  auto stream = ctx.OpenStream();
+  g_infinite_running = true;
+  try {
+    for (int64_t i = 0;; ++i) stream.Send(Payload::Raw(std::string(1024, 'x')));
+  } catch (...) {
+    g_infinite_running = false;
+    throw;
+  }
+}
+TRACTOR_EXPORT("ctx:infinite", Infinite);
+
+bool InfiniteRunning() { return g_infinite_running.load(); }
+TRACTOR_EXPORT("ctx:infinite_running", InfiniteRunning);
+
+// Cancels the actor at `addr` on behalf of this actor.
+bool CancelActorAt(const std::string& addr) {
+  return Portal::Connect(addr).CancelActor();
+}
+TRACTOR_EXPORT("ctx:cancel_actor_at", CancelActorAt);
+
 class ContextTest : public testing::ProcessTest {};
 
 const ActorOptions kCtxNs = {.enable_modules = {"ctx"}};
@@ -310,6 +351,170 @@ TEST_F(ContextTest, AThousandConcurrentDialogsBetweenTwoActorsComplete) {
         }
       });
       EXPECT_EQ(ok.load(), 1000);
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(ContextTest, PayloadSpecRejectsABadStartedInTheCallee) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("child", kCtxNs);
+      // Valid: started 10, returns null.
+      Payload ok = p.OpenContext(
+          "ctx:spec_checked", Payload::Object({{"started", 10}, {"ret", nullptr}}),
+          [](Context&, const Payload& first) { EXPECT_EQ(first.AsInt(), 10); });
+      EXPECT_TRUE(ok.IsNull());
+      // Invalid Started: the callee raises MsgTypeError before sending.
+      try {
+        p.OpenContext("ctx:spec_checked",
+                      Payload::Object({{"started", "ten"}, {"ret", nullptr}}),
+                      [](Context&, const Payload&) {});
+        ADD_FAILURE() << "no error";
+      } catch (const MsgTypeError& e) {
+        EXPECT_EQ(e.expected_msg_type(), "Started");
+        EXPECT_EQ(e.src_uid(), p.aid().uuid());
+        EXPECT_NE(e.remote_message().find("does not match type-spec `Started.pld: number|null`"),
+                  std::string::npos) << e.remote_message();
+      }
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(ContextTest, PayloadSpecRejectsABadReturnInTheCaller) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("child", kCtxNs);
+      std::string cid;
+      try {
+        p.OpenContext(
+            "ctx:spec_checked", Payload::Object({{"started", 1}, {"ret", "yo"}}),
+            [&](Context& ctx, const Payload&) { cid = ctx.cid(); },
+            {.pld_spec = PayloadSpec::Of<double>() | PayloadSpec::Null()});
+        ADD_FAILURE() << "no error";
+      } catch (const MsgTypeError& e) {
+        EXPECT_EQ(e.expected_msg_type(), "Return");
+        EXPECT_EQ(e.cid(), cid);
+        EXPECT_EQ(e.src_uid(), CurrentActor().uuid());  // raised here
+        EXPECT_NE(e.remote_message().find("\"yo\" has type string"),
+                  std::string::npos) << e.remote_message();
+      }
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(ContextTest, OverrunOfACalleeThatNeverReadsRaisesStreamOverrunInTheSender) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("child", kCtxNs);
+      absl::Time t0 = absl::Now();
+      try {
+        p.OpenContext(
+            "ctx:never_reads", Payload(),
+            [](Context& ctx, const Payload&) {
+              auto stream = ctx.OpenStream();
+              for (int i = 0; i < 65; ++i) stream.Send(i);
+              Sleep(absl::Seconds(10));  // interrupted by the overrun error
+            },
+            {.callee_stream = {.msg_buffer_size = 64,
+                               .overrun = OverrunPolicy::kError}});
+        ADD_FAILURE() << "no StreamOverrun";
+      } catch (const StreamOverrun& e) {
+        EXPECT_EQ(e.boxed_type(), "StreamOverrun");
+        EXPECT_EQ(e.src_uid(), p.aid().uuid());
+        EXPECT_EQ(e.sender().uuid(), CurrentActor().uuid());
+      }
+      EXPECT_LT(absl::Now() - t0, absl::Seconds(1));
+      // The callee's task was cancelled when the caller left the dialog.
+      EXPECT_GT(p.Run("ctx:pid").AsInt(), 0);
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(ContextTest, OverrunOfTheCallerCrashesTheFastCallee) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("child", kCtxNs);
+      try {
+        p.OpenContext("ctx:producer", 1000, [](Context& ctx, const Payload&) {
+          ctx.OpenStream({.msg_buffer_size = 1, .overrun = OverrunPolicy::kError});
+          Sleep(absl::Seconds(10));  // never reads
+        });
+        ADD_FAILURE() << "no error";
+      } catch (const RemoteActorError& e) {
+        // The producer's task died of our StreamOverrun and relayed it.
+        EXPECT_EQ(e.boxed_type(), "RemoteActorError");
+        EXPECT_EQ(e.src_type(), "StreamOverrun");
+      }
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(ContextTest, UnboundedPolicyTakesEverythingWithoutError) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("child", kCtxNs);
+      Payload n = p.OpenContext("ctx:producer", 500, [](Context& ctx, const Payload&) {
+        auto stream = ctx.OpenStream({.msg_buffer_size = 1,
+                                      .overrun = OverrunPolicy::kUnbounded});
+        Sleep(absl::Milliseconds(100));  // let it all arrive unread
+        int64_t count = 0;
+        for (const auto& v : stream) EXPECT_EQ(v.AsInt(), count++);
+        EXPECT_EQ(count, 500);
+      });
+      EXPECT_EQ(n.AsInt(), 500);
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(ContextTest, CancelTaskArrivesWhileTheDataStreamIsFull) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("child", kCtxNs);
+      absl::Duration took;
+      p.OpenContext("ctx:infinite", Payload(), [&](Context& ctx, const Payload&) {
+        ctx.OpenStream({.msg_buffer_size = 4});
+        // Let the producer fill our queue, the HTTP/2 windows and its own
+        // outbox, so it blocks in Send.
+        absl::Time until = absl::Now() + absl::Seconds(5);
+        while (!p.Run("ctx:infinite_running").AsBool() && absl::Now() < until) {
+          Sleep(absl::Milliseconds(5));
+        }
+        Sleep(absl::Milliseconds(200));
+        absl::Time t0 = absl::Now();
+        ctx.Cancel();
+        EXPECT_TRUE(ctx.Result().IsNull());
+        took = absl::Now() - t0;
+        EXPECT_TRUE(ctx.cancel_acked());
+      });
+      EXPECT_LT(took, absl::Seconds(1));
+      EXPECT_FALSE(p.Run("ctx:infinite_running").AsBool());
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(ContextTest, CancelFromAThirdActorNamesTheCanceller) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal sleeper = an.StartActor("sleeper", kCtxNs);
+      Portal canceller = an.StartActor("canceller", kCtxNs);
+      try {
+        sleeper.OpenContext("ctx:sleeper", Payload(), [&](Context& ctx, const Payload&) {
+          EXPECT_TRUE(canceller.Run("ctx:cancel_actor_at", sleeper.addr()).AsBool());
+          ctx.Result();
+        });
+        ADD_FAILURE() << "no ContextCancelled";
+      } catch (const ContextCancelled& e) {
+        EXPECT_EQ(e.canceller().name(), "canceller");
+        EXPECT_EQ(e.canceller().uuid(), canceller.aid().uuid());
+        EXPECT_EQ(e.src_uid(), sleeper.aid().uuid());
+      }
       an.Cancel();
     });
   });

@@ -23,7 +23,35 @@ Payload::Payload(bool b) { proto_.mutable_value()->set_bool_value(b); }
 
 Payload::Payload(double d) { proto_.mutable_value()->set_number_value(d); }
 
+namespace {
+
+// True when `s` is well-formed UTF-8 (protobuf strings must be).
+bool IsUtf8(const std::string& s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const auto* end = p + s.size();
+  while (p < end) {
+    if (*p < 0x80) {
+      ++p;
+      continue;
+    }
+    int n = (*p & 0xE0) == 0xC0 ? 1 : (*p & 0xF0) == 0xE0 ? 2
+          : (*p & 0xF8) == 0xF0 ? 3 : -1;
+    if (n < 0 || end - p <= n) return false;
+    for (int i = 1; i <= n; ++i) {
+      if ((p[i] & 0xC0) != 0x80) return false;
+    }
+    p += n + 1;
+  }
+  return true;
+}
+
+}  // namespace
+
 Payload::Payload(std::string s) {
+  if (!IsUtf8(s)) {
+    throw TypeError(
+        "a string payload must be valid UTF-8; use Payload::Raw for bytes");
+  }
   proto_.mutable_value()->set_string_value(std::move(s));
 }
 

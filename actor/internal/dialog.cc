@@ -228,7 +228,9 @@ std::string Dialog::EndReason() const {
     return absl::StrCat("RPC ended with ", done_status_.error_code(), ": ",
                         done_status_.error_message());
   }
-  return "the stream ended";
+  return "the stream ended before the dialog's result arrived (the peer "
+         "finished without a Return or Error, or sent a message that does "
+         "not parse)";
 }
 
 std::string Dialog::WaitDoneReason(absl::Duration bound) {

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <string>
 
 #include "absl/time/clock.h"
@@ -119,6 +120,52 @@ bool CancelActorAt(const std::string& addr) {
   return Portal::Connect(addr).CancelActor();
 }
 TRACTOR_EXPORT("ctx:cancel_actor_at", CancelActorAt);
+
+// Streams `n` messages of 64 KiB as fast as backpressure allows.
+int64_t BigProducer(Context& ctx, int64_t n) {
+  ctx.Started();
+  auto stream = ctx.OpenStream();
+  std::string blob(64 << 10, 'x');
+  for (int64_t i = 0; i < n; ++i) {
+    stream.Send(Payload::Object({{"i", i}, {"blob", blob}}));
+  }
+  stream.Close();
+  return n;
+}
+TRACTOR_EXPORT("ctx:big_producer", BigProducer);
+
+// Reads a "VmHWM"/"VmRSS"-style field (kB) of this process.
+int64_t StatusKb(const std::string& field) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1));
+  }
+  return -1;
+}
+
+int64_t PeakRssKb() { return StatusKb("VmHWM"); }
+TRACTOR_EXPORT("ctx:peak_rss_kb", PeakRssKb);
+
+// Streams "yo" every 10 ms from one task and answers "ping" with "pong"
+// from another, on the same stream.
+void ReqResp(Context& ctx) {
+  ctx.Started();
+  auto stream = ctx.OpenStream();
+  TaskGroup::Open([&](TaskGroup& tg) {
+    tg.Spawn([&] {
+      for (;;) {
+        stream.Send("yo");
+        Sleep(absl::Milliseconds(10));
+      }
+    });
+    for (const auto& v : stream) {
+      if (v.AsString() == "ping") stream.Send("pong");
+    }
+    tg.Cancel();
+  });
+}
+TRACTOR_EXPORT("ctx:reqresp", ReqResp);
 
 class ContextTest : public testing::ProcessTest {};
 
@@ -515,6 +562,88 @@ TEST_F(ContextTest, CancelFromAThirdActorNamesTheCanceller) {
         EXPECT_EQ(e.canceller().uuid(), canceller.aid().uuid());
         EXPECT_EQ(e.src_uid(), sleeper.aid().uuid());
       }
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(ContextTest, SlowConsumerKeepsTheProducersMemoryBounded) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("producer", kCtxNs);
+      int64_t before_kb = p.Run("ctx:peak_rss_kb").AsInt();
+      constexpr int64_t kN = 1500;  // 1500 x 64 KiB = 94 MiB if unbounded
+      absl::Time t0 = absl::Now();
+      p.OpenContext("ctx:big_producer", kN, [&](Context& ctx, const Payload&) {
+        auto stream = ctx.OpenStream({.msg_buffer_size = 16});
+        int64_t expect = 0;
+        for (const auto& v : stream) {
+          ASSERT_EQ(v["i"].AsInt(), expect++);
+          Sleep(absl::Milliseconds(1));  // ~100x slower than the producer
+        }
+        EXPECT_EQ(expect, kN);
+      });
+      int64_t after_kb = p.Run("ctx:peak_rss_kb").AsInt();
+      int64_t growth_kb = after_kb - before_kb;
+      printf("slow consumer: %lld msgs of 64 KiB in %.0f ms; producer peak RSS "
+             "%lld kB -> %lld kB (+%lld kB); root peak RSS %lld kB\n",
+             static_cast<long long>(kN),
+             absl::ToDoubleMilliseconds(absl::Now() - t0),
+             static_cast<long long>(before_kb), static_cast<long long>(after_kb),
+             static_cast<long long>(growth_kb),
+             static_cast<long long>(StatusKb("VmHWM")));
+      EXPECT_LT(growth_kb, 24 * 1024) << "producer memory grew by " << growth_kb << " kB";
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(ContextTest, RequestResponseOnTopOfAStreamFromTwoTasks) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("child", kCtxNs);
+      int pongs = 0, yos = 0;
+      p.OpenContext("ctx:reqresp", Payload(), [&](Context& ctx, const Payload&) {
+        auto stream = ctx.OpenStream();
+        FailAfter(absl::Seconds(2), [&] {
+          stream.Send("ping");
+          while (pongs < 1 || yos < 3) {
+            auto v = stream.Receive();
+            ASSERT_TRUE(v.has_value());
+            if (v->AsString() == "pong") ++pongs;
+            if (v->AsString() == "yo") ++yos;
+          }
+        });
+        stream.Close();
+        // Drain what is still in flight until the callee's Stop.
+        while (stream.Receive()) {
+        }
+      });
+      EXPECT_GE(pongs, 1);
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(ContextTest, CancelFromASiblingTaskIsAbsorbedAtExit) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("child", kCtxNs);
+      bool acked = false;
+      p.OpenContext("ctx:echoer", Payload(), [&](Context& ctx, const Payload&) {
+        auto stream = ctx.OpenStream();
+        TaskGroup::Open([&](TaskGroup& tg) {
+          tg.Spawn([&] {
+            for (const auto& v : stream) (void)v;  // ends with ContextCancelled
+          });
+          stream.Send(1);
+          ctx.Cancel();
+        });
+        ADD_FAILURE() << "the receiving task did not see the cancel";
+      });
+      // Reaching here means the ContextCancelled was absorbed.
+      acked = true;
+      EXPECT_TRUE(acked);
       an.Cancel();
     });
   });

@@ -183,6 +183,7 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
   }
   for (const auto& r : rt.config().registry_addrs) spec.add_registry_addrs(r);
   for (const auto& m : options.enable_modules) spec.add_enable_modules(m);
+  spec.set_free_threads(!options.single_task);
   spec.set_loglevel(options.loglevel.empty() ? rt.config().loglevel
                                              : options.loglevel);
   spec.set_root_addr(rt.config().root_addr.empty() ? spec.parent_addr()

@@ -26,6 +26,8 @@ struct ActorOptions {
   std::vector<std::string> bind_addrs;
   // Log level; empty: the parent's.
   std::string loglevel;
+  // One user task at a time (default), or free-running threads.
+  bool single_task = true;
   // How long to wait for the child to boot and link back.
   absl::Duration spawn_timeout = absl::Seconds(10);
 };

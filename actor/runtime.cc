@@ -827,6 +827,7 @@ int ChildMain(const v1::SpawnSpec& spec) {
                                spec.enable_modules().end());
   config.loglevel = spec.loglevel();
   config.root_addr = spec.root_addr();
+  config.single_task = !spec.free_threads();
   auto rt = std::make_unique<Runtime>(config);
   {
     std::lock_guard<std::mutex> lk(g_runtime_mu);

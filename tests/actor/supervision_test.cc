@@ -115,6 +115,27 @@ void TmpThenSleep(const std::string& path) {
 }
 TRACTOR_EXPORT("sup:tmp_then_sleep", TmpThenSleep);
 
+// True when two tasks of this actor ran at the same time: each spins
+// (without a checkpoint) until both are inside, or 300 ms pass.
+bool TwoTasksOverlap() {
+  std::atomic<int> inside{0};
+  std::atomic<bool> overlapped{false};
+  TaskGroup::Open([&](TaskGroup& tg) {
+    for (int i = 0; i < 2; ++i) {
+      tg.Spawn([&] {
+        ++inside;
+        absl::Time end = absl::Now() + absl::Milliseconds(300);
+        while (absl::Now() < end) {
+          if (inside.load() == 2) overlapped = true;
+        }
+        --inside;
+      });
+    }
+  });
+  return overlapped.load();
+}
+TRACTOR_EXPORT("sup:two_tasks_overlap", TwoTasksOverlap);
+
 bool Exists(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0;
@@ -433,6 +454,19 @@ TEST_F(SupervisionTest, LogLevelIsPropagatedToChildren) {
           "own", {.enable_modules = {"sup"}, .loglevel = "debug"});
       EXPECT_EQ(inherits.Run("sup:loglevel").AsString(), "cancel");
       EXPECT_EQ(own.Run("sup:loglevel").AsString(), "debug");
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(SupervisionTest, ActorsRunOneTaskAtATimeUnlessTheyOptIntoFreeThreads) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal single = an.StartActor("single", kSup);
+      Portal free = an.StartActor(
+          "free", {.enable_modules = {"sup"}, .single_task = false});
+      EXPECT_FALSE(single.Run("sup:two_tasks_overlap").AsBool());
+      EXPECT_TRUE(free.Run("sup:two_tasks_overlap").AsBool());
       an.Cancel();
     });
   });

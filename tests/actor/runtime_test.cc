@@ -237,6 +237,23 @@ TEST_F(RuntimeTest, MalformedDialogGetsAnErrorAndTheActorSurvives) {
   });
 }
 
+TEST_F(RuntimeTest, OversizedPayloadGetsAClearErrorAndTheActorSurvives) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("big", kTestNs);
+      try {
+        p.Run("test:echo", Payload::Raw(std::string(65 << 20, 'x')));
+        ADD_FAILURE() << "an oversized payload went through";
+      } catch (const TransportClosed& e) {
+        EXPECT_NE(std::string(e.what()).find("larger than max"), std::string::npos)
+            << e.what();
+      }
+      EXPECT_EQ(p.Run("test:echo", "fine").AsString(), "fine");
+      an.Cancel();
+    });
+  });
+}
+
 TEST_F(RuntimeTest, ApiWithoutRuntimeRaisesNoRuntime) {
   EXPECT_THROW(CurrentActor(), NoRuntime);
   EXPECT_THROW(OpenNursery([](ActorNursery&) {}), NoRuntime);

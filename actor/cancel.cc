@@ -127,6 +127,20 @@ void ReleaseTaskLock() {
 
 bool HoldsTaskLock() { return t_holds_lock; }
 
+// Hands the task lock to every task already waiting for it, then takes it
+// back: releasing and queueing again happen in one step, so the caller
+// cannot jump the queue.
+void YieldTaskLock() {
+  if (!t_holds_lock) return;
+  TaskLock& l = GetTaskLock();
+  std::unique_lock<std::mutex> lk(l.mu);
+  if (l.next_ticket == l.serving + 1) return;  // nobody is waiting
+  ++l.serving;
+  uint64_t ticket = l.next_ticket++;
+  l.cv.notify_all();
+  l.cv.wait(lk, [&] { return l.serving == ticket; });
+}
+
 UserTask::UserTask() {
   if (t_task_depth++ == 0) AcquireTaskLock();
 }
@@ -228,10 +242,7 @@ void FailAfter(absl::Duration timeout, const std::function<void()>& fn) {
 
 void Checkpoint() {
   internal::ThrowIfCancelled();
-  if (internal::HoldsTaskLock()) {
-    internal::ReleaseTaskLock();
-    internal::AcquireTaskLock();
-  }
+  internal::YieldTaskLock();
 }
 
 void Sleep(absl::Duration d) {

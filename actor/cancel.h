@@ -187,6 +187,8 @@ void SetSingleTaskMode(bool on);
 void AcquireTaskLock();
 void ReleaseTaskLock();
 bool HoldsTaskLock();
+// Lets every task waiting for the task lock run first (FIFO), then resumes.
+void YieldTaskLock();
 
 // Marks the calling thread as a user task of this actor for its lifetime:
 // takes the task lock (if in single-task mode) and releases it at the end.

@@ -310,7 +310,7 @@ MsgStream Context::OpenStream(StreamOptions options) {
       c->dialog->SendNoWait(std::move(m));
     });
   }
-  return MsgStream(state_);
+  return MsgStream(state_, options.msg_buffer_size);
 }
 
 Payload Context::Result() {
@@ -362,8 +362,19 @@ void Context::Cancel() {
 // ---------------------------------------------------------------------------
 // MsgStream.
 
-MsgStream::MsgStream(std::shared_ptr<internal::ContextState> state)
-    : state_(std::move(state)) {}
+// The broadcast made by the first `Subscribe`, shared by the stream's
+// copies.
+struct MsgStream::Fanout {
+  size_t window;
+  std::mutex mu;
+  std::optional<BroadcastReceiver> own;  // set once; guarded by mu
+};
+
+MsgStream::MsgStream(std::shared_ptr<internal::ContextState> state,
+                     size_t msg_buffer_size)
+    : state_(std::move(state)), fanout_(std::make_shared<Fanout>()) {
+  fanout_->window = msg_buffer_size;
+}
 
 void MsgStream::Send(const Payload& value) {
   auto& s = *state_;
@@ -378,6 +389,31 @@ void MsgStream::Send(const Payload& value) {
 }
 
 std::optional<Payload> MsgStream::Receive() {
+  if (fanout_) {
+    BroadcastReceiver* own = nullptr;
+    {
+      std::lock_guard<std::mutex> lk(fanout_->mu);
+      if (fanout_->own) own = &*fanout_->own;
+    }
+    if (own) return own->Receive();
+  }
+  return ReceiveRaw();
+}
+
+MsgStream::Subscription MsgStream::Subscribe(bool raise_on_lag) {
+  std::lock_guard<std::mutex> lk(fanout_->mu);
+  if (!fanout_->own) {
+    // The broadcast's source is a copy without the fan-out, so the
+    // broadcast does not keep itself alive.
+    MsgStream raw = *this;
+    raw.fanout_ = nullptr;
+    fanout_->own.emplace([raw]() mutable { return raw.ReceiveRaw(); },
+                         BroadcastOptions{.capacity = fanout_->window});
+  }
+  return Subscription(*this, fanout_->own->Subscribe(raise_on_lag));
+}
+
+std::optional<Payload> MsgStream::ReceiveRaw() {
   auto& s = *state_;
   {
     std::lock_guard<std::mutex> lk(s.mu);

@@ -14,6 +14,7 @@
 #include <string>
 #include <type_traits>
 
+#include "actor/broadcast.h"
 #include "actor/payload.h"
 #include "tractor/v1/msg.pb.h"
 
@@ -95,10 +96,16 @@ class Context {
   std::shared_ptr<internal::ContextState> state_;
 };
 
-// This side's end of a context's stream. Bound to the context's task.
+// This side's end of a context's stream. Bound to the context's task;
+// after `Subscribe`, its subscriptions may be used from other tasks of the
+// actor. Copies share the stream (and its broadcast).
 class MsgStream {
  public:
-  explicit MsgStream(std::shared_ptr<internal::ContextState> state);
+  class Subscription;
+
+  // `msg_buffer_size` is the window of the broadcast made by `Subscribe`.
+  explicit MsgStream(std::shared_ptr<internal::ContextState> state,
+                     size_t msg_buffer_size = StreamOptions().msg_buffer_size);
 
   // Sends one item; blocks while the peer's queue is full (backpressure).
   // Throws the peer's error if one arrived, TransportClosed if the
@@ -111,8 +118,21 @@ class MsgStream {
   }
 
   // Returns the next item, or nullopt at the end of the stream (the peer
-  // closed its side). Throws the peer's error.
+  // closed its side). Throws the peer's error. After `Subscribe`, this is a
+  // broadcast consumer too and may also throw `Lagged`.
   std::optional<Payload> Receive();
+
+  // Returns a new local consumer of this stream (tractor's
+  // `stream.subscribe()`): it sees every item received from now on, in
+  // order; each item is received once from the peer and fanned out to this
+  // stream's own `Receive` and every subscription, with a window of the
+  // stream's `msg_buffer_size` items. A consumer more than the window
+  // behind gets `Lagged` (or, with `raise_on_lag` false, a logged warning)
+  // and resumes at the oldest retained item. The first call permanently
+  // makes `Receive` a consumer of the broadcast; a `Receive` already
+  // blocked when it happens is not part of it. End of stream and the peer's
+  // errors reach every consumer.
+  Subscription Subscribe(bool raise_on_lag = true);
 
   // Closes this side: sends `Stop`. Idempotent.
   void Close();
@@ -139,7 +159,52 @@ class MsgStream {
   iterator end() { return iterator(); }
 
  private:
+  struct Fanout;
+  // Receives from the dialog itself, bypassing the broadcast.
+  std::optional<Payload> ReceiveRaw();
+
   std::shared_ptr<internal::ContextState> state_;
+  std::shared_ptr<Fanout> fanout_;  // shared by copies; null for the source
+};
+
+// One local consumer of a stream's broadcast, made by
+// `MsgStream::Subscribe`. Move-only; destroying it unsubscribes it (the
+// stream and the other consumers go on). Bound to one task at a time; keeps
+// the stream's state alive.
+class MsgStream::Subscription {
+ public:
+  Subscription(Subscription&&) noexcept = default;
+  Subscription& operator=(Subscription&&) noexcept = default;
+
+  // Returns the next item received after this subscription was made, or
+  // nullopt at the end of the stream. A checkpoint. Throws `Lagged` (then
+  // resumes at the oldest retained item), the peer's error, UsageError
+  // after `Close`.
+  std::optional<Payload> Receive() { return receiver_.Receive(); }
+
+  // Sends one item on the stream (as `MsgStream::Send`).
+  void Send(const Payload& value) { stream_.Send(value); }
+  template <class M>
+    requires std::is_base_of_v<google::protobuf::Message, M>
+  void Send(const M& message) {
+    stream_.Send(Payload::Message(message));
+  }
+
+  // Unsubscribes this consumer only. Idempotent.
+  void Close() { receiver_.Close(); }
+  bool closed() const { return receiver_.closed(); }
+
+  // Range-for over received items.
+  BroadcastReceiver::iterator begin() { return receiver_.begin(); }
+  BroadcastReceiver::iterator end() { return receiver_.end(); }
+
+ private:
+  friend class MsgStream;
+  Subscription(MsgStream stream, BroadcastReceiver receiver)
+      : stream_(std::move(stream)), receiver_(std::move(receiver)) {}
+
+  MsgStream stream_;
+  BroadcastReceiver receiver_;
 };
 
 }  // namespace tractor

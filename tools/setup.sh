@@ -18,6 +18,11 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
+# Node.js runs the Node foreign-client test; any Node >= 18 will do.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
+
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   SUDO=""
@@ -31,6 +36,6 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ -f "$here/tests/foreign/package.json" ] && command -v npm >/dev/null 2>&1; then
   if [ ! -d "$here/tests/foreign/node_modules/@grpc/grpc-js" ]; then
     echo "setup: installing Node gRPC client libraries"
-    (cd "$here/tests/foreign" && npm install --silent --no-audit --no-fund >/dev/null)
+    (cd "$here/tests/foreign" && npm ci --silent --no-audit --no-fund >/dev/null)
   fi
 fi

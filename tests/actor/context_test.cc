@@ -486,7 +486,9 @@ TEST_F(ContextTest, OverrunOfTheCallerCrashesTheFastCallee) {
     OpenNursery([](ActorNursery& an) {
       Portal p = an.StartActor("child", kCtxNs);
       try {
-        p.OpenContext("ctx:producer", 1000, [](Context& ctx, const Payload&) {
+        // 64 KiB items: more than the HTTP/2 windows hold, so the producer
+        // cannot finish before this side starts dropping.
+        p.OpenContext("ctx:big_producer", 1000, [](Context& ctx, const Payload&) {
           ctx.OpenStream({.msg_buffer_size = 1, .overrun = OverrunPolicy::kError});
           Sleep(absl::Seconds(10));  // never reads
         });

@@ -167,6 +167,15 @@ void ReqResp(Context& ctx) {
 }
 TRACTOR_EXPORT("ctx:reqresp", ReqResp);
 
+// Opens its stream, closes it at once and returns.
+std::string OpensAndCloses(Context& ctx) {
+  ctx.Started();
+  auto stream = ctx.OpenStream();
+  stream.Close();
+  return "done";
+}
+TRACTOR_EXPORT("ctx:opens_and_closes", OpensAndCloses);
+
 class ContextTest : public testing::ProcessTest {};
 
 const ActorOptions kCtxNs = {.enable_modules = {"ctx"}};
@@ -646,6 +655,41 @@ TEST_F(ContextTest, CancelFromASiblingTaskIsAbsorbedAtExit) {
       // Reaching here means the ContextCancelled was absorbed.
       acked = true;
       EXPECT_TRUE(acked);
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(ContextTest, CalleeThatClosesAtOnceEndsTheCallersIteration) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("child", kCtxNs);
+      Payload r = p.OpenContext("ctx:opens_and_closes", Payload(),
+                                [](Context& ctx, const Payload&) {
+        auto stream = ctx.OpenStream();
+        int items = 0;
+        for (const auto& v : stream) {
+          (void)v;
+          ++items;
+        }
+        EXPECT_EQ(items, 0);
+        EXPECT_FALSE(stream.Receive().has_value());  // end again
+        EXPECT_TRUE(stream.closed());
+        EXPECT_THROW(ctx.OpenStream(), UsageError);  // single use
+      });
+      EXPECT_EQ(r.AsString(), "done");
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(ContextTest, CallerThatNeverOpensItsStreamStillGetsTheResult) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("child", kCtxNs);
+      // The callee streams 100 items nobody reads; Result() discards them.
+      Payload r = p.OpenContext("ctx:producer", 100, [](Context&, const Payload&) {});
+      EXPECT_EQ(r.AsInt(), 100);
       an.Cancel();
     });
   });

@@ -1,0 +1,1134 @@
+// The benchmark suite: each row runs a raw gRPC baseline (same library, same
+// build flags, loopback) and the same job through the actor runtime, with
+// raw and ours rounds interleaved so that machine drift hits both
+// (DESIGN.md section 11). See README.md for the rows and the latest table.
+//
+//   bazel run -c opt //tools/bench -- [--quick] [--json out.json]
+//       [--raw_server PATH] [--only 1,3,...] [--side both|raw|ours]
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "actor/cancel.h"
+#include "actor/context.h"
+#include "actor/errors.h"
+#include "actor/export.h"
+#include "actor/nursery.h"
+#include "actor/payload.h"
+#include "actor/portal.h"
+#include "actor/runtime.h"
+#include "bench.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "tools/bench/raw_process.h"
+#include "tools/bench/report.h"
+
+namespace tractor::bench {
+namespace {
+
+namespace pb = ::tractor::bench::v1;
+using Clock = std::chrono::steady_clock;
+
+double MicrosSince(Clock::time_point t0) {
+  return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+}
+double MillisSince(Clock::time_point t0) { return MicrosSince(t0) / 1e3; }
+double SecondsSince(Clock::time_point t0) { return MicrosSince(t0) / 1e6; }
+
+[[noreturn]] void Fail(const std::string& what) {
+  throw std::runtime_error(what);
+}
+
+// ---------------------------------------------------------------------------
+// Endpoints the child actors serve (namespace "bench"). Every child is this
+// binary re-executed, so they are registered there too.
+
+// Call round trip: returns its argument.
+Payload Echo(const Payload& p) { return p; }
+TRACTOR_EXPORT("bench:echo", Echo);
+
+// Ping-pong: answers every stream item with itself; returns the count.
+int64_t EchoStream(Context& ctx) {
+  ctx.Started();
+  MsgStream stream = ctx.OpenStream();
+  int64_t n = 0;
+  while (auto item = stream.Receive()) {
+    stream.Send(*item);
+    ++n;
+  }
+  return n;
+}
+TRACTOR_EXPORT("bench:echo_stream", EchoStream);
+
+// Dialog open: reports Started and returns at once.
+void Open(Context& ctx) { ctx.Started(); }
+TRACTOR_EXPORT("bench:open", Open);
+
+// One-way throughput and fan-in: counts the items of the caller's stream.
+// `args`: {"policy": OverrunPolicy as a number, "buf": queue capacity}. The
+// callee repeats the caller's ContextOptions::callee_stream here because its
+// own OpenStream() options replace them (README.md, "Runtime problems").
+int64_t Sink(Context& ctx, const Payload& args) {
+  StreamOptions options;
+  options.overrun = static_cast<OverrunPolicy>(args["policy"].AsInt());
+  options.msg_buffer_size = static_cast<size_t>(args["buf"].AsInt());
+  ctx.Started();
+  MsgStream stream = ctx.OpenStream(options);
+  int64_t n = 0;
+  while (stream.Receive()) ++n;
+  return n;
+}
+TRACTOR_EXPORT("bench:sink", Sink);
+
+// Fan-in from many actors: connects to the collector actor named in `args`
+// ({"addr", "uuid", "name", "n", "size"}), streams `n` items of `size` bytes
+// into its bench:sink and returns the collector's count.
+int64_t Push(const Payload& args) {
+  ::tractor::v1::Aid collector;
+  collector.set_name(args["name"].AsString());
+  collector.set_uuid(args["uuid"].AsString());
+  Portal portal = Portal::Connect(args["addr"].AsString(), collector);
+  const int64_t n = args["n"].AsInt();
+  const Payload item = Payload::Raw(std::string(args["size"].AsInt(), 'x'));
+  const Payload sink_args = Payload::Object(
+      {{"policy", static_cast<int>(OverrunPolicy::kBackpressure)},
+       {"buf", 64}});
+  Payload count = portal.OpenContext(
+      "bench:sink", sink_args, [&](Context& ctx, const Payload&) {
+        MsgStream stream = ctx.OpenStream();
+        for (int64_t i = 0; i < n; ++i) stream.Send(item);
+        stream.Close();
+      });
+  return count.AsInt();
+}
+TRACTOR_EXPORT("bench:push", Push);
+
+constexpr int kTreeDepth = 3;
+const ActorOptions kBenchNs = {.enable_modules = {"bench"}};
+
+// Tree failure: a level of the tree, with an idle sibling and a child that
+// goes one level deeper; the leaf (depth kTreeDepth) fails.
+void Tree(int64_t depth) {
+  OpenNursery([&](ActorNursery& an) {
+    an.StartActor(absl::StrCat("idle", depth + 1), kBenchNs);
+    if (depth + 1 >= kTreeDepth) {
+      an.RunInActor("leaf", "bench:fail");
+    } else {
+      an.RunInActor(absl::StrCat("d", depth + 1), "bench:tree",
+                    Payload(depth + 1));
+    }
+  });
+}
+TRACTOR_EXPORT("bench:tree", Tree);
+
+constexpr char kFailStamp[] = "bench leaf failure at t_ns=";
+
+void LeafFail() {
+  throw std::runtime_error(
+      absl::StrCat(kFailStamp, absl::ToUnixNanos(absl::Now())));
+}
+TRACTOR_EXPORT("bench:fail", LeafFail);
+
+// ---------------------------------------------------------------------------
+// The plan: how much each row does, per mode.
+
+struct Plan {
+  int call_rounds, call_iters;
+  int pp_rounds, pp_iters;
+  int tp_rounds, tp_small_msgs, tp_large_msgs;
+  int open_rounds, open_iters;
+  int spawn_pairs;
+  int fanin_streams, fanin_rounds, fanin_msgs;
+  int fanin_procs, fanin_proc_rounds, fanin_proc_msgs;
+  int teardown_children, teardown_reps;
+  int tree_reps;
+  int mem_samples;
+};
+
+Plan FullPlan() {
+  Plan p;
+  p.call_rounds = 16, p.call_iters = 300;
+  p.pp_rounds = 16, p.pp_iters = 300;
+  p.tp_rounds = 8, p.tp_small_msgs = 60000, p.tp_large_msgs = 15000;
+  p.open_rounds = 16, p.open_iters = 60;
+  p.spawn_pairs = 16;
+  p.fanin_streams = 64, p.fanin_rounds = 8, p.fanin_msgs = 500;
+  p.fanin_procs = 64, p.fanin_proc_rounds = 8, p.fanin_proc_msgs = 500;
+  p.teardown_children = 25, p.teardown_reps = 5;
+  p.tree_reps = 5;
+  p.mem_samples = 3;
+  return p;
+}
+
+Plan QuickPlan() {
+  Plan p;
+  p.call_rounds = 4, p.call_iters = 50;
+  p.pp_rounds = 4, p.pp_iters = 50;
+  p.tp_rounds = 2, p.tp_small_msgs = 4000, p.tp_large_msgs = 1000;
+  p.open_rounds = 4, p.open_iters = 20;
+  p.spawn_pairs = 3;
+  p.fanin_streams = 64, p.fanin_rounds = 2, p.fanin_msgs = 50;
+  p.fanin_procs = 64, p.fanin_proc_rounds = 2, p.fanin_proc_msgs = 50;
+  p.teardown_children = 25, p.teardown_reps = 1;
+  p.tree_reps = 1;
+  p.mem_samples = 1;
+  return p;
+}
+
+// What every row may use: the long-lived raw server and actor, each in its
+// own process, idle while the other side runs.
+struct Env {
+  Plan plan;
+  std::string raw_server_path;
+  std::unique_ptr<pb::Bench::Stub> raw;
+  Portal actor;
+};
+
+// Which sides run (--side, for profiling one side alone).
+enum class Side { kBoth, kRaw, kOurs };
+Side g_side = Side::kBoth;
+
+// One side of a row: a raw baseline or ours. `fn(record)` runs one round
+// and keeps its samples only when `record` is set.
+struct Variant {
+  bool raw;
+  std::function<void(bool record)> fn;
+};
+Variant Raw(std::function<void(bool)> fn) { return {true, std::move(fn)}; }
+Variant Ours(std::function<void(bool)> fn) { return {false, std::move(fn)}; }
+
+// Runs every variant once as a warm-up (dropped), then `rounds` rounds of
+// all variants: forward order on even rounds, reverse order on odd ones
+// (A B, B A, ...), so raw and ours alternate and drift hits both alike.
+void Interleave(int rounds, const std::vector<Variant>& all) {
+  std::vector<const Variant*> variants;
+  for (const auto& v : all) {
+    if (g_side == Side::kBoth || (g_side == Side::kRaw) == v.raw) {
+      variants.push_back(&v);
+    }
+  }
+  for (const auto* v : variants) v->fn(false);
+  for (int r = 0; r < rounds; ++r) {
+    if (r % 2 == 0) {
+      for (size_t i = 0; i < variants.size(); ++i) variants[i]->fn(true);
+    } else {
+      for (size_t i = variants.size(); i-- > 0;) variants[i]->fn(true);
+    }
+  }
+}
+
+// Summaries of both sides; a side that did not run (--side) stays empty.
+void SetStats(Row& row, const std::vector<double>& raw,
+              const std::vector<double>& ours, bool with_p99) {
+  if (!raw.empty()) row.raw = Summarize(raw, with_p99);
+  if (!ours.empty()) row.ours = Summarize(ours, with_p99);
+}
+
+Target RatioMax(double b) { return {Target::Kind::kRatioMax, b}; }
+Target RatioMin(double b) { return {Target::Kind::kRatioMin, b}; }
+Target AbsMax(double b) { return {Target::Kind::kAbsMax, b}; }
+
+// ---------------------------------------------------------------------------
+// Row 1: call round trip.
+
+// Waits for one callback-API completion.
+class Completion {
+ public:
+  void Done(grpc::Status st) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      status_ = std::move(st);
+      done_ = true;
+    }
+    cv_.notify_one();
+  }
+  grpc::Status Wait() {
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait(lk, [&] { return done_; });
+    return status_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  grpc::Status status_;
+};
+
+std::vector<Row> CallRoundTrip(Env& env) {
+  Row row{.id = "1", .name = "call round trip, 16 B payload", .unit = "us"};
+  Row cb{.id = "1.cb", .name = "call round trip vs raw callback client (ref)",
+         .unit = "us"};
+  row.target = RatioMax(1.3);
+  const std::string data(16, 'x');
+  pb::Blob req;
+  req.set_data(data);
+  const Payload arg = Payload::Raw(data);
+  const int iters = env.plan.call_iters;
+  std::vector<double> raw, raw_cb, ours;
+  Interleave(env.plan.call_rounds, {
+      Raw([&](bool record) {
+        for (int i = 0; i < iters; ++i) {
+          auto t0 = Clock::now();
+          grpc::ClientContext ctx;
+          pb::Blob reply;
+          grpc::Status st = env.raw->Echo(&ctx, req, &reply);
+          double us = MicrosSince(t0);
+          if (!st.ok() || reply.data() != data) {
+            Fail("raw Echo failed: " + st.error_message());
+          }
+          if (record) raw.push_back(us);
+        }
+      }),
+      Raw([&](bool record) {
+        for (int i = 0; i < iters; ++i) {
+          auto t0 = Clock::now();
+          grpc::ClientContext ctx;
+          pb::Blob reply;
+          Completion done;
+          env.raw->async()->Echo(&ctx, &req, &reply,
+                                 [&done](grpc::Status st) { done.Done(st); });
+          grpc::Status st = done.Wait();
+          double us = MicrosSince(t0);
+          if (!st.ok() || reply.data() != data) {
+            Fail("raw callback Echo failed: " + st.error_message());
+          }
+          if (record) raw_cb.push_back(us);
+        }
+      }),
+      Ours([&](bool record) {
+        for (int i = 0; i < iters; ++i) {
+          auto t0 = Clock::now();
+          Payload r = env.actor.Run("bench:echo", arg);
+          double us = MicrosSince(t0);
+          if (!r.IsRaw() || r.AsRaw() != data) Fail("bench:echo answered wrong");
+          if (record) ours.push_back(us);
+        }
+      }),
+  });
+  SetStats(row, raw, ours, true);
+  SetStats(cb, raw_cb, ours, true);
+  row.note = "raw: sync unary Echo; ours: Portal::Run(\"bench:echo\") (one "
+             "Actor.Open stream per call: Start, StartAck, Return)";
+  cb.note = "reference: the raw client on gRPC's callback API (as the runtime "
+            "uses), completion handed to the waiting thread";
+  return {row, cb};
+}
+
+// ---------------------------------------------------------------------------
+// Row 2: ping-pong on an open stream.
+
+Row PingPong(Env& env) {
+  Row row{.id = "2", .name = "ping-pong round trip on an open stream",
+          .unit = "us"};
+  row.target = RatioMax(1.3);
+  const std::string data(16, 'x');
+  pb::Blob ping;
+  ping.set_data(data);
+  const Payload item = Payload::Raw(data);
+  const int iters = env.plan.pp_iters;
+  std::vector<double> raw, ours;
+  Interleave(env.plan.pp_rounds, {
+      Raw([&](bool record) {
+        grpc::ClientContext ctx;
+        auto stream = env.raw->PingPong(&ctx);
+        pb::Blob pong;
+        for (int i = 0; i < iters; ++i) {
+          auto t0 = Clock::now();
+          if (!stream->Write(ping) || !stream->Read(&pong)) {
+            Fail("raw PingPong broke");
+          }
+          double us = MicrosSince(t0);
+          if (record) raw.push_back(us);
+        }
+        stream->WritesDone();
+        grpc::Status st = stream->Finish();
+        if (!st.ok()) Fail("raw PingPong: " + st.error_message());
+      }),
+      Ours([&](bool record) {
+        Payload n = env.actor.OpenContext(
+            "bench:echo_stream", Payload(),
+            [&](Context& ctx, const Payload&) {
+              MsgStream stream = ctx.OpenStream();
+              for (int i = 0; i < iters; ++i) {
+                auto t0 = Clock::now();
+                stream.Send(item);
+                auto pong = stream.Receive();
+                double us = MicrosSince(t0);
+                if (!pong) Fail("bench:echo_stream ended early");
+                if (record) ours.push_back(us);
+              }
+              stream.Close();
+            });
+        if (n.AsInt() != iters) Fail("bench:echo_stream miscounted");
+      }),
+  });
+  SetStats(row, raw, ours, true);
+  row.note = "raw: sync bidi Write+Read; ours: MsgStream Send+Receive in "
+             "OpenContext(\"bench:echo_stream\")";
+  return row;
+}
+
+// ---------------------------------------------------------------------------
+// Row 3: one-way stream throughput.
+
+// A client-streaming Sink call on the callback API: one write outstanding,
+// every write corked, as the runtime's dialogs write.
+class CorkedSinkWriter final : public grpc::ClientWriteReactor<pb::Blob> {
+ public:
+  CorkedSinkWriter(pb::Bench::Stub* stub, const pb::Blob& blob, int n)
+      : blob_(blob), left_(n) {
+    stub->async()->Sink(&ctx_, &count_, this);
+    Next();
+    StartCall();
+  }
+  void OnWriteDone(bool ok) override {
+    if (ok) Next();  // else OnDone follows
+  }
+  void OnDone(const grpc::Status& st) override { done_.Done(st); }
+  // Returns the messages the server counted; throws on an RPC error.
+  int64_t Wait() {
+    grpc::Status st = done_.Wait();
+    if (!st.ok()) Fail("raw callback Sink: " + st.error_message());
+    return count_.messages();
+  }
+
+ private:
+  void Next() {
+    if (left_-- > 0) {
+      StartWrite(&blob_, grpc::WriteOptions().set_buffer_hint());
+    } else {
+      StartWritesDone();
+    }
+  }
+
+  grpc::ClientContext ctx_;
+  pb::Count count_;
+  const pb::Blob& blob_;
+  int left_;
+  Completion done_;
+};
+
+std::vector<Row> Throughput(Env& env, int size, int msgs) {
+  const std::string data(size, 'x');
+  pb::Blob blob;
+  blob.set_data(data);
+  const Payload item = Payload::Raw(data);
+  std::vector<double> plain, corked, corked_cb, bp, err, unb;
+
+  auto raw_run = [&](bool cork, std::vector<double>* out) {
+    return [&, cork, out](bool record) {
+      auto t0 = Clock::now();
+      grpc::ClientContext ctx;
+      pb::Count count;
+      auto writer = env.raw->Sink(&ctx, &count);
+      grpc::WriteOptions options;
+      if (cork) options.set_buffer_hint();
+      for (int i = 0; i < msgs; ++i) {
+        if (!writer->Write(blob, options)) break;
+      }
+      writer->WritesDone();
+      grpc::Status st = writer->Finish();
+      double s = SecondsSince(t0);
+      if (!st.ok() || count.messages() != msgs) {
+        Fail(absl::StrCat("raw Sink got ", count.messages(), " of ", msgs,
+                          ": ", st.error_message()));
+      }
+      if (record) out->push_back(msgs / s);
+    };
+  };
+  auto ours_run = [&](OverrunPolicy policy, std::vector<double>* out) {
+    return [&, policy, out](bool record) {
+      StreamOptions so;
+      so.overrun = policy;
+      // kError: a queue big enough for the whole round, so nothing overruns.
+      so.msg_buffer_size = policy == OverrunPolicy::kError ? msgs + 64 : 64;
+      Payload args = Payload::Object(
+          {{"policy", static_cast<int>(policy)},
+           {"buf", static_cast<int64_t>(so.msg_buffer_size)}});
+      auto t0 = Clock::now();
+      Payload n = env.actor.OpenContext(
+          "bench:sink", args,
+          [&](Context& ctx, const Payload&) {
+            MsgStream stream = ctx.OpenStream();
+            for (int i = 0; i < msgs; ++i) stream.Send(item);
+            stream.Close();
+          },
+          ContextOptions{.callee_stream = so});
+      double s = SecondsSince(t0);
+      if (n.AsInt() != msgs) {
+        Fail(absl::StrCat("bench:sink got ", n.AsInt(), " of ", msgs));
+      }
+      if (record) out->push_back(msgs / s);
+    };
+  };
+  Interleave(env.plan.tp_rounds, {
+      Raw(raw_run(false, &plain)),
+      Ours(ours_run(OverrunPolicy::kBackpressure, &bp)),
+      Raw(raw_run(true, &corked)),
+      Ours(ours_run(OverrunPolicy::kError, &err)),
+      Ours(ours_run(OverrunPolicy::kUnbounded, &unb)),
+      Raw([&](bool record) {
+        auto t0 = Clock::now();
+        CorkedSinkWriter writer(env.raw.get(), blob, msgs);
+        int64_t n = writer.Wait();
+        double s = SecondsSince(t0);
+        if (n != msgs) Fail("raw callback Sink miscounted");
+        if (record) corked_cb.push_back(msgs / s);
+      }),
+  });
+  std::string sz = size >= 1024 ? absl::StrCat(size / 1024, " KiB")
+                                 : absl::StrCat(size, " B");
+  std::string id = absl::StrCat("3.", size);
+  std::vector<Row> rows;
+  auto make = [&](const std::string& suffix, const std::string& name,
+                  const std::vector<double>& raw,
+                  const std::vector<double>& ours, Target target) {
+    Row r{.id = id + suffix, .name = name, .unit = "msg/s"};
+    SetStats(r, raw, ours, false);
+    r.message_bytes = size;
+    r.target = target;
+    return r;
+  };
+  rows.push_back(make(".plain", absl::StrCat("stream ", sz, ": kBackpressure vs raw plain (ref)"),
+                      plain, bp, Target{}));
+  rows.back().note = absl::StrCat(msgs, " msgs per run; reference row: ratio vs the "
+                                  "uncorked raw Write");
+  rows.push_back(make(".bp", absl::StrCat("stream ", sz, ": kBackpressure vs raw corked"),
+                      corked, bp, RatioMin(0.8)));
+  rows.push_back(make(".err", absl::StrCat("stream ", sz, ": kError (big queue) vs raw corked"),
+                      corked, err, RatioMin(0.8)));
+  rows.push_back(make(".unb", absl::StrCat("stream ", sz, ": kUnbounded vs raw corked"),
+                      corked, unb, RatioMin(0.8)));
+  rows.push_back(make(".cb", absl::StrCat("stream ", sz, ": kBackpressure vs raw cb corked (ref)"),
+                      corked_cb, bp, Target{}));
+  rows.back().note = "reference: raw client-streaming on gRPC's callback API "
+                     "(as the runtime uses), one corked write outstanding";
+  return rows;
+}
+
+// ---------------------------------------------------------------------------
+// Row 4: dialog open latency.
+
+Row DialogOpen(Env& env) {
+  Row row{.id = "4", .name = "dialog open (to first answer / Started)",
+          .unit = "us"};
+  row.target = RatioMax(1.5);
+  pb::Blob ping;
+  ping.set_data("x");
+  const int iters = env.plan.open_iters;
+  std::vector<double> raw, ours;
+  Interleave(env.plan.open_rounds, {
+      Raw([&](bool record) {
+        for (int i = 0; i < iters; ++i) {
+          auto t0 = Clock::now();
+          grpc::ClientContext ctx;
+          auto stream = env.raw->PingPong(&ctx);
+          pb::Blob pong;
+          if (!stream->Write(ping) || !stream->Read(&pong)) {
+            Fail("raw PingPong broke");
+          }
+          double us = MicrosSince(t0);
+          stream->WritesDone();
+          stream->Finish();
+          if (record) raw.push_back(us);
+        }
+      }),
+      Ours([&](bool record) {
+        for (int i = 0; i < iters; ++i) {
+          double us = -1;
+          auto t0 = Clock::now();
+          env.actor.OpenContext("bench:open", Payload(),
+                                [&](Context&, const Payload&) {
+                                  us = MicrosSince(t0);
+                                });
+          if (us < 0) Fail("OpenContext body never ran");
+          if (record) ours.push_back(us);
+        }
+      }),
+  });
+  SetStats(row, raw, ours, true);
+  row.note = "raw: new bidi stream + first message answered; ours: "
+             "OpenContext until its body is entered (Start, StartAck, "
+             "Started); stream close/Result not timed";
+  return row;
+}
+
+// ---------------------------------------------------------------------------
+// Row 5: spawn.
+
+Row Spawn(Env& env) {
+  Row row{.id = "5", .name = "spawn + first call answered", .unit = "ms"};
+  row.target = RatioMax(1.3);
+  pb::Blob req;
+  req.set_data("x");
+  const Payload arg = Payload::Raw("x");
+  std::vector<double> raw, ours, ours_cancel;
+  int n = 0;
+  Interleave(env.plan.spawn_pairs, {
+      Raw([&](bool record) {
+        auto t0 = Clock::now();
+        auto proc = RawServerProcess::Start(env.raw_server_path, /*once=*/true);
+        auto stub = pb::Bench::NewStub(
+            grpc::CreateChannel(proc->addr(), grpc::InsecureChannelCredentials()));
+        grpc::ClientContext ctx;
+        pb::Blob reply;
+        grpc::Status st = stub->Echo(&ctx, req, &reply);
+        double ms = MillisSince(t0);
+        if (!st.ok()) Fail("raw_server --once: " + st.error_message());
+        proc->WaitExit(2000);
+        if (record) raw.push_back(ms);
+      }),
+      Ours([&](bool record) {
+        OpenNursery([&](ActorNursery& an) {
+          auto t0 = Clock::now();
+          Portal p = an.StartActor(absl::StrCat("spawned", n++), kBenchNs);
+          Payload r = p.Run("bench:echo", arg);
+          double ms = MillisSince(t0);
+          auto t1 = Clock::now();
+          an.Cancel();
+          if (record) {
+            ours.push_back(ms);
+            ours_cancel.push_back(MillisSince(t1));
+          }
+        });
+      }),
+  });
+  SetStats(row, raw, ours, true);
+  row.note = absl::StrFormat(
+      "raw: fork+exec raw_server --once, read its port, one Echo; ours: "
+      "StartActor + first Run (cancel not timed: median %.1f ms)",
+      Summarize(ours_cancel, false).median);
+  return row;
+}
+
+// ---------------------------------------------------------------------------
+// Row 6: fan-in.
+
+// 64 (or `streams`) concurrent client streams into the raw server, corked.
+// Returns messages per second.
+double RawFanIn(Env& env, int streams, int msgs, const pb::Blob& blob) {
+  std::atomic<int64_t> total{0};
+  std::mutex mu;
+  std::string error;
+  auto t0 = Clock::now();
+  std::vector<std::thread> threads;
+  for (int s = 0; s < streams; ++s) {
+    threads.emplace_back([&] {
+      grpc::ClientContext ctx;
+      pb::Count count;
+      auto writer = env.raw->Sink(&ctx, &count);
+      grpc::WriteOptions options;
+      options.set_buffer_hint();
+      for (int i = 0; i < msgs; ++i) {
+        if (!writer->Write(blob, options)) break;
+      }
+      writer->WritesDone();
+      grpc::Status st = writer->Finish();
+      if (!st.ok()) {
+        std::lock_guard<std::mutex> lk(mu);
+        error = st.error_message();
+      }
+      total += count.messages();
+    });
+  }
+  for (auto& t : threads) t.join();
+  double s = SecondsSince(t0);
+  if (total != int64_t{streams} * msgs) {
+    Fail(absl::StrCat("raw fan-in got ", total.load(), " of ", streams * msgs,
+                      " ", error));
+  }
+  return total / s;
+}
+
+Row FanInStreams(Env& env) {
+  const int streams = env.plan.fanin_streams, msgs = env.plan.fanin_msgs;
+  Row row{.id = "6",
+          .name = absl::StrCat("fan-in: ", streams, " streams into one actor"),
+          .unit = "msg/s"};
+  row.target = RatioMin(0.7);
+  row.message_bytes = 64;
+  const std::string data(64, 'x');
+  pb::Blob blob;
+  blob.set_data(data);
+  const Payload item = Payload::Raw(data);
+  const Payload args = Payload::Object(
+      {{"policy", static_cast<int>(OverrunPolicy::kBackpressure)}, {"buf", 64}});
+  std::vector<double> raw, ours;
+  Interleave(env.plan.fanin_rounds, {
+      Raw([&](bool record) {
+        double rate = RawFanIn(env, streams, msgs, blob);
+        if (record) raw.push_back(rate);
+      }),
+      Ours([&](bool record) {
+        std::atomic<int64_t> total{0};
+        auto t0 = Clock::now();
+        TaskGroup::Open([&](TaskGroup& tg) {
+          for (int s = 0; s < streams; ++s) {
+            tg.Spawn([&] {
+              Payload n = env.actor.OpenContext(
+                  "bench:sink", args, [&](Context& ctx, const Payload&) {
+                    MsgStream stream = ctx.OpenStream();
+                    for (int i = 0; i < msgs; ++i) stream.Send(item);
+                    stream.Close();
+                  });
+              total += n.AsInt();
+            });
+          }
+        });
+        double s = SecondsSince(t0);
+        if (total != int64_t{streams} * msgs) Fail("fan-in miscounted");
+        if (record) ours.push_back(total / s);
+      }),
+  });
+  SetStats(row, raw, ours, false);
+  row.note = absl::StrCat(
+      "same topology both sides: one client process (raw: ", streams,
+      " threads, corked Sink streams on one channel; ours: ", streams,
+      " root tasks, each an OpenContext stream) into one server process; ",
+      msgs, " x 64 B per stream per round");
+  return row;
+}
+
+Row FanInActors(Env& env) {
+  const int procs = env.plan.fanin_procs, msgs = env.plan.fanin_proc_msgs;
+  Row row{.id = "6b",
+          .name = absl::StrCat("fan-in: ", procs, " actors into a collector actor"),
+          .unit = "msg/s"};
+  row.target = RatioMin(0.7);
+  row.message_bytes = 64;
+  pb::Blob blob;
+  blob.set_data(std::string(64, 'x'));
+  std::vector<double> raw, ours;
+  double spawn_s = 0, cancel_s = 0;
+  OpenNursery([&](ActorNursery& an) {
+    auto t0 = Clock::now();
+    Portal collector = an.StartActor("collector", kBenchNs);
+    std::vector<Portal> producers(procs);
+    TaskGroup::Open([&](TaskGroup& tg) {
+      for (int i = 0; i < procs; ++i) {
+        tg.Spawn([&, i] {
+          producers[i] = an.StartActor(absl::StrCat("producer", i), kBenchNs);
+        });
+      }
+    });
+    spawn_s = SecondsSince(t0);
+    const Payload args = Payload::Object({{"addr", collector.addr()},
+                                          {"uuid", collector.aid().uuid()},
+                                          {"name", collector.aid().name()},
+                                          {"n", msgs},
+                                          {"size", 64}});
+    Interleave(env.plan.fanin_proc_rounds, {
+        Raw([&](bool record) {
+          double rate = RawFanIn(env, procs, msgs, blob);
+          if (record) raw.push_back(rate);
+        }),
+        Ours([&](bool record) {
+          std::atomic<int64_t> total{0};
+          auto t0 = Clock::now();
+          TaskGroup::Open([&](TaskGroup& tg) {
+            for (int i = 0; i < procs; ++i) {
+              tg.Spawn([&, i] {
+                total += producers[i].Run("bench:push", args).AsInt();
+              });
+            }
+          });
+          double s = SecondsSince(t0);
+          if (total != int64_t{procs} * msgs) Fail("actor fan-in miscounted");
+          if (record) ours.push_back(total / s);
+        }),
+    });
+    auto t1 = Clock::now();
+    an.Cancel();
+    cancel_s = SecondsSince(t1);
+  });
+  SetStats(row, raw, ours, false);
+  row.note = absl::StrFormat(
+      "ours: %d producer actors (processes) each Portal::Connect to a sibling "
+      "collector actor and stream %d x 64 B into its bench:sink, started "
+      "concurrently by %d root tasks (Run); raw: %d corked Sink streams from "
+      "one process; spawning the %d took %.1f s, cancelling them %.1f s "
+      "(not timed)",
+      procs, msgs, procs, procs, procs + 1, spawn_s, cancel_s);
+  return row;
+}
+
+// ---------------------------------------------------------------------------
+// Row 7: teardown (ours only).
+
+Row Teardown(Env& env) {
+  const int children = env.plan.teardown_children;
+  Row row{.id = "7a",
+          .name = absl::StrCat("teardown: cancel a ", children, "-child nursery"),
+          .unit = "ms"};
+  row.target = AbsMax(1000);
+  std::vector<double> ours, spawn;
+  for (int rep = 0; rep < env.plan.teardown_reps; ++rep) {
+    OpenNursery([&](ActorNursery& an) {
+      auto t0 = Clock::now();
+      for (int i = 0; i < children; ++i) {
+        an.StartActor(absl::StrCat("t", i), kBenchNs);
+      }
+      spawn.push_back(MillisSince(t0));
+      auto t1 = Clock::now();
+      an.Cancel();
+      ours.push_back(MillisSince(t1));
+    });
+  }
+  row.ours = Summarize(ours, false);
+  row.note = absl::StrFormat(
+      "ours only; ActorNursery::Cancel() until every child is reaped; "
+      "max %.0f ms over %d reps (sequential spawn of the %d: %.0f ms)",
+      row.ours->max, row.ours->samples, children,
+      Summarize(spawn, false).median);
+  return row;
+}
+
+// Returns the failure time stamped by bench:fail in `e` or its group.
+std::optional<int64_t> FindFailStamp(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const ActorErrorGroup& g) {
+    for (const auto& inner : g.errors()) {
+      if (auto t = FindFailStamp(inner)) return t;
+    }
+  } catch (const std::exception& ex) {
+    std::string what = ex.what();
+    auto pos = what.find(kFailStamp);
+    if (pos != std::string::npos) {
+      int64_t ns;
+      std::string digits;
+      for (size_t i = pos + std::strlen(kFailStamp);
+           i < what.size() && std::isdigit(static_cast<unsigned char>(what[i]));
+           ++i) {
+        digits += what[i];
+      }
+      if (absl::SimpleAtoi(digits, &ns)) return ns;
+    }
+  } catch (...) {
+  }
+  return std::nullopt;
+}
+
+Row TreeFailure(Env& env) {
+  Row row{.id = "7b",
+          .name = absl::StrCat("depth-", kTreeDepth,
+                               " tree failure to root, all reaped"),
+          .unit = "ms"};
+  row.target = AbsMax(2000);
+  std::vector<double> ours, total;
+  for (int rep = 0; rep < env.plan.tree_reps; ++rep) {
+    auto t0 = Clock::now();
+    std::exception_ptr error;
+    try {
+      OpenNursery([&](ActorNursery& an) {
+        an.StartActor("idle1", kBenchNs);
+        an.RunInActor("d1", "bench:tree", Payload(int64_t{1}));
+      });
+    } catch (...) {
+      error = std::current_exception();
+    }
+    int64_t now_ns = absl::ToUnixNanos(absl::Now());
+    total.push_back(MillisSince(t0));
+    if (!error) Fail("the tree did not fail");
+    auto stamp = FindFailStamp(error);
+    if (!stamp) {
+      try {
+        std::rethrow_exception(error);
+      } catch (const std::exception& e) {
+        Fail(absl::StrCat("the root got an error without the leaf's stamp: ",
+                          e.what()));
+      }
+    }
+    ours.push_back((now_ns - *stamp) / 1e6);
+  }
+  row.ours = Summarize(ours, false);
+  row.note = absl::StrFormat(
+      "ours only; root -> d1 -> d2 -> leaf, each level with an idle sibling "
+      "(6 children); from the leaf's throw (wall clock stamp in the error) "
+      "until the root's OpenNursery rethrows with every process reaped; "
+      "whole run incl. spawning: %.0f ms",
+      Summarize(total, false).median);
+  return row;
+}
+
+// ---------------------------------------------------------------------------
+// Row 8: idle memory.
+
+Row IdleMemory(Env& env) {
+  Row row{.id = "8", .name = "idle process memory (VmRSS)", .unit = "MiB"};
+  row.target = RatioMax(1.5);
+  const auto settle = absl::Milliseconds(300);
+  pb::Blob req;
+  req.set_data("x");
+  std::vector<double> raw, ours;
+  Interleave(env.plan.mem_samples, {
+      Raw([&](bool record) {
+        auto proc = RawServerProcess::Start(env.raw_server_path, false);
+        auto stub = pb::Bench::NewStub(
+            grpc::CreateChannel(proc->addr(), grpc::InsecureChannelCredentials()));
+        grpc::ClientContext ctx;
+        pb::Blob reply;
+        if (!stub->Echo(&ctx, req, &reply).ok()) Fail("raw_server Echo failed");
+        absl::SleepFor(settle);
+        long kib = VmRssKiB(proc->pid());
+        proc->Stop();
+        if (kib <= 0) Fail("cannot read the raw server's VmRSS");
+        if (record) raw.push_back(kib / 1024.0);
+      }),
+      Ours([&](bool record) {
+        OpenNursery([&](ActorNursery& an) {
+          Portal p = an.StartActor("idle", kBenchNs);
+          p.Run("bench:echo", Payload::Raw("x"));
+          absl::SleepFor(settle);
+          long kib = VmRssKiB(p.aid().pid());
+          an.Cancel();
+          if (kib <= 0) Fail("cannot read the child actor's VmRSS");
+          if (record) ours.push_back(kib / 1024.0);
+        });
+      }),
+  });
+  SetStats(row, raw, ours, false);
+  row.note = "raw: raw_server after one Echo; ours: a child actor after one "
+             "Run; both read 300 ms later from /proc/<pid>/status";
+  return row;
+}
+
+// ---------------------------------------------------------------------------
+// Driver.
+
+struct Flags {
+  bool quick = false;
+  std::string json;
+  std::string raw_server;
+  std::vector<std::string> only;
+  std::string side = "both";
+};
+
+void Usage() {
+  std::fprintf(stderr,
+               "usage: bench [--quick] [--json FILE] [--raw_server PATH] "
+               "[--only ID,ID...] [--side both|raw|ours]\n"
+               "  --side runs one side of every row alone (for profiling)\n");
+}
+
+bool ParseFlags(int argc, char** argv, Flags* f) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](const std::string& name, std::string* out) {
+      if (a == name && i + 1 < argc) {
+        *out = argv[++i];
+        return true;
+      }
+      if (a.rfind(name + "=", 0) == 0) {
+        *out = a.substr(name.size() + 1);
+        return true;
+      }
+      return false;
+    };
+    std::string only;
+    if (a == "--quick") {
+      f->quick = true;
+    } else if (value("--json", &f->json) ||
+               value("--raw_server", &f->raw_server)) {
+    } else if (value("--side", &f->side)) {
+      if (f->side != "both" && f->side != "raw" && f->side != "ours") {
+        return false;
+      }
+    } else if (value("--only", &only)) {
+      f->only = absl::StrSplit(only, ',', absl::SkipEmpty());
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Ends the process if the run takes far longer than planned, so that a hang
+// never leaves a test (or a CI run) waiting; children die with us
+// (PR_SET_PDEATHSIG, and raw servers end on stdin EOF).
+class Watchdog {
+ public:
+  explicit Watchdog(absl::Duration limit)
+      : thread_([this, limit] {
+          std::unique_lock<std::mutex> lk(mu_);
+          if (!cv_.wait_for(lk, absl::ToChronoNanoseconds(limit),
+                            [&] { return done_; })) {
+            std::fprintf(stderr, "bench: watchdog: run exceeded %s, aborting\n",
+                         absl::FormatDuration(limit).c_str());
+            std::fflush(stderr);
+            _exit(3);
+          }
+        }) {}
+  ~Watchdog() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+int BenchMain(int argc, char** argv) {
+  Flags flags;
+  if (!ParseFlags(argc, argv, &flags)) {
+    Usage();
+    return 2;
+  }
+  g_side = flags.side == "raw"    ? Side::kRaw
+           : flags.side == "ours" ? Side::kOurs
+                                  : Side::kBoth;
+  Watchdog watchdog(flags.quick ? absl::Seconds(50) : absl::Minutes(9));
+  // --only 3 selects 3.64.bp etc.; --only 6 selects 6 and 6b.
+  auto wanted = [&](const std::string& id) {
+    if (flags.only.empty()) return true;
+    for (const auto& o : flags.only) {
+      if (id.rfind(o, 0) != 0) continue;
+      if (id.size() == o.size() || id[o.size()] == '.' ||
+          std::isalpha(static_cast<unsigned char>(id[o.size()]))) {
+        return true;
+      }
+    }
+    return false;
+  };
+  RunInfo info = CollectRunInfo(flags.quick);
+  auto started = Clock::now();
+  std::vector<Row> rows;
+  // Runs one row (or group of rows); a failure becomes an explicit n/a.
+  auto run = [&](const std::vector<Row>& shells,
+                 const std::function<std::vector<Row>()>& fn) {
+    bool any = false;
+    for (const auto& s : shells) any = any || wanted(s.id);
+    if (!any) return;
+    auto t0 = Clock::now();
+    std::fprintf(stderr, "[bench] %s %s ...\n", shells[0].id.c_str(),
+                 shells[0].name.c_str());
+    std::vector<Row> out;
+    try {
+      out = fn();
+    } catch (const std::exception& e) {
+      out = shells;
+      for (auto& r : out) r.na = absl::StrCat("failed: ", e.what());
+    }
+    std::fprintf(stderr, "[bench] %s done in %.1f s\n", shells[0].id.c_str(),
+                 SecondsSince(t0));
+    rows.insert(rows.end(), out.begin(), out.end());
+  };
+  auto one = [](std::function<Row()> fn) {
+    return [fn] { return std::vector<Row>{fn()}; };
+  };
+
+  Env env;
+  env.plan = flags.quick ? QuickPlan() : FullPlan();
+  try {
+    env.raw_server_path = FindRawServer(flags.raw_server);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench: %s\n", e.what());
+    return 2;
+  }
+
+  OpenRootActor({.name = "bench"}, [&] {
+    auto raw_proc = RawServerProcess::Start(env.raw_server_path, false);
+    grpc::ChannelArguments ch_args;
+    ch_args.SetMaxReceiveMessageSize(64 << 20);
+    ch_args.SetMaxSendMessageSize(64 << 20);
+    env.raw = pb::Bench::NewStub(grpc::CreateCustomChannel(
+        raw_proc->addr(), grpc::InsecureChannelCredentials(), ch_args));
+
+    OpenNursery([&](ActorNursery& an) {
+      env.actor = an.StartActor("server", kBenchNs);
+      run({{.id = "1", .name = "call round trip"},
+           {.id = "1.cb", .name = "call round trip, callback client"}},
+          [&] { return CallRoundTrip(env); });
+      run({{.id = "2", .name = "ping-pong round trip"}},
+          one([&] { return PingPong(env); }));
+      for (int size : {64, 4096}) {
+        std::string id = absl::StrCat("3.", size);
+        std::vector<Row> shells;
+        for (const char* s : {".plain", ".bp", ".err", ".unb", ".cb"}) {
+          shells.push_back({.id = id + s,
+                            .name = absl::StrCat("stream throughput ", size,
+                                                 " B ", s + 1),
+                            .unit = "msg/s"});
+        }
+        int msgs = size == 64 ? env.plan.tp_small_msgs : env.plan.tp_large_msgs;
+        run(shells, [&, size, msgs] { return Throughput(env, size, msgs); });
+      }
+      run({{.id = "4", .name = "dialog open"}},
+          one([&] { return DialogOpen(env); }));
+      run({{.id = "6", .name = "fan-in streams"}},
+          one([&] { return FanInStreams(env); }));
+      run({{.id = "6b", .name = "fan-in actors into a collector"}},
+          one([&] { return FanInActors(env); }));
+      an.Cancel();
+    });
+    run({{.id = "5", .name = "spawn"}}, one([&] { return Spawn(env); }));
+    if (g_side != Side::kRaw) {  // ours-only rows
+      run({{.id = "7a", .name = "teardown"}},
+          one([&] { return Teardown(env); }));
+      run({{.id = "7b", .name = "tree failure"}},
+          one([&] { return TreeFailure(env); }));
+    }
+    run({{.id = "8", .name = "idle memory"}},
+        one([&] { return IdleMemory(env); }));
+    if (wanted("9")) {
+      rows.push_back({.id = "9",
+                      .name = "lookup: FindActor over 3 registrars",
+                      .unit = "us",
+                      .na = "discovery not implemented yet"});
+    }
+    raw_proc->Stop();
+  });
+
+  // Table order follows the row numbers.
+  auto key = [](const Row& r) {
+    double k = 0;
+    absl::SimpleAtod(r.id.substr(0, r.id.find_first_not_of("0123456789")), &k);
+    return k;
+  };
+  std::stable_sort(rows.begin(), rows.end(),
+                   [&](const Row& a, const Row& b) { return key(a) < key(b); });
+  info.seconds = SecondsSince(started);
+  PrintTable(info, rows, stdout);
+  if (!flags.json.empty() && !WriteJson(info, rows, flags.json)) {
+    std::fprintf(stderr, "bench: cannot write %s\n", flags.json.c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace tractor::bench
+
+int main(int argc, char** argv) {
+  return tractor::Main(argc, argv, [&] {
+    return tractor::bench::BenchMain(argc, argv);
+  });
+}

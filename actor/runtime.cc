@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <deque>
@@ -24,7 +25,9 @@
 #include "actor/export.h"
 #include "actor/internal/runtime_state.h"
 #include "discovery/address.h"
+#include "discovery/registry_client.h"
 #include "glog/logging.h"
+#include "registrar/registrar_service.h"
 
 extern char** environ;
 
@@ -275,6 +278,9 @@ void Runtime::Start() {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
                              1000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  // gRPC binds TCP with SO_REUSEPORT by default: a second server on a port
+  // in use would start silently and split the traffic.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   std::vector<std::string> binds = config_.bind_addrs;
   if (binds.empty()) binds.push_back("127.0.0.1:0");
   std::vector<discovery::Address> addrs;
@@ -285,8 +291,12 @@ void Runtime::Start() {
       throw RuntimeFailure(absl::StrCat("bad bind address: ",
                                         parsed.status().message()));
     }
-    if (parsed->kind() == discovery::Address::Kind::kUnix) {
-      ::unlink(parsed->path().c_str());
+    // gRPC unlinks an existing socket file before binding: never take over
+    // a live socket, only a stale one.
+    if (absl::Status st = discovery::PrepareUnixListenPath(*parsed);
+        !st.ok()) {
+      throw RuntimeFailure(
+          absl::StrCat("actor '", config_.self.name(), "' ", st.message()));
     }
     addrs.push_back(*parsed);
     ports.push_back(std::make_unique<int>(0));
@@ -296,24 +306,75 @@ void Runtime::Start() {
   }
   service_ = std::make_unique<ActorService>(this);
   builder.RegisterService(service_.get());
+  if (config_.registrar) {
+    config_.self.set_is_registrar(true);
+    registrar::RegistrarService::Options options;
+    options.self = config_.self;
+    if (config_.registry_lease > absl::ZeroDuration()) {
+      options.default_lease = config_.registry_lease;
+    }
+    registrar_ = std::make_unique<registrar::RegistrarService>(options);
+    builder.RegisterService(registrar_.get());
+  }
   server_ = builder.BuildAndStart();
   if (!server_) {
     throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(),
                                       "' could not bind ",
                                       absl::StrJoin(binds, ",")));
   }
-  std::lock_guard<std::mutex> lk(mu_);
-  for (size_t i = 0; i < addrs.size(); ++i) {
-    if (addrs[i].kind() == discovery::Address::Kind::kUnix) {
-      accept_addrs_.push_back(addrs[i].ToString());
-    } else {
-      if (*ports[i] == 0) {
-        throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(),
-                                          "' could not bind ", binds[i]));
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (size_t i = 0; i < addrs.size(); ++i) {
+      if (addrs[i].kind() == discovery::Address::Kind::kUnix) {
+        accept_addrs_.push_back(addrs[i].ToString());
+      } else {
+        if (*ports[i] == 0) {
+          throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(),
+                                            "' could not bind ", binds[i]));
+        }
+        accept_addrs_.push_back(addrs[i].WithPort(*ports[i]).ToString());
       }
-      accept_addrs_.push_back(addrs[i].WithPort(*ports[i]).ToString());
     }
   }
+  StartRegistration();
+}
+
+void Runtime::StartRegistration() {
+  const std::vector<std::string> accept = accept_addrs();
+  if (registrar_) {
+    // The embedded registrar: the registry is this actor's own addresses
+    // (those bound for the registry addresses, listed first), and it lists
+    // itself without a lease.
+    const size_t n = config_.registry_addrs.empty()
+                         ? accept.size()
+                         : std::min(config_.registry_addrs.size(),
+                                    accept.size());
+    config_.registry_addrs.assign(accept.begin(), accept.begin() + n);
+    v1::Registration self;
+    *self.mutable_aid() = config_.self;
+    for (const auto& a : accept) self.add_addrs(a);
+    if (absl::Status st = registrar_->AddPinnedRegistration(self); !st.ok()) {
+      LOG(ERROR) << "actor '" << config_.self.name()
+                 << "' cannot register itself: " << st;
+    }
+    return;
+  }
+  if (config_.registry_addrs.empty()) return;
+  discovery::Registrant::Options options;
+  options.aid = config_.self;
+  options.addrs = accept;
+  options.lease = config_.registry_lease;
+  for (const auto& r : config_.registry_addrs) {
+    auto parsed = discovery::Address::Parse(r);
+    if (!parsed.ok()) {
+      throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(),
+                                        "': bad registry address: ",
+                                        parsed.status().message()));
+    }
+    options.registrars.push_back(*parsed);
+  }
+  registrant_ = std::make_unique<discovery::Registrant>(std::move(options));
+  registrant_->Start();
 }
 
 void Runtime::AddLifetimeCallback(std::function<void()> fn) {
@@ -357,6 +418,11 @@ void Runtime::Shutdown() {
     cv.wait(lk, [&] { return done; });
   }
   RunLifetimeCallbacks();
+  // Unregister at once (bounded), while the server still answers; then end
+  // the embedded registrar's pending WaitFor/Watch calls so the server's
+  // shutdown does not wait for them.
+  if (registrant_) registrant_->Stop();
+  if (registrar_) registrar_->Shutdown();
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() +
                       std::chrono::milliseconds(500));
@@ -828,6 +894,7 @@ int ChildMain(const v1::SpawnSpec& spec) {
   config.loglevel = spec.loglevel();
   config.root_addr = spec.root_addr();
   config.single_task = !spec.free_threads();
+  config.registry_lease = absl::Milliseconds(spec.lease_ms());
   auto rt = std::make_unique<Runtime>(config);
   {
     std::lock_guard<std::mutex> lk(g_runtime_mu);
@@ -925,6 +992,108 @@ struct SigintWatch {
 
 }  // namespace
 
+// ---------------------------------------------------------------------------
+// Registrar election at boot (spec section 3.1, step 4).
+
+namespace {
+
+std::vector<discovery::Address> ParseRootOption(
+    const std::vector<std::string>& texts, const char* option) {
+  std::vector<discovery::Address> out;
+  for (const auto& text : texts) {
+    auto parsed = discovery::Address::Parse(text);
+    if (!parsed.ok()) {
+      throw UsageError(
+          absl::StrCat("RootOptions.", option, ": ", parsed.status().message()));
+    }
+    out.push_back(*std::move(parsed));
+  }
+  return out;
+}
+
+std::vector<std::string> AddrStrings(
+    const std::vector<discovery::Address>& addrs) {
+  std::vector<std::string> out;
+  for (const auto& a : addrs) out.push_back(a.ToString());
+  return out;
+}
+
+void AddUnique(std::vector<discovery::Address>& to,
+               const discovery::Address& addr) {
+  if (std::find(to.begin(), to.end(), addr) == to.end()) to.push_back(addr);
+}
+
+// Fills the bind, registry and registrar fields of the root's `config`:
+// probes the registry addresses and decides whether the root uses the
+// registrars that answer or becomes the registrar itself. Throws UsageError
+// for an address that does not parse, RuntimeFailure when an address is
+// held by something that is not a registrar.
+void ElectRegistrar(const RootOptions& options, Runtime::Config* config) {
+  std::vector<discovery::Address> binds =
+      ParseRootOption(options.bind_addrs, "bind_addrs");
+  const std::vector<discovery::Address> registry =
+      ParseRootOption(options.registry_addrs, "registry_addrs");
+  config->registry_lease = options.registry_lease;
+  if (registry.empty()) {
+    // The embedded default: this root serves the registrar on its own
+    // addresses.
+    config->registrar = true;
+    config->bind_addrs = AddrStrings(binds);
+    config->registry_addrs.clear();
+    return;
+  }
+  const std::vector<discovery::ProbeResult> probes =
+      discovery::ProbeRegistryAddrs(registry);
+  std::vector<discovery::Address> answered;
+  const discovery::ProbeResult* occupied = nullptr;
+  for (const auto& p : probes) {
+    if (p.kind == discovery::ProbeKind::kRegistrar) answered.push_back(p.addr);
+    if (p.kind == discovery::ProbeKind::kOccupied && occupied == nullptr) {
+      occupied = &p;
+    }
+    VLOG(1) << "registry probe " << p.addr << ": "
+            << (p.kind == discovery::ProbeKind::kRegistrar  ? "registrar"
+                : p.kind == discovery::ProbeKind::kOccupied ? "occupied"
+                                                            : "absent")
+            << (p.detail.empty() ? "" : " (" + p.detail + ")");
+  }
+  if (!answered.empty()) {
+    config->registry_addrs = AddrStrings(answered);
+    if (binds.empty()) {
+      // Loopback, plus the interface that reaches each remote registrar, so
+      // the addresses registered there are reachable from its host.
+      binds.push_back(discovery::Address::Tcp("127.0.0.1", 0));
+      for (const auto& r : answered) {
+        if (r.kind() == discovery::Address::Kind::kUnix || r.IsLoopback()) {
+          continue;
+        }
+        if (auto ip = discovery::LocalIpToward(r)) {
+          auto a = discovery::Address::Tcp(*ip, 0);
+          if (!a.IsLoopback()) AddUnique(binds, a);
+        }
+      }
+    }
+    config->bind_addrs = AddrStrings(binds);
+    return;
+  }
+  if (occupied != nullptr) {
+    throw RuntimeFailure(absl::StrCat(
+        "root actor '", options.name, "' cannot boot: no registrar answers at ",
+        absl::StrJoin(AddrStrings(registry), ","), ", and ",
+        occupied->addr.ToString(), " is held by ", occupied->detail,
+        "; refusing to bind over a listener that is not a registrar"));
+  }
+  // Nobody there: become the registrar on the registry addresses (listed
+  // first, see Runtime::Config::registrar) plus the bind addresses.
+  config->registrar = true;
+  std::vector<discovery::Address> all = registry;
+  for (const auto& b : binds) AddUnique(all, b);
+  config->bind_addrs = AddrStrings(all);
+  config->registry_addrs = AddrStrings(registry);
+}
+
+}  // namespace
+
 }  // namespace internal
 
 // ---------------------------------------------------------------------------
@@ -962,15 +1131,19 @@ int Main(int argc, char** argv, const std::function<int()>& root_main) {
 }
 
 void OpenRootActor(const RootOptions& options, const std::function<void()>& fn) {
+  if (internal::Runtime::Get() != nullptr) {
+    throw RuntimeFailure(
+        "an actor runtime already exists in this process (only one root "
+        "actor per process)");
+  }
   internal::Runtime::Config config;
   config.self.set_name(options.name);
-  config.bind_addrs = options.bind_addrs;
-  config.registry_addrs = options.registry_addrs;
   config.enable_modules.insert(options.enable_modules.begin(),
                                options.enable_modules.end());
   config.loglevel = options.loglevel;
   config.single_task = options.single_task;
   internal::ApplyLogLevel(options.loglevel);
+  internal::ElectRegistrar(options, &config);
   auto rt = std::make_unique<internal::Runtime>(config);
   {
     std::lock_guard<std::mutex> lk(internal::g_runtime_mu);
@@ -989,7 +1162,15 @@ void OpenRootActor(const RootOptions& options, const std::function<void()>& fn) 
       internal::g_runtime = nullptr;
     }
   } reset{rt};
-  rt->Start();
+  try {
+    rt->Start();
+  } catch (const RuntimeFailure& e) {
+    if (!config.registrar || options.registry_addrs.empty()) throw;
+    throw RuntimeFailure(absl::StrCat(
+        "no registrar answers at ", absl::StrJoin(options.registry_addrs, ","),
+        " and root actor '", options.name, "' could not become it: ",
+        e.what()));
+  }
   internal::UserTask task;
   CancelScope root_scope;
   bool interrupted = false;
@@ -1008,6 +1189,14 @@ std::vector<std::string> AcceptAddrs() {
 }
 
 bool HasRuntime() { return internal::Runtime::Get() != nullptr; }
+
+std::vector<std::string> RegistryAddrs() {
+  return internal::Runtime::Require().config().registry_addrs;
+}
+
+bool IsRegistrar() {
+  return internal::Runtime::Require().embedded_registrar() != nullptr;
+}
 
 std::string CurrentLogLevel() {
   const std::string& level = internal::Runtime::Require().config().loglevel;

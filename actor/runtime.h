@@ -23,10 +23,24 @@ struct RootOptions {
   std::string name = "root";
   // Namespaces the root serves.
   std::vector<std::string> enable_modules;
-  // Addresses the root binds; empty: one random loopback TCP port.
+  // Addresses the root binds, in any form of discovery/address.h
+  // ("127.0.0.1:0", "[::1]:0", "unix:/path", "/ip4/.../tcp/0", ...). Empty:
+  // one random loopback TCP port (plus, when it registers with a registrar
+  // on another host, a random port on the interface that reaches it).
   std::vector<std::string> bind_addrs;
-  // Registrar addresses (used by discovery).
+  // Registrar addresses (same forms). Empty: the root serves the registrar
+  // itself, embedded in its own server, and its accept addresses become the
+  // tree's registry list. Otherwise they are probed concurrently at boot:
+  // the root uses those where a registrar answers; if none answers it
+  // becomes the registrar and binds them too (with `bind_addrs`); if one is
+  // held by a listener that is not a registrar, boot fails with
+  // RuntimeFailure naming it. Children inherit the registry list.
   std::vector<std::string> registry_addrs;
+  // Lease of this tree's registrations: an actor that dies without
+  // unregistering (SIGKILL) disappears from the registry within it. Zero:
+  // the registrar's default (5 s; an embedded registrar uses this value as
+  // its default, so children inherit it).
+  absl::Duration registry_lease = absl::ZeroDuration();
   // Log level for the tree ("error" by default; TRACTOR_LOGLEVEL overrides).
   std::string loglevel;
   // One user task at a time (default), or free-running threads.
@@ -49,6 +63,12 @@ const v1::Aid& CurrentActor();
 std::vector<std::string> AcceptAddrs();
 // True when this process runs an actor.
 bool HasRuntime();
+// The registrar addresses this actor registers with and looks names up in
+// (inherited by its children). Throws NoRuntime without one.
+std::vector<std::string> RegistryAddrs();
+// True when this actor serves the registrar (the embedded default).
+// Throws NoRuntime without a runtime.
+bool IsRegistrar();
 
 // The log level this actor was started with ("error" when none was set).
 // Throws NoRuntime without a runtime.

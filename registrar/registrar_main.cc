@@ -1,6 +1,7 @@
 // The standalone registrar daemon.
 //
 //   registrar --listen 127.0.0.1:1616,unix:/run/tractor/registrar.sock
+//   (any address form of discovery/address.h, multiaddrs included)
 //             [--name registrar] [--lease_ms 5000] [--max_lease_ms 60000]
 //             [--loglevel info]
 //
@@ -41,6 +42,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "glog/logging.h"
+#include "discovery/address.h"
 #include "grpcpp/grpcpp.h"
 #include "registrar/registrar_service.h"
 
@@ -54,8 +56,10 @@ constexpr char kUsage[] =
     "usage: registrar --listen ADDR[,ADDR...] [--name NAME] [--lease_ms MS]\n"
     "                 [--max_lease_ms MS] [--loglevel "
     "trace|debug|info|warning|error]\n"
-    "  ADDR is host:port ([v6]:port; port 0 picks a free port) or "
-    "unix:/path\n";
+    "  ADDR is host:port ([v6]:port; port 0 picks a free port), "
+    "unix:/path,\n"
+    "  or a multiaddr: /ip4/H/tcp/P, /ip6/H/tcp/P, /dns4/NAME/tcp/P, "
+    "/unix/PATH\n";
 
 struct Flags {
   std::vector<std::string> listen;
@@ -92,9 +96,15 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv, bool* help) {
           absl::StrCat("flag --", name, " needs a value"));
     }
     if (name == "listen") {
-      for (absl::string_view addr :
-           absl::StrSplit(value, ',', absl::SkipWhitespace())) {
-        flags.listen.emplace_back(addr);
+      // Every address form of discovery/address.h, printed canonically.
+      absl::StatusOr<std::vector<discovery::Address>> addrs =
+          discovery::ParseAddressList(value);
+      if (!addrs.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--listen: ", addrs.status().message()));
+      }
+      for (const discovery::Address& addr : *addrs) {
+        flags.listen.push_back(addr.ToString());
       }
     } else if (name == "name") {
       flags.name = value;

@@ -21,6 +21,14 @@
 #include "grpcpp/grpcpp.h"
 #include "tractor/v1/actor.grpc.pb.h"
 
+namespace tractor::registrar {
+class RegistrarService;
+}  // namespace tractor::registrar
+
+namespace tractor::discovery {
+class Registrant;
+}  // namespace tractor::discovery
+
 namespace tractor::internal {
 
 // One side of one dialog (caller or callee). Guarded by `mu`; `scope` is
@@ -92,6 +100,13 @@ class Runtime {
     std::string loglevel;
     std::string root_addr;
     bool single_task = true;
+    // Serve the registrar embedded in this actor's server. Its registry
+    // list then becomes its own accept addresses: the first
+    // `registry_addrs.size()` of them, or all when `registry_addrs` is empty.
+    bool registrar = false;
+    // Lease to ask for (zero: the registrar's default); for an embedded
+    // registrar, its default lease.
+    absl::Duration registry_lease = absl::ZeroDuration();
   };
 
   // Returns the runtime of this process, or null.
@@ -110,6 +125,10 @@ class Runtime {
   const v1::Aid& self() const { return config_.self; }
   const Config& config() const { return config_; }
   std::vector<std::string> accept_addrs() const;
+  // The embedded registrar, or null when this actor does not serve one.
+  registrar::RegistrarService* embedded_registrar() const {
+    return registrar_.get();
+  }
   std::shared_ptr<grpc::Channel> ChannelTo(const std::string& addr);
 
   // Serving side.
@@ -141,7 +160,16 @@ class Runtime {
  private:
   void RunDialogTask(std::shared_ptr<Dialog> dialog);
 
+  // Called by Start() once bound: lists an embedded registrar's own entry
+  // and sets the registry list to its addresses, or registers this actor
+  // with every registrar of its registry list (a Registrant that Shutdown()
+  // stops, unregistering, before the server stops).
+  void StartRegistration();
+
   Config config_;
+  // Declared before server_: the registrar service must outlive the server.
+  std::unique_ptr<registrar::RegistrarService> registrar_;
+  std::unique_ptr<discovery::Registrant> registrant_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<grpc::CallbackGenericService> unused_;
   class ActorService;

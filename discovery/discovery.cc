@@ -1,0 +1,252 @@
+#include "discovery/discovery.h"
+
+#include <algorithm>
+#include <mutex>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "actor/cancel.h"
+#include "actor/errors.h"
+#include "actor/runtime.h"
+#include "discovery/address.h"
+#include "discovery/registry_client.h"
+#include "glog/logging.h"
+#include "tractor/v1/registrar.grpc.pb.h"
+
+namespace tractor::discovery {
+namespace {
+
+// How long WaitForActor waits before asking a registrar again after an
+// error or a stale answer.
+constexpr absl::Duration kWaitRetry = absl::Milliseconds(200);
+
+Address ParseOrThrow(const std::string& text, const char* what) {
+  auto parsed = Address::Parse(text);
+  if (!parsed.ok()) {
+    throw UsageError(absl::StrCat(what, ": ", parsed.status().message()));
+  }
+  return *std::move(parsed);
+}
+
+// The registrars to ask: `given`, or the current actor's registry list.
+std::vector<Address> Registrars(const std::vector<std::string>& given) {
+  const std::vector<std::string> texts =
+      given.empty() ? RegistryAddrs() : given;
+  std::vector<Address> out;
+  for (const auto& t : texts) out.push_back(ParseOrThrow(t, "registry address"));
+  if (out.empty()) {
+    throw RuntimeFailure("this actor has no registry addresses to ask");
+  }
+  return out;
+}
+
+Address OneRegistrar(const std::string& given) {
+  if (!given.empty()) return ParseOrThrow(given, "registry address");
+  const std::vector<std::string> list = RegistryAddrs();
+  if (list.empty()) {
+    throw RuntimeFailure("this actor has no registry addresses to ask");
+  }
+  return ParseOrThrow(list.front(), "registry address");
+}
+
+// The addresses of `reg` worth dialling, best first (PreferAddress order),
+// paired with the text the registrar stored (for DeleteAddr).
+std::vector<std::pair<Address, std::string>> Candidates(
+    const v1::Registration& reg, bool registrar_is_local) {
+  std::vector<std::pair<Address, std::string>> left;
+  for (const auto& text : reg.addrs()) {
+    auto parsed = Address::Parse(text);
+    if (!parsed.ok()) continue;
+    // A unix or loopback entry from another host's registrar names a
+    // socket over there, not here.
+    if (!registrar_is_local && (parsed->kind() == Address::Kind::kUnix ||
+                                parsed->IsLoopback())) {
+      continue;
+    }
+    left.emplace_back(*parsed, text);
+  }
+  std::vector<std::pair<Address, std::string>> out;
+  while (!left.empty()) {
+    std::vector<Address> addrs;
+    for (const auto& [a, t] : left) addrs.push_back(a);
+    const Address best = *PreferAddress(addrs);
+    auto it = std::find_if(left.begin(), left.end(),
+                           [&](const auto& p) { return p.first == best; });
+    out.push_back(*it);
+    left.erase(it);
+  }
+  return out;
+}
+
+// Connects to the actor of one registration, newest registrations first.
+// Deletes the addresses that turn out stale from `registrar`. Returns the
+// first portal that works.
+std::optional<Portal> ConnectToAny(const LookupResult& answer,
+                                   const Address& registrar,
+                                   bool* saw_stale) {
+  const bool local = registrar.IsLocalHost();
+  for (auto it = answer.registrations.rbegin();
+       it != answer.registrations.rend(); ++it) {
+    for (const auto& [addr, text] : Candidates(*it, local)) {
+      std::string why;
+      try {
+        Portal p = Portal::Connect(addr.ToString(), {}, kConnectTimeout);
+        if (p.aid().uuid() == it->aid().uuid()) return p;
+        why = absl::StrCat("now served by another actor ('", p.aid().name(),
+                           "' ", p.aid().uuid(), ")");
+      } catch (const TransportClosed& e) {
+        why = e.what();
+      }
+      LOG(INFO) << "discovery: stale entry for '" << it->aid().name() << "' ("
+                << it->aid().uuid() << ") at " << text << " from registrar "
+                << registrar << ": " << why << "; deleting it";
+      *saw_stale = true;
+      grpc::Status st = DeleteAddr(registrar, text);
+      if (!st.ok()) {
+        VLOG(1) << "discovery: DeleteAddr(" << text << ") on " << registrar
+                << ": " << st.error_message();
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+// Waits (a checkpoint) for the next answer of `lookup` until `until`.
+std::optional<LookupResult> NextAnswer(Lookup& lookup, absl::Time until,
+                                       bool stop_when_idle) {
+  std::unique_lock<std::mutex> lk(lookup.mu());
+  internal::Wait(
+      lookup.cv(), lk,
+      [&] {
+        return lookup.HasResultLocked() ||
+               (stop_when_idle && lookup.InFlightLocked() == 0);
+      },
+      until);
+  return lookup.PopLocked();
+}
+
+}  // namespace
+
+std::optional<Portal> FindActor(const std::string& name,
+                                const std::vector<std::string>& registry_addrs,
+                                absl::Duration timeout) {
+  const std::vector<Address> registrars = Registrars(registry_addrs);
+  Lookup lookup(registrars, name, Lookup::Mode::kFind, absl::Now() + timeout);
+  for (;;) {
+    std::optional<LookupResult> answer =
+        NextAnswer(lookup, absl::InfiniteFuture(), /*stop_when_idle=*/true);
+    if (!answer.has_value()) return std::nullopt;  // every registrar answered
+    if (!answer->status.ok()) {
+      VLOG(1) << "discovery: registrar " << answer->registrar
+              << " did not answer Find(" << name
+              << "): " << answer->status.error_message();
+      continue;
+    }
+    bool stale = false;
+    if (auto p = ConnectToAny(*answer, registrars[answer->index], &stale)) {
+      return p;
+    }
+  }
+}
+
+Portal WaitForActor(const std::string& name,
+                    const std::vector<std::string>& registry_addrs) {
+  const std::vector<Address> registrars = Registrars(registry_addrs);
+  Lookup lookup(registrars, name, Lookup::Mode::kWaitFor);
+  std::vector<absl::Time> retry_at(registrars.size(), absl::InfiniteFuture());
+  size_t gave_up = 0;
+  for (;;) {
+    const absl::Time now = absl::Now();
+    absl::Time next_retry = absl::InfiniteFuture();
+    for (size_t i = 0; i < retry_at.size(); ++i) {
+      if (retry_at[i] <= now) {
+        retry_at[i] = absl::InfiniteFuture();
+        lookup.Reissue(i);
+      }
+      next_retry = std::min(next_retry, retry_at[i]);
+    }
+    std::optional<LookupResult> answer =
+        NextAnswer(lookup, next_retry, /*stop_when_idle=*/false);
+    if (!answer.has_value()) continue;  // time to retry someone
+    const size_t i = answer->index;
+    if (!answer->status.ok()) {
+      if (answer->status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+        LOG(WARNING) << "discovery: " << answer->registrar
+                     << " is not a registrar; WaitForActor ignores it";
+        if (++gave_up == registrars.size()) {
+          throw RuntimeFailure(absl::StrCat(
+              "WaitForActor('", name, "'): none of the registry addresses "
+              "serves a registrar"));
+        }
+        continue;
+      }
+      VLOG(1) << "discovery: WaitFor(" << name << ") on " << answer->registrar
+              << ": " << answer->status.error_message() << "; retrying";
+      retry_at[i] = absl::Now() + kWaitRetry;
+      continue;
+    }
+    bool stale = false;
+    if (auto p = ConnectToAny(*answer, registrars[i], &stale)) return *p;
+    retry_at[i] = absl::Now() + kWaitRetry;
+  }
+}
+
+std::optional<std::string> QueryActor(const std::string& name,
+                                      const std::string& registry_addr) {
+  const Address registrar = OneRegistrar(registry_addr);
+  Lookup lookup({registrar}, name, Lookup::Mode::kFind,
+                absl::Now() + absl::Seconds(1));
+  std::optional<LookupResult> answer =
+      NextAnswer(lookup, absl::InfiniteFuture(), /*stop_when_idle=*/true);
+  if (!answer.has_value() || !answer->status.ok()) {
+    throw TransportClosed(absl::StrCat(
+        "registrar at ", registrar.ToString(), " does not answer: ",
+        answer.has_value() ? answer->status.error_message() : "no answer"));
+  }
+  if (answer->registrations.empty()) return std::nullopt;
+  const auto candidates =
+      Candidates(answer->registrations.back(), registrar.IsLocalHost());
+  if (candidates.empty()) return std::nullopt;
+  return candidates.front().first.ToString();
+}
+
+std::vector<v1::Registration> GetRegistry(const std::string& registry_addr) {
+  const Address registrar = OneRegistrar(registry_addr);
+  struct Call {
+    std::unique_ptr<v1::Registrar::Stub> stub;
+    grpc::ClientContext ctx;
+    v1::ListRequest req;
+    v1::ListReply rep;
+    grpc::Status status;
+    bool done = false;
+    std::mutex mu;
+    std::condition_variable_any cv;
+  };
+  auto call = std::make_shared<Call>();
+  call->stub = v1::Registrar::NewStub(RegistrarChannel(registrar));
+  call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+  call->stub->async()->List(&call->ctx, &call->req, &call->rep,
+                            [call](grpc::Status s) {
+                              std::lock_guard<std::mutex> lk(call->mu);
+                              call->status = std::move(s);
+                              call->done = true;
+                              call->cv.notify_all();
+                            });
+  {
+    std::unique_lock<std::mutex> lk(call->mu);
+    try {
+      internal::Wait(call->cv, lk, [&] { return call->done; });
+    } catch (...) {
+      call->ctx.TryCancel();
+      throw;
+    }
+  }
+  if (!call->status.ok()) {
+    throw TransportClosed(absl::StrCat("registrar at ", registrar.ToString(),
+                                       " does not answer: ",
+                                       call->status.error_message()));
+  }
+  return {call->rep.registrations().begin(), call->rep.registrations().end()};
+}
+
+}  // namespace tractor::discovery

@@ -1,0 +1,86 @@
+// Finding actors by name through the registrars (DESIGN.md section 9,
+// spec/semantics.md section 4.2): tractor's find_actor, wait_for_actor,
+// query_actor and get_registry.
+//
+//   std::optional<tractor::Portal> p = tractor::FindActor("worker");
+//   if (p) p->Run("work:do", args);
+//
+//   tractor::Portal q = tractor::WaitForActor("late");  // blocks until it
+//                                                        // registers
+//
+// Every call needs an actor runtime in this process (NoRuntime otherwise).
+// `registry_addrs` (or `registry_addr`) accepts every address form of
+// discovery/address.h; empty means the current actor's registry list
+// (`tractor::RegistryAddrs()`), which every actor of a tree inherits from
+// its root. A malformed address throws UsageError.
+//
+// Names are not unique: several actors may register the same name (their
+// uuids differ). A lookup then answers with the most recent registration
+// that still accepts connections ("latest registration wins"); `GetRegistry`
+// lists them all.
+//
+// Thread-safe: any task may call these concurrently. Every call is a
+// cancellation checkpoint (it throws `Cancelled` when its scope is
+// cancelled, and cancels its registrar calls).
+#ifndef TRACTOR_DISCOVERY_DISCOVERY_H_
+#define TRACTOR_DISCOVERY_DISCOVERY_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "actor/portal.h"
+#include "tractor/v1/registrar.pb.h"
+
+namespace tractor::discovery {
+
+// How long `FindActor` waits for registrars to answer by default.
+inline constexpr absl::Duration kFindTimeout = absl::Seconds(1);
+// How long connecting to one registered address may take before the entry
+// counts as stale.
+inline constexpr absl::Duration kConnectTimeout = absl::Seconds(1);
+
+// Returns a portal to an actor named `name`, or nullopt when no registrar
+// knows a live one. Queries every registrar concurrently; the first
+// positive answer whose actor accepts a connection wins, without waiting
+// for the others. A registrar that is down answers at once (as absent); one
+// that is silent is given up after `timeout`. An entry whose address
+// refuses connections (or is now served by another actor) is stale: it is
+// deleted from the registrar that returned it (`DeleteAddr`) and the next
+// candidate is tried. The address dialled is chosen by `PreferAddress`
+// (unix socket, then same-host TCP, then remote); unix and loopback
+// addresses returned by a registrar on another host are ignored.
+std::optional<Portal> FindActor(const std::string& name,
+                                const std::vector<std::string>& registry_addrs = {},
+                                absl::Duration timeout = kFindTimeout);
+
+// Returns a portal to an actor named `name`, blocking until one registers
+// with any of the registrars (`Registrar.WaitFor` on all of them at once).
+// Waits for registrars that are down to come up. Never times out by itself:
+// bound it with `FailAfter`/`MoveOnAfter` or a cancel scope.
+Portal WaitForActor(const std::string& name,
+                    const std::vector<std::string>& registry_addrs = {});
+
+// Asks one registrar (`registry_addr`, default the first of the registry
+// list) where `name` is and returns the preferred address of its most
+// recent registration, or nullopt. Does not connect to the actor. Throws
+// TransportClosed when the registrar does not answer within 1 s.
+std::optional<std::string> QueryActor(const std::string& name,
+                                      const std::string& registry_addr = "");
+
+// Returns every live entry of one registrar (`registry_addr`, default the
+// first of the registry list), oldest first. Throws TransportClosed when the registrar does
+// not answer within 1 s.
+std::vector<v1::Registration> GetRegistry(const std::string& registry_addr = "");
+
+}  // namespace tractor::discovery
+
+namespace tractor {
+using discovery::FindActor;
+using discovery::GetRegistry;
+using discovery::QueryActor;
+using discovery::WaitForActor;
+}  // namespace tractor
+
+#endif  // TRACTOR_DISCOVERY_DISCOVERY_H_

@@ -1,0 +1,585 @@
+#include "discovery/registry_client.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "glog/logging.h"
+
+namespace tractor::discovery {
+namespace {
+
+namespace v1 = ::tractor::v1;
+
+grpc::ChannelArguments RegistrarChannelArgs() {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // Notice a registrar host that vanished (link down) within seconds.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 2000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 2000);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  return args;
+}
+
+// A sockaddr for a TCP or unix address. DNS names are resolved (blocking).
+struct SockAddr {
+  sockaddr_storage storage{};
+  socklen_t len = 0;
+};
+
+std::optional<SockAddr> ToSockAddr(const Address& addr) {
+  SockAddr out;
+  switch (addr.kind()) {
+    case Address::Kind::kUnix: {
+      auto* sun = reinterpret_cast<sockaddr_un*>(&out.storage);
+      sun->sun_family = AF_UNIX;
+      std::memcpy(sun->sun_path, addr.path().data(), addr.path().size());
+      out.len = sizeof(sockaddr_un);
+      return out;
+    }
+    case Address::Kind::kTcp6: {
+      auto* sin6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
+      sin6->sin6_family = AF_INET6;
+      sin6->sin6_port = htons(addr.port());
+      if (inet_pton(AF_INET6, addr.host().c_str(), &sin6->sin6_addr) != 1) {
+        return std::nullopt;
+      }
+      out.len = sizeof(sockaddr_in6);
+      return out;
+    }
+    case Address::Kind::kTcp4: {
+      auto* sin = reinterpret_cast<sockaddr_in*>(&out.storage);
+      sin->sin_family = AF_INET;
+      sin->sin_port = htons(addr.port());
+      if (inet_pton(AF_INET, addr.host().c_str(), &sin->sin_addr) == 1) {
+        out.len = sizeof(sockaddr_in);
+        return out;
+      }
+      addrinfo hints{};
+      hints.ai_socktype = SOCK_STREAM;
+      addrinfo* res = nullptr;
+      if (getaddrinfo(addr.host().c_str(), nullptr, &hints, &res) != 0 ||
+          res == nullptr) {
+        return std::nullopt;
+      }
+      std::memcpy(&out.storage, res->ai_addr, res->ai_addrlen);
+      out.len = res->ai_addrlen;
+      freeaddrinfo(res);
+      if (out.storage.ss_family == AF_INET) {
+        reinterpret_cast<sockaddr_in*>(&out.storage)->sin_port =
+            htons(addr.port());
+      } else if (out.storage.ss_family == AF_INET6) {
+        reinterpret_cast<sockaddr_in6*>(&out.storage)->sin6_port =
+            htons(addr.port());
+      }
+      return out;
+    }
+  }
+  return std::nullopt;
+}
+
+// Connects a plain stream socket to `addr` within `timeout` and closes it.
+// Returns 0 when something accepted the connection, else the errno
+// (ETIMEDOUT when the timeout passed).
+int RawConnect(const Address& addr, absl::Duration timeout) {
+  std::optional<SockAddr> sa = ToSockAddr(addr);
+  if (!sa.has_value()) return EHOSTUNREACH;
+  int fd = socket(sa->storage.ss_family,
+                  SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  int err = 0;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sa->storage), sa->len) != 0) {
+    err = errno;
+    if (err == EINPROGRESS || err == EAGAIN) {
+      pollfd p{fd, POLLOUT, 0};
+      int n = poll(&p, 1,
+                   static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+      if (n == 0) {
+        err = ETIMEDOUT;
+      } else if (n < 0) {
+        err = errno;
+      } else {
+        socklen_t len = sizeof(err);
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+      }
+    }
+  }
+  close(fd);
+  return err;
+}
+
+// Waits for a set of asynchronous unary calls.
+class Batch {
+ public:
+  void Add() {
+    std::lock_guard<std::mutex> lk(mu_);
+    ++pending_;
+  }
+  void Done() {
+    std::lock_guard<std::mutex> lk(mu_);
+    --pending_;
+    cv_.notify_all();
+  }
+  void Wait() {
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait(lk, [&] { return pending_ == 0; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  size_t pending_ = 0;
+};
+
+template <class Req, class Rep>
+struct UnaryCall {
+  std::unique_ptr<v1::Registrar::Stub> stub;
+  grpc::ClientContext ctx;
+  Req req;
+  Rep rep;
+  grpc::Status status;
+};
+
+template <class Req, class Rep>
+std::shared_ptr<UnaryCall<Req, Rep>> NewCall(const std::shared_ptr<grpc::Channel>& channel,
+                                             absl::Duration timeout) {
+  auto call = std::make_shared<UnaryCall<Req, Rep>>();
+  call->stub = v1::Registrar::NewStub(channel);
+  call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  return call;
+}
+
+ProbeResult ProbeOne(const Address& addr, absl::Time deadline) {
+  ProbeResult out{addr, ProbeKind::kAbsent, {}, ""};
+  if (addr.kind() != Address::Kind::kUnix && addr.port() == 0) {
+    out.detail = "port 0 names no listener";
+    return out;
+  }
+  const absl::Duration connect_timeout =
+      std::max(absl::Milliseconds(10),
+               std::min(kProbeAttemptTimeout, deadline - absl::Now()));
+  if (int err = RawConnect(addr, connect_timeout); err != 0) {
+    out.detail = err == ETIMEDOUT ? "connect timed out" : std::strerror(err);
+    return out;
+  }
+  // Something listens: ask it who it is. A private channel (its own
+  // subchannel pool), so no earlier connection state in this process can
+  // make the answer fail fast.
+  grpc::ChannelArguments args = RegistrarChannelArgs();
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  auto channel = grpc::CreateCustomChannel(
+      addr.GrpcTarget(), grpc::InsecureChannelCredentials(), args);
+  auto stub = v1::Registrar::NewStub(channel);
+  grpc::Status status;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    const absl::Duration left = deadline - absl::Now();
+    if (attempt > 0 && left < absl::Milliseconds(50)) break;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(
+        absl::Now() + std::max(absl::Milliseconds(50),
+                               std::min(kProbeAttemptTimeout, left))));
+    v1::HelloRequest req;
+    v1::HelloReply rep;
+    status = stub->Hello(&ctx, req, &rep);
+    if (status.ok()) {
+      if (!rep.registrar().is_registrar()) {
+        out.kind = ProbeKind::kOccupied;
+        out.detail = "answered Hello but says it is not a registrar";
+        return out;
+      }
+      out.kind = ProbeKind::kRegistrar;
+      out.registrar = rep.registrar();
+      return out;
+    }
+    if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) break;
+  }
+  out.kind = ProbeKind::kOccupied;
+  if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+    out.detail = "a gRPC server without the tractor.v1.Registrar service";
+  } else {
+    out.detail = absl::StrCat(
+        "a listener that did not answer Registrar.Hello (",
+        status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED
+            ? "no answer in time"
+            : status.error_message(),
+        ")");
+  }
+  return out;
+}
+
+}  // namespace
+
+std::shared_ptr<grpc::Channel> RegistrarChannel(const Address& addr) {
+  static std::mutex mu;
+  static auto* channels =
+      new std::map<std::string, std::shared_ptr<grpc::Channel>>;
+  std::lock_guard<std::mutex> lk(mu);
+  auto& ch = (*channels)[addr.ToString()];
+  if (!ch) {
+    ch = grpc::CreateCustomChannel(addr.GrpcTarget(),
+                                   grpc::InsecureChannelCredentials(),
+                                   RegistrarChannelArgs());
+  }
+  return ch;
+}
+
+std::vector<ProbeResult> ProbeRegistryAddrs(const std::vector<Address>& addrs,
+                                            absl::Duration budget) {
+  const absl::Time deadline = absl::Now() + budget;
+  std::vector<std::optional<ProbeResult>> results(addrs.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < addrs.size(); ++i) {
+    threads.emplace_back(
+        [&, i] { results[i] = ProbeOne(addrs[i], deadline); });
+  }
+  for (auto& t : threads) t.join();
+  std::vector<ProbeResult> out;
+  for (auto& r : results) out.push_back(*std::move(r));
+  return out;
+}
+
+std::optional<std::string> LocalIpToward(const Address& to) {
+  if (to.kind() == Address::Kind::kUnix) return std::nullopt;
+  std::optional<SockAddr> sa = ToSockAddr(to);
+  if (!sa.has_value()) return std::nullopt;
+  int fd = socket(sa->storage.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::nullopt;
+  std::optional<std::string> out;
+  sockaddr_storage local{};
+  socklen_t len = sizeof(local);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sa->storage), sa->len) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0) {
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (local.ss_family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&local)->sin_addr,
+                buf, sizeof(buf));
+      out = buf;
+    } else if (local.ss_family == AF_INET6) {
+      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr,
+                buf, sizeof(buf));
+      out = buf;
+    }
+  }
+  close(fd);
+  return out;
+}
+
+absl::Status PrepareUnixListenPath(const Address& addr) {
+  if (addr.kind() != Address::Kind::kUnix) return absl::OkStatus();
+  const std::string& path = addr.path();
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot listen on ", addr.ToString(), ": ", std::strerror(errno)));
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot listen on ", addr.ToString(), ": ", path,
+                     " exists and is not a socket"));
+  }
+  int err = RawConnect(addr, absl::Milliseconds(500));
+  if (err == 0 || err == ETIMEDOUT || err == EAGAIN) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "cannot listen on ", addr.ToString(),
+        ": address already in use (a process listens on ", path, ")"));
+  }
+  if (err != ECONNREFUSED) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot listen on ", addr.ToString(), ": probing ", path,
+                     ": ", std::strerror(err)));
+  }
+  VLOG(1) << "removing stale socket file " << path;
+  if (unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot listen on ", addr.ToString(),
+                     ": cannot remove stale ", path, ": ",
+                     std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------
+// Registrant.
+
+Registrant::Registrant(Options options) : options_(std::move(options)) {
+  for (const Address& r : options_.registrars) {
+    Target t{r, {}, absl::ZeroDuration(), false};
+    const bool local = r.IsLocalHost();
+    for (const std::string& a : options_.addrs) {
+      auto parsed = Address::Parse(a);
+      if (!local && parsed.ok() &&
+          (parsed->kind() == Address::Kind::kUnix || parsed->IsLoopback())) {
+        continue;  // unreachable from another host
+      }
+      t.addrs.push_back(a);
+    }
+    if (!t.addrs.empty()) targets_.push_back(std::move(t));
+  }
+}
+
+Registrant::~Registrant() { Stop(); }
+
+size_t Registrant::RegisterRound(absl::Duration timeout) {
+  using Call = UnaryCall<v1::RegisterRequest, v1::RegisterReply>;
+  auto batch = std::make_shared<Batch>();
+  std::vector<std::shared_ptr<Call>> calls;
+  for (const Target& t : targets_) {
+    auto call = NewCall<v1::RegisterRequest, v1::RegisterReply>(
+        RegistrarChannel(t.registrar), timeout);
+    v1::Registration* reg = call->req.mutable_registration();
+    *reg->mutable_aid() = options_.aid;
+    for (const auto& a : t.addrs) reg->add_addrs(a);
+    reg->set_lease_ms(
+        static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.lease)));
+    batch->Add();
+    call->stub->async()->Register(&call->ctx, &call->req, &call->rep,
+                                  [call, batch](grpc::Status s) {
+                                    call->status = std::move(s);
+                                    batch->Done();
+                                  });
+    calls.push_back(std::move(call));
+  }
+  batch->Wait();
+  size_t ok = 0;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    Target& t = targets_[i];
+    const bool was_ok = t.ok;
+    t.ok = calls[i]->status.ok();
+    if (t.ok) {
+      ++ok;
+      t.granted = absl::Milliseconds(calls[i]->rep.lease_ms());
+      if (!was_ok) {
+        VLOG(1) << "actor '" << options_.aid.name() << "' registered with "
+                << t.registrar << " (lease " << t.granted << ")";
+      }
+    } else if (was_ok || t.granted == absl::ZeroDuration()) {
+      LOG_IF(WARNING, was_ok)
+          << "actor '" << options_.aid.name() << "' cannot refresh its "
+          << "registration with " << t.registrar << ": "
+          << calls[i]->status.error_message();
+      VLOG(1) << "actor '" << options_.aid.name() << "' cannot register with "
+              << t.registrar << ": " << calls[i]->status.error_message();
+    }
+  }
+  return ok;
+}
+
+size_t Registrant::Start() {
+  if (targets_.empty()) return 0;
+  size_t ok = RegisterRound(options_.first_timeout);
+  thread_ = std::thread([this] { RefreshLoop(); });
+  return ok;
+}
+
+void Registrant::RefreshLoop() {
+  for (;;) {
+    // Refresh at a third of the shortest lease granted; retry a registrar
+    // that is down (or never answered) every 0.5 s.
+    absl::Duration period = absl::InfiniteDuration();
+    bool any_failed = false;
+    for (const Target& t : targets_) {
+      if (!t.ok || t.granted <= absl::ZeroDuration()) {
+        any_failed = true;
+      } else {
+        period = std::min(period, t.granted / 3);
+      }
+    }
+    if (any_failed) period = std::min(period, absl::Milliseconds(500));
+    if (period == absl::InfiniteDuration()) period = absl::Seconds(1);
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      if (cv_.wait_for(lk, absl::ToChronoNanoseconds(period),
+                       [&] { return stopping_; })) {
+        return;
+      }
+    }
+    const size_t ok =
+        RegisterRound(std::clamp(period, absl::Milliseconds(200),
+                                 absl::Seconds(2)));
+    std::lock_guard<std::mutex> lk(mu_);
+    if (ok == targets_.size()) ++good_rounds_;
+  }
+}
+
+void Registrant::Stop() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (stopped_) return;
+    stopped_ = true;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  using Call = UnaryCall<v1::UnregisterRequest, v1::UnregisterReply>;
+  auto batch = std::make_shared<Batch>();
+  std::vector<std::shared_ptr<Call>> calls;
+  for (const Target& t : targets_) {
+    auto call = NewCall<v1::UnregisterRequest, v1::UnregisterReply>(
+        RegistrarChannel(t.registrar), options_.unregister_timeout);
+    call->req.set_uuid(options_.aid.uuid());
+    batch->Add();
+    call->stub->async()->Unregister(&call->ctx, &call->req, &call->rep,
+                                    [call, batch](grpc::Status s) {
+                                      call->status = std::move(s);
+                                      batch->Done();
+                                    });
+    calls.push_back(std::move(call));
+  }
+  batch->Wait();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    VLOG(1) << "actor '" << options_.aid.name() << "' unregister from "
+            << targets_[i].registrar << ": "
+            << (calls[i]->status.ok() ? "ok" : calls[i]->status.error_message());
+  }
+}
+
+size_t Registrant::good_rounds() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return good_rounds_;
+}
+
+// ---------------------------------------------------------------------------
+// Lookup.
+
+struct Lookup::Call {
+  size_t index = 0;
+  std::unique_ptr<v1::Registrar::Stub> stub;
+  grpc::ClientContext ctx;
+  v1::FindRequest req;
+  v1::FindReply rep;
+};
+
+Lookup::Lookup(std::vector<Address> registrars, std::string name, Mode mode,
+               absl::Time deadline)
+    : registrars_(std::move(registrars)),
+      name_(std::move(name)),
+      mode_(mode),
+      deadline_(deadline),
+      state_(std::make_shared<State>()) {
+  state_->calls.resize(registrars_.size());
+  for (size_t i = 0; i < registrars_.size(); ++i) StartCall(i);
+}
+
+Lookup::~Lookup() { Cancel(); }
+
+void Lookup::StartCall(size_t index) {
+  auto call = std::make_shared<Call>();
+  call->index = index;
+  call->req.set_name(name_);
+  if (deadline_ != absl::InfiniteFuture()) {
+    call->ctx.set_deadline(absl::ToChronoTime(deadline_));
+  }
+  if (mode_ == Mode::kWaitFor) call->ctx.set_wait_for_ready(true);
+  call->stub = v1::Registrar::NewStub(RegistrarChannel(registrars_[index]));
+  std::shared_ptr<State> state = state_;
+  const std::string registrar = registrars_[index].ToString();
+  {
+    std::lock_guard<std::mutex> lk(state->mu);
+    if (state->cancelled) {
+      state->results.push_back(LookupResult{
+          index, registrar,
+          grpc::Status(grpc::StatusCode::CANCELLED, "lookup cancelled"),
+          {}});
+      state->cv.notify_all();
+      return;
+    }
+    ++state->in_flight;
+    state->calls[index] = call;
+  }
+  auto done = [state, call, registrar](grpc::Status s) {
+    LookupResult r{call->index, registrar, std::move(s), {}};
+    if (r.status.ok()) {
+      r.registrations.assign(call->rep.registrations().begin(),
+                             call->rep.registrations().end());
+    }
+    std::lock_guard<std::mutex> lk(state->mu);
+    --state->in_flight;
+    if (state->calls[call->index] == call) state->calls[call->index].reset();
+    state->results.push_back(std::move(r));
+    state->cv.notify_all();
+  };
+  if (mode_ == Mode::kFind) {
+    call->stub->async()->Find(&call->ctx, &call->req, &call->rep, done);
+  } else {
+    call->stub->async()->WaitFor(&call->ctx, &call->req, &call->rep, done);
+  }
+}
+
+void Lookup::Reissue(size_t index) { StartCall(index); }
+
+void Lookup::Cancel() {
+  std::vector<std::shared_ptr<Call>> calls;
+  {
+    std::lock_guard<std::mutex> lk(state_->mu);
+    state_->cancelled = true;
+    for (auto& c : state_->calls) {
+      if (c) calls.push_back(c);
+    }
+  }
+  for (auto& c : calls) c->ctx.TryCancel();
+}
+
+std::optional<LookupResult> Lookup::PopLocked() {
+  if (state_->results.empty()) return std::nullopt;
+  LookupResult r = std::move(state_->results.front());
+  state_->results.pop_front();
+  return r;
+}
+
+std::optional<LookupResult> Lookup::Next(absl::Time until) {
+  std::unique_lock<std::mutex> lk(state_->mu);
+  if (until == absl::InfiniteFuture()) {
+    state_->cv.wait(lk, [&] { return ReadyLocked(); });
+  } else {
+    state_->cv.wait_until(lk, absl::ToChronoTime(until),
+                          [&] { return ReadyLocked(); });
+  }
+  return PopLocked();
+}
+
+// ---------------------------------------------------------------------------
+// One-shot calls.
+
+grpc::Status DeleteAddr(const Address& registrar, const std::string& addr,
+                        absl::Duration timeout) {
+  auto stub = v1::Registrar::NewStub(RegistrarChannel(registrar));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  v1::DeleteAddrRequest req;
+  req.set_addr(addr);
+  v1::DeleteAddrReply rep;
+  return stub->DeleteAddr(&ctx, req, &rep);
+}
+
+grpc::Status ListRegistrations(const Address& registrar,
+                               std::vector<v1::Registration>* out,
+                               absl::Duration timeout) {
+  auto stub = v1::Registrar::NewStub(RegistrarChannel(registrar));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  v1::ListRequest req;
+  v1::ListReply rep;
+  grpc::Status s = stub->List(&ctx, req, &rep);
+  if (s.ok()) out->assign(rep.registrations().begin(), rep.registrations().end());
+  return s;
+}
+
+}  // namespace tractor::discovery

@@ -1,0 +1,246 @@
+// The client side of the registrar protocol, without the actor runtime
+// (DESIGN.md section 9): probing registry addresses at boot, keeping one
+// actor registered under a lease, and concurrent raw lookups.
+//
+// The runtime (//actor) uses this library to elect a registrar and to
+// register every actor; //discovery:discovery builds the user API
+// (FindActor, WaitForActor, ...) on top of it. Nothing here depends on the
+// runtime, so nothing here is a cancellation checkpoint: callers that must be
+// cancellable wait on `Lookup::mu()`/`cv()` with the runtime's own wait.
+#ifndef TRACTOR_DISCOVERY_REGISTRY_CLIENT_H_
+#define TRACTOR_DISCOVERY_REGISTRY_CLIENT_H_
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "discovery/address.h"
+#include "grpcpp/grpcpp.h"
+#include "tractor/v1/msg.pb.h"
+#include "tractor/v1/registrar.grpc.pb.h"
+
+namespace tractor::discovery {
+
+// Returns a gRPC channel to the registrar at `addr`, shared by every caller
+// in this process (one per canonical address). Reconnects with a short
+// backoff (100 ms to 1 s), so a restarted registrar is reached again within
+// about a second. Thread-safe.
+std::shared_ptr<grpc::Channel> RegistrarChannel(const Address& addr);
+
+// What answers at one registry address (spec section 3.1, step 4).
+enum class ProbeKind {
+  // A `tractor.v1.Registrar` answered `Hello`.
+  kRegistrar,
+  // Something listens there but it is not a registrar: a gRPC server
+  // without the Registrar service, or a listener that does not speak gRPC.
+  kOccupied,
+  // Nothing listens there (connection refused, no socket file, port 0).
+  kAbsent,
+};
+
+struct ProbeResult {
+  Address addr;
+  ProbeKind kind = ProbeKind::kAbsent;
+  // The registrar's identity (kRegistrar only).
+  v1::Aid registrar;
+  // Why it was classified so, for error messages.
+  std::string detail;
+};
+
+// How long `ProbeRegistryAddrs` waits for one `Hello` answer.
+inline constexpr absl::Duration kProbeAttemptTimeout = absl::Seconds(1);
+
+// Probes every address concurrently: a plain socket connect tells absent
+// from listening; a listener then gets `Registrar.Hello` with a
+// `kProbeAttemptTimeout` deadline, retried once on a timeout while `budget`
+// lasts. Returns one result per address, in order. Blocks at most about
+// `budget`. Thread-safe.
+std::vector<ProbeResult> ProbeRegistryAddrs(
+    const std::vector<Address>& addrs, absl::Duration budget = absl::Seconds(2));
+
+// Returns the IP address of the local interface that routes toward `to` (a
+// TCP address), e.g. "10.77.1.2" for a registrar on the same subnet, or
+// nullopt for unix addresses, DNS names and unroutable targets. Sends no
+// packet (a connected UDP socket is only asked for its local address).
+std::optional<std::string> LocalIpToward(const Address& to);
+
+// Makes the unix socket path of `addr` ready to be bound: creates nothing,
+// removes a stale socket file that no process listens on, and refuses a path
+// where a process listens (gRPC would unlink the file and take the address
+// over) or that is not a socket. Returns FAILED_PRECONDITION/ALREADY_EXISTS
+// naming the address. A no-op for TCP addresses.
+absl::Status PrepareUnixListenPath(const Address& addr);
+
+// Keeps one actor's addresses registered with a list of registrars.
+//
+// `Start` registers with every registrar concurrently (bounded by
+// `first_timeout`) and starts a thread that refreshes each registration every
+// third of the lease it was granted, so a registrar that restarted (and lost
+// its table) gets the entry back within a third of the lease plus gRPC's
+// reconnect backoff. A registrar that is down is retried every 0.5 s. `Stop`
+// ends the thread and unregisters from every registrar concurrently, bounded
+// by `unregister_timeout` in total.
+//
+// Unix and loopback addresses are registered only with registrars on this
+// host (`Address::IsLocalHost`): another host cannot reach them (its
+// "127.0.0.1" is itself), and `PreferAddress` relies on unix entries being
+// host-local. A registrar that would get no address at all is skipped.
+//
+// Thread-safe. `Stop` is idempotent and called by the destructor.
+class Registrant {
+ public:
+  struct Options {
+    // The actor: name and uuid are the registration key.
+    v1::Aid aid;
+    // Its accept addresses (canonical text).
+    std::vector<std::string> addrs;
+    // Where to register.
+    std::vector<Address> registrars;
+    // Lease to ask for; zero asks for the registrar's default.
+    absl::Duration lease = absl::ZeroDuration();
+    absl::Duration first_timeout = absl::Seconds(1);
+    absl::Duration unregister_timeout = absl::Milliseconds(500);
+  };
+
+  explicit Registrant(Options options);
+  Registrant(const Registrant&) = delete;
+  Registrant& operator=(const Registrant&) = delete;
+  ~Registrant();
+
+  // Registers once with every registrar (concurrently; blocks at most
+  // `first_timeout`), then starts refreshing in the background. Returns how
+  // many registrars accepted the first registration; the others are retried.
+  size_t Start();
+
+  // Stops refreshing and unregisters from every registrar (blocks at most
+  // `unregister_timeout`). Idempotent.
+  void Stop();
+
+  // Number of completed refresh rounds in which every registrar accepted
+  // (for tests).
+  size_t good_rounds() const;
+
+ private:
+  struct Target {
+    Address registrar;
+    std::vector<std::string> addrs;  // filtered for this registrar
+    absl::Duration granted;          // last lease granted; zero: none yet
+    bool ok = false;                 // last Register succeeded
+  };
+
+  // Registers with every target concurrently; returns how many accepted.
+  size_t RegisterRound(absl::Duration timeout);
+  void RefreshLoop();
+
+  const Options options_;
+  std::vector<Target> targets_;  // touched by Start, then by the thread only
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;    // guarded by mu_
+  bool stopped_ = false;     // guarded by mu_
+  size_t good_rounds_ = 0;   // guarded by mu_
+  std::thread thread_;
+};
+
+// One registrar's answer to a lookup.
+struct LookupResult {
+  // Position of the registrar in the list given to `Lookup`.
+  size_t index = 0;
+  // The registrar's canonical address.
+  std::string registrar;
+  grpc::Status status;
+  // Entries with the name, oldest registration first (empty on error).
+  std::vector<v1::Registration> registrations;
+};
+
+// Concurrent `Find` or `WaitFor` calls on several registrars; each answer is
+// queued as it arrives, so the caller can act on the first positive one.
+//
+// Thread-safe. Waiting is left to the caller: lock `mu()`, wait on `cv()`
+// until `ReadyLocked()`, then `PopLocked()`; or call `Next`. The destructor
+// cancels the calls still in flight and does not wait for them.
+class Lookup {
+ public:
+  enum class Mode {
+    // `Registrar.Find`: answers at once; fails fast when the registrar is
+    // unreachable.
+    kFind,
+    // `Registrar.WaitFor`: blocks until an entry exists; waits for an
+    // unreachable registrar to come up (wait_for_ready).
+    kWaitFor,
+  };
+
+  // Starts one call per registrar; each ends by `deadline` at the latest.
+  Lookup(std::vector<Address> registrars, std::string name, Mode mode,
+         absl::Time deadline = absl::InfiniteFuture());
+  Lookup(const Lookup&) = delete;
+  Lookup& operator=(const Lookup&) = delete;
+  ~Lookup();
+
+  // Starts the call to registrar `index` again (after its answer was
+  // popped).
+  void Reissue(size_t index);
+  // Cancels every call in flight (they answer CANCELLED).
+  void Cancel();
+
+  std::mutex& mu() { return state_->mu; }
+  std::condition_variable_any& cv() { return state_->cv; }
+  // True when an answer is queued or no call is in flight. Requires mu().
+  bool ReadyLocked() const {
+    return !state_->results.empty() || state_->in_flight == 0;
+  }
+  // True when an answer is queued. Requires mu().
+  bool HasResultLocked() const { return !state_->results.empty(); }
+  // Removes the oldest queued answer, or nullopt. Requires mu().
+  std::optional<LookupResult> PopLocked();
+  // Calls in flight. Requires mu().
+  size_t InFlightLocked() const { return state_->in_flight; }
+
+  // Blocks (not a checkpoint) until an answer is queued, no call is in
+  // flight, or `until`; returns the answer or nullopt.
+  std::optional<LookupResult> Next(absl::Time until);
+
+  size_t size() const { return registrars_.size(); }
+  const Address& registrar(size_t index) const { return registrars_[index]; }
+
+ private:
+  struct Call;
+  struct State {
+    std::mutex mu;
+    std::condition_variable_any cv;
+    std::deque<LookupResult> results;
+    size_t in_flight = 0;
+    std::vector<std::shared_ptr<Call>> calls;  // by index; latest call
+    bool cancelled = false;
+  };
+
+  void StartCall(size_t index);
+
+  const std::vector<Address> registrars_;
+  const std::string name_;
+  const Mode mode_;
+  const absl::Time deadline_;
+  std::shared_ptr<State> state_;
+};
+
+// Runs `Registrar.DeleteAddr(addr)` on `registrar`; waits at most `timeout`.
+grpc::Status DeleteAddr(const Address& registrar, const std::string& addr,
+                        absl::Duration timeout = absl::Milliseconds(500));
+
+// Runs `Registrar.List` on `registrar`; waits at most `timeout`.
+grpc::Status ListRegistrations(const Address& registrar,
+                               std::vector<v1::Registration>* out,
+                               absl::Duration timeout = absl::Seconds(1));
+
+}  // namespace tractor::discovery
+
+#endif  // TRACTOR_DISCOVERY_REGISTRY_CLIENT_H_

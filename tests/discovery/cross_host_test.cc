@@ -1,0 +1,230 @@
+// Actors across hosts: three network namespaces stand for three hosts,
+// joined by veth pairs on a bridge in host A (subnet 10.77.0.0/24, which
+// exists only inside these namespaces):
+//
+//   A 10.77.0.1  the registrar daemon            --lease_ms 2000
+//   B 10.77.0.2  a daemon actor "worker", registered with A
+//   C 10.77.0.3  a caller: finds "worker" through A, opens a streaming
+//                context with it
+//
+// Then B's link goes down: the caller must get a clear error within a
+// bounded time, and B's entry must expire from A within the lease.
+//
+// Needs root (CAP_NET_ADMIN) and no Bazel sandbox (tags = ["no-sandbox"]);
+// skips with a message where namespaces cannot be created. Namespaces and
+// links get unique names per run and are deleted on every path.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/discovery/test_procs.h"
+#include "tests/process_fixture.h"
+
+namespace tractor {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::Proc;
+
+// Runs a shell command quietly; returns its exit status.
+int Sh(const std::string& cmd) {
+  const std::string quiet = absl::StrCat(cmd, " >/dev/null 2>&1");
+  int rc = std::system(quiet.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+}
+
+// Three namespaces A, B, C; B and C hang off a bridge in A.
+class Hosts {
+ public:
+  Hosts() {
+    std::random_device rd;
+    id_ = absl::StrFormat("%05x", (rd() ^ getpid()) & 0xfffff);
+    for (const char* h : {"a", "b", "c"}) ns_.push_back(absl::StrCat("tr", h, id_));
+  }
+  ~Hosts() { TearDown(); }
+
+  // Builds the topology; returns "" or what failed.
+  std::string SetUp() {
+    for (const auto& ns : ns_) {
+      if (Sh(absl::StrCat("ip netns add ", ns)) != 0) {
+        return absl::StrCat("ip netns add ", ns, " failed");
+      }
+      created_.push_back(ns);
+      if (Sh(absl::StrCat("ip -n ", ns, " link set lo up")) != 0) {
+        return "lo up failed";
+      }
+    }
+    const std::string br = Link("br");
+    std::vector<std::string> cmds = {
+        absl::StrCat("ip -n ", A(), " link add ", br, " type bridge"),
+        absl::StrCat("ip -n ", A(), " addr add 10.77.0.1/24 dev ", br),
+        absl::StrCat("ip -n ", A(), " link set ", br, " up"),
+    };
+    for (const auto& [host, ip] : {std::pair{B(), "10.77.0.2"}, {C(), "10.77.0.3"}}) {
+      const std::string hub_end = Link(host.substr(2, 1) + "0");
+      const std::string host_end = Link(host.substr(2, 1) + "1");
+      cmds.push_back(absl::StrCat("ip link add ", hub_end, " type veth peer name ", host_end));
+      cmds.push_back(absl::StrCat("ip link set ", hub_end, " netns ", A()));
+      cmds.push_back(absl::StrCat("ip link set ", host_end, " netns ", host));
+      cmds.push_back(absl::StrCat("ip -n ", A(), " link set ", hub_end, " master ", br, " up"));
+      cmds.push_back(absl::StrCat("ip -n ", host, " addr add ", ip, "/24 dev ", host_end));
+      cmds.push_back(absl::StrCat("ip -n ", host, " link set ", host_end, " up"));
+    }
+    for (const auto& c : cmds) {
+      if (Sh(c) != 0) return absl::StrCat("'", c, "' failed");
+    }
+    // Wait until C reaches B and B reaches A through the bridge (bridge
+    // ports come up asynchronously): a TCP connect to a closed port is
+    // refused once the peer is reachable.
+    auto reaches = [&](const std::string& from, const std::string& ip) {
+      return Sh(absl::StrCat("ip netns exec ", from,
+                             " timeout 1 bash -c 'exec 3<>/dev/tcp/", ip,
+                             "/9' 2>&1 | grep -q refused")) == 0;
+    };
+    for (int i = 0; i < 50; ++i) {
+      if (reaches(C(), "10.77.0.2") && reaches(B(), "10.77.0.1")) return "";
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return "the namespaces do not reach each other";
+  }
+
+  void TearDown() {
+    for (const auto& ns : created_) Sh(absl::StrCat("ip netns del ", ns));
+    created_.clear();
+    // veth ends left in the root namespace if setup stopped half-way.
+    for (const char* l : {"b0", "b1", "c0", "c1"}) Sh(absl::StrCat("ip link del ", Link(l)));
+  }
+
+  // Takes B's link down at the bridge.
+  bool CutB() { return Sh(absl::StrCat("ip -n ", A(), " link set ", Link("b0"), " down")) == 0; }
+
+  std::string Exec(const std::string& ns) const {
+    return absl::StrCat("ip netns exec ", ns);
+  }
+  const std::string& A() const { return ns_[0]; }
+  const std::string& B() const { return ns_[1]; }
+  const std::string& C() const { return ns_[2]; }
+
+ private:
+  std::string Link(const std::string& suffix) const {
+    return absl::StrCat("tv", id_, suffix);  // <= 15 bytes (IFNAMSIZ)
+  }
+  std::string id_;
+  std::vector<std::string> ns_;
+  std::vector<std::string> created_;
+};
+
+class CrossHostTest : public testing::ProcessTest {
+ protected:
+  absl::Duration TestTimeout() const override { return absl::Seconds(90); }
+};
+
+std::unique_ptr<Proc> InNs(const std::string& ns, std::vector<std::string> args) {
+  std::vector<std::string> full = {"/usr/sbin/ip", "netns", "exec", ns};
+  if (access(full[0].c_str(), X_OK) != 0) full[0] = "/sbin/ip";
+  full.insert(full.end(), args.begin(), args.end());
+  return Proc::Spawn(full);
+}
+
+TEST_F(CrossHostTest, CallerFindsAnActorOnAnotherHostAndSeesItsLinkGoDown) {
+  if (geteuid() != 0) {
+    GTEST_SKIP() << "needs root to create network namespaces (run bazel as "
+                    "root; the test is tagged no-sandbox)";
+  }
+  if (Sh("ip netns list") != 0) {
+    GTEST_SKIP() << "the 'ip' tool (iproute2) is not available";
+  }
+  Hosts hosts;
+  const std::string setup = hosts.SetUp();
+  if (absl::StrContains(setup, "ip netns add")) {
+    GTEST_SKIP() << "cannot create network namespaces here (" << setup
+                 << "); inside Bazel's sandbox this needs tags = "
+                    "[\"no-sandbox\"]";
+  }
+  ASSERT_EQ(setup, "") << "building the three-host topology failed";
+
+  const std::string registrar_bin = testing::RunfilePath("registrar/registrar");
+  const std::string actor_bin = testing::RunfilePath("tests/discovery/discovery_actor");
+  ASSERT_FALSE(registrar_bin.empty());
+  ASSERT_FALSE(actor_bin.empty());
+
+  // Host A: the registrar daemon.
+  auto registrar = InNs(hosts.A(), {registrar_bin, "--listen", "/ip4/10.77.0.1/tcp/0",
+                                    "--lease_ms", "2000", "--loglevel", "warning"});
+  auto ready = registrar->ReadLine(absl::Seconds(10));
+  ASSERT_TRUE(ready.has_value()) << "the registrar did not start on host A";
+  std::vector<std::string> words = absl::StrSplit(*ready, ' ');
+  ASSERT_EQ(words.size(), 5u) << *ready;
+  const std::string reg_addr = words[4];
+  EXPECT_THAT(reg_addr, ::testing::StartsWith("10.77.0.1:"));
+
+  // Host B: a daemon actor registered with A. Its default bind addresses
+  // are loopback plus the interface that routes to A.
+  auto worker = InNs(hosts.B(), {actor_bin, "serve", "--name", "worker",
+                                 "--registry", reg_addr});
+  auto worker_ready = worker->ReadLineStartingWith("ready ", absl::Seconds(10));
+  ASSERT_TRUE(worker_ready.has_value()) << "the worker did not start on host B";
+  EXPECT_THAT(*worker_ready, HasSubstr("10.77.0.2:"));
+  EXPECT_THAT(*worker_ready, HasSubstr("registrar=0"));
+  const std::string worker_uuid = std::vector<std::string>(absl::StrSplit(*worker_ready, ' '))[1];
+
+  // Host C: the caller.
+  auto caller = InNs(hosts.C(), {actor_bin, "find", "--registry", reg_addr,
+                                 "--target", "worker", "--ticks", "--wait_gone"});
+  auto found = caller->ReadLine(absl::Seconds(10));
+  ASSERT_TRUE(found.has_value()) << "the caller printed nothing";
+  ASSERT_THAT(*found, ::testing::StartsWith("found " + worker_uuid)) << *found;
+  printf("host C found 'worker' on host B through host A: %s\n", found->c_str());
+  for (int i = 0; i < 3; ++i) {
+    auto tick = caller->ReadLine(absl::Seconds(5));
+    ASSERT_TRUE(tick.has_value() && absl::StartsWith(*tick, "tick "))
+        << "no ticks streamed from B to C: " << tick.value_or("<nothing>");
+  }
+
+  // B's link goes down.
+  ASSERT_TRUE(hosts.CutB());
+  const absl::Time cut = absl::Now();
+  std::optional<std::string> error;
+  while (auto line = caller->ReadLine(absl::Seconds(15) - (absl::Now() - cut))) {
+    if (absl::StartsWith(*line, "error ")) {
+      error = line;
+      break;
+    }
+  }
+  const absl::Duration to_error = absl::Now() - cut;
+  ASSERT_TRUE(error.has_value()) << "the caller saw no error within 15 s of the link going down";
+  printf("caller's error %.0f ms after B's link went down: %s\n",
+         absl::ToDoubleMilliseconds(to_error), error->c_str());
+  EXPECT_THAT(*error, HasSubstr("TransportClosed"));
+  EXPECT_LT(to_error, absl::Seconds(10));
+
+  auto gone = caller->ReadLine(absl::Seconds(15));
+  ASSERT_TRUE(gone.has_value()) << "no news of B's entry from A";
+  ASSERT_THAT(*gone, ::testing::StartsWith("gone ")) << *gone;
+  const absl::Duration to_gone = absl::Now() - cut;
+  printf("B's entry expired from A %.0f ms after the link went down (lease 2000 ms)\n",
+         absl::ToDoubleMilliseconds(to_gone));
+  EXPECT_LT(to_gone, to_error + absl::Milliseconds(2500));
+
+  caller->Wait(absl::Seconds(5));
+  worker->Signal(SIGINT);
+  registrar->Signal(SIGINT);
+  EXPECT_TRUE(worker->Wait(absl::Seconds(5)).has_value());
+  EXPECT_TRUE(registrar->Wait(absl::Seconds(5)).has_value());
+}
+
+}  // namespace
+}  // namespace tractor

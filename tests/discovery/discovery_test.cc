@@ -1,0 +1,444 @@
+// Discovery inside one actor tree (real processes): the embedded registrar,
+// registration and unregistration of children, FindActor / WaitForActor /
+// QueryActor / GetRegistry, registrar election at boot, multi-homing and
+// address forms. Ports the scenarios of tractor's tests/discovery/
+// test_registrar.py, test_tpt_bind_addrs.py, test_multiaddr.py and
+// tests/ipc/test_multi_tpt.py (spec/semantics.md section 8).
+#include "discovery/discovery.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "actor/cancel.h"
+#include "actor/errors.h"
+#include "actor/nursery.h"
+#include "actor/runtime.h"
+#include "discovery/address.h"
+#include "discovery/registry_client.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "tests/discovery/test_procs.h"
+#include "tests/process_fixture.h"
+#include "tractor/v1/actor.grpc.pb.h"
+#include "tractor/v1/registrar.grpc.pb.h"
+
+namespace tractor {
+namespace {
+
+using ::testing::ElementsAreArray;
+using ::testing::HasSubstr;
+using ::testing::UnorderedElementsAre;
+using ::testing::UnorderedElementsAreArray;
+using testing::SilentListener;
+using testing::TempDir;
+
+const ActorOptions kDisc = {.enable_modules = {"disc"}};
+
+class DiscoveryTest : public testing::ProcessTest {};
+
+std::vector<std::string> Strings(const Payload& list) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < list.size(); ++i) out.push_back(list[i].AsString());
+  return out;
+}
+
+// Names in the registry, in order.
+std::vector<std::string> Names(const std::vector<v1::Registration>& regs) {
+  std::vector<std::string> out;
+  for (const auto& r : regs) out.push_back(r.aid().name());
+  return out;
+}
+
+std::vector<std::string> Names(const std::string& registrar = "") {
+  return Names(GetRegistry(registrar));
+}
+
+const v1::Registration* Entry(const std::vector<v1::Registration>& regs,
+                              const std::string& uuid) {
+  for (const auto& r : regs) {
+    if (r.aid().uuid() == uuid) return &r;
+  }
+  return nullptr;
+}
+
+bool CanBindIpv6Loopback() {
+  int fd = socket(AF_INET6, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in6 sin6{};
+  sin6.sin6_family = AF_INET6;
+  sin6.sin6_addr = in6addr_loopback;
+  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&sin6), sizeof(sin6)) == 0;
+  close(fd);
+  return ok;
+}
+
+// --- The embedded default and registration (test_registrar.py) ----------
+
+TEST_F(DiscoveryTest, RootServesTheRegistryByDefaultAndListsOnlyItself) {
+  OpenRootActor({}, [] {
+    EXPECT_TRUE(IsRegistrar());
+    EXPECT_TRUE(CurrentActor().is_registrar());
+    EXPECT_EQ(RegistryAddrs(), AcceptAddrs());
+    auto regs = GetRegistry();
+    ASSERT_EQ(regs.size(), 1u);
+    EXPECT_EQ(regs[0].aid().uuid(), CurrentActor().uuid());
+    EXPECT_EQ(regs[0].lease_ms(), 0u);  // the registrar's own entry is pinned
+  });
+}
+
+TEST_F(DiscoveryTest, ChildRegistersThenUnregistersAtOnceOnCancel) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("daemon", kDisc);
+      // Registered before StartActor returned.
+      EXPECT_THAT(Names(), UnorderedElementsAre("root", "daemon"));
+      auto found = FindActor("daemon");
+      ASSERT_TRUE(found.has_value());
+      EXPECT_EQ(found->aid().uuid(), p.aid().uuid());
+      EXPECT_EQ(found->Run("disc:hi").AsString(), "Hi my name is daemon");
+      an.Cancel();
+      // The child unregistered in its teardown, before it exited.
+      EXPECT_THAT(Names(), ElementsAreArray({"root"}));
+      EXPECT_FALSE(FindActor("daemon").has_value());
+    });
+  });
+}
+
+TEST_F(DiscoveryTest, RegThenUnregWithAMultiaddrRegistry) {
+  TempDir dir;
+  const std::string maddr = absl::StrCat("/unix", dir.path(), "/reg.sock");
+  const std::string canonical = dir.Sock("reg.sock");
+  OpenRootActor({.registry_addrs = {maddr}}, [&] {
+    EXPECT_TRUE(IsRegistrar());
+    EXPECT_THAT(RegistryAddrs(), ElementsAreArray({canonical}));
+    OpenNursery([&](ActorNursery& an) {
+      Portal p = an.StartActor("daemon", kDisc);
+      EXPECT_THAT(Strings(p.Run("disc:registry_addrs")),
+                  ElementsAreArray({canonical}));
+      EXPECT_THAT(Names(maddr), UnorderedElementsAre("root", "daemon"));
+      an.Cancel();
+      EXPECT_THAT(Names(maddr), ElementsAreArray({"root"}));
+    });
+  });
+}
+
+TEST_F(DiscoveryTest, TwoChildrenWaitForEachOtherAndSayHi) {
+  const absl::Time start = absl::Now();
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal donny = an.RunInActor("donny", "disc:greet_peer", "gretchen");
+      Portal gretchen = an.RunInActor("gretchen", "disc:greet_peer", "donny");
+      EXPECT_EQ(donny.Result().AsString(), "Hi my name is gretchen");
+      EXPECT_EQ(gretchen.Result().AsString(), "Hi my name is donny");
+    });
+  });
+  EXPECT_LT(absl::Now() - start, absl::Seconds(7));
+}
+
+TEST_F(DiscoveryTest, SubactorsUnregisterWhenTheNurseryFails) {
+  OpenRootActor({}, [] {
+    EXPECT_THROW(OpenNursery([](ActorNursery& an) {
+                   for (const char* name : {"a", "b", "c"}) {
+                     an.StartActor(name, kDisc);
+                   }
+                   EXPECT_EQ(GetRegistry().size(), 4u);
+                   throw std::runtime_error("boom");
+                 }),
+                 std::runtime_error);
+    EXPECT_THAT(Names(), ElementsAreArray({"root"}));
+  });
+}
+
+TEST_F(DiscoveryTest, StaleEntryIsDeletedFromTheRegistrarThatReturnedIt) {
+  TempDir dir;
+  OpenRootActor({}, [&] {
+    // An entry whose actor is gone: nothing listens at its addresses.
+    auto channel = grpc::CreateChannel(
+        discovery::Address::Parse(RegistryAddrs()[0])->GrpcTarget(),
+        grpc::InsecureChannelCredentials());
+    auto stub = v1::Registrar::NewStub(channel);
+    grpc::ClientContext ctx;
+    v1::RegisterRequest req;
+    req.mutable_registration()->mutable_aid()->set_name("ghost");
+    req.mutable_registration()->mutable_aid()->set_uuid("ghost-uuid");
+    req.mutable_registration()->add_addrs(dir.Sock("ghost.sock"));
+    req.mutable_registration()->add_addrs("127.0.0.1:1");
+    v1::RegisterReply rep;
+    ASSERT_TRUE(stub->Register(&ctx, req, &rep).ok());
+    ASSERT_THAT(Names(), UnorderedElementsAre("root", "ghost"));
+    const absl::Time start = absl::Now();
+    EXPECT_FALSE(FindActor("ghost").has_value());
+    EXPECT_LT(absl::Now() - start, absl::Seconds(4));
+    EXPECT_THAT(Names(), ElementsAreArray({"root"}));
+  });
+}
+
+TEST_F(DiscoveryTest, WaitForActorStartedBeforeTheActorExists) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      std::string waited_uuid;
+      std::string spawned_uuid;
+      TaskGroup::Open([&](TaskGroup& tg) {
+        tg.Spawn([&] {
+          Portal p = WaitForActor("late");
+          waited_uuid = p.aid().uuid();
+          EXPECT_EQ(p.Run("disc:hi").AsString(), "Hi my name is late");
+        });
+        Sleep(absl::Milliseconds(300));
+        EXPECT_FALSE(FindActor("late").has_value());
+        spawned_uuid = an.StartActor("late", kDisc).aid().uuid();
+      });
+      EXPECT_EQ(waited_uuid, spawned_uuid);
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(DiscoveryTest, WaitForActorIsACancellableCheckpoint) {
+  OpenRootActor({}, [] {
+    const absl::Time start = absl::Now();
+    bool done = MoveOnAfter(absl::Milliseconds(300),
+                            [] { WaitForActor("never-spawned"); });
+    EXPECT_FALSE(done);
+    EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  });
+}
+
+TEST_F(DiscoveryTest, ChildrenInheritTheRegistryAndFindTheirSiblings) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal a = an.StartActor("a", kDisc);
+      Portal b = an.StartActor("b", kDisc);
+      EXPECT_EQ(Strings(a.Run("disc:registry_addrs")), RegistryAddrs());
+      EXPECT_EQ(a.Run("disc:find_uuid", "b").AsString(), b.aid().uuid());
+      EXPECT_EQ(b.Run("disc:find_uuid", "a").AsString(), a.aid().uuid());
+      EXPECT_EQ(a.Run("disc:find_uuid", "nobody").AsString(), "");
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(DiscoveryTest, DuplicateNamesAreAllowedAndLatestRegistrationWins) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal first = an.StartActor("doggy", kDisc);
+      Portal second = an.StartActor("doggy", kDisc);
+      EXPECT_THAT(Names(), UnorderedElementsAre("root", "doggy", "doggy"));
+      auto found = FindActor("doggy");
+      ASSERT_TRUE(found.has_value());
+      EXPECT_EQ(found->aid().uuid(), second.aid().uuid());
+      Portal waited = WaitForActor("doggy");
+      EXPECT_THAT(waited.aid().uuid(),
+                  ::testing::AnyOf(first.aid().uuid(), second.aid().uuid()));
+      an.Cancel();
+      EXPECT_THAT(Names(), ElementsAreArray({"root"}));
+    });
+  });
+}
+
+TEST_F(DiscoveryTest, QueryActorReturnsThePreferredAddressWithoutConnecting) {
+  TempDir dir;
+  OpenRootActor({}, [&] {
+    OpenNursery([&](ActorNursery& an) {
+      ActorOptions opts = kDisc;
+      opts.bind_addrs = {"127.0.0.1:0", dir.Sock("q.sock")};
+      an.StartActor("q", opts);
+      // A unix socket on the same host is preferred.
+      EXPECT_EQ(QueryActor("q"), dir.Sock("q.sock"));
+      EXPECT_EQ(QueryActor("nobody"), std::nullopt);
+      an.Cancel();
+    });
+  });
+}
+
+// --- Multi-homing (test_multi_tpt.py, test_tpt_bind_addrs.py) ------------
+
+TEST_F(DiscoveryTest, MultiHomedChildRegistersAndAnswersOnEveryAddress) {
+  TempDir dir;
+  std::vector<std::string> binds = {"127.0.0.1:0", dir.Sock("child.sock")};
+  if (CanBindIpv6Loopback()) binds.push_back("[::1]:0");
+  OpenRootActor({}, [&] {
+    OpenNursery([&](ActorNursery& an) {
+      ActorOptions opts = kDisc;
+      opts.bind_addrs = binds;
+      Portal p = an.StartActor("multi", opts);
+      std::vector<std::string> accept = Strings(p.Run("disc:accept_addrs"));
+      ASSERT_EQ(accept.size(), binds.size());
+      EXPECT_EQ(accept[1], dir.Sock("child.sock"));
+      const std::vector<v1::Registration> registry = GetRegistry();
+      const v1::Registration* entry = Entry(registry, p.aid().uuid());
+      ASSERT_NE(entry, nullptr);
+      EXPECT_THAT(std::vector<std::string>(entry->addrs().begin(),
+                                           entry->addrs().end()),
+                  UnorderedElementsAreArray(accept));
+      for (const auto& addr : accept) {
+        Portal direct = Portal::Connect(addr);
+        EXPECT_EQ(direct.aid().uuid(), p.aid().uuid()) << addr;
+        EXPECT_EQ(direct.Run("disc:hi").AsString(), "Hi my name is multi")
+            << addr;
+      }
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(DiscoveryTest, RegistrarRootBindsTheUnionOfRegistryAndBindAddrs) {
+  TempDir dir;
+  RootOptions opts;
+  opts.registry_addrs = {dir.Sock("reg.sock"), "/ip4/127.0.0.1/tcp/0"};
+  opts.bind_addrs = {dir.Sock("extra.sock"), dir.Sock("reg.sock")};
+  OpenRootActor(opts, [&] {
+    EXPECT_TRUE(IsRegistrar());
+    std::vector<std::string> accept = AcceptAddrs();
+    ASSERT_EQ(accept.size(), 3u);  // reg.sock once
+    EXPECT_EQ(accept[0], dir.Sock("reg.sock"));
+    EXPECT_THAT(accept[1], ::testing::StartsWith("127.0.0.1:"));
+    EXPECT_NE(accept[1], "127.0.0.1:0");
+    EXPECT_EQ(accept[2], dir.Sock("extra.sock"));
+    EXPECT_THAT(RegistryAddrs(), ElementsAreArray({accept[0], accept[1]}));
+    // Every registry address answers as a registrar.
+    std::vector<discovery::Address> reg;
+    for (const auto& a : RegistryAddrs()) reg.push_back(*discovery::Address::Parse(a));
+    for (const auto& r : discovery::ProbeRegistryAddrs(reg)) {
+      EXPECT_EQ(r.kind, discovery::ProbeKind::kRegistrar) << r.addr;
+      EXPECT_EQ(r.registrar.uuid(), CurrentActor().uuid());
+    }
+  });
+}
+
+TEST_F(DiscoveryTest, RootWithARunningRegistrarBindsExactlyItsBindAddrs) {
+  TempDir dir;
+  // The first root becomes the registrar at reg.sock; a second, in a child
+  // actor's place, cannot be made in this process, so the registrar root
+  // spawns a child that sees the registrar answer.
+  OpenRootActor({.registry_addrs = {dir.Sock("reg.sock")}}, [&] {
+    auto probes = discovery::ProbeRegistryAddrs(
+        {*discovery::Address::Parse(dir.Sock("reg.sock"))});
+    ASSERT_EQ(probes[0].kind, discovery::ProbeKind::kRegistrar);
+    OpenNursery([&](ActorNursery& an) {
+      ActorOptions opts = kDisc;
+      opts.bind_addrs = {dir.Sock("mine.sock")};
+      Portal p = an.StartActor("child", opts);
+      EXPECT_THAT(Strings(p.Run("disc:accept_addrs")),
+                  ElementsAreArray({dir.Sock("mine.sock")}));
+      an.Cancel();
+    });
+  });
+}
+
+// --- Election failures and address errors ---------------------------------
+
+TEST_F(DiscoveryTest, BootFailsWhenARegistryAddrIsHeldByANonGrpcListener) {
+  SilentListener silent;
+  const absl::Time start = absl::Now();
+  try {
+    OpenRootActor({.registry_addrs = {silent.addr()}},
+                  [] { ADD_FAILURE() << "booted over a foreign listener"; });
+    ADD_FAILURE() << "no error";
+  } catch (const RuntimeFailure& e) {
+    EXPECT_THAT(e.what(), HasSubstr(silent.addr()));
+    EXPECT_THAT(e.what(), HasSubstr("not a registrar"));
+  }
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  EXPECT_FALSE(HasRuntime());
+}
+
+TEST_F(DiscoveryTest, BootFailsWhenARegistryAddrIsAGrpcServerWithoutRegistrar) {
+  v1::Actor::CallbackService not_a_registrar;
+  grpc::ServerBuilder b;
+  int port = 0;
+  b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  b.RegisterService(&not_a_registrar);
+  auto server = b.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  const std::string addr = absl::StrCat("127.0.0.1:", port);
+  try {
+    OpenRootActor({.registry_addrs = {addr}}, [] {});
+    ADD_FAILURE() << "no error";
+  } catch (const RuntimeFailure& e) {
+    EXPECT_THAT(e.what(), HasSubstr(addr));
+    EXPECT_THAT(e.what(), HasSubstr("without the tractor.v1.Registrar"));
+  }
+  server->Shutdown();
+}
+
+TEST_F(DiscoveryTest, UnsupportedAddressFormsAreClearErrors) {
+  try {
+    OpenRootActor({.bind_addrs = {"/udp/127.0.0.1/1616"}}, [] {});
+    ADD_FAILURE() << "no error";
+  } catch (const UsageError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("RootOptions.bind_addrs"));
+    EXPECT_THAT(e.what(), HasSubstr("unsupported multiaddr protocol"));
+  }
+  try {
+    OpenRootActor({.registry_addrs = {"::1:1616"}}, [] {});
+    ADD_FAILURE() << "no error";
+  } catch (const UsageError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("RootOptions.registry_addrs"));
+    EXPECT_THAT(e.what(), HasSubstr("must be bracketed"));
+  }
+  OpenRootActor({}, [] {
+    EXPECT_THROW(FindActor("x", {"unix:relative/path"}), UsageError);
+    OpenNursery([](ActorNursery& an) {
+      ActorOptions opts;
+      opts.bind_addrs = {"localhost"};
+      EXPECT_THROW(an.StartActor("bad", opts), RuntimeFailure);
+    });
+  });
+}
+
+TEST_F(DiscoveryTest, BindingNeverTakesOverALiveUnixSocket) {
+  TempDir dir;
+  OpenRootActor({.bind_addrs = {dir.Sock("taken.sock")}}, [&] {
+    OpenNursery([&](ActorNursery& an) {
+      ActorOptions opts = kDisc;
+      opts.bind_addrs = {dir.Sock("taken.sock")};
+      try {
+        an.StartActor("thief", opts);
+        ADD_FAILURE() << "the child took over a live socket";
+      } catch (const RuntimeFailure& e) {
+        EXPECT_THAT(e.what(), HasSubstr("thief"));
+      }
+      // The root still answers there.
+      EXPECT_EQ(Portal::Connect(dir.Sock("taken.sock")).aid().uuid(),
+                CurrentActor().uuid());
+    });
+  });
+}
+
+TEST_F(DiscoveryTest, BindingATcpPortInUseFailsInsteadOfSharingIt) {
+  OpenRootActor({}, [] {
+    const std::string taken = AcceptAddrs()[0];
+    OpenNursery([&](ActorNursery& an) {
+      ActorOptions opts = kDisc;
+      opts.bind_addrs = {taken};
+      EXPECT_THROW(an.StartActor("squatter", opts), RuntimeFailure);
+    });
+    EXPECT_EQ(Portal::Connect(taken).aid().uuid(), CurrentActor().uuid());
+  });
+}
+
+TEST_F(DiscoveryTest, TheRootsLeaseIsTheEmbeddedRegistrarsDefaultForChildren) {
+  OpenRootActor({.registry_lease = absl::Milliseconds(1234)}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("leased", kDisc);
+      const std::vector<v1::Registration> registry = GetRegistry();
+      const v1::Registration* entry = Entry(registry, p.aid().uuid());
+      ASSERT_NE(entry, nullptr);
+      EXPECT_EQ(entry->lease_ms(), 1234u);
+      an.Cancel();
+    });
+  });
+}
+
+}  // namespace
+}  // namespace tractor

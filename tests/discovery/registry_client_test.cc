@@ -1,0 +1,270 @@
+// Tests discovery/registry_client.h against in-process registrars: probing
+// registry addresses, the Registrant's lease upkeep, concurrent lookups.
+#include "discovery/registry_client.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "discovery/address.h"
+#include "grpcpp/grpcpp.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "registrar/registrar_service.h"
+#include "tests/discovery/test_procs.h"
+#include "tests/process_fixture.h"
+#include "tractor/v1/actor.grpc.pb.h"
+
+namespace tractor::discovery {
+namespace {
+
+using ::testing::HasSubstr;
+using tractor::testing::SilentListener;
+using tractor::testing::TempDir;
+using tractor::testing::WaitFor;
+
+Address Parse(const std::string& text) {
+  auto a = Address::Parse(text);
+  EXPECT_TRUE(a.ok()) << a.status();
+  return *a;
+}
+
+// A registrar served in this process.
+struct LocalRegistrar {
+  std::unique_ptr<registrar::RegistrarService> service;
+  std::unique_ptr<grpc::Server> server;
+  std::string addr;  // as bound
+
+  LocalRegistrar(const std::string& listen, absl::Duration lease) {
+    registrar::RegistrarService::Options o;
+    o.self.set_name("registrar");
+    o.self.set_uuid(absl::StrCat("reg-", listen));
+    o.default_lease = lease;
+    service = std::make_unique<registrar::RegistrarService>(o);
+    grpc::ServerBuilder b;
+    b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    int port = 0;
+    b.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+    b.RegisterService(service.get());
+    server = b.BuildAndStart();
+    addr = listen;
+    if (listen.rfind("unix:", 0) != 0) {
+      addr = Parse(listen).WithPort(port).ToString();
+    }
+  }
+  ~LocalRegistrar() {
+    service->Shutdown();
+    if (server) {
+      server->Shutdown(std::chrono::system_clock::now() +
+                       std::chrono::seconds(1));
+      server->Wait();
+    }
+  }
+  bool Has(const std::string& name) const {
+    return !service->Lookup(name).empty();
+  }
+};
+
+// A loopback TCP port nobody listens on.
+int ClosedPort() {
+  SilentListener l;
+  return l.port;  // closed when `l` goes
+}
+
+v1::Aid MakeAid(const std::string& name) {
+  v1::Aid aid;
+  aid.set_name(name);
+  aid.set_uuid(absl::StrCat(name, "-uuid"));
+  aid.set_pid(getpid());
+  return aid;
+}
+
+TEST(ProbeRegistryAddrsTest, ClassifiesRegistrarAbsentAndOccupiedConcurrently) {
+  TempDir dir;
+  LocalRegistrar reg(dir.Sock("reg.sock"), absl::Seconds(5));
+  // A gRPC server without the Registrar service (an Actor service that
+  // implements nothing).
+  v1::Actor::CallbackService not_a_registrar;
+  grpc::ServerBuilder b;
+  b.RegisterService(&not_a_registrar);
+  int other_port = 0;
+  b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                     &other_port);
+  std::unique_ptr<grpc::Server> other = b.BuildAndStart();
+  ASSERT_NE(other, nullptr);
+  SilentListener silent;
+
+  std::vector<Address> addrs = {
+      Parse(reg.addr),
+      Parse(dir.Sock("nobody.sock")),
+      Parse(absl::StrCat("127.0.0.1:", ClosedPort())),
+      Parse(absl::StrCat("127.0.0.1:", other_port)),
+      Parse(silent.addr()),
+  };
+  const absl::Duration budget = absl::Milliseconds(1500);
+  const absl::Time start = absl::Now();
+  std::vector<ProbeResult> r = ProbeRegistryAddrs(addrs, budget);
+  const absl::Duration took = absl::Now() - start;
+  ASSERT_EQ(r.size(), addrs.size());
+  EXPECT_EQ(r[0].kind, ProbeKind::kRegistrar) << r[0].detail;
+  EXPECT_TRUE(r[0].registrar.is_registrar());
+  EXPECT_EQ(r[1].kind, ProbeKind::kAbsent) << r[1].detail;
+  EXPECT_EQ(r[2].kind, ProbeKind::kAbsent) << r[2].detail;
+  EXPECT_EQ(r[3].kind, ProbeKind::kOccupied);
+  EXPECT_THAT(r[3].detail, HasSubstr("without the tractor.v1.Registrar"));
+  EXPECT_EQ(r[4].kind, ProbeKind::kOccupied);
+  EXPECT_THAT(r[4].detail, HasSubstr("did not answer Registrar.Hello"));
+  // Concurrent: the whole probe is bounded by the budget, not by the sum.
+  EXPECT_LT(took, budget + absl::Milliseconds(700));
+  other->Shutdown();
+}
+
+TEST(ProbeRegistryAddrsTest, PortZeroIsAbsent) {
+  auto r = ProbeRegistryAddrs({Parse("127.0.0.1:0")});
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].kind, ProbeKind::kAbsent);
+}
+
+TEST(PrepareUnixListenPathTest, RefusesALiveSocketAndRemovesAStaleOne) {
+  TempDir dir;
+  {
+    LocalRegistrar live(dir.Sock("live.sock"), absl::Seconds(5));
+    absl::Status st = PrepareUnixListenPath(Parse(dir.Sock("live.sock")));
+    EXPECT_EQ(st.code(), absl::StatusCode::kAlreadyExists) << st;
+    EXPECT_THAT(std::string(st.message()), HasSubstr("already in use"));
+  }
+  // A socket file nobody listens on.
+  const std::string stale = dir.path() + "/stale.sock";
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  strcpy(sun.sun_path, stale.c_str());
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&sun), sizeof(sun)), 0);
+  close(fd);
+  ASSERT_EQ(access(stale.c_str(), F_OK), 0);
+  EXPECT_TRUE(PrepareUnixListenPath(Parse("unix:" + stale)).ok());
+  EXPECT_NE(access(stale.c_str(), F_OK), 0);
+}
+
+TEST(RegistrantTest, RegistersRefreshesBeyondTheLeaseAndUnregistersOnStop) {
+  TempDir dir;
+  LocalRegistrar reg(dir.Sock("reg.sock"), absl::Seconds(5));
+  Registrant::Options o;
+  o.aid = MakeAid("worker");
+  o.addrs = {"127.0.0.1:5555", dir.Sock("worker.sock")};
+  o.registrars = {Parse(reg.addr)};
+  o.lease = absl::Milliseconds(600);
+  Registrant r(o);
+  ASSERT_EQ(r.Start(), 1u);
+  auto found = reg.service->Lookup("worker");
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].addrs_size(), 2);  // the registrar is local: unix too
+  EXPECT_EQ(found[0].lease_ms(), 600u);
+  // Three leases later the entry is still there: it was refreshed.
+  const absl::Time until = absl::Now() + absl::Milliseconds(1800);
+  while (absl::Now() < until) {
+    ASSERT_TRUE(reg.Has("worker")) << "the lease ran out: no refresh";
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_GE(r.good_rounds(), 3u);
+  const absl::Time stop = absl::Now();
+  r.Stop();
+  EXPECT_LT(absl::Now() - stop, absl::Milliseconds(300));
+  EXPECT_FALSE(reg.Has("worker"));
+}
+
+TEST(RegistrantTest, ReRegistersWithinTheLeaseAfterARegistrarRestart) {
+  TempDir dir;
+  const std::string listen = dir.Sock("reg.sock");
+  auto reg = std::make_unique<LocalRegistrar>(listen, absl::Seconds(5));
+  Registrant::Options o;
+  o.aid = MakeAid("survivor");
+  o.addrs = {"127.0.0.1:5555"};
+  o.registrars = {Parse(listen)};
+  o.lease = absl::Milliseconds(1500);
+  Registrant r(o);
+  ASSERT_EQ(r.Start(), 1u);
+  ASSERT_TRUE(reg->Has("survivor"));
+  reg.reset();  // the registrar goes away with its table
+  absl::SleepFor(absl::Milliseconds(300));  // let a refresh fail meanwhile
+  reg = std::make_unique<LocalRegistrar>(listen, absl::Seconds(5));
+  const absl::Time restarted = absl::Now();
+  EXPECT_FALSE(reg->Has("survivor"));
+  ASSERT_TRUE(WaitFor([&] { return reg->Has("survivor"); },
+                      absl::Milliseconds(1500)))
+      << "not re-registered within the lease";
+  printf("re-registered %.0f ms after the registrar restart (lease 1500 ms)\n",
+         absl::ToDoubleMilliseconds(absl::Now() - restarted));
+  r.Stop();
+}
+
+TEST(RegistrantTest, ARegistrarThatIsDownDoesNotDelayTheOthers) {
+  TempDir dir;
+  LocalRegistrar reg(dir.Sock("reg.sock"), absl::Seconds(5));
+  Registrant::Options o;
+  o.aid = MakeAid("w");
+  o.addrs = {"127.0.0.1:5555"};
+  o.registrars = {Parse(dir.Sock("down.sock")), Parse(reg.addr)};
+  Registrant r(o);
+  const absl::Time start = absl::Now();
+  EXPECT_EQ(r.Start(), 1u);
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(500));
+  EXPECT_TRUE(reg.Has("w"));
+  const absl::Time stop = absl::Now();
+  r.Stop();
+  EXPECT_LT(absl::Now() - stop, absl::Milliseconds(700));
+  EXPECT_FALSE(reg.Has("w"));
+}
+
+TEST(LookupTest, AFastAnswerArrivesWithoutWaitingForASilentRegistrar) {
+  TempDir dir;
+  LocalRegistrar reg(dir.Sock("reg.sock"), absl::Seconds(5));
+  v1::Registration e;
+  *e.mutable_aid() = MakeAid("x");
+  e.add_addrs("127.0.0.1:7777");
+  ASSERT_TRUE(reg.service->AddRegistration(e).ok());
+  SilentListener silent;
+  const absl::Time start = absl::Now();
+  Lookup lookup({Parse(silent.addr()), Parse(reg.addr)}, "x",
+                Lookup::Mode::kFind, absl::Now() + absl::Seconds(5));
+  auto first = lookup.Next(absl::Now() + absl::Seconds(5));
+  ASSERT_TRUE(first.has_value());
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(500));
+  EXPECT_EQ(first->index, 1u);
+  ASSERT_TRUE(first->status.ok()) << first->status.error_message();
+  ASSERT_EQ(first->registrations.size(), 1u);
+  EXPECT_EQ(first->registrations[0].aid().uuid(), "x-uuid");
+}
+
+TEST(LookupTest, WaitForAnswersWhenTheEntryAppears) {
+  TempDir dir;
+  LocalRegistrar reg(dir.Sock("reg.sock"), absl::Seconds(5));
+  Lookup lookup({Parse(reg.addr)}, "late", Lookup::Mode::kWaitFor);
+  EXPECT_FALSE(lookup.Next(absl::Now() + absl::Milliseconds(200)).has_value());
+  v1::Registration e;
+  *e.mutable_aid() = MakeAid("late");
+  e.add_addrs("127.0.0.1:7777");
+  ASSERT_TRUE(reg.service->AddRegistration(e).ok());
+  auto r = lookup.Next(absl::Now() + absl::Seconds(5));
+  ASSERT_TRUE(r.has_value());
+  ASSERT_TRUE(r->status.ok());
+  EXPECT_EQ(r->registrations.size(), 1u);
+}
+
+TEST(LocalIpTowardTest, LoopbackRoutesFromLoopback) {
+  auto ip = LocalIpToward(Parse("127.0.0.1:9"));
+  ASSERT_TRUE(ip.has_value());
+  EXPECT_EQ(*ip, "127.0.0.1");
+  EXPECT_FALSE(LocalIpToward(Parse("unix:/tmp/x.sock")).has_value());
+}
+
+}  // namespace
+}  // namespace tractor::discovery

@@ -109,32 +109,60 @@ void OnErrorArrived(ContextState& ctx, const v1::Error& error) {
   if (interrupt) ctx.scope->Cancel();
 }
 
-void SendCancelTask(ContextState& ctx) {
-  if (!ctx.channel) return;
+// Runs one unary RPC with gRPC's callback API and waits for it. The wait is
+// a checkpoint unless `shielded`; when it is cancelled the RPC is cancelled
+// and awaited before the cancellation propagates. Returns the status and
+// fills `*reply`. `start(context, request, reply, done)` issues the call.
+template <class Req, class Reply, class StartFn>
+grpc::Status CallUnary(const StartFn& start, const Req& req, Reply* reply,
+                       absl::Time deadline, bool shielded) {
   struct Call {
     grpc::ClientContext context;
-    v1::CancelTaskRequest req;
-    v1::CancelTaskReply reply;
+    Req req;
+    Reply reply;
     std::mutex mu;
     std::condition_variable_any cv;
     bool done = false;
+    grpc::Status status;
   };
   auto call = std::make_shared<Call>();
-  call->req.set_cid(ctx.cid);
-  *call->req.mutable_requester() = ctx.self;
-  call->context.set_deadline(std::chrono::system_clock::now() +
-                             std::chrono::milliseconds(616));
-  auto stub = v1::Actor::NewStub(ctx.channel);
-  stub->async()->CancelTask(&call->context, &call->req, &call->reply,
-                            [call](grpc::Status) {
-                              std::lock_guard<std::mutex> lk(call->mu);
-                              call->done = true;
-                              call->cv.notify_all();
-                            });
-  auto shielded = NewScope(nullptr, absl::InfiniteFuture(), true);
-  ScopeBinding bind(shielded);
+  call->req = req;
+  call->context.set_deadline(absl::ToChronoTime(deadline));
+  start(&call->context, &call->req, &call->reply, [call](grpc::Status st) {
+    std::lock_guard<std::mutex> lk(call->mu);
+    call->status = std::move(st);
+    call->done = true;
+    call->cv.notify_all();
+  });
   std::unique_lock<std::mutex> lk(call->mu);
-  Wait(call->cv, lk, [&] { return call->done; });
+  {
+    std::optional<ScopeBinding> shield;
+    if (shielded) shield.emplace(NewScope(nullptr, absl::InfiniteFuture(), true));
+    try {
+      Wait(call->cv, lk, [&] { return call->done; });
+    } catch (...) {
+      call->context.TryCancel();
+      ScopeBinding bind(NewScope(nullptr, absl::InfiniteFuture(), true));
+      Wait(call->cv, lk, [&] { return call->done; });
+      throw;
+    }
+  }
+  *reply = call->reply;
+  return call->status;
+}
+
+void SendCancelTask(ContextState& ctx) {
+  if (!ctx.channel) return;
+  v1::CancelTaskRequest req;
+  req.set_cid(ctx.cid);
+  *req.mutable_requester() = ctx.self;
+  v1::CancelTaskReply reply;
+  auto stub = v1::Actor::NewStub(ctx.channel);
+  CallUnary(
+      [&](auto* c, auto* r, auto* p, auto done) {
+        stub->async()->CancelTask(c, r, p, std::move(done));
+      },
+      req, &reply, absl::Now() + absl::Milliseconds(616), /*shielded=*/true);
 }
 
 std::shared_ptr<ContextState> OpenDialog(PortalState& portal,
@@ -490,43 +518,18 @@ Portal Portal::Connect(const std::string& addr, const v1::Aid& aid,
   ps->channel = rt.ChannelTo(ps->addr);
   ps->aid = aid;
   if (aid.uuid().empty()) {
-    struct Call {
-      grpc::ClientContext context;
-      v1::InfoRequest req;
-      v1::ActorInfo reply;
-      std::mutex mu;
-      std::condition_variable_any cv;
-      bool done = false;
-      grpc::Status status;
-    };
-    auto call = std::make_shared<Call>();
-    call->context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    v1::ActorInfo info;
     auto stub = v1::Actor::NewStub(ps->channel);
-    stub->async()->Info(&call->context, &call->req, &call->reply,
-                        [call](grpc::Status st) {
-                          std::lock_guard<std::mutex> lk(call->mu);
-                          call->status = st;
-                          call->done = true;
-                          call->cv.notify_all();
-                        });
-    {
-      std::unique_lock<std::mutex> lk(call->mu);
-      try {
-        internal::Wait(call->cv, lk, [&] { return call->done; });
-      } catch (...) {
-        call->context.TryCancel();
-        auto shielded =
-            internal::NewScope(nullptr, absl::InfiniteFuture(), true);
-        internal::ScopeBinding bind(shielded);
-        internal::Wait(call->cv, lk, [&] { return call->done; });
-        throw;
-      }
-    }
-    if (!call->status.ok()) {
+    grpc::Status status = internal::CallUnary(
+        [&](auto* c, auto* r, auto* p, auto done) {
+          stub->async()->Info(c, r, p, std::move(done));
+        },
+        v1::InfoRequest(), &info, absl::Now() + timeout, /*shielded=*/false);
+    if (!status.ok()) {
       throw TransportClosed(absl::StrCat("no actor answers at ", ps->addr,
-                                         ": ", call->status.error_message()));
+                                         ": ", status.error_message()));
     }
-    ps->aid = call->reply.aid();
+    ps->aid = info.aid();
   }
   return Portal(ps);
 }
@@ -613,31 +616,16 @@ Payload Portal::OpenContext(
 bool Portal::CancelActor(absl::Duration timeout) {
   if (!state_) return false;
   auto& rt = internal::Runtime::Require();
-  struct Call {
-    grpc::ClientContext context;
-    v1::CancelActorRequest req;
-    v1::CancelActorReply reply;
-    std::mutex mu;
-    std::condition_variable_any cv;
-    bool done = false;
-    grpc::Status status;
-  };
-  auto call = std::make_shared<Call>();
-  *call->req.mutable_requester() = rt.self();
-  call->context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  v1::CancelActorRequest req;
+  *req.mutable_requester() = rt.self();
+  v1::CancelActorReply reply;
   auto stub = v1::Actor::NewStub(state_->channel);
-  stub->async()->CancelActor(&call->context, &call->req, &call->reply,
-                             [call](grpc::Status st) {
-                               std::lock_guard<std::mutex> lk(call->mu);
-                               call->status = st;
-                               call->done = true;
-                               call->cv.notify_all();
-                             });
-  auto shielded = internal::NewScope(nullptr, absl::InfiniteFuture(), true);
-  internal::ScopeBinding bind(shielded);
-  std::unique_lock<std::mutex> lk(call->mu);
-  internal::Wait(call->cv, lk, [&] { return call->done; });
-  return call->status.ok() && call->reply.ok();
+  grpc::Status status = internal::CallUnary(
+      [&](auto* c, auto* r, auto* p, auto done) {
+        stub->async()->CancelActor(c, r, p, std::move(done));
+      },
+      req, &reply, absl::Now() + timeout, /*shielded=*/true);
+  return status.ok() && reply.ok();
 }
 
 Payload Portal::Result() {

@@ -549,14 +549,31 @@ void Runtime::RunDialogTask(std::shared_ptr<Dialog> dialog) {
   dialog->Configure(start.msg_buffer_size(), start.overrun_policy());
   {
     std::unique_lock<std::mutex> lk(mu_);
-    if (shutting_down_ || tasks_.count(cid)) {
-      bool dup = tasks_.count(cid) > 0;
+    if (tasks_.count(cid)) {
       lk.unlock();
-      return reject(dup ? "MessagingError" : "TransportClosed",
-                    dup ? absl::StrCat("a dialog with cid ", cid,
-                                       " is already running")
-                        : absl::StrCat("actor '", self().name(),
-                                       "' is shutting down"));
+      return reject("MessagingError", absl::StrCat("a dialog with cid ", cid,
+                                                   " is already running"));
+    }
+    if (!actor_canceller_.uuid().empty() || shutting_down_) {
+      // The actor was cancelled before this task could start: the caller
+      // learns who cancelled it, as if the task had started and been
+      // cancelled at once.
+      v1::Aid requester = actor_canceller_;
+      lk.unlock();
+      if (requester.uuid().empty()) {
+        return reject("TransportClosed", absl::StrCat("actor '", self().name(),
+                                                      "' is shutting down"));
+      }
+      v1::Error e = MakeError(
+          self(), "ContextCancelled",
+          absl::StrCat("actor '", self().name(), "' was cancelled by '",
+                       requester.name(), "' ", requester.uuid(),
+                       " before task '", start.func(), "' could start"),
+          cid);
+      *e.mutable_canceller() = requester;
+      dialog->SendNoWait(ErrorMsg(std::move(e)));
+      dialog->Close();
+      return;
     }
     tasks_[cid] = ctx;
   }
@@ -671,6 +688,7 @@ void Runtime::CancelAllTasks(const v1::Aid& requester, absl::Duration bound,
   std::vector<std::shared_ptr<ContextState>> tasks;
   {
     std::lock_guard<std::mutex> lk(mu_);
+    if (actor_canceller_.uuid().empty()) actor_canceller_ = requester;
     for (auto& [cid, ctx] : tasks_) tasks.push_back(ctx);
   }
   for (auto& ctx : tasks) {

@@ -185,6 +185,10 @@ class Runtime {
   std::map<std::string, v1::Aid> child_aids_;
   std::vector<std::function<void()>> lifetime_callbacks_;
   bool shutting_down_ = false;
+  // Who cancelled this actor (CancelActor, or itself at shutdown); empty
+  // while it runs. Dialogs that arrive afterwards are refused with a
+  // ContextCancelled naming this requester.
+  v1::Aid actor_canceller_;
   bool exit_requested_ = false;
   std::string exit_reason_;
 };

@@ -279,7 +279,15 @@ TEST_P(SomeCancelsAllTest, AnyFailureCancelsEveryOtherChild) {
       });
       ADD_FAILURE() << "no error";
     } catch (const ActorErrorGroup& g) {
-      EXPECT_EQ(g.errors().size(), mix.expected_errors);
+      std::string got;
+      for (auto& e : g.errors()) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& x) {
+          absl::StrAppend(&got, "\n  ", x.what());
+        }
+      }
+      EXPECT_EQ(g.errors().size(), mix.expected_errors) << got;
     } catch (const RemoteActorError& e) {
       EXPECT_EQ(mix.expected_errors, 1u);
       EXPECT_EQ(e.boxed_type(), "std::logic_error");

@@ -200,7 +200,13 @@ std::shared_ptr<ContextState> OpenDialog(PortalState& portal,
   s->set_expect(expect);
   s->set_msg_buffer_size(callee_stream.msg_buffer_size);
   s->set_overrun_policy(ToProtoPolicy(callee_stream.overrun));
-  ctx->dialog->SendNoWait(std::move(start));
+  s->set_no_ack(expect == v1::FUNC_TYPE_FUNCTION);
+  // A plain call sends nothing after Start (its cancel goes out of band):
+  // Start also half-closes, as a unary request does.
+  ctx->dialog->SendNoWait(std::move(start),
+                          expect == v1::FUNC_TYPE_FUNCTION
+                              ? Dialog::Flush::kLast
+                              : Dialog::Flush::kNow);
   return ctx;
 }
 
@@ -242,6 +248,8 @@ Payload AwaitReturn(ContextState& ctx, bool drain_yields) {
       }
       case v1::Msg::kError:
         RaiseArrived(ctx, m.error());
+      case v1::Msg::kStartAck:
+        continue;  // a callee that acknowledges although not asked to
       case v1::Msg::kYielded:
       case v1::Msg::kStop:
         if (drain_yields) continue;
@@ -543,7 +551,7 @@ Payload Portal::Run(const std::string& func, const Payload& args) {
                                   {});
   internal::DialogGuard guard{*ctx};
   // A plain call waits in the caller's scope: its error arrives in-band.
-  internal::AwaitAck(*ctx);
+  // The callee answers with the Return or Error alone (Start.no_ack).
   return internal::AwaitReturn(*ctx, /*drain_yields=*/false);
 }
 

@@ -92,24 +92,33 @@ void StartReaper(std::shared_ptr<ChildProc> proc, v1::Aid aid,
     bool linked;
     {
       std::lock_guard<std::mutex> lk(proc->mu);
-      proc->exited = true;
-      proc->wait_status = status;
       linked = proc->linked;
     }
-    proc->cv.notify_all();
+    // The failure is recorded before the exit is announced, so a block that
+    // wakes on the exit always sees it.
     bool abnormal = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    if (!abnormal || !linked) return;
-    if (auto st = nursery.lock()) {
-      {
-        std::lock_guard<std::mutex> lk(st->mu);
-        if (st->cancel_called) return;
+    if (abnormal && linked) {
+      if (auto st = nursery.lock()) {
+        bool cancelling;
+        {
+          std::lock_guard<std::mutex> lk(st->mu);
+          cancelling = st->cancel_called;
+        }
+        if (!cancelling) {
+          st->RecordError(
+              std::make_exception_ptr(ActorFailure(absl::StrCat(
+                  "child actor '", aid.name(), "' (pid ", proc->pid, ") ",
+                  DescribeStatus(status)))),
+              /*cancel_siblings=*/true);
+        }
       }
-      st->RecordError(
-          std::make_exception_ptr(ActorFailure(absl::StrCat(
-              "child actor '", aid.name(), "' (pid ", proc->pid, ") ",
-              DescribeStatus(status)))),
-          /*cancel_siblings=*/true);
     }
+    {
+      std::lock_guard<std::mutex> lk(proc->mu);
+      proc->exited = true;
+      proc->wait_status = status;
+    }
+    proc->cv.notify_all();
   }).detach();
 }
 

@@ -36,7 +36,6 @@ namespace internal {
 namespace {
 
 constexpr char kSpawnSpecEnv[] = "TRACTOR_SPAWN_SPEC";
-constexpr absl::Duration kStartTimeout = absl::Seconds(10);
 constexpr int kMaxMessageBytes = 64 << 20;
 
 std::mutex g_runtime_mu;
@@ -186,8 +185,10 @@ class Runtime::ActorService final : public v1::Actor::CallbackService {
       grpc::CallbackServerContext*) override {
     auto dialog = std::make_shared<Dialog>();
     auto* reactor = new ServerDialogReactor(dialog);
-    dialog->Start();
-    rt_->HandleDialog(dialog);
+    // The task is dispatched once Start has arrived, so no thread waits
+    // for it.
+    Runtime* rt = rt_;
+    dialog->Start([rt, dialog] { rt->HandleDialog(dialog); });
     return reactor;
   }
 
@@ -471,32 +472,26 @@ namespace {
 }  // namespace
 
 void Runtime::RunDialogTask(std::shared_ptr<Dialog> dialog) {
-  bool timed_out = false;
-  std::optional<v1::Msg> first;
-  {
-    auto shielded = NewScope(nullptr, absl::InfiniteFuture(), true);
-    ScopeBinding bind(shielded);
-    first = dialog->Receive(absl::Now() + kStartTimeout, &timed_out);
-  }
+  // Dispatched once the first message is queued (or the stream ended
+  // without one): this does not block.
+  std::optional<v1::Msg> first = dialog->TryReceive();
   if (!first) {
-    dialog->Close(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                               "no Start message"),
+    dialog->Close(grpc::Status(grpc::StatusCode::CANCELLED,
+                               "the stream ended before Start"),
                   true);
     return;
   }
   if (!first->has_start()) {
-    dialog->SendNoWait(ErrorMsg(MakeError(
+    dialog->SendAndClose(ErrorMsg(MakeError(
         self(), "MessagingError",
         absl::StrCat("a dialog must begin with Start, got ",
                      first->ShortDebugString()))));
-    dialog->Close();
     return;
   }
   const v1::Start& start = first->start();
   const std::string& cid = start.cid();
   auto reject = [&](const std::string& type, const std::string& message) {
-    dialog->SendNoWait(ErrorMsg(MakeError(self(), type, message, cid)));
-    dialog->Close();
+    dialog->SendAndClose(ErrorMsg(MakeError(self(), type, message, cid)));
   };
   if (cid.empty()) return reject("MessagingError", "Start.cid is empty");
   std::string ns = start.func().substr(0, start.func().find(':'));
@@ -532,8 +527,7 @@ void Runtime::RunDialogTask(std::shared_ptr<Dialog> dialog) {
   if (!ep->arg_matches(start.args())) {
     v1::Error e = MakeMsgTypeError(self(), cid, "Start", start.args(),
                                    ep->arg_spec);
-    dialog->SendNoWait(ErrorMsg(std::move(e)));
-    dialog->Close();
+    dialog->SendAndClose(ErrorMsg(std::move(e)));
     return;
   }
 
@@ -547,6 +541,7 @@ void Runtime::RunDialogTask(std::shared_ptr<Dialog> dialog) {
   ctx->peer = start.caller();
   ctx->scope = NewScope(service_scope_, absl::InfiniteFuture(), false);
   dialog->Configure(start.msg_buffer_size(), start.overrun_policy());
+  if (ep->type == v1::FUNC_TYPE_CONTEXT) dialog->ResumeReads();
   {
     std::unique_lock<std::mutex> lk(mu_);
     if (tasks_.count(cid)) {
@@ -571,8 +566,7 @@ void Runtime::RunDialogTask(std::shared_ptr<Dialog> dialog) {
                        " before task '", start.func(), "' could start"),
           cid);
       *e.mutable_canceller() = requester;
-      dialog->SendNoWait(ErrorMsg(std::move(e)));
-      dialog->Close();
+      dialog->SendAndClose(ErrorMsg(std::move(e)));
       return;
     }
     tasks_[cid] = ctx;
@@ -607,7 +601,14 @@ void Runtime::RunDialogTask(std::shared_ptr<Dialog> dialog) {
   v1::Msg ack;
   ack.mutable_start_ack()->set_cid(cid);
   ack.mutable_start_ack()->set_functype(ep->type);
-  dialog->SendNoWait(std::move(ack));
+  // A plain function's ack is held back and leaves together with its
+  // Return (it carries nothing the caller needs before the result), or is
+  // not sent at all when the caller said it does not need it.
+  bool plain = ep->type == v1::FUNC_TYPE_FUNCTION;
+  if (!(plain && start.no_ack())) {
+    dialog->SendNoWait(std::move(ack),
+                       plain ? Dialog::Flush::kCorked : Dialog::Flush::kNow);
+  }
 
   v1::Msg terminal;
   {
@@ -657,8 +658,7 @@ void Runtime::RunDialogTask(std::shared_ptr<Dialog> dialog) {
     std::lock_guard<std::mutex> lk(ctx->mu);
     ctx->finished = true;
   }
-  dialog->SendNoWait(std::move(terminal));
-  dialog->Close();
+  dialog->SendAndClose(std::move(terminal));
   {
     std::lock_guard<std::mutex> lk(mu_);
     auto it = tasks_.find(cid);

@@ -51,9 +51,11 @@ std::shared_ptr<Dialog> Dialog::Connect(
   // A stub is a thin wrapper over the channel; the reactor keeps the RPC.
   auto stub = v1::Actor::NewStub(channel);
   auto* reactor = new ClientDialogReactor(dialog, stub.get());
+  dialog->client_ = true;
   dialog->Attach(reactor);
-  reactor->StartCall();
+  // Operations requested before StartCall leave in one batch with it.
   dialog->Pump();
+  reactor->StartCall();
   return dialog;
 }
 
@@ -65,7 +67,17 @@ void Dialog::Attach(DialogTransport* transport) {
   transport_ = transport;
 }
 
+void Dialog::ResumeReads() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    pause_after_first_ = false;
+    reads_paused_ = false;
+  }
+  Pump();
+}
+
 bool Dialog::WantReadLocked() const {
+  if (reads_paused_) return false;
   if (policy_ != v1::OVERRUN_POLICY_BACKPRESSURE) return true;
   return inbox_.size() < capacity_;
 }
@@ -73,6 +85,7 @@ bool Dialog::WantReadLocked() const {
 void Dialog::Pump() {
   for (;;) {
     bool do_read = false, do_write = false, do_release = false;
+    bool do_write_finish = false;
     bool abort = false;
     grpc::WriteOptions options;
     grpc::Status status;
@@ -81,20 +94,42 @@ void Dialog::Pump() {
       std::lock_guard<std::mutex> lk(mu_);
       t = transport_;
       if (released_ || t == nullptr) return;
-      if (!write_busy_ && !outbox_.empty() && !broken_ && !write_failed_ &&
-          !abort_) {
-        write_buf_ = std::move(outbox_.front());
+      // A corked message alone in the queue waits for the next one (or the
+      // close) so that both leave in one flush.
+      bool held = outbox_.size() == 1 && !close_requested_ &&
+                  outbox_.front().flush == Flush::kCorked;
+      if (!write_busy_ && !outbox_.empty() && !held && !broken_ &&
+          !write_failed_ && !abort_) {
+        Outgoing out = std::move(outbox_.front());
         outbox_.pop_front();
-        if (!outbox_.empty()) options.set_buffer_hint();
+        write_buf_ = std::move(out.msg);
+        // gRPC completes a corked write only once something flushes it; the
+        // first write also carries the initial metadata, which must leave.
+        if (!outbox_.empty() && wrote_once_) options.set_buffer_hint();
+        // A client's last message also half-closes. (A server's "last"
+        // write would be held by gRPC until Finish: the server's last
+        // message goes with WriteAndFinish, or plainly before Finish.)
+        if (out.flush == Flush::kLast && !t->CanWriteAndFinish()) {
+          options.set_last_message();
+        }
         write_busy_ = true;
-        do_write = true;
+        if (outbox_.empty() && close_requested_ && in_call_ == 0 &&
+            t->CanWriteAndFinish()) {
+          // The dialog's last message and the RPC's status leave together.
+          released_ = true;
+          do_write_finish = true;
+          status = close_status_;
+        } else {
+          do_write = true;
+        }
       }
-      if (!read_busy_ && !reads_ended_ && !broken_ && !close_requested_ &&
-          WantReadLocked()) {
+      if (!do_write_finish && !read_busy_ && !reads_ended_ && !broken_ &&
+          !close_requested_ && WantReadLocked()) {
         read_busy_ = true;
         do_read = true;
       }
-      if (!do_read && !do_write && close_requested_ && in_call_ == 0 &&
+      if (!do_read && !do_write && !do_write_finish && close_requested_ &&
+          in_call_ == 0 &&
           (abort_ || broken_ || write_failed_ ||
            (!write_busy_ && outbox_.empty()))) {
         released_ = true;
@@ -102,8 +137,14 @@ void Dialog::Pump() {
         status = close_status_;
         abort = abort_;
       }
-      if (!do_read && !do_write && !do_release) return;
+      if (!do_read && !do_write && !do_release && !do_write_finish) return;
       ++in_call_;
+    }
+    if (do_write_finish) {
+      t->WriteAndFinish(&write_buf_, options, status);
+      std::lock_guard<std::mutex> lk(mu_);
+      --in_call_;
+      return;
     }
     if (do_write) t->Write(&write_buf_, options);
     if (do_read) t->Read(&read_buf_);
@@ -120,26 +161,47 @@ void Dialog::Send(v1::Msg msg) {
   {
     std::unique_lock<std::mutex> lk(mu_);
     Wait(cv_, lk, [&] {
-      return broken_ || write_failed_ || close_requested_ ||
+      return broken_ || write_failed_ || close_requested_ || last_queued_ ||
              outbox_.size() < kMaxPendingWrites;
     });
-    if (broken_ || write_failed_ || close_requested_) {
+    if (broken_ || write_failed_ || close_requested_ || last_queued_) {
       throw TransportClosed(absl::StrCat(
           "cannot send: ", end_reason_.empty() ? "dialog closed" : end_reason_));
     }
-    outbox_.push_back(std::move(msg));
+    outbox_.push_back({std::move(msg), Flush::kNow});
   }
   Pump();
 }
 
-bool Dialog::SendNoWait(v1::Msg msg) {
+bool Dialog::SendNoWait(v1::Msg msg, Flush flush) {
   {
     std::lock_guard<std::mutex> lk(mu_);
-    if (broken_ || write_failed_ || released_) return false;
-    outbox_.push_back(std::move(msg));
+    if (broken_ || write_failed_ || released_ || last_queued_) return false;
+    if (flush == Flush::kLast) last_queued_ = true;
+    outbox_.push_back({std::move(msg), flush});
   }
   Pump();
   return true;
+}
+
+bool Dialog::SendAndClose(v1::Msg msg, const grpc::Status& status) {
+  bool queued = false;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!(broken_ || write_failed_ || released_ || last_queued_ ||
+          close_requested_)) {
+      last_queued_ = true;
+      outbox_.push_back({std::move(msg), Flush::kLast});
+      queued = true;
+    }
+    if (!close_requested_) {
+      close_requested_ = true;
+      close_status_ = status;
+    }
+  }
+  cv_.notify_all();
+  Pump();
+  return queued;
 }
 
 std::optional<v1::Msg> Dialog::Receive(absl::Time until, bool* timed_out) {
@@ -247,10 +309,13 @@ std::string Dialog::WaitDoneReason(absl::Duration bound) {
 void Dialog::OnReadDone(bool ok) {
   bool overrun = false;
   std::function<void(const v1::Msg&)> hook;
+  std::function<void()> first;
   v1::Msg arrived;
   {
     std::lock_guard<std::mutex> lk(mu_);
     read_busy_ = false;
+    first = std::move(first_hook_);
+    first_hook_ = nullptr;
     if (!ok) {
       reads_ended_ = true;
     } else if (read_buf_.has_yielded() &&
@@ -258,6 +323,17 @@ void Dialog::OnReadDone(bool ok) {
                inbox_.size() >= capacity_) {
       overrun = true;
     } else {
+      if (pause_after_first_) {
+        pause_after_first_ = false;
+        reads_paused_ = true;
+      }
+      // The caller reads nothing after the callee's Return or Error (a
+      // StreamOverrun notice is not final); the RPC's status still arrives.
+      if (client_ && (read_buf_.has_returned() ||
+                      (read_buf_.has_error() &&
+                       read_buf_.error().boxed_type() != "StreamOverrun"))) {
+        reads_ended_ = true;
+      }
       inbox_.push_back(std::move(read_buf_));
       read_buf_.Clear();
       if (arrival_hook_ && !inbox_.back().has_yielded()) {
@@ -267,6 +343,7 @@ void Dialog::OnReadDone(bool ok) {
     }
   }
   if (hook) hook(arrived);
+  if (first) first();
   if (overrun) {
     std::function<void()> h;
     {
@@ -283,6 +360,7 @@ void Dialog::OnWriteDone(bool ok) {
   {
     std::lock_guard<std::mutex> lk(mu_);
     write_busy_ = false;
+    if (ok) wrote_once_ = true;
     if (!ok && !write_failed_) {
       // The RPC is ending (the peer finished, left or the connection
       // broke). Stop writing but keep reading: what the peer sent before
@@ -313,8 +391,11 @@ void Dialog::OnCancel() {
 
 void Dialog::OnDone(const grpc::Status& status) {
   std::function<void()> hook;
+  std::function<void()> first;
   {
     std::lock_guard<std::mutex> lk(mu_);
+    first = std::move(first_hook_);
+    first_hook_ = nullptr;
     done_ = true;
     done_status_ = status;
     transport_ = nullptr;
@@ -328,6 +409,7 @@ void Dialog::OnDone(const grpc::Status& status) {
   }
   cv_.notify_all();
   if (hook) hook();
+  if (first) first();
 }
 
 ServerDialogReactor::ServerDialogReactor(std::shared_ptr<Dialog> dialog)

@@ -34,6 +34,11 @@ class DialogTransport {
   virtual ~DialogTransport() = default;
   virtual void Read(v1::Msg* msg) = 0;
   virtual void Write(const v1::Msg* msg, grpc::WriteOptions options) = 0;
+  // Server only (see CanWriteAndFinish): writes `msg` and finishes the RPC
+  // with `status` in one operation, which is what a unary reply costs.
+  virtual bool CanWriteAndFinish() const { return false; }
+  virtual void WriteAndFinish(const v1::Msg* msg, grpc::WriteOptions options,
+                              const grpc::Status& status) {}
   // Ends the RPC: server Finish(status); client RemoveHold (after TryCancel
   // when `abort`).
   virtual void Release(const grpc::Status& status, bool abort) = 0;
@@ -55,9 +60,21 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   // which is how HTTP/2 flow control reaches a fast sender. Throws
   // TransportClosed when the stream is broken.
   void Send(v1::Msg msg);
+  // How a message leaves, for SendNoWait.
+  enum class Flush {
+    kNow,     // flushed to the socket at once
+    kCorked,  // held back until the next message (or the close), so
+              // that both leave in one flush
+    kLast,    // the last message this side writes (client: half-close)
+  };
   // Queues `msg` without blocking (control messages). Returns false if the
-  // stream is already broken.
-  bool SendNoWait(v1::Msg msg);
+  // stream is already broken or this side already wrote its last message.
+  bool SendNoWait(v1::Msg msg, Flush flush = Flush::kNow);
+
+  // Queues `msg` as this side's last message and closes the dialog: on the
+  // server, the message and the RPC's status leave in one operation.
+  // Returns false if the stream is already broken.
+  bool SendAndClose(v1::Msg msg, const grpc::Status& status = grpc::Status::OK);
 
   // Returns the next message, blocking until one arrives (a checkpoint).
   // Returns nullopt when the stream ended (the peer finished, vanished or the
@@ -92,8 +109,20 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   // Waits (bounded) for the RPC to complete and returns its status text.
   std::string WaitDoneReason(absl::Duration bound);
 
-  // Starts reading (server side, once the reactor is attached).
-  void Start() { Pump(); }
+  // Starts reading (server side, once the reactor is attached). `on_first`
+  // runs once, on a gRPC thread (it must not block), as soon as the first
+  // message is queued or the stream ended without one. Reading then pauses
+  // until ResumeReads: a plain function reads nothing after `Start`.
+  void Start(std::function<void()> on_first) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      first_hook_ = std::move(on_first);
+      pause_after_first_ = true;
+    }
+    Pump();
+  }
+  // Reads on after the first message (server side).
+  void ResumeReads();
 
   // Reactor-facing.
   void Attach(DialogTransport* transport);
@@ -111,7 +140,11 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   std::condition_variable_any cv_;
   DialogTransport* transport_ = nullptr;
   std::deque<v1::Msg> inbox_;
-  std::deque<v1::Msg> outbox_;
+  struct Outgoing {
+    v1::Msg msg;
+    Flush flush;
+  };
+  std::deque<Outgoing> outbox_;
   size_t capacity_ = kDefaultQueueCapacity;
   v1::OverrunPolicy policy_ = v1::OVERRUN_POLICY_BACKPRESSURE;
   bool read_busy_ = false;
@@ -122,6 +155,11 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   bool close_requested_ = false;
   bool abort_ = false;
   bool released_ = false;
+  bool last_queued_ = false;
+  bool client_ = false;
+  bool pause_after_first_ = false;
+  bool reads_paused_ = false;
+  bool wrote_once_ = false;
   bool done_ = false;
   int in_call_ = 0;
   grpc::Status close_status_;
@@ -130,6 +168,7 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   std::function<void(const v1::Msg&)> arrival_hook_;
   std::function<void()> overrun_hook_;
   std::function<void()> broken_hook_;
+  std::function<void()> first_hook_;
   v1::Msg read_buf_;
   v1::Msg write_buf_;
 };
@@ -142,6 +181,11 @@ class ServerDialogReactor : public grpc::ServerBidiReactor<v1::Msg, v1::Msg>,
   void Read(v1::Msg* msg) override { StartRead(msg); }
   void Write(const v1::Msg* msg, grpc::WriteOptions options) override {
     StartWrite(msg, options);
+  }
+  bool CanWriteAndFinish() const override { return true; }
+  void WriteAndFinish(const v1::Msg* msg, grpc::WriteOptions options,
+                      const grpc::Status& status) override {
+    StartWriteAndFinish(msg, options, status);
   }
   void Release(const grpc::Status& status, bool abort) override {
     Finish(status);

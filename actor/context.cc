@@ -200,7 +200,7 @@ std::shared_ptr<ContextState> OpenDialog(PortalState& portal,
   s->set_expect(expect);
   s->set_msg_buffer_size(callee_stream.msg_buffer_size);
   s->set_overrun_policy(ToProtoPolicy(callee_stream.overrun));
-  s->set_no_ack(expect == v1::FUNC_TYPE_FUNCTION);
+  s->set_no_ack(true);
   // A plain call sends nothing after Start (its cancel goes out of band):
   // Start also half-closes, as a unary request does.
   ctx->dialog->SendNoWait(std::move(start),
@@ -222,17 +222,6 @@ struct DialogGuard {
     ctx.dialog->Close(grpc::Status::OK, /*abort=*/!clean);
   }
 };
-
-// Waits for StartAck; throws the remote error.
-void AwaitAck(ContextState& ctx) {
-  v1::Msg m = Next(ctx);
-  if (m.has_error()) RaiseArrived(ctx, m.error());
-  if (!m.has_start_ack()) {
-    throw MessagingError(absl::StrCat("expected StartAck from '",
-                                      ctx.peer.name(), "', got ",
-                                      m.ShortDebugString()));
-  }
-}
 
 Payload AwaitReturn(ContextState& ctx, bool drain_yields) {
   for (;;) {
@@ -309,7 +298,13 @@ void Context::Started(const Payload& value) {
   s.dialog->Send(std::move(m));
 }
 
+MsgStream Context::OpenStream() { return OpenStreamImpl(std::nullopt); }
+
 MsgStream Context::OpenStream(StreamOptions options) {
+  return OpenStreamImpl(options);
+}
+
+MsgStream Context::OpenStreamImpl(std::optional<StreamOptions> requested) {
   auto& s = *state_;
   {
     std::lock_guard<std::mutex> lk(s.mu);
@@ -329,6 +324,10 @@ MsgStream Context::OpenStream(StreamOptions options) {
     }
     s.stream_opened = true;
   }
+  // The callee's queue was configured from Start; only explicit options
+  // change it.
+  if (!s.caller && !requested) return MsgStream(state_, s.start_buffer_size);
+  StreamOptions options = requested.value_or(StreamOptions{});
   s.dialog->Configure(options.msg_buffer_size, internal::ToProtoPolicy(options.overrun));
   if (options.overrun == OverrunPolicy::kError) {
     std::weak_ptr<internal::ContextState> weak = state_;
@@ -570,8 +569,10 @@ Payload Portal::OpenContext(
   bool body_done = false;
   try {
     internal::ScopeBinding bind(ctx->scope);
-    internal::AwaitAck(s);
+    // No StartAck (Start.no_ack): the first message is Started, Return or
+    // Error. A callee that acknowledges anyway is tolerated.
     v1::Msg m = internal::Next(s);
+    if (m.has_start_ack()) m = internal::Next(s);
     if (m.has_error()) internal::RaiseArrived(s, m.error());
     if (m.has_returned()) {
       // The callee returned without Started: Started(null) + its result.

@@ -61,9 +61,12 @@ class Context {
   }
 
   // Opens this side's end of the stream. Callee: only after `Started`.
-  // Throws UsageError when misused, or the recorded ContextCancelled when
-  // the context was cancelled.
-  MsgStream OpenStream(StreamOptions options = {});
+  // `options` set this side's receive queue; without them the callee keeps
+  // the queue its caller asked for (`ContextOptions::callee_stream`) and the
+  // caller gets the defaults. Throws UsageError when misused, or the
+  // recorded ContextCancelled when the context was cancelled.
+  MsgStream OpenStream();
+  MsgStream OpenStream(StreamOptions options);
 
   // Caller: waits for the callee's result, discarding stream items not
   // read. Throws the remote error; returns null after a cancel this side
@@ -93,6 +96,8 @@ class Context {
   }
 
  private:
+  MsgStream OpenStreamImpl(std::optional<StreamOptions> requested);
+
   std::shared_ptr<internal::ContextState> state_;
 };
 

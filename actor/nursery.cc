@@ -191,6 +191,8 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
     spec.add_bind_addrs(p->ToString());
   }
   for (const auto& r : rt.config().registry_addrs) spec.add_registry_addrs(r);
+  // Children register with the same lease as their parent.
+  spec.set_lease_ms(absl::ToInt64Milliseconds(rt.config().registry_lease));
   for (const auto& m : options.enable_modules) spec.add_enable_modules(m);
   spec.set_free_threads(!options.single_task);
   spec.set_loglevel(options.loglevel.empty() ? rt.config().loglevel

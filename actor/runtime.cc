@@ -540,6 +540,7 @@ void Runtime::RunDialogTask(std::shared_ptr<Dialog> dialog) {
   ctx->self = self();
   ctx->peer = start.caller();
   ctx->scope = NewScope(service_scope_, absl::InfiniteFuture(), false);
+  if (start.msg_buffer_size() > 0) ctx->start_buffer_size = start.msg_buffer_size();
   dialog->Configure(start.msg_buffer_size(), start.overrun_policy());
   if (ep->type == v1::FUNC_TYPE_CONTEXT) dialog->ResumeReads();
   {
@@ -601,11 +602,11 @@ void Runtime::RunDialogTask(std::shared_ptr<Dialog> dialog) {
   v1::Msg ack;
   ack.mutable_start_ack()->set_cid(cid);
   ack.mutable_start_ack()->set_functype(ep->type);
-  // A plain function's ack is held back and leaves together with its
-  // Return (it carries nothing the caller needs before the result), or is
-  // not sent at all when the caller said it does not need it.
+  // The ack is not sent when the caller said it does not need it; a plain
+  // function's ack is otherwise held back until its Return (it carries
+  // nothing the caller needs before the result).
   bool plain = ep->type == v1::FUNC_TYPE_FUNCTION;
-  if (!(plain && start.no_ack())) {
+  if (!start.no_ack()) {
     dialog->SendNoWait(std::move(ack),
                        plain ? Dialog::Flush::kCorked : Dialog::Flush::kNow);
   }
@@ -663,8 +664,9 @@ void Runtime::RunDialogTask(std::shared_ptr<Dialog> dialog) {
     std::lock_guard<std::mutex> lk(mu_);
     auto it = tasks_.find(cid);
     if (it != tasks_.end() && it->second == ctx) tasks_.erase(it);
+    if (!tasks_.empty()) return;
   }
-  cv_.notify_all();
+  tasks_cv_.notify_all();
 }
 
 bool Runtime::CancelTask(const std::string& cid, const v1::Aid& requester) {
@@ -699,8 +701,8 @@ void Runtime::CancelAllTasks(const v1::Aid& requester, absl::Duration bound,
   RunDetached([this, bound, done = std::move(done)] {
     {
       std::unique_lock<std::mutex> lk(mu_);
-      cv_.wait_for(lk, absl::ToChronoNanoseconds(bound),
-                   [&] { return tasks_.empty(); });
+      tasks_cv_.wait_for(lk, absl::ToChronoNanoseconds(bound),
+                         [&] { return tasks_.empty(); });
     }
     done();
   });

@@ -39,7 +39,7 @@ struct RootOptions {
   // Lease of this tree's registrations: an actor that dies without
   // unregistering (SIGKILL) disappears from the registry within it. Zero:
   // the registrar's default (5 s; an embedded registrar uses this value as
-  // its default, so children inherit it).
+  // its default). Children inherit it.
   absl::Duration registry_lease = absl::ZeroDuration();
   // Log level for the tree ("error" by default; TRACTOR_LOGLEVEL overrides).
   std::string loglevel;

@@ -43,6 +43,8 @@ struct ContextState {
   v1::Aid peer;
   std::shared_ptr<grpc::Channel> channel;  // caller: for CancelTask
   std::shared_ptr<ScopeState> scope;
+  // Callee: the receive queue capacity the caller asked for in Start.
+  size_t start_buffer_size = kDefaultQueueCapacity;
 
   std::mutex mu;
   bool started = false;
@@ -180,6 +182,8 @@ class Runtime {
   std::condition_variable_any cv_;
   std::vector<std::string> accept_addrs_;
   std::map<std::string, std::shared_ptr<ContextState>> tasks_;
+  // Notified when `tasks_` becomes empty.
+  std::condition_variable_any tasks_cv_;
   std::map<std::string, std::shared_ptr<ChildProc>> children_;
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;
   std::map<std::string, v1::Aid> child_aids_;

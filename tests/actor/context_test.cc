@@ -96,6 +96,15 @@ void NeverReads(Context& ctx) {
 }
 TRACTOR_EXPORT("ctx:never_reads", NeverReads);
 
+// Opens its stream without options (so it keeps the queue its caller asked
+// for) and never reads it.
+void OpensNeverReads(Context& ctx) {
+  ctx.Started();
+  auto stream = ctx.OpenStream();
+  Sleep(absl::Hours(1));
+}
+TRACTOR_EXPORT("ctx:opens_never_reads", OpensNeverReads);
+
 // Streams forever (blocked by backpressure once the caller stops reading);
 // counts what it sent in a file named by the argument.
 std::atomic<bool> g_infinite_running{false};
@@ -461,14 +470,16 @@ TEST_F(ContextTest, PayloadSpecRejectsABadReturnInTheCaller) {
   });
 }
 
-TEST_F(ContextTest, OverrunOfACalleeThatNeverReadsRaisesStreamOverrunInTheSender) {
-  OpenRootActor({}, [] {
-    OpenNursery([](ActorNursery& an) {
+// The caller asks for kError on the callee's queue (callee_stream); the
+// callee's own OpenStream() without options keeps that policy.
+void ExpectStreamOverrunInTheSender(const std::string& callee) {
+  OpenRootActor({}, [&] {
+    OpenNursery([&](ActorNursery& an) {
       Portal p = an.StartActor("child", kCtxNs);
       absl::Time t0 = absl::Now();
       try {
         p.OpenContext(
-            "ctx:never_reads", Payload(),
+            callee, Payload(),
             [](Context& ctx, const Payload&) {
               auto stream = ctx.OpenStream();
               for (int i = 0; i < 65; ++i) stream.Send(i);
@@ -488,6 +499,14 @@ TEST_F(ContextTest, OverrunOfACalleeThatNeverReadsRaisesStreamOverrunInTheSender
       an.Cancel();
     });
   });
+}
+
+TEST_F(ContextTest, OverrunOfACalleeThatNeverReadsRaisesStreamOverrunInTheSender) {
+  ExpectStreamOverrunInTheSender("ctx:never_reads");
+}
+
+TEST_F(ContextTest, CalleeOpenStreamWithoutOptionsKeepsTheCallersPolicy) {
+  ExpectStreamOverrunInTheSender("ctx:opens_never_reads");
 }
 
 TEST_F(ContextTest, OverrunOfTheCallerCrashesTheFastCallee) {

@@ -26,6 +26,7 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "tests/discovery/local_registrar.h"
 #include "tests/discovery/test_procs.h"
 #include "tests/process_fixture.h"
 #include "tractor/v1/actor.grpc.pb.h"
@@ -438,6 +439,25 @@ TEST_F(DiscoveryTest, TheRootsLeaseIsTheEmbeddedRegistrarsDefaultForChildren) {
       an.Cancel();
     });
   });
+}
+
+TEST_F(DiscoveryTest, ChildrenRegisterWithTheRootsLeaseOnAnExternalRegistrar) {
+  TempDir dir;
+  testing::LocalRegistrar registrar(dir.Sock("ext.sock"),
+                                    absl::Seconds(5));
+  OpenRootActor({.registry_addrs = {registrar.addr},
+                 .registry_lease = absl::Milliseconds(1234)},
+                [] {
+                  EXPECT_FALSE(IsRegistrar());
+                  OpenNursery([](ActorNursery& an) {
+                    Portal p = an.StartActor("leased", kDisc);
+                    const std::vector<v1::Registration> registry = GetRegistry();
+                    const v1::Registration* entry = Entry(registry, p.aid().uuid());
+                    ASSERT_NE(entry, nullptr);
+                    EXPECT_EQ(entry->lease_ms(), 1234u);
+                    an.Cancel();
+                  });
+                });
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "registrar/registrar_service.h"
+#include "tests/discovery/local_registrar.h"
 #include "tests/discovery/test_procs.h"
 #include "tests/process_fixture.h"
 #include "tractor/v1/actor.grpc.pb.h"
@@ -27,6 +28,7 @@ namespace tractor::discovery {
 namespace {
 
 using ::testing::HasSubstr;
+using tractor::testing::LocalRegistrar;
 using tractor::testing::SilentListener;
 using tractor::testing::TempDir;
 using tractor::testing::WaitFor;
@@ -37,41 +39,6 @@ Address Parse(const std::string& text) {
   return *a;
 }
 
-// A registrar served in this process.
-struct LocalRegistrar {
-  std::unique_ptr<registrar::RegistrarService> service;
-  std::unique_ptr<grpc::Server> server;
-  std::string addr;  // as bound
-
-  LocalRegistrar(const std::string& listen, absl::Duration lease) {
-    registrar::RegistrarService::Options o;
-    o.self.set_name("registrar");
-    o.self.set_uuid(absl::StrCat("reg-", listen));
-    o.default_lease = lease;
-    service = std::make_unique<registrar::RegistrarService>(o);
-    grpc::ServerBuilder b;
-    b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-    int port = 0;
-    b.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
-    b.RegisterService(service.get());
-    server = b.BuildAndStart();
-    addr = listen;
-    if (listen.rfind("unix:", 0) != 0) {
-      addr = Parse(listen).WithPort(port).ToString();
-    }
-  }
-  ~LocalRegistrar() {
-    service->Shutdown();
-    if (server) {
-      server->Shutdown(std::chrono::system_clock::now() +
-                       std::chrono::seconds(1));
-      server->Wait();
-    }
-  }
-  bool Has(const std::string& name) const {
-    return !service->Lookup(name).empty();
-  }
-};
 
 // A loopback TCP port nobody listens on.
 int ClosedPort() {

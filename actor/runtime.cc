@@ -897,6 +897,9 @@ void BlockSignals(std::initializer_list<int> sigs) {
 // Child runtime.
 
 int ChildMain(const v1::SpawnSpec& spec) {
+  // `ps`, `top` and `perf` show the actor's name (first 15 bytes); threads
+  // started from here on inherit it.
+  prctl(PR_SET_NAME, spec.aid().name().substr(0, 15).c_str());
   ApplyLogLevel(spec.loglevel());
   // SIGINT goes to the whole foreground process group on ctrl-c; the root
   // handles it and cancels the tree, so children ignore it.

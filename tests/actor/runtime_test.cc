@@ -2,8 +2,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
@@ -158,6 +160,19 @@ TEST_F(RuntimeTest, CancelIdleChildEndsItsProcess) {
     });
   });
   EXPECT_TRUE(testing::Descendants(getpid()).empty());
+}
+
+TEST_F(RuntimeTest, AChildProcessIsNamedAfterItsActor) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("a-long-actor-name", kTestNs);
+      std::ifstream comm(absl::StrCat("/proc/", p.aid().pid(), "/comm"));
+      std::string name;
+      std::getline(comm, name);
+      EXPECT_EQ(name, "a-long-actor-na");  // the kernel keeps 15 bytes
+      an.Cancel();
+    });
+  });
 }
 
 TEST_F(RuntimeTest, RunInActorResultIsReadableAfterTheNurseryExits) {

@@ -201,6 +201,7 @@ std::shared_ptr<ContextState> OpenDialog(PortalState& portal,
   s->set_msg_buffer_size(callee_stream.msg_buffer_size);
   s->set_overrun_policy(ToProtoPolicy(callee_stream.overrun));
   s->set_no_ack(true);
+  s->set_accept_batches(true);
   // A plain call sends nothing after Start (its cancel goes out of band):
   // Start also half-closes, as a unary request does.
   ctx->dialog->SendNoWait(std::move(start),
@@ -295,6 +296,7 @@ void Context::Started(const Payload& value) {
   }
   v1::Msg m;
   *m.mutable_started()->mutable_payload() = value.proto();
+  m.mutable_started()->set_accept_batches(true);
   s.dialog->Send(std::move(m));
 }
 
@@ -585,6 +587,7 @@ Payload Portal::OpenContext(
       throw MessagingError(absl::StrCat("expected Started from '", func,
                                         "', got ", m.ShortDebugString()));
     } else {
+      if (m.started().accept_batches()) s.dialog->SetPeerAcceptsBatches(true);
       internal::CheckPayload(s, "Started", m.started().payload());
       first = Payload(m.started().payload());
     }

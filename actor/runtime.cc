@@ -543,6 +543,7 @@ void Runtime::RunDialogTask(std::shared_ptr<Dialog> dialog) {
   if (start.msg_buffer_size() > 0) ctx->start_buffer_size = start.msg_buffer_size();
   dialog->Configure(start.msg_buffer_size(), start.overrun_policy());
   if (ep->type == v1::FUNC_TYPE_CONTEXT) dialog->ResumeReads();
+  dialog->SetPeerAcceptsBatches(start.accept_batches());
   {
     std::unique_lock<std::mutex> lk(mu_);
     if (tasks_.count(cid)) {

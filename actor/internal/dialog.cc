@@ -11,7 +11,10 @@ namespace tractor::internal {
 namespace {
 
 // Writes queued beyond this make `Send` block.
-constexpr size_t kMaxPendingWrites = 32;
+constexpr size_t kMaxPendingWrites = 64;
+// Bounds of one Batch message.
+constexpr int kMaxBatchItems = 64;
+constexpr size_t kMaxBatchBytes = 256 * 1024;
 
 class ClientDialogReactor : public grpc::ClientBidiReactor<v1::Msg, v1::Msg>,
                             public DialogTransport {
@@ -67,6 +70,11 @@ void Dialog::Attach(DialogTransport* transport) {
   transport_ = transport;
 }
 
+void Dialog::SetPeerAcceptsBatches(bool ok) {
+  std::lock_guard<std::mutex> lk(mu_);
+  batch_ok_ = ok;
+}
+
 void Dialog::ResumeReads() {
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -103,6 +111,22 @@ void Dialog::Pump() {
         Outgoing out = std::move(outbox_.front());
         outbox_.pop_front();
         write_buf_ = std::move(out.msg);
+        if (batch_ok_ && write_buf_.has_yielded() && !outbox_.empty() &&
+            outbox_.front().msg.has_yielded()) {
+          // Items queued behind a busy write leave together.
+          v1::Batch batch;
+          size_t bytes = write_buf_.ByteSizeLong();
+          *batch.add_items() = std::move(*write_buf_.mutable_yielded());
+          while (!outbox_.empty() && outbox_.front().msg.has_yielded() &&
+                 batch.items_size() < kMaxBatchItems &&
+                 bytes < kMaxBatchBytes) {
+            bytes += outbox_.front().msg.ByteSizeLong();
+            *batch.add_items() =
+                std::move(*outbox_.front().msg.mutable_yielded());
+            outbox_.pop_front();
+          }
+          *write_buf_.mutable_batch() = std::move(batch);
+        }
         // gRPC completes a corked write only once something flushes it; the
         // first write also carries the initial metadata, which must leave.
         if (!outbox_.empty() && wrote_once_) options.set_buffer_hint();
@@ -318,6 +342,18 @@ void Dialog::OnReadDone(bool ok) {
     first_hook_ = nullptr;
     if (!ok) {
       reads_ended_ = true;
+    } else if (read_buf_.has_batch()) {
+      // A batch is its items, queued one by one under the same policy.
+      for (auto& item : *read_buf_.mutable_batch()->mutable_items()) {
+        if (policy_ == v1::OVERRUN_POLICY_ERROR && inbox_.size() >= capacity_) {
+          overrun = true;
+          continue;
+        }
+        v1::Msg m;
+        *m.mutable_yielded() = std::move(item);
+        inbox_.push_back(std::move(m));
+      }
+      read_buf_.Clear();
     } else if (read_buf_.has_yielded() &&
                policy_ == v1::OVERRUN_POLICY_ERROR &&
                inbox_.size() >= capacity_) {

@@ -123,6 +123,9 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   }
   // Reads on after the first message (server side).
   void ResumeReads();
+  // The peer accepts `Batch` messages: Yields queued behind a busy write
+  // then leave as one message.
+  void SetPeerAcceptsBatches(bool ok);
 
   // Reactor-facing.
   void Attach(DialogTransport* transport);
@@ -157,6 +160,7 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   bool released_ = false;
   bool last_queued_ = false;
   bool client_ = false;
+  bool batch_ok_ = false;
   bool pause_after_first_ = false;
   bool reads_paused_ = false;
   bool wrote_once_ = false;

@@ -428,8 +428,12 @@ TEST_F(DiscoveryTest, BindingATcpPortInUseFailsInsteadOfSharingIt) {
   });
 }
 
-TEST_F(DiscoveryTest, TheRootsLeaseIsTheEmbeddedRegistrarsDefaultForChildren) {
-  OpenRootActor({.registry_lease = absl::Milliseconds(1234)}, [] {
+// Starts a child under a root with `opts` (registry_lease 1234 ms) and
+// checks the child's registration carries that lease.
+void ExpectChildRegisteredWithTheRootsLease(RootOptions opts, bool registrar) {
+  opts.registry_lease = absl::Milliseconds(1234);
+  OpenRootActor(opts, [&] {
+    EXPECT_EQ(IsRegistrar(), registrar);
     OpenNursery([](ActorNursery& an) {
       Portal p = an.StartActor("leased", kDisc);
       const std::vector<v1::Registration> registry = GetRegistry();
@@ -441,23 +445,15 @@ TEST_F(DiscoveryTest, TheRootsLeaseIsTheEmbeddedRegistrarsDefaultForChildren) {
   });
 }
 
+TEST_F(DiscoveryTest, TheRootsLeaseIsTheEmbeddedRegistrarsDefaultForChildren) {
+  ExpectChildRegisteredWithTheRootsLease({}, /*registrar=*/true);
+}
+
 TEST_F(DiscoveryTest, ChildrenRegisterWithTheRootsLeaseOnAnExternalRegistrar) {
   TempDir dir;
-  testing::LocalRegistrar registrar(dir.Sock("ext.sock"),
-                                    absl::Seconds(5));
-  OpenRootActor({.registry_addrs = {registrar.addr},
-                 .registry_lease = absl::Milliseconds(1234)},
-                [] {
-                  EXPECT_FALSE(IsRegistrar());
-                  OpenNursery([](ActorNursery& an) {
-                    Portal p = an.StartActor("leased", kDisc);
-                    const std::vector<v1::Registration> registry = GetRegistry();
-                    const v1::Registration* entry = Entry(registry, p.aid().uuid());
-                    ASSERT_NE(entry, nullptr);
-                    EXPECT_EQ(entry->lease_ms(), 1234u);
-                    an.Cancel();
-                  });
-                });
+  testing::LocalRegistrar registrar(dir.Sock("ext.sock"), absl::Seconds(5));
+  ExpectChildRegisteredWithTheRootsLease({.registry_addrs = {registrar.addr}},
+                                         /*registrar=*/false);
 }
 
 }  // namespace

@@ -5,11 +5,15 @@
 //
 //   bazel run -c opt //tools/bench -- [--quick] [--json out.json]
 //       [--raw_server PATH] [--only 1,3,...] [--side both|raw|ours]
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -39,9 +43,13 @@
 #include "actor/portal.h"
 #include "actor/runtime.h"
 #include "bench.grpc.pb.h"
+#include "discovery/discovery.h"
 #include "grpcpp/grpcpp.h"
+#include "registrar/registrar_service.h"
 #include "tools/bench/raw_process.h"
 #include "tools/bench/report.h"
+#include "tractor/v1/actor.grpc.pb.h"
+#include "tractor/v1/registrar.grpc.pb.h"
 
 namespace tractor::bench {
 namespace {
@@ -163,6 +171,7 @@ struct Plan {
   int teardown_children, teardown_reps;
   int tree_reps;
   int mem_samples;
+  int lookup_rounds, lookup_iters;
 };
 
 Plan FullPlan() {
@@ -177,6 +186,7 @@ Plan FullPlan() {
   p.teardown_children = 25, p.teardown_reps = 5;
   p.tree_reps = 5;
   p.mem_samples = 3;
+  p.lookup_rounds = 16, p.lookup_iters = 150;
   return p;
 }
 
@@ -192,6 +202,7 @@ Plan QuickPlan() {
   p.teardown_children = 25, p.teardown_reps = 1;
   p.tree_reps = 1;
   p.mem_samples = 1;
+  p.lookup_rounds = 4, p.lookup_iters = 20;
   return p;
 }
 
@@ -915,6 +926,262 @@ Row IdleMemory(Env& env) {
 }
 
 // ---------------------------------------------------------------------------
+// Row 9: lookup.
+
+namespace rpb = ::tractor::v1;
+
+// Lease of the entries row 9 registers: longer than any run (the watchdog
+// ends a full run at 9 min), so no entry expires while the row measures.
+constexpr absl::Duration kLookupLease = absl::Minutes(10);
+
+// Row 9's registrars, one per child actor: starts a `tractor.v1.Registrar`
+// (registrar/registrar_service.h, the library the runtime embeds and the
+// registrar daemon serves) on its own gRPC server on 127.0.0.1:<random port>
+// in this process, once (later calls answer the same one), and returns its
+// address. It serves until the actor's process ends: it is never shut down
+// or destroyed (the child runtime ends with _exit).
+std::string ServeRegistrar(const std::string& uuid) {
+  static const std::string* const addr = [&] {
+    registrar::RegistrarService::Options options;
+    options.self.set_name("registrar");
+    options.self.set_uuid(uuid);
+    options.max_lease = kLookupLease;
+    auto* service = new registrar::RegistrarService(options);
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                             &port);
+    builder.RegisterService(service);
+    std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+    if (!server || port <= 0) Fail("cannot start a registrar");
+    (void)server.release();  // serves until the process ends
+    return new std::string(absl::StrCat("127.0.0.1:", port));
+  }();
+  return *addr;
+}
+TRACTOR_EXPORT("bench:registrar", ServeRegistrar);
+
+// Returns a 127.0.0.1 port that nothing listens on: bound to port 0, read
+// back, closed.
+int ClosedLoopbackPort() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) Fail(absl::StrCat("socket: ", std::strerror(errno)));
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(sin);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &len) != 0) {
+    std::string why = std::strerror(errno);
+    close(fd);
+    Fail("cannot bind a loopback port: " + why);
+  }
+  close(fd);
+  return ntohs(sin.sin_port);
+}
+
+// True when a TCP connect to 127.0.0.1:`port` is refused (nothing listens).
+bool RefusesConnections(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) Fail(absl::StrCat("socket: ", std::strerror(errno)));
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sin.sin_port = htons(static_cast<uint16_t>(port));
+  int rc = connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin));
+  int err = errno;
+  close(fd);
+  return rc != 0 && err == ECONNREFUSED;
+}
+
+// Registers `aid` at `addr` with the registrar at `registrar` through the
+// Register RPC, under kLookupLease.
+void RegisterWith(const std::string& registrar, const rpb::Aid& aid,
+                  const std::string& addr) {
+  auto stub = rpb::Registrar::NewStub(
+      grpc::CreateChannel(registrar, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  rpb::RegisterRequest req;
+  rpb::Registration* reg = req.mutable_registration();
+  *reg->mutable_aid() = aid;
+  reg->add_addrs(addr);
+  reg->set_lease_ms(
+      static_cast<uint32_t>(absl::ToInt64Milliseconds(kLookupLease)));
+  rpb::RegisterReply rep;
+  grpc::Status st = stub->Register(&ctx, req, &rep);
+  if (!st.ok()) {
+    Fail(absl::StrCat("Register with ", registrar, ": ", st.error_message()));
+  }
+  if (absl::Milliseconds(rep.lease_ms()) < kLookupLease) {
+    Fail(absl::StrCat("registrar ", registrar, " granted a lease of ",
+                      rep.lease_ms(), " ms only"));
+  }
+}
+
+// Row 9 with its registrar actors started in `an`.
+std::vector<Row> MeasureLookup(Env& env, ActorNursery& an) {
+  const int iters = env.plan.lookup_iters;
+  const rpb::Aid target = env.actor.aid();
+  const std::string name = target.name();
+  const std::string target_addr = env.actor.addr();
+
+  // Two live registrars, each in its own child actor (process), both
+  // knowing the `server` actor, and one registry address where nothing
+  // listens.
+  std::string reg_a, reg_b;
+  TaskGroup::Open([&](TaskGroup& tg) {
+    tg.Spawn([&] {
+      reg_a = an.StartActor("registrar-a", kBenchNs)
+                  .Run("bench:registrar", Payload("bench-registrar-a"))
+                  .AsString();
+    });
+    tg.Spawn([&] {
+      reg_b = an.StartActor("registrar-b", kBenchNs)
+                  .Run("bench:registrar", Payload("bench-registrar-b"))
+                  .AsString();
+    });
+  });
+  const int down_port = ClosedLoopbackPort();
+  const std::string down = absl::StrCat("127.0.0.1:", down_port);
+  if (!RefusesConnections(down_port)) {
+    Fail(absl::StrCat("something listens on the 'down' address ", down));
+  }
+  RegisterWith(reg_a, target, target_addr);
+  RegisterWith(reg_b, target, target_addr);
+  // The down address first: its refusal is then usually the first answer
+  // FindActor gets, before the positive ones.
+  const std::vector<std::string> three = {down, reg_a, reg_b};
+  const std::vector<std::string> two = {reg_a, reg_b};
+  const std::vector<std::string> one = {reg_a};
+
+  auto raw_registrar = rpb::Registrar::NewStub(
+      grpc::CreateChannel(reg_a, grpc::InsecureChannelCredentials()));
+  auto raw_actor = rpb::Actor::NewStub(
+      grpc::CreateChannel(target_addr, grpc::InsecureChannelCredentials()));
+  rpb::FindRequest find_req;
+  find_req.set_name(name);
+  // One raw Registrar.Find; checks that it names the server actor.
+  auto raw_find = [&] {
+    grpc::ClientContext ctx;
+    rpb::FindReply reply;
+    grpc::Status st = raw_registrar->Find(&ctx, find_req, &reply);
+    if (!st.ok() || reply.registrations_size() != 1 ||
+        reply.registrations(0).aid().uuid() != target.uuid()) {
+      Fail(absl::StrCat("raw Registrar.Find('", name, "') answered ",
+                        reply.registrations_size(),
+                        " entries, not the server actor: ",
+                        st.error_message()));
+    }
+    return reply;
+  };
+
+  std::vector<double> raw, raw_info, ours3, ours2, ours1, query;
+  auto find_actor = [&](const std::vector<std::string>* registrars,
+                        std::vector<double>* out) {
+    return [&, registrars, out](bool record) {
+      for (int i = 0; i < iters; ++i) {
+        auto t0 = Clock::now();
+        std::optional<Portal> p = discovery::FindActor(name, *registrars);
+        double us = MicrosSince(t0);
+        if (!p || p->aid().uuid() != target.uuid()) {
+          Fail(absl::StrCat("FindActor('", name, "') over ",
+                            registrars->size(),
+                            " registrars did not find the server actor"));
+        }
+        if (record) out->push_back(us);
+      }
+    };
+  };
+  Interleave(env.plan.lookup_rounds, {
+      Raw([&](bool record) {
+        for (int i = 0; i < iters; ++i) {
+          auto t0 = Clock::now();
+          raw_find();
+          double us = MicrosSince(t0);
+          if (record) raw.push_back(us);
+        }
+      }),
+      Ours(find_actor(&three, &ours3)),
+      Ours(find_actor(&two, &ours2)),
+      // What FindActor does, with plain stubs: Find on one registrar, then
+      // Actor.Info on the address it names (one reused channel each).
+      Raw([&](bool record) {
+        for (int i = 0; i < iters; ++i) {
+          auto t0 = Clock::now();
+          raw_find();
+          grpc::ClientContext ctx;
+          rpb::ActorInfo info;
+          grpc::Status st = raw_actor->Info(&ctx, rpb::InfoRequest(), &info);
+          double us = MicrosSince(t0);
+          if (!st.ok() || info.aid().uuid() != target.uuid()) {
+            Fail("raw Actor.Info failed: " + st.error_message());
+          }
+          if (record) raw_info.push_back(us);
+        }
+      }),
+      Ours(find_actor(&one, &ours1)),
+      Ours([&](bool record) {
+        for (int i = 0; i < iters; ++i) {
+          auto t0 = Clock::now();
+          std::optional<std::string> a =
+              discovery::QueryActor(name, reg_a);
+          double us = MicrosSince(t0);
+          if (!a || *a != target_addr) {
+            Fail(absl::StrCat("QueryActor('", name, "') answered ",
+                              a ? *a : "nothing", ", not ", target_addr));
+          }
+          if (record) query.push_back(us);
+        }
+      }),
+  });
+  if (!RefusesConnections(down_port)) {
+    Fail(absl::StrCat("something started listening on the 'down' address ",
+                      down, " during the row"));
+  }
+
+  Row row{.id = "9", .name = "lookup: FindActor over 3 registrars, 1 down",
+          .unit = "us"};
+  row.target = RatioMax(2);
+  SetStats(row, raw, ours3, true);
+  row.note = absl::StrCat(
+      "raw: sync unary Registrar.Find on one registrar; ours: FindActor(\"",
+      name, "\") over {down, A, B}: Find on all three at once, the first "
+      "positive answer wins, then Portal::Connect (Info round trip) to the "
+      "actor; A and B are RegistrarService on their own gRPC server, each in "
+      "a child actor process; nothing listens on the down address");
+  Row live{.id = "9.live", .name = "lookup: FindActor, 2 live registrars (ref)",
+           .unit = "us"};
+  SetStats(live, raw, ours2, true);
+  live.note = "reference: FindActor over {A, B} only; 9 minus this is what "
+              "the down address costs";
+  Row one_row{.id = "9.one",
+              .name = "lookup: FindActor, 1 reg, vs raw Find+Info (ref)",
+              .unit = "us"};
+  SetStats(one_row, raw_info, ours1, true);
+  one_row.note = "reference: the same job on both sides: raw sync Find on A, "
+                 "then sync Actor.Info on the actor (two round trips to two "
+                 "processes); ours FindActor over {A}";
+  Row q{.id = "9.query", .name = "lookup: QueryActor, no connect (ref)",
+        .unit = "us"};
+  SetStats(q, raw, query, true);
+  q.note = "reference: QueryActor on A alone: the runtime's Find (callback "
+           "API, cancellation-checkpoint wait) and PreferAddress, no "
+           "connection to the actor";
+  return {row, live, one_row, q};
+}
+
+// Row 9: the registrar actors live for the row only.
+std::vector<Row> LookupRows(Env& env) {
+  std::vector<Row> rows;
+  OpenNursery([&](ActorNursery& an) {
+    rows = MeasureLookup(env, an);
+    an.Cancel();
+  });
+  return rows;
+}
+
+// ---------------------------------------------------------------------------
 // Driver.
 
 struct Flags {
@@ -1087,6 +1354,11 @@ int BenchMain(int argc, char** argv) {
           one([&] { return FanInStreams(env); }));
       run({{.id = "6b", .name = "fan-in actors into a collector"}},
           one([&] { return FanInActors(env); }));
+      run({{.id = "9", .name = "lookup: FindActor over 3 registrars, 1 down"},
+           {.id = "9.live", .name = "lookup: FindActor, 2 live registrars"},
+           {.id = "9.one", .name = "lookup: FindActor, 1 registrar"},
+           {.id = "9.query", .name = "lookup: QueryActor"}},
+          [&] { return LookupRows(env); });
       an.Cancel();
     });
     run({{.id = "5", .name = "spawn"}}, one([&] { return Spawn(env); }));
@@ -1098,12 +1370,6 @@ int BenchMain(int argc, char** argv) {
     }
     run({{.id = "8", .name = "idle memory"}},
         one([&] { return IdleMemory(env); }));
-    if (wanted("9")) {
-      rows.push_back({.id = "9",
-                      .name = "lookup: FindActor over 3 registrars",
-                      .unit = "us",
-                      .na = "discovery not implemented yet"});
-    }
     raw_proc->Stop();
   });
 

@@ -114,7 +114,7 @@ void OnErrorArrived(ContextState& ctx, const v1::Error& error) {
 // and awaited before the cancellation propagates. Returns the status and
 // fills `*reply`. `start(context, request, reply, done)` issues the call.
 template <class Req, class Reply, class StartFn>
-grpc::Status CallUnary(const StartFn& start, const Req& req, Reply* reply,
+grpc::Status CallUnary(const StartFn& start, Req req, Reply* reply,
                        absl::Time deadline, bool shielded) {
   struct Call {
     grpc::ClientContext context;
@@ -126,7 +126,7 @@ grpc::Status CallUnary(const StartFn& start, const Req& req, Reply* reply,
     grpc::Status status;
   };
   auto call = std::make_shared<Call>();
-  call->req = req;
+  call->req = std::move(req);
   call->context.set_deadline(absl::ToChronoTime(deadline));
   start(&call->context, &call->req, &call->reply, [call](grpc::Status st) {
     std::lock_guard<std::mutex> lk(call->mu);
@@ -147,7 +147,7 @@ grpc::Status CallUnary(const StartFn& start, const Req& req, Reply* reply,
       throw;
     }
   }
-  *reply = call->reply;
+  *reply = std::move(call->reply);
   return call->status;
 }
 
@@ -165,17 +165,70 @@ void SendCancelTask(ContextState& ctx) {
       req, &reply, absl::Now() + absl::Milliseconds(616), /*shielded=*/true);
 }
 
-std::shared_ptr<ContextState> OpenDialog(PortalState& portal,
-                                         const std::string& func,
-                                         const Payload& args,
-                                         v1::FuncType expect,
-                                         const StreamOptions& callee_stream) {
+namespace {
+
+Runtime& RequireNotSelf(const PortalState& portal) {
   Runtime& rt = Runtime::Require();
   if (portal.aid.uuid() == rt.self().uuid()) {
     throw UsageError(absl::StrCat(
         "Invalid Operation: actor '", rt.self().name(),
         "' cannot open a dialog with itself"));
   }
+  return rt;
+}
+
+v1::Msg MakeStart(const std::string& cid, const std::string& func,
+                  const Payload& args, const v1::Aid& caller,
+                  v1::FuncType expect, const StreamOptions& callee_stream) {
+  v1::Msg start;
+  auto* s = start.mutable_start();
+  s->set_cid(cid);
+  s->set_func(func);
+  *s->mutable_args() = args.proto();
+  *s->mutable_caller() = caller;
+  s->set_expect(expect);
+  s->set_msg_buffer_size(callee_stream.msg_buffer_size);
+  s->set_overrun_policy(ToProtoPolicy(callee_stream.overrun));
+  s->set_no_ack(true);
+  s->set_accept_batches(true);
+  return start;
+}
+
+}  // namespace
+
+Payload CallFunction(PortalState& portal, const std::string& func,
+                     const Payload& args) {
+  Runtime& rt = RequireNotSelf(portal);
+  v1::Msg reply;
+  auto stub = v1::Actor::NewStub(portal.channel);
+  grpc::Status st = CallUnary(
+      [&](auto* c, auto* r, auto* p, auto done) {
+        stub->async()->Call(c, r, p, std::move(done));
+      },
+      MakeStart(NewCid(), func, args, rt.self(), v1::FUNC_TYPE_FUNCTION, {}),
+      &reply, absl::InfiniteFuture(), /*shielded=*/false);
+  if (!st.ok()) {
+    throw TransportClosed(absl::StrCat(
+        "call '", func, "' to actor '", portal.aid.name(),
+        "' lost its transport: RPC ended with ", st.error_code(), ": ",
+        st.error_message()));
+  }
+  if (reply.has_returned()) {
+    return Payload(std::move(*reply.mutable_returned()->mutable_payload()));
+  }
+  if (reply.has_error()) ThrowError(reply.error());
+  throw MessagingError(absl::StrCat("'", func, "' on actor '",
+                                    portal.aid.name(),
+                                    "' answered without a result: ",
+                                    reply.ShortDebugString()));
+}
+
+std::shared_ptr<ContextState> OpenDialog(PortalState& portal,
+                                         const std::string& func,
+                                         const Payload& args,
+                                         v1::FuncType expect,
+                                         const StreamOptions& callee_stream) {
+  Runtime& rt = RequireNotSelf(portal);
   auto ctx = std::make_shared<ContextState>();
   ctx->caller = true;
   ctx->is_context = expect == v1::FUNC_TYPE_CONTEXT;
@@ -191,23 +244,8 @@ std::shared_ptr<ContextState> OpenDialog(PortalState& portal,
     if (!m.has_error()) return;
     if (auto c = weak.lock()) OnErrorArrived(*c, m.error());
   });
-  v1::Msg start;
-  auto* s = start.mutable_start();
-  s->set_cid(ctx->cid);
-  s->set_func(func);
-  *s->mutable_args() = args.proto();
-  *s->mutable_caller() = ctx->self;
-  s->set_expect(expect);
-  s->set_msg_buffer_size(callee_stream.msg_buffer_size);
-  s->set_overrun_policy(ToProtoPolicy(callee_stream.overrun));
-  s->set_no_ack(true);
-  s->set_accept_batches(true);
-  // A plain call sends nothing after Start (its cancel goes out of band):
-  // Start also half-closes, as a unary request does.
-  ctx->dialog->SendNoWait(std::move(start),
-                          expect == v1::FUNC_TYPE_FUNCTION
-                              ? Dialog::Flush::kLast
-                              : Dialog::Flush::kNow);
+  ctx->dialog->SendNoWait(
+      MakeStart(ctx->cid, func, args, ctx->self, expect, callee_stream));
   return ctx;
 }
 
@@ -539,6 +577,7 @@ Portal Portal::Connect(const std::string& addr, const v1::Aid& aid,
                                          ": ", status.error_message()));
     }
     ps->aid = info.aid();
+    rt.NoteActorAt(ps->addr, ps->aid.uuid());
   }
   return Portal(ps);
 }
@@ -548,12 +587,9 @@ const std::string& Portal::addr() const { return state_->addr; }
 
 Payload Portal::Run(const std::string& func, const Payload& args) {
   if (!state_) throw UsageError("Run on an empty portal");
-  auto ctx = internal::OpenDialog(*state_, func, args, v1::FUNC_TYPE_FUNCTION,
-                                  {});
-  internal::DialogGuard guard{*ctx};
-  // A plain call waits in the caller's scope: its error arrives in-band.
-  // The callee answers with the Return or Error alone (Start.no_ack).
-  return internal::AwaitReturn(*ctx, /*drain_yields=*/false);
+  // One unary Actor/Call, waited for in the caller's scope: cancelling it
+  // cancels the RPC and with it the remote task.
+  return internal::CallFunction(*state_, func, args);
 }
 
 Payload Portal::OpenContext(

@@ -192,6 +192,20 @@ class Runtime::ActorService final : public v1::Actor::CallbackService {
     return reactor;
   }
 
+  grpc::ServerUnaryReactor* Call(grpc::CallbackServerContext*,
+                                 const v1::Msg* request,
+                                 v1::Msg* reply) override {
+    v1::Msg first = *request;
+    if (first.has_start()) {
+      first.mutable_start()->set_no_ack(true);
+      first.mutable_start()->set_expect(v1::FUNC_TYPE_FUNCTION);
+    }
+    auto dialog = std::make_shared<Dialog>();
+    auto* reactor = new UnaryDialogReactor(dialog, std::move(first), reply);
+    rt_->HandleDialog(dialog);
+    return reactor;
+  }
+
   grpc::ServerUnaryReactor* CancelTask(grpc::CallbackServerContext* ctx,
                                        const v1::CancelTaskRequest* req,
                                        v1::CancelTaskReply* reply) override {
@@ -455,6 +469,25 @@ std::shared_ptr<grpc::Channel> Runtime::ChannelTo(const std::string& addr) {
                                    grpc::InsecureChannelCredentials(), args);
   }
   return ch;
+}
+
+void Runtime::NoteActorAt(const std::string& addr, const std::string& uuid) {
+  std::lock_guard<std::mutex> lk(mu_);
+  known_uuids_[addr] = uuid;
+}
+
+bool Runtime::KnowsLiveActorAt(const std::string& addr,
+                               const std::string& uuid) {
+  std::shared_ptr<grpc::Channel> channel;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = known_uuids_.find(addr);
+    if (it == known_uuids_.end() || it->second != uuid) return false;
+    auto ch = channels_.find(addr);
+    if (ch == channels_.end()) return false;
+    channel = ch->second;
+  }
+  return channel->GetState(/*try_to_connect=*/false) == GRPC_CHANNEL_READY;
 }
 
 bool Runtime::IsEnabled(const std::string& ns) const {

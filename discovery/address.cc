@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -497,9 +498,12 @@ std::optional<Address> PreferAddress(const std::vector<Address>& addrs) {
     if (it->kind() == Address::Kind::kUnix) return *it;
   }
   // Tier 2: the last TCP address on this machine; tier 3: the last one.
-  const LocalMachine machine = LocalMachine::Get();
+  // The kernel is asked only when an address is not plainly loopback.
+  std::optional<LocalMachine> machine;
   for (auto it = addrs.rbegin(); it != addrs.rend(); ++it) {
-    if (IsLocalOn(*it, machine)) return *it;
+    if (it->IsLoopback()) return *it;
+    if (!machine.has_value()) machine = LocalMachine::Get();
+    if (IsLocalOn(*it, *machine)) return *it;
   }
   return addrs.back();
 }

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
+#include "actor/internal/runtime_state.h"
 #include "actor/runtime.h"
 #include "discovery/address.h"
 #include "discovery/registry_client.h"
@@ -90,7 +91,13 @@ std::optional<Portal> ConnectToAny(const LookupResult& answer,
     for (const auto& [addr, text] : Candidates(*it, local)) {
       std::string why;
       try {
-        Portal p = Portal::Connect(addr.ToString(), {}, kConnectTimeout);
+        // The identity is checked with an Info call, unless this actor's
+        // live connection to that address already did.
+        const std::string target = addr.ToString();
+        const bool known = internal::Runtime::Require().KnowsLiveActorAt(
+            target, it->aid().uuid());
+        Portal p = Portal::Connect(target, known ? it->aid() : v1::Aid(),
+                                   kConnectTimeout);
         if (p.aid().uuid() == it->aid().uuid()) return p;
         why = absl::StrCat("now served by another actor ('", p.aid().name(),
                            "' ", p.aid().uuid(), ")");

@@ -488,7 +488,8 @@ void Lookup::StartCall(size_t index) {
     call->ctx.set_deadline(absl::ToChronoTime(deadline_));
   }
   if (mode_ == Mode::kWaitFor) call->ctx.set_wait_for_ready(true);
-  call->stub = v1::Registrar::NewStub(RegistrarChannel(registrars_[index]));
+  std::shared_ptr<grpc::Channel> channel = RegistrarChannel(registrars_[index]);
+  call->stub = v1::Registrar::NewStub(channel);
   std::shared_ptr<State> state = state_;
   const std::string registrar = registrars_[index].ToString();
   {
@@ -501,10 +502,25 @@ void Lookup::StartCall(size_t index) {
       state->cv.notify_all();
       return;
     }
+    // A Find on a channel that is failing to connect would fail at once
+    // (no wait_for_ready): answer that without the RPC. The channel keeps
+    // reconnecting in the background.
+    if (mode_ == Mode::kFind &&
+        channel->GetState(/*try_to_connect=*/true) ==
+            GRPC_CHANNEL_TRANSIENT_FAILURE) {
+      state->results.push_back(LookupResult{
+          index, registrar,
+          grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                       "registrar unreachable (connection failing)"),
+          {}});
+      if (state->in_flight == 0) state->cv.notify_all();
+      return;
+    }
     ++state->in_flight;
     state->calls[index] = call;
   }
-  auto done = [state, call, registrar](grpc::Status s) {
+  const bool find = mode_ == Mode::kFind;
+  auto done = [state, call, registrar, find](grpc::Status s) {
     LookupResult r{call->index, registrar, std::move(s), {}};
     if (r.status.ok()) {
       r.registrations.assign(call->rep.registrations().begin(),
@@ -513,8 +529,11 @@ void Lookup::StartCall(size_t index) {
     std::lock_guard<std::mutex> lk(state->mu);
     --state->in_flight;
     if (state->calls[call->index] == call) state->calls[call->index].reset();
+    // A Find waiter wants the first entry: a miss or an error wakes it only
+    // once no other answer is to come (it is queued, and read then).
+    const bool wake = !find || !r.registrations.empty() || state->in_flight == 0;
     state->results.push_back(std::move(r));
-    state->cv.notify_all();
+    if (wake) state->cv.notify_all();
   };
   if (mode_ == Mode::kFind) {
     call->stub->async()->Find(&call->ctx, &call->req, &call->rep, done);

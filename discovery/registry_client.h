@@ -166,7 +166,9 @@ struct LookupResult {
 // queued as it arrives, so the caller can act on the first positive one.
 //
 // Thread-safe. Waiting is left to the caller: lock `mu()`, wait on `cv()`
-// until `ReadyLocked()`, then `PopLocked()`; or call `Next`. The destructor
+// until `ReadyLocked()`, then `PopLocked()`; or call `Next`. In kFind mode a
+// miss or an error is queued without waking waiters while other calls are
+// in flight (a waiter wakes for an entry, or for the last answer). The destructor
 // cancels the calls still in flight and does not wait for them.
 class Lookup {
  public:

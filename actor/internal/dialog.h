@@ -123,6 +123,8 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   }
   // Reads on after the first message (server side).
   void ResumeReads();
+  // Queues `msg` as if it had been read, and ends reads (unary calls).
+  void InjectOnly(v1::Msg msg);
   // The peer accepts `Batch` messages: Yields queued behind a busy write
   // then leave as one message.
   void SetPeerAcceptsBatches(bool ok);
@@ -175,6 +177,29 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   std::function<void()> first_hook_;
   v1::Msg read_buf_;
   v1::Msg write_buf_;
+};
+
+// Server half of a unary Actor/Call: the request is the dialog's one
+// incoming message and the dialog's last message is the reply. Deletes
+// itself on OnDone.
+class UnaryDialogReactor : public grpc::ServerUnaryReactor,
+                           public DialogTransport {
+ public:
+  // Queues `request` as the dialog's first message, with reads ended.
+  UnaryDialogReactor(std::shared_ptr<Dialog> dialog, v1::Msg request,
+                     v1::Msg* reply);
+  void Read(v1::Msg*) override {}
+  void Write(const v1::Msg* msg, grpc::WriteOptions) override;
+  bool CanWriteAndFinish() const override { return true; }
+  void WriteAndFinish(const v1::Msg* msg, grpc::WriteOptions options,
+                      const grpc::Status& status) override;
+  void Release(const grpc::Status& status, bool abort) override;
+  void OnCancel() override { dialog_->OnCancel(); }
+  void OnDone() override;
+
+ private:
+  std::shared_ptr<Dialog> dialog_;
+  v1::Msg* reply_;
 };
 
 // Server half: one per incoming Actor/Open stream. Deletes itself on OnDone.

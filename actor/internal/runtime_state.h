@@ -132,6 +132,11 @@ class Runtime {
     return registrar_.get();
   }
   std::shared_ptr<grpc::Channel> ChannelTo(const std::string& addr);
+  // Records that the actor `uuid` answered Info at `addr`.
+  void NoteActorAt(const std::string& addr, const std::string& uuid);
+  // True when `uuid` answered Info at `addr` over the channel that is still
+  // connected now (so no other process can have taken the address since).
+  bool KnowsLiveActorAt(const std::string& addr, const std::string& uuid);
 
   // Serving side.
   void HandleDialog(std::shared_ptr<Dialog> dialog);
@@ -186,6 +191,8 @@ class Runtime {
   std::condition_variable_any tasks_cv_;
   std::map<std::string, std::shared_ptr<ChildProc>> children_;
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;
+  // The uuid that answered Info at an address, while its channel is up.
+  std::map<std::string, std::string> known_uuids_;
   std::map<std::string, v1::Aid> child_aids_;
   std::vector<std::function<void()>> lifetime_callbacks_;
   bool shutting_down_ = false;

@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <string>
 
@@ -31,6 +32,20 @@ TRACTOR_EXPORT("test:boom", Boom);
 
 int64_t Twice(int64_t x) { return 2 * x; }
 TRACTOR_EXPORT("test:twice", Twice);
+
+// Sleeps until cancelled; `test:cancels` counts how often it was.
+std::atomic<int64_t> g_cancels{0};
+void SleepLong() {
+  try {
+    Sleep(absl::Hours(1));
+  } catch (const Cancelled&) {
+    ++g_cancels;
+    throw;
+  }
+}
+TRACTOR_EXPORT("test:sleep_long", SleepLong);
+int64_t Cancels() { return g_cancels; }
+TRACTOR_EXPORT("test:cancels", Cancels);
 
 std::string Secret() { return "should never run"; }
 TRACTOR_EXPORT("secret:peek", Secret);
@@ -160,6 +175,22 @@ TEST_F(RuntimeTest, CancelIdleChildEndsItsProcess) {
     });
   });
   EXPECT_TRUE(testing::Descendants(getpid()).empty());
+}
+
+TEST_F(RuntimeTest, CancellingACallCancelsTheRemoteTask) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("sleeper", kTestNs);
+      absl::Time t0 = absl::Now();
+      EXPECT_FALSE(MoveOnAfter(absl::Milliseconds(200),
+                               [&] { p.Run("test:sleep_long"); }));
+      EXPECT_LT(absl::Now() - t0, absl::Seconds(1));
+      // The remote task was cancelled.
+      EXPECT_TRUE(testing::WaitFor(
+          [&] { return p.Run("test:cancels").AsInt() == 1; }, absl::Seconds(2)));
+      an.Cancel();
+    });
+  });
 }
 
 TEST_F(RuntimeTest, AChildProcessIsNamedAfterItsActor) {

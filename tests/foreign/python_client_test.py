@@ -49,6 +49,10 @@ class ActorFromPython(unittest.TestCase):
             "/tractor.v1.Actor/Open",
             request_serializer=msg_pb2.Msg.SerializeToString,
             response_deserializer=msg_pb2.Msg.FromString)
+        cls.unary_call = cls.channel.unary_unary(
+            "/tractor.v1.Actor/Call",
+            request_serializer=msg_pb2.Msg.SerializeToString,
+            response_deserializer=msg_pb2.Msg.FromString)
 
     @classmethod
     def tearDownClass(cls):
@@ -96,6 +100,27 @@ class ActorFromPython(unittest.TestCase):
         self.assertEqual(err.boxed_type, "std::invalid_argument")
         self.assertEqual(err.message, "bad input")
         self.assertTrue(err.traceback)
+
+    def start(self, func, args):
+        return msg_pb2.Msg(start=msg_pb2.Start(
+            cid=str(uuid.uuid4()), func=func,
+            args=msg_pb2.Payload(value=value(args)),
+            caller=msg_pb2.Aid(name="python-client")))
+
+    def test_unary_call_returns_the_result_alone(self):
+        reply = self.unary_call(self.start("demo:add", {"a": 1.5, "b": 2}),
+                                timeout=10)
+        self.assertEqual(reply.WhichOneof("kind"), "returned")
+        self.assertEqual(reply.returned.payload.value.number_value, 3.5)
+
+    def test_unary_call_boxes_errors_and_refuses_context_endpoints(self):
+        reply = self.unary_call(self.start("demo:fail", "bad input"),
+                                timeout=10)
+        self.assertEqual(reply.error.boxed_type, "std::invalid_argument")
+        self.assertEqual(reply.error.message, "bad input")
+        reply = self.unary_call(self.start("demo:doubler", 1), timeout=10)
+        self.assertEqual(reply.error.boxed_type, "MessagingError")
+        self.assertIn("context endpoint", reply.error.message)
 
     def test_context_stream_from_python(self):
         msgs = [msg_pb2.Msg(start=msg_pb2.Start(

@@ -190,7 +190,7 @@ void Dialog::Pump() {
 void Dialog::Send(v1::Msg msg) {
   {
     std::unique_lock<std::mutex> lk(mu_);
-    Wait(cv_, lk, [&] {
+    Wait(send_cv_, lk, [&] {
       return broken_ || write_failed_ || close_requested_ || last_queued_ ||
              outbox_.size() < kMaxPendingWrites;
     });
@@ -229,7 +229,8 @@ bool Dialog::SendAndClose(v1::Msg msg, const grpc::Status& status) {
       close_status_ = status;
     }
   }
-  cv_.notify_all();
+  recv_cv_.notify_all();
+  send_cv_.notify_all();
   Pump();
   return queued;
 }
@@ -239,7 +240,7 @@ std::optional<v1::Msg> Dialog::Receive(absl::Time until, bool* timed_out) {
   {
     std::unique_lock<std::mutex> lk(mu_);
     bool ok = Wait(
-        cv_, lk, [&] { return !inbox_.empty() || reads_ended_ || broken_; },
+        recv_cv_, lk, [&] { return !inbox_.empty() || reads_ended_ || broken_; },
         until);
     if (timed_out) *timed_out = !ok;
     if (!ok || inbox_.empty()) return std::nullopt;
@@ -304,7 +305,8 @@ void Dialog::Close(const grpc::Status& status, bool abort) {
       outbox_.clear();
     }
   }
-  cv_.notify_all();
+  recv_cv_.notify_all();
+  send_cv_.notify_all();
   Pump();
 }
 
@@ -331,7 +333,7 @@ std::string Dialog::WaitDoneReason(absl::Duration bound) {
     std::unique_lock<std::mutex> lk(mu_);
     auto shielded = NewScope(nullptr, absl::InfiniteFuture(), true);
     ScopeBinding bind(shielded);
-    Wait(cv_, lk, [&] { return done_; }, absl::Now() + bound);
+    Wait(recv_cv_, lk, [&] { return done_; }, absl::Now() + bound);
   }
   return EndReason();
 }
@@ -394,7 +396,7 @@ void Dialog::OnReadDone(bool ok) {
     }
     if (h) h();
   }
-  cv_.notify_all();
+  recv_cv_.notify_all();
   Pump();
 }
 
@@ -412,7 +414,7 @@ void Dialog::OnWriteDone(bool ok) {
       if (end_reason_.empty()) end_reason_ = "the peer is gone (write failed)";
     }
   }
-  cv_.notify_all();
+  send_cv_.notify_all();
   Pump();
 }
 
@@ -426,7 +428,8 @@ void Dialog::OnCancel() {
       hook = broken_hook_;
     }
   }
-  cv_.notify_all();
+  recv_cv_.notify_all();
+  send_cv_.notify_all();
   if (hook) hook();
   Pump();
 }
@@ -449,7 +452,8 @@ void Dialog::OnDone(const grpc::Status& status) {
       hook = broken_hook_;
     }
   }
-  cv_.notify_all();
+  recv_cv_.notify_all();
+  send_cv_.notify_all();
   if (hook) hook();
   if (first) first();
 }

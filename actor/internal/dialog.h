@@ -142,7 +142,10 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   bool WantReadLocked() const;
 
   mutable std::mutex mu_;
-  std::condition_variable_any cv_;
+  // Receivers wait on `recv_cv_` (inbox, end of reads), senders on
+  // `send_cv_` (queue space): a write completing wakes no receiver.
+  std::condition_variable_any recv_cv_;
+  std::condition_variable_any send_cv_;
   DialogTransport* transport_ = nullptr;
   std::deque<v1::Msg> inbox_;
   struct Outgoing {

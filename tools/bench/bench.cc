@@ -93,9 +93,9 @@ void Open(Context& ctx) { ctx.Started(); }
 TRACTOR_EXPORT("bench:open", Open);
 
 // One-way throughput and fan-in: counts the items of the caller's stream.
-// `args`: {"policy": OverrunPolicy as a number, "buf": queue capacity}. The
-// callee repeats the caller's ContextOptions::callee_stream here because its
-// own OpenStream() options replace them (README.md, "Runtime problems").
+// `args`: {"policy": OverrunPolicy as a number, "buf": queue capacity}: the
+// callee sets its queue itself, so the row does not depend on how the
+// caller's ContextOptions::callee_stream reaches it.
 int64_t Sink(Context& ctx, const Payload& args) {
   StreamOptions options;
   options.overrun = static_cast<OverrunPolicy>(args["policy"].AsInt());

@@ -782,13 +782,21 @@ std::vector<v1::Aid> Runtime::Children() const {
 }
 
 void Runtime::RequestExit(const std::string& why) {
+  std::function<void()> hook;
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (exit_requested_) return;
     exit_requested_ = true;
     exit_reason_ = why;
+    hook = exit_hook_;
   }
   cv_.notify_all();
+  if (hook) hook();
+}
+
+void Runtime::SetExitHook(std::function<void()> hook) {
+  std::lock_guard<std::mutex> lk(mu_);
+  exit_hook_ = std::move(hook);
 }
 
 std::string Runtime::WaitForExitRequest() {
@@ -1233,6 +1241,14 @@ void OpenRootActor(const RootOptions& options, const std::function<void()>& fn) 
   bool interrupted = false;
   {
     internal::SigintWatch watch(root_scope.state());
+    // `Portal::CancelActor` on the root cancels its block, as it ends a
+    // child's process: its nursery tears the tree down and OpenRootActor
+    // returns.
+    rt->SetExitHook([scope = root_scope.state()] { scope->Cancel(); });
+    struct Unhook {
+      internal::Runtime& rt;
+      ~Unhook() { rt.SetExitHook(nullptr); }
+    } unhook{*rt};
     root_scope.Run(fn);
     interrupted = watch.fired.load();
   }

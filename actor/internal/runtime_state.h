@@ -155,6 +155,9 @@ class Runtime {
 
   // Exit requests (child runtime): set once, wakes WaitForExitRequest.
   void RequestExit(const std::string& why);
+  // Runs (once, outside the runtime's lock) when an exit is requested; the
+  // root actor cancels its block with it.
+  void SetExitHook(std::function<void()> hook);
   std::string WaitForExitRequest();
 
   // Actor-lifetime callbacks, run (last first) at the start of Shutdown.
@@ -202,6 +205,7 @@ class Runtime {
   v1::Aid actor_canceller_;
   bool exit_requested_ = false;
   std::string exit_reason_;
+  std::function<void()> exit_hook_;
 };
 
 // Caller side of a plain call or a context, used by Portal.

@@ -47,6 +47,12 @@ TRACTOR_EXPORT("test:sleep_long", SleepLong);
 int64_t Cancels() { return g_cancels; }
 TRACTOR_EXPORT("test:cancels", Cancels);
 
+// Asks the actor at `addr` to cancel itself.
+bool CancelActorAt(const std::string& addr) {
+  return Portal::Connect(addr).CancelActor();
+}
+TRACTOR_EXPORT("test:cancel_actor_at", CancelActorAt);
+
 std::string Secret() { return "should never run"; }
 TRACTOR_EXPORT("secret:peek", Secret);
 
@@ -191,6 +197,25 @@ TEST_F(RuntimeTest, CancellingACallCancelsTheRemoteTask) {
       an.Cancel();
     });
   });
+}
+
+TEST_F(RuntimeTest, CancelActorOnTheRootCancelsItsBlockAndTearsDownTheTree) {
+  absl::Time t0 = absl::Now();
+  bool after_call = false;
+  OpenRootActor({}, [&] {
+    OpenNursery([&](ActorNursery& an) {
+      Portal p = an.StartActor("canceller", kTestNs);
+      an.StartActor("bystander", kTestNs);
+      // The child cancels the root while the root waits for its answer.
+      p.Run("test:cancel_actor_at", AcceptAddrs().at(0));
+      after_call = true;
+      Sleep(absl::Seconds(10));
+    });
+    ADD_FAILURE() << "the root's block went on after it was cancelled";
+  });
+  EXPECT_FALSE(after_call);
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(3));
+  // The fixture checks that no child outlived the root.
 }
 
 TEST_F(RuntimeTest, AChildProcessIsNamedAfterItsActor) {

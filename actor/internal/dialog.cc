@@ -10,8 +10,10 @@
 namespace tractor::internal {
 namespace {
 
-// Writes queued beyond this make `Send` block.
+// Writes queued beyond either bound make `Send` block (one message is
+// always accepted into an empty queue).
 constexpr size_t kMaxPendingWrites = 64;
+constexpr size_t kMaxPendingBytes = 1 << 20;
 // Bounds of one Batch message.
 constexpr int kMaxBatchItems = 64;
 constexpr size_t kMaxBatchBytes = 256 * 1024;
@@ -70,6 +72,12 @@ void Dialog::Attach(DialogTransport* transport) {
   transport_ = transport;
 }
 
+void Dialog::Push(v1::Msg msg, Flush flush) {
+  const size_t bytes = msg.ByteSizeLong();
+  outbox_bytes_ += bytes;
+  outbox_.push_back({std::move(msg), flush, bytes});
+}
+
 void Dialog::InjectOnly(v1::Msg msg) {
   std::lock_guard<std::mutex> lk(mu_);
   inbox_.push_back(std::move(msg));
@@ -116,17 +124,19 @@ void Dialog::Pump() {
           !write_failed_ && !abort_) {
         Outgoing out = std::move(outbox_.front());
         outbox_.pop_front();
+        outbox_bytes_ -= out.bytes;
         write_buf_ = std::move(out.msg);
         if (batch_ok_ && write_buf_.has_yielded() && !outbox_.empty() &&
             outbox_.front().msg.has_yielded()) {
           // Items queued behind a busy write leave together.
           v1::Batch batch;
-          size_t bytes = write_buf_.ByteSizeLong();
+          size_t bytes = out.bytes;
           *batch.add_items() = std::move(*write_buf_.mutable_yielded());
           while (!outbox_.empty() && outbox_.front().msg.has_yielded() &&
                  batch.items_size() < kMaxBatchItems &&
                  bytes < kMaxBatchBytes) {
-            bytes += outbox_.front().msg.ByteSizeLong();
+            bytes += outbox_.front().bytes;
+            outbox_bytes_ -= outbox_.front().bytes;
             *batch.add_items() =
                 std::move(*outbox_.front().msg.mutable_yielded());
             outbox_.pop_front();
@@ -192,13 +202,14 @@ void Dialog::Send(v1::Msg msg) {
     std::unique_lock<std::mutex> lk(mu_);
     Wait(send_cv_, lk, [&] {
       return broken_ || write_failed_ || close_requested_ || last_queued_ ||
-             outbox_.size() < kMaxPendingWrites;
+             outbox_.empty() || (outbox_.size() < kMaxPendingWrites &&
+                                 outbox_bytes_ < kMaxPendingBytes);
     });
     if (broken_ || write_failed_ || close_requested_ || last_queued_) {
       throw TransportClosed(absl::StrCat(
           "cannot send: ", end_reason_.empty() ? "dialog closed" : end_reason_));
     }
-    outbox_.push_back({std::move(msg), Flush::kNow});
+    Push(std::move(msg), Flush::kNow);
   }
   Pump();
 }
@@ -208,7 +219,7 @@ bool Dialog::SendNoWait(v1::Msg msg, Flush flush) {
     std::lock_guard<std::mutex> lk(mu_);
     if (broken_ || write_failed_ || released_ || last_queued_) return false;
     if (flush == Flush::kLast) last_queued_ = true;
-    outbox_.push_back({std::move(msg), flush});
+    Push(std::move(msg), flush);
   }
   Pump();
   return true;
@@ -221,7 +232,7 @@ bool Dialog::SendAndClose(v1::Msg msg, const grpc::Status& status) {
     if (!(broken_ || write_failed_ || released_ || last_queued_ ||
           close_requested_)) {
       last_queued_ = true;
-      outbox_.push_back({std::move(msg), Flush::kLast});
+      Push(std::move(msg), Flush::kLast);
       queued = true;
     }
     if (!close_requested_) {
@@ -303,6 +314,7 @@ void Dialog::Close(const grpc::Status& status, bool abort) {
     if (abort) {
       abort_ = true;
       outbox_.clear();
+      outbox_bytes_ = 0;
     }
   }
   recv_cv_.notify_all();
@@ -411,6 +423,7 @@ void Dialog::OnWriteDone(bool ok) {
       // it finished is still to be delivered.
       write_failed_ = true;
       outbox_.clear();
+      outbox_bytes_ = 0;
       if (end_reason_.empty()) end_reason_ = "the peer is gone (write failed)";
     }
   }

@@ -151,8 +151,13 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   struct Outgoing {
     v1::Msg msg;
     Flush flush;
+    size_t bytes;  // encoded size
   };
+  // Queues `msg` for writing. Requires mu_.
+  void Push(v1::Msg msg, Flush flush);
+
   std::deque<Outgoing> outbox_;
+  size_t outbox_bytes_ = 0;
   size_t capacity_ = kDefaultQueueCapacity;
   v1::OverrunPolicy policy_ = v1::OVERRUN_POLICY_BACKPRESSURE;
   bool read_busy_ = false;

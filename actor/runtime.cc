@@ -61,12 +61,17 @@ class ThreadPool {
   void Run(std::function<void()> fn) {
     std::unique_lock<std::mutex> lk(mu_);
     work_.push_back(std::move(fn));
-    if (idle_ > 0) {
-      cv_.notify_one();
-      return;
-    }
+    // Every queued item needs a worker of its own (items may block for
+    // long): wake an idle one while there are more idle workers than
+    // queued items, else start one.
+    const bool spawn = work_.size() > idle_;
     lk.unlock();
-    std::thread([this] { Worker(); }).detach();
+    if (spawn) {
+      std::thread([this] { Worker(); }).detach();
+    } else {
+      // Notified after unlocking, so the woken worker does not block on mu_.
+      cv_.notify_one();
+    }
   }
 
  private:
@@ -91,7 +96,7 @@ class ThreadPool {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> work_;
-  int idle_ = 0;
+  size_t idle_ = 0;
 };
 
 ThreadPool& Pool() {

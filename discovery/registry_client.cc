@@ -478,7 +478,11 @@ Lookup::Lookup(std::vector<Address> registrars, std::string name, Mode mode,
   for (size_t i = 0; i < registrars_.size(); ++i) StartCall(i);
 }
 
-Lookup::~Lookup() { Cancel(); }
+Lookup::~Lookup() {
+  // A Find with a deadline ends by it on its own; cancelling the losers here
+  // would put their cancellation on the path that returns the answer.
+  if (mode_ == Mode::kWaitFor || deadline_ == absl::InfiniteFuture()) Cancel();
+}
 
 void Lookup::StartCall(size_t index) {
   auto call = std::make_shared<Call>();

@@ -168,8 +168,9 @@ struct LookupResult {
 // Thread-safe. Waiting is left to the caller: lock `mu()`, wait on `cv()`
 // until `ReadyLocked()`, then `PopLocked()`; or call `Next`. In kFind mode a
 // miss or an error is queued without waking waiters while other calls are
-// in flight (a waiter wakes for an entry, or for the last answer). The destructor
-// cancels the calls still in flight and does not wait for them.
+// in flight (a waiter wakes for an entry, or for the last answer). The
+// destructor does not wait for calls still in flight; it cancels them,
+// except Find calls with a deadline, which are left to end by it.
 class Lookup {
  public:
   enum class Mode {

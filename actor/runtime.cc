@@ -229,9 +229,11 @@ class Runtime::ActorService final : public v1::Actor::CallbackService {
               << requester.name() << "' " << requester.uuid();
     Runtime* rt = rt_;
     rt_->CancelAllTasks(requester, absl::Seconds(2), [r, reply, rt] {
+      // The exit is under way before the requester hears back (the root's
+      // block is cancelled by then).
+      rt->RequestExit("cancelled by request");
       reply->set_ok(true);
       r->Finish(grpc::Status::OK);
-      rt->RequestExit("cancelled by request");
     });
     return r;
   }

@@ -109,6 +109,27 @@ void OnErrorArrived(ContextState& ctx, const v1::Error& error) {
   if (interrupt) ctx.scope->Cancel();
 }
 
+void WatchDialog(const std::shared_ptr<ContextState>& ctx) {
+  std::weak_ptr<ContextState> weak = ctx;
+  ctx->dialog->SetArrivalHook([weak](const v1::Msg& m) {
+    if (!m.has_error()) return;
+    if (auto c = weak.lock()) OnErrorArrived(*c, m.error());
+  });
+  ctx->dialog->SetOverrunHook([weak] {
+    auto c = weak.lock();
+    if (!c) return;
+    v1::Error e = MakeError(
+        c->self, "StreamOverrun",
+        absl::StrCat("stream overrun: the receive queue of '", c->func,
+                     "' in actor '", c->self.name(), "' is full"),
+        c->cid);
+    *e.mutable_sender() = c->peer;
+    v1::Msg m;
+    *m.mutable_error() = std::move(e);
+    c->dialog->SendNoWait(std::move(m));
+  });
+}
+
 // Runs one unary RPC with gRPC's callback API and waits for it. The wait is
 // a checkpoint unless `shielded`; when it is cancelled the RPC is cancelled
 // and awaited before the cancellation propagates. Returns the status and
@@ -226,12 +247,11 @@ Payload CallFunction(PortalState& portal, const std::string& func,
 std::shared_ptr<ContextState> OpenDialog(PortalState& portal,
                                          const std::string& func,
                                          const Payload& args,
-                                         v1::FuncType expect,
                                          const StreamOptions& callee_stream) {
   Runtime& rt = RequireNotSelf(portal);
   auto ctx = std::make_shared<ContextState>();
   ctx->caller = true;
-  ctx->is_context = expect == v1::FUNC_TYPE_CONTEXT;
+  ctx->is_context = true;
   ctx->cid = NewCid();
   ctx->func = func;
   ctx->self = rt.self();
@@ -239,13 +259,9 @@ std::shared_ptr<ContextState> OpenDialog(PortalState& portal,
   ctx->channel = portal.channel;
   ctx->scope = NewScope(nullptr, absl::InfiniteFuture(), false);
   ctx->dialog = Dialog::Connect(portal.channel);
-  std::weak_ptr<ContextState> weak = ctx;
-  ctx->dialog->SetArrivalHook([weak](const v1::Msg& m) {
-    if (!m.has_error()) return;
-    if (auto c = weak.lock()) OnErrorArrived(*c, m.error());
-  });
+  WatchDialog(ctx);
   ctx->dialog->SendNoWait(
-      MakeStart(ctx->cid, func, args, ctx->self, expect, callee_stream));
+      MakeStart(ctx->cid, func, args, ctx->self, v1::FUNC_TYPE_CONTEXT, callee_stream));
   return ctx;
 }
 
@@ -262,12 +278,12 @@ struct DialogGuard {
   }
 };
 
-Payload AwaitReturn(ContextState& ctx, bool drain_yields) {
+Payload AwaitReturn(ContextState& ctx) {
   for (;;) {
     v1::Msg m = Next(ctx);
     switch (m.kind_case()) {
       case v1::Msg::kReturned: {
-        if (ctx.is_context) CheckPayload(ctx, "Return", m.returned().payload());
+        CheckPayload(ctx, "Return", m.returned().payload());
         std::lock_guard<std::mutex> lk(ctx.mu);
         ctx.finished = true;
         ctx.remote_stop = true;
@@ -280,8 +296,7 @@ Payload AwaitReturn(ContextState& ctx, bool drain_yields) {
         continue;  // a callee that acknowledges although not asked to
       case v1::Msg::kYielded:
       case v1::Msg::kStop:
-        if (drain_yields) continue;
-        [[fallthrough]];
+        continue;  // stream items not read
       default:
         throw MessagingError(absl::StrCat(
             "unexpected message from '", ctx.peer.name(), "' while waiting for "
@@ -369,22 +384,6 @@ MsgStream Context::OpenStreamImpl(std::optional<StreamOptions> requested) {
   if (!s.caller && !requested) return MsgStream(state_, s.start_buffer_size);
   StreamOptions options = requested.value_or(StreamOptions{});
   s.dialog->Configure(options.msg_buffer_size, internal::ToProtoPolicy(options.overrun));
-  if (options.overrun == OverrunPolicy::kError) {
-    std::weak_ptr<internal::ContextState> weak = state_;
-    s.dialog->SetOverrunHook([weak] {
-      auto c = weak.lock();
-      if (!c) return;
-      v1::Error e = internal::MakeError(
-          c->self, "StreamOverrun",
-          absl::StrCat("stream overrun: the receive queue of '", c->func,
-                       "' in actor '", c->self.name(), "' is full"),
-          c->cid);
-      *e.mutable_sender() = c->peer;
-      v1::Msg m;
-      *m.mutable_error() = std::move(e);
-      c->dialog->SendNoWait(std::move(m));
-    });
-  }
   return MsgStream(state_, options.msg_buffer_size);
 }
 
@@ -403,7 +402,7 @@ Payload Context::Result() {
     }
   }
   try {
-    return internal::AwaitReturn(s, /*drain_yields=*/true);
+    return internal::AwaitReturn(s);
   } catch (const ContextCancelled& c) {
     std::lock_guard<std::mutex> lk(s.mu);
     if (internal::IsSelfCancel(s, c.msgdata())) return Payload();
@@ -597,8 +596,7 @@ Payload Portal::OpenContext(
     const std::function<void(Context&, const Payload&)>& body,
     ContextOptions options) {
   if (!state_) throw UsageError("OpenContext on an empty portal");
-  auto ctx = internal::OpenDialog(*state_, func, args, v1::FUNC_TYPE_CONTEXT,
-                                  options.callee_stream);
+  auto ctx = internal::OpenDialog(*state_, func, args, options.callee_stream);
   ctx->pld_spec = options.pld_spec;
   internal::DialogGuard guard{*ctx};
   auto& s = *ctx;

@@ -507,10 +507,6 @@ void Runtime::HandleDialog(std::shared_ptr<Dialog> dialog) {
   });
 }
 
-namespace {
-
-}  // namespace
-
 void Runtime::RunDialogTask(std::shared_ptr<Dialog> dialog) {
   // Dispatched once the first message is queued (or the stream ended
   // without one): this does not block.
@@ -613,22 +609,8 @@ void Runtime::RunDialogTask(std::shared_ptr<Dialog> dialog) {
     }
     tasks_[cid] = ctx;
   }
+  WatchDialog(ctx);
   std::weak_ptr<ContextState> weak = ctx;
-  dialog->SetArrivalHook([weak](const v1::Msg& m) {
-    if (!m.has_error()) return;
-    if (auto c = weak.lock()) OnErrorArrived(*c, m.error());
-  });
-  dialog->SetOverrunHook([weak] {
-    auto c = weak.lock();
-    if (!c) return;
-    v1::Error e = MakeError(c->self, "StreamOverrun",
-                            absl::StrCat("stream overrun: the receive queue of '",
-                                         c->func, "' in actor '", c->self.name(),
-                                         "' is full"),
-                            c->cid);
-    *e.mutable_sender() = c->peer;
-    c->dialog->SendNoWait(ErrorMsg(std::move(e)));
-  });
   dialog->SetBrokenHook([weak] {
     auto c = weak.lock();
     if (!c) return;

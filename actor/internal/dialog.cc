@@ -146,12 +146,6 @@ void Dialog::Pump() {
         // gRPC completes a corked write only once something flushes it; the
         // first write also carries the initial metadata, which must leave.
         if (!outbox_.empty() && wrote_once_) options.set_buffer_hint();
-        // A client's last message also half-closes. (A server's "last"
-        // write would be held by gRPC until Finish: the server's last
-        // message goes with WriteAndFinish, or plainly before Finish.)
-        if (out.flush == Flush::kLast && !t->CanWriteAndFinish()) {
-          options.set_last_message();
-        }
         write_busy_ = true;
         if (outbox_.empty() && close_requested_ && in_call_ == 0 &&
             t->CanWriteAndFinish()) {
@@ -218,7 +212,6 @@ bool Dialog::SendNoWait(v1::Msg msg, Flush flush) {
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (broken_ || write_failed_ || released_ || last_queued_) return false;
-    if (flush == Flush::kLast) last_queued_ = true;
     Push(std::move(msg), flush);
   }
   Pump();
@@ -231,8 +224,11 @@ bool Dialog::SendAndClose(v1::Msg msg, const grpc::Status& status) {
     std::lock_guard<std::mutex> lk(mu_);
     if (!(broken_ || write_failed_ || released_ || last_queued_ ||
           close_requested_)) {
+      // Never marked "last" for gRPC: a server write marked so is held
+      // until Finish. The message leaves with WriteAndFinish, or plainly
+      // before the release.
       last_queued_ = true;
-      Push(std::move(msg), Flush::kLast);
+      Push(std::move(msg), Flush::kNow);
       queued = true;
     }
     if (!close_requested_) {

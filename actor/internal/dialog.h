@@ -65,7 +65,6 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
     kNow,     // flushed to the socket at once
     kCorked,  // held back until the next message (or the close), so
               // that both leave in one flush
-    kLast,    // the last message this side writes (client: half-close)
   };
   // Queues `msg` without blocking (control messages). Returns false if the
   // stream is already broken or this side already wrote its last message.

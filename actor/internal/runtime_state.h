@@ -208,16 +208,21 @@ class Runtime {
   std::function<void()> exit_hook_;
 };
 
-// Caller side of a plain call or a context, used by Portal.
+// Caller side of a context, used by Portal (a plain call is one unary
+// Actor.Call instead).
 std::shared_ptr<ContextState> OpenDialog(PortalState& portal,
                                          const std::string& func,
                                          const Payload& args,
-                                         v1::FuncType expect,
                                          const StreamOptions& callee_stream);
 
 // Applies an arriving Error to the context (records it, interrupts the
 // owner unless it is the answer to this side's own cancel).
 void OnErrorArrived(ContextState& ctx, const v1::Error& error);
+
+// Hooks `ctx` to its dialog, on either side: an arriving Error goes to
+// OnErrorArrived; an item dropped under OVERRUN_POLICY_ERROR is answered
+// with a StreamOverrun Error naming the peer as the sender.
+void WatchDialog(const std::shared_ptr<ContextState>& ctx);
 
 // Sends CancelTask for the caller's context; waits briefly for the reply.
 void SendCancelTask(ContextState& ctx);

@@ -220,6 +220,18 @@ class RegistrarDaemonTest : public ::testing::Test {
     EXPECT_EQ(WEXITSTATUS(*status), 0) << ReadFile(daemon->stderr_path);
   }
 
+  // Asserts exit status 2 (a bad command line) within 5 s, with every one
+  // of `needles` in stderr.
+  static void ExpectUsageExit(Daemon* daemon,
+                              const std::vector<std::string>& needles) {
+    std::optional<int> status = WaitExit(daemon, absl::Seconds(5));
+    ASSERT_TRUE(status.has_value()) << "daemon did not exit on a bad command line";
+    ASSERT_TRUE(WIFEXITED(*status)) << "daemon died abnormally";
+    EXPECT_EQ(WEXITSTATUS(*status), 2);
+    const std::string err = ReadFile(daemon->stderr_path);
+    for (const std::string& needle : needles) EXPECT_THAT(err, HasSubstr(needle));
+  }
+
   // Asserts exit status 1 within 5 s, with `needle` in stderr.
   static void ExpectBindFailure(Daemon* daemon, const std::string& needle) {
     std::optional<int> status = WaitExit(daemon, absl::Seconds(5));
@@ -409,14 +421,7 @@ TEST_F(RegistrarDaemonTest, TooLongUnixPathIsABadCommandLine) {
   const std::string sock = dir_ + "/" + std::string(120, 'x') + ".sock";
   Daemon* daemon = Spawn({"--listen", "unix:" + sock});
   ASSERT_NE(daemon, nullptr);
-  std::optional<int> status = WaitExit(daemon, absl::Seconds(5));
-  ASSERT_TRUE(status.has_value());
-  ASSERT_TRUE(WIFEXITED(*status));
-  EXPECT_EQ(WEXITSTATUS(*status), 2);
-  const std::string err = ReadFile(daemon->stderr_path);
-  EXPECT_THAT(err, HasSubstr("too long"));
-  EXPECT_THAT(err, HasSubstr("at most 107"));
-  EXPECT_THAT(err, HasSubstr("unix:" + sock));
+  ExpectUsageExit(daemon, {"too long", "at most 107", "unix:" + sock});
 }
 
 TEST_F(RegistrarDaemonTest, ListenAcceptsMultiaddrsAndPrintsCanonicalForms) {
@@ -440,24 +445,13 @@ TEST_F(RegistrarDaemonTest, ListenAcceptsMultiaddrsAndPrintsCanonicalForms) {
 TEST_F(RegistrarDaemonTest, UnsupportedListenAddressIsAClearError) {
   Daemon* daemon = Spawn({"--listen", "/ip4/127.0.0.1/udp/1616"});
   ASSERT_NE(daemon, nullptr);
-  std::optional<int> status = WaitExit(daemon, absl::Seconds(5));
-  ASSERT_TRUE(status.has_value());
-  ASSERT_TRUE(WIFEXITED(*status));
-  EXPECT_EQ(WEXITSTATUS(*status), 2);
-  const std::string err = ReadFile(daemon->stderr_path);
-  EXPECT_THAT(err, HasSubstr("--listen"));
-  EXPECT_THAT(err, HasSubstr("unsupported transport"));
-  EXPECT_THAT(err, HasSubstr("/udp"));
+  ExpectUsageExit(daemon, {"--listen", "unsupported transport", "/udp"});
 }
 
 TEST_F(RegistrarDaemonTest, BadCommandLineExitsTwo) {
   Daemon* daemon = Spawn({"--listen", "127.0.0.1:0", "--lease_ms", "soon"});
   ASSERT_NE(daemon, nullptr);
-  std::optional<int> status = WaitExit(daemon, absl::Seconds(5));
-  ASSERT_TRUE(status.has_value());
-  ASSERT_TRUE(WIFEXITED(*status));
-  EXPECT_EQ(WEXITSTATUS(*status), 2);
-  EXPECT_THAT(ReadFile(daemon->stderr_path), HasSubstr("--lease_ms"));
+  ExpectUsageExit(daemon, {"--lease_ms"});
 }
 
 }  // namespace

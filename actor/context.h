@@ -16,30 +16,14 @@
 
 #include "actor/broadcast.h"
 #include "actor/payload.h"
+#include "actor/stream_options.h"
 #include "tractor/v1/msg.pb.h"
 
 namespace tractor {
 
 namespace internal {
-struct ContextState;
+struct DialogSession;
 }  // namespace internal
-
-// Receive-side flow control of one stream (DESIGN.md section 8).
-enum class OverrunPolicy {
-  // Default: the reader stops pulling when its queue is full; the sender
-  // blocks. Bounded memory, nothing lost.
-  kBackpressure,
-  // A full queue drops the message and the sender gets `StreamOverrun`.
-  kError,
-  // Queue without bound.
-  kUnbounded,
-};
-
-struct StreamOptions {
-  // Receive queue capacity in messages.
-  size_t msg_buffer_size = 64;
-  OverrunPolicy overrun = OverrunPolicy::kBackpressure;
-};
 
 class MsgStream;
 
@@ -49,7 +33,7 @@ class MsgStream;
 // the dialog's scope.
 class Context {
  public:
-  explicit Context(std::shared_ptr<internal::ContextState> state);
+  explicit Context(std::shared_ptr<internal::DialogSession> state);
 
   // Callee: reports the first value to the caller. Exactly once, before
   // opening a stream; a second call throws UsageError.
@@ -91,14 +75,10 @@ class Context {
   v1::Aid canceller() const;
   const v1::Aid& peer() const;
 
-  const std::shared_ptr<internal::ContextState>& state() const {
-    return state_;
-  }
-
  private:
   MsgStream OpenStreamImpl(std::optional<StreamOptions> requested);
 
-  std::shared_ptr<internal::ContextState> state_;
+  std::shared_ptr<internal::DialogSession> state_;
 };
 
 // This side's end of a context's stream. Bound to the context's task;
@@ -109,7 +89,7 @@ class MsgStream {
   class Subscription;
 
   // `msg_buffer_size` is the window of the broadcast made by `Subscribe`.
-  explicit MsgStream(std::shared_ptr<internal::ContextState> state,
+  explicit MsgStream(std::shared_ptr<internal::DialogSession> state,
                      size_t msg_buffer_size = StreamOptions().msg_buffer_size);
 
   // Sends one item; blocks while the peer's queue is full (backpressure).
@@ -168,7 +148,7 @@ class MsgStream {
   // Receives from the dialog itself, bypassing the broadcast.
   std::optional<Payload> ReceiveRaw();
 
-  std::shared_ptr<internal::ContextState> state_;
+  std::shared_ptr<internal::DialogSession> state_;
   std::shared_ptr<Fanout> fanout_;  // shared by copies; null for the source
 };
 

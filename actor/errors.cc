@@ -99,6 +99,32 @@ std::string Describe(std::exception_ptr e) {
   }
 }
 
+namespace {
+
+struct KindName {
+  ErrorKind kind;
+  const char* name;
+};
+
+constexpr KindName kKindNames[] = {
+    {ErrorKind::kContextCancelled, "ContextCancelled"},
+    {ErrorKind::kMsgTypeError, "MsgTypeError"},
+    {ErrorKind::kStreamOverrun, "StreamOverrun"},
+    {ErrorKind::kModuleNotExposed, "ModuleNotExposed"},
+    {ErrorKind::kFunctionNotFound, "FunctionNotFound"},
+    {ErrorKind::kTransportClosed, "TransportClosed"},
+    {ErrorKind::kMessagingError, "MessagingError"},
+    {ErrorKind::kExceptionGroup, "ExceptionGroup"},
+    {ErrorKind::kRemoteActorError, "RemoteActorError"},
+};
+
+}  // namespace
+
+v1::Error MakeError(const v1::Aid& self, ErrorKind kind,
+                    const std::string& message, const std::string& cid) {
+  return MakeError(self, WireName(kind), message, cid);
+}
+
 v1::Error MakeError(const v1::Aid& self, const std::string& type,
                     const std::string& message, const std::string& cid) {
   v1::Error out;
@@ -119,7 +145,8 @@ v1::Error PackError(std::exception_ptr e, const v1::Aid& self,
   try {
     std::rethrow_exception(e);
   } catch (const ActorErrorGroup& group) {
-    v1::Error out = MakeError(self, "ExceptionGroup", group.what(), cid);
+    v1::Error out =
+        MakeError(self, ErrorKind::kExceptionGroup, group.what(), cid);
     std::string tb = out.traceback();
     for (const auto& child : group.errors()) {
       *out.add_children() = PackError(child, self, cid);
@@ -131,10 +158,11 @@ v1::Error PackError(std::exception_ptr e, const v1::Aid& self,
     v1::Error out = remote.msgdata();
     out.set_cid(cid);
     if (out.src().uuid() == self.uuid()) return out;  // raised here
-    if (remote.TypeName() != "ContextCancelled" &&
-        remote.TypeName() != "MsgTypeError") {
+    const ErrorKind kind = ErrorKindFromWireName(remote.TypeName());
+    if (kind != ErrorKind::kContextCancelled &&
+        kind != ErrorKind::kMsgTypeError) {
       // Relay: keep the origin, record this hop.
-      out.set_boxed_type("RemoteActorError");
+      out.set_boxed_type(WireName(ErrorKind::kRemoteActorError));
     } else {
       // A received ContextCancelled/MsgTypeError re-raised here is a new
       // error of that type from this actor (its canceller etc. are kept).
@@ -153,17 +181,16 @@ v1::Error PackError(std::exception_ptr e, const v1::Aid& self,
 
 void ThrowError(const v1::Error& error) {
   const std::string& type = error.boxed_type();
-  if (type == "ContextCancelled") throw ContextCancelled(error);
-  if (type == "MsgTypeError") throw MsgTypeError(error);
-  if (type == "StreamOverrun") throw StreamOverrun(error);
-  if (type == "ModuleNotExposed") throw ModuleNotExposed(error);
-  if (type == "FunctionNotFound") throw FunctionNotFound(error);
-  if (type == "ExceptionGroup") {
-    std::vector<std::exception_ptr> children;
-    for (const auto& c : error.children()) children.push_back(ToException(c));
-    // Boxed with its origin like any remote error; the children are kept
-    // in msgdata().children().
-    throw RemoteActorError(error);
+  switch (ErrorKindOf(error)) {
+    case ErrorKind::kContextCancelled: throw ContextCancelled(error);
+    case ErrorKind::kMsgTypeError: throw MsgTypeError(error);
+    case ErrorKind::kStreamOverrun: throw StreamOverrun(error);
+    case ErrorKind::kModuleNotExposed: throw ModuleNotExposed(error);
+    case ErrorKind::kFunctionNotFound: throw FunctionNotFound(error);
+    // Boxed with its origin like any remote error; an ExceptionGroup's
+    // children are kept in msgdata().children().
+    case ErrorKind::kExceptionGroup: throw RemoteActorError(error);
+    default: break;
   }
   std::function<void(const std::string&)> thrower;
   {
@@ -185,4 +212,23 @@ std::exception_ptr ToException(const v1::Error& error) {
 }
 
 }  // namespace internal
+
+const char* WireName(ErrorKind kind) {
+  for (const auto& kn : internal::kKindNames) {
+    if (kn.kind == kind) return kn.name;
+  }
+  return "";
+}
+
+ErrorKind ErrorKindFromWireName(const std::string& name) {
+  for (const auto& kn : internal::kKindNames) {
+    if (name == kn.name) return kn.kind;
+  }
+  return ErrorKind::kOther;
+}
+
+ErrorKind ErrorKindOf(const v1::Error& error) {
+  return ErrorKindFromWireName(error.boxed_type());
+}
+
 }  // namespace tractor

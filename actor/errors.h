@@ -1,4 +1,4 @@
-// The error types of the tractor runtime (DESIGN.md section 7).
+// The error types of the tractor runtime (docs/architecture.md, "Errors").
 //
 // The user-facing API throws these. Errors raised in another actor arrive as
 // `RemoteActorError` (or one of its subclasses), carrying where the error came
@@ -18,6 +18,30 @@
 #include "tractor/v1/msg.pb.h"
 
 namespace tractor {
+
+// The runtime's own error kinds: a closed set, each with the name that
+// identifies it on the wire (`Error.boxed_type` / `src_type`). The wire
+// stays a string, so foreign clients and user-registered exception types
+// (`RegisterErrorType`) use names of their own; those are `kOther` here.
+enum class ErrorKind {
+  kOther,             // a user or foreign type name, or empty
+  kContextCancelled,  // a dialog's remote task was cancelled; see `canceller`
+  kMsgTypeError,      // a payload did not match its declared type
+  kStreamOverrun,     // a receive queue was full under the kError policy
+  kModuleNotExposed,  // the function's namespace is not enabled
+  kFunctionNotFound,  // no such function (or not "namespace:function")
+  kTransportClosed,   // the actor is going away or the connection broke
+  kMessagingError,    // a message was wrong for the dialog's state
+  kExceptionGroup,    // several errors at once; see `Error.children`
+  kRemoteActorError,  // an error relayed from another actor
+};
+
+// The wire name of `kind` ("" for kOther).
+const char* WireName(ErrorKind kind);
+// The kind a wire name stands for (kOther when it is none of the above).
+ErrorKind ErrorKindFromWireName(const std::string& name);
+// The kind boxed in `error` (its `boxed_type`).
+ErrorKind ErrorKindOf(const v1::Error& error);
 
 // Base of every error the runtime throws.
 class ActorError : public std::runtime_error {
@@ -194,6 +218,8 @@ v1::Error PackError(std::exception_ptr e, const v1::Aid& self,
 
 // Builds a fresh error that originates in `self`.
 v1::Error MakeError(const v1::Aid& self, const std::string& type,
+                    const std::string& message, const std::string& cid = "");
+v1::Error MakeError(const v1::Aid& self, ErrorKind kind,
                     const std::string& message, const std::string& cid = "");
 
 // Throws the local exception type that `error` boxes.

@@ -11,7 +11,11 @@
 #include "absl/strings/str_cat.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
-#include "actor/internal/runtime_state.h"
+#include "actor/internal/child_proc.h"
+#include "actor/internal/portal_state.h"
+#include "actor/internal/runtime.h"
+#include "actor/internal/spawn.h"
+#include "actor/portal.h"
 #include "actor/runtime.h"
 #include "discovery/address.h"
 #include "glog/logging.h"
@@ -270,7 +274,7 @@ Portal ActorNursery::RunInActor(const std::string& name, const std::string& func
   }
   auto entry = internal::Spawn(state_, name, options);
   entry->one_shot = true;
-  auto ps = entry->portal.state();
+  auto ps = entry->portal.state_;
   {
     std::lock_guard<std::mutex> lk(ps->mu);
     ps->has_result_task = true;

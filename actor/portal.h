@@ -69,11 +69,10 @@ class Portal {
   // The address this portal dials.
   const std::string& addr() const;
   bool valid() const { return state_ != nullptr; }
-  const std::shared_ptr<internal::PortalState>& state() const {
-    return state_;
-  }
 
  private:
+  friend class ActorNursery;  // records a RunInActor child's result
+
   std::shared_ptr<internal::PortalState> state_;
 };
 

@@ -80,6 +80,12 @@ std::string CurrentLogLevel();
 // Throws NoRuntime without a runtime.
 void AddLifetimeCallback(std::function<void()> fn);
 
+// Returns true when this actor already verified (by an `Actor.Info` answer)
+// that the actor `uuid` serves `addr`, over a connection that is still up,
+// so no other process can have taken the address since. False with no
+// runtime. Discovery uses it to skip a redundant identity check.
+bool KnowsLiveActorAt(const std::string& addr, const std::string& uuid);
+
 }  // namespace tractor
 
 #endif  // TRACTOR_ACTOR_RUNTIME_H_

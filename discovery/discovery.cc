@@ -7,7 +7,6 @@
 #include "absl/strings/str_cat.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
-#include "actor/internal/runtime_state.h"
 #include "actor/runtime.h"
 #include "discovery/address.h"
 #include "discovery/registry_client.h"
@@ -94,7 +93,7 @@ std::optional<Portal> ConnectToAny(const LookupResult& answer,
         // The identity is checked with an Info call, unless this actor's
         // live connection to that address already did.
         const std::string target = addr.ToString();
-        const bool known = internal::Runtime::Require().KnowsLiveActorAt(
+        const bool known = KnowsLiveActorAt(
             target, it->aid().uuid());
         Portal p = Portal::Connect(target, known ? it->aid() : v1::Aid(),
                                    kConnectTimeout);

@@ -78,12 +78,6 @@ void Dialog::Push(v1::Msg msg, Flush flush) {
   outbox_.push_back({std::move(msg), flush, bytes});
 }
 
-void Dialog::InjectOnly(v1::Msg msg) {
-  std::lock_guard<std::mutex> lk(mu_);
-  inbox_.push_back(std::move(msg));
-  reads_ended_ = true;
-}
-
 void Dialog::SetPeerAcceptsBatches(bool ok) {
   std::lock_guard<std::mutex> lk(mu_);
   batch_ok_ = ok;
@@ -383,7 +377,7 @@ void Dialog::OnReadDone(bool ok) {
       // StreamOverrun notice is not final); the RPC's status still arrives.
       if (client_ && (read_buf_.has_returned() ||
                       (read_buf_.has_error() &&
-                       read_buf_.error().boxed_type() != "StreamOverrun"))) {
+                       ErrorKindOf(read_buf_.error()) != ErrorKind::kStreamOverrun))) {
         reads_ended_ = true;
       }
       inbox_.push_back(std::move(read_buf_));
@@ -465,37 +459,6 @@ void Dialog::OnDone(const grpc::Status& status) {
   send_cv_.notify_all();
   if (hook) hook();
   if (first) first();
-}
-
-UnaryDialogReactor::UnaryDialogReactor(std::shared_ptr<Dialog> dialog,
-                                       v1::Msg request, v1::Msg* reply)
-    : dialog_(std::move(dialog)), reply_(reply) {
-  dialog_->InjectOnly(std::move(request));
-  dialog_->Attach(this);
-}
-
-void UnaryDialogReactor::Write(const v1::Msg* msg, grpc::WriteOptions) {
-  // One reply only: the dialog's last message wins (a plain function writes
-  // nothing but its Return or Error).
-  *reply_ = *msg;
-  dialog_->OnWriteDone(true);
-}
-
-void UnaryDialogReactor::WriteAndFinish(const v1::Msg* msg, grpc::WriteOptions,
-                                        const grpc::Status& status) {
-  *reply_ = *msg;
-  Finish(status);
-}
-
-void UnaryDialogReactor::Release(const grpc::Status& status, bool abort) {
-  Finish(abort ? grpc::Status(grpc::StatusCode::CANCELLED, "dialog aborted")
-               : status);
-}
-
-void UnaryDialogReactor::OnDone() {
-  auto d = std::move(dialog_);
-  d->OnDone(grpc::Status::OK);
-  delete this;
 }
 
 ServerDialogReactor::ServerDialogReactor(std::shared_ptr<Dialog> dialog)

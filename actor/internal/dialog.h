@@ -1,5 +1,5 @@
 // One dialog's transport: a `tractor.v1.Actor/Open` gRPC stream seen as a
-// bounded inbox and an outbox (DESIGN.md sections 4, 6 and 8).
+// bounded inbox and an outbox (docs/architecture.md, "A stream item").
 //
 // The gRPC side follows the reactor contract: at most one read and one write
 // outstanding, and the reactor is released (server `Finish`, client
@@ -48,8 +48,7 @@ class DialogTransport {
 // reactor, which holds a reference until its OnDone.
 class Dialog : public std::enable_shared_from_this<Dialog> {
  public:
-  // Opens a new dialog as the caller on `channel`; `deadline` bounds the
-  // whole RPC (InfiniteFuture: none).
+  // Opens a new dialog as the caller on `channel`.
   static std::shared_ptr<Dialog> Connect(
       const std::shared_ptr<grpc::Channel>& channel);
 
@@ -122,8 +121,6 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   }
   // Reads on after the first message (server side).
   void ResumeReads();
-  // Queues `msg` as if it had been read, and ends reads (unary calls).
-  void InjectOnly(v1::Msg msg);
   // The peer accepts `Batch` messages: Yields queued behind a busy write
   // then leave as one message.
   void SetPeerAcceptsBatches(bool ok);
@@ -184,29 +181,6 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   std::function<void()> first_hook_;
   v1::Msg read_buf_;
   v1::Msg write_buf_;
-};
-
-// Server half of a unary Actor/Call: the request is the dialog's one
-// incoming message and the dialog's last message is the reply. Deletes
-// itself on OnDone.
-class UnaryDialogReactor : public grpc::ServerUnaryReactor,
-                           public DialogTransport {
- public:
-  // Queues `request` as the dialog's first message, with reads ended.
-  UnaryDialogReactor(std::shared_ptr<Dialog> dialog, v1::Msg request,
-                     v1::Msg* reply);
-  void Read(v1::Msg*) override {}
-  void Write(const v1::Msg* msg, grpc::WriteOptions) override;
-  bool CanWriteAndFinish() const override { return true; }
-  void WriteAndFinish(const v1::Msg* msg, grpc::WriteOptions options,
-                      const grpc::Status& status) override;
-  void Release(const grpc::Status& status, bool abort) override;
-  void OnCancel() override { dialog_->OnCancel(); }
-  void OnDone() override;
-
- private:
-  std::shared_ptr<Dialog> dialog_;
-  v1::Msg* reply_;
 };
 
 // Server half: one per incoming Actor/Open stream. Deletes itself on OnDone.

@@ -1,0 +1,139 @@
+#include "actor/internal/actor_service.h"
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+
+#include "actor/export.h"
+#include "actor/internal/dialog.h"
+#include "glog/logging.h"
+
+namespace tractor::internal {
+namespace {
+
+// Parent side of a child's Link stream: the child says hello, the parent
+// accepts it, and either side sees the other go when the stream ends.
+class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
+ public:
+  explicit LinkReactor(Runtime* rt) : rt_(rt) { StartRead(&in_); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Lost();
+      return;
+    }
+    if (!child_) {
+      if (!in_.has_hello()) {
+        FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                "the first Link message must be hello"));
+        return;
+      }
+      child_ = rt_->OnChildLinked(in_.hello());
+      if (!child_) {
+        FinishOnce(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                "this actor did not spawn " +
+                                    in_.hello().aid().uuid()));
+        return;
+      }
+      out_.mutable_accepted();
+      StartWrite(&out_);
+    } else if (in_.has_error()) {
+      std::lock_guard<std::mutex> lk(child_->mu);
+      child_->boot_error = in_.error().message();
+    }
+    StartRead(&in_);
+  }
+  void OnWriteDone(bool) override {}
+  void OnCancel() override { Lost(); }
+  void OnDone() override { delete this; }
+
+ private:
+  void Lost() {
+    if (child_) {
+      {
+        std::lock_guard<std::mutex> lk(child_->mu);
+        child_->link_lost = true;
+      }
+      child_->cv.notify_all();
+    }
+    FinishOnce(grpc::Status::OK);
+  }
+  void FinishOnce(const grpc::Status& s) {
+    if (finished_.exchange(true)) return;
+    Finish(s);
+  }
+
+  Runtime* rt_;
+  std::shared_ptr<ChildProc> child_;
+  v1::LinkMsg in_, out_;
+  std::atomic<bool> finished_{false};
+};
+
+}  // namespace
+
+grpc::ServerBidiReactor<v1::Msg, v1::Msg>* ActorService::Open(
+    grpc::CallbackServerContext*) {
+  auto dialog = std::make_shared<Dialog>();
+  auto* reactor = new ServerDialogReactor(dialog);
+  // The task is dispatched once Start has arrived, so no thread waits for
+  // it.
+  TaskServer* tasks = &rt_->tasks();
+  dialog->Start([tasks, dialog] { tasks->ServeDialog(dialog); });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ActorService::Call(grpc::CallbackServerContext*,
+                                             const v1::Msg* request,
+                                             v1::Msg* reply) {
+  return rt_->tasks().ServeCall(*request, reply);
+}
+
+grpc::ServerUnaryReactor* ActorService::CancelTask(
+    grpc::CallbackServerContext* ctx, const v1::CancelTaskRequest* req,
+    v1::CancelTaskReply* reply) {
+  reply->set_found(rt_->tasks().CancelTask(req->cid(), req->requester()));
+  auto* r = ctx->DefaultReactor();
+  r->Finish(grpc::Status::OK);
+  return r;
+}
+
+grpc::ServerUnaryReactor* ActorService::CancelActor(
+    grpc::CallbackServerContext* ctx, const v1::CancelActorRequest* req,
+    v1::CancelActorReply* reply) {
+  auto* r = ctx->DefaultReactor();
+  const v1::Aid& requester = req->requester();
+  LOG(INFO) << "actor " << rt_->self().name() << " cancelled by '"
+            << requester.name() << "' " << requester.uuid();
+  Runtime* rt = rt_;
+  rt_->tasks().CancelAllTasks(requester, absl::Seconds(2), [r, reply, rt] {
+    // The exit is under way before the requester hears back (the root's
+    // block is cancelled by then).
+    rt->RequestExit("cancelled by request");
+    reply->set_ok(true);
+    r->Finish(grpc::Status::OK);
+  });
+  return r;
+}
+
+grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg>* ActorService::Link(
+    grpc::CallbackServerContext*) {
+  return new LinkReactor(rt_);
+}
+
+grpc::ServerUnaryReactor* ActorService::Info(grpc::CallbackServerContext* ctx,
+                                             const v1::InfoRequest*,
+                                             v1::ActorInfo* info) {
+  *info->mutable_aid() = rt_->self();
+  for (const auto& a : rt_->accept_addrs()) info->add_accept_addrs(a);
+  for (const auto& ns : rt_->tasks().enable_modules()) {
+    info->add_enable_modules(ns);
+    for (const auto& f : EndpointNames(ns)) info->add_functions(f);
+  }
+  for (const auto& c : rt_->Children()) *info->add_children() = c;
+  *info->mutable_parent() = rt_->config().parent;
+  auto* r = ctx->DefaultReactor();
+  r->Finish(grpc::Status::OK);
+  return r;
+}
+
+}  // namespace tractor::internal

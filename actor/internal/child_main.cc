@@ -1,0 +1,83 @@
+#include "actor/internal/child_main.h"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <thread>
+
+#include "actor/internal/runtime.h"
+#include "actor/internal/signals.h"
+#include "glog/logging.h"
+#include "tractor/v1/actor.grpc.pb.h"
+
+namespace tractor::internal {
+
+int ChildMain(const v1::SpawnSpec& spec) {
+  // `ps`, `top` and `perf` show the actor's name (first 15 bytes); threads
+  // started from here on inherit it.
+  prctl(PR_SET_NAME, spec.aid().name().substr(0, 15).c_str());
+  ApplyLogLevel(spec.loglevel());
+  // SIGINT goes to the whole foreground process group on ctrl-c; the root
+  // handles it and cancels the tree, so children ignore it.
+  signal(SIGINT, SIG_IGN);
+  BlockSignals({SIGTERM});
+
+  Runtime::Config config;
+  config.self = spec.aid();
+  config.parent = spec.parent();
+  config.bind_addrs.assign(spec.bind_addrs().begin(), spec.bind_addrs().end());
+  config.registry_addrs.assign(spec.registry_addrs().begin(),
+                               spec.registry_addrs().end());
+  config.enable_modules.insert(spec.enable_modules().begin(),
+                               spec.enable_modules().end());
+  config.loglevel = spec.loglevel();
+  config.root_addr = spec.root_addr();
+  config.single_task = !spec.free_threads();
+  config.registry_lease = absl::Milliseconds(spec.lease_ms());
+  auto rt = std::make_unique<Runtime>(config);
+  Runtime::SetCurrent(rt.get());
+  try {
+    rt->Start();
+  } catch (const std::exception& e) {
+    LOG(ERROR) << "actor '" << spec.aid().name() << "' failed to boot: "
+               << e.what();
+    return 1;
+  }
+  WatchSigterm([r = rt.get()] { r->RequestExit("SIGTERM"); });
+
+  // Link to the parent.
+  auto channel = rt->ChannelTo(spec.parent_addr());
+  auto stub = v1::Actor::NewStub(channel);
+  grpc::ClientContext link_ctx;
+  auto link = stub->Link(&link_ctx);
+  v1::LinkMsg hello;
+  *hello.mutable_hello()->mutable_aid() = rt->self();
+  for (const auto& a : rt->accept_addrs()) hello.mutable_hello()->add_accept_addrs(a);
+  v1::LinkMsg reply;
+  if (!link->Write(hello) || !link->Read(&reply) || !reply.has_accepted()) {
+    LOG(ERROR) << "actor '" << spec.aid().name()
+               << "' could not link to its parent at " << spec.parent_addr();
+    return 1;
+  }
+  std::thread link_thread([&link, r = rt.get()] {
+    v1::LinkMsg m;
+    while (link->Read(&m)) {
+    }
+    r->RequestExit("parent link lost");
+  });
+
+  std::string why = rt->WaitForExitRequest();
+  VLOG(1) << "actor '" << spec.aid().name() << "' exiting: " << why;
+  rt->Shutdown();
+  link_ctx.TryCancel();
+  link_thread.join();
+  google::FlushLogFiles(google::GLOG_INFO);
+  fflush(stdout);
+  fflush(stderr);
+  _exit(0);
+}
+
+}  // namespace tractor::internal

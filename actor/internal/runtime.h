@@ -1,0 +1,146 @@
+// The actor runtime of this process: its identity, gRPC server, remote
+// tasks, children, channels and registration.
+#ifndef TRACTOR_ACTOR_INTERNAL_RUNTIME_H_
+#define TRACTOR_ACTOR_INTERNAL_RUNTIME_H_
+
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "actor/internal/child_proc.h"
+#include "actor/internal/task_server.h"
+#include "grpcpp/grpcpp.h"
+#include "tractor/v1/actor.grpc.pb.h"
+
+namespace tractor::registrar {
+class RegistrarService;
+}  // namespace tractor::registrar
+
+namespace tractor::discovery {
+class Registrant;
+}  // namespace tractor::discovery
+
+namespace tractor::internal {
+
+class ActorService;
+
+// One per actor process, reached through `Runtime::Get()`. Thread-safe.
+// Lives from `OpenRootActor` (root) or `ChildMain` (child) until `Shutdown`
+// returns and the owner destroys it; it is installed as the process's
+// runtime for that whole time (`SetCurrent`).
+class Runtime {
+ public:
+  struct Config {
+    v1::Aid self;
+    v1::Aid parent;  // empty for the root
+    std::vector<std::string> bind_addrs;
+    std::vector<std::string> registry_addrs;
+    std::set<std::string> enable_modules;
+    std::string loglevel;
+    std::string root_addr;
+    bool single_task = true;
+    // Serve the registrar embedded in this actor's server. Its registry
+    // list then becomes its own accept addresses: the first
+    // `registry_addrs.size()` of them, or all when `registry_addrs` is empty.
+    bool registrar = false;
+    // Lease to ask for (zero: the registrar's default); for an embedded
+    // registrar, its default lease.
+    absl::Duration registry_lease = absl::ZeroDuration();
+  };
+
+  // Returns the runtime of this process, or null.
+  static Runtime* Get();
+  // Returns the runtime or throws NoRuntime.
+  static Runtime& Require();
+  // Installs `rt` as this process's runtime (null: none). Returns false,
+  // leaving the current one, when another runtime is installed.
+  static bool SetCurrent(Runtime* rt);
+
+  explicit Runtime(Config config);
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  // Binds and starts the server; throws RuntimeFailure on failure.
+  void Start();
+  // Cancels every remote task, runs the lifetime callbacks, unregisters and
+  // stops the server. Idempotent.
+  void Shutdown();
+
+  const v1::Aid& self() const { return config_.self; }
+  const Config& config() const { return config_; }
+  std::vector<std::string> accept_addrs() const;
+  // The embedded registrar, or null when this actor does not serve one.
+  registrar::RegistrarService* embedded_registrar() const {
+    return registrar_.get();
+  }
+  TaskServer& tasks() { return tasks_; }
+
+  // The shared channel to `addr` (one per address, kept for the runtime's
+  // life).
+  std::shared_ptr<grpc::Channel> ChannelTo(const std::string& addr);
+  // Records that the actor `uuid` answered Info at `addr`.
+  void NoteActorAt(const std::string& addr, const std::string& uuid);
+  // True when `uuid` answered Info at `addr` over the channel that is still
+  // connected now (so no other process can have taken the address since).
+  bool KnowsLiveActorAt(const std::string& addr, const std::string& uuid);
+
+  // Children.
+  std::shared_ptr<ChildProc> ExpectChild(const std::string& uuid);
+  std::shared_ptr<ChildProc> OnChildLinked(const v1::LinkHello& hello);
+  void ForgetChild(const std::string& uuid);
+  std::vector<v1::Aid> Children() const;
+
+  // Exit requests: set once, wakes WaitForExitRequest.
+  void RequestExit(const std::string& why);
+  // Runs (once, outside the runtime's lock) when an exit is requested; the
+  // root actor cancels its block with it.
+  void SetExitHook(std::function<void()> hook);
+  std::string WaitForExitRequest();
+
+  // Actor-lifetime callbacks, run (last first) at the start of Shutdown.
+  void AddLifetimeCallback(std::function<void()> fn);
+
+ private:
+  void RunLifetimeCallbacks();
+  // Called by Start() once bound: lists an embedded registrar's own entry
+  // and sets the registry list to its addresses, or registers this actor
+  // with every registrar of its registry list (a Registrant that Shutdown()
+  // stops, unregistering, before the server stops).
+  void StartRegistration();
+
+  Config config_;
+  TaskServer tasks_;
+  // Declared before server_: the registrar service must outlive the server.
+  std::unique_ptr<registrar::RegistrarService> registrar_;
+  std::unique_ptr<discovery::Registrant> registrant_;
+  std::unique_ptr<ActorService> service_;
+  std::unique_ptr<grpc::Server> server_;
+
+  mutable std::mutex mu_;
+  std::condition_variable_any exit_cv_;
+  std::vector<std::string> accept_addrs_;                    // guarded by mu_
+  std::map<std::string, std::shared_ptr<ChildProc>> children_;  // guarded by mu_
+  std::map<std::string, v1::Aid> child_aids_;                // guarded by mu_
+  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;  // guarded by mu_
+  // The uuid that answered Info at an address, while its channel is up.
+  std::map<std::string, std::string> known_uuids_;            // guarded by mu_
+  std::vector<std::function<void()>> lifetime_callbacks_;     // guarded by mu_
+  bool shutting_down_ = false;                                // guarded by mu_
+  bool exit_requested_ = false;                               // guarded by mu_
+  std::string exit_reason_;                                   // guarded by mu_
+  std::function<void()> exit_hook_;                           // guarded by mu_
+};
+
+// Parses a log level name into glog settings.
+void ApplyLogLevel(const std::string& level);
+
+}  // namespace tractor::internal
+
+#endif  // TRACTOR_ACTOR_INTERNAL_RUNTIME_H_

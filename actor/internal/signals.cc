@@ -1,0 +1,62 @@
+#include "actor/internal/signals.h"
+
+#include <semaphore.h>
+
+#include <cerrno>
+#include <utility>
+
+#include "glog/logging.h"
+
+namespace tractor::internal {
+namespace {
+
+sem_t g_sigint_sem;
+std::atomic<bool> g_sigint_ready{false};
+
+void OnSigint(int) { sem_post(&g_sigint_sem); }
+
+}  // namespace
+
+void BlockSignals(std::initializer_list<int> sigs) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : sigs) sigaddset(&set, s);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+SigintWatch::SigintWatch(std::shared_ptr<ScopeState> scope)
+    : scope_(std::move(scope)) {
+  if (!g_sigint_ready.exchange(true)) sem_init(&g_sigint_sem, 0, 0);
+  struct sigaction sa {};
+  sa.sa_handler = OnSigint;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, &previous_);
+  thread_ = std::thread([this] {
+    while (sem_wait(&g_sigint_sem) != 0 && errno == EINTR) {
+    }
+    if (stop_.load()) return;
+    LOG(WARNING) << "SIGINT: cancelling the actor tree";
+    fired_.store(true);
+    scope_->Cancel();
+  });
+}
+
+SigintWatch::~SigintWatch() {
+  stop_.store(true);
+  sem_post(&g_sigint_sem);
+  thread_.join();
+  sigaction(SIGINT, &previous_, nullptr);
+}
+
+void WatchSigterm(std::function<void()> on_term) {
+  // Lives until the process exits (a child actor ends with _exit).
+  std::thread([on_term = std::move(on_term)] {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    int sig = 0;
+    if (sigwait(&set, &sig) == 0) on_term();
+  }).detach();
+}
+
+}  // namespace tractor::internal

@@ -1,0 +1,49 @@
+// Signal handling: one thread owns SIGTERM (and, in children, SIGINT is
+// ignored); SIGINT in the root cancels the root's scope.
+#ifndef TRACTOR_ACTOR_INTERNAL_SIGNALS_H_
+#define TRACTOR_ACTOR_INTERNAL_SIGNALS_H_
+
+#include <signal.h>
+
+#include <atomic>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <thread>
+
+#include "actor/cancel.h"
+
+namespace tractor::internal {
+
+// Blocks `sigs` in the calling thread (and the threads it starts later).
+void BlockSignals(std::initializer_list<int> sigs);
+
+// While alive, SIGINT cancels `scope` (once) instead of killing the
+// process; `fired()` tells whether it did. The root actor raises
+// KeyboardInterrupt after its tree is torn down. Bound to the thread that
+// creates it; owns the thread that waits for the signal and joins it.
+class SigintWatch {
+ public:
+  explicit SigintWatch(std::shared_ptr<ScopeState> scope);
+  ~SigintWatch();
+  SigintWatch(const SigintWatch&) = delete;
+  SigintWatch& operator=(const SigintWatch&) = delete;
+
+  bool fired() const { return fired_.load(); }
+
+ private:
+  std::shared_ptr<ScopeState> scope_;
+  std::atomic<bool> fired_{false};
+  std::atomic<bool> stop_{false};
+  struct sigaction previous_;
+  std::thread thread_;
+};
+
+// Starts the thread that waits for SIGTERM (which the caller must have
+// blocked in every thread) and then calls `on_term` once. The thread lives
+// until the process exits.
+void WatchSigterm(std::function<void()> on_term);
+
+}  // namespace tractor::internal
+
+#endif  // TRACTOR_ACTOR_INTERNAL_SIGNALS_H_

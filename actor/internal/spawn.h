@@ -1,0 +1,32 @@
+// Starting child actor processes: the program re-executes its own binary
+// with the child's SpawnSpec in the environment (docs/architecture.md,
+// "Processes").
+#ifndef TRACTOR_ACTOR_INTERNAL_SPAWN_H_
+#define TRACTOR_ACTOR_INTERNAL_SPAWN_H_
+
+#include <sys/types.h>
+
+#include <optional>
+
+#include "tractor/v1/actor.pb.h"
+
+namespace tractor::internal {
+
+// The environment variable that carries a child's SpawnSpec (web-safe
+// base64 of the serialized message).
+inline constexpr char kSpawnSpecEnv[] = "TRACTOR_SPAWN_SPEC";
+
+// Spawns `/proc/self/exe` as a child actor with `spec`; returns its pid or
+// throws RuntimeFailure. The child gets PR_SET_PDEATHSIG(SIGKILL) against
+// the spawning thread, which is one long-lived thread of this process.
+// Thread-safe.
+pid_t SpawnProcess(const v1::SpawnSpec& spec);
+
+// In a spawned child: the SpawnSpec from the environment (which is then
+// removed from it), or nullopt in a process that was not spawned as an
+// actor. Exits the process with status 2 when the variable is malformed.
+std::optional<v1::SpawnSpec> TakeSpawnSpec();
+
+}  // namespace tractor::internal
+
+#endif  // TRACTOR_ACTOR_INTERNAL_SPAWN_H_

@@ -1,0 +1,350 @@
+#include "actor/internal/task_server.h"
+
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "actor/context.h"
+#include "actor/errors.h"
+#include "actor/internal/thread_pool.h"
+#include "glog/logging.h"
+
+namespace tractor::internal {
+namespace {
+
+v1::Msg ErrorMsg(v1::Error e) {
+  v1::Msg m;
+  *m.mutable_error() = std::move(e);
+  return m;
+}
+
+// Server half of one unary Actor/Call. The client cancelling its RPC
+// cancels the task; the task's thread calls Finish once the reply is
+// written. Deletes itself on OnDone.
+class CallReactor : public grpc::ServerUnaryReactor {
+ public:
+  // Binds the running task's session (or, when the call was already
+  // cancelled, cancels it at once).
+  void Bind(const std::shared_ptr<DialogSession>& s) {
+    bool cancelled;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      session_ = s;
+      cancelled = cancelled_;
+    }
+    if (cancelled) CancelTaskOf(*s);
+  }
+  void OnCancel() override {
+    std::shared_ptr<DialogSession> s;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      cancelled_ = true;
+      s = session_.lock();
+    }
+    if (s) CancelTaskOf(*s);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  static void CancelTaskOf(DialogSession& s) {
+    {
+      std::lock_guard<std::mutex> lk(s.mu);
+      if (s.cancel_requester.uuid().empty()) s.cancel_requester = s.peer;
+    }
+    s.scope->Cancel();
+  }
+
+  std::mutex mu_;
+  std::weak_ptr<DialogSession> session_;  // guarded by mu_
+  bool cancelled_ = false;                // guarded by mu_
+};
+
+}  // namespace
+
+TaskServer::TaskServer(v1::Aid self, std::set<std::string> enable_modules)
+    : self_(std::move(self)),
+      enable_modules_(std::move(enable_modules)),
+      service_scope_(NewScope(nullptr, absl::InfiniteFuture(), true)) {}
+
+const Endpoint* TaskServer::Validate(const v1::Start& start, bool unary,
+                                     v1::Error* error) const {
+  const std::string& cid = start.cid();
+  auto reject = [&](ErrorKind kind, const std::string& message) {
+    *error = MakeError(self_, kind, message, cid);
+    return nullptr;
+  };
+  if (cid.empty()) return reject(ErrorKind::kMessagingError, "Start.cid is empty");
+  const size_t colon = start.func().find(':');
+  if (colon == std::string::npos) {
+    return reject(ErrorKind::kFunctionNotFound,
+                  absl::StrCat("function name '", start.func(),
+                               "' is not of the form \"namespace:function\""));
+  }
+  const std::string ns = start.func().substr(0, colon);
+  if (!IsEnabled(ns)) {
+    return reject(ErrorKind::kModuleNotExposed,
+                  absl::StrCat("namespace '", ns, "' is not enabled in actor '",
+                               self_.name(), "'; enabled: [",
+                               absl::StrJoin(enable_modules_, ", "),
+                               "] (see enable_modules)"));
+  }
+  const Endpoint* ep = FindEndpoint(start.func());
+  if (ep == nullptr) {
+    return reject(ErrorKind::kFunctionNotFound,
+                  absl::StrCat("actor '", self_.name(), "' has no function '",
+                               start.func(), "'; namespace '", ns,
+                               "' exports: [",
+                               absl::StrJoin(EndpointNames(ns), ", "), "]"));
+  }
+  // A unary call is a plain function call, whatever Start.expect says.
+  const v1::FuncType expect = unary ? v1::FUNC_TYPE_FUNCTION : start.expect();
+  if (expect != v1::FUNC_TYPE_UNSPECIFIED && expect != ep->type) {
+    return reject(ErrorKind::kMessagingError,
+                  absl::StrCat("'", start.func(), "' is a ",
+                               ep->type == v1::FUNC_TYPE_CONTEXT
+                                   ? "context endpoint (use OpenContext)"
+                                   : "plain function (use Run)"));
+  }
+  if (!ep->arg_matches(start.args())) {
+    *error = MakeMsgTypeError(self_, cid, "Start", start.args(), ep->arg_spec);
+    return nullptr;
+  }
+  return ep;
+}
+
+std::shared_ptr<DialogSession> TaskServer::NewSession(const v1::Start& start,
+                                                      const Endpoint& ep) {
+  auto s = std::make_shared<DialogSession>();
+  s->side = Side::kCallee;
+  s->is_context = ep.type == v1::FUNC_TYPE_CONTEXT;
+  s->cid = start.cid();
+  s->func = start.func();
+  s->self = self_;
+  s->peer = start.caller();
+  s->scope = NewScope(service_scope_, absl::InfiniteFuture(), false);
+  if (start.msg_buffer_size() > 0) s->start_buffer_size = start.msg_buffer_size();
+  return s;
+}
+
+bool TaskServer::Admit(const std::shared_ptr<DialogSession>& s,
+                       v1::Error* error) {
+  std::unique_lock<std::mutex> lk(mu_);
+  if (tasks_.count(s->cid)) {
+    lk.unlock();
+    *error = MakeError(self_, ErrorKind::kMessagingError,
+                       absl::StrCat("a dialog with cid ", s->cid,
+                                    " is already running"),
+                       s->cid);
+    return false;
+  }
+  if (!actor_canceller_.uuid().empty() || closed_) {
+    // The actor was cancelled before this task could start: the caller
+    // learns who cancelled it, as if the task had started and been
+    // cancelled at once.
+    const v1::Aid requester = actor_canceller_;
+    lk.unlock();
+    if (requester.uuid().empty()) {
+      *error = MakeError(self_, ErrorKind::kTransportClosed,
+                         absl::StrCat("actor '", self_.name(),
+                                      "' is shutting down"),
+                         s->cid);
+      return false;
+    }
+    *error = MakeError(
+        self_, ErrorKind::kContextCancelled,
+        absl::StrCat("actor '", self_.name(), "' was cancelled by '",
+                     requester.name(), "' ", requester.uuid(),
+                     " before task '", s->func, "' could start"),
+        s->cid);
+    *error->mutable_canceller() = requester;
+    return false;
+  }
+  tasks_[s->cid] = s;
+  return true;
+}
+
+v1::Msg TaskServer::Invoke(const std::shared_ptr<DialogSession>& s,
+                           const Endpoint& ep, const v1::Payload& args) {
+  v1::Msg terminal;
+  UserTask task;
+  ScopeBinding bind(s->scope);
+  Context context(s);
+  try {
+    *terminal.mutable_returned()->mutable_payload() =
+        ep.invoke(&context, args);
+  } catch (const Cancelled&) {
+    std::optional<v1::Error> remote;
+    {
+      std::lock_guard<std::mutex> lk(s->mu);
+      remote = s->remote_error;
+    }
+    *terminal.mutable_error() =
+        remote ? PackError(ToException(*remote), self_, s->cid)
+               : CancelledTaskError(*s);
+  } catch (...) {
+    auto err = std::current_exception();
+    VLOG(1) << "task " << s->func << " raised " << Describe(err);
+    *terminal.mutable_error() = PackError(err, self_, s->cid);
+  }
+  {
+    // Returning without Started is Started(null) + the result.
+    std::lock_guard<std::mutex> lk(s->mu);
+    s->AdvanceLocked(terminal.has_returned() ? Event::kSendReturn
+                                             : Event::kSendError);
+  }
+  return terminal;
+}
+
+void TaskServer::Leave(const std::shared_ptr<DialogSession>& s) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = tasks_.find(s->cid);
+    if (it != tasks_.end() && it->second == s) tasks_.erase(it);
+    if (!tasks_.empty()) return;
+  }
+  drained_cv_.notify_all();
+}
+
+void TaskServer::ServeDialog(std::shared_ptr<Dialog> dialog) {
+  RunPooled([this, dialog = std::move(dialog)]() mutable {
+    RunDialogTask(std::move(dialog));
+  });
+}
+
+void TaskServer::RunDialogTask(std::shared_ptr<Dialog> dialog) {
+  // Dispatched once the first message is queued (or the stream ended
+  // without one): this does not block.
+  std::optional<v1::Msg> first = dialog->TryReceive();
+  if (!first) {
+    dialog->Close(grpc::Status(grpc::StatusCode::CANCELLED,
+                               "the stream ended before Start"),
+                  true);
+    return;
+  }
+  if (!first->has_start()) {
+    dialog->SendAndClose(ErrorMsg(MakeError(
+        self_, ErrorKind::kMessagingError,
+        absl::StrCat("a dialog must begin with Start, got ",
+                     first->ShortDebugString()))));
+    return;
+  }
+  const v1::Start& start = first->start();
+  v1::Error error;
+  const Endpoint* ep = Validate(start, /*unary=*/false, &error);
+  if (ep == nullptr) {
+    dialog->SendAndClose(ErrorMsg(std::move(error)));
+    return;
+  }
+  auto s = NewSession(start, *ep);
+  s->dialog = dialog;
+  dialog->Configure(start.msg_buffer_size(), start.overrun_policy());
+  if (s->is_context) dialog->ResumeReads();
+  dialog->SetPeerAcceptsBatches(start.accept_batches());
+  if (!Admit(s, &error)) {
+    dialog->SendAndClose(ErrorMsg(std::move(error)));
+    return;
+  }
+  InstallDialogHooks(s);
+  std::weak_ptr<DialogSession> weak = s;
+  dialog->SetBrokenHook([weak] {
+    auto c = weak.lock();
+    if (!c) return;
+    {
+      std::lock_guard<std::mutex> lk(c->mu);
+      if (c->cancel_requester.uuid().empty()) c->cancel_requester = c->peer;
+    }
+    c->scope->Cancel();
+  });
+  if (!start.no_ack()) {
+    // The task is scheduled: say so now (it carries the function's kind).
+    v1::Msg ack;
+    ack.mutable_start_ack()->set_cid(s->cid);
+    ack.mutable_start_ack()->set_functype(ep->type);
+    dialog->SendNoWait(std::move(ack), Dialog::Flush::kNow);
+  }
+  v1::Msg terminal = Invoke(s, *ep, start.args());
+  dialog->SendAndClose(std::move(terminal));
+  Leave(s);
+}
+
+grpc::ServerUnaryReactor* TaskServer::ServeCall(const v1::Msg& request,
+                                                v1::Msg* reply) {
+  auto* reactor = new CallReactor;
+  if (!request.has_start()) {
+    *reply = ErrorMsg(MakeError(
+        self_, ErrorKind::kMessagingError,
+        absl::StrCat("Actor.Call takes a Msg holding Start, got ",
+                     request.ShortDebugString())));
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  const v1::Start& start = request.start();
+  v1::Error error;
+  const Endpoint* ep = Validate(start, /*unary=*/true, &error);
+  std::shared_ptr<DialogSession> s;
+  if (ep != nullptr) {
+    s = NewSession(start, *ep);
+    if (!Admit(s, &error)) s = nullptr;
+  }
+  if (s == nullptr) {
+    *reply = ErrorMsg(std::move(error));
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  reactor->Bind(s);
+  // `request` and `reply` stay valid until Finish.
+  RunPooled([this, s, ep, args = &start.args(), reactor, reply]() {
+    *reply = Invoke(s, *ep, *args);
+    Leave(s);
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+bool TaskServer::CancelTask(const std::string& cid, const v1::Aid& requester) {
+  std::shared_ptr<DialogSession> s;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = tasks_.find(cid);
+    if (it == tasks_.end()) return false;
+    s = it->second;
+  }
+  {
+    std::lock_guard<std::mutex> lk(s->mu);
+    if (s->cancel_requester.uuid().empty()) s->cancel_requester = requester;
+  }
+  s->scope->Cancel();
+  return true;
+}
+
+void TaskServer::CancelAllTasks(const v1::Aid& requester, absl::Duration bound,
+                                std::function<void()> done) {
+  std::vector<std::shared_ptr<DialogSession>> tasks;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (actor_canceller_.uuid().empty()) actor_canceller_ = requester;
+    for (auto& [cid, s] : tasks_) tasks.push_back(s);
+  }
+  for (auto& s : tasks) {
+    std::lock_guard<std::mutex> lk(s->mu);
+    if (s->cancel_requester.uuid().empty()) s->cancel_requester = requester;
+  }
+  service_scope_->Cancel();
+  RunPooled([this, bound, done = std::move(done)] {
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      drained_cv_.wait_for(lk, absl::ToChronoNanoseconds(bound),
+                           [&] { return tasks_.empty(); });
+    }
+    done();
+  });
+}
+
+void TaskServer::Close() {
+  std::lock_guard<std::mutex> lk(mu_);
+  closed_ = true;
+}
+
+}  // namespace tractor::internal

@@ -1,0 +1,112 @@
+// The callee side of the runtime: what happens when a call arrives.
+//
+// Every remote task goes through four named steps, whether it came as an
+// `Actor/Open` stream (a dialog) or as a unary `Actor/Call`:
+//
+//   1. Validate  the `Start`: a cid, a "namespace:function" name, an enabled
+//                namespace, a known function of the expected kind, an
+//                argument of the declared type. A failure is answered with
+//                an `Error` at once; no task starts.
+//   2. Admit     the task into this actor's task table (the gate): refused
+//                with `ContextCancelled` naming the canceller once the actor
+//                was cancelled, with `MessagingError` for a cid already
+//                running.
+//   3. Invoke    the exported function on a pooled thread, as a user task
+//                (the task lock in single-task mode), inside the task's
+//                cancel scope.
+//   4. Finish    with exactly one terminal message: `Return`, or the
+//                `Error` the function raised, or `ContextCancelled` naming
+//                who cancelled it; then leave the task table.
+//
+// A unary call enters as itself: its reply is its terminal message, and no
+// stream inbox or outbox is made for it. docs/architecture.md follows one
+// call through these steps.
+#ifndef TRACTOR_ACTOR_INTERNAL_TASK_SERVER_H_
+#define TRACTOR_ACTOR_INTERNAL_TASK_SERVER_H_
+
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "absl/time/time.h"
+#include "actor/cancel.h"
+#include "actor/export.h"
+#include "actor/internal/dialog.h"
+#include "actor/internal/dialog_protocol.h"
+#include "grpcpp/grpcpp.h"
+#include "tractor/v1/msg.pb.h"
+
+namespace tractor::internal {
+
+// Runs this actor's remote tasks. Thread-safe. Owned by the process's
+// `Runtime`; it must outlive the gRPC server that feeds it (the runtime
+// cancels every task and waits for them before it stops the server).
+class TaskServer {
+ public:
+  TaskServer(v1::Aid self, std::set<std::string> enable_modules);
+
+  // A dialog whose first message was queued (or whose stream ended without
+  // one). Called on a gRPC thread: schedules the task and returns at once.
+  void ServeDialog(std::shared_ptr<Dialog> dialog);
+
+  // A unary `Actor/Call`. Called on a gRPC thread: returns the reactor the
+  // service hands to gRPC; the reply is the task's terminal message.
+  grpc::ServerUnaryReactor* ServeCall(const v1::Msg& request, v1::Msg* reply);
+
+  // Cancels the task `cid` on behalf of `requester`. False: no such task.
+  bool CancelTask(const std::string& cid, const v1::Aid& requester);
+
+  // Cancels every task and refuses new ones (naming `requester`); calls
+  // `done` on another thread once they ended or `bound` passed.
+  void CancelAllTasks(const v1::Aid& requester, absl::Duration bound,
+                      std::function<void()> done);
+
+  // Refuses new tasks (as the actor is going away) without cancelling.
+  void Close();
+
+  bool IsEnabled(const std::string& ns) const {
+    return enable_modules_.count(ns) > 0;
+  }
+  const std::set<std::string>& enable_modules() const {
+    return enable_modules_;
+  }
+
+ private:
+  // Step 1. Returns the endpoint, or fills `*error`.
+  const Endpoint* Validate(const v1::Start& start, bool unary,
+                           v1::Error* error) const;
+  // Step 2. Registers the task, or fills `*error`.
+  bool Admit(const std::shared_ptr<DialogSession>& s, v1::Error* error);
+  // Step 3 and 4's message: runs the function, returns the terminal
+  // message.
+  v1::Msg Invoke(const std::shared_ptr<DialogSession>& s, const Endpoint& ep,
+                 const v1::Payload& args);
+  // Step 4's bookkeeping: leaves the task table.
+  void Leave(const std::shared_ptr<DialogSession>& s);
+
+  std::shared_ptr<DialogSession> NewSession(const v1::Start& start,
+                                            const Endpoint& ep);
+  void RunDialogTask(std::shared_ptr<Dialog> dialog);
+
+  const v1::Aid self_;
+  const std::set<std::string> enable_modules_;
+  // Parent of every task's scope: cancelling it cancels every task.
+  const std::shared_ptr<ScopeState> service_scope_;
+
+  std::mutex mu_;
+  std::condition_variable_any drained_cv_;  // notified when tasks_ empties
+  std::map<std::string, std::shared_ptr<DialogSession>> tasks_;  // guarded by mu_
+  bool closed_ = false;                                          // guarded by mu_
+  // Who cancelled this actor (CancelActor, or itself at shutdown); empty
+  // while it runs. Tasks that arrive afterwards are refused with a
+  // ContextCancelled naming this requester.
+  v1::Aid actor_canceller_;  // guarded by mu_
+};
+
+}  // namespace tractor::internal
+
+#endif  // TRACTOR_ACTOR_INTERNAL_TASK_SERVER_H_

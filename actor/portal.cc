@@ -1,0 +1,230 @@
+// The caller side of the runtime: a portal's calls, dialogs and cancels.
+#include "actor/portal.h"
+
+#include <atomic>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "actor/cancel.h"
+#include "actor/errors.h"
+#include "actor/internal/dialog_protocol.h"
+#include "actor/internal/portal_state.h"
+#include "actor/internal/runtime.h"
+#include "actor/internal/unary_call.h"
+#include "actor/runtime.h"
+#include "discovery/address.h"
+
+namespace tractor {
+namespace internal {
+namespace {
+
+std::string NewCid(const v1::Aid& self) {
+  static std::atomic<uint64_t> counter{0};
+  return absl::StrCat(self.uuid(), "-", counter.fetch_add(1));
+}
+
+Runtime& RequireNotSelf(const PortalState& portal) {
+  Runtime& rt = Runtime::Require();
+  if (portal.aid.uuid() == rt.self().uuid()) {
+    throw UsageError(absl::StrCat(
+        "Invalid Operation: actor '", rt.self().name(),
+        "' cannot open a dialog with itself"));
+  }
+  return rt;
+}
+
+// A plain call: one unary Actor/Call, waited for in the caller's scope.
+// Cancelling the wait cancels the RPC and with it the remote task.
+Payload CallFunction(PortalState& portal, const std::string& func,
+                     const Payload& args) {
+  Runtime& rt = RequireNotSelf(portal);
+  v1::Msg reply;
+  auto stub = v1::Actor::NewStub(portal.channel);
+  grpc::Status st = CallUnary(
+      [&](auto* c, auto* r, auto* p, auto done) {
+        stub->async()->Call(c, r, p, std::move(done));
+      },
+      MakeStart(NewCid(rt.self()), func, args, rt.self(),
+                v1::FUNC_TYPE_FUNCTION, {}),
+      &reply, absl::InfiniteFuture(), /*shielded=*/false);
+  if (!st.ok()) {
+    throw TransportClosed(absl::StrCat(
+        "call '", func, "' to actor '", portal.aid.name(),
+        "' lost its transport: RPC ended with ", st.error_code(), ": ",
+        st.error_message()));
+  }
+  if (reply.has_returned()) {
+    return Payload(std::move(*reply.mutable_returned()->mutable_payload()));
+  }
+  if (reply.has_error()) ThrowError(reply.error());
+  throw MessagingError(absl::StrCat("'", func, "' on actor '",
+                                    portal.aid.name(),
+                                    "' answered without a result: ",
+                                    reply.ShortDebugString()));
+}
+
+// The caller's side of a new context: sends Start (no StartAck asked for).
+std::shared_ptr<DialogSession> OpenDialog(PortalState& portal,
+                                          const std::string& func,
+                                          const Payload& args,
+                                          const ContextOptions& options) {
+  Runtime& rt = RequireNotSelf(portal);
+  auto s = std::make_shared<DialogSession>();
+  s->side = Side::kCaller;
+  s->is_context = true;
+  s->cid = NewCid(rt.self());
+  s->func = func;
+  s->self = rt.self();
+  s->peer = portal.aid;
+  s->channel = portal.channel;
+  s->scope = NewScope(nullptr, absl::InfiniteFuture(), false);
+  s->pld_spec = options.pld_spec;
+  s->dialog = Dialog::Connect(portal.channel);
+  InstallDialogHooks(s);
+  s->dialog->SendNoWait(MakeStart(s->cid, func, args, s->self,
+                                  v1::FUNC_TYPE_CONTEXT, options.callee_stream));
+  return s;
+}
+
+// Waits for the callee's first answer: Started (returned as the first
+// value), or Return without Started (Started(null) + the result, recorded),
+// or Error (raised).
+Payload AwaitStarted(DialogSession& s) {
+  v1::Msg m = NextMsg(s);
+  // No StartAck was asked for (Start.no_ack); one that comes anyway is
+  // tolerated.
+  if (m.has_start_ack()) m = NextMsg(s);
+  if (m.has_error()) RaiseArrived(s, m.error());
+  if (m.has_returned()) {
+    AcceptReturn(s, m.returned().payload());
+    return Payload();
+  }
+  if (!m.has_started()) {
+    throw MessagingError(absl::StrCat("expected Started from '", s.func,
+                                      "', got ", m.ShortDebugString()));
+  }
+  if (m.started().accept_batches()) s.dialog->SetPeerAcceptsBatches(true);
+  CheckPayload(s, "Started", m.started().payload());
+  s.Advance(Event::kRecvStarted, "Started");
+  return Payload(m.started().payload());
+}
+
+}  // namespace
+}  // namespace internal
+
+v1::Aid CurrentActorOrEmpty() {
+  auto* rt = internal::Runtime::Get();
+  return rt ? rt->self() : v1::Aid();
+}
+
+Portal::Portal(std::shared_ptr<internal::PortalState> state)
+    : state_(std::move(state)) {}
+
+Portal Portal::Connect(const std::string& addr, const v1::Aid& aid,
+                       absl::Duration timeout) {
+  auto& rt = internal::Runtime::Require();
+  auto parsed = discovery::Address::Parse(addr);
+  if (!parsed.ok()) throw UsageError(std::string(parsed.status().message()));
+  auto ps = std::make_shared<internal::PortalState>();
+  ps->addr = parsed->ToString();
+  ps->channel = rt.ChannelTo(ps->addr);
+  ps->aid = aid;
+  if (aid.uuid().empty()) {
+    v1::ActorInfo info;
+    auto stub = v1::Actor::NewStub(ps->channel);
+    grpc::Status status = internal::CallUnary(
+        [&](auto* c, auto* r, auto* p, auto done) {
+          stub->async()->Info(c, r, p, std::move(done));
+        },
+        v1::InfoRequest(), &info, absl::Now() + timeout, /*shielded=*/false);
+    if (!status.ok()) {
+      throw TransportClosed(absl::StrCat("no actor answers at ", ps->addr,
+                                         ": ", status.error_message()));
+    }
+    ps->aid = info.aid();
+    rt.NoteActorAt(ps->addr, ps->aid.uuid());
+  }
+  return Portal(ps);
+}
+
+const v1::Aid& Portal::aid() const { return state_->aid; }
+const std::string& Portal::addr() const { return state_->addr; }
+
+Payload Portal::Run(const std::string& func, const Payload& args) {
+  if (!state_) throw UsageError("Run on an empty portal");
+  return internal::CallFunction(*state_, func, args);
+}
+
+Payload Portal::OpenContext(
+    const std::string& func, const Payload& args,
+    const std::function<void(Context&, const Payload&)>& body,
+    ContextOptions options) {
+  if (!state_) throw UsageError("OpenContext on an empty portal");
+  auto session = internal::OpenDialog(*state_, func, args, options);
+  internal::DialogGuard guard{*session};
+  auto& s = *session;
+  Context context(session);
+  bool body_done = false;
+  try {
+    internal::ScopeBinding bind(s.scope);
+    Payload first = internal::AwaitStarted(s);
+    body(context, first);
+    body_done = true;
+    return context.Result();
+  } catch (const Cancelled& c) {
+    if (c.scope() != s.scope) {
+      // An enclosing scope was cancelled: cancel the remote task too.
+      context.Cancel();
+      throw;
+    }
+    // Interrupted by a remote error: raise it.
+    std::lock_guard<std::mutex> lk(s.mu);
+    if (s.remote_error) internal::ThrowError(*s.remote_error);
+    throw;
+  } catch (const ContextCancelled& c) {
+    bool ours;
+    {
+      std::lock_guard<std::mutex> lk(s.mu);
+      ours = internal::IsSelfCancel(s, c.msgdata());
+      if (ours) s.cancel = internal::CancelState::kAcked;
+    }
+    if (ours) return Payload();
+    throw;
+  } catch (const RemoteActorError&) {
+    throw;
+  } catch (...) {
+    if (!body_done) context.Cancel();
+    throw;
+  }
+}
+
+bool Portal::CancelActor(absl::Duration timeout) {
+  if (!state_) return false;
+  auto& rt = internal::Runtime::Require();
+  v1::CancelActorRequest req;
+  *req.mutable_requester() = rt.self();
+  v1::CancelActorReply reply;
+  auto stub = v1::Actor::NewStub(state_->channel);
+  grpc::Status status = internal::CallUnary(
+      [&](auto* c, auto* r, auto* p, auto done) {
+        stub->async()->CancelActor(c, r, p, std::move(done));
+      },
+      req, &reply, absl::Now() + timeout, /*shielded=*/true);
+  return status.ok() && reply.ok();
+}
+
+Payload Portal::Result() {
+  if (!state_) throw UsageError("Result on an empty portal");
+  auto& s = *state_;
+  std::unique_lock<std::mutex> lk(s.mu);
+  if (!s.has_result_task) {
+    throw UsageError(absl::StrCat("actor '", s.aid.name(),
+                                  "' was not started with RunInActor: no "
+                                  "result to wait for"));
+  }
+  internal::Wait(s.cv, lk, [&] { return s.result_ready; });
+  if (s.error) std::rethrow_exception(s.error);
+  return *s.result;
+}
+
+}  // namespace tractor

@@ -1,0 +1,29 @@
+// Receive-side flow control of one stream (docs/architecture.md, "Flow
+// control"). Included by `actor/context.h`.
+#ifndef TRACTOR_ACTOR_STREAM_OPTIONS_H_
+#define TRACTOR_ACTOR_STREAM_OPTIONS_H_
+
+#include <cstddef>
+
+namespace tractor {
+
+// What a side does when its receive queue is full.
+enum class OverrunPolicy {
+  // Default: the reader stops pulling when its queue is full; the sender
+  // blocks. Bounded memory, nothing lost.
+  kBackpressure,
+  // A full queue drops the message and the sender gets `StreamOverrun`.
+  kError,
+  // Queue without bound.
+  kUnbounded,
+};
+
+struct StreamOptions {
+  // Receive queue capacity in messages.
+  size_t msg_buffer_size = 64;
+  OverrunPolicy overrun = OverrunPolicy::kBackpressure;
+};
+
+}  // namespace tractor
+
+#endif  // TRACTOR_ACTOR_STREAM_OPTIONS_H_

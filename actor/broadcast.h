@@ -1,5 +1,6 @@
 // Broadcast fan-out of one receive source to many local consumers
-// (tractor's `trionics.broadcast_receiver`; spec/semantics.md section 2.9).
+// (tractor's `trionics.broadcast_receiver`;
+// docs/behaviour.md#broadcast-to-local-tasks).
 //
 // A `BroadcastReceiver` is one consumer of a shared broadcast. The first one
 // is made from a source function; `Subscribe()` makes more. Every consumer

@@ -1,4 +1,5 @@
-// Structured cancellation inside one actor (DESIGN.md section 6).
+// Structured cancellation inside one actor
+// (docs/design.md#tasks-and-cancellation).
 //
 // A task is a thread. Scopes nest: a `CancelScope` may carry a deadline, and
 // cancelling it cancels everything started inside it, including tasks that

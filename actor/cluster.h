@@ -1,5 +1,5 @@
 // Several dialogs or actors at once: tractor's `gather_contexts` and
-// `open_actor_cluster` (spec section 6).
+// `open_actor_cluster` (docs/behaviour.md#shared-resources-and-clusters).
 #ifndef TRACTOR_ACTOR_CLUSTER_H_
 #define TRACTOR_ACTOR_CLUSTER_H_
 

@@ -4,8 +4,8 @@
 // `Portal::OpenContext`, the callee is an exported function taking a
 // `Context&`. The callee reports a first value with `Started`, either side
 // may then open its end of a bidirectional stream, and the dialog ends with
-// exactly one result or error. See DESIGN.md section 4 and
-// spec/semantics.md section 2.
+// exactly one result or error. See docs/design.md#wire-contract and
+// docs/behaviour.md#contexts.
 #ifndef TRACTOR_ACTOR_CONTEXT_H_
 #define TRACTOR_ACTOR_CONTEXT_H_
 
@@ -71,7 +71,8 @@ class Context {
   bool cancel_called() const;
   // True when this side asked for the cancel and the peer confirmed it.
   bool cancel_acked() const;
-  // The actor recorded as having caused the cancel/error (spec 2.5).
+  // The actor recorded as having caused the cancel/error
+  // (docs/behaviour.md#cancellation-attribution).
   v1::Aid canceller() const;
   const v1::Aid& peer() const;
 

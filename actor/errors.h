@@ -1,4 +1,5 @@
-// The error types of the tractor runtime (docs/architecture.md, "Errors").
+// The error types of the tractor runtime (docs/design.md#errors,
+// docs/behaviour.md#errors-across-actors).
 //
 // The user-facing API throws these. Errors raised in another actor arrive as
 // `RemoteActorError` (or one of its subclasses), carrying where the error came

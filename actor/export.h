@@ -1,5 +1,6 @@
 // Exporting functions so that other actors (and foreign gRPC clients) can
-// call them by name, "namespace:function" (DESIGN.md section 5).
+// call them by name, "namespace:function"
+// (docs/design.md#exported-functions).
 //
 //   std::string Greet(const std::string& who) { return "hi " + who; }
 //   TRACTOR_EXPORT("demo:greet", Greet);

@@ -1,5 +1,5 @@
 // A resource shared by the tasks of one actor: tractor's
-// `maybe_open_context` (spec section 6).
+// `maybe_open_context` (docs/behaviour.md#shared-resources-and-clusters).
 #ifndef TRACTOR_ACTOR_MAYBE_OPEN_CONTEXT_H_
 #define TRACTOR_ACTOR_MAYBE_OPEN_CONTEXT_H_
 

@@ -1,4 +1,5 @@
-// Spawning and supervising child actors, one-cancels-all (spec section 3.3).
+// Spawning and supervising child actors, one-cancels-all
+// (docs/behaviour.md#supervision).
 #ifndef TRACTOR_ACTOR_NURSERY_H_
 #define TRACTOR_ACTOR_NURSERY_H_
 

@@ -1,5 +1,5 @@
-// Receive-side flow control of one stream (docs/architecture.md, "Flow
-// control"). Included by `actor/context.h`.
+// Receive-side flow control of one stream (docs/design.md#flow-control,
+// docs/behaviour.md#overruns). Included by `actor/context.h`.
 #ifndef TRACTOR_ACTOR_STREAM_OPTIONS_H_
 #define TRACTOR_ACTOR_STREAM_OPTIONS_H_
 

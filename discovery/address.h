@@ -1,4 +1,5 @@
-// Addresses an actor accepts on or is reached at (DESIGN.md section 9).
+// Addresses an actor accepts on or is reached at
+// (docs/design.md#discovery-and-addresses, docs/behaviour.md#addresses).
 //
 // An address is written in one of these forms:
 //

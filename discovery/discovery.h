@@ -1,6 +1,6 @@
-// Finding actors by name through the registrars (DESIGN.md section 9,
-// spec/semantics.md section 4.2): tractor's find_actor, wait_for_actor,
-// query_actor and get_registry.
+// Finding actors by name through the registrars
+// (docs/design.md#discovery-and-addresses, docs/behaviour.md#lookups):
+// tractor's find_actor, wait_for_actor, query_actor and get_registry.
 //
 //   std::optional<tractor::Portal> p = tractor::FindActor("worker");
 //   if (p) p->Run("work:do", args);

@@ -1,6 +1,7 @@
 // The client side of the registrar protocol, without the actor runtime
-// (DESIGN.md section 9): probing registry addresses at boot, keeping one
-// actor registered under a lease, and concurrent raw lookups.
+// (docs/design.md#discovery-and-addresses): probing registry addresses at
+// boot, keeping one actor registered under a lease, and concurrent raw
+// lookups.
 //
 // The runtime (//actor) uses this library to elect a registrar and to
 // register every actor; //discovery:discovery builds the user API
@@ -35,7 +36,8 @@ namespace tractor::discovery {
 // about a second. Thread-safe.
 std::shared_ptr<grpc::Channel> RegistrarChannel(const Address& addr);
 
-// What answers at one registry address (spec section 3.1, step 4).
+// What answers at one registry address
+// (docs/behaviour.md#registrar-election).
 enum class ProbeKind {
   // A `tractor.v1.Registrar` answered `Hello`.
   kRegistrar,

@@ -1,5 +1,6 @@
 // The registrar: maps actor names to the addresses they accept on
-// (DESIGN.md section 9, spec/semantics.md section 4.1).
+// (docs/design.md#discovery-and-addresses,
+// docs/behaviour.md#registrar-table).
 //
 // `RegistrarService` implements the `tractor.v1.Registrar` gRPC service
 // (protos/tractor/v1/registrar.proto) with gRPC's callback API, and also

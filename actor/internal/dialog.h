@@ -1,5 +1,6 @@
 // One dialog's transport: a `tractor.v1.Actor/Open` gRPC stream seen as a
-// bounded inbox and an outbox (docs/architecture.md, "A stream item").
+// bounded inbox and an outbox (docs/design.md#wire-contract,
+// docs/design.md#flow-control; docs/architecture.md walks a stream item).
 //
 // The gRPC side follows the reactor contract: at most one read and one write
 // outstanding, and the reactor is released (server `Finish`, client

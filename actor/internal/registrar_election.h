@@ -1,6 +1,6 @@
 // Registrar election at boot: does the root use the registrars at its
 // registry addresses, or become the registrar itself?
-// (docs/architecture.md, "Discovery").
+// (docs/behaviour.md#registrar-election).
 #ifndef TRACTOR_ACTOR_INTERNAL_REGISTRAR_ELECTION_H_
 #define TRACTOR_ACTOR_INTERNAL_REGISTRAR_ELECTION_H_
 

@@ -1,6 +1,6 @@
 // Starting child actor processes: the program re-executes its own binary
-// with the child's SpawnSpec in the environment (docs/architecture.md,
-// "Processes").
+// with the child's SpawnSpec in the environment
+// (docs/design.md#spawning-by-re-exec).
 #ifndef TRACTOR_ACTOR_INTERNAL_SPAWN_H_
 #define TRACTOR_ACTOR_INTERNAL_SPAWN_H_
 

@@ -1,5 +1,6 @@
-// `MsgStream::Subscribe` between real actor processes (spec section 2.9;
-// tractor's test_advanced_streaming.py `test_local_task_fanout_from_stream`).
+// `MsgStream::Subscribe` between real actor processes
+// (docs/behaviour.md#broadcast-to-local-tasks; tractor's
+// test_advanced_streaming.py `test_local_task_fanout_from_stream`).
 #include <atomic>
 #include <stdexcept>
 #include <vector>

@@ -1,5 +1,6 @@
-// Broadcast fan-out between local tasks, no processes (spec section 2.9;
-// the scenarios of tractor's tests/test_task_broadcasting.py).
+// Broadcast fan-out between local tasks, no processes
+// (docs/behaviour.md#broadcast-to-local-tasks; the scenarios of tractor's
+// tests/test_task_broadcasting.py).
 #include "actor/broadcast.h"
 
 #include <atomic>

@@ -1,6 +1,7 @@
 // One-cancels-all supervision, error relay and teardown across real actor
-// processes (spec section 3.3 and the scenarios of test_cancellation.py,
-// test_spawning.py, test_reg_err_types.py and test_runtime.py).
+// processes (docs/behaviour.md#supervision and the scenarios of tractor's
+// test_cancellation.py, test_spawning.py, test_reg_err_types.py and
+// test_runtime.py).
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>

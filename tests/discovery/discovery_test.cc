@@ -3,7 +3,7 @@
 // QueryActor / GetRegistry, registrar election at boot, multi-homing and
 // address forms. Ports the scenarios of tractor's tests/discovery/
 // test_registrar.py, test_tpt_bind_addrs.py, test_multiaddr.py and
-// tests/ipc/test_multi_tpt.py (spec/semantics.md section 8).
+// tests/ipc/test_multi_tpt.py (docs/behaviour.md#acceptance-scenarios).
 #include "discovery/discovery.h"
 
 #include <netinet/in.h>

@@ -336,7 +336,8 @@ TEST_F(MultiProgramTest, AGoneRegistrarIsTransportClosed) {
 
 TEST_F(MultiProgramTest, SecondProgramUsesTheFirstAsItsRegistrar) {
   // Two roots given the same registry address: the first becomes the
-  // registrar, the second finds it there (spec 3.1 election).
+  // registrar, the second finds it there
+  // (docs/behaviour.md#registrar-election).
   TempDir dir;
   const std::string registry = dir.Sock("reg.sock");
   Served first = Serve("first", {registry});

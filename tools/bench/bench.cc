@@ -1,7 +1,8 @@
 // The benchmark suite: each row runs a raw gRPC baseline (same library, same
 // build flags, loopback) and the same job through the actor runtime, with
 // raw and ours rounds interleaved so that machine drift hits both
-// (DESIGN.md section 11). See README.md for the rows and the latest table.
+// (docs/design.md#tests-and-benchmarks). See README.md for the rows and the
+// latest table.
 //
 //   bazel run -c opt //tools/bench -- [--quick] [--json out.json]
 //       [--raw_server PATH] [--only 1,3,...] [--side both|raw|ours]

@@ -1,0 +1,452 @@
+// The dialog transport: a client Dialog and a server Dialog joined by one
+// `tractor.v1.Actor/Open` stream over an in-process gRPC channel (no actors,
+// no listening port), plus the outbox's batching seen through a recording
+// transport. Every wait is bounded by a deadline.
+#include "actor/internal/dialog.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "actor/cancel.h"
+#include "actor/errors.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "tractor/v1/actor.grpc.pb.h"
+#include "tractor/v1/msg.pb.h"
+
+namespace tractor::internal {
+namespace {
+
+// Bound of a wait for something that is expected to happen.
+constexpr absl::Duration kWait = absl::Seconds(10);
+
+absl::Time Deadline() { return absl::Now() + kWait; }
+
+v1::Msg YieldMsg(int i) {
+  v1::Msg m;
+  m.mutable_yielded()->mutable_payload()->set_raw(std::to_string(i));
+  return m;
+}
+
+v1::Msg StopMsg() {
+  v1::Msg m;
+  m.mutable_stop();
+  return m;
+}
+
+v1::Msg StartMsg(const std::string& cid, const std::string& func) {
+  v1::Msg m;
+  m.mutable_start()->set_cid(cid);
+  m.mutable_start()->set_func(func);
+  return m;
+}
+
+v1::Msg ReturnMsg(const std::string& raw) {
+  v1::Msg m;
+  m.mutable_returned()->mutable_payload()->set_raw(raw);
+  return m;
+}
+
+// A count that a test can wait for, bumped from gRPC threads.
+class Counter {
+ public:
+  void Add() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      ++n_;
+    }
+    cv_.notify_all();
+  }
+  // True once the count reached `n`; false when `until` passed first.
+  bool WaitFor(int n, absl::Time until) {
+    std::unique_lock<std::mutex> lk(mu_);
+    return cv_.wait_until(lk, absl::ToChronoTime(until),
+                          [&] { return n_ >= n; });
+  }
+  int value() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return n_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int n_ = 0;
+};
+
+// The server side of the pair: each Actor/Open stream becomes a Dialog the
+// test can take, configured by `setup` before its first read.
+class CapturingActorService final : public v1::Actor::CallbackService {
+ public:
+  // Runs on the gRPC thread that accepts the stream, before reads start.
+  std::function<void(Dialog&)> setup;
+
+  grpc::ServerBidiReactor<v1::Msg, v1::Msg>* Open(
+      grpc::CallbackServerContext*) override {
+    auto dialog = std::make_shared<Dialog>();
+    auto* reactor = new ServerDialogReactor(dialog);
+    if (setup) setup(*dialog);
+    dialog->ResumeReads();
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      opened_.push_back(dialog);
+    }
+    cv_.notify_all();
+    return reactor;
+  }
+
+  // The `index`th stream opened, or null when none came before `until`.
+  std::shared_ptr<Dialog> AwaitOpened(size_t index, absl::Time until) {
+    std::unique_lock<std::mutex> lk(mu_);
+    if (!cv_.wait_until(lk, absl::ToChronoTime(until),
+                        [&] { return opened_.size() > index; })) {
+      return nullptr;
+    }
+    return opened_[index];
+  }
+
+  std::vector<std::shared_ptr<Dialog>> opened() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return opened_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::shared_ptr<Dialog>> opened_;  // guarded by mu_
+};
+
+class DialogPairTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    grpc::ServerBuilder builder;
+    builder.RegisterService(&service_);
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    channel_ = server_->InProcessChannel(grpc::ChannelArguments());
+  }
+
+  void TearDown() override {
+    // Each side ends its half; both RPC halves complete before the server
+    // stops.
+    if (client_) {
+      client_->Close(grpc::Status::OK, /*abort=*/true);
+      client_->WaitDoneReason(kWait);
+    }
+    for (auto& d : service_.opened()) d->WaitDoneReason(kWait);
+    if (server_) {
+      server_->Shutdown(std::chrono::system_clock::now() +
+                        std::chrono::seconds(5));
+    }
+  }
+
+  // Opens the stream and returns once the server side is accepted.
+  void Connect() {
+    client_ = Dialog::Connect(channel_);
+    server_dialog_ = service_.AwaitOpened(0, Deadline());
+    ASSERT_NE(server_dialog_, nullptr) << "the server never saw the stream";
+  }
+
+  // Receives on `d` within kWait; fails the test on a timeout.
+  static std::optional<v1::Msg> ReceiveOn(Dialog& d) {
+    bool timed_out = false;
+    auto m = d.Receive(Deadline(), &timed_out);
+    EXPECT_FALSE(timed_out) << "no message within " << kWait;
+    return m;
+  }
+
+  CapturingActorService service_;  // outlives server_
+  std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::shared_ptr<Dialog> client_;
+  std::shared_ptr<Dialog> server_dialog_;
+};
+
+TEST_F(DialogPairTest, ClientMessageReachesTheServerAndItsEchoComesBack) {
+  ASSERT_NO_FATAL_FAILURE(Connect());
+  client_->Send(StartMsg("cid-1", "ns:echo"));
+
+  auto at_server = ReceiveOn(*server_dialog_);
+  ASSERT_TRUE(at_server.has_value());
+  ASSERT_TRUE(at_server->has_start());
+  EXPECT_EQ(at_server->start().cid(), "cid-1");
+  EXPECT_EQ(at_server->start().func(), "ns:echo");
+
+  server_dialog_->Send(*at_server);
+  auto back = ReceiveOn(*client_);
+  ASSERT_TRUE(back.has_value());
+  ASSERT_TRUE(back->has_start());
+  EXPECT_EQ(back->start().cid(), "cid-1");
+  EXPECT_EQ(back->start().func(), "ns:echo");
+  EXPECT_FALSE(client_->broken());
+  EXPECT_FALSE(server_dialog_->broken());
+}
+
+TEST_F(DialogPairTest, ServerSendAndCloseDeliversTheLastMessageAndEndsReads) {
+  ASSERT_NO_FATAL_FAILURE(Connect());
+  client_->Send(StartMsg("cid-1", "ns:f"));
+  ASSERT_TRUE(ReceiveOn(*server_dialog_).has_value());
+
+  EXPECT_TRUE(server_dialog_->SendAndClose(ReturnMsg("result")));
+  // The server wrote its last message: nothing more leaves.
+  EXPECT_FALSE(server_dialog_->SendAndClose(ReturnMsg("again")));
+  EXPECT_FALSE(server_dialog_->SendNoWait(YieldMsg(1)));
+
+  auto last = ReceiveOn(*client_);
+  ASSERT_TRUE(last.has_value());
+  ASSERT_TRUE(last->has_returned());
+  EXPECT_EQ(last->returned().payload().raw(), "result");
+
+  // Then the client's reads end: Receive returns at once, not by timing out.
+  bool timed_out = true;
+  EXPECT_FALSE(client_->Receive(Deadline(), &timed_out).has_value());
+  EXPECT_FALSE(timed_out);
+  EXPECT_FALSE(client_->broken());
+}
+
+TEST_F(DialogPairTest, OverrunUnderErrorPolicyRunsTheHookAndDropsTheItem) {
+  Counter overruns;
+  service_.setup = [&](Dialog& d) {
+    d.Configure(2, v1::OVERRUN_POLICY_ERROR);
+    d.SetOverrunHook([&] { overruns.Add(); });
+  };
+  ASSERT_NO_FATAL_FAILURE(Connect());
+  // The server reads nothing yet: items 0 and 1 fill its queue, 2 to 4 are
+  // dropped; a Stop is not a stream item and is queued anyway.
+  for (int i = 0; i < 5; ++i) client_->Send(YieldMsg(i));
+  client_->Send(StopMsg());
+  ASSERT_TRUE(overruns.WaitFor(3, Deadline()))
+      << "overrun hook ran " << overruns.value() << " times";
+
+  for (int i = 0; i < 2; ++i) {
+    auto m = ReceiveOn(*server_dialog_);
+    ASSERT_TRUE(m.has_value());
+    ASSERT_TRUE(m->has_yielded()) << m->ShortDebugString();
+    EXPECT_EQ(m->yielded().payload().raw(), std::to_string(i));
+  }
+  auto stop = ReceiveOn(*server_dialog_);
+  ASSERT_TRUE(stop.has_value());
+  EXPECT_TRUE(stop->has_stop()) << stop->ShortDebugString();
+
+  bool timed_out = false;
+  EXPECT_FALSE(server_dialog_->Receive(absl::Now() + absl::Milliseconds(50),
+                                       &timed_out)
+                   .has_value());
+  EXPECT_TRUE(timed_out);
+  EXPECT_EQ(overruns.value(), 3);
+  EXPECT_FALSE(server_dialog_->broken());
+}
+
+TEST_F(DialogPairTest, BackpressureLosesNothingThroughATinyQueue) {
+  constexpr int kItems = 500;
+  Counter overruns;
+  service_.setup = [&](Dialog& d) {
+    d.Configure(1, v1::OVERRUN_POLICY_BACKPRESSURE);
+    d.SetOverrunHook([&] { overruns.Add(); });
+  };
+  ASSERT_NO_FATAL_FAILURE(Connect());
+
+  // The sender outruns a receiver whose queue holds one item, so its Send
+  // blocks on flow control; FailAfter bounds each blocked Send.
+  std::exception_ptr send_error;
+  std::thread sender([&] {
+    try {
+      FailAfter(kWait, [&] {
+        for (int i = 0; i < kItems; ++i) client_->Send(YieldMsg(i));
+        client_->Send(StopMsg());
+      });
+    } catch (...) {
+      send_error = std::current_exception();
+    }
+  });
+  int received = 0;
+  for (int i = 0; i < kItems; ++i) {
+    auto m = ReceiveOn(*server_dialog_);
+    if (!m.has_value() || !m->has_yielded()) {
+      ADD_FAILURE() << "item " << i << ": "
+                    << (m ? m->ShortDebugString() : "stream ended");
+      break;
+    }
+    EXPECT_EQ(m->yielded().payload().raw(), std::to_string(i));
+    ++received;
+  }
+  if (received == kItems) {
+    auto stop = ReceiveOn(*server_dialog_);
+    ASSERT_TRUE(stop.has_value());
+    EXPECT_TRUE(stop->has_stop()) << stop->ShortDebugString();
+  } else {
+    client_->Close(grpc::Status::OK, /*abort=*/true);  // unblocks the sender
+  }
+  sender.join();
+  EXPECT_EQ(received, kItems);
+  EXPECT_FALSE(send_error) << Describe(send_error);
+  EXPECT_EQ(overruns.value(), 0);
+}
+
+TEST_F(DialogPairTest, YieldsQueuedWithBatchesOnArriveAllInOrder) {
+  constexpr int kItems = 300;
+  ASSERT_NO_FATAL_FAILURE(Connect());
+  client_->SetPeerAcceptsBatches(true);
+  // SendNoWait never blocks: all but the first queue behind a busy write
+  // and leave as Batch messages.
+  for (int i = 0; i < kItems; ++i) ASSERT_TRUE(client_->SendNoWait(YieldMsg(i)));
+  ASSERT_TRUE(client_->SendNoWait(StopMsg()));
+
+  for (int i = 0; i < kItems; ++i) {
+    auto m = ReceiveOn(*server_dialog_);
+    ASSERT_TRUE(m.has_value()) << "item " << i;
+    // The receiver unpacks a Batch into its items.
+    ASSERT_TRUE(m->has_yielded()) << "item " << i << ": " << m->ShortDebugString();
+    EXPECT_EQ(m->yielded().payload().raw(), std::to_string(i));
+  }
+  auto stop = ReceiveOn(*server_dialog_);
+  ASSERT_TRUE(stop.has_value());
+  EXPECT_TRUE(stop->has_stop()) << stop->ShortDebugString();
+}
+
+TEST_F(DialogPairTest, AbortMakesThePeerSeeTheStreamBrokenAndRunsItsHookOnce) {
+  Counter broken_hook;
+  service_.setup = [&](Dialog& d) { d.SetBrokenHook([&] { broken_hook.Add(); }); };
+  ASSERT_NO_FATAL_FAILURE(Connect());
+  client_->Send(StartMsg("cid-1", "ns:f"));
+  ASSERT_TRUE(ReceiveOn(*server_dialog_).has_value());
+  EXPECT_FALSE(server_dialog_->broken());
+
+  client_->Close(grpc::Status::OK, /*abort=*/true);
+
+  ASSERT_TRUE(broken_hook.WaitFor(1, Deadline()));
+  EXPECT_TRUE(server_dialog_->broken());
+  // A broken stream ends the server's reads at once and refuses sends.
+  bool timed_out = true;
+  EXPECT_FALSE(server_dialog_->Receive(Deadline(), &timed_out).has_value());
+  EXPECT_FALSE(timed_out);
+  EXPECT_THROW(server_dialog_->Send(YieldMsg(1)), TransportClosed);
+  EXPECT_FALSE(server_dialog_->SendNoWait(YieldMsg(2)));
+  EXPECT_EQ(server_dialog_->WaitDoneReason(kWait),
+            "the caller cancelled the dialog or vanished");
+  // The server's RPC is done: the hook ran once, not again at the end.
+  EXPECT_EQ(broken_hook.value(), 1);
+
+  client_->WaitDoneReason(kWait);
+  EXPECT_TRUE(client_->broken());
+}
+
+TEST_F(DialogPairTest, ReceiveUntilTimesOutWithTimedOutSet) {
+  ASSERT_NO_FATAL_FAILURE(Connect());
+  const absl::Duration wait = absl::Milliseconds(100);
+  for (Dialog* d : {client_.get(), server_dialog_.get()}) {
+    bool timed_out = false;
+    const absl::Time t0 = absl::Now();
+    EXPECT_FALSE(d->Receive(t0 + wait, &timed_out).has_value());
+    EXPECT_TRUE(timed_out);
+    EXPECT_GE(absl::Now() - t0, wait);
+    EXPECT_FALSE(d->broken());
+  }
+  // A message that is there is no timeout.
+  server_dialog_->Send(YieldMsg(7));
+  bool timed_out = true;
+  auto m = client_->Receive(Deadline(), &timed_out);
+  EXPECT_FALSE(timed_out);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->yielded().payload().raw(), "7");
+}
+
+// ---------------------------------------------------------------------------
+// The outbox seen from the transport: a fake that records what Dialog asks
+// it to write, and whose writes complete when the test says so.
+
+class RecordingTransport : public DialogTransport {
+ public:
+  void Read(v1::Msg*) override {}
+  void Write(const v1::Msg* msg, grpc::WriteOptions) override {
+    writes.push_back(*msg);
+  }
+  void Release(const grpc::Status&, bool) override { released = true; }
+
+  std::vector<v1::Msg> writes;
+  bool released = false;
+};
+
+std::vector<std::string> Raws(const v1::Batch& b) {
+  std::vector<std::string> out;
+  for (const auto& y : b.items()) out.push_back(y.payload().raw());
+  return out;
+}
+
+std::vector<std::string> Range(int from, int to) {
+  std::vector<std::string> out;
+  for (int i = from; i < to; ++i) out.push_back(std::to_string(i));
+  return out;
+}
+
+TEST(DialogOutboxTest, YieldsQueuedBehindABusyWriteLeaveAsBatchesInOrder) {
+  auto d = std::make_shared<Dialog>();
+  RecordingTransport t;
+  d->Attach(&t);
+  d->SetPeerAcceptsBatches(true);
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(d->SendNoWait(YieldMsg(i)));
+  // The first write is busy; the other 99 wait behind it.
+  ASSERT_EQ(t.writes.size(), 1u);
+  ASSERT_TRUE(t.writes[0].has_yielded());
+  EXPECT_EQ(t.writes[0].yielded().payload().raw(), "0");
+
+  d->OnWriteDone(true);  // a Batch holds at most 64 items
+  ASSERT_EQ(t.writes.size(), 2u);
+  ASSERT_TRUE(t.writes[1].has_batch()) << t.writes[1].ShortDebugString();
+  EXPECT_EQ(Raws(t.writes[1].batch()), Range(1, 65));
+
+  d->OnWriteDone(true);
+  ASSERT_EQ(t.writes.size(), 3u);
+  ASSERT_TRUE(t.writes[2].has_batch()) << t.writes[2].ShortDebugString();
+  EXPECT_EQ(Raws(t.writes[2].batch()), Range(65, 100));
+
+  d->OnWriteDone(true);
+  EXPECT_EQ(t.writes.size(), 3u);
+}
+
+TEST(DialogOutboxTest, ABatchStopsAtTheFirstMessageThatIsNotAYield) {
+  auto d = std::make_shared<Dialog>();
+  RecordingTransport t;
+  d->Attach(&t);
+  d->SetPeerAcceptsBatches(true);
+  ASSERT_TRUE(d->SendNoWait(YieldMsg(0)));
+  ASSERT_TRUE(d->SendNoWait(YieldMsg(1)));
+  ASSERT_TRUE(d->SendNoWait(YieldMsg(2)));
+  ASSERT_TRUE(d->SendNoWait(StopMsg()));
+  ASSERT_TRUE(d->SendNoWait(YieldMsg(3)));
+  for (int i = 0; i < 4; ++i) d->OnWriteDone(true);
+
+  ASSERT_EQ(t.writes.size(), 4u);
+  EXPECT_EQ(t.writes[0].yielded().payload().raw(), "0");
+  ASSERT_TRUE(t.writes[1].has_batch());
+  EXPECT_EQ(Raws(t.writes[1].batch()), Range(1, 3));
+  EXPECT_TRUE(t.writes[2].has_stop());
+  ASSERT_TRUE(t.writes[3].has_yielded());
+  EXPECT_EQ(t.writes[3].yielded().payload().raw(), "3");
+}
+
+TEST(DialogOutboxTest, WithoutBatchesEveryYieldLeavesAlone) {
+  auto d = std::make_shared<Dialog>();
+  RecordingTransport t;
+  d->Attach(&t);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(d->SendNoWait(YieldMsg(i)));
+  for (int i = 0; i < 3; ++i) d->OnWriteDone(true);
+  ASSERT_EQ(t.writes.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(t.writes[i].has_yielded()) << t.writes[i].ShortDebugString();
+    EXPECT_EQ(t.writes[i].yielded().payload().raw(), std::to_string(i));
+  }
+}
+
+}  // namespace
+}  // namespace tractor::internal

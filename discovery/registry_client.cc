@@ -6,7 +6,6 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -19,24 +18,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "discovery/channel.h"
 #include "glog/logging.h"
 
 namespace tractor::discovery {
 namespace {
 
 namespace v1 = ::tractor::v1;
-
-grpc::ChannelArguments RegistrarChannelArgs() {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  // Notice a registrar host that vanished (link down) within seconds.
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 2000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 2000);
-  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-  return args;
-}
 
 // A sockaddr for a TCP or unix address. DNS names are resolved (blocking).
 struct SockAddr {
@@ -125,47 +113,6 @@ int RawConnect(const Address& addr, absl::Duration timeout) {
   return err;
 }
 
-// Waits for a set of asynchronous unary calls.
-class Batch {
- public:
-  void Add() {
-    std::lock_guard<std::mutex> lk(mu_);
-    ++pending_;
-  }
-  void Done() {
-    std::lock_guard<std::mutex> lk(mu_);
-    --pending_;
-    cv_.notify_all();
-  }
-  void Wait() {
-    std::unique_lock<std::mutex> lk(mu_);
-    cv_.wait(lk, [&] { return pending_ == 0; });
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  size_t pending_ = 0;
-};
-
-template <class Req, class Rep>
-struct UnaryCall {
-  std::unique_ptr<v1::Registrar::Stub> stub;
-  grpc::ClientContext ctx;
-  Req req;
-  Rep rep;
-  grpc::Status status;
-};
-
-template <class Req, class Rep>
-std::shared_ptr<UnaryCall<Req, Rep>> NewCall(const std::shared_ptr<grpc::Channel>& channel,
-                                             absl::Duration timeout) {
-  auto call = std::make_shared<UnaryCall<Req, Rep>>();
-  call->stub = v1::Registrar::NewStub(channel);
-  call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  return call;
-}
-
 ProbeResult ProbeOne(const Address& addr, absl::Time deadline) {
   ProbeResult out{addr, ProbeKind::kAbsent, {}, ""};
   if (addr.kind() != Address::Kind::kUnix && addr.port() == 0) {
@@ -182,7 +129,7 @@ ProbeResult ProbeOne(const Address& addr, absl::Time deadline) {
   // Something listens: ask it who it is. A private channel (its own
   // subchannel pool), so no earlier connection state in this process can
   // make the answer fail fast.
-  grpc::ChannelArguments args = RegistrarChannelArgs();
+  grpc::ChannelArguments args = ClientChannelArgs(ChannelPurpose::kRegistrar);
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   auto channel = grpc::CreateCustomChannel(
       addr.GrpcTarget(), grpc::InsecureChannelCredentials(), args);
@@ -232,11 +179,7 @@ std::shared_ptr<grpc::Channel> RegistrarChannel(const Address& addr) {
       new std::map<std::string, std::shared_ptr<grpc::Channel>>;
   std::lock_guard<std::mutex> lk(mu);
   auto& ch = (*channels)[addr.ToString()];
-  if (!ch) {
-    ch = grpc::CreateCustomChannel(addr.GrpcTarget(),
-                                   grpc::InsecureChannelCredentials(),
-                                   RegistrarChannelArgs());
-  }
+  if (!ch) ch = NewChannel(addr, ChannelPurpose::kRegistrar);
   return ch;
 }
 
@@ -281,41 +224,6 @@ std::optional<std::string> LocalIpToward(const Address& to) {
   return out;
 }
 
-absl::Status PrepareUnixListenPath(const Address& addr) {
-  if (addr.kind() != Address::Kind::kUnix) return absl::OkStatus();
-  const std::string& path = addr.path();
-  struct stat st;
-  if (lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return absl::OkStatus();
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot listen on ", addr.ToString(), ": ", std::strerror(errno)));
-  }
-  if (!S_ISSOCK(st.st_mode)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot listen on ", addr.ToString(), ": ", path,
-                     " exists and is not a socket"));
-  }
-  int err = RawConnect(addr, absl::Milliseconds(500));
-  if (err == 0 || err == ETIMEDOUT || err == EAGAIN) {
-    return absl::AlreadyExistsError(absl::StrCat(
-        "cannot listen on ", addr.ToString(),
-        ": address already in use (a process listens on ", path, ")"));
-  }
-  if (err != ECONNREFUSED) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot listen on ", addr.ToString(), ": probing ", path,
-                     ": ", std::strerror(err)));
-  }
-  VLOG(1) << "removing stale socket file " << path;
-  if (unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot listen on ", addr.ToString(),
-                     ": cannot remove stale ", path, ": ",
-                     std::strerror(errno)));
-  }
-  return absl::OkStatus();
-}
-
 // ---------------------------------------------------------------------------
 // Registrant.
 
@@ -339,33 +247,36 @@ Registrant::~Registrant() { Stop(); }
 
 size_t Registrant::RegisterRound(absl::Duration timeout) {
   using Call = UnaryCall<v1::RegisterRequest, v1::RegisterReply>;
-  auto batch = std::make_shared<Batch>();
-  std::vector<std::shared_ptr<Call>> calls;
+  const CallOptions call_options{.deadline = absl::Now() + timeout};
+  // Concurrent: start every call, then await each. The stubs outlive the
+  // calls.
+  std::vector<std::unique_ptr<v1::Registrar::Stub>> stubs;
+  std::vector<std::unique_ptr<Call>> calls;
   for (const Target& t : targets_) {
-    auto call = NewCall<v1::RegisterRequest, v1::RegisterReply>(
-        RegistrarChannel(t.registrar), timeout);
-    v1::Registration* reg = call->req.mutable_registration();
+    v1::RegisterRequest req;
+    v1::Registration* reg = req.mutable_registration();
     *reg->mutable_aid() = options_.aid;
     for (const auto& a : t.addrs) reg->add_addrs(a);
     reg->set_lease_ms(
         static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.lease)));
-    batch->Add();
-    call->stub->async()->Register(&call->ctx, &call->req, &call->rep,
-                                  [call, batch](grpc::Status s) {
-                                    call->status = std::move(s);
-                                    batch->Done();
-                                  });
-    calls.push_back(std::move(call));
+    stubs.push_back(v1::Registrar::NewStub(RegistrarChannel(t.registrar)));
+    v1::Registrar::Stub* stub = stubs.back().get();
+    calls.push_back(Call::Start(
+        [&](auto* ctx, auto* request, auto* reply, auto done) {
+          stub->async()->Register(ctx, request, reply, std::move(done));
+        },
+        std::move(req), call_options));
   }
-  batch->Wait();
+  std::vector<grpc::Status> statuses;
+  for (auto& call : calls) statuses.push_back(call->Await());
   size_t ok = 0;
   for (size_t i = 0; i < calls.size(); ++i) {
     Target& t = targets_[i];
     const bool was_ok = t.ok;
-    t.ok = calls[i]->status.ok();
+    t.ok = statuses[i].ok();
     if (t.ok) {
       ++ok;
-      t.granted = absl::Milliseconds(calls[i]->rep.lease_ms());
+      t.granted = absl::Milliseconds(calls[i]->reply().lease_ms());
       if (!was_ok) {
         VLOG(1) << "actor '" << options_.aid.name() << "' registered with "
                 << t.registrar << " (lease " << t.granted << ")";
@@ -374,9 +285,9 @@ size_t Registrant::RegisterRound(absl::Duration timeout) {
       LOG_IF(WARNING, was_ok)
           << "actor '" << options_.aid.name() << "' cannot refresh its "
           << "registration with " << t.registrar << ": "
-          << calls[i]->status.error_message();
+          << statuses[i].error_message();
       VLOG(1) << "actor '" << options_.aid.name() << "' cannot register with "
-              << t.registrar << ": " << calls[i]->status.error_message();
+              << t.registrar << ": " << statuses[i].error_message();
     }
   }
   return ok;
@@ -429,25 +340,26 @@ void Registrant::Stop() {
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
   using Call = UnaryCall<v1::UnregisterRequest, v1::UnregisterReply>;
-  auto batch = std::make_shared<Batch>();
-  std::vector<std::shared_ptr<Call>> calls;
+  const CallOptions call_options{.deadline =
+                                     absl::Now() + options_.unregister_timeout};
+  std::vector<std::unique_ptr<v1::Registrar::Stub>> stubs;
+  std::vector<std::unique_ptr<Call>> calls;
   for (const Target& t : targets_) {
-    auto call = NewCall<v1::UnregisterRequest, v1::UnregisterReply>(
-        RegistrarChannel(t.registrar), options_.unregister_timeout);
-    call->req.set_uuid(options_.aid.uuid());
-    batch->Add();
-    call->stub->async()->Unregister(&call->ctx, &call->req, &call->rep,
-                                    [call, batch](grpc::Status s) {
-                                      call->status = std::move(s);
-                                      batch->Done();
-                                    });
-    calls.push_back(std::move(call));
+    v1::UnregisterRequest req;
+    req.set_uuid(options_.aid.uuid());
+    stubs.push_back(v1::Registrar::NewStub(RegistrarChannel(t.registrar)));
+    v1::Registrar::Stub* stub = stubs.back().get();
+    calls.push_back(Call::Start(
+        [&](auto* ctx, auto* request, auto* reply, auto done) {
+          stub->async()->Unregister(ctx, request, reply, std::move(done));
+        },
+        std::move(req), call_options));
   }
-  batch->Wait();
   for (size_t i = 0; i < calls.size(); ++i) {
+    const grpc::Status status = calls[i]->Await();
     VLOG(1) << "actor '" << options_.aid.name() << "' unregister from "
             << targets_[i].registrar << ": "
-            << (calls[i]->status.ok() ? "ok" : calls[i]->status.error_message());
+            << (status.ok() ? "ok" : status.error_message());
   }
 }
 
@@ -582,26 +494,33 @@ std::optional<LookupResult> Lookup::Next(absl::Time until) {
 // One-shot calls.
 
 grpc::Status DeleteAddr(const Address& registrar, const std::string& addr,
-                        absl::Duration timeout) {
+                        absl::Duration timeout, CallWaiter* waiter) {
   auto stub = v1::Registrar::NewStub(RegistrarChannel(registrar));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   v1::DeleteAddrRequest req;
   req.set_addr(addr);
   v1::DeleteAddrReply rep;
-  return stub->DeleteAddr(&ctx, req, &rep);
+  return BlockingUnaryCall(
+      [&](auto* ctx, auto* request, auto* reply, auto done) {
+        stub->async()->DeleteAddr(ctx, request, reply, std::move(done));
+      },
+      std::move(req), &rep,
+      {.deadline = absl::Now() + timeout, .waiter = waiter});
 }
 
 grpc::Status ListRegistrations(const Address& registrar,
                                std::vector<v1::Registration>* out,
-                               absl::Duration timeout) {
+                               absl::Duration timeout, CallWaiter* waiter) {
   auto stub = v1::Registrar::NewStub(RegistrarChannel(registrar));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  v1::ListRequest req;
   v1::ListReply rep;
-  grpc::Status s = stub->List(&ctx, req, &rep);
-  if (s.ok()) out->assign(rep.registrations().begin(), rep.registrations().end());
+  grpc::Status s = BlockingUnaryCall(
+      [&](auto* ctx, auto* request, auto* reply, auto done) {
+        stub->async()->List(ctx, request, reply, std::move(done));
+      },
+      v1::ListRequest(), &rep,
+      {.deadline = absl::Now() + timeout, .waiter = waiter});
+  if (s.ok()) {
+    out->assign(rep.registrations().begin(), rep.registrations().end());
+  }
   return s;
 }
 

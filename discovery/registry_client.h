@@ -7,7 +7,8 @@
 // register every actor; //discovery:discovery builds the user API
 // (FindActor, WaitForActor, ...) on top of it. Nothing here depends on the
 // runtime, so nothing here is a cancellation checkpoint: callers that must be
-// cancellable wait on `Lookup::mu()`/`cv()` with the runtime's own wait.
+// cancellable wait on `Lookup::mu()`/`cv()` with the runtime's own wait, or
+// pass a `CallWaiter` (discovery/blocking_call.h) to the one-shot calls.
 #ifndef TRACTOR_DISCOVERY_REGISTRY_CLIENT_H_
 #define TRACTOR_DISCOVERY_REGISTRY_CLIENT_H_
 
@@ -24,6 +25,10 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "discovery/address.h"
+#include "discovery/blocking_call.h"
+// PrepareUnixListenPath moved to discovery/listen.h; included here until
+// every user includes it directly.
+#include "discovery/listen.h"
 #include "grpcpp/grpcpp.h"
 #include "tractor/v1/msg.pb.h"
 #include "tractor/v1/registrar.grpc.pb.h"
@@ -31,9 +36,10 @@
 namespace tractor::discovery {
 
 // Returns a gRPC channel to the registrar at `addr`, shared by every caller
-// in this process (one per canonical address). Reconnects with a short
-// backoff (100 ms to 1 s), so a restarted registrar is reached again within
-// about a second. Thread-safe.
+// in this process (one per canonical address), made with
+// `NewChannel(addr, ChannelPurpose::kRegistrar)` (discovery/channel.h). It
+// reconnects with a short backoff (100 ms to 1 s), so a restarted registrar
+// is reached again within about a second. Thread-safe.
 std::shared_ptr<grpc::Channel> RegistrarChannel(const Address& addr);
 
 // What answers at one registry address
@@ -73,13 +79,6 @@ std::vector<ProbeResult> ProbeRegistryAddrs(
 // nullopt for unix addresses, DNS names and unroutable targets. Sends no
 // packet (a connected UDP socket is only asked for its local address).
 std::optional<std::string> LocalIpToward(const Address& to);
-
-// Makes the unix socket path of `addr` ready to be bound: creates nothing,
-// removes a stale socket file that no process listens on, and refuses a path
-// where a process listens (gRPC would unlink the file and take the address
-// over) or that is not a socket. Returns FAILED_PRECONDITION/ALREADY_EXISTS
-// naming the address. A no-op for TCP addresses.
-absl::Status PrepareUnixListenPath(const Address& addr);
 
 // Keeps one actor's addresses registered with a list of registrars.
 //
@@ -237,14 +236,20 @@ class Lookup {
   std::shared_ptr<State> state_;
 };
 
-// Runs `Registrar.DeleteAddr(addr)` on `registrar`; waits at most `timeout`.
+// Runs `Registrar.DeleteAddr(addr)` on `registrar`; waits at most `timeout`,
+// and returns CANCELLED when `waiter` (if any) gives up first (see
+// discovery/blocking_call.h). Thread-safe.
 grpc::Status DeleteAddr(const Address& registrar, const std::string& addr,
-                        absl::Duration timeout = absl::Milliseconds(500));
+                        absl::Duration timeout = absl::Milliseconds(500),
+                        CallWaiter* waiter = nullptr);
 
-// Runs `Registrar.List` on `registrar`; waits at most `timeout`.
+// Runs `Registrar.List` on `registrar` and, on OK, replaces `*out` with the
+// entries; waits at most `timeout`, and returns CANCELLED when `waiter` (if
+// any) gives up first. Thread-safe.
 grpc::Status ListRegistrations(const Address& registrar,
                                std::vector<v1::Registration>* out,
-                               absl::Duration timeout = absl::Seconds(1));
+                               absl::Duration timeout = absl::Seconds(1),
+                               CallWaiter* waiter = nullptr);
 
 }  // namespace tractor::discovery
 

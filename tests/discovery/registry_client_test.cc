@@ -4,7 +4,6 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <memory>
@@ -98,27 +97,6 @@ TEST(ProbeRegistryAddrsTest, PortZeroIsAbsent) {
   auto r = ProbeRegistryAddrs({Parse("127.0.0.1:0")});
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0].kind, ProbeKind::kAbsent);
-}
-
-TEST(PrepareUnixListenPathTest, RefusesALiveSocketAndRemovesAStaleOne) {
-  TempDir dir;
-  {
-    LocalRegistrar live(dir.Sock("live.sock"), absl::Seconds(5));
-    absl::Status st = PrepareUnixListenPath(Parse(dir.Sock("live.sock")));
-    EXPECT_EQ(st.code(), absl::StatusCode::kAlreadyExists) << st;
-    EXPECT_THAT(std::string(st.message()), HasSubstr("already in use"));
-  }
-  // A socket file nobody listens on.
-  const std::string stale = dir.path() + "/stale.sock";
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un sun{};
-  sun.sun_family = AF_UNIX;
-  strcpy(sun.sun_path, stale.c_str());
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&sun), sizeof(sun)), 0);
-  close(fd);
-  ASSERT_EQ(access(stale.c_str(), F_OK), 0);
-  EXPECT_TRUE(PrepareUnixListenPath(Parse("unix:" + stale)).ok());
-  EXPECT_NE(access(stale.c_str(), F_OK), 0);
 }
 
 TEST(RegistrantTest, RegistersRefreshesBeyondTheLeaseAndUnregistersOnStop) {

@@ -454,5 +454,11 @@ TEST_F(RegistrarDaemonTest, BadCommandLineExitsTwo) {
   ExpectUsageExit(daemon, {"--lease_ms"});
 }
 
+TEST_F(RegistrarDaemonTest, UnknownLogLevelIsABadCommandLine) {
+  Daemon* daemon = Spawn({"--listen", "127.0.0.1:0", "--loglevel", "loud"});
+  ASSERT_NE(daemon, nullptr);
+  ExpectUsageExit(daemon, {"--loglevel", "'loud'", "critical, error, warning"});
+}
+
 }  // namespace
 }  // namespace tractor::registrar

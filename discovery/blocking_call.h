@@ -1,0 +1,223 @@
+// Blocking unary RPCs that their caller can cancel.
+//
+// gRPC's synchronous stubs block the calling thread until the RPC ends, with
+// no way in for a cancellation that arrives meanwhile. The helpers here issue
+// the RPC with gRPC's callback API and wait for its completion through a
+// `CallWaiter`, which the caller supplies to decide how it waits and when it
+// gives up. When the waiter gives up (returns false or throws), the RPC is
+// cancelled with `ClientContext::TryCancel` and awaited, so it never outlives
+// the call, and the helper returns CANCELLED (or lets the exception through).
+//
+//   grpc::Status s = BlockingUnaryCall(
+//       [&](auto* ctx, auto* req, auto* rep, auto done) {
+//         stub->async()->List(ctx, req, rep, std::move(done));
+//       },
+//       v1::ListRequest(), &reply,
+//       {.deadline = absl::Now() + absl::Seconds(1), .waiter = &waiter});
+//
+// Callers without a cancellation source pass no waiter (the wait ends with
+// the RPC, at its deadline at the latest). Threads with a `std::stop_token`
+// use `StopTokenWaiter`. A runtime with its own notion of cancellation (the
+// actor runtime's cancel scopes) implements `CallWaiter` with its own
+// blocking primitive, so its waits stay checkpoints.
+//
+// Nothing here depends on the actor runtime.
+#ifndef TRACTOR_DISCOVERY_BLOCKING_CALL_H_
+#define TRACTOR_DISCOVERY_BLOCKING_CALL_H_
+
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <stop_token>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+
+namespace tractor::discovery {
+
+// How a blocking call waits for its RPC to complete, and learns that its
+// caller was cancelled.
+//
+// Both methods are called on the calling thread with `lk` holding the call's
+// mutex; `cv` is notified (under that mutex) when the RPC completes, and
+// `done()` (which requires the mutex) tells whether it has. Like a
+// condition-variable wait they may release `lk` while blocked, and must hold
+// it again when they return or throw.
+//
+// An implementation is used by one call at a time unless it says otherwise;
+// it is owned by the caller and must outlive the call.
+class CallWaiter {
+ public:
+  virtual ~CallWaiter() = default;
+
+  // Blocks until `done()` is true, or the caller is cancelled. Returns true
+  // when `done()` is true. Returns false, or throws, when the caller was
+  // cancelled first: the RPC is then cancelled and awaited with
+  // `WaitUncancellable` before the blocking call returns CANCELLED (or the
+  // exception propagates).
+  virtual bool Wait(std::unique_lock<std::mutex>& lk,
+                    std::condition_variable_any& cv,
+                    absl::FunctionRef<bool()> done) = 0;
+
+  // Blocks until `done()` is true, whatever happens to the caller; used
+  // after the RPC was cancelled, so it completes promptly. Must not throw.
+  // The default waits on `cv`.
+  virtual void WaitUncancellable(std::unique_lock<std::mutex>& lk,
+                                 std::condition_variable_any& cv,
+                                 absl::FunctionRef<bool()> done);
+};
+
+// A `CallWaiter` cancelled through a `std::stop_token`: `Wait` returns false
+// as soon as a stop is requested on it. Thread-safe; may serve several calls
+// at once. Does not own the stop source.
+class StopTokenWaiter final : public CallWaiter {
+ public:
+  explicit StopTokenWaiter(std::stop_token token) : token_(std::move(token)) {}
+
+  bool Wait(std::unique_lock<std::mutex>& lk, std::condition_variable_any& cv,
+            absl::FunctionRef<bool()> done) override;
+
+ private:
+  const std::stop_token token_;
+};
+
+// Options of one call.
+struct CallOptions {
+  // When the RPC fails with DEADLINE_EXCEEDED (set on the ClientContext).
+  absl::Time deadline = absl::InfiniteFuture();
+  // gRPC's wait_for_ready: wait for an unreachable server to come up (until
+  // the deadline) instead of failing UNAVAILABLE at once.
+  bool wait_for_ready = false;
+  // How the caller waits; null waits until the RPC ends, uncancellably.
+  // Not owned; must outlive the call.
+  CallWaiter* waiter = nullptr;
+};
+
+namespace blocking_call_internal {
+
+// The completion state shared by a call and gRPC's callback. The callback
+// holds only this (never the ClientContext), so the context, and the channel
+// reference it holds, are always released by the caller's thread: releasing
+// the last reference to a channel on one of gRPC's callback threads can
+// deadlock or crash gRPC. Thread-safe.
+class Completion {
+ public:
+  // Records the RPC's final status and wakes the waiter (gRPC's callback).
+  void Finish(grpc::Status status);
+  // True once `Finish` ran.
+  bool done() const;
+  // Waits as described at `CallWaiter` and returns the final status, or
+  // CANCELLED when `waiter` gave up first (then `context` was cancelled and
+  // the RPC awaited). Rethrows what `waiter` threw, after the same.
+  grpc::Status Await(grpc::ClientContext& context, CallWaiter* waiter);
+  // Unless the RPC has completed, cancels it and waits for its completion
+  // (with `waiter->WaitUncancellable` when there is a waiter).
+  void CancelAndWait(grpc::ClientContext& context, CallWaiter* waiter);
+
+ private:
+  // Requires `lk` to hold mu_.
+  void CancelAndWaitLocked(std::unique_lock<std::mutex>& lk,
+                           grpc::ClientContext& context, CallWaiter* waiter);
+
+  mutable std::mutex mu_;
+  std::condition_variable_any cv_;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace blocking_call_internal
+
+// One unary RPC issued with gRPC's callback API, whose completion is awaited
+// later; several can be in flight at once (start them all, then await each).
+// Owns the request, the reply and the ClientContext. Destroying a call that
+// has not completed cancels the RPC and waits for it to end (promptly), so
+// nothing gRPC uses outlives the object.
+//
+// Thread-safe: `TryCancel` and `done` may be called from any thread; `Await`
+// and `reply()` are for the owner.
+template <class Request, class Reply>
+class UnaryCall {
+ public:
+  // Issues the RPC: calls `start(context, request, reply, done)`, which must
+  // call `stub->async()->Method(context, request, reply, std::move(done))`
+  // exactly once (`done` is a `std::function<void(grpc::Status)>`).
+  template <class StartFn>
+  static std::unique_ptr<UnaryCall> Start(StartFn&& start, Request request,
+                                          const CallOptions& options = {}) {
+    std::unique_ptr<UnaryCall> call(new UnaryCall(std::move(request)));
+    if (options.deadline != absl::InfiniteFuture()) {
+      call->context_.set_deadline(absl::ToChronoTime(options.deadline));
+    }
+    if (options.wait_for_ready) call->context_.set_wait_for_ready(true);
+    call->waiter_ = options.waiter;
+    std::shared_ptr<blocking_call_internal::Completion> completion =
+        call->completion_;
+    try {
+      std::forward<StartFn>(start)(
+          &call->context_, static_cast<const Request*>(&call->request_),
+          &call->reply_,
+          std::function<void(grpc::Status)>([completion](grpc::Status status) {
+            completion->Finish(std::move(status));
+          }));
+    } catch (...) {
+      // No RPC to wait for.
+      completion->Finish(
+          grpc::Status(grpc::StatusCode::INTERNAL, "the call did not start"));
+      throw;
+    }
+    return call;
+  }
+
+  UnaryCall(const UnaryCall&) = delete;
+  UnaryCall& operator=(const UnaryCall&) = delete;
+  ~UnaryCall() { completion_->CancelAndWait(context_, waiter_); }
+
+  // Blocks until the RPC completes (or until the waiter given in the options
+  // gives up, see `CallWaiter`) and returns its status. Calling it again
+  // returns the same status at once.
+  grpc::Status Await() { return completion_->Await(context_, waiter_); }
+
+  // Cancels the RPC if it has not completed; it then ends CANCELLED.
+  void TryCancel() { context_.TryCancel(); }
+
+  // True once the RPC has completed.
+  bool done() const { return completion_->done(); }
+
+  // The reply; meaningful after `Await` returned OK.
+  Reply& reply() { return reply_; }
+
+ private:
+  explicit UnaryCall(Request request)
+      : request_(std::move(request)),
+        completion_(std::make_shared<blocking_call_internal::Completion>()) {}
+
+  grpc::ClientContext context_;
+  const Request request_;
+  Reply reply_;
+  CallWaiter* waiter_ = nullptr;
+  const std::shared_ptr<blocking_call_internal::Completion> completion_;
+};
+
+// Issues one unary RPC (see `UnaryCall::Start` for `start`) and blocks until
+// it completes, its deadline passes, or `options.waiter` gives up. Returns the
+// RPC's status (CANCELLED when the waiter gave up first) and, on OK, moves the
+// reply into `*reply`. Rethrows what the waiter threw, after cancelling and
+// awaiting the RPC. Thread-safe (each call is independent).
+template <class Request, class Reply, class StartFn>
+grpc::Status BlockingUnaryCall(StartFn&& start, Request request, Reply* reply,
+                               const CallOptions& options = {}) {
+  auto call = UnaryCall<Request, Reply>::Start(std::forward<StartFn>(start),
+                                               std::move(request), options);
+  grpc::Status status = call->Await();
+  if (status.ok()) *reply = std::move(call->reply());
+  return status;
+}
+
+}  // namespace tractor::discovery
+
+#endif  // TRACTOR_DISCOVERY_BLOCKING_CALL_H_

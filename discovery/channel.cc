@@ -1,0 +1,40 @@
+#include "discovery/channel.h"
+
+#include <utility>
+
+#include "discovery/listen.h"
+
+namespace tractor::discovery {
+
+grpc::ChannelArguments ClientChannelArgs(ChannelPurpose purpose) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  switch (purpose) {
+    case ChannelPurpose::kActor:
+      args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 1000);
+      args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 1000);
+      break;
+    case ChannelPurpose::kRegistrar:
+      args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+      args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 2000);
+      args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 2000);
+      break;
+  }
+  return args;
+}
+
+std::shared_ptr<grpc::Channel> NewChannel(
+    const Address& addr, ChannelPurpose purpose,
+    std::shared_ptr<grpc::ChannelCredentials> credentials) {
+  if (credentials == nullptr) {
+    credentials = grpc::InsecureChannelCredentials();
+  }
+  return grpc::CreateCustomChannel(addr.GrpcTarget(), std::move(credentials),
+                                   ClientChannelArgs(purpose));
+}
+
+}  // namespace tractor::discovery

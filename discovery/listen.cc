@@ -1,0 +1,235 @@
+#include "discovery/listen.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "glog/logging.h"
+
+namespace tractor::discovery {
+namespace {
+
+constexpr size_t kSunPathMax = sizeof(sockaddr_un{}.sun_path) - 1;
+static_assert(static_cast<size_t>(Address::kMaxUnixPathLength) <= kSunPathMax,
+              "Address admits unix paths that do not fit sockaddr_un");
+
+std::string CannotListen(const Address& addr) {
+  return absl::StrCat("cannot listen on ", addr.ToString(), ": ");
+}
+
+// Connects to the unix socket at `path` without blocking. Returns 0 when a
+// process accepts (or queues) the connection, else the errno.
+int ProbeUnixSocket(const std::string& path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  std::memcpy(sun.sun_path, path.data(), path.size());
+  int err = 0;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sun), sizeof(sun)) != 0) {
+    err = errno;
+    // A full backlog (EAGAIN) or a pending connection still means a
+    // listener.
+    if (err == EAGAIN || err == EINPROGRESS) err = 0;
+  }
+  close(fd);
+  return err;
+}
+
+// Finds out why binding the TCP address `addr` fails, by binding a socket of
+// our own the way gRPC does (SO_REUSEADDR, no SO_REUSEPORT). Returns the
+// errno, 0 when the bind works now, or nullopt when `addr` is not an IP
+// literal (DNS names are not resolved here).
+std::optional<int> ProbeTcpBind(const Address& addr) {
+  sockaddr_storage storage{};
+  socklen_t len = 0;
+  if (addr.kind() == Address::Kind::kTcp6) {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&storage);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(addr.port());
+    if (inet_pton(AF_INET6, addr.host().c_str(), &sin6->sin6_addr) != 1) {
+      return std::nullopt;
+    }
+    len = sizeof(sockaddr_in6);
+  } else if (addr.kind() == Address::Kind::kTcp4) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&storage);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(addr.port());
+    if (inet_pton(AF_INET, addr.host().c_str(), &sin->sin_addr) != 1) {
+      return std::nullopt;
+    }
+    len = sizeof(sockaddr_in);
+  } else {
+    return std::nullopt;
+  }
+  int fd = socket(storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  int err = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&storage), len) != 0) err = errno;
+  close(fd);
+  return err;
+}
+
+absl::Status BindFailure(const Address& addr) {
+  std::optional<int> err = ProbeTcpBind(addr);
+  if (err.has_value() && *err == EADDRINUSE) {
+    return absl::AlreadyExistsError(
+        absl::StrCat(CannotListen(addr), "address already in use"));
+  }
+  if (err.has_value() && *err != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(CannotListen(addr), std::strerror(*err)));
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      CannotListen(addr),
+      "bind failed (address already in use, or not a local address)"));
+}
+
+}  // namespace
+
+void ApplyServerArgs(grpc::ServerBuilder& builder) {
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+}
+
+absl::Status PrepareUnixListenPath(const Address& addr,
+                                   bool create_parent_dir) {
+  if (addr.kind() != Address::Kind::kUnix) return absl::OkStatus();
+  const std::string& path = addr.path();
+  if (path.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(CannotListen(addr), "empty socket path"));
+  }
+  if (path.size() > kSunPathMax) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(CannotListen(addr), "unix socket path is ", path.size(),
+                     " bytes long; the limit is ", kSunPathMax));
+  }
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) {
+    if (errno != ENOENT) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(CannotListen(addr), std::strerror(errno)));
+    }
+    if (!create_parent_dir) return absl::OkStatus();
+    const size_t slash = path.rfind('/');
+    if (slash == std::string::npos || slash == 0) return absl::OkStatus();
+    const std::string dir = path.substr(0, slash);
+    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(CannotListen(addr), "cannot create ", dir, ": ",
+                       std::strerror(errno)));
+    }
+    return absl::OkStatus();
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(CannotListen(addr), path, " exists and is not a socket"));
+  }
+  const int err = ProbeUnixSocket(path);
+  if (err == 0) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        CannotListen(addr), "address already in use (a process listens on ",
+        path, ")"));
+  }
+  if (err == ENOENT) return absl::OkStatus();  // removed meanwhile
+  if (err != ECONNREFUSED) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        CannotListen(addr), "probing ", path, ": ", std::strerror(err)));
+  }
+  LOG(INFO) << "removing stale socket file " << path;
+  if (unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(CannotListen(addr), "cannot remove stale ", path, ": ",
+                     std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+ListeningPorts::ListeningPorts(std::vector<Address> requested)
+    : requested_(std::move(requested)),
+      selected_(new int[requested_.size()]()) {}
+
+absl::StatusOr<ListeningPorts> BindAll(grpc::ServerBuilder& builder,
+                                       std::vector<Address> addrs,
+                                       BindOptions options) {
+  if (addrs.empty()) {
+    return absl::InvalidArgumentError("no address to listen on");
+  }
+  for (const Address& addr : addrs) {
+    absl::Status s = PrepareUnixListenPath(addr, options.create_parent_dirs);
+    if (!s.ok()) return s;
+  }
+  if (options.credentials == nullptr) {
+    options.credentials = grpc::InsecureServerCredentials();
+  }
+  ListeningPorts ports(std::move(addrs));
+  for (size_t i = 0; i < ports.requested_.size(); ++i) {
+    builder.AddListeningPort(ports.requested_[i].ListenString(),
+                             options.credentials, &ports.selected_[i]);
+  }
+  return ports;
+}
+
+absl::StatusOr<std::vector<Address>> ListeningPorts::Resolve(
+    const grpc::Server* server) const {
+  if (server == nullptr) {
+    // The builder binds in order and stops at the first failure, whose
+    // selected port stays 0.
+    size_t failed = 0;
+    while (failed < requested_.size() && selected_[failed] != 0) ++failed;
+    RemoveSocketFiles();
+    if (failed == requested_.size()) {
+      return absl::FailedPreconditionError(
+          "the gRPC server did not start (every address was bound)");
+    }
+    return BindFailure(requested_[failed]);
+  }
+  std::vector<Address> bound;
+  for (size_t i = 0; i < requested_.size(); ++i) {
+    const Address& addr = requested_[i];
+    if (addr.kind() == Address::Kind::kUnix) {
+      bound.push_back(addr);
+    } else if (selected_[i] <= 0) {
+      return BindFailure(addr);
+    } else {
+      bound.push_back(addr.WithPort(selected_[i]));
+    }
+  }
+  return bound;
+}
+
+void ListeningPorts::RemoveSocketFiles() const {
+  for (size_t i = 0; i < requested_.size(); ++i) {
+    const Address& addr = requested_[i];
+    if (addr.kind() != Address::Kind::kUnix || selected_[i] == 0) continue;
+    struct stat st;
+    if (lstat(addr.path().c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) {
+      continue;
+    }
+    if (unlink(addr.path().c_str()) != 0 && errno != ENOENT) {
+      LOG(WARNING) << "cannot remove " << addr.path() << ": "
+                   << std::strerror(errno);
+    }
+  }
+}
+
+}  // namespace tractor::discovery

@@ -1,0 +1,131 @@
+// Server side of a tractor endpoint: binding a gRPC server on a list of
+// addresses, safely for unix sockets, and the server arguments every tractor
+// server uses.
+//
+// Typical use (the registrar daemon, the actor runtime):
+//
+//   grpc::ServerBuilder builder;
+//   ApplyServerArgs(builder);
+//   absl::StatusOr<ListeningPorts> ports = BindAll(builder, addrs);
+//   if (!ports.ok()) ...;                        // a unix path is unusable
+//   builder.RegisterService(&service);
+//   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+//   absl::StatusOr<std::vector<Address>> bound = ports->Resolve(server.get());
+//   if (!bound.ok()) ...;                        // names the address
+//   ...                                          // serve at *bound
+//   server->Shutdown(); server->Wait();
+//   ports->RemoveSocketFiles();
+#ifndef TRACTOR_DISCOVERY_LISTEN_H_
+#define TRACTOR_DISCOVERY_LISTEN_H_
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "discovery/address.h"
+#include "grpcpp/grpcpp.h"
+
+namespace tractor::discovery {
+
+// The largest message a tractor server or client channel sends or accepts,
+// in bytes (64 MiB; gRPC's default receive limit is 4 MiB).
+inline constexpr int kMaxMessageBytes = 64 << 20;
+
+// Sets the server arguments every tractor server needs:
+// - send and receive limits of `kMaxMessageBytes`;
+// - GRPC_ARG_ALLOW_REUSEPORT = 0: gRPC binds TCP ports with SO_REUSEPORT by
+//   default, so a second server on a port in use would start silently and
+//   split the traffic; without it, binding fails;
+// - keepalive permits matching the clients of discovery/channel.h: pings are
+//   accepted every second, also without calls, and never count as strikes
+//   (GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS = 1,
+//   GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS = 1000,
+//   GRPC_ARG_HTTP2_MAX_PING_STRIKES = 0). Without them a server answers a
+//   client's keepalive pings during a long call with GOAWAY.
+// Call before `BuildAndStart`. Thread-compatible, like the builder.
+void ApplyServerArgs(grpc::ServerBuilder& builder);
+
+// Makes the unix socket path of `addr` ready to be bound:
+// - refuses a path longer than `sockaddr_un::sun_path` allows;
+// - removes a stale socket file, one no process listens on (connecting to it
+//   is refused), as a crashed server leaves behind;
+// - refuses a path where a process listens (ALREADY_EXISTS, "address already
+//   in use"): gRPC would unlink the file and take the address over;
+// - refuses a path that exists and is not a socket (FAILED_PRECONDITION);
+// - with `create_parent_dir`, creates the missing parent directory (one
+//   level, mode 0755; deeper missing directories are an error).
+// Every error message starts with "cannot listen on <addr>: ". A no-op for
+// TCP addresses. Thread-safe (but racing another process for the same path
+// is not detected).
+absl::Status PrepareUnixListenPath(const Address& addr,
+                                   bool create_parent_dir = false);
+
+// Options of `BindAll`.
+struct BindOptions {
+  // Credentials for every port; null means insecure.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  // Create a missing parent directory of unix socket paths (see
+  // `PrepareUnixListenPath`).
+  bool create_parent_dirs = false;
+};
+
+class ListeningPorts;
+
+// Prepares every unix socket path in `addrs` (`PrepareUnixListenPath`) and
+// adds a listening port to `builder` for every address, in order, with
+// `options.credentials`. Returns the error of the first unix path that cannot
+// be used (then the builder may hold some of the ports; do not start it).
+// Returns INVALID_ARGUMENT for an empty list. After `BuildAndStart`, call
+// `Resolve` on the result. Thread-compatible, like the builder.
+absl::StatusOr<ListeningPorts> BindAll(grpc::ServerBuilder& builder,
+                                       std::vector<Address> addrs,
+                                       BindOptions options = {});
+
+// The listening ports `BindAll` added to a `grpc::ServerBuilder`, and after
+// `BuildAndStart` the addresses they are bound to.
+//
+// The builder writes the port it selected into this object during
+// `BuildAndStart`, so it must stay alive (it may be moved) until then.
+// Thread-compatible.
+class ListeningPorts {
+ public:
+  ListeningPorts(ListeningPorts&&) = default;
+  ListeningPorts& operator=(ListeningPorts&&) = default;
+
+  // The addresses asked for, in order.
+  const std::vector<Address>& requested() const { return requested_; }
+
+  // Call with the result of the builder's `BuildAndStart` (null when it
+  // failed). Returns the accept addresses, one per requested address and in
+  // the same order: TCP addresses with the port the server bound (the real
+  // port where port 0 was asked for), unix addresses as given.
+  //
+  // When the server did not start, returns an error naming the address that
+  // could not be bound ("cannot listen on 127.0.0.1:1616: address already in
+  // use": ALREADY_EXISTS; other causes: FAILED_PRECONDITION with the reason
+  // where it can be found out), after removing the socket files of the unix
+  // addresses bound before it.
+  absl::StatusOr<std::vector<Address>> Resolve(
+      const grpc::Server* server) const;
+
+  // Removes the socket files of the unix addresses that were bound. Call
+  // after the server has shut down. Idempotent; logs failures.
+  void RemoveSocketFiles() const;
+
+ private:
+  friend absl::StatusOr<ListeningPorts> BindAll(grpc::ServerBuilder&,
+                                                std::vector<Address>,
+                                                BindOptions);
+  explicit ListeningPorts(std::vector<Address> requested);
+
+  std::vector<Address> requested_;
+  // One per requested address, written by the builder during BuildAndStart
+  // (0: not bound). Heap-allocated so that moving keeps the addresses the
+  // builder holds valid.
+  std::unique_ptr<int[]> selected_;
+};
+
+}  // namespace tractor::discovery
+
+#endif  // TRACTOR_DISCOVERY_LISTEN_H_

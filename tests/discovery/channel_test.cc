@@ -1,0 +1,87 @@
+// Tests discovery/channel.h: the channel arguments of each purpose, and that
+// a channel made by NewChannel reaches a server.
+#include "discovery/channel.h"
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "discovery/address.h"
+#include "discovery/listen.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "tests/discovery/test_procs.h"
+#include "tractor/v1/registrar.grpc.pb.h"
+
+namespace tractor::discovery {
+namespace {
+
+// The integer arguments of `args`, by name.
+std::map<std::string, int> IntArgs(const grpc::ChannelArguments& args) {
+  std::map<std::string, int> out;
+  grpc_channel_args c = args.c_channel_args();
+  for (size_t i = 0; i < c.num_args; ++i) {
+    if (c.args[i].type == GRPC_ARG_INTEGER) {
+      out[c.args[i].key] = c.args[i].value.integer;
+    }
+  }
+  return out;
+}
+
+TEST(ClientChannelArgsTest, ActorChannelsPingEverySecond) {
+  std::map<std::string, int> a =
+      IntArgs(ClientChannelArgs(ChannelPurpose::kActor));
+  EXPECT_EQ(a[GRPC_ARG_KEEPALIVE_TIME_MS], 1000);
+  EXPECT_EQ(a[GRPC_ARG_KEEPALIVE_TIMEOUT_MS], 1000);
+  EXPECT_EQ(a[GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA], 0);
+  EXPECT_EQ(a[GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS], 100);
+  EXPECT_EQ(a[GRPC_ARG_MAX_RECONNECT_BACKOFF_MS], 1000);
+  EXPECT_EQ(a.count(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS), 0u);
+  EXPECT_EQ(a[GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH], kMaxMessageBytes);
+  EXPECT_EQ(a[GRPC_ARG_MAX_SEND_MESSAGE_LENGTH], kMaxMessageBytes);
+}
+
+TEST(ClientChannelArgsTest, RegistrarChannelsPingEveryTwoSeconds) {
+  std::map<std::string, int> a =
+      IntArgs(ClientChannelArgs(ChannelPurpose::kRegistrar));
+  EXPECT_EQ(a[GRPC_ARG_KEEPALIVE_TIME_MS], 2000);
+  EXPECT_EQ(a[GRPC_ARG_KEEPALIVE_TIMEOUT_MS], 2000);
+  EXPECT_EQ(a[GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA], 0);
+  EXPECT_EQ(a[GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS], 100);
+  EXPECT_EQ(a[GRPC_ARG_MIN_RECONNECT_BACKOFF_MS], 100);
+  EXPECT_EQ(a[GRPC_ARG_MAX_RECONNECT_BACKOFF_MS], 1000);
+  EXPECT_EQ(a[GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH], kMaxMessageBytes);
+}
+
+class NoService final : public v1::Registrar::CallbackService {};
+
+TEST(NewChannelTest, ReachesAServerOverTcpAndUnix) {
+  tractor::testing::TempDir dir;
+  grpc::ServerBuilder builder;
+  ApplyServerArgs(builder);
+  auto ports = BindAll(builder, {*Address::Parse("127.0.0.1:0"),
+                                 *Address::Parse(dir.Sock("c.sock"))});
+  ASSERT_TRUE(ports.ok()) << ports.status();
+  NoService service;
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  auto bound = ports->Resolve(server.get());
+  ASSERT_TRUE(bound.ok()) << bound.status();
+  for (const Address& addr : *bound) {
+    for (ChannelPurpose purpose :
+         {ChannelPurpose::kActor, ChannelPurpose::kRegistrar}) {
+      std::shared_ptr<grpc::Channel> channel = NewChannel(addr, purpose);
+      EXPECT_TRUE(channel->WaitForConnected(std::chrono::system_clock::now() +
+                                            std::chrono::seconds(5)))
+          << addr;
+    }
+  }
+  server->Shutdown(std::chrono::system_clock::now());
+  server->Wait();
+  ports->RemoveSocketFiles();
+}
+
+}  // namespace
+}  // namespace tractor::discovery

@@ -1,0 +1,233 @@
+// Tests discovery/listen.h: making unix socket paths bindable without taking
+// over a live socket, binding a server on several addresses with port 0
+// resolved, and clear errors for addresses that cannot be bound.
+#include "discovery/listen.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "discovery/address.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "tests/discovery/test_procs.h"
+#include "tractor/v1/registrar.grpc.pb.h"
+
+namespace tractor::discovery {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
+using tractor::testing::SilentListener;
+using tractor::testing::TempDir;
+
+Address Parse(const std::string& text) {
+  absl::StatusOr<Address> a = Address::Parse(text);
+  EXPECT_TRUE(a.ok()) << a.status();
+  return a.ok() ? *a : Address::Unix("/parse-failed");
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0;
+}
+
+// A unix socket bound at `path`; listening unless `listen` is false. The
+// file stays when the socket is closed (a stale socket file).
+int UnixSocket(const std::string& path, bool listen) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  std::strncpy(sun.sun_path, path.c_str(), sizeof(sun.sun_path) - 1);
+  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&sun), sizeof(sun)), 0)
+      << std::strerror(errno);
+  if (listen) {
+    EXPECT_EQ(::listen(fd, 4), 0);
+  }
+  return fd;
+}
+
+// Returns true when something accepts a TCP connection at 127.0.0.1:port.
+bool TcpAccepts(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sin.sin_port = htons(port);
+  const bool ok =
+      connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)) == 0;
+  close(fd);
+  return ok;
+}
+
+// A gRPC service to register (a server needs one); implements nothing.
+class NoService final : public v1::Registrar::CallbackService {};
+
+TEST(PrepareUnixListenPathTest, RefusesALiveSocket) {
+  TempDir dir;
+  const std::string path = dir.path() + "/live.sock";
+  int fd = UnixSocket(path, /*listen=*/true);
+  absl::Status s = PrepareUnixListenPath(Parse("unix:" + path));
+  EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists) << s;
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("cannot listen on unix:" + path));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("already in use"));
+  EXPECT_TRUE(Exists(path)) << "the live socket file was removed";
+  close(fd);
+}
+
+TEST(PrepareUnixListenPathTest, RemovesAStaleSocketFile) {
+  TempDir dir;
+  const std::string path = dir.path() + "/stale.sock";
+  close(UnixSocket(path, /*listen=*/false));
+  ASSERT_TRUE(Exists(path));
+  EXPECT_TRUE(PrepareUnixListenPath(Parse("unix:" + path)).ok());
+  EXPECT_FALSE(Exists(path));
+}
+
+TEST(PrepareUnixListenPathTest, RefusesAFileThatIsNotASocket) {
+  TempDir dir;
+  const std::string path = dir.path() + "/plain";
+  std::ofstream(path) << "data";
+  absl::Status s = PrepareUnixListenPath(Parse("unix:" + path));
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("is not a socket"));
+  EXPECT_TRUE(Exists(path));
+}
+
+TEST(PrepareUnixListenPathTest, CreatesTheParentDirectoryOnlyWhenAsked) {
+  TempDir dir;
+  const std::string path = dir.path() + "/run/r.sock";
+  EXPECT_TRUE(PrepareUnixListenPath(Parse("unix:" + path)).ok());
+  EXPECT_FALSE(Exists(dir.path() + "/run"));
+  EXPECT_TRUE(
+      PrepareUnixListenPath(Parse("unix:" + path), /*create_parent_dir=*/true)
+          .ok());
+  EXPECT_TRUE(Exists(dir.path() + "/run"));
+}
+
+TEST(PrepareUnixListenPathTest, IsANoOpForTcp) {
+  SilentListener busy;
+  EXPECT_TRUE(PrepareUnixListenPath(Parse(busy.addr())).ok());
+}
+
+TEST(BindAllTest, PortZeroResolvesToTheBoundPortAndUnixAsGiven) {
+  TempDir dir;
+  const std::string sock = dir.path() + "/s.sock";
+  grpc::ServerBuilder builder;
+  ApplyServerArgs(builder);
+  absl::StatusOr<ListeningPorts> ports =
+      BindAll(builder, {Parse("127.0.0.1:0"), Parse("unix:" + sock)});
+  ASSERT_TRUE(ports.ok()) << ports.status();
+  NoService service;
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  absl::StatusOr<std::vector<Address>> bound = ports->Resolve(server.get());
+  ASSERT_TRUE(bound.ok()) << bound.status();
+  ASSERT_EQ(bound->size(), 2u);
+  EXPECT_THAT((*bound)[0].ToString(),
+              MatchesRegex("127\\.0\\.0\\.1:[1-9][0-9]*"));
+  EXPECT_TRUE(TcpAccepts((*bound)[0].port()));
+  EXPECT_EQ((*bound)[1].ToString(), "unix:" + sock);
+  EXPECT_TRUE(Exists(sock));
+
+  server->Shutdown(std::chrono::system_clock::now());
+  server->Wait();
+  ports->RemoveSocketFiles();
+  EXPECT_FALSE(Exists(sock));
+}
+
+TEST(BindAllTest, TakenTcpPortFailsNamingItAndLeavesNoSocketFile) {
+  TempDir dir;
+  const std::string sock = dir.path() + "/s.sock";
+  SilentListener busy;
+  grpc::ServerBuilder builder;
+  ApplyServerArgs(builder);
+  absl::StatusOr<ListeningPorts> ports =
+      BindAll(builder, {Parse("unix:" + sock), Parse(busy.addr())});
+  ASSERT_TRUE(ports.ok()) << ports.status();
+  NoService service;
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  EXPECT_EQ(server, nullptr);
+  absl::StatusOr<std::vector<Address>> bound = ports->Resolve(server.get());
+  ASSERT_FALSE(bound.ok());
+  EXPECT_EQ(bound.status().code(), absl::StatusCode::kAlreadyExists)
+      << bound.status();
+  EXPECT_EQ(bound.status().message(),
+            absl::StrCat("cannot listen on ", busy.addr(),
+                         ": address already in use"));
+  EXPECT_FALSE(Exists(sock)) << "the unix socket bound first was left behind";
+}
+
+// Without GRPC_ARG_ALLOW_REUSEPORT = 0 the second server would start on the
+// same port and split the traffic.
+TEST(BindAllTest, SecondServerOnTheSamePortFails) {
+  grpc::ServerBuilder first_builder;
+  ApplyServerArgs(first_builder);
+  absl::StatusOr<ListeningPorts> first_ports =
+      BindAll(first_builder, {Parse("127.0.0.1:0")});
+  ASSERT_TRUE(first_ports.ok());
+  NoService first_service;
+  first_builder.RegisterService(&first_service);
+  std::unique_ptr<grpc::Server> first = first_builder.BuildAndStart();
+  ASSERT_NE(first, nullptr);
+  absl::StatusOr<std::vector<Address>> first_bound =
+      first_ports->Resolve(first.get());
+  ASSERT_TRUE(first_bound.ok());
+
+  grpc::ServerBuilder second_builder;
+  ApplyServerArgs(second_builder);
+  absl::StatusOr<ListeningPorts> second_ports =
+      BindAll(second_builder, *first_bound);
+  ASSERT_TRUE(second_ports.ok());
+  NoService second_service;
+  second_builder.RegisterService(&second_service);
+  std::unique_ptr<grpc::Server> second = second_builder.BuildAndStart();
+  EXPECT_EQ(second, nullptr);
+  absl::StatusOr<std::vector<Address>> second_bound =
+      second_ports->Resolve(second.get());
+  EXPECT_EQ(second_bound.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(std::string(second_bound.status().message()),
+              HasSubstr((*first_bound)[0].ToString()));
+  first->Shutdown(std::chrono::system_clock::now());
+  first->Wait();
+}
+
+TEST(BindAllTest, LiveUnixSocketFailsBeforeAnythingIsBound) {
+  TempDir dir;
+  const std::string sock = dir.path() + "/live.sock";
+  int fd = UnixSocket(sock, /*listen=*/true);
+  grpc::ServerBuilder builder;
+  absl::StatusOr<ListeningPorts> ports =
+      BindAll(builder, {Parse("127.0.0.1:0"), Parse("unix:" + sock)});
+  ASSERT_FALSE(ports.ok());
+  EXPECT_EQ(ports.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(std::string(ports.status().message()),
+              HasSubstr("cannot listen on unix:" + sock));
+  EXPECT_TRUE(Exists(sock));
+  close(fd);
+}
+
+TEST(BindAllTest, EmptyListIsAnError) {
+  grpc::ServerBuilder builder;
+  EXPECT_EQ(BindAll(builder, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace tractor::discovery

@@ -18,6 +18,7 @@
 #include "actor/portal.h"
 #include "actor/runtime.h"
 #include "discovery/address.h"
+#include "discovery/uuid.h"
 #include "glog/logging.h"
 
 namespace tractor {
@@ -27,12 +28,6 @@ namespace {
 constexpr absl::Duration kCancelAckWindow = absl::Milliseconds(500);
 constexpr absl::Duration kExitAfterAck = absl::Seconds(3);
 constexpr absl::Duration kTermGrace = absl::Milliseconds(1600);
-
-std::string NewUuid() {
-  static std::atomic<uint64_t> n{0};
-  return absl::StrCat(CurrentActor().uuid().substr(0, 8), "-", getpid(), "-",
-                      n.fetch_add(1), "-", absl::ToUnixNanos(absl::Now()) % 1000000007);
-}
 
 // Waits for the child process to exit, up to `until`. Returns true if it
 // exited. A checkpoint unless called shielded.
@@ -175,7 +170,7 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
   Runtime& rt = Runtime::Require();
   auto entry = std::make_shared<ChildEntry>();
   entry->aid.set_name(name);
-  entry->aid.set_uuid(NewUuid());
+  entry->aid.set_uuid(discovery::NewUuid());
   v1::SpawnSpec spec;
   *spec.mutable_aid() = entry->aid;
   *spec.mutable_parent() = rt.self();

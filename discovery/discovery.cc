@@ -8,6 +8,7 @@
 #include "actor/cancel.h"
 #include "actor/errors.h"
 #include "actor/runtime.h"
+#include "actor/task_waiter.h"
 #include "discovery/address.h"
 #include "discovery/registry_client.h"
 #include "glog/logging.h"
@@ -218,41 +219,16 @@ std::optional<std::string> QueryActor(const std::string& name,
 
 std::vector<v1::Registration> GetRegistry(const std::string& registry_addr) {
   const Address registrar = OneRegistrar(registry_addr);
-  struct Call {
-    std::unique_ptr<v1::Registrar::Stub> stub;
-    grpc::ClientContext ctx;
-    v1::ListRequest req;
-    v1::ListReply rep;
-    grpc::Status status;
-    bool done = false;
-    std::mutex mu;
-    std::condition_variable_any cv;
-  };
-  auto call = std::make_shared<Call>();
-  call->stub = v1::Registrar::NewStub(RegistrarChannel(registrar));
-  call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
-  call->stub->async()->List(&call->ctx, &call->req, &call->rep,
-                            [call](grpc::Status s) {
-                              std::lock_guard<std::mutex> lk(call->mu);
-                              call->status = std::move(s);
-                              call->done = true;
-                              call->cv.notify_all();
-                            });
-  {
-    std::unique_lock<std::mutex> lk(call->mu);
-    try {
-      internal::Wait(call->cv, lk, [&] { return call->done; });
-    } catch (...) {
-      call->ctx.TryCancel();
-      throw;
-    }
-  }
-  if (!call->status.ok()) {
+  TaskWaiter waiter;
+  std::vector<v1::Registration> out;
+  grpc::Status status =
+      ListRegistrations(registrar, &out, absl::Seconds(1), &waiter);
+  if (!status.ok()) {
     throw TransportClosed(absl::StrCat("registrar at ", registrar.ToString(),
                                        " does not answer: ",
-                                       call->status.error_message()));
+                                       status.error_message()));
   }
-  return {call->rep.registrations().begin(), call->rep.registrations().end()};
+  return out;
 }
 
 }  // namespace tractor::discovery

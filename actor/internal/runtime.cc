@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
-#include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +13,10 @@
 #include "actor/errors.h"
 #include "actor/internal/actor_service.h"
 #include "discovery/address.h"
+#include "discovery/channel.h"
+#include "discovery/listen.h"
+#include "discovery/log_level.h"
+#include "discovery/uuid.h"
 #include "discovery/registry_client.h"
 #include "glog/logging.h"
 #include "registrar/registrar_service.h"
@@ -21,34 +24,12 @@
 namespace tractor::internal {
 namespace {
 
-constexpr int kMaxMessageBytes = 64 << 20;
-
 std::mutex g_runtime_mu;
 Runtime* g_runtime = nullptr;  // guarded by g_runtime_mu
 
-std::string NewUuid() {
-  static thread_local std::mt19937_64 rng(std::random_device{}() ^
-                                          (uint64_t)getpid() << 32);
-  uint64_t a = rng(), b = rng();
-  a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
-  b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
-  char buf[37];
-  snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx",
-           (unsigned)(a >> 32), (unsigned)((a >> 16) & 0xffff),
-           (unsigned)(a & 0xffff), (unsigned)(b >> 48),
-           (unsigned long long)(b & 0xffffffffffffULL));
-  return buf;
-}
-
-std::string GrpcTargetFor(const std::string& addr) {
-  auto parsed = discovery::Address::Parse(addr);
-  if (!parsed.ok()) return addr;
-  return parsed->GrpcTarget();
-}
-
 Runtime::Config WithIdentity(Runtime::Config config) {
   config.self.set_pid(getpid());
-  if (config.self.uuid().empty()) config.self.set_uuid(NewUuid());
+  if (config.self.uuid().empty()) config.self.set_uuid(discovery::NewUuid());
   return config;
 }
 
@@ -86,37 +67,22 @@ Runtime::~Runtime() { Shutdown(); }
 
 void Runtime::Start() {
   grpc::ServerBuilder builder;
-  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
-  builder.SetMaxSendMessageSize(kMaxMessageBytes);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
-                             1000);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
-  // gRPC binds TCP with SO_REUSEPORT by default: a second server on a port
-  // in use would start silently and split the traffic.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  discovery::ApplyServerArgs(builder);
   std::vector<std::string> binds = config_.bind_addrs;
   if (binds.empty()) binds.push_back("127.0.0.1:0");
   std::vector<discovery::Address> addrs;
-  std::vector<std::unique_ptr<int>> ports;
   for (const auto& b : binds) {
     auto parsed = discovery::Address::Parse(b);
     if (!parsed.ok()) {
       throw RuntimeFailure(absl::StrCat("bad bind address: ",
                                         parsed.status().message()));
     }
-    // gRPC unlinks an existing socket file before binding: never take over
-    // a live socket, only a stale one.
-    if (absl::Status st = discovery::PrepareUnixListenPath(*parsed);
-        !st.ok()) {
-      throw RuntimeFailure(
-          absl::StrCat("actor '", config_.self.name(), "' ", st.message()));
-    }
-    addrs.push_back(*parsed);
-    ports.push_back(std::make_unique<int>(0));
-    builder.AddListeningPort(parsed->ListenString(),
-                             grpc::InsecureServerCredentials(),
-                             ports.back().get());
+    addrs.push_back(*std::move(parsed));
+  }
+  auto ports = discovery::BindAll(builder, std::move(addrs));
+  if (!ports.ok()) {
+    throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(), "' ",
+                                      ports.status().message()));
   }
   service_ = std::make_unique<ActorService>(this);
   builder.RegisterService(service_.get());
@@ -136,19 +102,15 @@ void Runtime::Start() {
                                       "' could not bind ",
                                       absl::StrJoin(binds, ",")));
   }
+  auto accept = ports->Resolve(server_.get());
+  if (!accept.ok()) {
+    throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(), "' ",
+                                      accept.status().message()));
+  }
   {
     std::lock_guard<std::mutex> lk(mu_);
-    for (size_t i = 0; i < addrs.size(); ++i) {
-      if (addrs[i].kind() == discovery::Address::Kind::kUnix) {
-        accept_addrs_.push_back(addrs[i].ToString());
-      } else {
-        if (*ports[i] == 0) {
-          throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(),
-                                            "' could not bind ", binds[i]));
-        }
-        accept_addrs_.push_back(addrs[i].WithPort(*ports[i]).ToString());
-      }
-    }
+    for (const auto& a : *accept) accept_addrs_.push_back(a.ToString());
+    ports_ = std::make_unique<discovery::ListeningPorts>(*std::move(ports));
   }
   StartRegistration();
 }
@@ -243,9 +205,7 @@ void Runtime::Shutdown() {
                       std::chrono::milliseconds(500));
     server_->Wait();
   }
-  for (const auto& a : accept_addrs()) {
-    if (a.rfind("unix:", 0) == 0) ::unlink(a.substr(5).c_str());
-  }
+  if (ports_) ports_->RemoveSocketFiles();
 }
 
 std::vector<std::string> Runtime::accept_addrs() const {
@@ -257,16 +217,13 @@ std::shared_ptr<grpc::Channel> Runtime::ChannelTo(const std::string& addr) {
   std::lock_guard<std::mutex> lk(mu_);
   auto& ch = channels_[addr];
   if (!ch) {
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(kMaxMessageBytes);
-    args.SetMaxSendMessageSize(kMaxMessageBytes);
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 1000);
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 1000);
-    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-    ch = grpc::CreateCustomChannel(GrpcTargetFor(addr),
-                                   grpc::InsecureChannelCredentials(), args);
+    auto parsed = discovery::Address::Parse(addr);
+    ch = parsed.ok()
+             ? discovery::NewChannel(*parsed, discovery::ChannelPurpose::kActor)
+             : grpc::CreateCustomChannel(
+                   addr, grpc::InsecureChannelCredentials(),
+                   discovery::ClientChannelArgs(
+                       discovery::ChannelPurpose::kActor));
   }
   return ch;
 }
@@ -353,21 +310,11 @@ std::string Runtime::WaitForExitRequest() {
   return exit_reason_;
 }
 
-void ApplyLogLevel(const std::string& level_in) {
-  std::string level = level_in;
-  if (const char* env = getenv("TRACTOR_LOGLEVEL"); env && *env) level = env;
-  for (auto& ch : level) ch = static_cast<char>(tolower(ch));
+void ApplyLogLevel(const std::string& level) {
   FLAGS_logtostderr = true;
-  int min = 2, v = 0;
-  if (level == "critical") min = 3;
-  else if (level == "error" || level.empty()) min = 2;
-  else if (level == "warning") min = 1;
-  else if (level == "info" || level == "cancel" || level == "io") min = 0;
-  else if (level == "runtime" || level == "devx") { min = 0; v = 1; }
-  else if (level == "debug") { min = 0; v = 2; }
-  else if (level == "transport") { min = 0; v = 3; }
-  FLAGS_minloglevel = min;
-  FLAGS_v = v;
+  if (absl::Status st = discovery::ApplyLogLevel(level); !st.ok()) {
+    throw UsageError(std::string(st.message()));
+  }
 }
 
 }  // namespace tractor::internal

@@ -23,6 +23,7 @@ class RegistrarService;
 }  // namespace tractor::registrar
 
 namespace tractor::discovery {
+class ListeningPorts;
 class Registrant;
 }  // namespace tractor::discovery
 
@@ -122,6 +123,7 @@ class Runtime {
   std::unique_ptr<discovery::Registrant> registrant_;
   std::unique_ptr<ActorService> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<discovery::ListeningPorts> ports_;  // set once bound
 
   mutable std::mutex mu_;
   std::condition_variable_any exit_cv_;
@@ -138,7 +140,9 @@ class Runtime {
   std::function<void()> exit_hook_;                           // guarded by mu_
 };
 
-// Parses a log level name into glog settings.
+// Applies a log level name (discovery/log_level.h; TRACTOR_LOGLEVEL
+// overrides it) to glog, logging to stderr. Throws UsageError for a name
+// that is not a level.
 void ApplyLogLevel(const std::string& level);
 
 }  // namespace tractor::internal

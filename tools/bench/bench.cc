@@ -809,8 +809,9 @@ Row Spawn(Env& env) {
   });
   SetStats(row, raw, ours, true);
   row.note = absl::StrFormat(
-      "raw: fork+exec raw_server --once, read its port, one Echo; ours: "
-      "StartActor + first Run (cancel not timed: median %.1f ms)",
+      "raw: fork+exec raw_server --api=callback --once, read its port, one "
+      "sync Echo; ours: StartActor + first Run (cancel not timed: median "
+      "%.1f ms)",
       Summarize(ours_cancel, false).median);
   return row;
 }
@@ -897,7 +898,8 @@ Row FanInStreams(Env& env) {
   SetStats(row, raw, ours, false);
   row.note = absl::StrCat(
       "same topology both sides: one client process (raw: ", streams,
-      " threads, corked Sink streams on one channel; ours: ", streams,
+      " threads, corked sync Sink streams on one channel into the callback "
+      "raw server; ours: ", streams,
       " root tasks, each an OpenContext stream) into one server process; ",
       msgs, " x 64 B per stream per round");
   return row;
@@ -1103,8 +1105,9 @@ Row IdleMemory(Env& env) {
       }),
   });
   SetStats(row, raw, ours, false);
-  row.note = "raw: raw_server after one Echo; ours: a child actor after one "
-             "Run; both read 300 ms later from /proc/<pid>/status";
+  row.note = "raw: raw_server --api=callback after one Echo; ours: a child "
+             "actor after one Run; both read 300 ms later from "
+             "/proc/<pid>/status";
   return row;
 }
 

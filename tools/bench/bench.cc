@@ -1,13 +1,16 @@
 // The benchmark suite: each row runs a raw gRPC baseline (same library, same
-// build flags, loopback) and the same job through the actor runtime, with
-// raw and ours rounds interleaved so that machine drift hits both
-// (docs/design.md#tests-and-benchmarks). See README.md for the rows and the
-// latest table.
+// build flags, loopback TCP or a unix socket) and the same job through the
+// actor runtime, with raw and ours rounds interleaved so that machine drift
+// (and other load on the machine) hits both alike. Rows 1-4 measure the raw
+// side on both of gRPC's APIs, sync and callback, and compare ours with the
+// faster one. See README.md for the rows and the latest table.
 //
 //   bazel run -c opt //tools/bench -- [--quick] [--json out.json]
 //       [--raw_server PATH] [--only 1,3,...] [--side both|raw|ours]
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -88,6 +91,16 @@ int64_t EchoStream(Context& ctx) {
   return n;
 }
 TRACTOR_EXPORT("bench:echo_stream", EchoStream);
+
+// The TCP address this actor accepts on: the `server` actor also accepts on
+// a unix socket, which the nursery's portal prefers.
+std::string TcpAddr() {
+  for (const auto& a : AcceptAddrs()) {
+    if (a.rfind("unix:", 0) != 0) return a;
+  }
+  throw std::runtime_error("this actor accepts on no TCP address");
+}
+TRACTOR_EXPORT("bench:tcp_addr", TcpAddr);
 
 // Dialog open: reports Started and returns at once.
 void Open(Context& ctx) { ctx.Started(); }
@@ -207,13 +220,35 @@ Plan QuickPlan() {
   return p;
 }
 
-// What every row may use: the long-lived raw server and actor, each in its
-// own process, idle while the other side runs.
+// One transport's ends of the long-lived servers: the raw server on each
+// gRPC API and the `server` actor.
+struct Endpoints {
+  bool uds = false;
+  // Why this transport cannot be measured; empty when it can.
+  std::string unavailable;
+  // Sync client stub to the sync-API raw server.
+  std::unique_ptr<pb::Bench::Stub> raw_sync;
+  // Stub to the callback-API raw server. Rows 1-4 call it with the callback
+  // client API; rows 6 and 6b stream into it with the sync client API.
+  std::unique_ptr<pb::Bench::Stub> raw_callback;
+  Portal actor;
+
+  // Throws (the row becomes n/a) when the transport is unavailable.
+  void Check() const {
+    if (!unavailable.empty()) Fail(unavailable);
+  }
+  // Appended to row names.
+  std::string label() const { return uds ? " over UDS" : ""; }
+};
+
+// What every row may use: the long-lived raw servers (one process per gRPC
+// API, each serving loopback TCP and a unix socket) and the `server` actor
+// (one process, both transports), idle while the other side runs.
 struct Env {
   Plan plan;
   std::string raw_server_path;
-  std::unique_ptr<pb::Bench::Stub> raw;
-  Portal actor;
+  Endpoints tcp;
+  Endpoints uds;
 };
 
 // Which sides run (--side, for profiling one side alone).
@@ -261,17 +296,17 @@ Target RatioMin(double b) { return {Target::Kind::kRatioMin, b}; }
 Target AbsMax(double b) { return {Target::Kind::kAbsMax, b}; }
 
 // ---------------------------------------------------------------------------
-// Row 1: call round trip.
+// Rows 1-4: the raw side on both gRPC APIs.
 
 // Waits for one callback-API completion.
 class Completion {
  public:
   void Done(grpc::Status st) {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      status_ = std::move(st);
-      done_ = true;
-    }
+    // Notified under the lock: the waiter may destroy this object as soon
+    // as it sees `done_`, which it cannot before the lock is released.
+    std::lock_guard<std::mutex> lk(mu_);
+    status_ = std::move(st);
+    done_ = true;
     cv_.notify_one();
   }
   grpc::Status Wait() {
@@ -287,29 +322,108 @@ class Completion {
   grpc::Status status_;
 };
 
-std::vector<Row> CallRoundTrip(Env& env) {
-  Row row{.id = "1", .name = "call round trip, 16 B payload", .unit = "us"};
-  Row cb{.id = "1.cb", .name = "call round trip vs raw callback client (ref)",
-         .unit = "us"};
+// Fills `best` with ours against the faster raw API ("best raw": the lower
+// median for latency rows, the higher for throughput rows) and `other` with
+// ours against the slower one. A side that did not run (--side) stays
+// empty; a tie goes to sync.
+void SetBestRaw(Row& best, Row& other, const std::vector<double>& sync,
+                const std::vector<double>& callback,
+                const std::vector<double>& ours, bool latency) {
+  std::optional<Stat> s, c;
+  if (!sync.empty()) s = Summarize(sync, latency);
+  if (!callback.empty()) c = Summarize(callback, latency);
+  if (s || c) {
+    bool sync_wins = !c || (s && (latency ? s->median <= c->median
+                                          : s->median >= c->median));
+    best.raw = sync_wins ? s : c;
+    best.raw_api = sync_wins ? "sync" : "callback";
+    best.raw_best = true;
+    other.raw = sync_wins ? c : s;
+    if (other.raw) other.raw_api = sync_wins ? "callback" : "sync";
+  }
+  if (!ours.empty()) best.ours = other.ours = Summarize(ours, latency);
+}
+
+// A PingPong call on the callback API, driven by the calling thread one
+// round trip at a time: the write and the read are started together, and
+// the round trip ends when both have completed (as the sync client's Write
+// and Read do).
+class PingPongClient final
+    : public grpc::ClientBidiReactor<pb::Blob, pb::Blob> {
+ public:
+  explicit PingPongClient(pb::Bench::Stub* stub) {
+    stub->async()->PingPong(&ctx_, this);
+    AddHold();  // the call cannot end before Finish, whatever fails
+    StartCall();
+  }
+  // Sends `ping` and reads the answer into `pong`; false if the stream
+  // broke.
+  bool RoundTrip(const pb::Blob& ping, pb::Blob* pong) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      pending_ = 2;
+      ok_ = true;
+    }
+    StartWrite(&ping);
+    StartRead(pong);
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait(lk, [&] { return pending_ == 0; });
+    return ok_;
+  }
+  // Half-closes and waits for the end of the call.
+  grpc::Status Finish() {
+    StartWritesDone();
+    RemoveHold();
+    return done_.Wait();
+  }
+  void OnWriteDone(bool ok) override { Complete(ok); }
+  void OnReadDone(bool ok) override { Complete(ok); }
+  void OnDone(const grpc::Status& st) override { done_.Done(st); }
+
+ private:
+  void Complete(bool ok) {
+    std::lock_guard<std::mutex> lk(mu_);
+    ok_ = ok_ && ok;
+    if (--pending_ == 0) cv_.notify_one();
+  }
+
+  grpc::ClientContext ctx_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int pending_ = 0;
+  bool ok_ = true;
+  Completion done_;
+};
+
+// Row 1 (`id` "1", or "1.uds" over the unix socket): call round trip.
+std::vector<Row> CallRoundTrip(Env& env, Endpoints& ep, const std::string& id) {
+  ep.Check();
+  Row row{.id = id,
+          .name = absl::StrCat("call round trip", ep.label(), ", 16 B payload"),
+          .unit = "us"};
+  Row ref{.id = id + ".ref",
+          .name = absl::StrCat("call round trip", ep.label(),
+                               ", other raw API (ref)"),
+          .unit = "us"};
   row.target = RatioMax(1.3);
   const std::string data(16, 'x');
   pb::Blob req;
   req.set_data(data);
   const Payload arg = Payload::Raw(data);
   const int iters = env.plan.call_iters;
-  std::vector<double> raw, raw_cb, ours;
+  std::vector<double> sync, callback, ours;
   Interleave(env.plan.call_rounds, {
       Raw([&](bool record) {
         for (int i = 0; i < iters; ++i) {
           auto t0 = Clock::now();
           grpc::ClientContext ctx;
           pb::Blob reply;
-          grpc::Status st = env.raw->Echo(&ctx, req, &reply);
+          grpc::Status st = ep.raw_sync->Echo(&ctx, req, &reply);
           double us = MicrosSince(t0);
           if (!st.ok() || reply.data() != data) {
-            Fail("raw Echo failed: " + st.error_message());
+            Fail("raw sync Echo failed: " + st.error_message());
           }
-          if (record) raw.push_back(us);
+          if (record) sync.push_back(us);
         }
       }),
       Raw([&](bool record) {
@@ -318,40 +432,47 @@ std::vector<Row> CallRoundTrip(Env& env) {
           grpc::ClientContext ctx;
           pb::Blob reply;
           Completion done;
-          env.raw->async()->Echo(&ctx, &req, &reply,
-                                 [&done](grpc::Status st) { done.Done(st); });
+          ep.raw_callback->async()->Echo(
+              &ctx, &req, &reply, [&done](grpc::Status st) { done.Done(st); });
           grpc::Status st = done.Wait();
           double us = MicrosSince(t0);
           if (!st.ok() || reply.data() != data) {
             Fail("raw callback Echo failed: " + st.error_message());
           }
-          if (record) raw_cb.push_back(us);
+          if (record) callback.push_back(us);
         }
       }),
       Ours([&](bool record) {
         for (int i = 0; i < iters; ++i) {
           auto t0 = Clock::now();
-          Payload r = env.actor.Run("bench:echo", arg);
+          Payload r = ep.actor.Run("bench:echo", arg);
           double us = MicrosSince(t0);
           if (!r.IsRaw() || r.AsRaw() != data) Fail("bench:echo answered wrong");
           if (record) ours.push_back(us);
         }
       }),
   });
-  SetStats(row, raw, ours, true);
-  SetStats(cb, raw_cb, ours, true);
-  row.note = "raw: sync unary Echo; ours: Portal::Run(\"bench:echo\") (one "
-             "Actor.Open stream per call: Start, StartAck, Return)";
-  cb.note = "reference: the raw client on gRPC's callback API (as the runtime "
-            "uses), completion handed to the waiting thread";
-  return {row, cb};
+  SetBestRaw(row, ref, sync, callback, ours, /*latency=*/true);
+  row.note = absl::StrCat(
+      "raw: unary Echo, sync client on the sync server or callback client on "
+      "the callback server (waiting thread woken), whichever is faster; "
+      "ours: Portal::Run(\"bench:echo\") (one unary Actor.Call)",
+      ep.uds ? "; both over a unix-domain socket" : "");
+  ref.note = "reference: ours against the slower of the two raw APIs";
+  return {row, ref};
 }
 
-// ---------------------------------------------------------------------------
-// Row 2: ping-pong on an open stream.
-
-Row PingPong(Env& env) {
-  Row row{.id = "2", .name = "ping-pong round trip on an open stream",
+// Row 2 (`id` "2", or "2.uds" over the unix socket): ping-pong on an open
+// stream.
+std::vector<Row> PingPong(Env& env, Endpoints& ep, const std::string& id) {
+  ep.Check();
+  Row row{.id = id,
+          .name = absl::StrCat("ping-pong round trip on an open stream",
+                               ep.label()),
+          .unit = "us"};
+  Row ref{.id = id + ".ref",
+          .name =
+              absl::StrCat("ping-pong", ep.label(), ", other raw API (ref)"),
           .unit = "us"};
   row.target = RatioMax(1.3);
   const std::string data(16, 'x');
@@ -359,26 +480,42 @@ Row PingPong(Env& env) {
   ping.set_data(data);
   const Payload item = Payload::Raw(data);
   const int iters = env.plan.pp_iters;
-  std::vector<double> raw, ours;
+  std::vector<double> sync, callback, ours;
   Interleave(env.plan.pp_rounds, {
       Raw([&](bool record) {
         grpc::ClientContext ctx;
-        auto stream = env.raw->PingPong(&ctx);
+        auto stream = ep.raw_sync->PingPong(&ctx);
         pb::Blob pong;
         for (int i = 0; i < iters; ++i) {
           auto t0 = Clock::now();
           if (!stream->Write(ping) || !stream->Read(&pong)) {
-            Fail("raw PingPong broke");
+            Fail("raw sync PingPong broke");
           }
           double us = MicrosSince(t0);
-          if (record) raw.push_back(us);
+          if (record) sync.push_back(us);
         }
         stream->WritesDone();
         grpc::Status st = stream->Finish();
-        if (!st.ok()) Fail("raw PingPong: " + st.error_message());
+        if (!st.ok()) Fail("raw sync PingPong: " + st.error_message());
+      }),
+      Raw([&](bool record) {
+        PingPongClient client(ep.raw_callback.get());
+        pb::Blob pong;
+        for (int i = 0; i < iters; ++i) {
+          auto t0 = Clock::now();
+          bool ok = client.RoundTrip(ping, &pong);
+          double us = MicrosSince(t0);
+          if (!ok) {
+            Fail("raw callback PingPong broke: " +
+                 client.Finish().error_message());
+          }
+          if (record) callback.push_back(us);
+        }
+        grpc::Status st = client.Finish();
+        if (!st.ok()) Fail("raw callback PingPong: " + st.error_message());
       }),
       Ours([&](bool record) {
-        Payload n = env.actor.OpenContext(
+        Payload n = ep.actor.OpenContext(
             "bench:echo_stream", Payload(),
             [&](Context& ctx, const Payload&) {
               MsgStream stream = ctx.OpenStream();
@@ -395,10 +532,15 @@ Row PingPong(Env& env) {
         if (n.AsInt() != iters) Fail("bench:echo_stream miscounted");
       }),
   });
-  SetStats(row, raw, ours, true);
-  row.note = "raw: sync bidi Write+Read; ours: MsgStream Send+Receive in "
-             "OpenContext(\"bench:echo_stream\")";
-  return row;
+  SetBestRaw(row, ref, sync, callback, ours, /*latency=*/true);
+  row.note = absl::StrCat(
+      "raw: bidi PingPong, sync Write+Read on the sync server or callback "
+      "StartWrite+StartRead (waiting thread woken when both are done) on the "
+      "callback server, whichever is faster; ours: MsgStream Send+Receive in "
+      "OpenContext(\"bench:echo_stream\")",
+      ep.uds ? "; both over a unix-domain socket" : "");
+  ref.note = "reference: ours against the slower of the two raw APIs";
+  return {row, ref};
 }
 
 // ---------------------------------------------------------------------------
@@ -442,18 +584,20 @@ class CorkedSinkWriter final : public grpc::ClientWriteReactor<pb::Blob> {
 };
 
 std::vector<Row> Throughput(Env& env, int size, int msgs) {
+  Endpoints& ep = env.tcp;
   const std::string data(size, 'x');
   pb::Blob blob;
   blob.set_data(data);
   const Payload item = Payload::Raw(data);
-  std::vector<double> plain, corked, corked_cb, bp, err, unb;
+  std::vector<double> plain, corked_sync, corked_callback, bp, err, unb;
 
+  // A sync client streaming into the sync server.
   auto raw_run = [&](bool cork, std::vector<double>* out) {
     return [&, cork, out](bool record) {
       auto t0 = Clock::now();
       grpc::ClientContext ctx;
       pb::Count count;
-      auto writer = env.raw->Sink(&ctx, &count);
+      auto writer = ep.raw_sync->Sink(&ctx, &count);
       grpc::WriteOptions options;
       if (cork) options.set_buffer_hint();
       for (int i = 0; i < msgs; ++i) {
@@ -463,7 +607,7 @@ std::vector<Row> Throughput(Env& env, int size, int msgs) {
       grpc::Status st = writer->Finish();
       double s = SecondsSince(t0);
       if (!st.ok() || count.messages() != msgs) {
-        Fail(absl::StrCat("raw Sink got ", count.messages(), " of ", msgs,
+        Fail(absl::StrCat("raw sync Sink got ", count.messages(), " of ", msgs,
                           ": ", st.error_message()));
       }
       if (record) out->push_back(msgs / s);
@@ -479,7 +623,7 @@ std::vector<Row> Throughput(Env& env, int size, int msgs) {
           {{"policy", static_cast<int>(policy)},
            {"buf", static_cast<int64_t>(so.msg_buffer_size)}});
       auto t0 = Clock::now();
-      Payload n = env.actor.OpenContext(
+      Payload n = ep.actor.OpenContext(
           "bench:sink", args,
           [&](Context& ctx, const Payload&) {
             MsgStream stream = ctx.OpenStream();
@@ -497,93 +641,129 @@ std::vector<Row> Throughput(Env& env, int size, int msgs) {
   Interleave(env.plan.tp_rounds, {
       Raw(raw_run(false, &plain)),
       Ours(ours_run(OverrunPolicy::kBackpressure, &bp)),
-      Raw(raw_run(true, &corked)),
+      Raw(raw_run(true, &corked_sync)),
       Ours(ours_run(OverrunPolicy::kError, &err)),
       Ours(ours_run(OverrunPolicy::kUnbounded, &unb)),
       Raw([&](bool record) {
         auto t0 = Clock::now();
-        CorkedSinkWriter writer(env.raw.get(), blob, msgs);
+        CorkedSinkWriter writer(ep.raw_callback.get(), blob, msgs);
         int64_t n = writer.Wait();
         double s = SecondsSince(t0);
         if (n != msgs) Fail("raw callback Sink miscounted");
-        if (record) corked_cb.push_back(msgs / s);
+        if (record) corked_callback.push_back(msgs / s);
       }),
   });
   std::string sz = size >= 1024 ? absl::StrCat(size / 1024, " KiB")
                                  : absl::StrCat(size, " B");
   std::string id = absl::StrCat("3.", size);
-  std::vector<Row> rows;
   auto make = [&](const std::string& suffix, const std::string& name,
-                  const std::vector<double>& raw,
-                  const std::vector<double>& ours, Target target) {
+                  Target target) {
     Row r{.id = id + suffix, .name = name, .unit = "msg/s"};
-    SetStats(r, raw, ours, false);
     r.message_bytes = size;
     r.target = target;
     return r;
   };
-  rows.push_back(make(".plain", absl::StrCat("stream ", sz, ": kBackpressure vs raw plain (ref)"),
-                      plain, bp, Target{}));
-  rows.back().note = absl::StrCat(msgs, " msgs per run; reference row: ratio vs the "
-                                  "uncorked raw Write");
-  rows.push_back(make(".bp", absl::StrCat("stream ", sz, ": kBackpressure vs raw corked"),
-                      corked, bp, RatioMin(0.8)));
-  rows.push_back(make(".err", absl::StrCat("stream ", sz, ": kError (big queue) vs raw corked"),
-                      corked, err, RatioMin(0.8)));
-  rows.push_back(make(".unb", absl::StrCat("stream ", sz, ": kUnbounded vs raw corked"),
-                      corked, unb, RatioMin(0.8)));
-  rows.push_back(make(".cb", absl::StrCat("stream ", sz, ": kBackpressure vs raw cb corked (ref)"),
-                      corked_cb, bp, Target{}));
-  rows.back().note = "reference: raw client-streaming on gRPC's callback API "
-                     "(as the runtime uses), one corked write outstanding";
-  return rows;
+  Row plain_row =
+      make(".plain",
+           absl::StrCat("stream ", sz, ": kBackpressure vs raw plain (ref)"),
+           Target{});
+  SetStats(plain_row, plain, bp, false);
+  if (plain_row.raw) plain_row.raw_api = "sync";
+  plain_row.note = absl::StrCat(
+      msgs, " msgs per run; reference row: ratio vs the uncorked sync Write");
+  Row bp_row =
+      make(".bp", absl::StrCat("stream ", sz, ": kBackpressure vs raw corked"),
+           RatioMin(0.8));
+  Row ref_row = make(
+      ".ref",
+      absl::StrCat("stream ", sz, ": kBackpressure, other raw API (ref)"),
+      Target{});
+  SetBestRaw(bp_row, ref_row, corked_sync, corked_callback, bp,
+             /*latency=*/false);
+  bp_row.note =
+      "raw corked: sync client Write(m, buffer_hint) on the sync server, or "
+      "callback client with one corked write outstanding (as the runtime "
+      "writes) on the callback server, whichever is faster";
+  ref_row.note = "reference: kBackpressure against the slower raw API";
+  // .err and .unb against the same best raw as .bp.
+  Row err_row = make(
+      ".err", absl::StrCat("stream ", sz, ": kError (big queue) vs raw corked"),
+      RatioMin(0.8));
+  Row unb_row = make(
+      ".unb", absl::StrCat("stream ", sz, ": kUnbounded vs raw corked"),
+      RatioMin(0.8));
+  for (auto [r, ours] :
+       {std::pair{&err_row, &err}, std::pair{&unb_row, &unb}}) {
+    r->raw = bp_row.raw;
+    r->raw_api = bp_row.raw_api;
+    r->raw_best = bp_row.raw_best;
+    if (!ours->empty()) r->ours = Summarize(*ours, false);
+  }
+  return {plain_row, bp_row, err_row, unb_row, ref_row};
 }
 
 // ---------------------------------------------------------------------------
 // Row 4: dialog open latency.
 
-Row DialogOpen(Env& env) {
+std::vector<Row> DialogOpen(Env& env) {
+  Endpoints& ep = env.tcp;
   Row row{.id = "4", .name = "dialog open (to first answer / Started)",
+          .unit = "us"};
+  Row ref{.id = "4.ref", .name = "dialog open, other raw API (ref)",
           .unit = "us"};
   row.target = RatioMax(1.5);
   pb::Blob ping;
   ping.set_data("x");
   const int iters = env.plan.open_iters;
-  std::vector<double> raw, ours;
+  std::vector<double> sync, callback, ours;
   Interleave(env.plan.open_rounds, {
       Raw([&](bool record) {
         for (int i = 0; i < iters; ++i) {
           auto t0 = Clock::now();
           grpc::ClientContext ctx;
-          auto stream = env.raw->PingPong(&ctx);
+          auto stream = ep.raw_sync->PingPong(&ctx);
           pb::Blob pong;
           if (!stream->Write(ping) || !stream->Read(&pong)) {
-            Fail("raw PingPong broke");
+            Fail("raw sync PingPong broke");
           }
           double us = MicrosSince(t0);
           stream->WritesDone();
           stream->Finish();
-          if (record) raw.push_back(us);
+          if (record) sync.push_back(us);
+        }
+      }),
+      Raw([&](bool record) {
+        for (int i = 0; i < iters; ++i) {
+          auto t0 = Clock::now();
+          PingPongClient client(ep.raw_callback.get());
+          pb::Blob pong;
+          bool ok = client.RoundTrip(ping, &pong);
+          double us = MicrosSince(t0);
+          grpc::Status st = client.Finish();
+          if (!ok) Fail("raw callback PingPong broke: " + st.error_message());
+          if (record) callback.push_back(us);
         }
       }),
       Ours([&](bool record) {
         for (int i = 0; i < iters; ++i) {
           double us = -1;
           auto t0 = Clock::now();
-          env.actor.OpenContext("bench:open", Payload(),
-                                [&](Context&, const Payload&) {
-                                  us = MicrosSince(t0);
-                                });
+          ep.actor.OpenContext("bench:open", Payload(),
+                               [&](Context&, const Payload&) {
+                                 us = MicrosSince(t0);
+                               });
           if (us < 0) Fail("OpenContext body never ran");
           if (record) ours.push_back(us);
         }
       }),
   });
-  SetStats(row, raw, ours, true);
-  row.note = "raw: new bidi stream + first message answered; ours: "
-             "OpenContext until its body is entered (Start, StartAck, "
-             "Started); stream close/Result not timed";
-  return row;
+  SetBestRaw(row, ref, sync, callback, ours, /*latency=*/true);
+  row.note = "raw: new PingPong bidi stream + first message answered, sync "
+             "client on the sync server or callback client on the callback "
+             "server, whichever is faster; ours: OpenContext until its body "
+             "is entered (Start, Started); stream close/Result not timed";
+  ref.note = "reference: ours against the slower of the two raw APIs";
+  return {row, ref};
 }
 
 // ---------------------------------------------------------------------------
@@ -600,7 +780,8 @@ Row Spawn(Env& env) {
   Interleave(env.plan.spawn_pairs, {
       Raw([&](bool record) {
         auto t0 = Clock::now();
-        auto proc = RawServerProcess::Start(env.raw_server_path, /*once=*/true);
+        auto proc = RawServerProcess::Start(env.raw_server_path,
+                                            {"--api=callback", "--once"});
         auto stub = pb::Bench::NewStub(
             grpc::CreateChannel(proc->addr(), grpc::InsecureChannelCredentials()));
         grpc::ClientContext ctx;
@@ -628,8 +809,9 @@ Row Spawn(Env& env) {
   });
   SetStats(row, raw, ours, true);
   row.note = absl::StrFormat(
-      "raw: fork+exec raw_server --once, read its port, one Echo; ours: "
-      "StartActor + first Run (cancel not timed: median %.1f ms)",
+      "raw: fork+exec raw_server --api=callback --once, read its port, one "
+      "sync Echo; ours: StartActor + first Run (cancel not timed: median "
+      "%.1f ms)",
       Summarize(ours_cancel, false).median);
   return row;
 }
@@ -649,7 +831,7 @@ double RawFanIn(Env& env, int streams, int msgs, const pb::Blob& blob) {
     threads.emplace_back([&] {
       grpc::ClientContext ctx;
       pb::Count count;
-      auto writer = env.raw->Sink(&ctx, &count);
+      auto writer = env.tcp.raw_callback->Sink(&ctx, &count);
       grpc::WriteOptions options;
       options.set_buffer_hint();
       for (int i = 0; i < msgs; ++i) {
@@ -698,7 +880,7 @@ Row FanInStreams(Env& env) {
         TaskGroup::Open([&](TaskGroup& tg) {
           for (int s = 0; s < streams; ++s) {
             tg.Spawn([&] {
-              Payload n = env.actor.OpenContext(
+              Payload n = env.tcp.actor.OpenContext(
                   "bench:sink", args, [&](Context& ctx, const Payload&) {
                     MsgStream stream = ctx.OpenStream();
                     for (int i = 0; i < msgs; ++i) stream.Send(item);
@@ -716,7 +898,8 @@ Row FanInStreams(Env& env) {
   SetStats(row, raw, ours, false);
   row.note = absl::StrCat(
       "same topology both sides: one client process (raw: ", streams,
-      " threads, corked Sink streams on one channel; ours: ", streams,
+      " threads, corked sync Sink streams on one channel into the callback "
+      "raw server; ours: ", streams,
       " root tasks, each an OpenContext stream) into one server process; ",
       msgs, " x 64 B per stream per round");
   return row;
@@ -896,7 +1079,8 @@ Row IdleMemory(Env& env) {
   std::vector<double> raw, ours;
   Interleave(env.plan.mem_samples, {
       Raw([&](bool record) {
-        auto proc = RawServerProcess::Start(env.raw_server_path, false);
+        auto proc =
+            RawServerProcess::Start(env.raw_server_path, {"--api=callback"});
         auto stub = pb::Bench::NewStub(
             grpc::CreateChannel(proc->addr(), grpc::InsecureChannelCredentials()));
         grpc::ClientContext ctx;
@@ -921,8 +1105,9 @@ Row IdleMemory(Env& env) {
       }),
   });
   SetStats(row, raw, ours, false);
-  row.note = "raw: raw_server after one Echo; ours: a child actor after one "
-             "Run; both read 300 ms later from /proc/<pid>/status";
+  row.note = "raw: raw_server --api=callback after one Echo; ours: a child "
+             "actor after one Run; both read 300 ms later from "
+             "/proc/<pid>/status";
   return row;
 }
 
@@ -1023,9 +1208,9 @@ void RegisterWith(const std::string& registrar, const rpb::Aid& aid,
 // Row 9 with its registrar actors started in `an`.
 std::vector<Row> MeasureLookup(Env& env, ActorNursery& an) {
   const int iters = env.plan.lookup_iters;
-  const rpb::Aid target = env.actor.aid();
+  const rpb::Aid target = env.tcp.actor.aid();
   const std::string name = target.name();
-  const std::string target_addr = env.actor.addr();
+  const std::string target_addr = env.tcp.actor.addr();
 
   // Two live registrars, each in its own child actor (process), both
   // knowing the `server` actor, and one registry address where nothing
@@ -1232,6 +1417,46 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
   return true;
 }
 
+// A private directory for the run's unix sockets, under /tmp so that the
+// paths stay far below sun_path's 107 bytes. Removed, with whatever is left
+// in it, when destroyed (after every process that listened there ended).
+class SocketDir {
+ public:
+  SocketDir() {
+    char tmpl[] = "/tmp/tb.XXXXXX";
+    if (mkdtemp(tmpl) != nullptr) {
+      path_ = tmpl;
+    } else {
+      error_ = absl::StrCat("mkdtemp(", tmpl, "): ", std::strerror(errno));
+    }
+  }
+  ~SocketDir() {
+    if (path_.empty()) return;
+    if (DIR* d = opendir(path_.c_str())) {
+      while (dirent* e = readdir(d)) {
+        std::string name = e->d_name;
+        if (name != "." && name != "..") unlink(Path(name).c_str());
+      }
+      closedir(d);
+    }
+    rmdir(path_.c_str());
+  }
+  SocketDir(const SocketDir&) = delete;
+  SocketDir& operator=(const SocketDir&) = delete;
+
+  bool ok() const { return !path_.empty(); }
+  // Why there is no directory.
+  const std::string& error() const { return error_; }
+  // The path of socket `name` in the directory.
+  std::string Path(const std::string& name) const {
+    return absl::StrCat(path_, "/", name);
+  }
+
+ private:
+  std::string path_;
+  std::string error_;
+};
+
 // Ends the process if the run takes far longer than planned, so that a hang
 // never leaves a test (or a CI run) waiting; children die with us
 // (PR_SET_PDEATHSIG, and raw servers end on stdin EOF).
@@ -1322,25 +1547,75 @@ int BenchMain(int argc, char** argv) {
     return 2;
   }
 
+  // Declared before the root actor: removed after every process is gone.
+  SocketDir socket_dir;
   OpenRootActor({.name = "bench"}, [&] {
-    auto raw_proc = RawServerProcess::Start(env.raw_server_path, false);
+    // The raw servers: one process per gRPC API, each on loopback TCP and,
+    // when there is a socket directory, a unix socket.
+    auto start_raw = [&](const std::string& api) {
+      std::vector<std::string> args = {"--api=" + api};
+      if (socket_dir.ok()) {
+        args.push_back("--unix=" + socket_dir.Path("raw-" + api));
+      }
+      return RawServerProcess::Start(env.raw_server_path, args);
+    };
+    auto raw_sync = start_raw("sync");
+    auto raw_callback = start_raw("callback");
     grpc::ChannelArguments ch_args;
     ch_args.SetMaxReceiveMessageSize(64 << 20);
     ch_args.SetMaxSendMessageSize(64 << 20);
-    env.raw = pb::Bench::NewStub(grpc::CreateCustomChannel(
-        raw_proc->addr(), grpc::InsecureChannelCredentials(), ch_args));
+    auto stub = [&](const std::string& target) {
+      return pb::Bench::NewStub(grpc::CreateCustomChannel(
+          target, grpc::InsecureChannelCredentials(), ch_args));
+    };
+    env.tcp.raw_sync = stub(raw_sync->addr());
+    env.tcp.raw_callback = stub(raw_callback->addr());
+    env.uds.uds = true;
+    if (socket_dir.ok()) {
+      env.uds.raw_sync = stub("unix:" + socket_dir.Path("raw-sync"));
+      env.uds.raw_callback = stub("unix:" + socket_dir.Path("raw-callback"));
+    } else {
+      env.uds.unavailable =
+          "no directory for the unix sockets: " + socket_dir.error();
+    }
 
     OpenNursery([&](ActorNursery& an) {
-      env.actor = an.StartActor("server", kBenchNs);
-      run({{.id = "1", .name = "call round trip"},
-           {.id = "1.cb", .name = "call round trip, callback client"}},
-          [&] { return CallRoundTrip(env); });
-      run({{.id = "2", .name = "ping-pong round trip"}},
-          one([&] { return PingPong(env); }));
+      // One `server` actor on both transports. The nursery's portal dials
+      // the address PreferAddress picks (the unix socket), so each transport
+      // gets a portal of its own.
+      ActorOptions server_options = kBenchNs;
+      server_options.bind_addrs = {"127.0.0.1:0"};
+      const std::string ours_uds =
+          socket_dir.ok() ? "unix:" + socket_dir.Path("ours") : "";
+      if (!ours_uds.empty()) server_options.bind_addrs.push_back(ours_uds);
+      Portal server = an.StartActor("server", server_options);
+      env.tcp.actor = Portal::Connect(server.Run("bench:tcp_addr").AsString(),
+                                      server.aid());
+      if (!ours_uds.empty()) {
+        env.uds.actor = Portal::Connect(ours_uds, server.aid());
+      }
+      for (Endpoints* ep : {&env.tcp, &env.uds}) {
+        const std::string id = ep->uds ? "1.uds" : "1";
+        run({{.id = id,
+              .name = absl::StrCat("call round trip", ep->label())},
+             {.id = id + ".ref",
+              .name = absl::StrCat("call round trip", ep->label(),
+                                   ", other raw API (ref)")}},
+            [&, ep, id] { return CallRoundTrip(env, *ep, id); });
+      }
+      for (Endpoints* ep : {&env.tcp, &env.uds}) {
+        const std::string id = ep->uds ? "2.uds" : "2";
+        run({{.id = id,
+              .name = absl::StrCat("ping-pong round trip", ep->label())},
+             {.id = id + ".ref",
+              .name = absl::StrCat("ping-pong", ep->label(),
+                                   ", other raw API (ref)")}},
+            [&, ep, id] { return PingPong(env, *ep, id); });
+      }
       for (int size : {64, 4096}) {
         std::string id = absl::StrCat("3.", size);
         std::vector<Row> shells;
-        for (const char* s : {".plain", ".bp", ".err", ".unb", ".cb"}) {
+        for (const char* s : {".plain", ".bp", ".err", ".unb", ".ref"}) {
           shells.push_back({.id = id + s,
                             .name = absl::StrCat("stream throughput ", size,
                                                  " B ", s + 1),
@@ -1349,8 +1624,9 @@ int BenchMain(int argc, char** argv) {
         int msgs = size == 64 ? env.plan.tp_small_msgs : env.plan.tp_large_msgs;
         run(shells, [&, size, msgs] { return Throughput(env, size, msgs); });
       }
-      run({{.id = "4", .name = "dialog open"}},
-          one([&] { return DialogOpen(env); }));
+      run({{.id = "4", .name = "dialog open"},
+           {.id = "4.ref", .name = "dialog open, other raw API (ref)"}},
+          [&] { return DialogOpen(env); });
       run({{.id = "6", .name = "fan-in streams"}},
           one([&] { return FanInStreams(env); }));
       run({{.id = "6b", .name = "fan-in actors into a collector"}},
@@ -1371,7 +1647,8 @@ int BenchMain(int argc, char** argv) {
     }
     run({{.id = "8", .name = "idle memory"}},
         one([&] { return IdleMemory(env); }));
-    raw_proc->Stop();
+    raw_callback->Stop();
+    raw_sync->Stop();
   });
 
   // Table order follows the row numbers.

@@ -64,9 +64,11 @@ with open(sys.argv[1]) as f:
     doc = json.load(f)
 rows = doc["rows"]
 ids = [r["id"] for r in rows]
-expected = ["1", "2", "3.64.bp", "3.64.err", "3.64.unb", "3.4096.bp",
-            "3.4096.err", "3.4096.unb", "4", "5", "6", "6b", "7a", "7b", "8",
-            "9"]
+expected = ["1", "1.uds", "2", "2.uds", "3.64.bp", "3.64.err", "3.64.unb",
+            "3.4096.bp", "3.4096.err", "3.4096.unb", "4", "5", "6", "6b", "7a",
+            "7b", "8", "9"]
+# Rows whose raw side is the faster of gRPC's sync and callback APIs.
+best_raw = ["1", "1.uds", "2", "2.uds", "3.64.bp", "3.4096.bp", "4"]
 errors = []
 for e in expected:
     if e not in ids:
@@ -89,6 +91,10 @@ for r in rows:
             errors.append("row %s: no raw baseline: %r" % (r["id"], r))
         if not number(r.get("ratio")):
             errors.append("row %s: no ratio: %r" % (r["id"], r))
+    if r["id"] in best_raw and (not r.get("raw_best") or
+                                r.get("raw_api") not in ("sync", "callback")):
+        errors.append("row %s: does not name the winning raw API: %r" %
+                      (r["id"], r))
 for e in errors:
     print("ERROR:", e)
 print("%d rows checked, %d with n/a" % (len(rows), sum("na" in r for r in rows)))

@@ -36,7 +36,7 @@ std::string SelfPath() {
 }  // namespace
 
 std::unique_ptr<RawServerProcess> RawServerProcess::Start(
-    const std::string& path, bool once) {
+    const std::string& path, const std::vector<std::string>& args) {
   int in[2], out[2];
   if (pipe2(in, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
   if (pipe2(out, O_CLOEXEC) != 0) {
@@ -46,10 +46,10 @@ std::unique_ptr<RawServerProcess> RawServerProcess::Start(
   }
   // Everything the child needs is prepared before fork: after it, only
   // async-signal-safe calls until exec.
-  std::string arg0 = path;
-  std::string arg1 = "--once";
-  std::vector<char*> argv = {arg0.data()};
-  if (once) argv.push_back(arg1.data());
+  std::vector<std::string> strings = {path};
+  strings.insert(strings.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& s : strings) argv.push_back(s.data());
   argv.push_back(nullptr);
   pid_t parent = getpid();
   pid_t pid = fork();

@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace tractor::bench {
 
@@ -16,10 +17,11 @@ namespace tractor::bench {
 // destructor stops and reaps the process.
 class RawServerProcess {
  public:
-  // Forks and executes `path` (with "--once" when `once`), then waits up to
-  // 10 s for it to print its port. Throws std::runtime_error on failure.
-  static std::unique_ptr<RawServerProcess> Start(const std::string& path,
-                                                 bool once);
+  // Forks and executes `path` with `args` (raw_server's flags: "--once",
+  // "--api=sync", "--unix=PATH"), then waits up to 10 s for it to print its
+  // port. Throws std::runtime_error on failure.
+  static std::unique_ptr<RawServerProcess> Start(
+      const std::string& path, const std::vector<std::string>& args);
   ~RawServerProcess();
   RawServerProcess(const RawServerProcess&) = delete;
   RawServerProcess& operator=(const RawServerProcess&) = delete;

@@ -1,8 +1,14 @@
 // A bare gRPC server: the raw baseline that //tools/bench compares the actor
 // runtime against. Same library and build flags as the runtime, no runtime.
 //
-//   raw_server          serves Bench until its stdin reaches EOF
-//   raw_server --once   exits after answering one Echo (spawn baseline)
+//   raw_server [--api=sync|callback] [--unix=PATH] [--once]
+//
+//   --api=callback  the Bench service on gRPC's callback API (default)
+//   --api=sync      the Bench service on gRPC's sync API (a handler thread
+//                   per call, blocking reads and writes)
+//   --unix=PATH     also serves on the unix-domain socket PATH (absolute)
+//   --once          exits after answering one Echo (spawn baseline);
+//                   otherwise serves until its stdin reaches EOF
 //
 // It binds 127.0.0.1:0 and prints "PORT <n>" on stdout once it serves. The
 // bench holds the write end of the server's stdin, so the server ends when
@@ -11,9 +17,9 @@
 
 #include <condition_variable>
 #include <cstdio>
-#include <cstring>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 
 #include "bench.grpc.pb.h"
@@ -89,10 +95,10 @@ class SinkReactor final : public grpc::ServerReadReactor<v1::Blob> {
   v1::Blob msg_;
 };
 
-class BenchService final : public v1::Bench::CallbackService {
+class CallbackBenchService final : public v1::Bench::CallbackService {
  public:
   // `on_echo` (may be null) runs after every Echo answer is queued.
-  explicit BenchService(StopSignal* on_echo) : on_echo_(on_echo) {}
+  explicit CallbackBenchService(StopSignal* on_echo) : on_echo_(on_echo) {}
 
   grpc::ServerUnaryReactor* Echo(grpc::CallbackServerContext* ctx,
                                  const v1::Blob* req,
@@ -118,9 +124,79 @@ class BenchService final : public v1::Bench::CallbackService {
   StopSignal* on_echo_;
 };
 
-int Run(bool once) {
+// The same service on the sync API: every call runs on a thread of the
+// server's pool, which blocks in Read and Write.
+class SyncBenchService final : public v1::Bench::Service {
+ public:
+  // `on_echo` (may be null) runs after every Echo answer is computed.
+  explicit SyncBenchService(StopSignal* on_echo) : on_echo_(on_echo) {}
+
+  grpc::Status Echo(grpc::ServerContext*, const v1::Blob* req,
+                    v1::Blob* reply) override {
+    *reply->mutable_data() = req->data();
+    if (on_echo_ != nullptr) on_echo_->Notify();
+    return grpc::Status::OK;
+  }
+
+  grpc::Status PingPong(
+      grpc::ServerContext*,
+      grpc::ServerReaderWriter<v1::Blob, v1::Blob>* stream) override {
+    v1::Blob msg;
+    while (stream->Read(&msg)) {
+      if (!stream->Write(msg)) {
+        return grpc::Status(grpc::StatusCode::CANCELLED, "write failed");
+      }
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Sink(grpc::ServerContext*, grpc::ServerReader<v1::Blob>* reader,
+                    v1::Count* reply) override {
+    v1::Blob msg;
+    while (reader->Read(&msg)) {
+      reply->set_messages(reply->messages() + 1);
+      reply->set_bytes(reply->bytes() + msg.data().size());
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  StopSignal* on_echo_;
+};
+
+struct Flags {
+  bool sync = false;
+  bool once = false;
+  std::string unix_path;
+};
+
+bool ParseFlags(int argc, char** argv, Flags* f) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--once") {
+      f->once = true;
+    } else if (a == "--api=sync") {
+      f->sync = true;
+    } else if (a == "--api=callback") {
+      f->sync = false;
+    } else if (a.rfind("--unix=/", 0) == 0) {
+      f->unix_path = a.substr(7);
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+int Run(const Flags& flags) {
   StopSignal stop;
-  BenchService service(once ? &stop : nullptr);
+  StopSignal* on_echo = flags.once ? &stop : nullptr;
+  std::unique_ptr<grpc::Service> service;
+  if (flags.sync) {
+    service = std::make_unique<SyncBenchService>(on_echo);
+  } else {
+    service = std::make_unique<CallbackBenchService>(on_echo);
+  }
   grpc::ServerBuilder builder;
   int port = 0;
   // The actor runtime allows 64 MiB messages; so does the baseline.
@@ -128,10 +204,17 @@ int Run(bool once) {
   builder.SetMaxSendMessageSize(64 << 20);
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
                            &port);
-  builder.RegisterService(&service);
+  int unix_bound = 0;
+  if (!flags.unix_path.empty()) {
+    builder.AddListeningPort("unix:" + flags.unix_path,
+                             grpc::InsecureServerCredentials(), &unix_bound);
+  }
+  builder.RegisterService(service.get());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || port == 0) {
-    std::fprintf(stderr, "raw_server: could not bind 127.0.0.1:0\n");
+  if (!server || port == 0 || (!flags.unix_path.empty() && unix_bound == 0)) {
+    std::fprintf(stderr, "raw_server: could not bind 127.0.0.1:0%s%s\n",
+                 flags.unix_path.empty() ? "" : " and unix:",
+                 flags.unix_path.c_str());
     return 1;
   }
   std::printf("PORT %d\n", port);
@@ -146,6 +229,7 @@ int Run(bool once) {
   stop.Wait();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   server->Wait();
+  if (!flags.unix_path.empty()) unlink(flags.unix_path.c_str());
   return 0;
 }
 
@@ -153,8 +237,14 @@ int Run(bool once) {
 }  // namespace tractor::bench
 
 int main(int argc, char** argv) {
-  bool once = argc > 1 && std::strcmp(argv[1], "--once") == 0;
-  int rc = tractor::bench::Run(once);
+  tractor::bench::Flags flags;
+  if (!tractor::bench::ParseFlags(argc, argv, &flags)) {
+    std::fprintf(stderr,
+                 "usage: raw_server [--api=sync|callback] [--unix=PATH] "
+                 "[--once]\n");
+    return 2;
+  }
+  int rc = tractor::bench::Run(flags);
   std::fflush(stdout);
   _exit(rc);  // the stdin reader thread may still be blocked in read()
 }

@@ -156,25 +156,31 @@ void PrintTable(const RunInfo& info, const std::vector<Row>& rows, FILE* out) {
                info.cpu.c_str(), info.seconds);
   std::fprintf(out,
                "latency cells: median / p99; throughput cells: median "
-               "msg/s (MB/s); raw and ours rounds interleaved\n\n");
-  const char* fmt = "%-12s %-48s %-5s %-26s %-26s %-8s %-7s %s\n";
-  std::fprintf(out, fmt, "row", "what", "unit", "raw gRPC", "ours",
+               "msg/s (MB/s); raw and ours rounds interleaved\n"
+               "raw API: the gRPC API (client and server) of the raw cell; "
+               "\"best\" is the faster of sync and callback in this run, "
+               "which the ratio is taken against\n\n");
+  const char* fmt = "%-12s %-48s %-5s %-14s %-26s %-26s %-8s %-7s %s\n";
+  std::fprintf(out, fmt, "row", "what", "unit", "raw API", "raw gRPC", "ours",
                "ours/raw", "target", "");
-  std::fprintf(out, "%s\n", std::string(140, '-').c_str());
+  std::fprintf(out, "%s\n", std::string(155, '-').c_str());
   for (const Row& r : rows) {
     if (!r.na.empty()) {
       std::fprintf(out, fmt, r.id.c_str(), r.name.c_str(), r.unit.c_str(),
-                   "n/a", "n/a", "n/a", r.target.ToString().c_str(),
+                   "n/a", "n/a", "n/a", "n/a", r.target.ToString().c_str(),
                    ("n/a: " + r.na).c_str());
       continue;
     }
+    std::string api = r.raw_api;
+    if (r.raw_best && !api.empty()) api = "best: " + api;
     std::string ratio = "-";
     if (auto x = r.Ratio()) ratio = absl::StrFormat("%.2f", *x);
     std::string verdict;
     if (auto m = r.MeetsTarget()) verdict = *m ? "ok" : "MISS";
     std::fprintf(out, fmt, r.id.c_str(), r.name.c_str(), r.unit.c_str(),
-                 FormatStat(r.raw, r).c_str(), FormatStat(r.ours, r).c_str(),
-                 ratio.c_str(), r.target.ToString().c_str(), verdict.c_str());
+                 api.c_str(), FormatStat(r.raw, r).c_str(),
+                 FormatStat(r.ours, r).c_str(), ratio.c_str(),
+                 r.target.ToString().c_str(), verdict.c_str());
   }
   bool any_note = false;
   for (const Row& r : rows) {
@@ -201,6 +207,10 @@ bool WriteJson(const RunInfo& info, const std::vector<Row>& rows,
     if (!r.na.empty()) {
       o << ",\"na\":\"" << JsonEscape(r.na) << "\"";
     } else {
+      if (!r.raw_api.empty()) {
+        o << ",\"raw_api\":\"" << JsonEscape(r.raw_api)
+          << "\",\"raw_best\":" << (r.raw_best ? "true" : "false");
+      }
       if (r.raw) o << ",\"raw\":" << JsonStat(*r.raw, r);
       if (r.ours) o << ",\"ours\":" << JsonStat(*r.ours, r);
       if (auto x = r.Ratio()) o << ",\"ratio\":" << JsonNumber(*x);

@@ -44,6 +44,12 @@ struct Row {
   std::string unit;  // "us", "ms", "msg/s", "MiB"
   std::optional<Stat> raw;
   std::optional<Stat> ours;
+  // The gRPC API of the raw cell's client and server ("sync" or
+  // "callback") in rows that measure both; empty elsewhere.
+  std::string raw_api;
+  // Whether `raw` is the faster of the raw APIs measured ("best raw"): the
+  // lower median for latency, the higher for throughput.
+  bool raw_best = false;
   // Payload bytes per message, for throughput rows (adds MB/s).
   int message_bytes = 0;
   Target target;

@@ -41,8 +41,10 @@ Transition NextPhase(Side side, Phase phase, Event event, bool local_stopped) {
       if (phase != Phase::kStreaming || local_stopped) return stay(Action::kUsage);
       return stay(Action::kAccept);
     case Event::kRecvYield:
+      // A caller streams only after Started, so nothing arrives in kOpening.
+      if (phase == Phase::kOpening) return stay(Action::kProtocol);
       if (phase == Phase::kStreaming || !caller) return stay(Action::kAccept);
-      return stay(phase == Phase::kOpening ? Action::kProtocol : Action::kIgnore);
+      return stay(Action::kIgnore);
     case Event::kSendStop:
       if (phase != Phase::kStreaming) return stay(Action::kUsage);
       return stay(Action::kAccept);

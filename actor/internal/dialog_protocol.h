@@ -58,6 +58,10 @@
 // ² A caller's `Yield` queues until the callee opens its stream.
 // A caller also tolerates a `StartAck` in kOpening (ignored): it opts out
 // of acks with `Start.no_ack`, but an older callee may send one.
+// Events of the other side's columns: a caller sending Started, Return or
+// Error is `usage`; a callee receiving Started or Return is `protocol`
+// (`ignore` once finished), and a callee records a received Error (a
+// caller's StreamOverrun notice) and goes on.
 #ifndef TRACTOR_ACTOR_INTERNAL_DIALOG_PROTOCOL_H_
 #define TRACTOR_ACTOR_INTERNAL_DIALOG_PROTOCOL_H_
 

@@ -189,6 +189,16 @@ bool WaitImpl(std::condition_variable_any& cv, std::unique_lock<std::mutex>& lk,
     ThrowIfCancelled();
     if (until != absl::InfiniteFuture() && absl::Now() >= until) return false;
   }
+  // A checkpoint: a cancel that arrived together with the condition (or
+  // while this task waited for the task lock) wins, as it does when the
+  // condition already held on entry.
+  if (handed_over) {
+    reacquire.active = false;
+    lk.unlock();
+    AcquireTaskLock();
+    lk.lock();
+  }
+  ThrowIfCancelled();
   return true;
 }
 

@@ -13,6 +13,7 @@
 #include "actor/cancel.h"
 #include "actor/errors.h"
 #include "actor/internal/actor_service.h"
+#include "actor/internal/wire.h"
 #include "discovery/address.h"
 #include "discovery/registry_client.h"
 #include "glog/logging.h"
@@ -20,8 +21,6 @@
 
 namespace tractor::internal {
 namespace {
-
-constexpr int kMaxMessageBytes = 64 << 20;
 
 std::mutex g_runtime_mu;
 Runtime* g_runtime = nullptr;  // guarded by g_runtime_mu

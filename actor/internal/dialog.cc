@@ -334,6 +334,11 @@ std::string Dialog::undecodable() const {
   return undecodable_;
 }
 
+bool Dialog::peer_half_closed() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return half_closed_ && !broken_ && !done_;
+}
+
 std::string Dialog::EndReason() const {
   std::lock_guard<std::mutex> lk(mu_);
   if (!end_reason_.empty()) return end_reason_;
@@ -369,6 +374,9 @@ void Dialog::OnReadDone(bool ok) {
     first_hook_ = nullptr;
     if (!ok) {
       reads_ended_ = true;
+      // The server's read fails when the caller half-closes (or when the
+      // RPC ends, which OnCancel or OnDone then tells apart).
+      if (!client_) half_closed_ = true;
     } else if (read_buf_.has_batch()) {
       // A batch is its items, queued one by one under the same policy.
       for (auto& item : *read_buf_.mutable_batch()->mutable_items()) {

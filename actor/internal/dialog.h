@@ -109,6 +109,10 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   // Server side: why an arriving message did not decode; empty when none
   // failed.
   std::string undecodable() const;
+  // Server side: true when the caller half-closed its side of the stream
+  // (nothing more will arrive, and nothing failed to decode) while the RPC
+  // goes on.
+  bool peer_half_closed() const;
   // Human-readable reason the stream ended, for TransportClosed.
   std::string EndReason() const;
   // Waits (bounded) for the RPC to complete and returns its status text.
@@ -179,6 +183,7 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   bool pause_after_first_ = false;
   bool reads_paused_ = false;
   bool wrote_once_ = false;
+  bool half_closed_ = false;
   bool done_ = false;
   int in_call_ = 0;
   grpc::Status close_status_;

@@ -183,7 +183,8 @@ void OnErrorArrived(DialogSession& s, const v1::Error& error);
 void InstallDialogHooks(const std::shared_ptr<DialogSession>& s);
 
 // Receives the next message; throws TransportClosed when the stream ended
-// without one. A checkpoint.
+// without one. On the callee, the caller's half-close reads as a `Stop`. A
+// checkpoint.
 v1::Msg NextMsg(DialogSession& s);
 
 // Records an Error that arrived in-band and throws it as an exception.

@@ -301,7 +301,9 @@ void TaskServer::RunDialogTask(std::shared_ptr<Dialog> dialog) {
     c->scope->Cancel();
   });
   if (!start.no_ack()) {
-    // The task is scheduled: say so now (it carries the function's kind).
+    // The task was validated and admitted: say so before invoking it (it
+    // carries the function's kind), so the ack is the callee's first
+    // message whatever the function does.
     v1::Msg ack;
     ack.mutable_start_ack()->set_cid(s->cid);
     ack.mutable_start_ack()->set_functype(ep->type);

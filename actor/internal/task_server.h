@@ -10,7 +10,8 @@
 //   2. Admit     the task into this actor's task table (the gate): refused
 //                with `ContextCancelled` naming the canceller once the actor
 //                was cancelled, with `MessagingError` for a cid already
-//                running.
+//                running. A dialog whose `Start` did not set `no_ack` is
+//                sent `StartAck` now, before the function is invoked.
 //   3. Invoke    the exported function on a pooled thread, as a user task
 //                (the task lock in single-task mode), inside the task's
 //                cancel scope.

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import unittest
 import uuid
 
@@ -179,7 +180,8 @@ GARBAGE = b"\x0a\x10not a protobuf"
 
 class WireContractFromPython(unittest.TestCase):
     """What msg.proto and actor.proto promise a client beyond the happy
-    path: what undecodable input and oversized messages get."""
+    path: when StartAck leaves, how a dialog ends, what undecodable input
+    and oversized messages get."""
 
     @classmethod
     def setUpClass(cls):
@@ -226,6 +228,70 @@ class WireContractFromPython(unittest.TestCase):
         reply = self.unary_call(self.start("demo:add", {"a": 1, "b": 2}),
                                 timeout=10)
         self.assertEqual(reply.returned.payload.value.number_value, 3)
+
+    # StartAck ---------------------------------------------------------
+
+    def test_start_ack_arrives_while_the_function_still_runs(self):
+        key = str(uuid.uuid4())
+        replies = self.open(iter([self.start("demo:gate", key)]), timeout=20)
+        first = next(replies)
+        self.assertEqual(first.WhichOneof("kind"), "start_ack")
+        self.assertEqual(first.start_ack.functype, msg_pb2.FUNC_TYPE_FUNCTION)
+        # The function waits for this call, which the client makes only
+        # now: its result says it was still running when StartAck came.
+        opened = self.unary_call(self.start("demo:open_gate", key),
+                                 timeout=10)
+        self.assertTrue(opened.returned.payload.value.bool_value)
+        rest = list(replies)
+        self.assertEqual([r.WhichOneof("kind") for r in rest], ["returned"])
+        self.assertEqual(rest[0].returned.payload.value.string_value,
+                         "opened")
+
+    def test_no_ack_means_no_start_ack(self):
+        replies = list(self.open(
+            iter([self.start("demo:add", {"a": 1, "b": 1}, no_ack=True)]),
+            timeout=10))
+        self.assertEqual([r.WhichOneof("kind") for r in replies],
+                         ["returned"])
+
+    # Ending a dialog --------------------------------------------------
+
+    def test_a_stop_after_the_return_is_harmless(self):
+        returned = threading.Event()
+
+        def requests():
+            yield self.start("demo:add", {"a": 1, "b": 2})
+            returned.wait(10)
+            yield msg_pb2.Msg(stop=msg_pb2.Stop())
+
+        call = self.open(requests(), timeout=10)
+        kinds = []
+        for reply in call:
+            kinds.append(reply.WhichOneof("kind"))
+            if reply.WhichOneof("kind") == "returned":
+                returned.set()
+        self.assertEqual(kinds, ["start_ack", "returned"])
+        self.assertEqual(call.code(), grpc.StatusCode.OK)
+        self.assert_still_answers()
+
+    def test_a_half_close_ends_the_callers_stream_like_stop(self):
+        msgs = [self.start("demo:doubler", 2,
+                           expect=msg_pb2.FUNC_TYPE_CONTEXT)]
+        for i in range(2):
+            msgs.append(msg_pb2.Msg(yielded=msg_pb2.Yield(
+                payload=msg_pb2.Payload(value=value(i)))))
+        # No Stop: the request stream just ends.
+        call = self.open(iter(msgs), timeout=10)
+        replies = list(call)
+        kinds = [r.WhichOneof("kind") for r in replies]
+        self.assertEqual(kinds[:2], ["start_ack", "started"])
+        self.assertEqual(kinds[-1], "returned", replies[-1])
+        self.assertIn("stop", kinds)
+        items = [r.yielded.payload.value.number_value
+                 for r in replies if r.WhichOneof("kind") == "yielded"]
+        self.assertEqual(items, [0, 2])
+        self.assertEqual(replies[-1].returned.payload.value.number_value, 2)
+        self.assertEqual(call.code(), grpc.StatusCode.OK)
 
     # Undecodable input ------------------------------------------------
 

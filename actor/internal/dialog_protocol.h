@@ -137,6 +137,9 @@ struct DialogSession {
   std::shared_ptr<ScopeState> scope;  // the dialog's scope (callee: the task's)
   // Callee: the receive queue capacity the caller asked for in Start.
   size_t start_buffer_size = kDefaultQueueCapacity;
+  // Callee: the caller offered `Batch` messages (`Start.accept_batches`);
+  // only then does `Started` say this side accepts them too.
+  bool peer_accepts_batches = false;
 
   bool caller() const { return side == Side::kCaller; }
 

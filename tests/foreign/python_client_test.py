@@ -293,6 +293,18 @@ class WireContractFromPython(unittest.TestCase):
         self.assertEqual(replies[-1].returned.payload.value.number_value, 2)
         self.assertEqual(call.code(), grpc.StatusCode.OK)
 
+    def test_started_offers_batches_only_when_the_caller_did(self):
+        for offered in (False, True):
+            msgs = [self.start("demo:doubler", 0,
+                               expect=msg_pb2.FUNC_TYPE_CONTEXT,
+                               accept_batches=offered),
+                    msg_pb2.Msg(stop=msg_pb2.Stop())]
+            replies = list(self.open(iter(msgs), timeout=10))
+            started = [r.started for r in replies
+                       if r.WhichOneof("kind") == "started"]
+            self.assertEqual(len(started), 1)
+            self.assertEqual(started[0].accept_batches, offered)
+
     # Undecodable input ------------------------------------------------
 
     def assert_dialog_refused(self, request, *words):

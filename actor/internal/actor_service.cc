@@ -30,6 +30,15 @@ class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
                                 "the first Link message must be hello"));
         return;
       }
+      const uint32_t version = in_.hello().protocol_version();
+      if (version != 0 && version != kProtocolVersion) {
+        // 0 is a child too old to say: it speaks version 1.
+        FinishOnce(grpc::Status(
+            grpc::StatusCode::FAILED_PRECONDITION,
+            absl::StrCat("the child speaks tractor protocol version ", version,
+                         "; this actor speaks version ", kProtocolVersion)));
+        return;
+      }
       child_ = rt_->OnChildLinked(in_.hello());
       if (!child_) {
         FinishOnce(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
@@ -157,6 +166,7 @@ grpc::ServerUnaryReactor* ActorService::Info(grpc::CallbackServerContext* ctx,
   }
   for (const auto& c : rt_->Children()) *info.add_children() = c;
   *info.mutable_parent() = rt_->config().parent;
+  info.set_protocol_version(kProtocolVersion);
   SerializeToByteBuffer(info, response);
   r->Finish(grpc::Status::OK);
   return r;

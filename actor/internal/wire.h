@@ -18,6 +18,11 @@
 
 namespace tractor::internal {
 
+// The version of the wire protocol (protos/tractor/v1) this build speaks,
+// stated in `ActorInfo.protocol_version` and `LinkHello.protocol_version`.
+// Raised only by a change that is not backward compatible.
+inline constexpr uint32_t kProtocolVersion = 1;
+
 // The largest message, encoded, in either direction (server and client).
 inline constexpr int kMaxMessageBytes = 64 << 20;
 

@@ -25,7 +25,7 @@ subprocess.run(
      "tractor/v1/msg.proto", "tractor/v1/actor.proto"],
     check=True)
 sys.path.insert(0, gen)
-from tractor.v1 import msg_pb2  # noqa: E402
+from tractor.v1 import actor_pb2, msg_pb2  # noqa: E402
 from google.protobuf import struct_pb2, json_format  # noqa: E402
 
 
@@ -181,7 +181,7 @@ GARBAGE = b"\x0a\x10not a protobuf"
 class WireContractFromPython(unittest.TestCase):
     """What msg.proto and actor.proto promise a client beyond the happy
     path: when StartAck leaves, how a dialog ends, what undecodable input
-    and oversized messages get."""
+    and oversized messages get, and the protocol version."""
 
     @classmethod
     def setUpClass(cls):
@@ -395,6 +395,38 @@ class WireContractFromPython(unittest.TestCase):
         self.assertEqual(cm.exception.code(),
                          grpc.StatusCode.RESOURCE_EXHAUSTED)
         self.assert_still_answers()
+
+    # Versions -----------------------------------------------------------
+
+    def test_info_states_the_protocol_version(self):
+        info = self.channel.unary_unary(
+            "/tractor.v1.Actor/Info",
+            request_serializer=actor_pb2.InfoRequest.SerializeToString,
+            response_deserializer=actor_pb2.ActorInfo.FromString)
+        self.assertEqual(info(actor_pb2.InfoRequest(), timeout=10)
+                         .protocol_version, 1)
+
+    def link(self, version):
+        link = self.channel.stream_stream(
+            "/tractor.v1.Actor/Link",
+            request_serializer=actor_pb2.LinkMsg.SerializeToString,
+            response_deserializer=actor_pb2.LinkMsg.FromString)
+        hello = actor_pb2.LinkMsg(hello=actor_pb2.LinkHello(
+            aid=msg_pb2.Aid(name="stranger", uuid=str(uuid.uuid4())),
+            protocol_version=version))
+        with self.assertRaises(grpc.RpcError) as cm:
+            list(link(iter([hello]), timeout=10))
+        self.assertEqual(cm.exception.code(),
+                         grpc.StatusCode.FAILED_PRECONDITION)
+        return cm.exception.details()
+
+    def test_a_link_of_another_protocol_version_is_refused(self):
+        details = self.link(2)
+        self.assertIn("version 2", details)
+        self.assertIn("version 1", details)
+        # 0 (a peer too old to say) passes the version check; this actor
+        # then refuses the link only because it did not spawn the caller.
+        self.assertIn("did not spawn", self.link(0))
 
 
 if __name__ == "__main__":

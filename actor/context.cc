@@ -57,7 +57,9 @@ void Context::Started(const Payload& value) {
   }
   v1::Msg m;
   *m.mutable_started()->mutable_payload() = value.proto();
-  m.mutable_started()->set_accept_batches(true);
+  // This side reads batches either way; it says so only to a caller that
+  // offered them (a caller that did not may not know the message).
+  m.mutable_started()->set_accept_batches(s.peer_accepts_batches);
   s.dialog->Send(std::move(m));
 }
 

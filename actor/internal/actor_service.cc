@@ -5,7 +5,9 @@
 #include <mutex>
 
 #include "actor/export.h"
+#include "absl/strings/str_cat.h"
 #include "actor/internal/dialog.h"
+#include "actor/internal/wire.h"
 #include "glog/logging.h"
 
 namespace tractor::internal {
@@ -26,6 +28,15 @@ class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
       if (!in_.has_hello()) {
         FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                 "the first Link message must be hello"));
+        return;
+      }
+      const uint32_t version = in_.hello().protocol_version();
+      if (version != 0 && version != kProtocolVersion) {
+        // 0 is a child too old to say: it speaks version 1.
+        FinishOnce(grpc::Status(
+            grpc::StatusCode::FAILED_PRECONDITION,
+            absl::StrCat("the child speaks tractor protocol version ", version,
+                         "; this actor speaks version ", kProtocolVersion)));
         return;
       }
       child_ = rt_->OnChildLinked(in_.hello());
@@ -69,10 +80,22 @@ class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
   std::atomic<bool> finished_{false};
 };
 
+// Decodes a unary request; on failure finishes `reactor` with
+// INVALID_ARGUMENT saying why and returns false.
+bool DecodeRequest(const char* method, const grpc::ByteBuffer& bytes,
+                   google::protobuf::Message* request,
+                   grpc::ServerUnaryReactor* reactor) {
+  std::string why;
+  if (ParseFromByteBuffer(bytes, request, &why)) return true;
+  reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                               absl::StrCat(method, " request: ", why)));
+  return false;
+}
+
 }  // namespace
 
-grpc::ServerBidiReactor<v1::Msg, v1::Msg>* ActorService::Open(
-    grpc::CallbackServerContext*) {
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*
+ActorService::Open(grpc::CallbackServerContext*) {
   auto dialog = std::make_shared<Dialog>();
   auto* reactor = new ServerDialogReactor(dialog);
   // The task is dispatched once Start has arrived, so no thread waits for
@@ -83,33 +106,41 @@ grpc::ServerBidiReactor<v1::Msg, v1::Msg>* ActorService::Open(
 }
 
 grpc::ServerUnaryReactor* ActorService::Call(grpc::CallbackServerContext*,
-                                             const v1::Msg* request,
-                                             v1::Msg* reply) {
-  return rt_->tasks().ServeCall(*request, reply);
+                                             const grpc::ByteBuffer* request,
+                                             grpc::ByteBuffer* response) {
+  return rt_->tasks().ServeCall(*request, response);
 }
 
 grpc::ServerUnaryReactor* ActorService::CancelTask(
-    grpc::CallbackServerContext* ctx, const v1::CancelTaskRequest* req,
-    v1::CancelTaskReply* reply) {
-  reply->set_found(rt_->tasks().CancelTask(req->cid(), req->requester()));
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
   auto* r = ctx->DefaultReactor();
+  v1::CancelTaskRequest req;
+  if (!DecodeRequest("Actor.CancelTask", *request, &req, r)) return r;
+  v1::CancelTaskReply reply;
+  reply.set_found(rt_->tasks().CancelTask(req.cid(), req.requester()));
+  SerializeToByteBuffer(reply, response);
   r->Finish(grpc::Status::OK);
   return r;
 }
 
 grpc::ServerUnaryReactor* ActorService::CancelActor(
-    grpc::CallbackServerContext* ctx, const v1::CancelActorRequest* req,
-    v1::CancelActorReply* reply) {
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
   auto* r = ctx->DefaultReactor();
-  const v1::Aid& requester = req->requester();
+  v1::CancelActorRequest req;
+  if (!DecodeRequest("Actor.CancelActor", *request, &req, r)) return r;
+  const v1::Aid& requester = req.requester();
   LOG(INFO) << "actor " << rt_->self().name() << " cancelled by '"
             << requester.name() << "' " << requester.uuid();
   Runtime* rt = rt_;
-  rt_->tasks().CancelAllTasks(requester, absl::Seconds(2), [r, reply, rt] {
+  rt_->tasks().CancelAllTasks(requester, absl::Seconds(2), [r, response, rt] {
     // The exit is under way before the requester hears back (the root's
     // block is cancelled by then).
     rt->RequestExit("cancelled by request");
-    reply->set_ok(true);
+    v1::CancelActorReply reply;
+    reply.set_ok(true);
+    SerializeToByteBuffer(reply, response);
     r->Finish(grpc::Status::OK);
   });
   return r;
@@ -121,17 +152,22 @@ grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg>* ActorService::Link(
 }
 
 grpc::ServerUnaryReactor* ActorService::Info(grpc::CallbackServerContext* ctx,
-                                             const v1::InfoRequest*,
-                                             v1::ActorInfo* info) {
-  *info->mutable_aid() = rt_->self();
-  for (const auto& a : rt_->accept_addrs()) info->add_accept_addrs(a);
-  for (const auto& ns : rt_->tasks().enable_modules()) {
-    info->add_enable_modules(ns);
-    for (const auto& f : EndpointNames(ns)) info->add_functions(f);
-  }
-  for (const auto& c : rt_->Children()) *info->add_children() = c;
-  *info->mutable_parent() = rt_->config().parent;
+                                             const grpc::ByteBuffer* request,
+                                             grpc::ByteBuffer* response) {
   auto* r = ctx->DefaultReactor();
+  v1::InfoRequest req;
+  if (!DecodeRequest("Actor.Info", *request, &req, r)) return r;
+  v1::ActorInfo info;
+  *info.mutable_aid() = rt_->self();
+  for (const auto& a : rt_->accept_addrs()) info.add_accept_addrs(a);
+  for (const auto& ns : rt_->tasks().enable_modules()) {
+    info.add_enable_modules(ns);
+    for (const auto& f : EndpointNames(ns)) info.add_functions(f);
+  }
+  for (const auto& c : rt_->Children()) *info.add_children() = c;
+  *info.mutable_parent() = rt_->config().parent;
+  info.set_protocol_version(kProtocolVersion);
+  SerializeToByteBuffer(info, response);
   r->Finish(grpc::Status::OK);
   return r;
 }

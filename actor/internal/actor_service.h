@@ -10,27 +10,39 @@
 
 namespace tractor::internal {
 
+// The generated service with every method but `Link` taking raw bytes: the
+// service decodes requests itself, so that one that does not decode is
+// answered with what was wrong (INVALID_ARGUMENT; a MessagingError on a
+// dialog) rather than gRPC's bare status.
+using RawActorService = v1::Actor::WithRawCallbackMethod_Open<
+    v1::Actor::WithRawCallbackMethod_Call<
+        v1::Actor::WithRawCallbackMethod_CancelTask<
+            v1::Actor::WithRawCallbackMethod_CancelActor<
+                v1::Actor::WithCallbackMethod_Link<
+                    v1::Actor::WithRawCallbackMethod_Info<
+                        v1::Actor::Service>>>>>>;
+
 // Owned by the `Runtime` it serves, which outlives the gRPC server.
-class ActorService final : public v1::Actor::CallbackService {
+class ActorService final : public RawActorService {
  public:
   explicit ActorService(Runtime* rt) : rt_(rt) {}
 
-  grpc::ServerBidiReactor<v1::Msg, v1::Msg>* Open(
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Open(
       grpc::CallbackServerContext*) override;
   grpc::ServerUnaryReactor* Call(grpc::CallbackServerContext*,
-                                 const v1::Msg* request,
-                                 v1::Msg* reply) override;
+                                 const grpc::ByteBuffer* request,
+                                 grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* CancelTask(grpc::CallbackServerContext* ctx,
-                                       const v1::CancelTaskRequest* req,
-                                       v1::CancelTaskReply* reply) override;
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* CancelActor(grpc::CallbackServerContext* ctx,
-                                        const v1::CancelActorRequest* req,
-                                        v1::CancelActorReply* reply) override;
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
   grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg>* Link(
       grpc::CallbackServerContext*) override;
   grpc::ServerUnaryReactor* Info(grpc::CallbackServerContext* ctx,
-                                 const v1::InfoRequest*,
-                                 v1::ActorInfo* info) override;
+                                 const grpc::ByteBuffer* request,
+                                 grpc::ByteBuffer* response) override;
 
  private:
   Runtime* rt_;

@@ -10,6 +10,7 @@
 
 #include "actor/internal/runtime.h"
 #include "actor/internal/signals.h"
+#include "actor/internal/wire.h"
 #include "glog/logging.h"
 #include "tractor/v1/actor.grpc.pb.h"
 
@@ -56,10 +57,18 @@ int ChildMain(const v1::SpawnSpec& spec) {
   v1::LinkMsg hello;
   *hello.mutable_hello()->mutable_aid() = rt->self();
   for (const auto& a : rt->accept_addrs()) hello.mutable_hello()->add_accept_addrs(a);
+  hello.mutable_hello()->set_protocol_version(kProtocolVersion);
   v1::LinkMsg reply;
-  if (!link->Write(hello) || !link->Read(&reply) || !reply.has_accepted()) {
+  const bool wrote = link->Write(hello);
+  const bool read = wrote && link->Read(&reply);
+  if (!read || !reply.has_accepted()) {
+    // A parent that refused the link (e.g. for another protocol version)
+    // ended the stream with a status that says why; otherwise end it here.
+    if (!wrote || read) link_ctx.TryCancel();
+    const grpc::Status status = link->Finish();
     LOG(ERROR) << "actor '" << spec.aid().name()
-               << "' could not link to its parent at " << spec.parent_addr();
+               << "' could not link to its parent at " << spec.parent_addr()
+               << ": " << status.error_message();
     return 1;
   }
   std::thread link_thread([&link, r = rt.get()] {

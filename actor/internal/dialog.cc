@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
+#include "actor/internal/wire.h"
 #include "glog/logging.h"
 
 namespace tractor::internal {
@@ -312,9 +313,30 @@ void Dialog::Close(const grpc::Status& status, bool abort) {
   Pump();
 }
 
+void Dialog::SetUndecodableHook(
+    std::function<void(const std::string&)> hook) {
+  std::string why;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    undecodable_hook_ = hook;
+    why = undecodable_;
+  }
+  if (!why.empty() && hook) hook(why);
+}
+
 bool Dialog::broken() const {
   std::lock_guard<std::mutex> lk(mu_);
   return broken_;
+}
+
+std::string Dialog::undecodable() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return undecodable_;
+}
+
+bool Dialog::peer_half_closed() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return half_closed_ && !broken_ && !done_;
 }
 
 std::string Dialog::EndReason() const {
@@ -352,6 +374,9 @@ void Dialog::OnReadDone(bool ok) {
     first_hook_ = nullptr;
     if (!ok) {
       reads_ended_ = true;
+      // The server's read fails when the caller half-closes (or when the
+      // RPC ends, which OnCancel or OnDone then tells apart).
+      if (!client_) half_closed_ = true;
     } else if (read_buf_.has_batch()) {
       // A batch is its items, queued one by one under the same policy.
       for (auto& item : *read_buf_.mutable_batch()->mutable_items()) {
@@ -398,6 +423,31 @@ void Dialog::OnReadDone(bool ok) {
     }
     if (h) h();
   }
+  recv_cv_.notify_all();
+  Pump();
+}
+
+void Dialog::OnReadUndecodable(std::string why) {
+  std::function<void(const std::string&)> hook;
+  std::function<void()> first;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    read_busy_ = false;
+    reads_ended_ = true;
+    read_buf_.Clear();
+    if (undecodable_.empty()) {
+      undecodable_ = why;
+      hook = undecodable_hook_;
+    }
+    if (end_reason_.empty()) {
+      end_reason_ = absl::StrCat(
+          "the peer sent a message that does not decode (", why, ")");
+    }
+    first = std::move(first_hook_);
+    first_hook_ = nullptr;
+  }
+  if (hook) hook(why);
+  if (first) first();
   recv_cv_.notify_all();
   Pump();
 }
@@ -464,6 +514,37 @@ void Dialog::OnDone(const grpc::Status& status) {
 ServerDialogReactor::ServerDialogReactor(std::shared_ptr<Dialog> dialog)
     : dialog_(std::move(dialog)) {
   dialog_->Attach(this);
+}
+
+void ServerDialogReactor::Read(v1::Msg* msg) {
+  read_target_ = msg;
+  StartRead(&read_bytes_);
+}
+
+void ServerDialogReactor::Write(const v1::Msg* msg,
+                                grpc::WriteOptions options) {
+  SerializeToByteBuffer(*msg, &write_bytes_);
+  StartWrite(&write_bytes_, options);
+}
+
+void ServerDialogReactor::WriteAndFinish(const v1::Msg* msg,
+                                         grpc::WriteOptions options,
+                                         const grpc::Status& status) {
+  SerializeToByteBuffer(*msg, &write_bytes_);
+  StartWriteAndFinish(&write_bytes_, options, status);
+}
+
+void ServerDialogReactor::OnReadDone(bool ok) {
+  if (ok) {
+    std::string why;
+    const bool decoded = ParseFromByteBuffer(read_bytes_, read_target_, &why);
+    read_bytes_.Clear();
+    if (!decoded) {
+      dialog_->OnReadUndecodable(std::move(why));
+      return;
+    }
+  }
+  dialog_->OnReadDone(ok);
 }
 
 void ServerDialogReactor::OnDone() {

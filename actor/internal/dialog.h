@@ -95,6 +95,10 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   void SetOverrunHook(std::function<void()> hook);
   // Called once when the transport breaks (peer gone, RPC cancelled).
   void SetBrokenHook(std::function<void()> hook);
+  // Server side: called once (on a gRPC thread, must not block), with the
+  // explanation, when an arriving message does not decode; at once when
+  // one already did.
+  void SetUndecodableHook(std::function<void(const std::string&)> hook);
 
   // Ends the dialog once queued writes are flushed. `abort` cancels the RPC
   // (the peer sees it as cancelled). Idempotent.
@@ -103,6 +107,13 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   // True once the stream can carry nothing more in at least one direction
   // because it broke.
   bool broken() const;
+  // Server side: why an arriving message did not decode; empty when none
+  // failed.
+  std::string undecodable() const;
+  // Server side: true when the caller half-closed its side of the stream
+  // (nothing more will arrive, and nothing failed to decode) while the RPC
+  // goes on.
+  bool peer_half_closed() const;
   // Human-readable reason the stream ended, for TransportClosed.
   std::string EndReason() const;
   // Waits (bounded) for the RPC to complete and returns its status text.
@@ -129,6 +140,8 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   // Reactor-facing.
   void Attach(DialogTransport* transport);
   void OnReadDone(bool ok);
+  // Server side: the message read did not decode. Reading stops.
+  void OnReadUndecodable(std::string why);
   void OnWriteDone(bool ok);
   void OnCancel();
   void OnDone(const grpc::Status& status);
@@ -171,43 +184,51 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   bool pause_after_first_ = false;
   bool reads_paused_ = false;
   bool wrote_once_ = false;
+  bool half_closed_ = false;
   bool done_ = false;
   int in_call_ = 0;
   grpc::Status close_status_;
   grpc::Status done_status_;
   std::string end_reason_;
+  std::string undecodable_;
   std::function<void(const v1::Msg&)> arrival_hook_;
   std::function<void()> overrun_hook_;
   std::function<void()> broken_hook_;
   std::function<void()> first_hook_;
+  std::function<void(const std::string&)> undecodable_hook_;
   v1::Msg read_buf_;
   v1::Msg write_buf_;
 };
 
-// Server half: one per incoming Actor/Open stream. Deletes itself on OnDone.
-class ServerDialogReactor : public grpc::ServerBidiReactor<v1::Msg, v1::Msg>,
-                            public DialogTransport {
+// Server half: one per incoming Actor/Open stream. The stream carries raw
+// bytes: the reactor decodes each message itself (an undecodable one goes to
+// `Dialog::OnReadUndecodable`) and encodes each reply. Deletes itself on
+// OnDone.
+class ServerDialogReactor
+    : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
+      public DialogTransport {
  public:
   explicit ServerDialogReactor(std::shared_ptr<Dialog> dialog);
-  void Read(v1::Msg* msg) override { StartRead(msg); }
-  void Write(const v1::Msg* msg, grpc::WriteOptions options) override {
-    StartWrite(msg, options);
-  }
+  void Read(v1::Msg* msg) override;
+  void Write(const v1::Msg* msg, grpc::WriteOptions options) override;
   bool CanWriteAndFinish() const override { return true; }
   void WriteAndFinish(const v1::Msg* msg, grpc::WriteOptions options,
-                      const grpc::Status& status) override {
-    StartWriteAndFinish(msg, options, status);
-  }
+                      const grpc::Status& status) override;
   void Release(const grpc::Status& status, bool abort) override {
     Finish(status);
   }
-  void OnReadDone(bool ok) override { dialog_->OnReadDone(ok); }
+  void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override { dialog_->OnWriteDone(ok); }
   void OnCancel() override { dialog_->OnCancel(); }
   void OnDone() override;
 
  private:
   std::shared_ptr<Dialog> dialog_;
+  // The read in flight: its bytes and where they decode to (at most one
+  // read and one write are outstanding).
+  grpc::ByteBuffer read_bytes_;
+  v1::Msg* read_target_ = nullptr;
+  grpc::ByteBuffer write_bytes_;
 };
 
 }  // namespace tractor::internal

@@ -223,6 +223,13 @@ void InstallDialogHooks(const std::shared_ptr<DialogSession>& s) {
 v1::Msg NextMsg(DialogSession& s) {
   auto msg = s.dialog->Receive();
   if (msg) return std::move(*msg);
+  if (!s.caller() && s.dialog->peer_half_closed()) {
+    // The caller half-closed its side of the stream without a Stop: it
+    // sends nothing more, which is what a Stop says.
+    v1::Msg stop;
+    stop.mutable_stop();
+    return stop;
+  }
   std::string reason = s.dialog->WaitDoneReason(absl::Seconds(1));
   throw TransportClosed(absl::StrCat("dialog '", s.func, "' with actor '",
                                      s.peer.name(), "' lost its transport: ",

@@ -141,6 +141,9 @@ struct DialogSession {
   std::shared_ptr<ScopeState> scope;  // the dialog's scope (callee: the task's)
   // Callee: the receive queue capacity the caller asked for in Start.
   size_t start_buffer_size = kDefaultQueueCapacity;
+  // Callee: the caller offered `Batch` messages (`Start.accept_batches`);
+  // only then does `Started` say this side accepts them too.
+  bool peer_accepts_batches = false;
 
   bool caller() const { return side == Side::kCaller; }
 
@@ -187,7 +190,8 @@ void OnErrorArrived(DialogSession& s, const v1::Error& error);
 void InstallDialogHooks(const std::shared_ptr<DialogSession>& s);
 
 // Receives the next message; throws TransportClosed when the stream ended
-// without one. A checkpoint.
+// without one. On the callee, the caller's half-close reads as a `Stop`. A
+// checkpoint.
 v1::Msg NextMsg(DialogSession& s);
 
 // Records an Error that arrived in-band and throws it as an exception.

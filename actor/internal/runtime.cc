@@ -12,6 +12,7 @@
 #include "actor/cancel.h"
 #include "actor/errors.h"
 #include "actor/internal/actor_service.h"
+#include "actor/internal/wire.h"
 #include "discovery/address.h"
 #include "discovery/channel.h"
 #include "discovery/listen.h"

@@ -9,6 +9,7 @@
 #include "actor/context.h"
 #include "actor/errors.h"
 #include "actor/internal/thread_pool.h"
+#include "actor/internal/wire.h"
 #include "glog/logging.h"
 
 namespace tractor::internal {
@@ -20,11 +21,24 @@ v1::Msg ErrorMsg(v1::Error e) {
   return m;
 }
 
-// Server half of one unary Actor/Call. The client cancelling its RPC
-// cancels the task; the task's thread calls Finish once the reply is
-// written. Deletes itself on OnDone.
+// Server half of one unary Actor/Call. Owns the decoded request and the
+// reply until the call is done. The client cancelling its RPC cancels the
+// task; the task's thread finishes the call once the reply is written.
+// Deletes itself on OnDone.
 class CallReactor : public grpc::ServerUnaryReactor {
  public:
+  // `response` is gRPC's, valid until OnDone.
+  explicit CallReactor(grpc::ByteBuffer* response) : response_(response) {}
+
+  v1::Msg& request() { return request_; }
+  v1::Msg& reply() { return reply_; }
+
+  // Encodes `reply()` as the call's response and finishes with OK.
+  void FinishWithReply() {
+    SerializeToByteBuffer(reply_, response_);
+    Finish(grpc::Status::OK);
+  }
+
   // Binds the running task's session (or, when the call was already
   // cancelled, cancels it at once).
   void Bind(const std::shared_ptr<DialogSession>& s) {
@@ -56,6 +70,9 @@ class CallReactor : public grpc::ServerUnaryReactor {
     s.scope->Cancel();
   }
 
+  grpc::ByteBuffer* const response_;
+  v1::Msg request_;
+  v1::Msg reply_;
   std::mutex mu_;
   std::weak_ptr<DialogSession> session_;  // guarded by mu_
   bool cancelled_ = false;                // guarded by mu_
@@ -125,6 +142,7 @@ std::shared_ptr<DialogSession> TaskServer::NewSession(const v1::Start& start,
   s->peer = start.caller();
   s->scope = NewScope(service_scope_, absl::InfiniteFuture(), false);
   if (start.msg_buffer_size() > 0) s->start_buffer_size = start.msg_buffer_size();
+  s->peer_accepts_batches = start.accept_batches();
   return s;
 }
 
@@ -218,6 +236,15 @@ void TaskServer::RunDialogTask(std::shared_ptr<Dialog> dialog) {
   // without one): this does not block.
   std::optional<v1::Msg> first = dialog->TryReceive();
   if (!first) {
+    const std::string why = dialog->undecodable();
+    if (!why.empty()) {
+      dialog->SendAndClose(ErrorMsg(MakeError(
+          self_, ErrorKind::kMessagingError,
+          absl::StrCat("actor '", self_.name(),
+                       "' could not decode the first message of a dialog: ",
+                       why))));
+      return;
+    }
     dialog->Close(grpc::Status(grpc::StatusCode::CANCELLED,
                                "the stream ended before Start"),
                   true);
@@ -257,8 +284,27 @@ void TaskServer::RunDialogTask(std::shared_ptr<Dialog> dialog) {
     }
     c->scope->Cancel();
   });
+  // A message that does not decode ends the dialog at once with a
+  // MessagingError saying why; the task is cancelled (its own terminal
+  // message then finds the dialog closed).
+  dialog->SetUndecodableHook([weak](const std::string& why) {
+    auto c = weak.lock();
+    if (!c) return;
+    c->dialog->SendAndClose(ErrorMsg(MakeError(
+        c->self, ErrorKind::kMessagingError,
+        absl::StrCat("actor '", c->self.name(), "' could not decode a message "
+                     "of its dialog '", c->func, "': ", why),
+        c->cid)));
+    {
+      std::lock_guard<std::mutex> lk(c->mu);
+      if (c->cancel_requester.uuid().empty()) c->cancel_requester = c->peer;
+    }
+    c->scope->Cancel();
+  });
   if (!start.no_ack()) {
-    // The task is scheduled: say so now (it carries the function's kind).
+    // The task was validated and admitted: say so before invoking it (it
+    // carries the function's kind), so the ack is the callee's first
+    // message whatever the function does.
     v1::Msg ack;
     ack.mutable_start_ack()->set_cid(s->cid);
     ack.mutable_start_ack()->set_functype(ep->type);
@@ -269,18 +315,25 @@ void TaskServer::RunDialogTask(std::shared_ptr<Dialog> dialog) {
   Leave(s);
 }
 
-grpc::ServerUnaryReactor* TaskServer::ServeCall(const v1::Msg& request,
-                                                v1::Msg* reply) {
-  auto* reactor = new CallReactor;
-  if (!request.has_start()) {
-    *reply = ErrorMsg(MakeError(
-        self_, ErrorKind::kMessagingError,
-        absl::StrCat("Actor.Call takes a Msg holding Start, got ",
-                     request.ShortDebugString())));
-    reactor->Finish(grpc::Status::OK);
+grpc::ServerUnaryReactor* TaskServer::ServeCall(const grpc::ByteBuffer& request,
+                                                grpc::ByteBuffer* response) {
+  auto* reactor = new CallReactor(response);
+  std::string why;
+  if (!ParseFromByteBuffer(request, &reactor->request(), &why)) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 absl::StrCat("Actor.Call request: ", why)));
     return reactor;
   }
-  const v1::Start& start = request.start();
+  const v1::Msg& msg = reactor->request();
+  if (!msg.has_start()) {
+    reactor->reply() = ErrorMsg(MakeError(
+        self_, ErrorKind::kMessagingError,
+        absl::StrCat("Actor.Call takes a Msg holding Start, got ",
+                     msg.ShortDebugString())));
+    reactor->FinishWithReply();
+    return reactor;
+  }
+  const v1::Start& start = msg.start();
   v1::Error error;
   const Endpoint* ep = Validate(start, /*unary=*/true, &error);
   std::shared_ptr<DialogSession> s;
@@ -289,16 +342,16 @@ grpc::ServerUnaryReactor* TaskServer::ServeCall(const v1::Msg& request,
     if (!Admit(s, &error)) s = nullptr;
   }
   if (s == nullptr) {
-    *reply = ErrorMsg(std::move(error));
-    reactor->Finish(grpc::Status::OK);
+    reactor->reply() = ErrorMsg(std::move(error));
+    reactor->FinishWithReply();
     return reactor;
   }
   reactor->Bind(s);
-  // `request` and `reply` stay valid until Finish.
-  RunPooled([this, s, ep, args = &start.args(), reactor, reply]() {
-    *reply = Invoke(s, *ep, *args);
+  // The reactor, and so the request and the reply, live until Finish.
+  RunPooled([this, s, ep, reactor]() {
+    reactor->reply() = Invoke(s, *ep, reactor->request().start().args());
     Leave(s);
-    reactor->Finish(grpc::Status::OK);
+    reactor->FinishWithReply();
   });
   return reactor;
 }

@@ -10,7 +10,8 @@
 //   2. Admit     the task into this actor's task table (the gate): refused
 //                with `ContextCancelled` naming the canceller once the actor
 //                was cancelled, with `MessagingError` for a cid already
-//                running.
+//                running. A dialog whose `Start` did not set `no_ack` is
+//                sent `StartAck` now, before the function is invoked.
 //   3. Invoke    the exported function on a pooled thread, as a user task
 //                (the task lock in single-task mode), inside the task's
 //                cancel scope.
@@ -53,9 +54,13 @@ class TaskServer {
   // one). Called on a gRPC thread: schedules the task and returns at once.
   void ServeDialog(std::shared_ptr<Dialog> dialog);
 
-  // A unary `Actor/Call`. Called on a gRPC thread: returns the reactor the
-  // service hands to gRPC; the reply is the task's terminal message.
-  grpc::ServerUnaryReactor* ServeCall(const v1::Msg& request, v1::Msg* reply);
+  // A unary `Actor/Call`, as the bytes that arrived. Called on a gRPC
+  // thread: returns the reactor the service hands to gRPC; the response is
+  // the task's terminal message, encoded into `*response` (gRPC's, valid
+  // until the call is done). A request that does not decode is answered
+  // with INVALID_ARGUMENT saying why.
+  grpc::ServerUnaryReactor* ServeCall(const grpc::ByteBuffer& request,
+                                      grpc::ByteBuffer* response);
 
   // Cancels the task `cid` on behalf of `requester`. False: no such task.
   bool CancelTask(const std::string& cid, const v1::Aid& requester);

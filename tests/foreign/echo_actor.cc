@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -38,6 +40,31 @@ int64_t Doubler(tractor::Context& ctx, int64_t n) {
   return count;
 }
 TRACTOR_EXPORT("demo:doubler", Doubler);
+
+// demo:gate waits until demo:open_gate is called with the same key (or
+// 10 s pass), then returns "opened" (or "timed out"): a client can tell what
+// the callee sent while the function still ran.
+std::mutex g_gates_mu;
+std::set<std::string> g_open_gates;  // guarded by g_gates_mu
+
+std::string Gate(const std::string& key) {
+  const absl::Time until = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < until) {
+    {
+      std::lock_guard<std::mutex> lk(g_gates_mu);
+      if (g_open_gates.count(key)) return "opened";
+    }
+    tractor::Sleep(absl::Milliseconds(5));
+  }
+  return "timed out";
+}
+TRACTOR_EXPORT("demo:gate", Gate);
+
+bool OpenGate(const std::string& key) {
+  std::lock_guard<std::mutex> lk(g_gates_mu);
+  return g_open_gates.insert(key).second;
+}
+TRACTOR_EXPORT("demo:open_gate", OpenGate);
 
 std::string Secret() { return "hidden"; }
 TRACTOR_EXPORT("secret:peek", Secret);

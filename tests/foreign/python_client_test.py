@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import unittest
 import uuid
 
@@ -24,7 +25,7 @@ subprocess.run(
      "tractor/v1/msg.proto", "tractor/v1/actor.proto"],
     check=True)
 sys.path.insert(0, gen)
-from tractor.v1 import msg_pb2  # noqa: E402
+from tractor.v1 import actor_pb2, msg_pb2  # noqa: E402
 from google.protobuf import struct_pb2, json_format  # noqa: E402
 
 
@@ -138,6 +139,294 @@ class ActorFromPython(unittest.TestCase):
                  for r in replies if r.WhichOneof("kind") == "yielded"]
         self.assertEqual(items, [0, 2, 4])
         self.assertEqual(replies[-1].returned.payload.value.number_value, 3)
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        bits = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(bits | 0x80)
+        else:
+            out.append(bits)
+            return bytes(out)
+
+
+def field(number, payload):
+    """One length-delimited field, encoded by hand."""
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def raw_start(func, value_bytes):
+    """Msg{start: Start{cid, func, args: Payload{value}}}, encoded by hand
+    so that it may hold what no protobuf library would encode."""
+    start = (field(1, str(uuid.uuid4()).encode()) + field(2, func) +
+             field(3, field(2, value_bytes)))
+    return field(1, start)
+
+
+def deep_value(depth):
+    """A google.protobuf.Value nested `depth` deep through list_value."""
+    v = b"\x08\x00"  # Value{null_value: NULL_VALUE}
+    for _ in range(depth - 1):
+        v = field(6, field(1, v))  # Value{list_value: {values: [v]}}
+    return v
+
+
+# Field 1 declares 16 bytes; 14 follow: not a protobuf message.
+GARBAGE = b"\x0a\x10not a protobuf"
+
+
+class WireContractFromPython(unittest.TestCase):
+    """What msg.proto and actor.proto promise a client beyond the happy
+    path: when StartAck leaves, how a dialog ends, what undecodable input
+    and oversized messages get, and the protocol version."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.proc = subprocess.Popen([ACTOR], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, text=True)
+        line = cls.proc.stdout.readline().split()
+        assert line and line[0] == "ready", line
+        cls.channel = grpc.insecure_channel(line[1])
+        grpc.channel_ready_future(cls.channel).result(timeout=10)
+        cls.open = cls.channel.stream_stream(
+            "/tractor.v1.Actor/Open",
+            request_serializer=msg_pb2.Msg.SerializeToString,
+            response_deserializer=msg_pb2.Msg.FromString)
+        cls.unary_call = cls.channel.unary_unary(
+            "/tractor.v1.Actor/Call",
+            request_serializer=msg_pb2.Msg.SerializeToString,
+            response_deserializer=msg_pb2.Msg.FromString)
+        # The same methods, sending bytes as given.
+        cls.open_raw = cls.channel.stream_stream(
+            "/tractor.v1.Actor/Open", request_serializer=None,
+            response_deserializer=msg_pb2.Msg.FromString)
+        cls.call_raw = cls.channel.unary_unary(
+            "/tractor.v1.Actor/Call", request_serializer=None,
+            response_deserializer=msg_pb2.Msg.FromString)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.channel.close()
+        cls.proc.stdin.close()
+        try:
+            cls.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            cls.proc.kill()
+            cls.proc.wait()
+            raise
+
+    def start(self, func, args, **kw):
+        return msg_pb2.Msg(start=msg_pb2.Start(
+            cid=str(uuid.uuid4()), func=func,
+            args=msg_pb2.Payload(value=value(args)),
+            caller=msg_pb2.Aid(name="python-client"), **kw))
+
+    def assert_still_answers(self):
+        reply = self.unary_call(self.start("demo:add", {"a": 1, "b": 2}),
+                                timeout=10)
+        self.assertEqual(reply.returned.payload.value.number_value, 3)
+
+    # StartAck ---------------------------------------------------------
+
+    def test_start_ack_arrives_while_the_function_still_runs(self):
+        key = str(uuid.uuid4())
+        replies = self.open(iter([self.start("demo:gate", key)]), timeout=20)
+        first = next(replies)
+        self.assertEqual(first.WhichOneof("kind"), "start_ack")
+        self.assertEqual(first.start_ack.functype, msg_pb2.FUNC_TYPE_FUNCTION)
+        # The function waits for this call, which the client makes only
+        # now: its result says it was still running when StartAck came.
+        opened = self.unary_call(self.start("demo:open_gate", key),
+                                 timeout=10)
+        self.assertTrue(opened.returned.payload.value.bool_value)
+        rest = list(replies)
+        self.assertEqual([r.WhichOneof("kind") for r in rest], ["returned"])
+        self.assertEqual(rest[0].returned.payload.value.string_value,
+                         "opened")
+
+    def test_no_ack_means_no_start_ack(self):
+        replies = list(self.open(
+            iter([self.start("demo:add", {"a": 1, "b": 1}, no_ack=True)]),
+            timeout=10))
+        self.assertEqual([r.WhichOneof("kind") for r in replies],
+                         ["returned"])
+
+    # Ending a dialog --------------------------------------------------
+
+    def test_a_stop_after_the_return_is_harmless(self):
+        returned = threading.Event()
+
+        def requests():
+            yield self.start("demo:add", {"a": 1, "b": 2})
+            returned.wait(10)
+            yield msg_pb2.Msg(stop=msg_pb2.Stop())
+
+        call = self.open(requests(), timeout=10)
+        kinds = []
+        for reply in call:
+            kinds.append(reply.WhichOneof("kind"))
+            if reply.WhichOneof("kind") == "returned":
+                returned.set()
+        self.assertEqual(kinds, ["start_ack", "returned"])
+        self.assertEqual(call.code(), grpc.StatusCode.OK)
+        self.assert_still_answers()
+
+    def test_a_half_close_ends_the_callers_stream_like_stop(self):
+        msgs = [self.start("demo:doubler", 2,
+                           expect=msg_pb2.FUNC_TYPE_CONTEXT)]
+        for i in range(2):
+            msgs.append(msg_pb2.Msg(yielded=msg_pb2.Yield(
+                payload=msg_pb2.Payload(value=value(i)))))
+        # No Stop: the request stream just ends.
+        call = self.open(iter(msgs), timeout=10)
+        replies = list(call)
+        kinds = [r.WhichOneof("kind") for r in replies]
+        self.assertEqual(kinds[:2], ["start_ack", "started"])
+        self.assertEqual(kinds[-1], "returned", replies[-1])
+        self.assertIn("stop", kinds)
+        items = [r.yielded.payload.value.number_value
+                 for r in replies if r.WhichOneof("kind") == "yielded"]
+        self.assertEqual(items, [0, 2])
+        self.assertEqual(replies[-1].returned.payload.value.number_value, 2)
+        self.assertEqual(call.code(), grpc.StatusCode.OK)
+
+    def test_started_offers_batches_only_when_the_caller_did(self):
+        for offered in (False, True):
+            msgs = [self.start("demo:doubler", 0,
+                               expect=msg_pb2.FUNC_TYPE_CONTEXT,
+                               accept_batches=offered),
+                    msg_pb2.Msg(stop=msg_pb2.Stop())]
+            replies = list(self.open(iter(msgs), timeout=10))
+            started = [r.started for r in replies
+                       if r.WhichOneof("kind") == "started"]
+            self.assertEqual(len(started), 1)
+            self.assertEqual(started[0].accept_batches, offered)
+
+    # Undecodable input ------------------------------------------------
+
+    def assert_dialog_refused(self, request, *words):
+        call = self.open_raw(iter([request]), timeout=10)
+        replies = list(call)
+        self.assertEqual(len(replies), 1, replies)
+        err = replies[0].error
+        self.assertEqual(err.boxed_type, "MessagingError")
+        self.assertEqual(err.src.name, "echo")
+        self.assertIn("does not decode as tractor.v1.Msg", err.message)
+        for word in words:
+            self.assertIn(word, err.message)
+        self.assertEqual(call.code(), grpc.StatusCode.OK)
+        self.assert_still_answers()
+
+    def assert_call_refused(self, request, *words):
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.call_raw(request, timeout=10)
+        self.assertEqual(cm.exception.code(),
+                         grpc.StatusCode.INVALID_ARGUMENT)
+        details = cm.exception.details()
+        self.assertIn("does not decode as tractor.v1.Msg", details)
+        for word in words:
+            self.assertIn(word, details)
+        self.assert_still_answers()
+
+    def test_garbage_on_open_is_a_messaging_error(self):
+        self.assert_dialog_refused(GARBAGE, "declares 16 bytes")
+
+    def test_garbage_on_call_is_invalid_argument(self):
+        self.assert_call_refused(GARBAGE, "declares 16 bytes")
+
+    def test_garbage_on_the_other_unary_methods_is_invalid_argument(self):
+        for method, words in (("CancelTask", "tractor.v1.CancelTaskRequest"),
+                              ("CancelActor", "tractor.v1.CancelActorRequest"),
+                              ("Info", "tractor.v1.InfoRequest")):
+            rpc = self.channel.unary_unary(
+                "/tractor.v1.Actor/" + method, request_serializer=None,
+                response_deserializer=None)
+            with self.assertRaises(grpc.RpcError) as cm:
+                rpc(GARBAGE, timeout=10)
+            self.assertEqual(cm.exception.code(),
+                             grpc.StatusCode.INVALID_ARGUMENT, method)
+            self.assertIn(words, cm.exception.details())
+        self.assert_still_answers()
+
+    def test_nesting_past_the_recursion_limit_is_refused(self):
+        request = raw_start(b"demo:echo", deep_value(10000))
+        self.assert_dialog_refused(request, "recursion limit")
+        self.assert_call_refused(request, "recursion limit")
+
+    def test_nesting_within_the_limit_still_works(self):
+        request = raw_start(b"demo:echo", deep_value(40))
+        reply = self.call_raw(request, timeout=10)
+        self.assertEqual(reply.WhichOneof("kind"), "returned")
+
+    def test_invalid_utf8_in_a_string_field_is_refused(self):
+        request = raw_start(b"demo:\xff\xfeecho", value(1).SerializeToString())
+        self.assert_dialog_refused(request, "tractor.v1.Start.func", "UTF-8")
+        self.assert_call_refused(request, "tractor.v1.Start.func", "UTF-8")
+
+    def test_garbage_inside_a_running_dialog_ends_it(self):
+        start = self.start("demo:doubler", 0,
+                           expect=msg_pb2.FUNC_TYPE_CONTEXT)
+        item = msg_pb2.Msg(yielded=msg_pb2.Yield(
+            payload=msg_pb2.Payload(value=value(1))))
+        call = self.open_raw(iter([start.SerializeToString(),
+                                   item.SerializeToString(), GARBAGE]),
+                             timeout=10)
+        replies = list(call)
+        kinds = [r.WhichOneof("kind") for r in replies]
+        self.assertEqual(kinds[:2], ["start_ack", "started"])
+        self.assertEqual(kinds[-1], "error", replies)
+        err = replies[-1].error
+        self.assertEqual(err.boxed_type, "MessagingError")
+        self.assertEqual(err.cid, start.start.cid)
+        self.assertIn("does not decode", err.message)
+        self.assertEqual(call.code(), grpc.StatusCode.OK)
+        self.assert_still_answers()
+
+    # Size ---------------------------------------------------------------
+
+    def test_a_message_over_64_mib_is_resource_exhausted(self):
+        request = raw_start(b"demo:echo",
+                            field(3, b"x" * (64 << 20)))  # a string Value
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.call_raw(request, timeout=30)
+        self.assertEqual(cm.exception.code(),
+                         grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assert_still_answers()
+
+    # Versions -----------------------------------------------------------
+
+    def test_info_states_the_protocol_version(self):
+        info = self.channel.unary_unary(
+            "/tractor.v1.Actor/Info",
+            request_serializer=actor_pb2.InfoRequest.SerializeToString,
+            response_deserializer=actor_pb2.ActorInfo.FromString)
+        self.assertEqual(info(actor_pb2.InfoRequest(), timeout=10)
+                         .protocol_version, 1)
+
+    def link(self, version):
+        link = self.channel.stream_stream(
+            "/tractor.v1.Actor/Link",
+            request_serializer=actor_pb2.LinkMsg.SerializeToString,
+            response_deserializer=actor_pb2.LinkMsg.FromString)
+        hello = actor_pb2.LinkMsg(hello=actor_pb2.LinkHello(
+            aid=msg_pb2.Aid(name="stranger", uuid=str(uuid.uuid4())),
+            protocol_version=version))
+        with self.assertRaises(grpc.RpcError) as cm:
+            list(link(iter([hello]), timeout=10))
+        self.assertEqual(cm.exception.code(),
+                         grpc.StatusCode.FAILED_PRECONDITION)
+        return cm.exception.details()
+
+    def test_a_link_of_another_protocol_version_is_refused(self):
+        details = self.link(2)
+        self.assertIn("version 2", details)
+        self.assertIn("version 1", details)
+        # 0 (a peer too old to say) passes the version check; this actor
+        # then refuses the link only because it did not spawn the caller.
+        self.assertIn("did not spawn", self.link(0))
 
 
 if __name__ == "__main__":

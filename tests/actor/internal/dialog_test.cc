@@ -86,12 +86,13 @@ class Counter {
 
 // The server side of the pair: each Actor/Open stream becomes a Dialog the
 // test can take, configured by `setup` before its first read.
-class CapturingActorService final : public v1::Actor::CallbackService {
+class CapturingActorService final
+    : public v1::Actor::WithRawCallbackMethod_Open<v1::Actor::Service> {
  public:
   // Runs on the gRPC thread that accepts the stream, before reads start.
   std::function<void(Dialog&)> setup;
 
-  grpc::ServerBidiReactor<v1::Msg, v1::Msg>* Open(
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Open(
       grpc::CallbackServerContext*) override {
     auto dialog = std::make_shared<Dialog>();
     auto* reactor = new ServerDialogReactor(dialog);

@@ -35,7 +35,9 @@ def value(obj):
     return v
 
 
-class ActorFromPython(unittest.TestCase):
+class ActorProcessTest(unittest.TestCase):
+    """Starts one echo actor for the class and opens the Actor methods on a
+    channel to it; stops the actor (EOF on its stdin) at the end."""
 
     @classmethod
     def setUpClass(cls):
@@ -65,6 +67,9 @@ class ActorFromPython(unittest.TestCase):
             cls.proc.kill()
             cls.proc.wait()
             raise
+
+
+class ActorFromPython(ActorProcessTest):
 
     def call(self, func, args, expect=msg_pb2.FUNC_TYPE_FUNCTION):
         start = msg_pb2.Msg(start=msg_pb2.Start(
@@ -178,27 +183,14 @@ def deep_value(depth):
 GARBAGE = b"\x0a\x10not a protobuf"
 
 
-class WireContractFromPython(unittest.TestCase):
+class WireContractFromPython(ActorProcessTest):
     """What msg.proto and actor.proto promise a client beyond the happy
     path: when StartAck leaves, how a dialog ends, what undecodable input
     and oversized messages get, and the protocol version."""
 
     @classmethod
     def setUpClass(cls):
-        cls.proc = subprocess.Popen([ACTOR], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, text=True)
-        line = cls.proc.stdout.readline().split()
-        assert line and line[0] == "ready", line
-        cls.channel = grpc.insecure_channel(line[1])
-        grpc.channel_ready_future(cls.channel).result(timeout=10)
-        cls.open = cls.channel.stream_stream(
-            "/tractor.v1.Actor/Open",
-            request_serializer=msg_pb2.Msg.SerializeToString,
-            response_deserializer=msg_pb2.Msg.FromString)
-        cls.unary_call = cls.channel.unary_unary(
-            "/tractor.v1.Actor/Call",
-            request_serializer=msg_pb2.Msg.SerializeToString,
-            response_deserializer=msg_pb2.Msg.FromString)
+        super().setUpClass()
         # The same methods, sending bytes as given.
         cls.open_raw = cls.channel.stream_stream(
             "/tractor.v1.Actor/Open", request_serializer=None,
@@ -206,17 +198,6 @@ class WireContractFromPython(unittest.TestCase):
         cls.call_raw = cls.channel.unary_unary(
             "/tractor.v1.Actor/Call", request_serializer=None,
             response_deserializer=msg_pb2.Msg.FromString)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.channel.close()
-        cls.proc.stdin.close()
-        try:
-            cls.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            cls.proc.kill()
-            cls.proc.wait()
-            raise
 
     def start(self, func, args, **kw):
         return msg_pb2.Msg(start=msg_pb2.Start(

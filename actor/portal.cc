@@ -38,15 +38,15 @@ Runtime& RequireNotSelf(const PortalState& portal) {
 Payload CallFunction(PortalState& portal, const std::string& func,
                      const Payload& args) {
   Runtime& rt = RequireNotSelf(portal);
+  const v1::Msg request = MakeStart(NewCid(rt.self()), func, args, rt.self(),
+                                    v1::FUNC_TYPE_FUNCTION, {});
   v1::Msg reply;
   auto stub = v1::Actor::NewStub(portal.channel);
+  grpc::ClientContext context;
   grpc::Status st = CallUnary(
-      [&](auto* c, auto* r, auto* p, auto done) {
-        stub->async()->Call(c, r, p, std::move(done));
-      },
-      MakeStart(NewCid(rt.self()), func, args, rt.self(),
-                v1::FUNC_TYPE_FUNCTION, {}),
-      &reply, absl::InfiniteFuture(), /*shielded=*/false);
+      context,
+      [&](grpc::ClientContext* c) { return stub->Call(c, request, &reply); },
+      absl::InfiniteFuture(), /*shielded=*/false);
   if (!st.ok()) {
     throw TransportClosed(absl::StrCat(
         "call '", func, "' to actor '", portal.aid.name(),
@@ -132,11 +132,13 @@ Portal Portal::Connect(const std::string& addr, const v1::Aid& aid,
   if (aid.uuid().empty()) {
     v1::ActorInfo info;
     auto stub = v1::Actor::NewStub(ps->channel);
+    grpc::ClientContext context;
     grpc::Status status = internal::CallUnary(
-        [&](auto* c, auto* r, auto* p, auto done) {
-          stub->async()->Info(c, r, p, std::move(done));
+        context,
+        [&](grpc::ClientContext* c) {
+          return stub->Info(c, v1::InfoRequest(), &info);
         },
-        v1::InfoRequest(), &info, absl::Now() + timeout, /*shielded=*/false);
+        absl::Now() + timeout, /*shielded=*/false);
     if (!status.ok()) {
       throw TransportClosed(absl::StrCat("no actor answers at ", ps->addr,
                                          ": ", status.error_message()));
@@ -205,11 +207,11 @@ bool Portal::CancelActor(absl::Duration timeout) {
   *req.mutable_requester() = rt.self();
   v1::CancelActorReply reply;
   auto stub = v1::Actor::NewStub(state_->channel);
+  grpc::ClientContext context;
   grpc::Status status = internal::CallUnary(
-      [&](auto* c, auto* r, auto* p, auto done) {
-        stub->async()->CancelActor(c, r, p, std::move(done));
-      },
-      req, &reply, absl::Now() + timeout, /*shielded=*/true);
+      context,
+      [&](grpc::ClientContext* c) { return stub->CancelActor(c, req, &reply); },
+      absl::Now() + timeout, /*shielded=*/true);
   return status.ok() && reply.ok();
 }
 

@@ -105,12 +105,6 @@ ActorService::Open(grpc::CallbackServerContext*) {
   return reactor;
 }
 
-grpc::ServerUnaryReactor* ActorService::Call(grpc::CallbackServerContext*,
-                                             const grpc::ByteBuffer* request,
-                                             grpc::ByteBuffer* response) {
-  return rt_->tasks().ServeCall(*request, response);
-}
-
 grpc::ServerUnaryReactor* ActorService::CancelTask(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
@@ -170,6 +164,31 @@ grpc::ServerUnaryReactor* ActorService::Info(grpc::CallbackServerContext* ctx,
   SerializeToByteBuffer(info, response);
   r->Finish(grpc::Status::OK);
   return r;
+}
+
+grpc::ServerGenericBidiReactor* UnknownMethodService::CreateReactor(
+    grpc::GenericCallbackServerContext* context) {
+  class Refuse : public grpc::ServerGenericBidiReactor {
+   public:
+    explicit Refuse(const std::string& method) {
+      Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                          "unknown method " + method));
+    }
+    void OnDone() override { delete this; }
+  };
+  return new Refuse(context->method());
+}
+
+CallService::CallService(Runtime* rt) {
+  AddMethod(new grpc::internal::RpcServiceMethod(
+      "/tractor.v1.Actor/Call", grpc::internal::RpcMethod::NORMAL_RPC,
+      new grpc::internal::RpcMethodHandler<CallService, grpc::ByteBuffer,
+                                           grpc::ByteBuffer>(
+          [rt](CallService*, grpc::ServerContext* ctx,
+               const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
+            return rt->tasks().ServeCall(ctx, *request, response);
+          },
+          this)));
 }
 
 }  // namespace tractor::internal

@@ -14,8 +14,10 @@ namespace tractor::internal {
 // service decodes requests itself, so that one that does not decode is
 // answered with what was wrong (INVALID_ARGUMENT; a MessagingError on a
 // dialog) rather than gRPC's bare status.
+//
+// `Call` is not served here but by `CallService`, on gRPC's sync API.
 using RawActorService = v1::Actor::WithRawCallbackMethod_Open<
-    v1::Actor::WithRawCallbackMethod_Call<
+    v1::Actor::WithGenericMethod_Call<
         v1::Actor::WithRawCallbackMethod_CancelTask<
             v1::Actor::WithRawCallbackMethod_CancelActor<
                 v1::Actor::WithCallbackMethod_Link<
@@ -29,9 +31,6 @@ class ActorService final : public RawActorService {
 
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Open(
       grpc::CallbackServerContext*) override;
-  grpc::ServerUnaryReactor* Call(grpc::CallbackServerContext*,
-                                 const grpc::ByteBuffer* request,
-                                 grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* CancelTask(grpc::CallbackServerContext* ctx,
                                        const grpc::ByteBuffer* request,
                                        grpc::ByteBuffer* response) override;
@@ -46,6 +45,25 @@ class ActorService final : public RawActorService {
 
  private:
   Runtime* rt_;
+};
+
+// `tractor.v1.Actor/Call`, served on gRPC's sync API with raw bytes: the
+// gRPC thread that reads the request is the task's thread (it validates,
+// runs the function and writes the reply, with no hand-off), and the
+// request is decoded by the runtime, so an undecodable one gets
+// INVALID_ARGUMENT saying why. Owned by the `Runtime`, like ActorService.
+class CallService final : public grpc::Service {
+ public:
+  explicit CallService(Runtime* rt);
+};
+
+// Answers every method no service registered with UNIMPLEMENTED naming it.
+// gRPC needs a generic service once a generated method is taken out of its
+// service (as `Call` is, for `CallService`).
+class UnknownMethodService final : public grpc::CallbackGenericService {
+ public:
+  grpc::ServerGenericBidiReactor* CreateReactor(
+      grpc::GenericCallbackServerContext* context) override;
 };
 
 }  // namespace tractor::internal

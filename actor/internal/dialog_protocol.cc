@@ -302,11 +302,11 @@ void SendCancelTask(DialogSession& s) {
   *req.mutable_requester() = s.self;
   v1::CancelTaskReply reply;
   auto stub = v1::Actor::NewStub(s.channel);
+  grpc::ClientContext context;
   CallUnary(
-      [&](auto* c, auto* r, auto* p, auto done) {
-        stub->async()->CancelTask(c, r, p, std::move(done));
-      },
-      req, &reply, absl::Now() + absl::Milliseconds(616), /*shielded=*/true);
+      context,
+      [&](grpc::ClientContext* c) { return stub->CancelTask(c, req, &reply); },
+      absl::Now() + absl::Milliseconds(616), /*shielded=*/true);
 }
 
 DialogGuard::~DialogGuard() {

@@ -87,6 +87,10 @@ void Runtime::Start() {
   }
   service_ = std::make_unique<ActorService>(this);
   builder.RegisterService(service_.get());
+  call_service_ = std::make_unique<CallService>(this);
+  builder.RegisterService(call_service_.get());
+  unknown_methods_ = std::make_unique<UnknownMethodService>();
+  builder.RegisterCallbackGenericService(unknown_methods_.get());
   if (config_.registrar) {
     config_.self.set_is_registrar(true);
     registrar::RegistrarService::Options options;

@@ -30,6 +30,8 @@ class Registrant;
 namespace tractor::internal {
 
 class ActorService;
+class CallService;
+class UnknownMethodService;
 
 // One per actor process, reached through `Runtime::Get()`. Thread-safe.
 // Lives from `OpenRootActor` (root) or `ChildMain` (child) until `Shutdown`
@@ -122,6 +124,8 @@ class Runtime {
   std::unique_ptr<registrar::RegistrarService> registrar_;
   std::unique_ptr<discovery::Registrant> registrant_;
   std::unique_ptr<ActorService> service_;
+  std::unique_ptr<CallService> call_service_;
+  std::unique_ptr<UnknownMethodService> unknown_methods_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<discovery::ListeningPorts> ports_;  // set once bound
 

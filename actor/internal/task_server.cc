@@ -21,63 +21,6 @@ v1::Msg ErrorMsg(v1::Error e) {
   return m;
 }
 
-// Server half of one unary Actor/Call. Owns the decoded request and the
-// reply until the call is done. The client cancelling its RPC cancels the
-// task; the task's thread finishes the call once the reply is written.
-// Deletes itself on OnDone.
-class CallReactor : public grpc::ServerUnaryReactor {
- public:
-  // `response` is gRPC's, valid until OnDone.
-  explicit CallReactor(grpc::ByteBuffer* response) : response_(response) {}
-
-  v1::Msg& request() { return request_; }
-  v1::Msg& reply() { return reply_; }
-
-  // Encodes `reply()` as the call's response and finishes with OK.
-  void FinishWithReply() {
-    SerializeToByteBuffer(reply_, response_);
-    Finish(grpc::Status::OK);
-  }
-
-  // Binds the running task's session (or, when the call was already
-  // cancelled, cancels it at once).
-  void Bind(const std::shared_ptr<DialogSession>& s) {
-    bool cancelled;
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      session_ = s;
-      cancelled = cancelled_;
-    }
-    if (cancelled) CancelTaskOf(*s);
-  }
-  void OnCancel() override {
-    std::shared_ptr<DialogSession> s;
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      cancelled_ = true;
-      s = session_.lock();
-    }
-    if (s) CancelTaskOf(*s);
-  }
-  void OnDone() override { delete this; }
-
- private:
-  static void CancelTaskOf(DialogSession& s) {
-    {
-      std::lock_guard<std::mutex> lk(s.mu);
-      if (s.cancel_requester.uuid().empty()) s.cancel_requester = s.peer;
-    }
-    s.scope->Cancel();
-  }
-
-  grpc::ByteBuffer* const response_;
-  v1::Msg request_;
-  v1::Msg reply_;
-  std::mutex mu_;
-  std::weak_ptr<DialogSession> session_;  // guarded by mu_
-  bool cancelled_ = false;                // guarded by mu_
-};
-
 }  // namespace
 
 TaskServer::TaskServer(v1::Aid self, std::set<std::string> enable_modules)
@@ -315,45 +258,99 @@ void TaskServer::RunDialogTask(std::shared_ptr<Dialog> dialog) {
   Leave(s);
 }
 
-grpc::ServerUnaryReactor* TaskServer::ServeCall(const grpc::ByteBuffer& request,
-                                                grpc::ByteBuffer* response) {
-  auto* reactor = new CallReactor(response);
+grpc::Status TaskServer::ServeCall(grpc::ServerContext* context,
+                                   const grpc::ByteBuffer& request,
+                                   grpc::ByteBuffer* response) {
+  v1::Msg msg;
   std::string why;
-  if (!ParseFromByteBuffer(request, &reactor->request(), &why)) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                 absl::StrCat("Actor.Call request: ", why)));
-    return reactor;
+  if (!ParseFromByteBuffer(request, &msg, &why)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("Actor.Call request: ", why));
   }
-  const v1::Msg& msg = reactor->request();
+  v1::Msg reply;
   if (!msg.has_start()) {
-    reactor->reply() = ErrorMsg(MakeError(
+    reply = ErrorMsg(MakeError(
         self_, ErrorKind::kMessagingError,
         absl::StrCat("Actor.Call takes a Msg holding Start, got ",
                      msg.ShortDebugString())));
-    reactor->FinishWithReply();
-    return reactor;
+  } else {
+    const v1::Start& start = msg.start();
+    v1::Error error;
+    const Endpoint* ep = Validate(start, /*unary=*/true, &error);
+    std::shared_ptr<DialogSession> s;
+    if (ep != nullptr) {
+      s = NewSession(start, *ep);
+      if (!Admit(s, &error)) s = nullptr;
+    }
+    if (s == nullptr) {
+      reply = ErrorMsg(std::move(error));
+    } else {
+      // This thread is the task's: the function runs here.
+      CallWatcher::Watch watch(watcher_, context, s);
+      reply = Invoke(s, *ep, start.args());
+      Leave(s);
+    }
   }
-  const v1::Start& start = msg.start();
-  v1::Error error;
-  const Endpoint* ep = Validate(start, /*unary=*/true, &error);
-  std::shared_ptr<DialogSession> s;
-  if (ep != nullptr) {
-    s = NewSession(start, *ep);
-    if (!Admit(s, &error)) s = nullptr;
+  SerializeToByteBuffer(reply, response);
+  return grpc::Status::OK;
+}
+
+CallWatcher::CallWatcher() : thread_([this] { Loop(); }) {}
+
+CallWatcher::~CallWatcher() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
   }
-  if (s == nullptr) {
-    reactor->reply() = ErrorMsg(std::move(error));
-    reactor->FinishWithReply();
-    return reactor;
+  cv_.notify_all();
+  thread_.join();
+}
+
+CallWatcher::Watch::Watch(CallWatcher& watcher, grpc::ServerContext* context,
+                          std::shared_ptr<DialogSession> s)
+    : watcher_(watcher) {
+  bool first;
+  {
+    std::lock_guard<std::mutex> lk(watcher_.mu_);
+    id_ = watcher_.next_id_++;
+    first = watcher_.calls_.empty();
+    watcher_.calls_.emplace(id_, Entry{context, std::move(s)});
   }
-  reactor->Bind(s);
-  // The reactor, and so the request and the reply, live until Finish.
-  RunPooled([this, s, ep, reactor]() {
-    reactor->reply() = Invoke(s, *ep, reactor->request().start().args());
-    Leave(s);
-    reactor->FinishWithReply();
-  });
-  return reactor;
+  if (first) watcher_.cv_.notify_all();
+}
+
+CallWatcher::Watch::~Watch() {
+  // Under the lock, so that the watcher is not inside IsCancelled when
+  // gRPC finishes the call.
+  std::lock_guard<std::mutex> lk(watcher_.mu_);
+  watcher_.calls_.erase(id_);
+}
+
+void CallWatcher::Loop() {
+  std::unique_lock<std::mutex> lk(mu_);
+  while (!stop_) {
+    if (calls_.empty()) {
+      cv_.wait(lk, [&] { return stop_ || !calls_.empty(); });
+      continue;
+    }
+    cv_.wait_for(lk, kPollInterval, [&] { return stop_; });
+    std::vector<std::shared_ptr<DialogSession>> gone;
+    for (auto& [id, entry] : calls_) {
+      if (entry.session && entry.context->IsCancelled()) {
+        gone.push_back(std::move(entry.session));
+      }
+    }
+    if (gone.empty()) continue;
+    lk.unlock();
+    for (auto& s : gone) {
+      {
+        std::lock_guard<std::mutex> slk(s->mu);
+        if (s->cancel_requester.uuid().empty()) s->cancel_requester = s->peer;
+      }
+      s->scope->Cancel();
+    }
+    lk.lock();
+  }
 }
 
 bool TaskServer::CancelTask(const std::string& cid, const v1::Aid& requester) {

@@ -19,12 +19,15 @@
 //                `Error` the function raised, or `ContextCancelled` naming
 //                who cancelled it; then leave the task table.
 //
-// A unary call enters as itself: its reply is its terminal message, and no
-// stream inbox or outbox is made for it. docs/architecture.md follows one
+// A unary call enters as itself, on gRPC's sync API: the gRPC thread that
+// read the request runs the task and writes its terminal message as the
+// reply, with no hand-off and no stream inbox or outbox. A dialog's task
+// runs on a pooled thread (its stream is served by gRPC's callback API). docs/architecture.md follows one
 // call through these steps.
 #ifndef TRACTOR_ACTOR_INTERNAL_TASK_SERVER_H_
 #define TRACTOR_ACTOR_INTERNAL_TASK_SERVER_H_
 
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -32,6 +35,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "absl/time/time.h"
 #include "actor/cancel.h"
@@ -42,6 +46,49 @@
 #include "tractor/v1/msg.pb.h"
 
 namespace tractor::internal {
+
+// Cancels the task of a sync-API call whose client went away (cancelled
+// its RPC, or the connection broke): gRPC's sync API does not notify a
+// running handler, so one thread polls the running calls' contexts every
+// `kPollInterval` while there are any, and sleeps otherwise. Thread-safe;
+// owns its thread and joins it on destruction.
+class CallWatcher {
+ public:
+  static constexpr std::chrono::milliseconds kPollInterval{20};
+
+  CallWatcher();
+  ~CallWatcher();
+  CallWatcher(const CallWatcher&) = delete;
+  CallWatcher& operator=(const CallWatcher&) = delete;
+
+  // Watches one running call for its lifetime (the handler's scope).
+  class Watch {
+   public:
+    Watch(CallWatcher& watcher, grpc::ServerContext* context,
+          std::shared_ptr<DialogSession> s);
+    ~Watch();
+    Watch(const Watch&) = delete;
+    Watch& operator=(const Watch&) = delete;
+
+   private:
+    CallWatcher& watcher_;
+    uint64_t id_;
+  };
+
+ private:
+  struct Entry {
+    grpc::ServerContext* context;
+    std::shared_ptr<DialogSession> session;  // null once cancelled
+  };
+  void Loop();
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;                 // guarded by mu_
+  uint64_t next_id_ = 0;              // guarded by mu_
+  std::map<uint64_t, Entry> calls_;   // guarded by mu_
+  std::thread thread_;
+};
 
 // Runs this actor's remote tasks. Thread-safe. Owned by the process's
 // `Runtime`; it must outlive the gRPC server that feeds it (the runtime
@@ -54,13 +101,15 @@ class TaskServer {
   // one). Called on a gRPC thread: schedules the task and returns at once.
   void ServeDialog(std::shared_ptr<Dialog> dialog);
 
-  // A unary `Actor/Call`, as the bytes that arrived. Called on a gRPC
-  // thread: returns the reactor the service hands to gRPC; the response is
-  // the task's terminal message, encoded into `*response` (gRPC's, valid
-  // until the call is done). A request that does not decode is answered
-  // with INVALID_ARGUMENT saying why.
-  grpc::ServerUnaryReactor* ServeCall(const grpc::ByteBuffer& request,
-                                      grpc::ByteBuffer* response);
+  // A unary `Actor/Call`, as the bytes that arrived, on gRPC's sync API:
+  // the calling thread is the task's thread and blocks until the task ends.
+  // The response is the task's terminal message. A request that does not
+  // decode is answered with INVALID_ARGUMENT saying why. The client
+  // cancelling its RPC (or vanishing) cancels the task within
+  // `CallWatcher::kPollInterval`.
+  grpc::Status ServeCall(grpc::ServerContext* context,
+                         const grpc::ByteBuffer& request,
+                         grpc::ByteBuffer* response);
 
   // Cancels the task `cid` on behalf of `requester`. False: no such task.
   bool CancelTask(const std::string& cid, const v1::Aid& requester);
@@ -101,6 +150,7 @@ class TaskServer {
   const std::set<std::string> enable_modules_;
   // Parent of every task's scope: cancelling it cancels every task.
   const std::shared_ptr<ScopeState> service_scope_;
+  CallWatcher watcher_;
 
   std::mutex mu_;
   std::condition_variable_any drained_cv_;  // notified when tasks_ empties

@@ -1,34 +1,59 @@
-// One blocking unary RPC, issued with gRPC's callback API and waited for on
-// the calling task's thread.
+// One blocking unary RPC, driven by the calling task's own thread.
 #ifndef TRACTOR_ACTOR_INTERNAL_UNARY_CALL_H_
 #define TRACTOR_ACTOR_INTERNAL_UNARY_CALL_H_
 
+#include <algorithm>
+#include <functional>
+#include <memory>
 #include <optional>
-#include <utility>
+#include <stop_token>
 
 #include "absl/time/time.h"
 #include "actor/cancel.h"
-#include "actor/task_waiter.h"
-#include "discovery/blocking_call.h"
 #include "grpcpp/grpcpp.h"
 
 namespace tractor::internal {
 
-// Runs one unary RPC and waits for it with `discovery::BlockingUnaryCall`
-// and a `TaskWaiter`: the wait is a checkpoint unless `shielded`; when it is
-// cancelled the RPC is cancelled and awaited before `Cancelled` propagates.
-// `*reply` is filled when the status is OK. `start(context, request, reply,
-// done)` issues the call, e.g. `stub->async()->Info(c, r, p,
-// std::move(done))`.
-template <class Req, class Reply, class StartFn>
-grpc::Status CallUnary(const StartFn& start, Req req, Reply* reply,
+// Runs `call(&context)`, a unary RPC on gRPC's sync API, on the calling
+// task's thread: no other thread takes part in the wait, so the answer
+// wakes the task directly (docs/architecture.md, "Performance").
+//
+// The call is a checkpoint unless `shielded`: it first raises a pending
+// cancel; its deadline is the earlier of `deadline` and the task's scope
+// deadline; cancelling the task's scope cancels the RPC
+// (`ClientContext::TryCancel`), and a cancel that arrived while the RPC ran
+// is raised after it returned, whatever its status. In single-task mode the
+// task lock goes to other tasks while the RPC runs. Returns the RPC's
+// status.
+template <class CallFn>
+grpc::Status CallUnary(grpc::ClientContext& context, const CallFn& call,
                        absl::Time deadline, bool shielded) {
-  TaskWaiter waiter;
-  std::optional<ScopeBinding> shield;
-  if (shielded) shield.emplace(NewScope(nullptr, absl::InfiniteFuture(), true));
-  return discovery::BlockingUnaryCall(
-      start, std::move(req), reply,
-      {.deadline = deadline, .waiter = &waiter});
+  std::shared_ptr<ScopeState> scope = shielded ? nullptr : CurrentScope();
+  if (scope) {
+    ThrowIfCancelled();
+    deadline = std::min(deadline, EffectiveDeadline(scope.get()));
+  }
+  if (deadline != absl::InfiniteFuture()) {
+    context.set_deadline(absl::ToChronoTime(deadline));
+  }
+  grpc::Status status;
+  {
+    // Destroyed before `context` is touched again: a concurrent cancel has
+    // then finished with it.
+    std::optional<std::stop_callback<std::function<void()>>> on_cancel;
+    if (scope) {
+      on_cancel.emplace(scope->source.get_token(),
+                        std::function<void()>([&context] {
+                          context.TryCancel();
+                        }));
+    }
+    const bool handed_over = HoldsTaskLock();
+    if (handed_over) ReleaseTaskLock();
+    status = call(&context);
+    if (handed_over) AcquireTaskLock();
+  }
+  if (scope) ThrowIfCancelled();
+  return status;
 }
 
 }  // namespace tractor::internal

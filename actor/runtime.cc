@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_join.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
@@ -22,6 +23,10 @@
 namespace tractor {
 
 int Main(int argc, char** argv, const std::function<int()>& root_main) {
+  // Debian's Abseil checks every absl::Mutex acquisition for lock-order
+  // cycles (a debugging aid that gRPC's own locks pay for on every call);
+  // an actor process runs without it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   if (std::optional<v1::SpawnSpec> spec = internal::TakeSpawnSpec()) {
     google::InitGoogleLogging(argc > 0 ? argv[0] : "tractor");
     _exit(internal::ChildMain(*spec));

@@ -405,7 +405,8 @@ std::vector<Row> CallRoundTrip(Env& env, Endpoints& ep, const std::string& id) {
           .name = absl::StrCat("call round trip", ep.label(),
                                ", other raw API (ref)"),
           .unit = "us"};
-  row.target = RatioMax(1.3);
+  row.target = RatioMax(1.2);
+  row.target.p99_bound = 1.5;
   const std::string data(16, 'x');
   pb::Blob req;
   req.set_data(data);
@@ -474,7 +475,7 @@ std::vector<Row> PingPong(Env& env, Endpoints& ep, const std::string& id) {
           .name =
               absl::StrCat("ping-pong", ep.label(), ", other raw API (ref)"),
           .unit = "us"};
-  row.target = RatioMax(1.3);
+  row.target = RatioMax(1.2);
   const std::string data(16, 'x');
   pb::Blob ping;
   ping.set_data(data);
@@ -673,7 +674,7 @@ std::vector<Row> Throughput(Env& env, int size, int msgs) {
       msgs, " msgs per run; reference row: ratio vs the uncorked sync Write");
   Row bp_row =
       make(".bp", absl::StrCat("stream ", sz, ": kBackpressure vs raw corked"),
-           RatioMin(0.8));
+           RatioMin(0.9));
   Row ref_row = make(
       ".ref",
       absl::StrCat("stream ", sz, ": kBackpressure, other raw API (ref)"),
@@ -688,10 +689,10 @@ std::vector<Row> Throughput(Env& env, int size, int msgs) {
   // .err and .unb against the same best raw as .bp.
   Row err_row = make(
       ".err", absl::StrCat("stream ", sz, ": kError (big queue) vs raw corked"),
-      RatioMin(0.8));
+      RatioMin(0.9));
   Row unb_row = make(
       ".unb", absl::StrCat("stream ", sz, ": kUnbounded vs raw corked"),
-      RatioMin(0.8));
+      RatioMin(0.9));
   for (auto [r, ours] :
        {std::pair{&err_row, &err}, std::pair{&unb_row, &unb}}) {
     r->raw = bp_row.raw;
@@ -711,7 +712,7 @@ std::vector<Row> DialogOpen(Env& env) {
           .unit = "us"};
   Row ref{.id = "4.ref", .name = "dialog open, other raw API (ref)",
           .unit = "us"};
-  row.target = RatioMax(1.5);
+  row.target = RatioMax(1.3);
   pb::Blob ping;
   ping.set_data("x");
   const int iters = env.plan.open_iters;
@@ -771,7 +772,7 @@ std::vector<Row> DialogOpen(Env& env) {
 
 Row Spawn(Env& env) {
   Row row{.id = "5", .name = "spawn + first call answered", .unit = "ms"};
-  row.target = RatioMax(1.3);
+  row.target = RatioMax(1.25);
   pb::Blob req;
   req.set_data("x");
   const Payload arg = Payload::Raw("x");
@@ -860,7 +861,7 @@ Row FanInStreams(Env& env) {
   Row row{.id = "6",
           .name = absl::StrCat("fan-in: ", streams, " streams into one actor"),
           .unit = "msg/s"};
-  row.target = RatioMin(0.7);
+  row.target = RatioMin(1.0);
   row.message_bytes = 64;
   const std::string data(64, 'x');
   pb::Blob blob;
@@ -910,7 +911,7 @@ Row FanInActors(Env& env) {
   Row row{.id = "6b",
           .name = absl::StrCat("fan-in: ", procs, " actors into a collector actor"),
           .unit = "msg/s"};
-  row.target = RatioMin(0.7);
+  row.target = RatioMin(1.0);
   row.message_bytes = 64;
   pb::Blob blob;
   blob.set_data(std::string(64, 'x'));
@@ -976,7 +977,7 @@ Row Teardown(Env& env) {
   Row row{.id = "7a",
           .name = absl::StrCat("teardown: cancel a ", children, "-child nursery"),
           .unit = "ms"};
-  row.target = AbsMax(1000);
+  row.target = AbsMax(100);
   std::vector<double> ours, spawn;
   for (int rep = 0; rep < env.plan.teardown_reps; ++rep) {
     OpenNursery([&](ActorNursery& an) {
@@ -1030,7 +1031,7 @@ Row TreeFailure(Env& env) {
           .name = absl::StrCat("depth-", kTreeDepth,
                                " tree failure to root, all reaped"),
           .unit = "ms"};
-  row.target = AbsMax(2000);
+  row.target = AbsMax(30);
   std::vector<double> ours, total;
   for (int rep = 0; rep < env.plan.tree_reps; ++rep) {
     auto t0 = Clock::now();
@@ -1072,7 +1073,7 @@ Row TreeFailure(Env& env) {
 
 Row IdleMemory(Env& env) {
   Row row{.id = "8", .name = "idle process memory (VmRSS)", .unit = "MiB"};
-  row.target = RatioMax(1.5);
+  row.target = RatioMax(1.2);
   const auto settle = absl::Milliseconds(300);
   pb::Blob req;
   req.set_data("x");
@@ -1328,7 +1329,7 @@ std::vector<Row> MeasureLookup(Env& env, ActorNursery& an) {
 
   Row row{.id = "9", .name = "lookup: FindActor over 3 registrars, 1 down",
           .unit = "us"};
-  row.target = RatioMax(2);
+  row.target = RatioMax(1.5);
   SetStats(row, raw, ours3, true);
   row.note = absl::StrCat(
       "raw: sync unary Registrar.Find on one registrar; ours: FindActor(\"",

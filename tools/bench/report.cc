@@ -99,8 +99,12 @@ Stat Summarize(std::vector<double> samples, bool with_p99) {
 std::string Target::ToString() const {
   switch (kind) {
     case Kind::kNone: return "-";
-    case Kind::kRatioMax: return absl::StrFormat("<= %.1f", bound);
-    case Kind::kRatioMin: return absl::StrFormat(">= %.1f", bound);
+    case Kind::kRatioMax:
+      if (p99_bound > 0) {
+        return absl::StrFormat("<= %g, p99 <= %g", bound, p99_bound);
+      }
+      return absl::StrFormat("<= %g", bound);
+    case Kind::kRatioMin: return absl::StrFormat(">= %g", bound);
     case Kind::kAbsMax: return absl::StrFormat("< %g", bound);
   }
   return "-";
@@ -115,9 +119,15 @@ std::optional<bool> Row::MeetsTarget() const {
   if (!na.empty()) return std::nullopt;
   switch (target.kind) {
     case Target::Kind::kNone: return std::nullopt;
-    case Target::Kind::kRatioMax:
-      if (auto r = Ratio()) return *r <= target.bound;
-      return std::nullopt;
+    case Target::Kind::kRatioMax: {
+      auto r = Ratio();
+      if (!r) return std::nullopt;
+      if (target.p99_bound > 0) {
+        if (!raw->p99 || !ours->p99 || *raw->p99 <= 0) return std::nullopt;
+        if (*ours->p99 / *raw->p99 > target.p99_bound) return false;
+      }
+      return *r <= target.bound;
+    }
     case Target::Kind::kRatioMin:
       if (auto r = Ratio()) return *r >= target.bound;
       return std::nullopt;

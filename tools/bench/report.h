@@ -32,6 +32,8 @@ struct Target {
   };
   Kind kind = Kind::kNone;
   double bound = 0;
+  // With kRatioMax: also ours.p99 / raw.p99 <= p99_bound (0: not checked).
+  double p99_bound = 0;
 
   std::string ToString() const;
 };

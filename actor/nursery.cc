@@ -194,6 +194,7 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
   spec.set_lease_ms(absl::ToInt64Milliseconds(rt.config().registry_lease));
   for (const auto& m : options.enable_modules) spec.add_enable_modules(m);
   spec.set_free_threads(!options.single_task);
+  spec.set_no_same_host_socket(!options.same_host_socket);
   spec.set_loglevel(options.loglevel.empty() ? rt.config().loglevel
                                              : options.loglevel);
   spec.set_root_addr(rt.config().root_addr.empty() ? spec.parent_addr()
@@ -243,7 +244,9 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
       if (auto p = discovery::Address::Parse(a); p.ok()) child_addrs.push_back(*p);
     }
     auto pick = discovery::PreferAddress(child_addrs);
-    ps->addr = pick ? pick->ToString() : proc->accept_addrs.at(0);
+    ps->addr = !proc->local_addr.empty() ? proc->local_addr
+               : pick                    ? pick->ToString()
+                                         : proc->accept_addrs.at(0);
   }
   ps->aid.set_pid(proc->pid);
   ps->channel = rt.ChannelTo(ps->addr);

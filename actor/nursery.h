@@ -29,6 +29,10 @@ struct ActorOptions {
   std::string loglevel;
   // One user task at a time (default), or free-running threads.
   bool single_task = true;
+  // Reach the child over a unix socket private to this user (its
+  // `local_addr`) when it runs on this host, as it does unless it moved to
+  // another network namespace; false: over its bind addresses.
+  bool same_host_socket = true;
   // How long to wait for the child to boot and link back.
   absl::Duration spawn_timeout = absl::Seconds(10);
 };

@@ -145,6 +145,12 @@ Portal Portal::Connect(const std::string& addr, const v1::Aid& aid,
     }
     ps->aid = info.aid();
     rt.NoteActorAt(ps->addr, ps->aid.uuid());
+    // An actor on this host is reached over its same-host socket.
+    if (!info.local_addr().empty() && info.host_id() == discovery::HostId()) {
+      ps->addr = info.local_addr();
+      ps->channel = rt.ChannelTo(ps->addr);
+      rt.NoteActorAt(ps->addr, ps->aid.uuid());
+    }
   }
   return Portal(ps);
 }

@@ -45,6 +45,9 @@ struct RootOptions {
   std::string loglevel;
   // One user task at a time (default), or free-running threads.
   bool single_task = true;
+  // Also listen on a unix socket private to this user, used by actors of
+  // the same host (same boot and network namespace) instead of TCP.
+  bool same_host_socket = true;
 };
 
 // The program's entry point. A spawned child actor never returns from it

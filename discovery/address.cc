@@ -5,11 +5,13 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -506,6 +508,27 @@ std::optional<Address> PreferAddress(const std::vector<Address>& addrs) {
     if (IsLocalOn(*it, *machine)) return *it;
   }
   return addrs.back();
+}
+
+const std::string& HostId() {
+  static const std::string* id = [] {
+    std::string boot = "unknown-boot";
+    if (FILE* f = fopen("/proc/sys/kernel/random/boot_id", "r")) {
+      char buf[64] = {0};
+      if (fgets(buf, sizeof buf, f) != nullptr) {
+        boot = buf;
+        while (!boot.empty() && (boot.back() == '\n' || boot.back() == ' ')) {
+          boot.pop_back();
+        }
+      }
+      fclose(f);
+    }
+    struct stat st;
+    const unsigned long long net =
+        stat("/proc/self/ns/net", &st) == 0 ? st.st_ino : 0;
+    return new std::string(absl::StrCat(boot, "/net:", net));
+  }();
+  return *id;
 }
 
 }  // namespace tractor::discovery

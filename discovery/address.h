@@ -181,6 +181,11 @@ absl::StatusOr<std::vector<Address>> ParseAddressList(absl::string_view text);
 // lists from registrars on other hosts must drop unix entries from those.
 std::optional<Address> PreferAddress(const std::vector<Address>& addrs);
 
+// This process's host identity: the kernel's boot id and the inode of its
+// network namespace ("<boot_id>/net:<inode>"). Equal ids mean the same
+// machine, boot and network namespace. Computed once; thread-safe.
+const std::string& HostId();
+
 }  // namespace tractor::discovery
 
 #endif  // TRACTOR_DISCOVERY_ADDRESS_H_

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "actor/internal/dialog.h"
 #include "actor/internal/wire.h"
+#include "discovery/address.h"
 #include "glog/logging.h"
 
 namespace tractor::internal {
@@ -161,6 +162,8 @@ grpc::ServerUnaryReactor* ActorService::Info(grpc::CallbackServerContext* ctx,
   for (const auto& c : rt_->Children()) *info.add_children() = c;
   *info.mutable_parent() = rt_->config().parent;
   info.set_protocol_version(kProtocolVersion);
+  info.set_local_addr(rt_->local_addr());
+  info.set_host_id(discovery::HostId());
   SerializeToByteBuffer(info, response);
   r->Finish(grpc::Status::OK);
   return r;

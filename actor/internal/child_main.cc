@@ -11,6 +11,7 @@
 #include "actor/internal/runtime.h"
 #include "actor/internal/signals.h"
 #include "actor/internal/wire.h"
+#include "discovery/address.h"
 #include "glog/logging.h"
 #include "tractor/v1/actor.grpc.pb.h"
 
@@ -37,6 +38,7 @@ int ChildMain(const v1::SpawnSpec& spec) {
   config.loglevel = spec.loglevel();
   config.root_addr = spec.root_addr();
   config.single_task = !spec.free_threads();
+  config.same_host_socket = !spec.no_same_host_socket();
   config.registry_lease = absl::Milliseconds(spec.lease_ms());
   auto rt = std::make_unique<Runtime>(config);
   Runtime::SetCurrent(rt.get());
@@ -58,6 +60,8 @@ int ChildMain(const v1::SpawnSpec& spec) {
   *hello.mutable_hello()->mutable_aid() = rt->self();
   for (const auto& a : rt->accept_addrs()) hello.mutable_hello()->add_accept_addrs(a);
   hello.mutable_hello()->set_protocol_version(kProtocolVersion);
+  hello.mutable_hello()->set_local_addr(rt->local_addr());
+  hello.mutable_hello()->set_host_id(discovery::HostId());
   v1::LinkMsg reply;
   const bool wrote = link->Write(hello);
   const bool read = wrote && link->Read(&reply);

@@ -24,6 +24,8 @@ struct ChildProc {
   bool linked = false;                    // guarded by mu
   bool link_lost = false;                 // guarded by mu
   std::vector<std::string> accept_addrs;  // guarded by mu
+  // The child's same-host socket, when it runs on this host; else empty.
+  std::string local_addr;                 // guarded by mu
   std::string boot_error;                 // guarded by mu
 };
 

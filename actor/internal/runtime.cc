@@ -1,8 +1,12 @@
 #include "actor/internal/runtime.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <optional>
 #include <cctype>
 #include <cstdlib>
 #include <utility>
@@ -27,6 +31,29 @@ namespace {
 
 std::mutex g_runtime_mu;
 Runtime* g_runtime = nullptr;  // guarded by g_runtime_mu
+
+// The same-host socket's address, in a directory only this user may enter
+// ("/tmp/tractor-<euid>", mode 0700, made if missing). Nullopt (and no
+// same-host socket) when that directory is not safe to use.
+std::optional<discovery::Address> SameHostSocket(const std::string& uuid) {
+  const std::string dir = absl::StrCat("/tmp/tractor-", geteuid());
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    VLOG(1) << "no same-host socket: cannot make " << dir << ": "
+            << strerror(errno);
+    return std::nullopt;
+  }
+  struct stat st;
+  if (lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
+      st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+    VLOG(1) << "no same-host socket: " << dir
+            << " is not a directory private to this user";
+    return std::nullopt;
+  }
+  auto addr =
+      discovery::Address::Parse(absl::StrCat("unix:", dir, "/", uuid, ".sock"));
+  if (!addr.ok()) return std::nullopt;
+  return *addr;
+}
 
 Runtime::Config WithIdentity(Runtime::Config config) {
   config.self.set_pid(getpid());
@@ -80,6 +107,15 @@ void Runtime::Start() {
     }
     addrs.push_back(*std::move(parsed));
   }
+  const bool has_unix = std::any_of(
+      addrs.begin(), addrs.end(), [](const discovery::Address& a) {
+        return a.kind() == discovery::Address::Kind::kUnix;
+      });
+  std::optional<discovery::Address> local;
+  if (config_.same_host_socket && !has_unix) {
+    local = SameHostSocket(config_.self.uuid());
+    if (local) addrs.push_back(*local);
+  }
   auto ports = discovery::BindAll(builder, std::move(addrs));
   if (!ports.ok()) {
     throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(), "' ",
@@ -115,6 +151,10 @@ void Runtime::Start() {
   {
     std::lock_guard<std::mutex> lk(mu_);
     for (const auto& a : *accept) accept_addrs_.push_back(a.ToString());
+    if (local) {
+      local_addr_ = accept_addrs_.back();
+      accept_addrs_.pop_back();
+    }
     ports_ = std::make_unique<discovery::ListeningPorts>(*std::move(ports));
   }
   StartRegistration();
@@ -213,6 +253,11 @@ void Runtime::Shutdown() {
   if (ports_) ports_->RemoveSocketFiles();
 }
 
+std::string Runtime::local_addr() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return local_addr_;
+}
+
 std::vector<std::string> Runtime::accept_addrs() const {
   std::lock_guard<std::mutex> lk(mu_);
   return accept_addrs_;
@@ -273,6 +318,9 @@ std::shared_ptr<ChildProc> Runtime::OnChildLinked(const v1::LinkHello& hello) {
     proc->linked = true;
     proc->accept_addrs.assign(hello.accept_addrs().begin(),
                               hello.accept_addrs().end());
+    if (hello.host_id() == discovery::HostId()) {
+      proc->local_addr = hello.local_addr();
+    }
   }
   proc->cv.notify_all();
   return proc;

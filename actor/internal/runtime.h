@@ -52,6 +52,10 @@ class Runtime {
     // list then becomes its own accept addresses: the first
     // `registry_addrs.size()` of them, or all when `registry_addrs` is empty.
     bool registrar = false;
+    // Also listen on a unix socket private to this user, for peers on the
+    // same host (`local_addr`); skipped when a bind address is already a
+    // unix socket.
+    bool same_host_socket = true;
     // Lease to ask for (zero: the registrar's default); for an embedded
     // registrar, its default lease.
     absl::Duration registry_lease = absl::ZeroDuration();
@@ -79,6 +83,9 @@ class Runtime {
   const v1::Aid& self() const { return config_.self; }
   const Config& config() const { return config_; }
   std::vector<std::string> accept_addrs() const;
+  // The same-host socket ("unix:/tmp/tractor-<uid>/<uuid>.sock"), or empty.
+  // Not among `accept_addrs`: handed only to peers with this host's id.
+  std::string local_addr() const;
   // The embedded registrar, or null when this actor does not serve one.
   registrar::RegistrarService* embedded_registrar() const {
     return registrar_.get();
@@ -132,6 +139,7 @@ class Runtime {
   mutable std::mutex mu_;
   std::condition_variable_any exit_cv_;
   std::vector<std::string> accept_addrs_;                    // guarded by mu_
+  std::string local_addr_;                                   // guarded by mu_
   std::map<std::string, std::shared_ptr<ChildProc>> children_;  // guarded by mu_
   std::map<std::string, v1::Aid> child_aids_;                // guarded by mu_
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;  // guarded by mu_

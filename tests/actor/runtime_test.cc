@@ -1,5 +1,6 @@
 // Spawning, calling and cancelling child actors (real processes).
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -216,6 +217,47 @@ TEST_F(RuntimeTest, CancelActorOnTheRootCancelsItsBlockAndTearsDownTheTree) {
   EXPECT_FALSE(after_call);
   EXPECT_LT(absl::Now() - t0, absl::Seconds(3));
   // The fixture checks that no child outlived the root.
+}
+
+TEST_F(RuntimeTest, AChildOnThisHostIsReachedOverItsSameHostSocket) {
+  const std::string dir = absl::StrCat("/tmp/tractor-", geteuid(), "/");
+  OpenRootActor({}, [&] {
+    OpenNursery([&](ActorNursery& an) {
+      Portal p = an.StartActor("local", kTestNs);
+      ASSERT_EQ(p.addr().rfind("unix:" + dir, 0), 0u) << p.addr();
+      EXPECT_EQ(p.Run("test:twice", 21).AsInt(), 42);
+      // The socket's directory is private to this user.
+      struct stat st;
+      ASSERT_EQ(stat(dir.c_str(), &st), 0);
+      EXPECT_EQ(st.st_mode & 077, 0u);
+      EXPECT_EQ(st.st_uid, geteuid());
+      // A portal made from a TCP address moves to the socket once the
+      // actor's Info names this host.
+      Portal self = Portal::Connect(AcceptAddrs().at(0));
+      EXPECT_EQ(self.addr().rfind("unix:" + dir, 0), 0u) << self.addr();
+      // The socket is not one of the addresses the actor advertises.
+      for (const auto& a : AcceptAddrs()) EXPECT_EQ(a.rfind("unix:", 0), std::string::npos) << a;
+      const std::string path = p.addr().substr(5);
+      an.Cancel();
+      EXPECT_NE(access(path.c_str(), F_OK), 0)
+          << "the child left its socket file behind";
+    });
+  });
+}
+
+TEST_F(RuntimeTest, WithoutTheSameHostSocketAChildIsReachedOverTcp) {
+  OpenRootActor({.same_host_socket = false}, [] {
+    OpenNursery([](ActorNursery& an) {
+      ActorOptions options = kTestNs;
+      options.same_host_socket = false;
+      Portal p = an.StartActor("tcp-only", options);
+      EXPECT_EQ(p.addr().rfind("127.0.0.1:", 0), 0u) << p.addr();
+      EXPECT_EQ(p.Run("test:twice", 2).AsInt(), 4);
+      Portal self = Portal::Connect(AcceptAddrs().at(0));
+      EXPECT_EQ(self.addr(), AcceptAddrs().at(0));
+      an.Cancel();
+    });
+  });
 }
 
 TEST_F(RuntimeTest, AChildProcessIsNamedAfterItsActor) {

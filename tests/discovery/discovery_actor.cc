@@ -103,7 +103,8 @@ int main(int argc, char** argv) {
         rc = 1;
         return;
       }
-      printf("found %s %.1f\n", portal->aid().uuid().c_str(), MsSince(start));
+      printf("found %s %.1f %s\n", portal->aid().uuid().c_str(), MsSince(start),
+             portal->addr().c_str());
       if (!a.ticks) return;
       absl::Time last = absl::Now();
       try {

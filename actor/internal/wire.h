@@ -23,9 +23,6 @@ namespace tractor::internal {
 // Raised only by a change that is not backward compatible.
 inline constexpr uint32_t kProtocolVersion = 1;
 
-// The largest message, encoded, in either direction (server and client).
-inline constexpr int kMaxMessageBytes = 64 << 20;
-
 // Decodes `buffer` into `msg`, reading the buffer's slices in place. On
 // failure clears `msg`, sets `*why` to what could not be decoded and returns
 // false.

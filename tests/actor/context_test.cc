@@ -14,6 +14,7 @@
 #include "actor/nursery.h"
 #include "actor/runtime.h"
 #include "gtest/gtest.h"
+#include "tests/actor/with_child.h"
 #include "tests/process_fixture.h"
 
 namespace tractor {
@@ -190,68 +191,56 @@ class ContextTest : public testing::ProcessTest {};
 const ActorOptions kCtxNs = {.enable_modules = {"ctx"}};
 
 TEST_F(ContextTest, StartedValueAndResultReachTheCaller) {
-  OpenRootActor({}, [] {
-    OpenNursery([](ActorNursery& an) {
-      Portal p = an.StartActor("child", kCtxNs);
-      Payload first;
-      Payload result = p.OpenContext(
-          "ctx:simple", 10,
-          [&](Context& ctx, const Payload& f) {
-            first = f;
-            EXPECT_TRUE(ctx.is_caller());
-          });
-      EXPECT_EQ(first.AsInt(), 11);
-      EXPECT_EQ(result.AsString(), "yo");
-      an.Cancel();
-    });
+  testing::WithChild(kCtxNs, [&](Portal& p) {
+    Payload first;
+    Payload result = p.OpenContext(
+        "ctx:simple", 10,
+        [&](Context& ctx, const Payload& f) {
+          first = f;
+          EXPECT_TRUE(ctx.is_caller());
+        });
+    EXPECT_EQ(first.AsInt(), 11);
+    EXPECT_EQ(result.AsString(), "yo");
   });
 }
 
 TEST_F(ContextTest, StreamEchoesBothWaysAndCloseEndsTheCalleeLoop) {
-  OpenRootActor({}, [] {
-    OpenNursery([](ActorNursery& an) {
-      Portal p = an.StartActor("child", kCtxNs);
-      Payload result = p.OpenContext("ctx:echoer", Payload(),
-                                     [](Context& ctx, const Payload&) {
-        auto stream = ctx.OpenStream();
-        for (int i = 0; i < 10; ++i) {
-          stream.Send(i);
-          auto got = stream.Receive();
-          ASSERT_TRUE(got.has_value());
-          EXPECT_EQ(got->AsInt(), i);
-        }
-        stream.Close();
-        // The callee answers our Stop with its own: the stream ends.
-        EXPECT_FALSE(stream.Receive().has_value());
-        EXPECT_FALSE(stream.Receive().has_value());
-      });
-      EXPECT_EQ(result.AsInt(), 10);
-      an.Cancel();
+  testing::WithChild(kCtxNs, [&](Portal& p) {
+    Payload result = p.OpenContext("ctx:echoer", Payload(),
+                                   [](Context& ctx, const Payload&) {
+      auto stream = ctx.OpenStream();
+      for (int i = 0; i < 10; ++i) {
+        stream.Send(i);
+        auto got = stream.Receive();
+        ASSERT_TRUE(got.has_value());
+        EXPECT_EQ(got->AsInt(), i);
+      }
+      stream.Close();
+      // The callee answers our Stop with its own: the stream ends.
+      EXPECT_FALSE(stream.Receive().has_value());
+      EXPECT_FALSE(stream.Receive().has_value());
     });
+    EXPECT_EQ(result.AsInt(), 10);
   });
 }
 
 TEST_F(ContextTest, CallerCancelIsAbsorbedAndAcked) {
-  OpenRootActor({}, [] {
-    OpenNursery([](ActorNursery& an) {
-      Portal p = an.StartActor("child", kCtxNs);
-      bool acked = false;
-      v1::Aid canceller;
-      absl::Time t0 = absl::Now();
-      p.OpenContext("ctx:sleeper", Payload(), [&](Context& ctx, const Payload&) {
-        ctx.Cancel();
-        EXPECT_TRUE(ctx.cancel_called());
-        EXPECT_TRUE(ctx.Result().IsNull());
-        acked = ctx.cancel_acked();
-        canceller = ctx.canceller();
-      });
-      EXPECT_LT(absl::Now() - t0, absl::Milliseconds(500));
-      EXPECT_TRUE(acked);
-      EXPECT_EQ(canceller.uuid(), CurrentActor().uuid());
-      // The child is still serving.
-      EXPECT_GT(p.Run("ctx:pid").AsInt(), 0);
-      an.Cancel();
+  testing::WithChild(kCtxNs, [&](Portal& p) {
+    bool acked = false;
+    v1::Aid canceller;
+    absl::Time t0 = absl::Now();
+    p.OpenContext("ctx:sleeper", Payload(), [&](Context& ctx, const Payload&) {
+      ctx.Cancel();
+      EXPECT_TRUE(ctx.cancel_called());
+      EXPECT_TRUE(ctx.Result().IsNull());
+      acked = ctx.cancel_acked();
+      canceller = ctx.canceller();
     });
+    EXPECT_LT(absl::Now() - t0, absl::Milliseconds(500));
+    EXPECT_TRUE(acked);
+    EXPECT_EQ(canceller.uuid(), CurrentActor().uuid());
+    // The child is still serving.
+    EXPECT_GT(p.Run("ctx:pid").AsInt(), 0);
   });
 }
 
@@ -274,95 +263,75 @@ TEST_F(ContextTest, PortalCancelActorRaisesContextCancelledNamingTheCaller) {
 }
 
 TEST_F(ContextTest, CalleeErrorInterruptsTheCallerBlock) {
-  OpenRootActor({}, [] {
-    OpenNursery([](ActorNursery& an) {
-      Portal p = an.StartActor("child", kCtxNs);
-      absl::Time t0 = absl::Now();
-      try {
-        p.OpenContext("ctx:raises", Payload(), [](Context&, const Payload&) {
-          Sleep(absl::Seconds(30));  // interrupted by the remote error
-        });
-        ADD_FAILURE() << "no error";
-      } catch (const RemoteActorError& e) {
-        EXPECT_EQ(e.boxed_type(), "std::domain_error");
-        EXPECT_EQ(e.remote_message(), "child failed after started");
-      }
-      EXPECT_LT(absl::Now() - t0, absl::Seconds(2));
-      an.Cancel();
-    });
+  testing::WithChild(kCtxNs, [&](Portal& p) {
+    absl::Time t0 = absl::Now();
+    try {
+      p.OpenContext("ctx:raises", Payload(), [](Context&, const Payload&) {
+        Sleep(absl::Seconds(30));  // interrupted by the remote error
+      });
+      ADD_FAILURE() << "no error";
+    } catch (const RemoteActorError& e) {
+      EXPECT_EQ(e.boxed_type(), "std::domain_error");
+      EXPECT_EQ(e.remote_message(), "child failed after started");
+    }
+    EXPECT_LT(absl::Now() - t0, absl::Seconds(2));
   });
 }
 
 TEST_F(ContextTest, StartedTwiceAndStreamBeforeStartedAreErrors) {
-  OpenRootActor({}, [] {
-    OpenNursery([](ActorNursery& an) {
-      Portal p = an.StartActor("child", kCtxNs);
-      for (const char* fn : {"ctx:started_twice", "ctx:stream_before_started"}) {
-        try {
-          p.OpenContext(fn, Payload(), [](Context& ctx, const Payload&) {
-            ctx.Result();
-          });
-          ADD_FAILURE() << fn << ": no error";
-        } catch (const RemoteActorError& e) {
-          EXPECT_EQ(e.boxed_type(), "UsageError") << fn;
-        }
+  testing::WithChild(kCtxNs, [&](Portal& p) {
+    for (const char* fn : {"ctx:started_twice", "ctx:stream_before_started"}) {
+      try {
+        p.OpenContext(fn, Payload(), [](Context& ctx, const Payload&) {
+          ctx.Result();
+        });
+        ADD_FAILURE() << fn << ": no error";
+      } catch (const RemoteActorError& e) {
+        EXPECT_EQ(e.boxed_type(), "UsageError") << fn;
       }
-      an.Cancel();
-    });
+    }
   });
 }
 
 TEST_F(ContextTest, CalleeSelfCancelReachesCallerNamingTheCallee) {
-  OpenRootActor({}, [] {
-    OpenNursery([](ActorNursery& an) {
-      Portal p = an.StartActor("child", kCtxNs);
-      try {
-        p.OpenContext("ctx:cancels_itself", Payload(),
-                      [](Context&, const Payload&) {});
-        ADD_FAILURE() << "no ContextCancelled";
-      } catch (const ContextCancelled& e) {
-        EXPECT_EQ(e.canceller().uuid(), p.aid().uuid());
-        EXPECT_NE(e.remote_message().find("itself"), std::string::npos);
-      }
-      an.Cancel();
-    });
+  testing::WithChild(kCtxNs, [&](Portal& p) {
+    try {
+      p.OpenContext("ctx:cancels_itself", Payload(),
+                    [](Context&, const Payload&) {});
+      ADD_FAILURE() << "no ContextCancelled";
+    } catch (const ContextCancelled& e) {
+      EXPECT_EQ(e.canceller().uuid(), p.aid().uuid());
+      EXPECT_NE(e.remote_message().find("itself"), std::string::npos);
+    }
   });
 }
 
 TEST_F(ContextTest, ErrorInCallerBlockCancelsTheRemoteTask) {
-  OpenRootActor({}, [] {
-    OpenNursery([](ActorNursery& an) {
-      Portal p = an.StartActor("child", kCtxNs);
-      EXPECT_THROW(p.OpenContext("ctx:sleeper", Payload(),
-                                 [](Context&, const Payload&) {
-                                   throw std::out_of_range("caller failed");
-                                 }),
-                   std::out_of_range);
-      EXPECT_GT(p.Run("ctx:pid").AsInt(), 0);
-      an.Cancel();
-    });
+  testing::WithChild(kCtxNs, [&](Portal& p) {
+    EXPECT_THROW(p.OpenContext("ctx:sleeper", Payload(),
+                               [](Context&, const Payload&) {
+                                 throw std::out_of_range("caller failed");
+                               }),
+                 std::out_of_range);
+    EXPECT_GT(p.Run("ctx:pid").AsInt(), 0);
   });
 }
 
 TEST_F(ContextTest, BackpressureDeliversEveryItemInOrderToASlowConsumer) {
-  OpenRootActor({}, [] {
-    OpenNursery([](ActorNursery& an) {
-      Portal p = an.StartActor("child", kCtxNs);
-      constexpr int64_t kN = 2000;
-      Payload result = p.OpenContext("ctx:producer", kN,
-                                     [&](Context& ctx, const Payload&) {
-        auto stream = ctx.OpenStream({.msg_buffer_size = 4});
-        int64_t expect = 0;
-        for (const auto& v : stream) {
-          ASSERT_EQ(v.AsInt(), expect);
-          ++expect;
-          if (expect % 500 == 0) Sleep(absl::Milliseconds(20));
-        }
-        EXPECT_EQ(expect, kN);
-      });
-      EXPECT_EQ(result.AsInt(), kN);
-      an.Cancel();
+  testing::WithChild(kCtxNs, [&](Portal& p) {
+    constexpr int64_t kN = 2000;
+    Payload result = p.OpenContext("ctx:producer", kN,
+                                   [&](Context& ctx, const Payload&) {
+      auto stream = ctx.OpenStream({.msg_buffer_size = 4});
+      int64_t expect = 0;
+      for (const auto& v : stream) {
+        ASSERT_EQ(v.AsInt(), expect);
+        ++expect;
+        if (expect % 500 == 0) Sleep(absl::Milliseconds(20));
+      }
+      EXPECT_EQ(expect, kN);
     });
+    EXPECT_EQ(result.AsInt(), kN);
   });
 }
 
@@ -422,51 +391,43 @@ TEST_F(ContextTest, AThousandConcurrentDialogsBetweenTwoActorsComplete) {
 }
 
 TEST_F(ContextTest, PayloadSpecRejectsABadStartedInTheCallee) {
-  OpenRootActor({}, [] {
-    OpenNursery([](ActorNursery& an) {
-      Portal p = an.StartActor("child", kCtxNs);
-      // Valid: started 10, returns null.
-      Payload ok = p.OpenContext(
-          "ctx:spec_checked", Payload::Object({{"started", 10}, {"ret", nullptr}}),
-          [](Context&, const Payload& first) { EXPECT_EQ(first.AsInt(), 10); });
-      EXPECT_TRUE(ok.IsNull());
-      // Invalid Started: the callee raises MsgTypeError before sending.
-      try {
-        p.OpenContext("ctx:spec_checked",
-                      Payload::Object({{"started", "ten"}, {"ret", nullptr}}),
-                      [](Context&, const Payload&) {});
-        ADD_FAILURE() << "no error";
-      } catch (const MsgTypeError& e) {
-        EXPECT_EQ(e.expected_msg_type(), "Started");
-        EXPECT_EQ(e.src_uid(), p.aid().uuid());
-        EXPECT_NE(e.remote_message().find("does not match type-spec `Started.pld: number|null`"),
-                  std::string::npos) << e.remote_message();
-      }
-      an.Cancel();
-    });
+  testing::WithChild(kCtxNs, [&](Portal& p) {
+    // Valid: started 10, returns null.
+    Payload ok = p.OpenContext(
+        "ctx:spec_checked", Payload::Object({{"started", 10}, {"ret", nullptr}}),
+        [](Context&, const Payload& first) { EXPECT_EQ(first.AsInt(), 10); });
+    EXPECT_TRUE(ok.IsNull());
+    // Invalid Started: the callee raises MsgTypeError before sending.
+    try {
+      p.OpenContext("ctx:spec_checked",
+                    Payload::Object({{"started", "ten"}, {"ret", nullptr}}),
+                    [](Context&, const Payload&) {});
+      ADD_FAILURE() << "no error";
+    } catch (const MsgTypeError& e) {
+      EXPECT_EQ(e.expected_msg_type(), "Started");
+      EXPECT_EQ(e.src_uid(), p.aid().uuid());
+      EXPECT_NE(e.remote_message().find("does not match type-spec `Started.pld: number|null`"),
+                std::string::npos) << e.remote_message();
+    }
   });
 }
 
 TEST_F(ContextTest, PayloadSpecRejectsABadReturnInTheCaller) {
-  OpenRootActor({}, [] {
-    OpenNursery([](ActorNursery& an) {
-      Portal p = an.StartActor("child", kCtxNs);
-      std::string cid;
-      try {
-        p.OpenContext(
-            "ctx:spec_checked", Payload::Object({{"started", 1}, {"ret", "yo"}}),
-            [&](Context& ctx, const Payload&) { cid = ctx.cid(); },
-            {.pld_spec = PayloadSpec::Of<double>() | PayloadSpec::Null()});
-        ADD_FAILURE() << "no error";
-      } catch (const MsgTypeError& e) {
-        EXPECT_EQ(e.expected_msg_type(), "Return");
-        EXPECT_EQ(e.cid(), cid);
-        EXPECT_EQ(e.src_uid(), CurrentActor().uuid());  // raised here
-        EXPECT_NE(e.remote_message().find("\"yo\" has type string"),
-                  std::string::npos) << e.remote_message();
-      }
-      an.Cancel();
-    });
+  testing::WithChild(kCtxNs, [&](Portal& p) {
+    std::string cid;
+    try {
+      p.OpenContext(
+          "ctx:spec_checked", Payload::Object({{"started", 1}, {"ret", "yo"}}),
+          [&](Context& ctx, const Payload&) { cid = ctx.cid(); },
+          {.pld_spec = PayloadSpec::Of<double>() | PayloadSpec::Null()});
+      ADD_FAILURE() << "no error";
+    } catch (const MsgTypeError& e) {
+      EXPECT_EQ(e.expected_msg_type(), "Return");
+      EXPECT_EQ(e.cid(), cid);
+      EXPECT_EQ(e.src_uid(), CurrentActor().uuid());  // raised here
+      EXPECT_NE(e.remote_message().find("\"yo\" has type string"),
+                std::string::npos) << e.remote_message();
+    }
   });
 }
 
@@ -510,69 +471,57 @@ TEST_F(ContextTest, CalleeOpenStreamWithoutOptionsKeepsTheCallersPolicy) {
 }
 
 TEST_F(ContextTest, OverrunOfTheCallerCrashesTheFastCallee) {
-  OpenRootActor({}, [] {
-    OpenNursery([](ActorNursery& an) {
-      Portal p = an.StartActor("child", kCtxNs);
-      try {
-        // 64 KiB items: more than the HTTP/2 windows hold, so the producer
-        // cannot finish before this side starts dropping.
-        p.OpenContext("ctx:big_producer", 1000, [](Context& ctx, const Payload&) {
-          ctx.OpenStream({.msg_buffer_size = 1, .overrun = OverrunPolicy::kError});
-          Sleep(absl::Seconds(10));  // never reads
-        });
-        ADD_FAILURE() << "no error";
-      } catch (const RemoteActorError& e) {
-        // The producer's task died of our StreamOverrun and relayed it.
-        EXPECT_EQ(e.boxed_type(), "RemoteActorError");
-        EXPECT_EQ(e.src_type(), "StreamOverrun");
-      }
-      an.Cancel();
-    });
+  testing::WithChild(kCtxNs, [&](Portal& p) {
+    try {
+      // 64 KiB items: more than the HTTP/2 windows hold, so the producer
+      // cannot finish before this side starts dropping.
+      p.OpenContext("ctx:big_producer", 1000, [](Context& ctx, const Payload&) {
+        ctx.OpenStream({.msg_buffer_size = 1, .overrun = OverrunPolicy::kError});
+        Sleep(absl::Seconds(10));  // never reads
+      });
+      ADD_FAILURE() << "no error";
+    } catch (const RemoteActorError& e) {
+      // The producer's task died of our StreamOverrun and relayed it.
+      EXPECT_EQ(e.boxed_type(), "RemoteActorError");
+      EXPECT_EQ(e.src_type(), "StreamOverrun");
+    }
   });
 }
 
 TEST_F(ContextTest, UnboundedPolicyTakesEverythingWithoutError) {
-  OpenRootActor({}, [] {
-    OpenNursery([](ActorNursery& an) {
-      Portal p = an.StartActor("child", kCtxNs);
-      Payload n = p.OpenContext("ctx:producer", 500, [](Context& ctx, const Payload&) {
-        auto stream = ctx.OpenStream({.msg_buffer_size = 1,
-                                      .overrun = OverrunPolicy::kUnbounded});
-        Sleep(absl::Milliseconds(100));  // let it all arrive unread
-        int64_t count = 0;
-        for (const auto& v : stream) EXPECT_EQ(v.AsInt(), count++);
-        EXPECT_EQ(count, 500);
-      });
-      EXPECT_EQ(n.AsInt(), 500);
-      an.Cancel();
+  testing::WithChild(kCtxNs, [&](Portal& p) {
+    Payload n = p.OpenContext("ctx:producer", 500, [](Context& ctx, const Payload&) {
+      auto stream = ctx.OpenStream({.msg_buffer_size = 1,
+                                    .overrun = OverrunPolicy::kUnbounded});
+      Sleep(absl::Milliseconds(100));  // let it all arrive unread
+      int64_t count = 0;
+      for (const auto& v : stream) EXPECT_EQ(v.AsInt(), count++);
+      EXPECT_EQ(count, 500);
     });
+    EXPECT_EQ(n.AsInt(), 500);
   });
 }
 
 TEST_F(ContextTest, CancelTaskArrivesWhileTheDataStreamIsFull) {
-  OpenRootActor({}, [] {
-    OpenNursery([](ActorNursery& an) {
-      Portal p = an.StartActor("child", kCtxNs);
-      absl::Duration took;
-      p.OpenContext("ctx:infinite", Payload(), [&](Context& ctx, const Payload&) {
-        ctx.OpenStream({.msg_buffer_size = 4});
-        // Let the producer fill our queue, the HTTP/2 windows and its own
-        // outbox, so it blocks in Send.
-        absl::Time until = absl::Now() + absl::Seconds(5);
-        while (!p.Run("ctx:infinite_running").AsBool() && absl::Now() < until) {
-          Sleep(absl::Milliseconds(5));
-        }
-        Sleep(absl::Milliseconds(200));
-        absl::Time t0 = absl::Now();
-        ctx.Cancel();
-        EXPECT_TRUE(ctx.Result().IsNull());
-        took = absl::Now() - t0;
-        EXPECT_TRUE(ctx.cancel_acked());
-      });
-      EXPECT_LT(took, absl::Seconds(1));
-      EXPECT_FALSE(p.Run("ctx:infinite_running").AsBool());
-      an.Cancel();
+  testing::WithChild(kCtxNs, [&](Portal& p) {
+    absl::Duration took;
+    p.OpenContext("ctx:infinite", Payload(), [&](Context& ctx, const Payload&) {
+      ctx.OpenStream({.msg_buffer_size = 4});
+      // Let the producer fill our queue, the HTTP/2 windows and its own
+      // outbox, so it blocks in Send.
+      absl::Time until = absl::Now() + absl::Seconds(5);
+      while (!p.Run("ctx:infinite_running").AsBool() && absl::Now() < until) {
+        Sleep(absl::Milliseconds(5));
+      }
+      Sleep(absl::Milliseconds(200));
+      absl::Time t0 = absl::Now();
+      ctx.Cancel();
+      EXPECT_TRUE(ctx.Result().IsNull());
+      took = absl::Now() - t0;
+      EXPECT_TRUE(ctx.cancel_acked());
     });
+    EXPECT_LT(took, absl::Seconds(1));
+    EXPECT_FALSE(p.Run("ctx:infinite_running").AsBool());
   });
 }
 
@@ -629,88 +578,72 @@ TEST_F(ContextTest, SlowConsumerKeepsTheProducersMemoryBounded) {
 }
 
 TEST_F(ContextTest, RequestResponseOnTopOfAStreamFromTwoTasks) {
-  OpenRootActor({}, [] {
-    OpenNursery([](ActorNursery& an) {
-      Portal p = an.StartActor("child", kCtxNs);
-      int pongs = 0, yos = 0;
-      p.OpenContext("ctx:reqresp", Payload(), [&](Context& ctx, const Payload&) {
-        auto stream = ctx.OpenStream();
-        FailAfter(absl::Seconds(2), [&] {
-          stream.Send("ping");
-          while (pongs < 1 || yos < 3) {
-            auto v = stream.Receive();
-            ASSERT_TRUE(v.has_value());
-            if (v->AsString() == "pong") ++pongs;
-            if (v->AsString() == "yo") ++yos;
-          }
-        });
-        stream.Close();
-        // Drain what is still in flight until the callee's Stop.
-        while (stream.Receive()) {
+  testing::WithChild(kCtxNs, [&](Portal& p) {
+    int pongs = 0, yos = 0;
+    p.OpenContext("ctx:reqresp", Payload(), [&](Context& ctx, const Payload&) {
+      auto stream = ctx.OpenStream();
+      FailAfter(absl::Seconds(2), [&] {
+        stream.Send("ping");
+        while (pongs < 1 || yos < 3) {
+          auto v = stream.Receive();
+          ASSERT_TRUE(v.has_value());
+          if (v->AsString() == "pong") ++pongs;
+          if (v->AsString() == "yo") ++yos;
         }
       });
-      EXPECT_GE(pongs, 1);
-      an.Cancel();
+      stream.Close();
+      // Drain what is still in flight until the callee's Stop.
+      while (stream.Receive()) {
+      }
     });
+    EXPECT_GE(pongs, 1);
   });
 }
 
 TEST_F(ContextTest, CancelFromASiblingTaskIsAbsorbedAtExit) {
-  OpenRootActor({}, [] {
-    OpenNursery([](ActorNursery& an) {
-      Portal p = an.StartActor("child", kCtxNs);
-      bool acked = false;
-      p.OpenContext("ctx:echoer", Payload(), [&](Context& ctx, const Payload&) {
-        auto stream = ctx.OpenStream();
-        TaskGroup::Open([&](TaskGroup& tg) {
-          tg.Spawn([&] {
-            for (const auto& v : stream) (void)v;  // ends with ContextCancelled
-          });
-          stream.Send(1);
-          ctx.Cancel();
+  testing::WithChild(kCtxNs, [&](Portal& p) {
+    bool acked = false;
+    p.OpenContext("ctx:echoer", Payload(), [&](Context& ctx, const Payload&) {
+      auto stream = ctx.OpenStream();
+      TaskGroup::Open([&](TaskGroup& tg) {
+        tg.Spawn([&] {
+          for (const auto& v : stream) (void)v;  // ends with ContextCancelled
         });
-        ADD_FAILURE() << "the receiving task did not see the cancel";
+        stream.Send(1);
+        ctx.Cancel();
       });
-      // Reaching here means the ContextCancelled was absorbed.
-      acked = true;
-      EXPECT_TRUE(acked);
-      an.Cancel();
+      ADD_FAILURE() << "the receiving task did not see the cancel";
     });
+    // Reaching here means the ContextCancelled was absorbed.
+    acked = true;
+    EXPECT_TRUE(acked);
   });
 }
 
 TEST_F(ContextTest, CalleeThatClosesAtOnceEndsTheCallersIteration) {
-  OpenRootActor({}, [] {
-    OpenNursery([](ActorNursery& an) {
-      Portal p = an.StartActor("child", kCtxNs);
-      Payload r = p.OpenContext("ctx:opens_and_closes", Payload(),
-                                [](Context& ctx, const Payload&) {
-        auto stream = ctx.OpenStream();
-        int items = 0;
-        for (const auto& v : stream) {
-          (void)v;
-          ++items;
-        }
-        EXPECT_EQ(items, 0);
-        EXPECT_FALSE(stream.Receive().has_value());  // end again
-        EXPECT_TRUE(stream.closed());
-        EXPECT_THROW(ctx.OpenStream(), UsageError);  // single use
-      });
-      EXPECT_EQ(r.AsString(), "done");
-      an.Cancel();
+  testing::WithChild(kCtxNs, [&](Portal& p) {
+    Payload r = p.OpenContext("ctx:opens_and_closes", Payload(),
+                              [](Context& ctx, const Payload&) {
+      auto stream = ctx.OpenStream();
+      int items = 0;
+      for (const auto& v : stream) {
+        (void)v;
+        ++items;
+      }
+      EXPECT_EQ(items, 0);
+      EXPECT_FALSE(stream.Receive().has_value());  // end again
+      EXPECT_TRUE(stream.closed());
+      EXPECT_THROW(ctx.OpenStream(), UsageError);  // single use
     });
+    EXPECT_EQ(r.AsString(), "done");
   });
 }
 
 TEST_F(ContextTest, CallerThatNeverOpensItsStreamStillGetsTheResult) {
-  OpenRootActor({}, [] {
-    OpenNursery([](ActorNursery& an) {
-      Portal p = an.StartActor("child", kCtxNs);
-      // The callee streams 100 items nobody reads; Result() discards them.
-      Payload r = p.OpenContext("ctx:producer", 100, [](Context&, const Payload&) {});
-      EXPECT_EQ(r.AsInt(), 100);
-      an.Cancel();
-    });
+  testing::WithChild(kCtxNs, [&](Portal& p) {
+    // The callee streams 100 items nobody reads; Result() discards them.
+    Payload r = p.OpenContext("ctx:producer", 100, [](Context&, const Payload&) {});
+    EXPECT_EQ(r.AsInt(), 100);
   });
 }
 

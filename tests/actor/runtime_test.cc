@@ -15,6 +15,7 @@
 #include "actor/nursery.h"
 #include "actor/runtime.h"
 #include "gtest/gtest.h"
+#include "tests/actor/with_child.h"
 #include "tests/process_fixture.h"
 #include "grpcpp/grpcpp.h"
 #include "tractor/v1/actor.grpc.pb.h"
@@ -62,18 +63,14 @@ class RuntimeTest : public testing::ProcessTest {};
 const ActorOptions kTestNs = {.enable_modules = {"test"}};
 
 TEST_F(RuntimeTest, SpawnAndCallReturnsTheChildsAnswer) {
-  OpenRootActor({}, [] {
-    OpenNursery([](ActorNursery& an) {
-      Portal p = an.StartActor("child", kTestNs);
-      EXPECT_EQ(p.aid().name(), "child");
-      Payload arg = Payload::Object({{"x", 1}, {"y", "two"}});
-      EXPECT_EQ(p.Run("test:echo", arg), arg);
-      int64_t child_pid = p.Run("test:pid").AsInt();
-      EXPECT_NE(child_pid, getpid());
-      EXPECT_EQ(child_pid, p.aid().pid());
-      EXPECT_EQ((p.Run<int64_t, int64_t>("test:twice", 21)), 42);
-      an.Cancel();
-    });
+  testing::WithChild(kTestNs, [&](Portal& p) {
+    EXPECT_EQ(p.aid().name(), "child");
+    Payload arg = Payload::Object({{"x", 1}, {"y", "two"}});
+    EXPECT_EQ(p.Run("test:echo", arg), arg);
+    int64_t child_pid = p.Run("test:pid").AsInt();
+    EXPECT_NE(child_pid, getpid());
+    EXPECT_EQ(child_pid, p.aid().pid());
+    EXPECT_EQ((p.Run<int64_t, int64_t>("test:twice", 21)), 42);
   });
 }
 

@@ -1,0 +1,32 @@
+// The preamble most multi-process actor tests share.
+#ifndef TRACTOR_TESTS_ACTOR_WITH_CHILD_H_
+#define TRACTOR_TESTS_ACTOR_WITH_CHILD_H_
+
+#include <functional>
+#include <string>
+
+#include "actor/nursery.h"
+#include "actor/portal.h"
+#include "actor/runtime.h"
+
+namespace tractor::testing {
+
+// Opens a root actor and a nursery, starts one child actor `name` with
+// `options`, runs `body` with a portal to it, then cancels the child (also
+// when `body` returns early, e.g. on a failed ASSERT) and waits until it is
+// reaped. Exceptions from `body` propagate as from the nursery.
+inline void WithChild(const ActorOptions& options,
+                      const std::function<void(Portal&)>& body,
+                      const std::string& name = "child") {
+  OpenRootActor({}, [&] {
+    OpenNursery([&](ActorNursery& an) {
+      Portal p = an.StartActor(name, options);
+      body(p);
+      an.Cancel();
+    });
+  });
+}
+
+}  // namespace tractor::testing
+
+#endif  // TRACTOR_TESTS_ACTOR_WITH_CHILD_H_

@@ -309,14 +309,17 @@ CallWatcher::~CallWatcher() {
 CallWatcher::Watch::Watch(CallWatcher& watcher, grpc::ServerContext* context,
                           std::shared_ptr<DialogSession> s)
     : watcher_(watcher) {
-  bool first;
+  bool wake;
   {
     std::lock_guard<std::mutex> lk(watcher_.mu_);
     id_ = watcher_.next_id_++;
-    first = watcher_.calls_.empty();
     watcher_.calls_.emplace(id_, Entry{context, std::move(s)});
+    // Only a sleeping watcher is woken: while calls keep coming it polls,
+    // so a call costs it no wake-up.
+    wake = watcher_.sleeping_;
+    watcher_.sleeping_ = false;
   }
-  if (first) watcher_.cv_.notify_all();
+  if (wake) watcher_.cv_.notify_all();
 }
 
 CallWatcher::Watch::~Watch() {
@@ -328,9 +331,13 @@ CallWatcher::Watch::~Watch() {
 
 void CallWatcher::Loop() {
   std::unique_lock<std::mutex> lk(mu_);
+  absl::Time last_call = absl::Now();
   while (!stop_) {
-    if (calls_.empty()) {
-      cv_.wait(lk, [&] { return stop_ || !calls_.empty(); });
+    if (!calls_.empty()) last_call = absl::Now();
+    if (calls_.empty() && absl::Now() - last_call > kIdleAfter) {
+      sleeping_ = true;
+      cv_.wait(lk, [&] { return stop_ || !sleeping_; });
+      last_call = absl::Now();
       continue;
     }
     cv_.wait_for(lk, kPollInterval, [&] { return stop_; });

@@ -50,11 +50,14 @@ namespace tractor::internal {
 // Cancels the task of a sync-API call whose client went away (cancelled
 // its RPC, or the connection broke): gRPC's sync API does not notify a
 // running handler, so one thread polls the running calls' contexts every
-// `kPollInterval` while there are any, and sleeps otherwise. Thread-safe;
+// `kPollInterval` while calls run (and for `kIdleAfter` after the last),
+// and sleeps otherwise. Thread-safe;
 // owns its thread and joins it on destruction.
 class CallWatcher {
  public:
   static constexpr std::chrono::milliseconds kPollInterval{20};
+  // The watcher sleeps (no polling) once no call ran for this long.
+  static constexpr absl::Duration kIdleAfter = absl::Seconds(1);
 
   CallWatcher();
   ~CallWatcher();
@@ -85,6 +88,7 @@ class CallWatcher {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;                 // guarded by mu_
+  bool sleeping_ = false;             // guarded by mu_
   uint64_t next_id_ = 0;              // guarded by mu_
   std::map<uint64_t, Entry> calls_;   // guarded by mu_
   std::thread thread_;

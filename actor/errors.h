@@ -22,6 +22,25 @@
 
 namespace tractor {
 
+namespace internal {
+struct ScopeState;
+}  // namespace internal
+
+// Thrown at a checkpoint when an enclosing cancel scope is cancelled
+// (actor/cancel.h). It is caught by the scope that was cancelled. Not a
+// `std::exception`, so generic handlers do not swallow it; code that catches
+// it with `catch (...)` must rethrow.
+class Cancelled final {
+ public:
+  explicit Cancelled(std::shared_ptr<internal::ScopeState> scope)
+      : scope_(std::move(scope)) {}
+  const char* what() const { return "Cancelled"; }
+  const std::shared_ptr<internal::ScopeState>& scope() const { return scope_; }
+
+ private:
+  std::shared_ptr<internal::ScopeState> scope_;
+};
+
 // The runtime's own error kinds: a closed set, each with the name that
 // identifies it on the wire (`Error.boxed_type` / `src_type`). The wire
 // stays a string, so foreign clients and user-registered exception types

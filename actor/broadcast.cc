@@ -1,14 +1,15 @@
 #include "actor/broadcast.h"
 
-#include <condition_variable>
 #include <deque>
 #include <exception>
 #include <map>
-#include <mutex>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "actor/errors.h"
+#include "actor/internal/scope.h"
+#include "discovery/mutex.h"
 #include "glog/logging.h"
 
 namespace tractor {
@@ -38,28 +39,30 @@ struct BroadcastState {
   BroadcastReceiver::Source source;  // immutable after construction
   size_t capacity = 64;              // immutable after construction
 
-  std::mutex mu;
-  std::condition_variable_any cv;
-  std::deque<Payload> window;     // guarded by mu
-  uint64_t next_seq = 0;          // guarded by mu
-  std::map<uint64_t, Sub> subs;   // by consumer key; guarded by mu
-  uint64_t next_key = 0;          // guarded by mu
-  uint64_t gen = 0;               // bumped on every change; guarded by mu
-  bool pulling = false;           // a task is inside source(); mu
-  bool ended = false;             // source ended or failed; mu
-  std::exception_ptr error;       // why it failed; mu
+  Mutex mu;
+  CondVar cv;
+  std::deque<Payload> window ABSL_GUARDED_BY(mu);
+  uint64_t next_seq ABSL_GUARDED_BY(mu) = 0;
+  std::map<uint64_t, Sub> subs ABSL_GUARDED_BY(mu);  // by consumer key
+  uint64_t next_key ABSL_GUARDED_BY(mu) = 0;
+  uint64_t gen ABSL_GUARDED_BY(mu) = 0;  // bumped on every change
+  bool pulling ABSL_GUARDED_BY(mu) = false;  // a task is inside source()
+  bool ended ABSL_GUARDED_BY(mu) = false;    // source ended or failed
+  std::exception_ptr error ABSL_GUARDED_BY(mu);  // why it failed
 
-  uint64_t oldest() const { return next_seq - window.size(); }
+  uint64_t oldest() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    return next_seq - window.size();
+  }
 
   // Wakes every blocked consumer to look at the new state.
-  void Changed() {
+  void Changed() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     ++gen;
-    cv.notify_all();
+    cv.SignalAll();
   }
 
   // True when every blocked consumer but `self` has looked at the latest
   // state (so none is about to take a value).
-  bool OthersSettled(uint64_t self) const {
+  bool OthersSettled(uint64_t self) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     for (const auto& [key, sub] : subs) {
       if (key != self && sub.blocked && sub.seen_gen != gen) return false;
     }
@@ -71,7 +74,9 @@ struct BroadcastState {
 // held when it is created and destroyed.
 class BlockedGuard {
  public:
-  BlockedGuard(BroadcastState& s, uint64_t key) : s_(s), key_(key) {
+  BlockedGuard(BroadcastState& s, uint64_t key)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu)
+      : s_(s), key_(key) {
     auto it = s_.subs.find(key_);
     if (it == s_.subs.end()) return;
     it->second.blocked = true;
@@ -79,10 +84,13 @@ class BlockedGuard {
   }
   BlockedGuard(const BlockedGuard&) = delete;
   BlockedGuard& operator=(const BlockedGuard&) = delete;
-  ~BlockedGuard() {
+  // Runs with `s.mu` held (also when a wait throws: `Wait` holds the mutex
+  // again before it throws).
+  ~BlockedGuard() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    s_.mu.AssertHeld();
     auto it = s_.subs.find(key_);
     if (it != s_.subs.end()) it->second.blocked = false;
-    s_.cv.notify_all();  // candidates to pull re-check OthersSettled
+    s_.cv.SignalAll();  // candidates to pull re-check OthersSettled
   }
 
  private:
@@ -103,6 +111,7 @@ BroadcastReceiver::BroadcastReceiver(Source source, BroadcastOptions options)
   state_->source = std::move(source);
   state_->capacity =
       options.capacity == 0 ? kDefaultCapacity : options.capacity;
+  MutexLock lock(&state_->mu);  // not shared yet; for the analysis
   key_ = state_->next_key++;
   state_->subs.emplace(key_, internal::BroadcastState::Sub{});
 }
@@ -139,7 +148,7 @@ std::optional<Payload> BroadcastReceiver::Receive() {
   // does let them run before it pulls the next value from the source.
   internal::ThrowIfCancelled();
   internal::BroadcastState& s = *state_;
-  std::unique_lock<std::mutex> lk(s.mu);
+  MutexLock lock(&s.mu);
   bool yielded = false;
   for (;;) {
     auto it = s.subs.find(key_);
@@ -173,13 +182,13 @@ std::optional<Payload> BroadcastReceiver::Receive() {
       const uint64_t want = next;
       const uint64_t key = key_;
       internal::BlockedGuard blocked(s, key);
-      internal::Wait(s.cv, lk, [&] {
+      internal::Wait(s.cv, s.mu, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu) {
         auto me = s.subs.find(key);
         if (me == s.subs.end() || s.next_seq > want || s.ended) return true;
         if (!s.pulling && s.OthersSettled(key)) return true;
         if (me->second.seen_gen != s.gen) {
           me->second.seen_gen = s.gen;
-          s.cv.notify_all();  // this consumer just settled
+          s.cv.SignalAll();  // this consumer just settled
         }
         return false;
       });
@@ -191,39 +200,39 @@ std::optional<Payload> BroadcastReceiver::Receive() {
       // lock may be descheduled before it queues for it again.
       yielded = true;
       internal::BlockedGuard blocked(s, key_);
-      lk.unlock();
+      s.mu.Unlock();
       try {
         Checkpoint();
       } catch (...) {
-        lk.lock();
+        s.mu.Lock();
         throw;
       }
-      lk.lock();
+      s.mu.Lock();
       continue;
     }
     // Become the puller. The source is called without the lock, so the
     // others can read the window, subscribe and close meanwhile.
     s.pulling = true;
-    lk.unlock();
+    s.mu.Unlock();
     std::optional<Payload> value;
     try {
       value = s.source();
     } catch (const Cancelled&) {
       // Only this task was cancelled: hand the pulling over; nothing was
       // taken from the source.
-      lk.lock();
+      s.mu.Lock();
       s.pulling = false;
       s.Changed();
       throw;
     } catch (...) {
-      lk.lock();
+      s.mu.Lock();
       s.pulling = false;
       s.ended = true;
       s.error = std::current_exception();
       s.Changed();
       throw;
     }
-    lk.lock();
+    s.mu.Lock();
     s.pulling = false;
     if (value) {
       s.window.push_back(std::move(*value));
@@ -238,7 +247,7 @@ std::optional<Payload> BroadcastReceiver::Receive() {
 
 BroadcastReceiver BroadcastReceiver::Subscribe(bool raise_on_lag) {
   if (!state_) throw UsageError("Subscribe on a moved-from broadcast receiver");
-  std::lock_guard<std::mutex> lk(state_->mu);
+  MutexLock lock(&state_->mu);
   if (state_->subs.count(key_) == 0) {
     throw UsageError("Subscribe on a closed broadcast receiver");
   }
@@ -251,13 +260,13 @@ BroadcastReceiver BroadcastReceiver::Subscribe(bool raise_on_lag) {
 
 void BroadcastReceiver::Close() {
   if (!state_) return;
-  std::lock_guard<std::mutex> lk(state_->mu);
-  if (state_->subs.erase(key_) > 0) state_->cv.notify_all();
+  MutexLock lock(&state_->mu);
+  if (state_->subs.erase(key_) > 0) state_->cv.SignalAll();
 }
 
 bool BroadcastReceiver::closed() const {
   if (!state_) return true;
-  std::lock_guard<std::mutex> lk(state_->mu);
+  MutexLock lock(&state_->mu);
   return state_->subs.count(key_) == 0;
 }
 
@@ -267,13 +276,13 @@ size_t BroadcastReceiver::capacity() const {
 
 size_t BroadcastReceiver::subscriber_count() const {
   if (!state_) return 0;
-  std::lock_guard<std::mutex> lk(state_->mu);
+  MutexLock lock(&state_->mu);
   return state_->subs.size();
 }
 
 bool BroadcastReceiver::pulling() const {
   if (!state_) return false;
-  std::lock_guard<std::mutex> lk(state_->mu);
+  MutexLock lock(&state_->mu);
   return state_->pulling;
 }
 

@@ -1,13 +1,13 @@
 #include "actor/cluster.h"
 
-#include <condition_variable>
-#include <mutex>
-
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
+#include "actor/internal/scope.h"
 #include "actor/nursery.h"
 #include "actor/runtime.h"
+#include "discovery/mutex.h"
 
 namespace tractor {
 
@@ -19,13 +19,17 @@ std::vector<Payload> GatherContexts(
     throw UsageError("GatherContexts needs at least one context to open");
   }
   const size_t n = calls.size();
-  std::mutex mu;
-  std::condition_variable_any cv;
+  struct Entry {
+    Mutex mu;
+    CondVar cv;  // signalled when `entered` grows and when `done` is set
+    size_t entered ABSL_GUARDED_BY(mu) = 0;
+    bool done ABSL_GUARDED_BY(mu) = false;
+  } entry;
+  // Each task fills its slot under `entry.mu` before counting itself in
+  // `entered`; the body reads them once all have.
   std::vector<Context*> contexts(n, nullptr);
   std::vector<Payload> firsts(n);
   std::vector<Payload> results(n);
-  size_t entered = 0;  // guarded by mu
-  bool done = false;   // guarded by mu
   TaskGroup::Open([&](TaskGroup& group) {
     for (size_t i = 0; i < n; ++i) {
       group.Spawn([&, i] {
@@ -33,28 +37,34 @@ std::vector<Payload> GatherContexts(
         results[i] = portal.OpenContext(
             calls[i].func, calls[i].args,
             [&, i](Context& ctx, const Payload& first) {
-              std::unique_lock<std::mutex> lk(mu);
+              MutexLock lock(&entry.mu);
               contexts[i] = &ctx;
               firsts[i] = first;
-              ++entered;
-              cv.notify_all();
+              ++entry.entered;
+              entry.cv.SignalAll();
               // Held open until the body is done; a failure elsewhere
               // cancels this wait, which cancels this context.
-              internal::Wait(cv, lk, [&] { return done; });
+              internal::Wait(entry.cv, entry.mu,
+                             [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(entry.mu) {
+                               return entry.done;
+                             });
             },
             calls[i].options);
       });
     }
     {
-      std::unique_lock<std::mutex> lk(mu);
-      internal::Wait(cv, lk, [&] { return entered == n; });
+      MutexLock lock(&entry.mu);
+      internal::Wait(entry.cv, entry.mu,
+                     [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(entry.mu) {
+                       return entry.entered == n;
+                     });
     }
     body(contexts, firsts);
     {
-      std::lock_guard<std::mutex> lk(mu);
-      done = true;
+      MutexLock lock(&entry.mu);
+      entry.done = true;
     }
-    cv.notify_all();
+    entry.cv.SignalAll();
   });
   return results;
 }
@@ -78,13 +88,13 @@ void OpenActorCluster(
                            names.empty() ? absl::StrCat("worker_", i) : names[i]);
   }
   OpenNursery([&](ActorNursery& an) {
-    std::map<std::string, Portal> portals;
-    std::mutex mu;
+    std::map<std::string, Portal> portals;  // filled under `mu`
+    Mutex mu;
     TaskGroup::Open([&](TaskGroup& group) {
       for (int i = 0; i < count; ++i) {
         group.Spawn([&, i] {
           Portal p = an.StartActor(full[i], {.enable_modules = modules});
-          std::lock_guard<std::mutex> lk(mu);
+          MutexLock lock(&mu);
           portals[full[i]] = p;
         });
       }

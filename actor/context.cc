@@ -8,6 +8,8 @@
 #include "actor/cancel.h"
 #include "actor/errors.h"
 #include "actor/internal/dialog_protocol.h"
+#include "actor/internal/error_codec.h"
+#include "actor/internal/payload_check.h"
 
 namespace tractor {
 

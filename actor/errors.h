@@ -14,11 +14,32 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <typeinfo>
+#include <utility>
 #include <vector>
 
 #include "tractor/v1/msg.pb.h"
 
 namespace tractor {
+
+namespace internal {
+struct ScopeState;
+}  // namespace internal
+
+// Thrown at a checkpoint when an enclosing cancel scope is cancelled
+// (actor/cancel.h). It is caught by the scope that was cancelled. Not a
+// `std::exception`, so generic handlers do not swallow it; code that catches
+// it with `catch (...)` must rethrow.
+class Cancelled final {
+ public:
+  explicit Cancelled(std::shared_ptr<internal::ScopeState> scope)
+      : scope_(std::move(scope)) {}
+  const char* what() const { return "Cancelled"; }
+  const std::shared_ptr<internal::ScopeState>& scope() const { return scope_; }
+
+ private:
+  std::shared_ptr<internal::ScopeState> scope_;
+};
 
 // The runtime's own error kinds: a closed set, each with the name that
 // identifies it on the wire (`Error.boxed_type` / `src_type`). The wire
@@ -209,33 +230,6 @@ void RegisterErrorType(const std::string& name) {
                     [](const std::string& msg) { throw E(msg); });
 }
 
-namespace internal {
-
-// Packs the exception `e` raised in actor `self` into a wire error.
-// A `RemoteActorError` is relayed: its origin is kept, its boxed type becomes
-// "RemoteActorError" and `self` is appended to the relay path.
-v1::Error PackError(std::exception_ptr e, const v1::Aid& self,
-                    const std::string& cid = "");
-
-// Builds a fresh error that originates in `self`.
-v1::Error MakeError(const v1::Aid& self, const std::string& type,
-                    const std::string& message, const std::string& cid = "");
-v1::Error MakeError(const v1::Aid& self, ErrorKind kind,
-                    const std::string& message, const std::string& cid = "");
-
-// Throws the local exception type that `error` boxes.
-[[noreturn]] void ThrowError(const v1::Error& error);
-
-// Returns `ThrowError(error)` captured as an exception_ptr.
-std::exception_ptr ToException(const v1::Error& error);
-
-// Returns a short "Type: message" description of any exception.
-std::string Describe(std::exception_ptr e);
-
-// Demangled type name of the exception held by `e`.
-std::string ExceptionTypeName(std::exception_ptr e);
-
-}  // namespace internal
 }  // namespace tractor
 
 #endif  // TRACTOR_ACTOR_ERRORS_H_

@@ -3,16 +3,18 @@
 #include <algorithm>
 #include <map>
 #include <memory>
-#include <mutex>
 
+#include "absl/base/thread_annotations.h"
+#include "discovery/mutex.h"
 #include "glog/logging.h"
 
 namespace tractor {
 namespace {
 
 struct Table {
-  std::mutex mu;
-  std::map<std::string, std::unique_ptr<Endpoint>> endpoints;
+  Mutex mu;
+  std::map<std::string, std::unique_ptr<Endpoint>> endpoints
+      ABSL_GUARDED_BY(mu);
 };
 
 Table& GetTable() {
@@ -27,7 +29,7 @@ bool RegisterEndpoint(Endpoint endpoint) {
       << "exported function name must be \"namespace:function\", got \""
       << endpoint.name << "\"";
   Table& t = GetTable();
-  std::lock_guard<std::mutex> lk(t.mu);
+  MutexLock lock(&t.mu);
   auto& slot = t.endpoints[endpoint.name];
   if (slot) LOG(WARNING) << "re-exporting " << endpoint.name;
   slot = std::make_unique<Endpoint>(std::move(endpoint));
@@ -38,14 +40,14 @@ namespace internal {
 
 const Endpoint* FindEndpoint(const std::string& name) {
   Table& t = GetTable();
-  std::lock_guard<std::mutex> lk(t.mu);
+  MutexLock lock(&t.mu);
   auto it = t.endpoints.find(name);
   return it == t.endpoints.end() ? nullptr : it->second.get();
 }
 
 std::vector<std::string> EndpointNames(const std::string& ns) {
   Table& t = GetTable();
-  std::lock_guard<std::mutex> lk(t.mu);
+  MutexLock lock(&t.mu);
   std::vector<std::string> out;
   for (const auto& [name, e] : t.endpoints) {
     if (ns.empty() || e->ns == ns) out.push_back(name);

@@ -1,19 +1,23 @@
 #include "actor/maybe_open_context.h"
 
-#include <condition_variable>
 #include <exception>
 #include <map>
 #include <memory>
-#include <mutex>
+#include <optional>
 #include <thread>
+#include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
+#include "actor/internal/gate.h"
+#include "actor/internal/scope.h"
+#include "discovery/mutex.h"
 
 namespace tractor {
 namespace {
 
-// One live resource. Guarded by its key's mutex.
+// One live resource. The fields are guarded by its key's mutex.
 struct Resource {
   int users = 0;
   bool ready = false;     // `serve` was called: `value` is set
@@ -21,70 +25,92 @@ struct Resource {
   bool finished = false;  // `open` returned or threw
   Payload value;
   std::exception_ptr error;  // what `open` threw
+  // Held by the thread that runs `open` until it is done; whoever tears the
+  // resource down waits for it to drain (`AwaitTask`).
+  internal::Gate task;
 };
 
 // Everything about one key.
 struct Key {
-  std::mutex mu;
-  std::condition_variable_any cv;
-  bool locked = false;  // entering or tearing down
-  std::shared_ptr<Resource> resource;
+  Mutex mu;
+  CondVar cv;  // signalled on every change of the key or its resource
+  bool locked ABSL_GUARDED_BY(mu) = false;  // entering or tearing down
+  std::shared_ptr<Resource> resource ABSL_GUARDED_BY(mu);
 };
 
 std::shared_ptr<Key> KeyFor(const std::string& key) {
-  static std::mutex mu;
-  static auto* keys = new std::map<std::string, std::shared_ptr<Key>>;
-  std::lock_guard<std::mutex> lk(mu);
-  auto& k = (*keys)[key];
+  struct Keys {
+    Mutex mu;
+    std::map<std::string, std::shared_ptr<Key>> by_name ABSL_GUARDED_BY(mu);
+  };
+  static auto* keys = new Keys;
+  MutexLock lock(&keys->mu);
+  auto& k = keys->by_name[key];
   if (!k) k = std::make_shared<Key>();
   return k;
 }
 
-// Waits, not cancellable, for `pred` under `lk`.
+// Waits, not cancellable, for `pred` (which needs `k.mu`).
 template <class Pred>
-void WaitShielded(Key& k, std::unique_lock<std::mutex>& lk, Pred pred) {
+void WaitShielded(Key& k, Pred pred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(k.mu) {
   internal::ScopeBinding bind(
       internal::NewScope(nullptr, absl::InfiniteFuture(), /*shield=*/true));
-  internal::Wait(k.cv, lk, pred);
+  internal::Wait(k.cv, k.mu, pred);
 }
 
 // Starts `open` in a task of its own, serving `res`.
 void StartResourceTask(std::shared_ptr<Key> k, std::shared_ptr<Resource> res,
                        ResourceFn open) {
-  std::thread([k, res, open = std::move(open)] {
-    internal::UserTask task;
-    internal::ScopeBinding bind(
-        internal::NewScope(nullptr, absl::InfiniteFuture(), false));
-    std::exception_ptr error;
-    try {
-      open([&](const Payload& value) {
-        std::unique_lock<std::mutex> lk(k->mu);
-        res->value = value;
-        res->ready = true;
-        k->cv.notify_all();
-        internal::Wait(k->cv, lk, [&] { return res->release; });
-      });
-    } catch (...) {
-      error = std::current_exception();
-    }
+  std::optional<internal::Gate::Holder> hold = res->task.TryEnter();  // open
+  std::thread([k, res, open = std::move(open),
+               hold = *std::move(hold)]() mutable {
     {
-      std::lock_guard<std::mutex> lk(k->mu);
-      res->error = error;
-      res->finished = true;
+      internal::UserTask task;
+      internal::ScopeBinding bind(
+          internal::NewScope(nullptr, absl::InfiniteFuture(), false));
+      std::exception_ptr error;
+      try {
+        open([&](const Payload& value) {
+          MutexLock lock(&k->mu);
+          res->value = value;
+          res->ready = true;
+          k->cv.SignalAll();
+          internal::Wait(k->cv, k->mu, [&] { return res->release; });
+        });
+      } catch (...) {
+        error = std::current_exception();
+      }
+      {
+        MutexLock lock(&k->mu);
+        res->error = error;
+        res->finished = true;
+      }
+      k->cv.SignalAll();
     }
-    k->cv.notify_all();
+    hold.Leave();  // the last thing this thread does with the resource
   }).detach();
 }
 
-// Ends `res` (the caller is its last user and holds the key's lock): tells
-// `serve` to return and waits until `open` finished. Returns its error.
-std::exception_ptr TearDown(Key& k, std::unique_lock<std::mutex>& lk,
-                            const std::shared_ptr<Resource>& res) {
+// Ends `res` (the caller is its last user and holds the key, `locked`):
+// tells `serve` to return and waits until `open` finished. Returns its
+// error. The caller then awaits the task with `AwaitTask`, without the
+// key's mutex.
+std::exception_ptr TearDown(Key& k, const std::shared_ptr<Resource>& res)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(k.mu) {
   res->release = true;
-  k.cv.notify_all();
-  WaitShielded(k, lk, [&] { return res->finished; });
+  k.cv.SignalAll();
+  WaitShielded(k, [&] { return res->finished; });
   if (k.resource == res) k.resource = nullptr;
   return res->error;
+}
+
+// Waits, not cancellable, until the thread that ran `open` for `res` is
+// gone (it finished already: see `TearDown`).
+void AwaitTask(Resource& res) {
+  res.task.Close(internal::CloseReason::kExit);
+  internal::ScopeBinding bind(
+      internal::NewScope(nullptr, absl::InfiniteFuture(), /*shield=*/true));
+  res.task.WaitDrained();
 }
 
 }  // namespace
@@ -95,17 +121,23 @@ void MaybeOpenContext(
   std::shared_ptr<Key> k = KeyFor(key);
   std::shared_ptr<Resource> res;
   bool hit = false;
+  // Set when entering failed: the resource was torn down, and the error is
+  // raised once its task is gone.
+  std::exception_ptr enter_error;
   {
-    std::unique_lock<std::mutex> lk(k->mu);
-    internal::Wait(k->cv, lk, [&] { return !k->locked; });
+    MutexLock lock(&k->mu);
+    internal::Wait(k->cv, k->mu, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(k->mu) {
+      return !k->locked;
+    });
     k->locked = true;
     struct Unlock {
       Key& k;
-      ~Unlock() {
+      // Runs with k.mu held (declared after `lock`).
+      ~Unlock() ABSL_NO_THREAD_SAFETY_ANALYSIS {
         k.locked = false;
-        k.cv.notify_all();
+        k.cv.SignalAll();
       }
-    } unlock{*k};  // runs with k->mu held (declared after lk)
+    } unlock{*k};
     if (k->resource) {
       hit = true;
       res = k->resource;
@@ -116,20 +148,25 @@ void MaybeOpenContext(
       k->resource = res;
       StartResourceTask(k, res, open);
       try {
-        internal::Wait(k->cv, lk, [&] { return res->ready || res->finished; });
+        internal::Wait(k->cv, k->mu,
+                       [&] { return res->ready || res->finished; });
       } catch (...) {
         // Cancelled before the value arrived: stop the resource.
-        TearDown(*k, lk, res);
-        throw;
+        TearDown(*k, res);
+        enter_error = std::current_exception();
       }
-      if (!res->ready) {  // `open` failed before serving
-        std::exception_ptr error = TearDown(*k, lk, res);
-        std::rethrow_exception(error ? error
-                                     : std::make_exception_ptr(UsageError(
-                                           "MaybeOpenContext: '" + key +
-                                           "' ended without a value")));
+      if (!enter_error && !res->ready) {  // `open` failed before serving
+        std::exception_ptr error = TearDown(*k, res);
+        enter_error = error ? error
+                            : std::make_exception_ptr(UsageError(
+                                  "MaybeOpenContext: '" + key +
+                                  "' ended without a value"));
       }
     }
+  }
+  if (enter_error) {
+    AwaitTask(*res);
+    std::rethrow_exception(enter_error);
   }
   std::exception_ptr body_error;
   bool body_cancelled = false;
@@ -142,16 +179,21 @@ void MaybeOpenContext(
     body_error = std::current_exception();
   }
   std::exception_ptr exit_error;
+  bool last = false;
   {
-    std::unique_lock<std::mutex> lk(k->mu);
-    WaitShielded(*k, lk, [&] { return !k->locked; });
+    MutexLock lock(&k->mu);
+    WaitShielded(*k, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(k->mu) {
+      return !k->locked;
+    });
     if (--res->users == 0) {
       k->locked = true;
-      exit_error = TearDown(*k, lk, res);
+      exit_error = TearDown(*k, res);
       k->locked = false;
-      k->cv.notify_all();
+      k->cv.SignalAll();
+      last = true;
     }
   }
+  if (last) AwaitTask(*res);
   if (body_error && !(body_cancelled && exit_error)) {
     std::rethrow_exception(body_error);
   }

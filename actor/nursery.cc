@@ -5,19 +5,24 @@
 #include <sys/wait.h>
 
 #include <cstring>
+#include <optional>
 #include <thread>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
 #include "actor/internal/child_proc.h"
+#include "actor/internal/gate.h"
 #include "actor/internal/portal_state.h"
 #include "actor/internal/runtime.h"
+#include "actor/internal/scope.h"
 #include "actor/internal/spawn.h"
 #include "actor/portal.h"
 #include "actor/runtime.h"
 #include "discovery/address.h"
+#include "discovery/mutex.h"
 #include "discovery/uuid.h"
 #include "glog/logging.h"
 
@@ -38,35 +43,41 @@ bool WaitExited(ChildProc& proc, absl::Time until) {
 
 }  // namespace
 
-// One child of a nursery.
+// One child of a nursery, filled in by `Spawn`: `portal`, `portal_state` and
+// the final `aid` once the child linked back (it is listed in the nursery's
+// `children` before that); `one_shot` by `RunInActor`.
 struct ChildEntry {
   v1::Aid aid;
   Portal portal;
+  std::shared_ptr<PortalState> portal_state;  // `portal`'s
   std::shared_ptr<ChildProc> proc;
   bool one_shot = false;
 };
 
-// State of one OpenNursery block. Guarded by `mu`.
+// State of one OpenNursery block.
 class NurseryState {
  public:
-  std::mutex mu;
-  std::condition_variable_any cv;
-  std::vector<std::shared_ptr<ChildEntry>> children;
-  std::vector<std::exception_ptr> errors;
-  bool cancel_called = false;
-  int pending_results = 0;
-  std::shared_ptr<ScopeState> scope;
-
   // Records a child's error; `cancel_siblings` also cancels the block (and
   // through it every other child).
-  void RecordError(std::exception_ptr e, bool cancel_siblings) {
+  void RecordError(std::exception_ptr e, bool cancel_siblings)
+      ABSL_LOCKS_EXCLUDED(mu) {
     {
-      std::lock_guard<std::mutex> lk(mu);
+      MutexLock lock(&mu);
       errors.push_back(std::move(e));
     }
-    cv.notify_all();
     if (cancel_siblings && scope) scope->Cancel();
   }
+
+  Mutex mu;
+  std::vector<std::shared_ptr<ChildEntry>> children ABSL_GUARDED_BY(mu);
+  std::vector<std::exception_ptr> errors ABSL_GUARDED_BY(mu);
+  bool cancel_called ABSL_GUARDED_BY(mu) = false;
+  // The block's scope: set before the body runs, then read-only.
+  std::shared_ptr<ScopeState> scope;
+  // Held by every child's reaper and every RunInActor result waiter, the
+  // helper threads of the block; the block's exit closes it (no child is
+  // started after that) and waits for them all to leave.
+  Gate helpers;
 };
 
 namespace {
@@ -81,10 +92,11 @@ std::string DescribeStatus(int status) {
 
 // Reaps the child on a helper thread and wakes waiters. A child that dies
 // abnormally while its nursery is not cancelling is a failure of the tree:
-// it is recorded and its siblings are cancelled.
+// it is recorded and its siblings are cancelled. The thread holds the
+// nursery's gate (`hold`) until it is done, instead of being joined.
 void StartReaper(std::shared_ptr<ChildProc> proc, v1::Aid aid,
-                 std::weak_ptr<NurseryState> nursery) {
-  std::thread([proc, aid, nursery] {
+                 std::weak_ptr<NurseryState> nursery, Gate::Holder hold) {
+  std::thread([proc, aid, nursery, hold = std::move(hold)]() mutable {
     int status = 0;
     while (waitpid(proc->pid, &status, 0) < 0 && errno == EINTR) {
     }
@@ -100,7 +112,7 @@ void StartReaper(std::shared_ptr<ChildProc> proc, v1::Aid aid,
       if (auto st = nursery.lock()) {
         bool cancelling;
         {
-          std::lock_guard<std::mutex> lk(st->mu);
+          MutexLock lock(&st->mu);
           cancelling = st->cancel_called;
         }
         if (!cancelling) {
@@ -118,6 +130,7 @@ void StartReaper(std::shared_ptr<ChildProc> proc, v1::Aid aid,
       proc->wait_status = status;
     }
     proc->cv.notify_all();
+    hold.Leave();  // the last thing this thread does with the nursery
   }).detach();
 }
 
@@ -149,10 +162,10 @@ void TearDownChild(ChildEntry& child, bool hard_kill) {
   WaitExited(proc, absl::InfiniteFuture());
 }
 
-void CancelAll(NurseryState& st, bool hard_kill) {
+void CancelAll(NurseryState& st, bool hard_kill) ABSL_LOCKS_EXCLUDED(st.mu) {
   std::vector<std::shared_ptr<ChildEntry>> children;
   {
-    std::lock_guard<std::mutex> lk(st.mu);
+    MutexLock lock(&st.mu);
     st.cancel_called = true;
     children = st.children;
   }
@@ -168,6 +181,12 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
                                   const ActorOptions& options) {
   NurseryState& st = *shared;
   Runtime& rt = Runtime::Require();
+  // The reaper's entry into the gate, taken before there is a child to reap.
+  std::optional<Gate::Holder> reaper_hold = st.helpers.TryEnter();
+  if (!reaper_hold) {
+    throw UsageError(absl::StrCat("cannot start child actor '", name,
+                                  "': its nursery has exited"));
+  }
   auto entry = std::make_shared<ChildEntry>();
   entry->aid.set_name(name);
   entry->aid.set_uuid(discovery::NewUuid());
@@ -203,10 +222,19 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
   auto proc = rt.ExpectChild(entry->aid.uuid());
   proc->pid = SpawnProcess(spec);
   entry->proc = proc;
-  StartReaper(proc, entry->aid, shared);
+  StartReaper(proc, entry->aid, shared, *std::move(reaper_hold));
+  bool closing;
   {
-    std::lock_guard<std::mutex> lk(st.mu);
+    MutexLock lock(&st.mu);
     st.children.push_back(entry);
+    // The block's exit closes the gate before it lists the children to
+    // cancel: a child listed after that is this call's to stop.
+    closing = st.helpers.close_reason().has_value();
+  }
+  if (closing) {
+    TearDownChild(*entry, /*hard_kill=*/true);
+    throw UsageError(absl::StrCat("child actor '", name,
+                                  "' was started while its nursery exited"));
   }
   // Wait until it linked back, exited, or the spawn timeout passed.
   bool ok;
@@ -251,6 +279,7 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
   ps->aid.set_pid(proc->pid);
   ps->channel = rt.ChannelTo(ps->addr);
   ps->proc = proc;
+  entry->portal_state = ps;
   entry->portal = Portal(ps);
   entry->aid = ps->aid;
   return entry;
@@ -270,76 +299,81 @@ Portal ActorNursery::RunInActor(const std::string& name, const std::string& func
                 ns) == options.enable_modules.end()) {
     options.enable_modules.push_back(ns);
   }
+  // The result waiter's entry into the gate, taken before the child exists.
+  std::optional<internal::Gate::Holder> hold = state_->helpers.TryEnter();
+  if (!hold) {
+    throw UsageError(absl::StrCat("cannot start child actor '", name,
+                                  "': its nursery has exited"));
+  }
   auto entry = internal::Spawn(state_, name, options);
   entry->one_shot = true;
-  auto ps = entry->portal.state_;
+  auto ps = entry->portal_state;
   {
     std::lock_guard<std::mutex> lk(ps->mu);
     ps->has_result_task = true;
   }
-  {
-    std::lock_guard<std::mutex> lk(state_->mu);
-    ++state_->pending_results;
-  }
   std::shared_ptr<internal::NurseryState> st = state_;
   auto scope = state_->scope;
-  // The result waiter runs as a task of this actor inside the nursery.
-  std::thread([st, ps, func, args, scope, entry] {
-    internal::UserTask task;
-    internal::ScopeBinding bind(
-        internal::NewScope(scope, absl::InfiniteFuture(), false));
-    std::optional<Payload> result;
-    std::exception_ptr error;
-    bool cancelled = false;
-    try {
-      result = entry->portal.Run(func, args);
-    } catch (const Cancelled&) {
-      cancelled = true;
-    } catch (...) {
-      error = std::current_exception();
-    }
+  // The result waiter runs as a task of this actor inside the nursery. It
+  // holds the nursery's gate until it is done, instead of being joined.
+  std::thread([st, ps, func, args, scope, entry,
+               hold = *std::move(hold)]() mutable {
     {
-      std::lock_guard<std::mutex> lk(ps->mu);
-      ps->result_ready = true;
-      ps->result = std::move(result);
-      ps->error = error;
-      if (cancelled && !error) {
-        ps->error = std::make_exception_ptr(ContextCancelled([&] {
-          v1::Error e;
-          e.set_boxed_type("ContextCancelled");
-          e.set_src_type("ContextCancelled");
-          e.set_message("the nursery was cancelled before the result arrived");
-          return e;
-        }()));
-      }
-    }
-    ps->cv.notify_all();
-    // Like tractor, a one-shot child's error is collected at block exit;
-    // children this nursery cancelled are not failures.
-    if (error) {
-      bool cancelling;
-      {
-        std::lock_guard<std::mutex> lk(st->mu);
-        cancelling = st->cancel_called;
-      }
-      bool ours = false;
+      internal::UserTask task;
+      internal::ScopeBinding bind(
+          internal::NewScope(scope, absl::InfiniteFuture(), false));
+      std::optional<Payload> result;
+      std::exception_ptr error;
+      bool cancelled = false;
       try {
-        std::rethrow_exception(error);
-      } catch (const ContextCancelled& c) {
-        // Cancelled by this nursery's teardown (gracefully, or by the
-        // child's own exit after a SIGTERM), or by this actor.
-        ours = cancelling || c.canceller().uuid() == CurrentActor().uuid();
-      } catch (const TransportClosed&) {
-        ours = cancelling;  // escalated to a kill
+        result = entry->portal.Run(func, args);
+      } catch (const Cancelled&) {
+        cancelled = true;
       } catch (...) {
+        error = std::current_exception();
       }
-      if (!ours) st->RecordError(error, /*cancel_siblings=*/false);
+      // Like tractor, a one-shot child's error is collected at block exit;
+      // children this nursery cancelled are not failures. It is recorded
+      // before the result is announced, so a block that waited for the
+      // result sees it.
+      if (error) {
+        bool cancelling;
+        {
+          MutexLock lock(&st->mu);
+          cancelling = st->cancel_called;
+        }
+        bool ours = false;
+        try {
+          std::rethrow_exception(error);
+        } catch (const ContextCancelled& c) {
+          // Cancelled by this nursery's teardown (gracefully, or by the
+          // child's own exit after a SIGTERM), or by this actor.
+          ours = cancelling || c.canceller().uuid() == CurrentActor().uuid();
+        } catch (const TransportClosed&) {
+          ours = cancelling;  // escalated to a kill
+        } catch (...) {
+        }
+        if (!ours) st->RecordError(error, /*cancel_siblings=*/false);
+      }
+      {
+        std::lock_guard<std::mutex> lk(ps->mu);
+        ps->result_ready = true;
+        ps->result = std::move(result);
+        ps->error = error;
+        if (cancelled && !error) {
+          ps->error = std::make_exception_ptr(ContextCancelled([&] {
+            v1::Error e;
+            e.set_boxed_type("ContextCancelled");
+            e.set_src_type("ContextCancelled");
+            e.set_message(
+                "the nursery was cancelled before the result arrived");
+            return e;
+          }()));
+        }
+      }
+      ps->cv.notify_all();
     }
-    {
-      std::lock_guard<std::mutex> lk(st->mu);
-      --st->pending_results;
-    }
-    st->cv.notify_all();
+    hold.Leave();  // the last thing this thread does with the nursery
   }).detach();
   return entry->portal;
 }
@@ -349,7 +383,7 @@ void ActorNursery::Cancel(bool hard_kill) {
 }
 
 bool ActorNursery::cancel_called() const {
-  std::lock_guard<std::mutex> lk(state_->mu);
+  MutexLock lock(&state_->mu);
   return state_->cancel_called;
 }
 
@@ -366,15 +400,27 @@ void OpenNursery(const std::function<void(ActorNursery&)>& body) {
     try {
       body(nursery);
       // Normal exit: wait for one-shot results, then for daemons to exit.
-      std::unique_lock<std::mutex> lk(st.mu);
-      internal::Wait(st.cv, lk, [&] { return st.pending_results == 0; });
-      bool errors = !st.errors.empty();
-      lk.unlock();
+      std::vector<std::shared_ptr<internal::ChildEntry>> children;
+      {
+        MutexLock lock(&st.mu);
+        children = st.children;
+      }
+      for (auto& c : children) {
+        if (!c->one_shot) continue;
+        internal::PortalState& ps = *c->portal_state;
+        std::unique_lock<std::mutex> lk(ps.mu);
+        internal::Wait(ps.cv, lk, [&] { return ps.result_ready; });
+      }
+      bool errors;
+      {
+        MutexLock lock(&st.mu);
+        errors = !st.errors.empty();
+      }
       if (errors) return;  // cancel the rest below
-      for (auto& c : st.children) {
+      for (auto& c : children) {
         if (c->one_shot) c->portal.CancelActor();
       }
-      for (auto& c : st.children) {
+      for (auto& c : children) {
         std::unique_lock<std::mutex> plk(c->proc->mu);
         internal::Wait(c->proc->cv, plk, [&] { return c->proc->exited; });
       }
@@ -386,25 +432,31 @@ void OpenNursery(const std::function<void(ActorNursery&)>& body) {
   });
   bool failed;
   {
-    std::lock_guard<std::mutex> lk(st.mu);
+    MutexLock lock(&st.mu);
     failed = body_error || outer_cancel || !st.errors.empty() ||
              scope.cancel_called();
   }
-  // Any failure or cancel: one-cancels-all. Always: reap everything.
+  // No child starts from now on. Any failure or cancel: one-cancels-all.
+  // Always: reap everything, and wait for the helper threads (reapers end
+  // with their child, result waiters once their child is gone).
+  st.helpers.Close(failed ? internal::CloseReason::kCancel
+                          : internal::CloseReason::kExit);
   internal::CancelAll(st, /*hard_kill=*/false);
   {
-    // Result waiters end once their children are gone.
     auto shielded = internal::NewScope(nullptr, absl::InfiniteFuture(), true);
     internal::ScopeBinding bind(shielded);
-    std::unique_lock<std::mutex> lk(st.mu);
-    internal::Wait(st.cv, lk, [&] { return st.pending_results == 0; });
+    st.helpers.WaitDrained();
   }
-  auto& rt = internal::Runtime::Require();
-  for (auto& c : st.children) rt.ForgetChild(c->aid.uuid());
-  (void)failed;
+  std::vector<std::shared_ptr<internal::ChildEntry>> children;
   std::vector<std::exception_ptr> errors;
   if (body_error) errors.push_back(body_error);
-  errors.insert(errors.end(), st.errors.begin(), st.errors.end());
+  {
+    MutexLock lock(&st.mu);
+    children = st.children;
+    errors.insert(errors.end(), st.errors.begin(), st.errors.end());
+  }
+  auto& rt = internal::Runtime::Require();
+  for (auto& c : children) rt.ForgetChild(c->aid.uuid());
   if (errors.size() == 1) std::rethrow_exception(errors[0]);
   if (errors.size() > 1) {
     throw ActorErrorGroup(

@@ -275,26 +275,6 @@ bool PayloadSpec::Matches(const v1::Payload& p) const {
   return false;
 }
 
-namespace internal {
-
-v1::Error MakeMsgTypeError(const v1::Aid& self, const std::string& cid,
-                           const std::string& kind, const v1::Payload& got,
-                           const std::string& spec) {
-  Payload value(got);
-  v1::Error e = MakeError(
-      self, "MsgTypeError",
-      absl::StrCat("invalid `", kind, "` msg payload: ", value.ToJson(),
-                   " has type ", value.TypeName(),
-                   " and does not match type-spec `", kind, ".pld: ", spec,
-                   "`"),
-      cid);
-  e.set_expected_msg_type(kind);
-  e.set_bad_msg(value.ToJson());
-  return e;
-}
-
-}  // namespace internal
-
 std::ostream& operator<<(std::ostream& os, const Payload& p) {
   return os << p.ToJson();
 }

@@ -198,15 +198,6 @@ class PayloadSpec {
   std::vector<std::function<bool(const v1::Payload&)>> alts_;
 };
 
-namespace internal {
-
-// A MsgTypeError raised in actor `self` for a `kind` message ("Started",
-// "Yield", "Return", "Start") whose payload does not match `spec`.
-v1::Error MakeMsgTypeError(const v1::Aid& self, const std::string& cid,
-                           const std::string& kind, const v1::Payload& got,
-                           const std::string& spec);
-
-}  // namespace internal
 }  // namespace tractor
 
 #endif  // TRACTOR_ACTOR_PAYLOAD_H_

@@ -8,6 +8,7 @@
 #include "actor/cancel.h"
 #include "actor/errors.h"
 #include "actor/internal/dialog_protocol.h"
+#include "actor/internal/error_codec.h"
 #include "actor/internal/portal_state.h"
 #include "actor/internal/runtime.h"
 #include "actor/internal/unary_call.h"

@@ -79,17 +79,9 @@ class Portal {
 // The current actor's identity, or an empty Aid without a runtime.
 v1::Aid CurrentActorOrEmpty();
 
-template <class R, class A>
-R Portal::Run(const std::string& func, const A& args) {
-  Payload result = Run(func, Payload(PayloadCodec<A>::Encode(args)));
-  if (!PayloadCodec<R>::Matches(result.proto())) {
-    throw MsgTypeError(internal::MakeMsgTypeError(
-        CurrentActorOrEmpty(), "", "Return", result.proto(),
-        PayloadCodec<R>::Spec()));
-  }
-  return PayloadCodec<R>::Decode(result.proto());
-}
-
 }  // namespace tractor
+
+// The definition of `Portal::Run<R, A>`.
+#include "actor/internal/portal_impl.h"  // IWYU pragma: export
 
 #endif  // TRACTOR_ACTOR_PORTAL_H_

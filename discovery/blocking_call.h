@@ -124,10 +124,14 @@ class Completion {
   void CancelAndWaitLocked(std::unique_lock<std::mutex>& lk,
                            grpc::ClientContext& context, CallWaiter* waiter);
 
+  // A std::mutex, not the project's Mutex: a `CallWaiter` (the actor
+  // runtime's TaskWaiter among them) waits on it through a
+  // std::unique_lock. The analysis does not see std::mutex (libstdc++ does
+  // not annotate it), so the guards are comments.
   mutable std::mutex mu_;
   std::condition_variable_any cv_;
-  bool done_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::Status status_ ABSL_GUARDED_BY(mu_);
+  bool done_ = false;     // guarded by mu_
+  grpc::Status status_;   // guarded by mu_
 };
 
 }  // namespace blocking_call_internal

@@ -1,15 +1,16 @@
 #include "discovery/discovery.h"
 
 #include <algorithm>
-#include <mutex>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
 #include "actor/runtime.h"
 #include "actor/task_waiter.h"
 #include "discovery/address.h"
+#include "discovery/mutex.h"
 #include "discovery/registry_client.h"
 #include "glog/logging.h"
 #include "tractor/v1/registrar.grpc.pb.h"
@@ -121,10 +122,10 @@ std::optional<Portal> ConnectToAny(const LookupResult& answer,
 // Waits (a checkpoint) for the next answer of `lookup` until `until`.
 std::optional<LookupResult> NextAnswer(Lookup& lookup, absl::Time until,
                                        bool stop_when_idle) {
-  std::unique_lock<std::mutex> lk(lookup.mu());
+  MutexLock lock(&lookup.mu());
   internal::Wait(
-      lookup.cv(), lk,
-      [&] {
+      lookup.cv(), lookup.mu(),
+      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(lookup.mu()) {
         return lookup.HasResultLocked() ||
                (stop_when_idle && lookup.InFlightLocked() == 0);
       },

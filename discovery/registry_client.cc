@@ -174,11 +174,14 @@ ProbeResult ProbeOne(const Address& addr, absl::Time deadline) {
 }  // namespace
 
 std::shared_ptr<grpc::Channel> RegistrarChannel(const Address& addr) {
-  static std::mutex mu;
-  static auto* channels =
-      new std::map<std::string, std::shared_ptr<grpc::Channel>>;
-  std::lock_guard<std::mutex> lk(mu);
-  auto& ch = (*channels)[addr.ToString()];
+  struct Channels {
+    Mutex mu;
+    std::map<std::string, std::shared_ptr<grpc::Channel>> by_addr
+        ABSL_GUARDED_BY(mu);
+  };
+  static auto* channels = new Channels;
+  MutexLock lock(&channels->mu);
+  auto& ch = channels->by_addr[addr.ToString()];
   if (!ch) ch = NewChannel(addr, ChannelPurpose::kRegistrar);
   return ch;
 }
@@ -316,28 +319,28 @@ void Registrant::RefreshLoop() {
     if (any_failed) period = std::min(period, absl::Milliseconds(500));
     if (period == absl::InfiniteDuration()) period = absl::Seconds(1);
     {
-      std::unique_lock<std::mutex> lk(mu_);
-      if (cv_.wait_for(lk, absl::ToChronoNanoseconds(period),
-                       [&] { return stopping_; })) {
-        return;
+      MutexLock lock(&mu_);
+      const absl::Time wake = absl::Now() + period;
+      while (!stopping_ && !cv_.WaitWithDeadline(&mu_, wake)) {
       }
+      if (stopping_) return;
     }
     const size_t ok =
         RegisterRound(std::clamp(period, absl::Milliseconds(200),
                                  absl::Seconds(2)));
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lock(&mu_);
     if (ok == targets_.size()) ++good_rounds_;
   }
 }
 
 void Registrant::Stop() {
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lock(&mu_);
     if (stopped_) return;
     stopped_ = true;
     stopping_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   if (thread_.joinable()) thread_.join();
   using Call = UnaryCall<v1::UnregisterRequest, v1::UnregisterReply>;
   const CallOptions call_options{.deadline =
@@ -364,7 +367,7 @@ void Registrant::Stop() {
 }
 
 size_t Registrant::good_rounds() const {
-  std::lock_guard<std::mutex> lk(mu_);
+  MutexLock lock(&mu_);
   return good_rounds_;
 }
 
@@ -386,7 +389,10 @@ Lookup::Lookup(std::vector<Address> registrars, std::string name, Mode mode,
       mode_(mode),
       deadline_(deadline),
       state_(std::make_shared<State>()) {
-  state_->calls.resize(registrars_.size());
+  {
+    MutexLock lock(&state_->mu);  // not shared yet; for the analysis
+    state_->calls.resize(registrars_.size());
+  }
   for (size_t i = 0; i < registrars_.size(); ++i) StartCall(i);
 }
 
@@ -409,13 +415,13 @@ void Lookup::StartCall(size_t index) {
   std::shared_ptr<State> state = state_;
   const std::string registrar = registrars_[index].ToString();
   {
-    std::lock_guard<std::mutex> lk(state->mu);
+    MutexLock lock(&state->mu);
     if (state->cancelled) {
       state->results.push_back(LookupResult{
           index, registrar,
           grpc::Status(grpc::StatusCode::CANCELLED, "lookup cancelled"),
           {}});
-      state->cv.notify_all();
+      state->cv.SignalAll();
       return;
     }
     // A Find on a channel that is failing to connect would fail at once
@@ -429,7 +435,7 @@ void Lookup::StartCall(size_t index) {
           grpc::Status(grpc::StatusCode::UNAVAILABLE,
                        "registrar unreachable (connection failing)"),
           {}});
-      if (state->in_flight == 0) state->cv.notify_all();
+      if (state->in_flight == 0) state->cv.SignalAll();
       return;
     }
     ++state->in_flight;
@@ -442,14 +448,14 @@ void Lookup::StartCall(size_t index) {
       r.registrations.assign(call->rep.registrations().begin(),
                              call->rep.registrations().end());
     }
-    std::lock_guard<std::mutex> lk(state->mu);
+    MutexLock lock(&state->mu);
     --state->in_flight;
     if (state->calls[call->index] == call) state->calls[call->index].reset();
     // A Find waiter wants the first entry: a miss or an error wakes it only
     // once no other answer is to come (it is queued, and read then).
     const bool wake = !find || !r.registrations.empty() || state->in_flight == 0;
     state->results.push_back(std::move(r));
-    if (wake) state->cv.notify_all();
+    if (wake) state->cv.SignalAll();
   };
   if (mode_ == Mode::kFind) {
     call->stub->async()->Find(&call->ctx, &call->req, &call->rep, done);
@@ -463,7 +469,7 @@ void Lookup::Reissue(size_t index) { StartCall(index); }
 void Lookup::Cancel() {
   std::vector<std::shared_ptr<Call>> calls;
   {
-    std::lock_guard<std::mutex> lk(state_->mu);
+    MutexLock lock(&state_->mu);
     state_->cancelled = true;
     for (auto& c : state_->calls) {
       if (c) calls.push_back(c);
@@ -480,12 +486,13 @@ std::optional<LookupResult> Lookup::PopLocked() {
 }
 
 std::optional<LookupResult> Lookup::Next(absl::Time until) {
-  std::unique_lock<std::mutex> lk(state_->mu);
-  if (until == absl::InfiniteFuture()) {
-    state_->cv.wait(lk, [&] { return ReadyLocked(); });
-  } else {
-    state_->cv.wait_until(lk, absl::ToChronoTime(until),
-                          [&] { return ReadyLocked(); });
+  MutexLock lock(&state_->mu);
+  while (!ReadyLocked()) {
+    if (until == absl::InfiniteFuture()) {
+      state_->cv.Wait(&state_->mu);
+    } else if (state_->cv.WaitWithDeadline(&state_->mu, until)) {
+      break;
+    }
   }
   return PopLocked();
 }

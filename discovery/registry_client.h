@@ -12,16 +12,15 @@
 #ifndef TRACTOR_DISCOVERY_REGISTRY_CLIENT_H_
 #define TRACTOR_DISCOVERY_REGISTRY_CLIENT_H_
 
-#include <condition_variable>
 #include <cstddef>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "discovery/address.h"
@@ -29,6 +28,7 @@
 // PrepareUnixListenPath moved to discovery/listen.h; included here until
 // every user includes it directly.
 #include "discovery/listen.h"
+#include "discovery/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "tractor/v1/msg.pb.h"
 #include "tractor/v1/registrar.grpc.pb.h"
@@ -123,11 +123,11 @@ class Registrant {
 
   // Stops refreshing and unregisters from every registrar (blocks at most
   // `unregister_timeout`). Idempotent.
-  void Stop();
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Number of completed refresh rounds in which every registrar accepted
   // (for tests).
-  size_t good_rounds() const;
+  size_t good_rounds() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   struct Target {
@@ -139,16 +139,16 @@ class Registrant {
 
   // Registers with every target concurrently; returns how many accepted.
   size_t RegisterRound(absl::Duration timeout);
-  void RefreshLoop();
+  void RefreshLoop() ABSL_LOCKS_EXCLUDED(mu_);
 
   const Options options_;
   std::vector<Target> targets_;  // touched by Start, then by the thread only
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;    // guarded by mu_
-  bool stopped_ = false;     // guarded by mu_
-  size_t good_rounds_ = 0;   // guarded by mu_
+  mutable Mutex mu_;
+  CondVar cv_;  // signalled when stopping_ is set
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  size_t good_rounds_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread thread_;
 };
 
@@ -196,22 +196,29 @@ class Lookup {
   // Cancels every call in flight (they answer CANCELLED).
   void Cancel();
 
-  std::mutex& mu() { return state_->mu; }
-  std::condition_variable_any& cv() { return state_->cv; }
-  // True when an answer is queued or no call is in flight. Requires mu().
-  bool ReadyLocked() const {
+  Mutex& mu() ABSL_LOCK_RETURNED(state_->mu) { return state_->mu; }
+  // Signalled when an answer is queued (see above).
+  CondVar& cv() { return state_->cv; }
+  // True when an answer is queued or no call is in flight.
+  bool ReadyLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) {
     return !state_->results.empty() || state_->in_flight == 0;
   }
-  // True when an answer is queued. Requires mu().
-  bool HasResultLocked() const { return !state_->results.empty(); }
-  // Removes the oldest queued answer, or nullopt. Requires mu().
-  std::optional<LookupResult> PopLocked();
-  // Calls in flight. Requires mu().
-  size_t InFlightLocked() const { return state_->in_flight; }
+  // True when an answer is queued.
+  bool HasResultLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) {
+    return !state_->results.empty();
+  }
+  // Removes the oldest queued answer, or nullopt.
+  std::optional<LookupResult> PopLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu);
+  // Calls in flight.
+  size_t InFlightLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) {
+    return state_->in_flight;
+  }
 
   // Blocks (not a checkpoint) until an answer is queued, no call is in
   // flight, or `until`; returns the answer or nullopt.
-  std::optional<LookupResult> Next(absl::Time until);
+  std::optional<LookupResult> Next(absl::Time until)
+      ABSL_LOCKS_EXCLUDED(state_->mu);
 
   size_t size() const { return registrars_.size(); }
   const Address& registrar(size_t index) const { return registrars_[index]; }
@@ -219,12 +226,13 @@ class Lookup {
  private:
   struct Call;
   struct State {
-    std::mutex mu;
-    std::condition_variable_any cv;
-    std::deque<LookupResult> results;
-    size_t in_flight = 0;
-    std::vector<std::shared_ptr<Call>> calls;  // by index; latest call
-    bool cancelled = false;
+    Mutex mu;
+    CondVar cv;
+    std::deque<LookupResult> results ABSL_GUARDED_BY(mu);
+    size_t in_flight ABSL_GUARDED_BY(mu) = 0;
+    // By index; the latest call.
+    std::vector<std::shared_ptr<Call>> calls ABSL_GUARDED_BY(mu);
+    bool cancelled ABSL_GUARDED_BY(mu) = false;
   };
 
   void StartCall(size_t index);

@@ -175,7 +175,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent> {
  private:
   RegistrarService* const service_;
   const size_t max_backlog_;
-  absl::Mutex mu_;
+  Mutex mu_;
   std::deque<v1::WatchEvent> backlog_ ABSL_GUARDED_BY(mu_);
   // The event being written; untouched while `writing_`.
   v1::WatchEvent in_flight_ ABSL_GUARDED_BY(mu_);
@@ -198,7 +198,7 @@ RegistrarService::RegistrarService(Options options)
 RegistrarService::~RegistrarService() {
   Shutdown();
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     stop_sweeper_ = true;
     sweeper_cv_.Signal();
     LOG_IF(ERROR, !watchers_.empty())
@@ -216,7 +216,7 @@ absl::Time RegistrarService::Now() {
 void RegistrarService::Shutdown() {
   std::vector<WaitForReactor*> waiters;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (shutting_down_) return;
     shutting_down_ = true;
     waiters.assign(waiters_.begin(), waiters_.end());
@@ -280,7 +280,7 @@ absl::StatusOr<absl::Duration> RegistrarService::RegisterImpl(
 
   std::vector<WaitForReactor*> satisfied;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     const absl::Time now = Now();
     SweepLocked(now);
     const std::string& uuid = aid.uuid();
@@ -325,7 +325,7 @@ absl::StatusOr<absl::Duration> RegistrarService::RegisterImpl(
 }
 
 bool RegistrarService::RemoveRegistration(const std::string& uuid) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   SweepLocked(Now());
   auto it = entries_.find(uuid);
   if (it == entries_.end()) {
@@ -339,7 +339,7 @@ bool RegistrarService::RemoveRegistration(const std::string& uuid) {
 }
 
 std::optional<v1::Aid> RegistrarService::RemoveAddr(const std::string& addr) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   SweepLocked(Now());
   auto owner = addr_owner_.find(addr);
   if (owner == addr_owner_.end()) return std::nullopt;
@@ -355,7 +355,7 @@ std::optional<v1::Aid> RegistrarService::RemoveAddr(const std::string& addr) {
 
 std::vector<v1::Registration> RegistrarService::Lookup(
     const std::string& name) const {
-  absl::ReaderMutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::vector<v1::Registration> result;
   for (const Entry* entry : SortedLocked(&name, Now())) {
     result.push_back(entry->registration);
@@ -364,7 +364,7 @@ std::vector<v1::Registration> RegistrarService::Lookup(
 }
 
 std::vector<v1::Registration> RegistrarService::Snapshot() const {
-  absl::ReaderMutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::vector<v1::Registration> result;
   for (const Entry* entry : SortedLocked(nullptr, Now())) {
     result.push_back(entry->registration);
@@ -373,12 +373,12 @@ std::vector<v1::Registration> RegistrarService::Snapshot() const {
 }
 
 size_t RegistrarService::PendingWaitForCount() const {
-  absl::ReaderMutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return waiters_.size();
 }
 
 size_t RegistrarService::WatcherCount() const {
-  absl::ReaderMutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return watchers_.size();
 }
 
@@ -473,7 +473,7 @@ void RegistrarService::ClaimWaitersLocked(
 
 void RegistrarService::OnWaitForCancelled(WaitForReactor* waiter) {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (waiters_.erase(waiter) == 0) return;  // Someone else finishes it.
   }
   waiter->Finish(grpc::Status(grpc::StatusCode::CANCELLED,
@@ -481,7 +481,7 @@ void RegistrarService::OnWaitForCancelled(WaitForReactor* waiter) {
 }
 
 void RegistrarService::OnWatchDone(WatchReactor* watcher) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   watchers_.erase(watcher);
 }
 
@@ -566,7 +566,7 @@ grpc::ServerUnaryReactor* RegistrarService::Find(
     return reactor;
   }
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     const absl::Time now = Now();
     SweepLocked(now);
     for (const Entry* entry : SortedLocked(&request->name(), now)) {
@@ -586,7 +586,7 @@ grpc::ServerUnaryReactor* RegistrarService::WaitFor(
                                  "WaitFor: name is empty"));
     return reactor;
   }
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (shutting_down_) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     reactor->Finish(ShuttingDownStatus());
@@ -620,7 +620,7 @@ grpc::ServerUnaryReactor* RegistrarService::List(
     grpc::CallbackServerContext* context, const v1::ListRequest* /*request*/,
     v1::ListReply* reply) {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     const absl::Time now = Now();
     SweepLocked(now);
     for (const Entry* entry : SortedLocked(nullptr, now)) {
@@ -646,7 +646,7 @@ grpc::ServerUnaryReactor* RegistrarService::DeleteAddr(
 grpc::ServerWriteReactor<v1::WatchEvent>* RegistrarService::Watch(
     grpc::CallbackServerContext* /*context*/,
     const v1::WatchRequest* /*request*/) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (shutting_down_) {
     auto* watcher = new WatchReactor(this, 0);
     watcher->Close(ShuttingDownStatus());

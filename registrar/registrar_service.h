@@ -21,8 +21,8 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "discovery/mutex.h"
 #include "tractor/v1/msg.pb.h"
 #include "tractor/v1/registrar.grpc.pb.h"
 #include "tractor/v1/registrar.pb.h"
@@ -57,7 +57,7 @@ class WatchReactor;
 //   stream ends on client cancel, and with UNAVAILABLE on `Shutdown()`.
 // - Addresses are opaque strings: stored and compared as given.
 //
-// Thread-safety: thread-safe. All state is guarded by one `absl::Mutex`;
+// Thread-safety: thread-safe. All state is guarded by one `Mutex`;
 // gRPC reactions and the sweeper take it briefly and never block under it.
 //
 // Lifetime: the service must outlive any `grpc::Server` it is registered
@@ -221,10 +221,10 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
 
   const Options options_;
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   // Signalled when the sweeper's next wake-up may need to come earlier, or
   // when it must stop.
-  absl::CondVar sweeper_cv_;
+  CondVar sweeper_cv_;
   absl::flat_hash_map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
   // address -> uuid of the entry holding it.
   absl::flat_hash_map<std::string, std::string> addr_owner_

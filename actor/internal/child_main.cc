@@ -49,7 +49,9 @@ int ChildMain(const v1::SpawnSpec& spec) {
                << e.what();
     return 1;
   }
-  WatchSigterm([r = rt.get()] { r->RequestExit("SIGTERM"); });
+  // Lives until the process ends (with _exit below), or is joined when
+  // ChildMain returns early.
+  SigtermWatch sigterm([r = rt.get()] { r->RequestExit("SIGTERM"); });
 
   // Link to the parent.
   auto channel = rt->ChannelTo(spec.parent_addr());

@@ -4,6 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "actor/errors.h"
+#include "actor/internal/error_codec.h"
+#include "actor/internal/payload_check.h"
 #include "actor/internal/unary_call.h"
 #include "glog/logging.h"
 #include "tractor/v1/actor.grpc.pb.h"

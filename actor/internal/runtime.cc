@@ -29,8 +29,16 @@
 namespace tractor::internal {
 namespace {
 
-std::mutex g_runtime_mu;
-Runtime* g_runtime = nullptr;  // guarded by g_runtime_mu
+// The process's runtime.
+struct Installed {
+  Mutex mu;
+  Runtime* runtime ABSL_GUARDED_BY(mu) = nullptr;
+};
+
+Installed& GetInstalled() {
+  static auto* installed = new Installed;
+  return *installed;
+}
 
 // The same-host socket's address, in a directory only this user may enter
 // ("/tmp/tractor-<euid>", mode 0700, made if missing). Nullopt (and no
@@ -64,8 +72,9 @@ Runtime::Config WithIdentity(Runtime::Config config) {
 }  // namespace
 
 Runtime* Runtime::Get() {
-  std::lock_guard<std::mutex> lk(g_runtime_mu);
-  return g_runtime;
+  Installed& installed = GetInstalled();
+  MutexLock lock(&installed.mu);
+  return installed.runtime;
 }
 
 Runtime& Runtime::Require() {
@@ -79,9 +88,10 @@ Runtime& Runtime::Require() {
 }
 
 bool Runtime::SetCurrent(Runtime* rt) {
-  std::lock_guard<std::mutex> lk(g_runtime_mu);
-  if (rt != nullptr && g_runtime != nullptr) return false;
-  g_runtime = rt;
+  Installed& installed = GetInstalled();
+  MutexLock lock(&installed.mu);
+  if (rt != nullptr && installed.runtime != nullptr) return false;
+  installed.runtime = rt;
   return true;
 }
 
@@ -149,7 +159,7 @@ void Runtime::Start() {
                                       accept.status().message()));
   }
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lock(&mu_);
     for (const auto& a : *accept) accept_addrs_.push_back(a.ToString());
     if (local) {
       local_addr_ = accept_addrs_.back();
@@ -199,14 +209,14 @@ void Runtime::StartRegistration() {
 }
 
 void Runtime::AddLifetimeCallback(std::function<void()> fn) {
-  std::lock_guard<std::mutex> lk(mu_);
+  MutexLock lock(&mu_);
   lifetime_callbacks_.push_back(std::move(fn));
 }
 
 void Runtime::RunLifetimeCallbacks() {
   std::vector<std::function<void()>> callbacks;
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lock(&mu_);
     callbacks.swap(lifetime_callbacks_);
   }
   for (auto it = callbacks.rbegin(); it != callbacks.rend(); ++it) {
@@ -222,22 +232,26 @@ void Runtime::RunLifetimeCallbacks() {
 
 void Runtime::Shutdown() {
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lock(&mu_);
     if (shutting_down_) return;
     shutting_down_ = true;
   }
   tasks_.Close();
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  tasks_.CancelAllTasks(self(), absl::Seconds(2), [&] {
-    std::lock_guard<std::mutex> lk(mu);
-    done = true;
-    cv.notify_all();
+  struct AllCancelled {
+    Mutex mu;
+    CondVar cv;
+    bool done ABSL_GUARDED_BY(mu) = false;
+  };
+  // Shared: the callback may still be leaving it when the wait returns.
+  auto cancelled = std::make_shared<AllCancelled>();
+  tasks_.CancelAllTasks(self(), absl::Seconds(2), [cancelled] {
+    MutexLock lock(&cancelled->mu);
+    cancelled->done = true;
+    cancelled->cv.SignalAll();
   });
   {
-    std::unique_lock<std::mutex> lk(mu);
-    cv.wait(lk, [&] { return done; });
+    MutexLock lock(&cancelled->mu);
+    while (!cancelled->done) cancelled->cv.Wait(&cancelled->mu);
   }
   RunLifetimeCallbacks();
   // Unregister at once (bounded), while the server still answers; then end
@@ -250,21 +264,22 @@ void Runtime::Shutdown() {
                       std::chrono::milliseconds(500));
     server_->Wait();
   }
+  MutexLock lock(&mu_);
   if (ports_) ports_->RemoveSocketFiles();
 }
 
 std::string Runtime::local_addr() const {
-  std::lock_guard<std::mutex> lk(mu_);
+  MutexLock lk(&mu_);
   return local_addr_;
 }
 
 std::vector<std::string> Runtime::accept_addrs() const {
-  std::lock_guard<std::mutex> lk(mu_);
+  MutexLock lock(&mu_);
   return accept_addrs_;
 }
 
 std::shared_ptr<grpc::Channel> Runtime::ChannelTo(const std::string& addr) {
-  std::lock_guard<std::mutex> lk(mu_);
+  MutexLock lock(&mu_);
   auto& ch = channels_[addr];
   if (!ch) {
     auto parsed = discovery::Address::Parse(addr);
@@ -279,7 +294,7 @@ std::shared_ptr<grpc::Channel> Runtime::ChannelTo(const std::string& addr) {
 }
 
 void Runtime::NoteActorAt(const std::string& addr, const std::string& uuid) {
-  std::lock_guard<std::mutex> lk(mu_);
+  MutexLock lock(&mu_);
   known_uuids_[addr] = uuid;
 }
 
@@ -287,7 +302,7 @@ bool Runtime::KnowsLiveActorAt(const std::string& addr,
                                const std::string& uuid) {
   std::shared_ptr<grpc::Channel> channel;
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lock(&mu_);
     auto it = known_uuids_.find(addr);
     if (it == known_uuids_.end() || it->second != uuid) return false;
     auto ch = channels_.find(addr);
@@ -299,7 +314,7 @@ bool Runtime::KnowsLiveActorAt(const std::string& addr,
 
 std::shared_ptr<ChildProc> Runtime::ExpectChild(const std::string& uuid) {
   auto proc = std::make_shared<ChildProc>();
-  std::lock_guard<std::mutex> lk(mu_);
+  MutexLock lock(&mu_);
   children_[uuid] = proc;
   return proc;
 }
@@ -307,7 +322,7 @@ std::shared_ptr<ChildProc> Runtime::ExpectChild(const std::string& uuid) {
 std::shared_ptr<ChildProc> Runtime::OnChildLinked(const v1::LinkHello& hello) {
   std::shared_ptr<ChildProc> proc;
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lock(&mu_);
     auto it = children_.find(hello.aid().uuid());
     if (it == children_.end()) return nullptr;
     proc = it->second;
@@ -327,13 +342,13 @@ std::shared_ptr<ChildProc> Runtime::OnChildLinked(const v1::LinkHello& hello) {
 }
 
 void Runtime::ForgetChild(const std::string& uuid) {
-  std::lock_guard<std::mutex> lk(mu_);
+  MutexLock lock(&mu_);
   children_.erase(uuid);
   child_aids_.erase(uuid);
 }
 
 std::vector<v1::Aid> Runtime::Children() const {
-  std::lock_guard<std::mutex> lk(mu_);
+  MutexLock lock(&mu_);
   std::vector<v1::Aid> out;
   for (const auto& [uuid, aid] : child_aids_) out.push_back(aid);
   return out;
@@ -342,24 +357,24 @@ std::vector<v1::Aid> Runtime::Children() const {
 void Runtime::RequestExit(const std::string& why) {
   std::function<void()> hook;
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lock(&mu_);
     if (exit_requested_) return;
     exit_requested_ = true;
     exit_reason_ = why;
     hook = exit_hook_;
   }
-  exit_cv_.notify_all();
+  exit_cv_.SignalAll();
   if (hook) hook();
 }
 
 void Runtime::SetExitHook(std::function<void()> hook) {
-  std::lock_guard<std::mutex> lk(mu_);
+  MutexLock lock(&mu_);
   exit_hook_ = std::move(hook);
 }
 
 std::string Runtime::WaitForExitRequest() {
-  std::unique_lock<std::mutex> lk(mu_);
-  exit_cv_.wait(lk, [&] { return exit_requested_; });
+  MutexLock lock(&mu_);
+  while (!exit_requested_) exit_cv_.Wait(&mu_);
   return exit_reason_;
 }
 

@@ -3,18 +3,18 @@
 #ifndef TRACTOR_ACTOR_INTERNAL_RUNTIME_H_
 #define TRACTOR_ACTOR_INTERNAL_RUNTIME_H_
 
-#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
 #include "actor/internal/child_proc.h"
 #include "actor/internal/task_server.h"
+#include "discovery/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "tractor/v1/actor.grpc.pb.h"
 
@@ -75,17 +75,17 @@ class Runtime {
   Runtime& operator=(const Runtime&) = delete;
 
   // Binds and starts the server; throws RuntimeFailure on failure.
-  void Start();
+  void Start() ABSL_LOCKS_EXCLUDED(mu_);
   // Cancels every remote task, runs the lifetime callbacks, unregisters and
   // stops the server. Idempotent.
-  void Shutdown();
+  void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
 
   const v1::Aid& self() const { return config_.self; }
   const Config& config() const { return config_; }
-  std::vector<std::string> accept_addrs() const;
+  std::vector<std::string> accept_addrs() const ABSL_LOCKS_EXCLUDED(mu_);
   // The same-host socket ("unix:/tmp/tractor-<uid>/<uuid>.sock"), or empty.
   // Not among `accept_addrs`: handed only to peers with this host's id.
-  std::string local_addr() const;
+  std::string local_addr() const ABSL_LOCKS_EXCLUDED(mu_);
   // The embedded registrar, or null when this actor does not serve one.
   registrar::RegistrarService* embedded_registrar() const {
     return registrar_.get();
@@ -94,31 +94,38 @@ class Runtime {
 
   // The shared channel to `addr` (one per address, kept for the runtime's
   // life).
-  std::shared_ptr<grpc::Channel> ChannelTo(const std::string& addr);
+  std::shared_ptr<grpc::Channel> ChannelTo(const std::string& addr)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Records that the actor `uuid` answered Info at `addr`.
-  void NoteActorAt(const std::string& addr, const std::string& uuid);
+  void NoteActorAt(const std::string& addr, const std::string& uuid)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // True when `uuid` answered Info at `addr` over the channel that is still
   // connected now (so no other process can have taken the address since).
-  bool KnowsLiveActorAt(const std::string& addr, const std::string& uuid);
+  bool KnowsLiveActorAt(const std::string& addr, const std::string& uuid)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Children.
-  std::shared_ptr<ChildProc> ExpectChild(const std::string& uuid);
-  std::shared_ptr<ChildProc> OnChildLinked(const v1::LinkHello& hello);
-  void ForgetChild(const std::string& uuid);
-  std::vector<v1::Aid> Children() const;
+  std::shared_ptr<ChildProc> ExpectChild(const std::string& uuid)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  std::shared_ptr<ChildProc> OnChildLinked(const v1::LinkHello& hello)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void ForgetChild(const std::string& uuid) ABSL_LOCKS_EXCLUDED(mu_);
+  std::vector<v1::Aid> Children() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Exit requests: set once, wakes WaitForExitRequest.
-  void RequestExit(const std::string& why);
+  void RequestExit(const std::string& why) ABSL_LOCKS_EXCLUDED(mu_);
   // Runs (once, outside the runtime's lock) when an exit is requested; the
   // root actor cancels its block with it.
-  void SetExitHook(std::function<void()> hook);
-  std::string WaitForExitRequest();
+  void SetExitHook(std::function<void()> hook) ABSL_LOCKS_EXCLUDED(mu_);
+  // Blocks (not a checkpoint: for a child's main thread) until an exit is
+  // requested; returns why.
+  std::string WaitForExitRequest() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Actor-lifetime callbacks, run (last first) at the start of Shutdown.
-  void AddLifetimeCallback(std::function<void()> fn);
+  void AddLifetimeCallback(std::function<void()> fn) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  void RunLifetimeCallbacks();
+  void RunLifetimeCallbacks() ABSL_LOCKS_EXCLUDED(mu_);
   // Called by Start() once bound: lists an embedded registrar's own entry
   // and sets the registry list to its addresses, or registers this actor
   // with every registrar of its registry list (a Registrant that Shutdown()
@@ -134,22 +141,25 @@ class Runtime {
   std::unique_ptr<CallService> call_service_;
   std::unique_ptr<UnknownMethodService> unknown_methods_;
   std::unique_ptr<grpc::Server> server_;
-  std::unique_ptr<discovery::ListeningPorts> ports_;  // set once bound
+  // Set by Start() once bound (under mu_), read by Shutdown().
+  std::unique_ptr<discovery::ListeningPorts> ports_ ABSL_GUARDED_BY(mu_);
 
-  mutable std::mutex mu_;
-  std::condition_variable_any exit_cv_;
-  std::vector<std::string> accept_addrs_;                    // guarded by mu_
-  std::string local_addr_;                                   // guarded by mu_
-  std::map<std::string, std::shared_ptr<ChildProc>> children_;  // guarded by mu_
-  std::map<std::string, v1::Aid> child_aids_;                // guarded by mu_
-  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;  // guarded by mu_
+  mutable Mutex mu_;
+  CondVar exit_cv_;  // signalled when an exit is requested
+  std::vector<std::string> accept_addrs_ ABSL_GUARDED_BY(mu_);
+  std::string local_addr_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<ChildProc>> children_
+      ABSL_GUARDED_BY(mu_);
+  std::map<std::string, v1::Aid> child_aids_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_
+      ABSL_GUARDED_BY(mu_);
   // The uuid that answered Info at an address, while its channel is up.
-  std::map<std::string, std::string> known_uuids_;            // guarded by mu_
-  std::vector<std::function<void()>> lifetime_callbacks_;     // guarded by mu_
-  bool shutting_down_ = false;                                // guarded by mu_
-  bool exit_requested_ = false;                               // guarded by mu_
-  std::string exit_reason_;                                   // guarded by mu_
-  std::function<void()> exit_hook_;                           // guarded by mu_
+  std::map<std::string, std::string> known_uuids_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::function<void()>> lifetime_callbacks_ ABSL_GUARDED_BY(mu_);
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  bool exit_requested_ ABSL_GUARDED_BY(mu_) = false;
+  std::string exit_reason_ ABSL_GUARDED_BY(mu_);
+  std::function<void()> exit_hook_ ABSL_GUARDED_BY(mu_);
 };
 
 // Applies a log level name (discovery/log_level.h; TRACTOR_LOGLEVEL

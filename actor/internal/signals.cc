@@ -1,5 +1,6 @@
 #include "actor/internal/signals.h"
 
+#include <pthread.h>
 #include <semaphore.h>
 
 #include <cerrno>
@@ -48,15 +49,23 @@ SigintWatch::~SigintWatch() {
   sigaction(SIGINT, &previous_, nullptr);
 }
 
-void WatchSigterm(std::function<void()> on_term) {
-  // Lives until the process exits (a child actor ends with _exit).
-  std::thread([on_term = std::move(on_term)] {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    int sig = 0;
-    if (sigwait(&set, &sig) == 0) on_term();
-  }).detach();
+SigtermWatch::SigtermWatch(std::function<void()> on_term)
+    : thread_([this, on_term = std::move(on_term)] {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGTERM);
+        int sig = 0;
+        while (sigwait(&set, &sig) != 0) {
+        }
+        if (!stop_.load()) on_term();
+      }) {}
+
+SigtermWatch::~SigtermWatch() {
+  stop_.store(true);
+  // A SIGTERM aimed at the watcher's thread (blocked everywhere, so it stays
+  // pending there) ends its sigwait.
+  pthread_kill(thread_.native_handle(), SIGTERM);
+  thread_.join();
 }
 
 }  // namespace tractor::internal

@@ -39,10 +39,22 @@ class SigintWatch {
   std::thread thread_;
 };
 
-// Starts the thread that waits for SIGTERM (which the caller must have
-// blocked in every thread) and then calls `on_term` once. The thread lives
-// until the process exits.
-void WatchSigterm(std::function<void()> on_term);
+// While alive, a thread of its own waits for SIGTERM (which the caller must
+// have blocked in every thread) and then calls `on_term` once. Owns that
+// thread and joins it: the destructor wakes it without calling `on_term`.
+// A child actor keeps one for its whole life (`ChildMain`, which ends the
+// process with `_exit` while the watch is still alive).
+class SigtermWatch {
+ public:
+  explicit SigtermWatch(std::function<void()> on_term);
+  ~SigtermWatch();
+  SigtermWatch(const SigtermWatch&) = delete;
+  SigtermWatch& operator=(const SigtermWatch&) = delete;
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
 
 }  // namespace tractor::internal
 

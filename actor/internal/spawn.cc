@@ -5,20 +5,20 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "actor/errors.h"
+#include "discovery/mutex.h"
 
 extern char** environ;
 
@@ -27,21 +27,20 @@ namespace {
 
 // fork+exec runs on one long-lived thread: PR_SET_PDEATHSIG fires when the
 // forking *thread* exits, so it must not be a short-lived task thread.
+//
+// The spawner is process-wide and never destroyed (`GetSpawner`); it owns
+// its thread, which runs for the whole process and is never joined.
 class Spawner {
  public:
-  // The spawner lives for the whole process; its thread is never joined.
-  Spawner() { std::thread([this] { Loop(); }).detach(); }
+  Spawner() : thread_([this] { Loop(); }) {}
 
-  pid_t Spawn(std::vector<std::string> env) {
+  pid_t Spawn(std::vector<std::string> env) ABSL_LOCKS_EXCLUDED(mu_) {
     auto req = std::make_shared<Request>();
     req->env = std::move(env);
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      queue_.push_back(req);
-    }
-    cv_.notify_all();
-    std::unique_lock<std::mutex> lk(mu_);
-    cv_.wait(lk, [&] { return req->done; });
+    MutexLock lock(&mu_);
+    queue_.push_back(req);
+    cv_.SignalAll();
+    while (!req->done) cv_.Wait(&mu_);
     if (req->pid < 0) {
       throw RuntimeFailure(absl::StrCat("fork failed: ", strerror(req->err)));
     }
@@ -49,6 +48,9 @@ class Spawner {
   }
 
  private:
+  // `env` is the requester's until it is queued. The spawner's thread
+  // writes `pid` and `err`, then sets `done` under mu_; the requester reads
+  // them once it saw `done` under mu_.
   struct Request {
     std::vector<std::string> env;
     pid_t pid = -1;
@@ -56,17 +58,17 @@ class Spawner {
     bool done = false;
   };
 
-  void Loop() {
-    std::unique_lock<std::mutex> lk(mu_);
+  void Loop() ABSL_LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
     for (;;) {
-      cv_.wait(lk, [&] { return !queue_.empty(); });
-      auto req = queue_.front();
+      while (queue_.empty()) cv_.Wait(&mu_);
+      std::shared_ptr<Request> req = queue_.front();
       queue_.pop_front();
-      lk.unlock();
+      mu_.Unlock();
       DoSpawn(*req);
-      lk.lock();
+      mu_.Lock();
       req->done = true;
-      cv_.notify_all();
+      cv_.SignalAll();
     }
   }
 
@@ -93,9 +95,10 @@ class Spawner {
     req.err = pid < 0 ? errno : 0;
   }
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::shared_ptr<Request>> queue_;
+  Mutex mu_;
+  CondVar cv_;  // signalled when a request is queued and when one is done
+  std::deque<std::shared_ptr<Request>> queue_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;  // last: starts once the rest is constructed
 };
 
 Spawner& GetSpawner() {

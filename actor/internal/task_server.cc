@@ -8,6 +8,8 @@
 #include "absl/strings/str_join.h"
 #include "actor/context.h"
 #include "actor/errors.h"
+#include "actor/internal/error_codec.h"
+#include "actor/internal/payload_check.h"
 #include "actor/internal/thread_pool.h"
 #include "actor/internal/wire.h"
 #include "glog/logging.h"

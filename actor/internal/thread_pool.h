@@ -11,9 +11,10 @@ namespace tractor::internal {
 // idle worker is woken while there are more idle workers than queued items,
 // else a new worker starts. Workers idle for 30 s exit.
 //
-// Thread-safe. The pool lives for the whole process (workers are never
-// joined: a worker exits by itself once idle, and the process may end with
-// workers parked).
+// Thread-safe. The pool is process-wide and never destroyed; it owns its
+// workers: one that exits after being idle is joined by the pool (on a
+// later `RunPooled`), and those still parked when the process ends are
+// process-lifetime threads, never joined.
 void RunPooled(std::function<void()> fn);
 
 }  // namespace tractor::internal

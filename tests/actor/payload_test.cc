@@ -1,4 +1,5 @@
-// Payload values, accessors, specs and error boxing (no processes).
+// Payload values, accessors and specs (no processes). Error boxing is
+// tested in tests/actor/internal/error_codec_test.cc.
 #include "actor/payload.h"
 
 #include "actor/errors.h"
@@ -58,40 +59,6 @@ TEST(PayloadTest, SpecsMatchTheirUnion) {
   EXPECT_TRUE(PayloadSpec().Matches(Payload(1).proto()));
   EXPECT_TRUE(PayloadSpec::Of<int64_t>().Matches(Payload(4).proto()));
   EXPECT_FALSE(PayloadSpec::Of<int64_t>().Matches(Payload(4.5).proto()));
-}
-
-TEST(ErrorBoxingTest, RelayKeepsTheOriginAndAppendsTheHop) {
-  v1::Aid a, b;
-  a.set_name("a");
-  a.set_uuid("ua");
-  b.set_name("b");
-  b.set_uuid("ub");
-  v1::Error origin = internal::PackError(
-      std::make_exception_ptr(std::invalid_argument("bad")), a, "c1");
-  EXPECT_EQ(origin.boxed_type(), "std::invalid_argument");
-  EXPECT_EQ(origin.src_type(), "std::invalid_argument");
-  v1::Error relayed =
-      internal::PackError(internal::ToException(origin), b, "c2");
-  EXPECT_EQ(relayed.boxed_type(), "RemoteActorError");
-  EXPECT_EQ(relayed.src_type(), "std::invalid_argument");
-  EXPECT_EQ(relayed.src().uuid(), "ua");
-  ASSERT_EQ(relayed.relay_path_size(), 2);
-  EXPECT_EQ(relayed.relay_path(1).uuid(), "ub");
-  EXPECT_EQ(relayed.cid(), "c2");
-}
-
-TEST(ErrorBoxingTest, ReraisedContextCancelledKeepsItsCanceller) {
-  v1::Aid a, b, k;
-  a.set_uuid("ua");
-  b.set_uuid("ub");
-  k.set_uuid("uk");
-  v1::Error ctxc = internal::MakeError(a, "ContextCancelled", "cancelled");
-  *ctxc.mutable_canceller() = k;
-  v1::Error again = internal::PackError(internal::ToException(ctxc), b);
-  EXPECT_EQ(again.boxed_type(), "ContextCancelled");
-  EXPECT_EQ(again.src().uuid(), "ub");
-  EXPECT_EQ(again.canceller().uuid(), "uk");
-  EXPECT_THROW(internal::ThrowError(again), ContextCancelled);
 }
 
 }  // namespace

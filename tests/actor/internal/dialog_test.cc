@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
+#include "actor/internal/error_codec.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "tractor/v1/actor.grpc.pb.h"

@@ -1,0 +1,21 @@
+// The error a payload that does not match its declared type becomes
+// (docs/behaviour.md#payload-types): a `MsgTypeError` naming the
+// message kind, the value and the type-spec it failed.
+#ifndef TRACTOR_ACTOR_INTERNAL_PAYLOAD_CHECK_H_
+#define TRACTOR_ACTOR_INTERNAL_PAYLOAD_CHECK_H_
+
+#include <string>
+
+#include "tractor/v1/msg.pb.h"
+
+namespace tractor::internal {
+
+// A MsgTypeError raised in actor `self` for a `kind` message ("Started",
+// "Yield", "Return", "Start") whose payload does not match `spec`.
+v1::Error MakeMsgTypeError(const v1::Aid& self, const std::string& cid,
+                           const std::string& kind, const v1::Payload& got,
+                           const std::string& spec);
+
+}  // namespace tractor::internal
+
+#endif  // TRACTOR_ACTOR_INTERNAL_PAYLOAD_CHECK_H_

@@ -5,19 +5,17 @@
 
 namespace tractor {
 
-bool TaskWaiter::Wait(std::unique_lock<std::mutex>& lk,
-                      std::condition_variable_any& cv,
+bool TaskWaiter::Wait(Mutex& mu, CondVar& cv,
                       absl::FunctionRef<bool()> done) {
-  internal::Wait(cv, lk, [&] { return done(); });
+  internal::Wait(cv, mu, [&] { return done(); });
   return true;
 }
 
-void TaskWaiter::WaitUncancellable(std::unique_lock<std::mutex>& lk,
-                                   std::condition_variable_any& cv,
+void TaskWaiter::WaitUncancellable(Mutex& mu, CondVar& cv,
                                    absl::FunctionRef<bool()> done) {
   internal::ScopeBinding shield(
       internal::NewScope(nullptr, absl::InfiniteFuture(), /*shield=*/true));
-  internal::Wait(cv, lk, [&] { return done(); });
+  internal::Wait(cv, mu, [&] { return done(); });
 }
 
 }  // namespace tractor

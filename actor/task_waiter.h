@@ -3,7 +3,10 @@
 #ifndef TRACTOR_ACTOR_TASK_WAITER_H_
 #define TRACTOR_ACTOR_TASK_WAITER_H_
 
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
 #include "discovery/blocking_call.h"
+#include "discovery/mutex.h"
 
 namespace tractor {
 
@@ -23,12 +26,12 @@ namespace tractor {
 // Thread-compatible; used by one call at a time, on the task's thread.
 class TaskWaiter final : public discovery::CallWaiter {
  public:
-  bool Wait(std::unique_lock<std::mutex>& lk, std::condition_variable_any& cv,
-            absl::FunctionRef<bool()> done) override;
+  bool Wait(Mutex& mu, CondVar& cv, absl::FunctionRef<bool()> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) override;
   // Shielded from cancellation; still hands over the task lock.
-  void WaitUncancellable(std::unique_lock<std::mutex>& lk,
-                         std::condition_variable_any& cv,
-                         absl::FunctionRef<bool()> done) override;
+  void WaitUncancellable(Mutex& mu, CondVar& cv,
+                         absl::FunctionRef<bool()> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) override;
 };
 
 }  // namespace tractor

@@ -25,10 +25,8 @@
 #ifndef TRACTOR_DISCOVERY_BLOCKING_CALL_H_
 #define TRACTOR_DISCOVERY_BLOCKING_CALL_H_
 
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <stop_token>
 #include <utility>
 
@@ -36,6 +34,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "discovery/mutex.h"
 #include "grpcpp/grpcpp.h"
 
 namespace tractor::discovery {
@@ -43,11 +42,11 @@ namespace tractor::discovery {
 // How a blocking call waits for its RPC to complete, and learns that its
 // caller was cancelled.
 //
-// Both methods are called on the calling thread with `lk` holding the call's
-// mutex; `cv` is notified (under that mutex) when the RPC completes, and
-// `done()` (which requires the mutex) tells whether it has. Like a
-// condition-variable wait they may release `lk` while blocked, and must hold
-// it again when they return or throw.
+// Both methods are called on the calling thread holding the call's mutex
+// `mu`; `cv` is signalled (under `mu`) when the RPC completes, and `done()`
+// (which requires `mu`) tells whether it has. Like a condition-variable wait
+// they may release `mu` while blocked, and must hold it again when they
+// return or throw.
 //
 // An implementation is used by one call at a time unless it says otherwise;
 // it is owned by the caller and must outlive the call.
@@ -60,16 +59,15 @@ class CallWaiter {
   // cancelled first: the RPC is then cancelled and awaited with
   // `WaitUncancellable` before the blocking call returns CANCELLED (or the
   // exception propagates).
-  virtual bool Wait(std::unique_lock<std::mutex>& lk,
-                    std::condition_variable_any& cv,
-                    absl::FunctionRef<bool()> done) = 0;
+  virtual bool Wait(Mutex& mu, CondVar& cv, absl::FunctionRef<bool()> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) = 0;
 
   // Blocks until `done()` is true, whatever happens to the caller; used
   // after the RPC was cancelled, so it completes promptly. Must not throw.
   // The default waits on `cv`.
-  virtual void WaitUncancellable(std::unique_lock<std::mutex>& lk,
-                                 std::condition_variable_any& cv,
-                                 absl::FunctionRef<bool()> done);
+  virtual void WaitUncancellable(Mutex& mu, CondVar& cv,
+                                 absl::FunctionRef<bool()> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 };
 
 // A `CallWaiter` cancelled through a `std::stop_token`: `Wait` returns false
@@ -79,8 +77,8 @@ class StopTokenWaiter final : public CallWaiter {
  public:
   explicit StopTokenWaiter(std::stop_token token) : token_(std::move(token)) {}
 
-  bool Wait(std::unique_lock<std::mutex>& lk, std::condition_variable_any& cv,
-            absl::FunctionRef<bool()> done) override;
+  bool Wait(Mutex& mu, CondVar& cv, absl::FunctionRef<bool()> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) override;
 
  private:
   const std::stop_token token_;
@@ -108,30 +106,28 @@ namespace blocking_call_internal {
 class Completion {
  public:
   // Records the RPC's final status and wakes the waiter (gRPC's callback).
-  void Finish(grpc::Status status);
+  void Finish(grpc::Status status) ABSL_LOCKS_EXCLUDED(mu_);
   // True once `Finish` ran.
-  bool done() const;
+  bool done() const ABSL_LOCKS_EXCLUDED(mu_);
   // Waits as described at `CallWaiter` and returns the final status, or
   // CANCELLED when `waiter` gave up first (then `context` was cancelled and
   // the RPC awaited). Rethrows what `waiter` threw, after the same.
-  grpc::Status Await(grpc::ClientContext& context, CallWaiter* waiter);
+  grpc::Status Await(grpc::ClientContext& context, CallWaiter* waiter)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Unless the RPC has completed, cancels it and waits for its completion
   // (with `waiter->WaitUncancellable` when there is a waiter).
-  void CancelAndWait(grpc::ClientContext& context, CallWaiter* waiter);
+  void CancelAndWait(grpc::ClientContext& context, CallWaiter* waiter)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  // Requires `lk` to hold mu_.
-  void CancelAndWaitLocked(std::unique_lock<std::mutex>& lk,
-                           grpc::ClientContext& context, CallWaiter* waiter);
+  // `CancelAndWait` with `mu_` held (released while cancelling).
+  void CancelAndWaitLocked(grpc::ClientContext& context, CallWaiter* waiter)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // A std::mutex, not the project's Mutex: a `CallWaiter` (the actor
-  // runtime's TaskWaiter among them) waits on it through a
-  // std::unique_lock. The analysis does not see std::mutex (libstdc++ does
-  // not annotate it), so the guards are comments.
-  mutable std::mutex mu_;
-  std::condition_variable_any cv_;
-  bool done_ = false;     // guarded by mu_
-  grpc::Status status_;   // guarded by mu_
+  mutable Mutex mu_;
+  CondVar cv_;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace blocking_call_internal

@@ -11,11 +11,13 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "discovery/address.h"
 #include "discovery/channel.h"
+#include "discovery/mutex.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -127,19 +129,21 @@ struct CallerCancelled {};
 class ThrowingWaiter final : public CallWaiter {
  public:
   explicit ThrowingWaiter(absl::Duration after) : after_(after) {}
-  bool Wait(std::unique_lock<std::mutex>& lk, std::condition_variable_any& cv,
-            absl::FunctionRef<bool()> done) override {
-    if (!cv.wait_for(lk, absl::ToChronoNanoseconds(after_),
-                     [&] { return done(); })) {
-      throw CallerCancelled();
+  bool Wait(Mutex& mu, CondVar& cv, absl::FunctionRef<bool()> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) override {
+    const absl::Time deadline = absl::Now() + after_;
+    while (!done()) {
+      if (cv.WaitWithDeadline(&mu, deadline) && !done()) {
+        throw CallerCancelled();
+      }
     }
     return true;
   }
-  void WaitUncancellable(std::unique_lock<std::mutex>& lk,
-                         std::condition_variable_any& cv,
-                         absl::FunctionRef<bool()> done) override {
+  void WaitUncancellable(Mutex& mu, CondVar& cv,
+                         absl::FunctionRef<bool()> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) override {
     ++uncancellable_waits;
-    cv.wait(lk, [&] { return done(); });
+    while (!done()) cv.Wait(&mu);
   }
   int uncancellable_waits = 0;
 

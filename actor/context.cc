@@ -4,12 +4,14 @@
 
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
 #include "actor/internal/dialog_protocol.h"
 #include "actor/internal/error_codec.h"
 #include "actor/internal/payload_check.h"
+#include "discovery/mutex.h"
 
 namespace tractor {
 
@@ -28,17 +30,17 @@ bool Context::is_caller() const { return state_->caller(); }
 const v1::Aid& Context::peer() const { return state_->peer; }
 
 bool Context::cancel_called() const {
-  std::lock_guard<std::mutex> lk(state_->mu);
+  MutexLock lk(&state_->mu);
   return state_->cancel != internal::CancelState::kNone;
 }
 
 bool Context::cancel_acked() const {
-  std::lock_guard<std::mutex> lk(state_->mu);
+  MutexLock lk(&state_->mu);
   return state_->cancel == internal::CancelState::kAcked;
 }
 
 v1::Aid Context::canceller() const {
-  std::lock_guard<std::mutex> lk(state_->mu);
+  MutexLock lk(&state_->mu);
   return state_->canceller;
 }
 
@@ -46,7 +48,7 @@ void Context::Started(const Payload& value) {
   auto& s = *state_;
   if (s.caller()) throw UsageError("Started() is for the callee side only");
   {
-    std::lock_guard<std::mutex> lk(s.mu);
+    MutexLock lk(&s.mu);
     if (s.phase != Phase::kOpening) {
       throw UsageError(absl::StrCat("Started() called twice in '", s.func,
                                     "'"));
@@ -74,7 +76,7 @@ MsgStream Context::OpenStream(StreamOptions options) {
 MsgStream Context::OpenStreamImpl(std::optional<StreamOptions> requested) {
   auto& s = *state_;
   {
-    std::lock_guard<std::mutex> lk(s.mu);
+    MutexLock lk(&s.mu);
     if (s.cancel != internal::CancelState::kNone || s.remote_error) {
       if (s.remote_error) internal::ThrowError(*s.remote_error);
       throw UsageError("cannot open a stream on a cancelled context");
@@ -105,7 +107,7 @@ Payload Context::Result() {
   auto& s = *state_;
   if (!s.caller()) throw UsageError("Result() is for the caller side only");
   {
-    std::lock_guard<std::mutex> lk(s.mu);
+    MutexLock lk(&s.mu);
     if (s.result) return Payload(*s.result);
     if (s.remote_error) {
       if (internal::IsSelfCancel(s, *s.remote_error)) {
@@ -118,21 +120,21 @@ Payload Context::Result() {
   try {
     return internal::AwaitReturn(s);
   } catch (const ContextCancelled& c) {
-    std::lock_guard<std::mutex> lk(s.mu);
+    MutexLock lk(&s.mu);
     if (internal::IsSelfCancel(s, c.msgdata())) return Payload();
     throw;
   }
 }
 
 void Context::SetPayloadSpec(PayloadSpec spec) {
-  std::lock_guard<std::mutex> lk(state_->mu);
+  MutexLock lk(&state_->mu);
   state_->pld_spec = std::move(spec);
 }
 
 void Context::Cancel() {
   auto& s = *state_;
   {
-    std::lock_guard<std::mutex> lk(s.mu);
+    MutexLock lk(&s.mu);
     if (s.cancel != internal::CancelState::kNone) return;
     s.cancel = internal::CancelState::kRequested;
     if (!s.caller()) {
@@ -154,8 +156,8 @@ void Context::Cancel() {
 // copies.
 struct MsgStream::Fanout {
   size_t window;
-  std::mutex mu;
-  std::optional<BroadcastReceiver> own;  // set once; guarded by mu
+  Mutex mu;
+  std::optional<BroadcastReceiver> own ABSL_GUARDED_BY(mu);  // set once
 };
 
 MsgStream::MsgStream(std::shared_ptr<internal::DialogSession> state,
@@ -167,7 +169,7 @@ MsgStream::MsgStream(std::shared_ptr<internal::DialogSession> state,
 void MsgStream::Send(const Payload& value) {
   auto& s = *state_;
   {
-    std::lock_guard<std::mutex> lk(s.mu);
+    MutexLock lk(&s.mu);
     if (s.remote_error) internal::ThrowError(*s.remote_error);
     if (s.local_stopped) throw UsageError("send on a closed stream");
   }
@@ -180,7 +182,7 @@ std::optional<Payload> MsgStream::Receive() {
   if (fanout_) {
     BroadcastReceiver* own = nullptr;
     {
-      std::lock_guard<std::mutex> lk(fanout_->mu);
+      MutexLock lk(&fanout_->mu);
       if (fanout_->own) own = &*fanout_->own;
     }
     if (own) return own->Receive();
@@ -189,7 +191,7 @@ std::optional<Payload> MsgStream::Receive() {
 }
 
 MsgStream::Subscription MsgStream::Subscribe(bool raise_on_lag) {
-  std::lock_guard<std::mutex> lk(fanout_->mu);
+  MutexLock lk(&fanout_->mu);
   if (!fanout_->own) {
     // The broadcast's source is a copy without the fan-out, so the
     // broadcast does not keep itself alive.
@@ -204,7 +206,7 @@ MsgStream::Subscription MsgStream::Subscribe(bool raise_on_lag) {
 std::optional<Payload> MsgStream::ReceiveRaw() {
   auto& s = *state_;
   {
-    std::lock_guard<std::mutex> lk(s.mu);
+    MutexLock lk(&s.mu);
     if (s.remote_stopped) {
       if (s.remote_error) internal::ThrowError(*s.remote_error);
       return std::nullopt;
@@ -238,7 +240,7 @@ std::optional<Payload> MsgStream::ReceiveRaw() {
 void MsgStream::Close() {
   auto& s = *state_;
   {
-    std::lock_guard<std::mutex> lk(s.mu);
+    MutexLock lk(&s.mu);
     if (s.local_stopped) return;
     if (!s.caller() && s.phase == Phase::kFinished) {
       s.local_stopped = true;
@@ -255,7 +257,7 @@ void MsgStream::Close() {
 }
 
 bool MsgStream::closed() const {
-  std::lock_guard<std::mutex> lk(state_->mu);
+  MutexLock lk(&state_->mu);
   return state_->local_stopped || state_->remote_stopped;
 }
 

@@ -37,8 +37,11 @@ constexpr absl::Duration kTermGrace = absl::Milliseconds(1600);
 // Waits for the child process to exit, up to `until`. Returns true if it
 // exited. A checkpoint unless called shielded.
 bool WaitExited(ChildProc& proc, absl::Time until) {
-  std::unique_lock<std::mutex> lk(proc.mu);
-  return Wait(proc.cv, lk, [&] { return proc.exited; }, until);
+  MutexLock lk(&proc.mu);
+  return Wait(
+      proc.cv, proc.mu,
+      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(proc.mu) { return proc.exited; },
+      until);
 }
 
 }  // namespace
@@ -102,7 +105,7 @@ void StartReaper(std::shared_ptr<ChildProc> proc, v1::Aid aid,
     }
     bool linked;
     {
-      std::lock_guard<std::mutex> lk(proc->mu);
+      MutexLock lk(&proc->mu);
       linked = proc->linked;
     }
     // The failure is recorded before the exit is announced, so a block that
@@ -125,11 +128,11 @@ void StartReaper(std::shared_ptr<ChildProc> proc, v1::Aid aid,
       }
     }
     {
-      std::lock_guard<std::mutex> lk(proc->mu);
+      MutexLock lk(&proc->mu);
       proc->exited = true;
       proc->wait_status = status;
     }
-    proc->cv.notify_all();
+    proc->cv.SignalAll();
     hold.Leave();  // the last thing this thread does with the nursery
   }).detach();
 }
@@ -142,7 +145,7 @@ void TearDownChild(ChildEntry& child, bool hard_kill) {
   if (!hard_kill) {
     bool acked = false;
     {
-      std::lock_guard<std::mutex> lk(proc.mu);
+      MutexLock lk(&proc.mu);
       acked = proc.exited;
     }
     if (!acked) acked = child.portal.CancelActor(kCancelAckWindow);
@@ -239,16 +242,20 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
   // Wait until it linked back, exited, or the spawn timeout passed.
   bool ok;
   try {
-    std::unique_lock<std::mutex> lk(proc->mu);
-    ok = Wait(proc->cv, lk, [&] { return proc->linked || proc->exited; },
-              absl::Now() + options.spawn_timeout);
+    MutexLock lk(&proc->mu);
+    ok = Wait(
+        proc->cv, proc->mu,
+        [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(proc->mu) {
+          return proc->linked || proc->exited;
+        },
+        absl::Now() + options.spawn_timeout);
   } catch (...) {
     TearDownChild(*entry, /*hard_kill=*/true);
     throw;
   }
   std::string failure;
   {
-    std::lock_guard<std::mutex> lk(proc->mu);
+    MutexLock lk(&proc->mu);
     if (!ok) {
       failure = absl::StrCat("did not link back within ",
                              absl::FormatDuration(options.spawn_timeout));
@@ -266,7 +273,7 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
   auto ps = std::make_shared<PortalState>();
   ps->aid = entry->aid;
   {
-    std::lock_guard<std::mutex> lk(proc->mu);
+    MutexLock lk(&proc->mu);
     std::vector<discovery::Address> child_addrs;
     for (const auto& a : proc->accept_addrs) {
       if (auto p = discovery::Address::Parse(a); p.ok()) child_addrs.push_back(*p);
@@ -309,7 +316,7 @@ Portal ActorNursery::RunInActor(const std::string& name, const std::string& func
   entry->one_shot = true;
   auto ps = entry->portal_state;
   {
-    std::lock_guard<std::mutex> lk(ps->mu);
+    MutexLock lk(&ps->mu);
     ps->has_result_task = true;
   }
   std::shared_ptr<internal::NurseryState> st = state_;
@@ -356,7 +363,7 @@ Portal ActorNursery::RunInActor(const std::string& name, const std::string& func
         if (!ours) st->RecordError(error, /*cancel_siblings=*/false);
       }
       {
-        std::lock_guard<std::mutex> lk(ps->mu);
+        MutexLock lk(&ps->mu);
         ps->result_ready = true;
         ps->result = std::move(result);
         ps->error = error;
@@ -371,7 +378,7 @@ Portal ActorNursery::RunInActor(const std::string& name, const std::string& func
           }()));
         }
       }
-      ps->cv.notify_all();
+      ps->cv.SignalAll();
     }
     hold.Leave();  // the last thing this thread does with the nursery
   }).detach();
@@ -408,8 +415,11 @@ void OpenNursery(const std::function<void(ActorNursery&)>& body) {
       for (auto& c : children) {
         if (!c->one_shot) continue;
         internal::PortalState& ps = *c->portal_state;
-        std::unique_lock<std::mutex> lk(ps.mu);
-        internal::Wait(ps.cv, lk, [&] { return ps.result_ready; });
+        MutexLock lk(&ps.mu);
+        internal::Wait(ps.cv, ps.mu,
+                       [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ps.mu) {
+                         return ps.result_ready;
+                       });
       }
       bool errors;
       {
@@ -421,8 +431,12 @@ void OpenNursery(const std::function<void(ActorNursery&)>& body) {
         if (c->one_shot) c->portal.CancelActor();
       }
       for (auto& c : children) {
-        std::unique_lock<std::mutex> plk(c->proc->mu);
-        internal::Wait(c->proc->cv, plk, [&] { return c->proc->exited; });
+        internal::ChildProc& proc = *c->proc;
+        MutexLock plk(&proc.mu);
+        internal::Wait(proc.cv, proc.mu,
+                       [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(proc.mu) {
+                         return proc.exited;
+                       });
       }
     } catch (const Cancelled& c) {
       if (c.scope() != st.scope) outer_cancel = std::current_exception();

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
@@ -14,6 +15,7 @@
 #include "actor/internal/unary_call.h"
 #include "actor/runtime.h"
 #include "discovery/address.h"
+#include "discovery/mutex.h"
 
 namespace tractor {
 namespace internal {
@@ -79,7 +81,10 @@ std::shared_ptr<DialogSession> OpenDialog(PortalState& portal,
   s->peer = portal.aid;
   s->channel = portal.channel;
   s->scope = NewScope(nullptr, absl::InfiniteFuture(), false);
-  s->pld_spec = options.pld_spec;
+  {
+    MutexLock lk(&s->mu);  // not shared yet; the lock is for the analysis
+    s->pld_spec = options.pld_spec;
+  }
   s->dialog = Dialog::Connect(portal.channel);
   InstallDialogHooks(s);
   s->dialog->SendNoWait(MakeStart(s->cid, func, args, s->self,
@@ -187,13 +192,13 @@ Payload Portal::OpenContext(
       throw;
     }
     // Interrupted by a remote error: raise it.
-    std::lock_guard<std::mutex> lk(s.mu);
+    MutexLock lk(&s.mu);
     if (s.remote_error) internal::ThrowError(*s.remote_error);
     throw;
   } catch (const ContextCancelled& c) {
     bool ours;
     {
-      std::lock_guard<std::mutex> lk(s.mu);
+      MutexLock lk(&s.mu);
       ours = internal::IsSelfCancel(s, c.msgdata());
       if (ours) s.cancel = internal::CancelState::kAcked;
     }
@@ -225,13 +230,15 @@ bool Portal::CancelActor(absl::Duration timeout) {
 Payload Portal::Result() {
   if (!state_) throw UsageError("Result on an empty portal");
   auto& s = *state_;
-  std::unique_lock<std::mutex> lk(s.mu);
+  MutexLock lk(&s.mu);
   if (!s.has_result_task) {
     throw UsageError(absl::StrCat("actor '", s.aid.name(),
                                   "' was not started with RunInActor: no "
                                   "result to wait for"));
   }
-  internal::Wait(s.cv, lk, [&] { return s.result_ready; });
+  internal::Wait(s.cv, s.mu, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu) {
+    return s.result_ready;
+  });
   if (s.error) std::rethrow_exception(s.error);
   return *s.result;
 }

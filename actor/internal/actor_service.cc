@@ -50,7 +50,7 @@ class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
       out_.mutable_accepted();
       StartWrite(&out_);
     } else if (in_.has_error()) {
-      std::lock_guard<std::mutex> lk(child_->mu);
+      MutexLock lk(&child_->mu);
       child_->boot_error = in_.error().message();
     }
     StartRead(&in_);
@@ -63,10 +63,10 @@ class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
   void Lost() {
     if (child_) {
       {
-        std::lock_guard<std::mutex> lk(child_->mu);
+        MutexLock lk(&child_->mu);
         child_->link_lost = true;
       }
-      child_->cv.notify_all();
+      child_->cv.SignalAll();
     }
     FinishOnce(grpc::Status::OK);
   }

@@ -57,7 +57,10 @@ std::shared_ptr<Dialog> Dialog::Connect(
   // A stub is a thin wrapper over the channel; the reactor keeps the RPC.
   auto stub = v1::Actor::NewStub(channel);
   auto* reactor = new ClientDialogReactor(dialog, stub.get());
-  dialog->client_ = true;
+  {
+    MutexLock lk(&dialog->mu_);
+    dialog->client_ = true;
+  }
   dialog->Attach(reactor);
   // Operations requested before StartCall leave in one batch with it.
   dialog->Pump();
@@ -69,7 +72,7 @@ Dialog::Dialog() = default;
 Dialog::~Dialog() = default;
 
 void Dialog::Attach(DialogTransport* transport) {
-  std::lock_guard<std::mutex> lk(mu_);
+  MutexLock lk(&mu_);
   transport_ = transport;
 }
 
@@ -80,13 +83,13 @@ void Dialog::Push(v1::Msg msg, Flush flush) {
 }
 
 void Dialog::SetPeerAcceptsBatches(bool ok) {
-  std::lock_guard<std::mutex> lk(mu_);
+  MutexLock lk(&mu_);
   batch_ok_ = ok;
 }
 
 void Dialog::ResumeReads() {
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     pause_after_first_ = false;
     reads_paused_ = false;
   }
@@ -108,7 +111,7 @@ void Dialog::Pump() {
     grpc::Status status;
     DialogTransport* t;
     {
-      std::lock_guard<std::mutex> lk(mu_);
+      MutexLock lk(&mu_);
       t = transport_;
       if (released_ || t == nullptr) return;
       // A corked message alone in the queue waits for the next one (or the
@@ -171,7 +174,7 @@ void Dialog::Pump() {
     }
     if (do_write_finish) {
       t->WriteAndFinish(&write_buf_, options, status);
-      std::lock_guard<std::mutex> lk(mu_);
+      MutexLock lk(&mu_);
       --in_call_;
       return;
     }
@@ -179,7 +182,7 @@ void Dialog::Pump() {
     if (do_read) t->Read(&read_buf_);
     if (do_release) t->Release(status, abort);
     {
-      std::lock_guard<std::mutex> lk(mu_);
+      MutexLock lk(&mu_);
       --in_call_;
     }
     if (do_release) return;
@@ -188,8 +191,8 @@ void Dialog::Pump() {
 
 void Dialog::Send(v1::Msg msg) {
   {
-    std::unique_lock<std::mutex> lk(mu_);
-    Wait(send_cv_, lk, [&] {
+    MutexLock lk(&mu_);
+    Wait(send_cv_, mu_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return broken_ || write_failed_ || close_requested_ || last_queued_ ||
              outbox_.empty() || (outbox_.size() < kMaxPendingWrites &&
                                  outbox_bytes_ < kMaxPendingBytes);
@@ -205,7 +208,7 @@ void Dialog::Send(v1::Msg msg) {
 
 bool Dialog::SendNoWait(v1::Msg msg, Flush flush) {
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     if (broken_ || write_failed_ || released_ || last_queued_) return false;
     Push(std::move(msg), flush);
   }
@@ -216,7 +219,7 @@ bool Dialog::SendNoWait(v1::Msg msg, Flush flush) {
 bool Dialog::SendAndClose(v1::Msg msg, const grpc::Status& status) {
   bool queued = false;
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     if (!(broken_ || write_failed_ || released_ || last_queued_ ||
           close_requested_)) {
       // Never marked "last" for gRPC: a server write marked so is held
@@ -231,8 +234,8 @@ bool Dialog::SendAndClose(v1::Msg msg, const grpc::Status& status) {
       close_status_ = status;
     }
   }
-  recv_cv_.notify_all();
-  send_cv_.notify_all();
+  recv_cv_.SignalAll();
+  send_cv_.SignalAll();
   Pump();
   return queued;
 }
@@ -240,9 +243,12 @@ bool Dialog::SendAndClose(v1::Msg msg, const grpc::Status& status) {
 std::optional<v1::Msg> Dialog::Receive(absl::Time until, bool* timed_out) {
   std::optional<v1::Msg> out;
   {
-    std::unique_lock<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     bool ok = Wait(
-        recv_cv_, lk, [&] { return !inbox_.empty() || reads_ended_ || broken_; },
+        recv_cv_, mu_,
+        [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return !inbox_.empty() || reads_ended_ || broken_;
+        },
         until);
     if (timed_out) *timed_out = !ok;
     if (!ok || inbox_.empty()) return std::nullopt;
@@ -256,7 +262,7 @@ std::optional<v1::Msg> Dialog::Receive(absl::Time until, bool* timed_out) {
 std::optional<v1::Msg> Dialog::TryReceive() {
   std::optional<v1::Msg> out;
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     if (inbox_.empty()) return std::nullopt;
     out = std::move(inbox_.front());
     inbox_.pop_front();
@@ -267,7 +273,7 @@ std::optional<v1::Msg> Dialog::TryReceive() {
 
 void Dialog::Configure(size_t capacity, v1::OverrunPolicy policy) {
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     capacity_ = capacity == 0 ? kDefaultQueueCapacity : capacity;
     policy_ = policy;
   }
@@ -275,28 +281,28 @@ void Dialog::Configure(size_t capacity, v1::OverrunPolicy policy) {
 }
 
 void Dialog::SetArrivalHook(std::function<void(const v1::Msg&)> hook) {
-  std::lock_guard<std::mutex> lk(mu_);
+  MutexLock lk(&mu_);
   arrival_hook_ = std::move(hook);
 }
 
 void Dialog::SetOverrunHook(std::function<void()> hook) {
-  std::lock_guard<std::mutex> lk(mu_);
+  MutexLock lk(&mu_);
   overrun_hook_ = std::move(hook);
 }
 
 void Dialog::SetBrokenHook(std::function<void()> hook) {
-  bool fire = false;
+  std::function<void()> fire;
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     broken_hook_ = std::move(hook);
-    fire = broken_;
+    if (broken_) fire = broken_hook_;
   }
-  if (fire && broken_hook_) broken_hook_();
+  if (fire) fire();
 }
 
 void Dialog::Close(const grpc::Status& status, bool abort) {
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     if (close_requested_) {
       if (!abort || abort_) return;
     }
@@ -308,8 +314,8 @@ void Dialog::Close(const grpc::Status& status, bool abort) {
       outbox_bytes_ = 0;
     }
   }
-  recv_cv_.notify_all();
-  send_cv_.notify_all();
+  recv_cv_.SignalAll();
+  send_cv_.SignalAll();
   Pump();
 }
 
@@ -317,7 +323,7 @@ void Dialog::SetUndecodableHook(
     std::function<void(const std::string&)> hook) {
   std::string why;
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     undecodable_hook_ = hook;
     why = undecodable_;
   }
@@ -325,22 +331,22 @@ void Dialog::SetUndecodableHook(
 }
 
 bool Dialog::broken() const {
-  std::lock_guard<std::mutex> lk(mu_);
+  MutexLock lk(&mu_);
   return broken_;
 }
 
 std::string Dialog::undecodable() const {
-  std::lock_guard<std::mutex> lk(mu_);
+  MutexLock lk(&mu_);
   return undecodable_;
 }
 
 bool Dialog::peer_half_closed() const {
-  std::lock_guard<std::mutex> lk(mu_);
+  MutexLock lk(&mu_);
   return half_closed_ && !broken_ && !done_;
 }
 
 std::string Dialog::EndReason() const {
-  std::lock_guard<std::mutex> lk(mu_);
+  MutexLock lk(&mu_);
   if (!end_reason_.empty()) return end_reason_;
   if (done_ && !done_status_.ok()) {
     return absl::StrCat("RPC ended with ", done_status_.error_code(), ": ",
@@ -354,10 +360,12 @@ std::string Dialog::EndReason() const {
 std::string Dialog::WaitDoneReason(absl::Duration bound) {
   Close(grpc::Status::OK, /*abort=*/false);
   {
-    std::unique_lock<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     auto shielded = NewScope(nullptr, absl::InfiniteFuture(), true);
     ScopeBinding bind(shielded);
-    Wait(recv_cv_, lk, [&] { return done_; }, absl::Now() + bound);
+    Wait(recv_cv_, mu_,
+         [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done_; },
+         absl::Now() + bound);
   }
   return EndReason();
 }
@@ -368,7 +376,7 @@ void Dialog::OnReadDone(bool ok) {
   std::function<void()> first;
   v1::Msg arrived;
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     read_busy_ = false;
     first = std::move(first_hook_);
     first_hook_ = nullptr;
@@ -418,12 +426,12 @@ void Dialog::OnReadDone(bool ok) {
   if (overrun) {
     std::function<void()> h;
     {
-      std::lock_guard<std::mutex> lk(mu_);
+      MutexLock lk(&mu_);
       h = overrun_hook_;
     }
     if (h) h();
   }
-  recv_cv_.notify_all();
+  recv_cv_.SignalAll();
   Pump();
 }
 
@@ -431,7 +439,7 @@ void Dialog::OnReadUndecodable(std::string why) {
   std::function<void(const std::string&)> hook;
   std::function<void()> first;
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     read_busy_ = false;
     reads_ended_ = true;
     read_buf_.Clear();
@@ -448,13 +456,13 @@ void Dialog::OnReadUndecodable(std::string why) {
   }
   if (hook) hook(why);
   if (first) first();
-  recv_cv_.notify_all();
+  recv_cv_.SignalAll();
   Pump();
 }
 
 void Dialog::OnWriteDone(bool ok) {
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     write_busy_ = false;
     if (ok) wrote_once_ = true;
     if (!ok && !write_failed_) {
@@ -467,22 +475,22 @@ void Dialog::OnWriteDone(bool ok) {
       if (end_reason_.empty()) end_reason_ = "the peer is gone (write failed)";
     }
   }
-  send_cv_.notify_all();
+  send_cv_.SignalAll();
   Pump();
 }
 
 void Dialog::OnCancel() {
   std::function<void()> hook;
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     if (!broken_) {
       broken_ = true;
       end_reason_ = "the caller cancelled the dialog or vanished";
       hook = broken_hook_;
     }
   }
-  recv_cv_.notify_all();
-  send_cv_.notify_all();
+  recv_cv_.SignalAll();
+  send_cv_.SignalAll();
   if (hook) hook();
   Pump();
 }
@@ -491,7 +499,7 @@ void Dialog::OnDone(const grpc::Status& status) {
   std::function<void()> hook;
   std::function<void()> first;
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     first = std::move(first_hook_);
     first_hook_ = nullptr;
     done_ = true;
@@ -505,8 +513,8 @@ void Dialog::OnDone(const grpc::Status& status) {
       hook = broken_hook_;
     }
   }
-  recv_cv_.notify_all();
-  send_cv_.notify_all();
+  recv_cv_.SignalAll();
+  send_cv_.SignalAll();
   if (hook) hook();
   if (first) first();
 }

@@ -11,15 +11,15 @@
 #ifndef TRACTOR_ACTOR_INTERNAL_DIALOG_H_
 #define TRACTOR_ACTOR_INTERNAL_DIALOG_H_
 
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
+#include "discovery/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "tractor/v1/actor.grpc.pb.h"
 #include "tractor/v1/msg.pb.h"
@@ -59,7 +59,7 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   // Queues `msg`; blocks (a checkpoint) while too many writes are pending,
   // which is how HTTP/2 flow control reaches a fast sender. Throws
   // TransportClosed when the stream is broken.
-  void Send(v1::Msg msg);
+  void Send(v1::Msg msg) ABSL_LOCKS_EXCLUDED(mu_);
   // How a message leaves, for SendNoWait.
   enum class Flush {
     kNow,     // flushed to the socket at once
@@ -68,134 +68,147 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   };
   // Queues `msg` without blocking (control messages). Returns false if the
   // stream is already broken or this side already wrote its last message.
-  bool SendNoWait(v1::Msg msg, Flush flush = Flush::kNow);
+  bool SendNoWait(v1::Msg msg, Flush flush = Flush::kNow)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Queues `msg` as this side's last message and closes the dialog: on the
   // server, the message and the RPC's status leave in one operation.
   // Returns false if the stream is already broken.
-  bool SendAndClose(v1::Msg msg, const grpc::Status& status = grpc::Status::OK);
+  bool SendAndClose(v1::Msg msg, const grpc::Status& status = grpc::Status::OK)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Returns the next message, blocking until one arrives (a checkpoint).
   // Returns nullopt when the stream ended (the peer finished, vanished or the
   // connection broke) and nothing is left, or when `until` passed (then
   // `*timed_out` is set).
   std::optional<v1::Msg> Receive(absl::Time until = absl::InfiniteFuture(),
-                                 bool* timed_out = nullptr);
+                                 bool* timed_out = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Returns a queued message without blocking.
-  std::optional<v1::Msg> TryReceive();
+  std::optional<v1::Msg> TryReceive() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Sets the receive queue's capacity and overrun policy.
-  void Configure(size_t capacity, v1::OverrunPolicy policy);
+  void Configure(size_t capacity, v1::OverrunPolicy policy)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Called (on a gRPC thread, must not block) for every arriving message
   // after it was queued; used to interrupt a task when an Error arrives.
-  void SetArrivalHook(std::function<void(const v1::Msg&)> hook);
+  void SetArrivalHook(std::function<void(const v1::Msg&)> hook)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Called (on a gRPC thread, must not block) when a `Yield` was dropped
   // under OVERRUN_POLICY_ERROR.
-  void SetOverrunHook(std::function<void()> hook);
+  void SetOverrunHook(std::function<void()> hook) ABSL_LOCKS_EXCLUDED(mu_);
   // Called once when the transport breaks (peer gone, RPC cancelled).
-  void SetBrokenHook(std::function<void()> hook);
+  void SetBrokenHook(std::function<void()> hook) ABSL_LOCKS_EXCLUDED(mu_);
   // Server side: called once (on a gRPC thread, must not block), with the
   // explanation, when an arriving message does not decode; at once when
   // one already did.
-  void SetUndecodableHook(std::function<void(const std::string&)> hook);
+  void SetUndecodableHook(std::function<void(const std::string&)> hook)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Ends the dialog once queued writes are flushed. `abort` cancels the RPC
   // (the peer sees it as cancelled). Idempotent.
-  void Close(const grpc::Status& status = grpc::Status::OK, bool abort = false);
+  void Close(const grpc::Status& status = grpc::Status::OK, bool abort = false)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // True once the stream can carry nothing more in at least one direction
   // because it broke.
-  bool broken() const;
+  bool broken() const ABSL_LOCKS_EXCLUDED(mu_);
   // Server side: why an arriving message did not decode; empty when none
   // failed.
-  std::string undecodable() const;
+  std::string undecodable() const ABSL_LOCKS_EXCLUDED(mu_);
   // Server side: true when the caller half-closed its side of the stream
   // (nothing more will arrive, and nothing failed to decode) while the RPC
   // goes on.
-  bool peer_half_closed() const;
+  bool peer_half_closed() const ABSL_LOCKS_EXCLUDED(mu_);
   // Human-readable reason the stream ended, for TransportClosed.
-  std::string EndReason() const;
+  std::string EndReason() const ABSL_LOCKS_EXCLUDED(mu_);
   // Waits (bounded) for the RPC to complete and returns its status text.
-  std::string WaitDoneReason(absl::Duration bound);
+  std::string WaitDoneReason(absl::Duration bound) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Starts reading (server side, once the reactor is attached). `on_first`
   // runs once, on a gRPC thread (it must not block), as soon as the first
   // message is queued or the stream ended without one. Reading then pauses
   // until ResumeReads: a plain function reads nothing after `Start`.
-  void Start(std::function<void()> on_first) {
+  void Start(std::function<void()> on_first) ABSL_LOCKS_EXCLUDED(mu_) {
     {
-      std::lock_guard<std::mutex> lk(mu_);
+      MutexLock lk(&mu_);
       first_hook_ = std::move(on_first);
       pause_after_first_ = true;
     }
     Pump();
   }
   // Reads on after the first message (server side).
-  void ResumeReads();
+  void ResumeReads() ABSL_LOCKS_EXCLUDED(mu_);
   // The peer accepts `Batch` messages: Yields queued behind a busy write
   // then leave as one message.
-  void SetPeerAcceptsBatches(bool ok);
+  void SetPeerAcceptsBatches(bool ok) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Reactor-facing.
-  void Attach(DialogTransport* transport);
-  void OnReadDone(bool ok);
+  void Attach(DialogTransport* transport) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnReadDone(bool ok) ABSL_LOCKS_EXCLUDED(mu_);
   // Server side: the message read did not decode. Reading stops.
-  void OnReadUndecodable(std::string why);
-  void OnWriteDone(bool ok);
-  void OnCancel();
-  void OnDone(const grpc::Status& status);
+  void OnReadUndecodable(std::string why) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnWriteDone(bool ok) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnCancel() ABSL_LOCKS_EXCLUDED(mu_);
+  void OnDone(const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
   v1::Msg* read_buffer() { return &read_buf_; }
 
  private:
-  void Pump();
-  bool WantReadLocked() const;
+  void Pump() ABSL_LOCKS_EXCLUDED(mu_);
+  bool WantReadLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   // Receivers wait on `recv_cv_` (inbox, end of reads), senders on
   // `send_cv_` (queue space): a write completing wakes no receiver.
-  std::condition_variable_any recv_cv_;
-  std::condition_variable_any send_cv_;
-  DialogTransport* transport_ = nullptr;
-  std::deque<v1::Msg> inbox_;
+  CondVar recv_cv_;
+  CondVar send_cv_;
+  DialogTransport* transport_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::deque<v1::Msg> inbox_ ABSL_GUARDED_BY(mu_);
   struct Outgoing {
     v1::Msg msg;
     Flush flush;
     size_t bytes;  // encoded size
   };
-  // Queues `msg` for writing. Requires mu_.
-  void Push(v1::Msg msg, Flush flush);
+  // Queues `msg` for writing.
+  void Push(v1::Msg msg, Flush flush) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  std::deque<Outgoing> outbox_;
-  size_t outbox_bytes_ = 0;
-  size_t capacity_ = kDefaultQueueCapacity;
-  v1::OverrunPolicy policy_ = v1::OVERRUN_POLICY_BACKPRESSURE;
-  bool read_busy_ = false;
-  bool write_busy_ = false;
-  bool reads_ended_ = false;
-  bool broken_ = false;
-  bool write_failed_ = false;
-  bool close_requested_ = false;
-  bool abort_ = false;
-  bool released_ = false;
-  bool last_queued_ = false;
-  bool client_ = false;
-  bool batch_ok_ = false;
-  bool pause_after_first_ = false;
-  bool reads_paused_ = false;
-  bool wrote_once_ = false;
-  bool half_closed_ = false;
-  bool done_ = false;
-  int in_call_ = 0;
-  grpc::Status close_status_;
-  grpc::Status done_status_;
-  std::string end_reason_;
-  std::string undecodable_;
-  std::function<void(const v1::Msg&)> arrival_hook_;
-  std::function<void()> overrun_hook_;
-  std::function<void()> broken_hook_;
-  std::function<void()> first_hook_;
-  std::function<void(const std::string&)> undecodable_hook_;
+  std::deque<Outgoing> outbox_ ABSL_GUARDED_BY(mu_);
+  size_t outbox_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t capacity_ ABSL_GUARDED_BY(mu_) = kDefaultQueueCapacity;
+  v1::OverrunPolicy policy_ ABSL_GUARDED_BY(mu_) =
+      v1::OVERRUN_POLICY_BACKPRESSURE;
+  bool read_busy_ ABSL_GUARDED_BY(mu_) = false;
+  bool write_busy_ ABSL_GUARDED_BY(mu_) = false;
+  bool reads_ended_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
+  bool close_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool abort_ ABSL_GUARDED_BY(mu_) = false;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+  bool last_queued_ ABSL_GUARDED_BY(mu_) = false;
+  bool client_ ABSL_GUARDED_BY(mu_) = false;
+  bool batch_ok_ ABSL_GUARDED_BY(mu_) = false;
+  bool pause_after_first_ ABSL_GUARDED_BY(mu_) = false;
+  bool reads_paused_ ABSL_GUARDED_BY(mu_) = false;
+  bool wrote_once_ ABSL_GUARDED_BY(mu_) = false;
+  bool half_closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  int in_call_ ABSL_GUARDED_BY(mu_) = 0;
+  grpc::Status close_status_ ABSL_GUARDED_BY(mu_);
+  grpc::Status done_status_ ABSL_GUARDED_BY(mu_);
+  std::string end_reason_ ABSL_GUARDED_BY(mu_);
+  std::string undecodable_ ABSL_GUARDED_BY(mu_);
+  std::function<void(const v1::Msg&)> arrival_hook_ ABSL_GUARDED_BY(mu_);
+  std::function<void()> overrun_hook_ ABSL_GUARDED_BY(mu_);
+  std::function<void()> broken_hook_ ABSL_GUARDED_BY(mu_);
+  std::function<void()> first_hook_ ABSL_GUARDED_BY(mu_);
+  std::function<void(const std::string&)> undecodable_hook_
+      ABSL_GUARDED_BY(mu_);
+  // The messages of the read and of the write in flight (at most one of
+  // each): gRPC fills `read_buf_` and reads `write_buf_` without `mu_`, so
+  // they belong to whoever the read (`read_busy_`) or the write
+  // (`write_busy_`) state says owns them, not to `mu_`.
   v1::Msg read_buf_;
   v1::Msg write_buf_;
 };

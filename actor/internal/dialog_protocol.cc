@@ -117,7 +117,7 @@ bool DialogSession::Advance(Event event, const char* what) {
   Action a;
   Phase was;
   {
-    std::lock_guard<std::mutex> lk(mu);
+    MutexLock lk(&mu);
     was = phase;
     a = AdvanceLocked(event);
   }
@@ -138,12 +138,12 @@ bool DialogSession::Advance(Event event, const char* what) {
 }
 
 bool DialogSession::finished() const {
-  std::lock_guard<std::mutex> lk(mu);
+  MutexLock lk(&mu);
   return phase == Phase::kFinished;
 }
 
 bool DialogSession::started() const {
-  std::lock_guard<std::mutex> lk(mu);
+  MutexLock lk(&mu);
   return phase != Phase::kOpening;
 }
 
@@ -182,7 +182,7 @@ bool IsSelfCancel(const DialogSession& s, const v1::Error& error) {
 void OnErrorArrived(DialogSession& s, const v1::Error& error) {
   bool interrupt = false;
   {
-    std::lock_guard<std::mutex> lk(s.mu);
+    MutexLock lk(&s.mu);
     if (!s.remote_error) s.remote_error = error;
     v1::Aid who = error.canceller().uuid().empty() ? error.src()
                                                    : error.canceller();
@@ -240,7 +240,7 @@ v1::Msg NextMsg(DialogSession& s) {
 
 void RaiseArrived(DialogSession& s, const v1::Error& error) {
   {
-    std::lock_guard<std::mutex> lk(s.mu);
+    MutexLock lk(&s.mu);
     if (!s.remote_error) s.remote_error = error;
     // A StreamOverrun notice comes from the peer's runtime while its task
     // still runs: the dialog is not finished (leaving aborts it).
@@ -256,13 +256,13 @@ void RaiseArrived(DialogSession& s, const v1::Error& error) {
 void CheckPayload(DialogSession& s, const char* kind, const v1::Payload& p) {
   PayloadSpec spec;
   {
-    std::lock_guard<std::mutex> lk(s.mu);
+    MutexLock lk(&s.mu);
     spec = s.pld_spec;
   }
   if (spec.Matches(p)) return;
   v1::Error e = MakeMsgTypeError(s.self, s.cid, kind, p, spec.name());
   {
-    std::lock_guard<std::mutex> lk(s.mu);
+    MutexLock lk(&s.mu);
     if (!s.remote_error) s.remote_error = e;
   }
   throw MsgTypeError(e);
@@ -270,7 +270,7 @@ void CheckPayload(DialogSession& s, const char* kind, const v1::Payload& p) {
 
 void AcceptReturn(DialogSession& s, const v1::Payload& p) {
   CheckPayload(s, "Return", p);
-  std::lock_guard<std::mutex> lk(s.mu);
+  MutexLock lk(&s.mu);
   s.AdvanceLocked(Event::kRecvReturn);
   s.result = p;
 }
@@ -318,7 +318,7 @@ DialogGuard::~DialogGuard() {
 v1::Error CancelledTaskError(const DialogSession& s) {
   v1::Aid requester;
   {
-    std::lock_guard<std::mutex> lk(s.mu);
+    MutexLock lk(&s.mu);
     requester = s.cancel_requester;
   }
   std::string why;

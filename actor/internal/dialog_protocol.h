@@ -66,14 +66,15 @@
 #define TRACTOR_ACTOR_INTERNAL_DIALOG_PROTOCOL_H_
 
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "actor/cancel.h"
 #include "actor/stream_options.h"
 #include "actor/internal/dialog.h"
 #include "actor/payload.h"
+#include "discovery/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "tractor/v1/msg.pb.h"
 
@@ -147,26 +148,27 @@ struct DialogSession {
 
   bool caller() const { return side == Side::kCaller; }
 
-  mutable std::mutex mu;
-  Phase phase = Phase::kOpening;     // guarded by mu
-  bool local_stopped = false;        // guarded by mu
-  bool remote_stopped = false;       // guarded by mu
-  CancelState cancel = CancelState::kNone;  // guarded by mu
-  std::optional<v1::Error> remote_error;    // guarded by mu
-  std::optional<v1::Payload> result;        // guarded by mu
-  v1::Aid canceller;         // guarded by mu; who cancelled the dialog
-  v1::Aid cancel_requester;  // guarded by mu; callee: who asked to cancel
-  PayloadSpec pld_spec;      // guarded by mu
+  mutable Mutex mu;
+  Phase phase ABSL_GUARDED_BY(mu) = Phase::kOpening;
+  bool local_stopped ABSL_GUARDED_BY(mu) = false;
+  bool remote_stopped ABSL_GUARDED_BY(mu) = false;
+  CancelState cancel ABSL_GUARDED_BY(mu) = CancelState::kNone;
+  std::optional<v1::Error> remote_error ABSL_GUARDED_BY(mu);
+  std::optional<v1::Payload> result ABSL_GUARDED_BY(mu);
+  v1::Aid canceller ABSL_GUARDED_BY(mu);  // who cancelled the dialog
+  // Callee: who asked to cancel.
+  v1::Aid cancel_requester ABSL_GUARDED_BY(mu);
+  PayloadSpec pld_spec ABSL_GUARDED_BY(mu);
 
   // Applies `event` under `mu` (held by the caller). Returns the action;
   // on kAccept the phase has moved.
-  Action AdvanceLocked(Event event);
+  Action AdvanceLocked(Event event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // Same, taking `mu`; throws UsageError (kUsage) or MessagingError
   // (kProtocol) with `what` in the message. Returns false for kIgnore.
-  bool Advance(Event event, const char* what);
+  bool Advance(Event event, const char* what) ABSL_LOCKS_EXCLUDED(mu);
 
-  bool finished() const;
-  bool started() const;  // phase past kOpening
+  bool finished() const ABSL_LOCKS_EXCLUDED(mu);
+  bool started() const ABSL_LOCKS_EXCLUDED(mu);  // phase past kOpening
 };
 
 // Caller side: the Start message for `func`.
@@ -176,13 +178,15 @@ v1::Msg MakeStart(const std::string& cid, const std::string& func,
 
 v1::OverrunPolicy ToProtoPolicy(OverrunPolicy p);
 
-// True when `error` answers this side's own cancel request. Requires mu.
-bool IsSelfCancel(const DialogSession& s, const v1::Error& error);
+// True when `error` answers this side's own cancel request.
+bool IsSelfCancel(const DialogSession& s, const v1::Error& error)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
 
 // Applies an Error that arrived (on a gRPC thread): records it and the
 // canceller, and interrupts the owner unless it answers this side's own
 // cancel.
-void OnErrorArrived(DialogSession& s, const v1::Error& error);
+void OnErrorArrived(DialogSession& s, const v1::Error& error)
+    ABSL_LOCKS_EXCLUDED(s.mu);
 
 // Installs the transport hooks of `s`, on either side: an arriving Error
 // goes to OnErrorArrived; an item dropped under OVERRUN_POLICY_ERROR is
@@ -195,14 +199,17 @@ void InstallDialogHooks(const std::shared_ptr<DialogSession>& s);
 v1::Msg NextMsg(DialogSession& s);
 
 // Records an Error that arrived in-band and throws it as an exception.
-[[noreturn]] void RaiseArrived(DialogSession& s, const v1::Error& error);
+[[noreturn]] void RaiseArrived(DialogSession& s, const v1::Error& error)
+    ABSL_LOCKS_EXCLUDED(s.mu);
 
 // Checks a received payload against the session's spec; on a mismatch
 // records a MsgTypeError as the dialog's error and throws it.
-void CheckPayload(DialogSession& s, const char* kind, const v1::Payload& p);
+void CheckPayload(DialogSession& s, const char* kind, const v1::Payload& p)
+    ABSL_LOCKS_EXCLUDED(s.mu);
 
 // Caller: records the terminal Return (after checking its payload).
-void AcceptReturn(DialogSession& s, const v1::Payload& p);
+void AcceptReturn(DialogSession& s, const v1::Payload& p)
+    ABSL_LOCKS_EXCLUDED(s.mu);
 
 // Caller: waits for the terminal message, skipping unread stream items.
 // Returns the result or throws the error.
@@ -219,7 +226,8 @@ struct DialogGuard {
 
 // Callee: the ContextCancelled a cancelled task ends its dialog with,
 // naming who asked.
-v1::Error CancelledTaskError(const DialogSession& s);
+v1::Error CancelledTaskError(const DialogSession& s)
+    ABSL_LOCKS_EXCLUDED(s.mu);
 
 }  // namespace tractor::internal
 

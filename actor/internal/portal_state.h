@@ -2,15 +2,15 @@
 #ifndef TRACTOR_ACTOR_INTERNAL_PORTAL_STATE_H_
 #define TRACTOR_ACTOR_INTERNAL_PORTAL_STATE_H_
 
-#include <condition_variable>
 #include <exception>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "actor/internal/child_proc.h"
 #include "actor/payload.h"
+#include "discovery/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "tractor/v1/msg.pb.h"
 
@@ -19,19 +19,19 @@ namespace tractor::internal {
 // Shared by every copy of a portal (and, for a RunInActor child, by the
 // result waiter). `aid`, `addr`, `channel` and `proc` are set before the
 // state is shared; the result fields are guarded by `mu`, and `cv` is
-// notified when the result is ready.
+// signalled when the result is ready.
 struct PortalState {
   v1::Aid aid;
   std::string addr;
   std::shared_ptr<grpc::Channel> channel;
   std::shared_ptr<ChildProc> proc;  // set for children of this actor
 
-  std::mutex mu;
-  std::condition_variable_any cv;
-  bool has_result_task = false;  // guarded by mu
-  bool result_ready = false;     // guarded by mu
-  std::optional<Payload> result;  // guarded by mu
-  std::exception_ptr error;       // guarded by mu
+  Mutex mu;
+  CondVar cv;
+  bool has_result_task ABSL_GUARDED_BY(mu) = false;
+  bool result_ready ABSL_GUARDED_BY(mu) = false;
+  std::optional<Payload> result ABSL_GUARDED_BY(mu);
+  std::exception_ptr error ABSL_GUARDED_BY(mu);
 };
 
 }  // namespace tractor::internal

@@ -329,7 +329,7 @@ std::shared_ptr<ChildProc> Runtime::OnChildLinked(const v1::LinkHello& hello) {
     child_aids_[hello.aid().uuid()] = hello.aid();
   }
   {
-    std::lock_guard<std::mutex> lk(proc->mu);
+    MutexLock lk(&proc->mu);
     proc->linked = true;
     proc->accept_addrs.assign(hello.accept_addrs().begin(),
                               hello.accept_addrs().end());
@@ -337,7 +337,7 @@ std::shared_ptr<ChildProc> Runtime::OnChildLinked(const v1::LinkHello& hello) {
       proc->local_addr = hello.local_addr();
     }
   }
-  proc->cv.notify_all();
+  proc->cv.SignalAll();
   return proc;
 }
 

@@ -5,11 +5,9 @@
 #define TRACTOR_ACTOR_INTERNAL_SCOPE_H_
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <stop_token>
 
@@ -133,22 +131,6 @@ bool Wait(CondVar& cv, Mutex& mu, Pred pred,
   if (CallPredicate(pred) && !CancelPending()) return true;
   return WaitImpl(
       cv, mu, [&pred]() -> bool { return CallPredicate(pred); }, until);
-}
-
-// The same wait on a `std::mutex` and a `std::condition_variable_any`, for
-// the code that still guards its state with those. A cancel wakes it
-// through the condition variable's own stop-token wait.
-bool WaitImpl(std::condition_variable_any& cv, std::unique_lock<std::mutex>& lk,
-              const std::function<bool()>& pred, absl::Time until);
-
-template <class Pred>
-bool Wait(std::condition_variable_any& cv, std::unique_lock<std::mutex>& lk,
-          Pred pred, absl::Time until = absl::InfiniteFuture()) {
-  if (pred()) {
-    ThrowIfCancelled();
-    return true;
-  }
-  return WaitImpl(cv, lk, pred, until);
 }
 
 }  // namespace tractor::internal

@@ -93,39 +93,44 @@ std::shared_ptr<DialogSession> TaskServer::NewSession(const v1::Start& start,
 
 bool TaskServer::Admit(const std::shared_ptr<DialogSession>& s,
                        v1::Error* error) {
-  std::unique_lock<std::mutex> lk(mu_);
-  if (tasks_.count(s->cid)) {
-    lk.unlock();
+  bool duplicate = false;
+  v1::Aid requester;
+  {
+    MutexLock lk(&mu_);
+    if (tasks_.count(s->cid)) {
+      duplicate = true;
+    } else if (!actor_canceller_.uuid().empty() || closed_) {
+      requester = actor_canceller_;
+    } else {
+      tasks_[s->cid] = s;
+      return true;
+    }
+  }
+  if (duplicate) {
     *error = MakeError(self_, ErrorKind::kMessagingError,
                        absl::StrCat("a dialog with cid ", s->cid,
                                     " is already running"),
                        s->cid);
     return false;
   }
-  if (!actor_canceller_.uuid().empty() || closed_) {
-    // The actor was cancelled before this task could start: the caller
-    // learns who cancelled it, as if the task had started and been
-    // cancelled at once.
-    const v1::Aid requester = actor_canceller_;
-    lk.unlock();
-    if (requester.uuid().empty()) {
-      *error = MakeError(self_, ErrorKind::kTransportClosed,
-                         absl::StrCat("actor '", self_.name(),
-                                      "' is shutting down"),
-                         s->cid);
-      return false;
-    }
-    *error = MakeError(
-        self_, ErrorKind::kContextCancelled,
-        absl::StrCat("actor '", self_.name(), "' was cancelled by '",
-                     requester.name(), "' ", requester.uuid(),
-                     " before task '", s->func, "' could start"),
-        s->cid);
-    *error->mutable_canceller() = requester;
+  // The actor was cancelled before this task could start: the caller
+  // learns who cancelled it, as if the task had started and been
+  // cancelled at once.
+  if (requester.uuid().empty()) {
+    *error = MakeError(self_, ErrorKind::kTransportClosed,
+                       absl::StrCat("actor '", self_.name(),
+                                    "' is shutting down"),
+                       s->cid);
     return false;
   }
-  tasks_[s->cid] = s;
-  return true;
+  *error = MakeError(
+      self_, ErrorKind::kContextCancelled,
+      absl::StrCat("actor '", self_.name(), "' was cancelled by '",
+                   requester.name(), "' ", requester.uuid(),
+                   " before task '", s->func, "' could start"),
+      s->cid);
+  *error->mutable_canceller() = requester;
+  return false;
 }
 
 v1::Msg TaskServer::Invoke(const std::shared_ptr<DialogSession>& s,
@@ -140,7 +145,7 @@ v1::Msg TaskServer::Invoke(const std::shared_ptr<DialogSession>& s,
   } catch (const Cancelled&) {
     std::optional<v1::Error> remote;
     {
-      std::lock_guard<std::mutex> lk(s->mu);
+      MutexLock lk(&s->mu);
       remote = s->remote_error;
     }
     *terminal.mutable_error() =
@@ -153,7 +158,7 @@ v1::Msg TaskServer::Invoke(const std::shared_ptr<DialogSession>& s,
   }
   {
     // Returning without Started is Started(null) + the result.
-    std::lock_guard<std::mutex> lk(s->mu);
+    MutexLock lk(&s->mu);
     s->AdvanceLocked(terminal.has_returned() ? Event::kSendReturn
                                              : Event::kSendError);
   }
@@ -162,12 +167,12 @@ v1::Msg TaskServer::Invoke(const std::shared_ptr<DialogSession>& s,
 
 void TaskServer::Leave(const std::shared_ptr<DialogSession>& s) {
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     auto it = tasks_.find(s->cid);
     if (it != tasks_.end() && it->second == s) tasks_.erase(it);
     if (!tasks_.empty()) return;
   }
-  drained_cv_.notify_all();
+  drained_cv_.SignalAll();
 }
 
 void TaskServer::ServeDialog(std::shared_ptr<Dialog> dialog) {
@@ -224,7 +229,7 @@ void TaskServer::RunDialogTask(std::shared_ptr<Dialog> dialog) {
     auto c = weak.lock();
     if (!c) return;
     {
-      std::lock_guard<std::mutex> lk(c->mu);
+      MutexLock lk(&c->mu);
       if (c->cancel_requester.uuid().empty()) c->cancel_requester = c->peer;
     }
     c->scope->Cancel();
@@ -241,7 +246,7 @@ void TaskServer::RunDialogTask(std::shared_ptr<Dialog> dialog) {
                      "of its dialog '", c->func, "': ", why),
         c->cid)));
     {
-      std::lock_guard<std::mutex> lk(c->mu);
+      MutexLock lk(&c->mu);
       if (c->cancel_requester.uuid().empty()) c->cancel_requester = c->peer;
     }
     c->scope->Cancel();
@@ -301,10 +306,10 @@ CallWatcher::CallWatcher() : thread_([this] { Loop(); }) {}
 
 CallWatcher::~CallWatcher() {
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   thread_.join();
 }
 
@@ -313,7 +318,7 @@ CallWatcher::Watch::Watch(CallWatcher& watcher, grpc::ServerContext* context,
     : watcher_(watcher) {
   bool wake;
   {
-    std::lock_guard<std::mutex> lk(watcher_.mu_);
+    MutexLock lk(&watcher_.mu_);
     id_ = watcher_.next_id_++;
     watcher_.calls_.emplace(id_, Entry{context, std::move(s)});
     // Only a sleeping watcher is woken: while calls keep coming it polls,
@@ -321,28 +326,30 @@ CallWatcher::Watch::Watch(CallWatcher& watcher, grpc::ServerContext* context,
     wake = watcher_.sleeping_;
     watcher_.sleeping_ = false;
   }
-  if (wake) watcher_.cv_.notify_all();
+  if (wake) watcher_.cv_.SignalAll();
 }
 
 CallWatcher::Watch::~Watch() {
   // Under the lock, so that the watcher is not inside IsCancelled when
   // gRPC finishes the call.
-  std::lock_guard<std::mutex> lk(watcher_.mu_);
+  MutexLock lk(&watcher_.mu_);
   watcher_.calls_.erase(id_);
 }
 
 void CallWatcher::Loop() {
-  std::unique_lock<std::mutex> lk(mu_);
+  mu_.Lock();
   absl::Time last_call = absl::Now();
   while (!stop_) {
     if (!calls_.empty()) last_call = absl::Now();
     if (calls_.empty() && absl::Now() - last_call > kIdleAfter) {
       sleeping_ = true;
-      cv_.wait(lk, [&] { return stop_ || !sleeping_; });
+      while (!stop_ && sleeping_) cv_.Wait(&mu_);
       last_call = absl::Now();
       continue;
     }
-    cv_.wait_for(lk, kPollInterval, [&] { return stop_; });
+    const absl::Time poll = absl::Now() + absl::FromChrono(kPollInterval);
+    while (!stop_ && !cv_.WaitWithDeadline(&mu_, poll)) {
+    }
     std::vector<std::shared_ptr<DialogSession>> gone;
     for (auto& [id, entry] : calls_) {
       if (entry.session && entry.context->IsCancelled()) {
@@ -350,28 +357,29 @@ void CallWatcher::Loop() {
       }
     }
     if (gone.empty()) continue;
-    lk.unlock();
+    mu_.Unlock();
     for (auto& s : gone) {
       {
-        std::lock_guard<std::mutex> slk(s->mu);
+        MutexLock slk(&s->mu);
         if (s->cancel_requester.uuid().empty()) s->cancel_requester = s->peer;
       }
       s->scope->Cancel();
     }
-    lk.lock();
+    mu_.Lock();
   }
+  mu_.Unlock();
 }
 
 bool TaskServer::CancelTask(const std::string& cid, const v1::Aid& requester) {
   std::shared_ptr<DialogSession> s;
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     auto it = tasks_.find(cid);
     if (it == tasks_.end()) return false;
     s = it->second;
   }
   {
-    std::lock_guard<std::mutex> lk(s->mu);
+    MutexLock lk(&s->mu);
     if (s->cancel_requester.uuid().empty()) s->cancel_requester = requester;
   }
   s->scope->Cancel();
@@ -382,27 +390,28 @@ void TaskServer::CancelAllTasks(const v1::Aid& requester, absl::Duration bound,
                                 std::function<void()> done) {
   std::vector<std::shared_ptr<DialogSession>> tasks;
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     if (actor_canceller_.uuid().empty()) actor_canceller_ = requester;
     for (auto& [cid, s] : tasks_) tasks.push_back(s);
   }
   for (auto& s : tasks) {
-    std::lock_guard<std::mutex> lk(s->mu);
+    MutexLock lk(&s->mu);
     if (s->cancel_requester.uuid().empty()) s->cancel_requester = requester;
   }
   service_scope_->Cancel();
   RunPooled([this, bound, done = std::move(done)] {
     {
-      std::unique_lock<std::mutex> lk(mu_);
-      drained_cv_.wait_for(lk, absl::ToChronoNanoseconds(bound),
-                           [&] { return tasks_.empty(); });
+      MutexLock lk(&mu_);
+      const absl::Time deadline = absl::Now() + bound;
+      while (!tasks_.empty() && !drained_cv_.WaitWithDeadline(&mu_, deadline)) {
+      }
     }
     done();
   });
 }
 
 void TaskServer::Close() {
-  std::lock_guard<std::mutex> lk(mu_);
+  MutexLock lk(&mu_);
   closed_ = true;
 }
 

@@ -28,20 +28,20 @@
 #define TRACTOR_ACTOR_INTERNAL_TASK_SERVER_H_
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
 #include "actor/cancel.h"
 #include "actor/export.h"
 #include "actor/internal/dialog.h"
 #include "actor/internal/dialog_protocol.h"
+#include "discovery/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "tractor/v1/msg.pb.h"
 
@@ -83,14 +83,14 @@ class CallWatcher {
     grpc::ServerContext* context;
     std::shared_ptr<DialogSession> session;  // null once cancelled
   };
-  void Loop();
+  void Loop() ABSL_LOCKS_EXCLUDED(mu_);
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;                 // guarded by mu_
-  bool sleeping_ = false;             // guarded by mu_
-  uint64_t next_id_ = 0;              // guarded by mu_
-  std::map<uint64_t, Entry> calls_;   // guarded by mu_
+  Mutex mu_;
+  CondVar cv_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool sleeping_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<uint64_t, Entry> calls_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 
@@ -116,15 +116,16 @@ class TaskServer {
                          grpc::ByteBuffer* response);
 
   // Cancels the task `cid` on behalf of `requester`. False: no such task.
-  bool CancelTask(const std::string& cid, const v1::Aid& requester);
+  bool CancelTask(const std::string& cid, const v1::Aid& requester)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Cancels every task and refuses new ones (naming `requester`); calls
   // `done` on another thread once they ended or `bound` passed.
   void CancelAllTasks(const v1::Aid& requester, absl::Duration bound,
-                      std::function<void()> done);
+                      std::function<void()> done) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Refuses new tasks (as the actor is going away) without cancelling.
-  void Close();
+  void Close() ABSL_LOCKS_EXCLUDED(mu_);
 
   bool IsEnabled(const std::string& ns) const {
     return enable_modules_.count(ns) > 0;
@@ -138,13 +139,14 @@ class TaskServer {
   const Endpoint* Validate(const v1::Start& start, bool unary,
                            v1::Error* error) const;
   // Step 2. Registers the task, or fills `*error`.
-  bool Admit(const std::shared_ptr<DialogSession>& s, v1::Error* error);
+  bool Admit(const std::shared_ptr<DialogSession>& s, v1::Error* error)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Step 3 and 4's message: runs the function, returns the terminal
   // message.
   v1::Msg Invoke(const std::shared_ptr<DialogSession>& s, const Endpoint& ep,
                  const v1::Payload& args);
   // Step 4's bookkeeping: leaves the task table.
-  void Leave(const std::shared_ptr<DialogSession>& s);
+  void Leave(const std::shared_ptr<DialogSession>& s) ABSL_LOCKS_EXCLUDED(mu_);
 
   std::shared_ptr<DialogSession> NewSession(const v1::Start& start,
                                             const Endpoint& ep);
@@ -156,14 +158,15 @@ class TaskServer {
   const std::shared_ptr<ScopeState> service_scope_;
   CallWatcher watcher_;
 
-  std::mutex mu_;
-  std::condition_variable_any drained_cv_;  // notified when tasks_ empties
-  std::map<std::string, std::shared_ptr<DialogSession>> tasks_;  // guarded by mu_
-  bool closed_ = false;                                          // guarded by mu_
+  Mutex mu_;
+  CondVar drained_cv_;  // signalled when tasks_ empties
+  std::map<std::string, std::shared_ptr<DialogSession>> tasks_
+      ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
   // Who cancelled this actor (CancelActor, or itself at shutdown); empty
   // while it runs. Tasks that arrive afterwards are refused with a
   // ContextCancelled naming this requester.
-  v1::Aid actor_canceller_;  // guarded by mu_
+  v1::Aid actor_canceller_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tractor::internal

@@ -6,15 +6,16 @@
 #include <atomic>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
+#include "discovery/mutex.h"
 #include "glog/logging.h"
 #include "gtest/gtest.h"
 #include "tests/process_fixture.h"
@@ -30,41 +31,49 @@ class Channel {
   explicit Channel(size_t capacity) : capacity_(capacity) {}
 
   void Send(Payload v) {
-    std::unique_lock<std::mutex> lk(mu_);
-    internal::Wait(cv_, lk, [&] { return items_.size() < capacity_ || closed_; });
+    MutexLock lk(&mu_);
+    internal::Wait(cv_, mu_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return items_.size() < capacity_ || closed_;
+    });
     if (closed_) throw UsageError("send on a closed channel");
     items_.push_back(std::move(v));
-    cv_.notify_all();
+    cv_.SignalAll();
   }
 
   std::optional<Payload> Receive() {
-    std::unique_lock<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     ++receivers_;
-    cv_.notify_all();
+    cv_.SignalAll();
     struct Leave {
       Channel* c;
-      ~Leave() { --c->receivers_; }
+      // Runs before `lk` releases the mutex.
+      ~Leave() ABSL_NO_THREAD_SAFETY_ANALYSIS { --c->receivers_; }
     } leave{this};
-    internal::Wait(cv_, lk, [&] { return !items_.empty() || closed_; });
+    internal::Wait(cv_, mu_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !items_.empty() || closed_;
+    });
     if (items_.empty()) return std::nullopt;
     Payload v = std::move(items_.front());
     items_.pop_front();
-    cv_.notify_all();
+    cv_.SignalAll();
     return v;
   }
 
   void Close() {
-    std::lock_guard<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     closed_ = true;
-    cv_.notify_all();
+    cv_.SignalAll();
   }
 
   // Waits (a checkpoint) until a task is blocked receiving from the empty
   // channel; returns false if that did not happen within `timeout`.
   bool WaitForBlockedReceiver(absl::Duration timeout) {
-    std::unique_lock<std::mutex> lk(mu_);
+    MutexLock lk(&mu_);
     return internal::Wait(
-        cv_, lk, [&] { return receivers_ > 0 && items_.empty(); },
+        cv_, mu_,
+        [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return receivers_ > 0 && items_.empty();
+        },
         absl::Now() + timeout);
   }
 
@@ -74,11 +83,11 @@ class Channel {
 
  private:
   const size_t capacity_;
-  std::mutex mu_;
-  std::condition_variable_any cv_;
-  std::deque<Payload> items_;
-  int receivers_ = 0;
-  bool closed_ = false;
+  Mutex mu_;
+  CondVar cv_;
+  std::deque<Payload> items_ ABSL_GUARDED_BY(mu_);
+  int receivers_ ABSL_GUARDED_BY(mu_) = 0;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // Runs `fn` on the calling thread as a user task of this (runtime-less)

@@ -6,7 +6,6 @@
 
 #include <iterator>
 #include <memory>
-#include <mutex>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -15,6 +14,7 @@
 #include "actor/cancel.h"
 #include "actor/errors.h"
 #include "actor/internal/error_codec.h"
+#include "discovery/mutex.h"
 #include "gtest/gtest.h"
 #include "tractor/v1/msg.pb.h"
 
@@ -235,7 +235,7 @@ void ExpectRow(Side side, const Row& row) {
   EXPECT_STREQ(PhaseName(t.next), PhaseName(row.next)) << row;
 
   auto s = NewSession(side, row.phase);
-  std::lock_guard<std::mutex> lk(s->mu);
+  MutexLock lk(&s->mu);
   EXPECT_STREQ(ActionName(s->AdvanceLocked(row.event)), ActionName(row.action))
       << row;
   EXPECT_STREQ(PhaseName(s->phase), PhaseName(row.next)) << row;
@@ -291,7 +291,7 @@ TEST(TransitionTableTest, SendingAYieldAfterStopIsAUsageErrorOnBothSides) {
     EXPECT_EQ(t.next, Phase::kStreaming);
 
     auto s = NewSession(side, Phase::kStreaming);
-    std::lock_guard<std::mutex> lk(s->mu);
+    MutexLock lk(&s->mu);
     s->local_stopped = true;
     EXPECT_EQ(s->AdvanceLocked(Event::kSendYield), Action::kUsage);
     EXPECT_EQ(s->phase, Phase::kStreaming);
@@ -350,7 +350,7 @@ TEST(TransitionTableTest, NamesArePhaseAndEventWordsUsedInErrors) {
 
 TEST(DialogSessionTest, AcceptedSendStopSetsLocalStoppedOnly) {
   auto s = NewSession(Side::kCaller, Phase::kStreaming);
-  std::lock_guard<std::mutex> lk(s->mu);
+  MutexLock lk(&s->mu);
   EXPECT_EQ(s->AdvanceLocked(Event::kSendStop), Action::kAccept);
   EXPECT_TRUE(s->local_stopped);
   EXPECT_FALSE(s->remote_stopped);
@@ -358,7 +358,7 @@ TEST(DialogSessionTest, AcceptedSendStopSetsLocalStoppedOnly) {
 
 TEST(DialogSessionTest, IgnoredSendStopAfterTheEndLeavesLocalStoppedUnset) {
   auto s = NewSession(Side::kCaller, Phase::kFinished);
-  std::lock_guard<std::mutex> lk(s->mu);
+  MutexLock lk(&s->mu);
   EXPECT_EQ(s->AdvanceLocked(Event::kSendStop), Action::kIgnore);
   EXPECT_FALSE(s->local_stopped);
 }
@@ -366,7 +366,7 @@ TEST(DialogSessionTest, IgnoredSendStopAfterTheEndLeavesLocalStoppedUnset) {
 TEST(DialogSessionTest, ReceivedStopSetsRemoteStoppedOnBothSides) {
   for (Side side : {Side::kCaller, Side::kCallee}) {
     auto s = NewSession(side, Phase::kStreaming);
-    std::lock_guard<std::mutex> lk(s->mu);
+    MutexLock lk(&s->mu);
     EXPECT_EQ(s->AdvanceLocked(Event::kRecvStop), Action::kAccept);
     EXPECT_TRUE(s->remote_stopped);
     EXPECT_FALSE(s->local_stopped);
@@ -377,7 +377,7 @@ TEST(DialogSessionTest, ReceivedStopSetsRemoteStoppedOnBothSides) {
 TEST(DialogSessionTest, CallerReceivingReturnOrErrorIsFinishedAndRemoteStopped) {
   for (Event e : {Event::kRecvReturn, Event::kRecvError}) {
     auto s = NewSession(Side::kCaller, Phase::kStreaming);
-    std::lock_guard<std::mutex> lk(s->mu);
+    MutexLock lk(&s->mu);
     EXPECT_EQ(s->AdvanceLocked(e), Action::kAccept) << EventName(e);
     EXPECT_EQ(s->phase, Phase::kFinished) << EventName(e);
     EXPECT_TRUE(s->remote_stopped) << EventName(e);
@@ -386,7 +386,7 @@ TEST(DialogSessionTest, CallerReceivingReturnOrErrorIsFinishedAndRemoteStopped) 
 
 TEST(DialogSessionTest, CalleeReceivingAnErrorGoesOnWithRemoteNotStopped) {
   auto s = NewSession(Side::kCallee, Phase::kStreaming);
-  std::lock_guard<std::mutex> lk(s->mu);
+  MutexLock lk(&s->mu);
   EXPECT_EQ(s->AdvanceLocked(Event::kRecvError), Action::kAccept);
   EXPECT_EQ(s->phase, Phase::kStreaming);
   EXPECT_FALSE(s->remote_stopped);
@@ -394,7 +394,7 @@ TEST(DialogSessionTest, CalleeReceivingAnErrorGoesOnWithRemoteNotStopped) {
 
 TEST(DialogSessionTest, RejectedEventChangesNoState) {
   auto s = NewSession(Side::kCaller, Phase::kOpening);
-  std::lock_guard<std::mutex> lk(s->mu);
+  MutexLock lk(&s->mu);
   EXPECT_EQ(s->AdvanceLocked(Event::kRecvStop), Action::kProtocol);
   EXPECT_EQ(s->AdvanceLocked(Event::kSendStop), Action::kUsage);
   EXPECT_EQ(s->phase, Phase::kOpening);

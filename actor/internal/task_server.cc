@@ -217,7 +217,6 @@ void TaskServer::RunDialogTask(std::shared_ptr<Dialog> dialog) {
   auto s = NewSession(start, *ep);
   s->dialog = dialog;
   dialog->Configure(start.msg_buffer_size(), start.overrun_policy());
-  if (s->is_context) dialog->ResumeReads();
   dialog->SetPeerAcceptsBatches(start.accept_batches());
   if (!Admit(s, &error)) {
     dialog->SendAndClose(ErrorMsg(std::move(error)));
@@ -260,6 +259,9 @@ void TaskServer::RunDialogTask(std::shared_ptr<Dialog> dialog) {
     ack.mutable_start_ack()->set_functype(ep->type);
     dialog->SendNoWait(std::move(ack), Dialog::Flush::kNow);
   }
+  // Reads go on only now: every hook is in place and the ack (if any) is
+  // queued first, so whatever the caller sends next is answered after it.
+  if (s->is_context) dialog->ResumeReads();
   v1::Msg terminal = Invoke(s, *ep, start.args());
   dialog->SendAndClose(std::move(terminal));
   Leave(s);

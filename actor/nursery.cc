@@ -48,7 +48,8 @@ bool WaitExited(ChildProc& proc, absl::Time until) {
 
 // One child of a nursery, filled in by `Spawn`: `portal`, `portal_state` and
 // the final `aid` once the child linked back (it is listed in the nursery's
-// `children` before that); `one_shot` by `RunInActor`.
+// `children` before that, so `Spawn` writes them, and `CancelAll` reads
+// them, under the nursery's `mu`); `one_shot` by `RunInActor`.
 struct ChildEntry {
   v1::Aid aid;
   Portal portal;
@@ -138,20 +139,22 @@ void StartReaper(std::shared_ptr<ChildProc> proc, v1::Aid aid,
 }
 
 // Graceful cancel, then SIGTERM, then SIGKILL; returns once reaped.
-void TearDownChild(ChildEntry& child, bool hard_kill) {
+// `portal` and `aid` are the entry's, read by the caller (an empty portal:
+// the child has not linked back yet, so it is not asked, only signalled).
+void TearDownChild(ChildProc& proc, Portal portal, const v1::Aid& aid,
+                   bool hard_kill) {
   auto shielded = NewScope(nullptr, absl::InfiniteFuture(), true);
   ScopeBinding bind(shielded);
-  ChildProc& proc = *child.proc;
   if (!hard_kill) {
     bool acked = false;
     {
       MutexLock lk(&proc.mu);
       acked = proc.exited;
     }
-    if (!acked) acked = child.portal.CancelActor(kCancelAckWindow);
+    if (!acked) acked = portal.CancelActor(kCancelAckWindow);
     if (acked && WaitExited(proc, absl::Now() + kExitAfterAck)) return;
     if (!acked) {
-      VLOG(1) << "child '" << child.aid.name()
+      VLOG(1) << "child '" << aid.name()
               << "' did not acknowledge cancel within "
               << absl::FormatDuration(kCancelAckWindow) << "; SIGTERM";
     }
@@ -159,22 +162,30 @@ void TearDownChild(ChildEntry& child, bool hard_kill) {
   if (WaitExited(proc, absl::Now())) return;
   kill(proc.pid, SIGTERM);
   if (WaitExited(proc, absl::Now() + kTermGrace)) return;
-  LOG(WARNING) << "child '" << child.aid.name() << "' (pid " << proc.pid
+  LOG(WARNING) << "child '" << aid.name() << "' (pid " << proc.pid
                << ") ignored SIGTERM; SIGKILL";
   kill(proc.pid, SIGKILL);
   WaitExited(proc, absl::InfiniteFuture());
 }
 
 void CancelAll(NurseryState& st, bool hard_kill) ABSL_LOCKS_EXCLUDED(st.mu) {
-  std::vector<std::shared_ptr<ChildEntry>> children;
+  struct Child {
+    std::shared_ptr<ChildProc> proc;
+    Portal portal;
+    v1::Aid aid;
+  };
+  std::vector<Child> children;
   {
     MutexLock lock(&st.mu);
     st.cancel_called = true;
-    children = st.children;
+    for (const auto& c : st.children) {
+      children.push_back({c->proc, c->portal, c->aid});
+    }
   }
   std::vector<std::thread> threads;
   for (auto& c : children) {
-    threads.emplace_back([c, hard_kill] { TearDownChild(*c, hard_kill); });
+    threads.emplace_back(
+        [c, hard_kill] { TearDownChild(*c.proc, c.portal, c.aid, hard_kill); });
   }
   for (auto& t : threads) t.join();
 }
@@ -235,7 +246,7 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
     closing = st.helpers.close_reason().has_value();
   }
   if (closing) {
-    TearDownChild(*entry, /*hard_kill=*/true);
+    TearDownChild(*entry->proc, Portal(), entry->aid, /*hard_kill=*/true);
     throw UsageError(absl::StrCat("child actor '", name,
                                   "' was started while its nursery exited"));
   }
@@ -250,7 +261,7 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
         },
         absl::Now() + options.spawn_timeout);
   } catch (...) {
-    TearDownChild(*entry, /*hard_kill=*/true);
+    TearDownChild(*entry->proc, Portal(), entry->aid, /*hard_kill=*/true);
     throw;
   }
   std::string failure;
@@ -267,7 +278,7 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
     }
   }
   if (!failure.empty()) {
-    TearDownChild(*entry, /*hard_kill=*/true);
+    TearDownChild(*entry->proc, Portal(), entry->aid, /*hard_kill=*/true);
     throw RuntimeFailure(absl::StrCat("child actor '", name, "' ", failure));
   }
   auto ps = std::make_shared<PortalState>();
@@ -286,9 +297,12 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
   ps->aid.set_pid(proc->pid);
   ps->channel = rt.ChannelTo(ps->addr);
   ps->proc = proc;
-  entry->portal_state = ps;
-  entry->portal = Portal(ps);
-  entry->aid = ps->aid;
+  {
+    MutexLock lock(&st.mu);
+    entry->portal_state = ps;
+    entry->portal = Portal(ps);
+    entry->aid = ps->aid;
+  }
   return entry;
 }
 

@@ -146,6 +146,36 @@ class SupervisionTest : public testing::ProcessTest {};
 
 const ActorOptions kSup = {.enable_modules = {"sup"}};
 
+// A task cancels the nursery while other tasks are still starting children:
+// every child that started is torn down and reaped, and a start that comes
+// too late is refused, never left running.
+TEST_F(SupervisionTest, CancelWhileChildrenAreStartingReapsEveryChild) {
+  std::atomic<int> started{0};
+  std::atomic<int> refused{0};
+  OpenRootActor({}, [&] {
+    OpenNursery([&](ActorNursery& an) {
+      TaskGroup::Open([&](TaskGroup& tg) {
+        for (int i = 0; i < 4; ++i) {
+          tg.Spawn([&, i] {
+            try {
+              an.StartActor(absl::StrCat("starter", i), kSup);
+              ++started;
+            } catch (const Cancelled&) {
+              ++refused;
+              throw;
+            } catch (const ActorError&) {
+              ++refused;
+            }
+          });
+        }
+        tg.Spawn([&] { an.Cancel(); });
+      });
+    });
+  });
+  EXPECT_EQ(started + refused, 4);
+  EXPECT_TRUE(testing::Descendants(getpid()).empty());
+}
+
 TEST_F(SupervisionTest, RemoteErrorFromRunInActorFailsTheNursery) {
   OpenRootActor({}, [] {
     try {

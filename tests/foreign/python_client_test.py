@@ -352,10 +352,21 @@ class WireContractFromPython(ActorProcessTest):
                            expect=msg_pb2.FUNC_TYPE_CONTEXT)
         item = msg_pb2.Msg(yielded=msg_pb2.Yield(
             payload=msg_pb2.Payload(value=value(1))))
-        call = self.open_raw(iter([start.SerializeToString(),
-                                   item.SerializeToString(), GARBAGE]),
-                             timeout=10)
-        replies = list(call)
+        started = threading.Event()
+
+        def requests():
+            # A caller streams only once the callee has said Started.
+            yield start.SerializeToString()
+            started.wait(10)
+            yield item.SerializeToString()
+            yield GARBAGE
+
+        call = self.open_raw(requests(), timeout=10)
+        replies = []
+        for reply in call:
+            replies.append(reply)
+            if reply.WhichOneof("kind") == "started":
+                started.set()
         kinds = [r.WhichOneof("kind") for r in replies]
         self.assertEqual(kinds[:2], ["start_ack", "started"])
         self.assertEqual(kinds[-1], "error", replies)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // `Context` and `MsgStream`: the public face of one side of a dialog. The
 // protocol rules they apply live in actor/internal/dialog_protocol.h.
 #include "actor/context.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Dialogs between actors: `Context` (tractor's context) and `MsgStream`.
 //
 // A context is one remote task: the caller opens it with

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Exporting functions so that other actors (and foreign gRPC clients) can
 // call them by name, "namespace:function"
 // (docs/design.md#exported-functions).

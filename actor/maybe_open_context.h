@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // A resource shared by the tasks of one actor: tractor's
 // `maybe_open_context` (docs/behaviour.md#shared-resources-and-clusters).
 #ifndef TRACTOR_ACTOR_MAYBE_OPEN_CONTEXT_H_

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Values carried by dialogs: arguments, first values, stream items, results.
 //
 // A `Payload` is a JSON-like value (null, number, string, bool, list,

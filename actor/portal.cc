@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The caller side of the runtime: a portal's calls, dialogs and cancels.
 #include "actor/portal.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // A handle for calling into another actor.
 #ifndef TRACTOR_ACTOR_PORTAL_H_
 #define TRACTOR_ACTOR_PORTAL_H_

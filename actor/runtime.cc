@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The public entry points: the program's Main, the root actor, and what a
 // task may ask about the actor it runs in.
 #include "actor/runtime.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The actor runtime of one process: entry point, root actor and identity.
 //
 //   int main(int argc, char** argv) {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Finding actors by name through the registrars
 // (docs/design.md#discovery-and-addresses, docs/behaviour.md#lookups):
 // tractor's find_actor, wait_for_actor, query_actor and get_registry.

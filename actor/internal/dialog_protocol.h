@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The dialog protocol, both sides, in one place: which message may come
 // when, what each one does to the dialog's state, who a cancel is
 // attributed to, and how a dialog's payloads are checked.

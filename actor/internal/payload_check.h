@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The error a payload that does not match its declared type becomes
 // (docs/behaviour.md#payload-types): a `MsgTypeError` naming the
 // message kind, the value and the type-spec it failed.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The template members of `Portal` (actor/portal.h), kept out of the public
 // header's text. Included only at the end of actor/portal.h.
 #ifndef TRACTOR_ACTOR_INTERNAL_PORTAL_IMPL_H_

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The machinery behind cancel scopes (actor/cancel.h): the scope chain of a
 // thread, the actor's task lock, and `Wait`, the blocking primitive every
 // wait of a task goes through, so that every wait is a checkpoint.

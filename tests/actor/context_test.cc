@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Contexts and streams between real actor processes.
 #include <signal.h>
 #include <unistd.h>

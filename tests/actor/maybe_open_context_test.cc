@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // tractor's tests/test_resource_cache.py scenarios for MaybeOpenContext.
 #include "actor/maybe_open_context.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Spawning, calling and cancelling child actors (real processes).
 #include <signal.h>
 #include <sys/stat.h>

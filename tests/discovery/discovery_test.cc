@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Discovery inside one actor tree (real processes): the embedded registrar,
 // registration and unregistration of children, FindActor / WaitForActor /
 // QueryActor / GetRegistry, registrar election at boot, multi-homing and

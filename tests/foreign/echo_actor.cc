@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // A standalone actor for foreign-client tests: serves the "demo" namespace
 // on 127.0.0.1:0, prints "ready <addr>" on stdout, and runs until SIGTERM or
 // until its stdin closes.

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """A Python client drives an actor using only protos/ and python3-grpcio.
 
 Generates the Python message classes from protos/tractor/v1/*.proto with

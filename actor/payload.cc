@@ -69,6 +69,10 @@ Payload Payload::List(std::vector<Payload> items) {
   return out;
 }
 
+Payload::Payload(
+    std::initializer_list<std::pair<std::string, Payload>> fields)
+    : Payload(Object(std::vector<std::pair<std::string, Payload>>(fields))) {}
+
 Payload Payload::Object(std::vector<std::pair<std::string, Payload>> fields) {
   Payload out;
   auto* obj = out.proto_.mutable_value()->mutable_struct_value();

@@ -42,13 +42,17 @@ class Portal {
                         absl::Duration timeout = absl::Seconds(2));
 
   // Runs the plain function `func` ("ns:func") in the actor and returns its
-  // result. Throws RemoteActorError (or a subclass: ModuleNotExposed,
+  // result. A function exported with named parameters takes an object of
+  // them, `Run("ns:f", {{"count", 3}, {"label", "x"}})`, or a list of them
+  // in order. Throws RemoteActorError (or a subclass: ModuleNotExposed,
   // FunctionNotFound, MsgTypeError, ContextCancelled) for a remote failure,
   // TransportClosed if the actor vanished.
   Payload Run(const std::string& func, const Payload& args = Payload());
-  // Typed form: decodes the result as `R` (MsgTypeError on a mismatch).
+  // Typed forms: decode the result as `R` (MsgTypeError on a mismatch).
   template <class R, class A>
   R Run(const std::string& func, const A& args);
+  template <class R>
+  R Run(const std::string& func, const Payload& args);
 
   // Opens a context with the endpoint `func`, waits for its first value and
   // runs `body(ctx, first)`. On a normal exit waits for the remote result

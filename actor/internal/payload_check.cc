@@ -23,4 +23,18 @@ v1::Error MakeMsgTypeError(const v1::Aid& self, const std::string& cid,
   return e;
 }
 
+v1::Error MakeArgsTypeError(const v1::Aid& self, const std::string& cid,
+                            const std::string& func, const v1::Payload& got,
+                            const std::string& problem) {
+  Payload value(got);
+  v1::Error e = MakeError(
+      self, "MsgTypeError",
+      absl::StrCat("invalid `Start` msg payload: ", value.ToJson(),
+                   " does not fit the parameters of '", func, "': ", problem),
+      cid);
+  e.set_expected_msg_type("Start");
+  e.set_bad_msg(value.ToJson());
+  return e;
+}
+
 }  // namespace tractor::internal

@@ -17,6 +17,13 @@ v1::Error MakeMsgTypeError(const v1::Aid& self, const std::string& cid,
                            const std::string& kind, const v1::Payload& got,
                            const std::string& spec);
 
+// A MsgTypeError raised in actor `self` for the `Start` of `func`, whose
+// arguments `got` do not fit its named parameters: `problem` says how
+// (see `SplitNamedArgs`).
+v1::Error MakeArgsTypeError(const v1::Aid& self, const std::string& cid,
+                            const std::string& func, const v1::Payload& got,
+                            const std::string& problem);
+
 }  // namespace tractor::internal
 
 #endif  // TRACTOR_ACTOR_INTERNAL_PAYLOAD_CHECK_H_

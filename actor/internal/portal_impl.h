@@ -12,15 +12,20 @@
 
 namespace tractor {
 
-template <class R, class A>
-R Portal::Run(const std::string& func, const A& args) {
-  Payload result = Run(func, Payload(PayloadCodec<A>::Encode(args)));
+template <class R>
+R Portal::Run(const std::string& func, const Payload& args) {
+  Payload result = Run(func, args);
   if (!PayloadCodec<R>::Matches(result.proto())) {
     throw MsgTypeError(internal::MakeMsgTypeError(
         CurrentActorOrEmpty(), "", "Return", result.proto(),
         PayloadCodec<R>::Spec()));
   }
   return PayloadCodec<R>::Decode(result.proto());
+}
+
+template <class R, class A>
+R Portal::Run(const std::string& func, const A& args) {
+  return Run<R>(func, Payload(PayloadCodec<A>::Encode(args)));
 }
 
 }  // namespace tractor

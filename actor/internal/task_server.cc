@@ -70,9 +70,20 @@ const Endpoint* TaskServer::Validate(const v1::Start& start, bool unary,
                                    ? "context endpoint (use OpenContext)"
                                    : "plain function (use Run)"));
   }
-  if (!ep->arg_matches(start.args())) {
-    *error = MakeMsgTypeError(self_, cid, "Start", start.args(), ep->arg_spec);
-    return nullptr;
+  if (ep->params.empty()) {
+    if (!ep->arg_matches(start.args())) {
+      *error =
+          MakeMsgTypeError(self_, cid, "Start", start.args(), ep->arg_spec);
+      return nullptr;
+    }
+  } else {
+    std::vector<v1::Payload> split;
+    std::string problem = SplitNamedArgs(ep->params, start.args(), &split);
+    if (!problem.empty()) {
+      *error = MakeArgsTypeError(self_, cid, start.func(), start.args(),
+                                 problem);
+      return nullptr;
+    }
   }
   return ep;
 }

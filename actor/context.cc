@@ -176,7 +176,12 @@ void MsgStream::Send(const Payload& value) {
   }
   v1::Msg m;
   *m.mutable_yielded()->mutable_payload() = value.proto();
-  s.dialog->Send(std::move(m));
+  try {
+    s.dialog->Send(std::move(m));
+  } catch (const Cancelled& c) {
+    internal::RaiseIfTransportLost(s, c);
+    throw;
+  }
 }
 
 std::optional<Payload> MsgStream::Receive() {

@@ -97,9 +97,9 @@ bool DecodeRequest(const char* method, const grpc::ByteBuffer& bytes,
 }  // namespace
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*
-ActorService::Open(grpc::CallbackServerContext*) {
+ActorService::Open(grpc::CallbackServerContext* ctx) {
   auto dialog = std::make_shared<Dialog>();
-  auto* reactor = new ServerDialogReactor(dialog);
+  auto* reactor = new ServerDialogReactor(dialog, ctx);
   // The task is dispatched once Start has arrived, so no thread waits for
   // it.
   TaskServer* tasks = &rt_->tasks();

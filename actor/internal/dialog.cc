@@ -520,8 +520,9 @@ void Dialog::OnDone(const grpc::Status& status) {
   if (first) first();
 }
 
-ServerDialogReactor::ServerDialogReactor(std::shared_ptr<Dialog> dialog)
-    : dialog_(std::move(dialog)) {
+ServerDialogReactor::ServerDialogReactor(std::shared_ptr<Dialog> dialog,
+                                         grpc::CallbackServerContext* ctx)
+    : dialog_(std::move(dialog)), ctx_(ctx) {
   dialog_->Attach(this);
 }
 
@@ -552,6 +553,11 @@ void ServerDialogReactor::OnReadDone(bool ok) {
       dialog_->OnReadUndecodable(std::move(why));
       return;
     }
+  } else if (ctx_ != nullptr && ctx_->IsCancelled()) {
+    // The reads ended because the RPC was cancelled (the caller vanished),
+    // not because the caller half-closed: the dialog is broken, which must
+    // be known before the failed read is taken for a half-close.
+    dialog_->OnCancel();
   }
   dialog_->OnReadDone(ok);
 }

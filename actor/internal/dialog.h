@@ -222,7 +222,10 @@ class ServerDialogReactor
     : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
       public DialogTransport {
  public:
-  explicit ServerDialogReactor(std::shared_ptr<Dialog> dialog);
+  // `ctx` (may be null) is the RPC's context, asked whether a failed read
+  // means a cancelled RPC rather than a half-close.
+  ServerDialogReactor(std::shared_ptr<Dialog> dialog,
+                      grpc::CallbackServerContext* ctx);
   void Read(v1::Msg* msg) override;
   void Write(const v1::Msg* msg, grpc::WriteOptions options) override;
   bool CanWriteAndFinish() const override { return true; }
@@ -238,6 +241,7 @@ class ServerDialogReactor
 
  private:
   std::shared_ptr<Dialog> dialog_;
+  grpc::CallbackServerContext* const ctx_;
   // The read in flight: its bytes and where they decode to (at most one
   // read and one write are outstanding).
   grpc::ByteBuffer read_bytes_;

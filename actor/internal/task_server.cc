@@ -241,7 +241,10 @@ void TaskServer::RunDialogTask(std::shared_ptr<Dialog> dialog) {
     if (!c) return;
     {
       MutexLock lk(&c->mu);
-      if (c->cancel_requester.uuid().empty()) c->cancel_requester = c->peer;
+      if (c->cancel_requester.uuid().empty()) {
+        c->cancel_requester = c->peer;
+        c->transport_lost = true;
+      }
     }
     c->scope->Cancel();
   });

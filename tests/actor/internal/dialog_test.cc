@@ -95,9 +95,9 @@ class CapturingActorService final
   std::function<void(Dialog&)> setup;
 
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Open(
-      grpc::CallbackServerContext*) override {
+      grpc::CallbackServerContext* ctx) override {
     auto dialog = std::make_shared<Dialog>();
-    auto* reactor = new ServerDialogReactor(dialog);
+    auto* reactor = new ServerDialogReactor(dialog, ctx);
     if (setup) setup(*dialog);
     dialog->ResumeReads();
     {

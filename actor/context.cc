@@ -127,6 +127,27 @@ Payload Context::Result() {
   }
 }
 
+std::exception_ptr Context::maybe_error() const {
+  auto& s = *state_;
+  MutexLock lk(&s.mu);
+  if (!s.remote_error) return nullptr;
+  try {
+    internal::ThrowError(*s.remote_error);
+  } catch (...) {
+    return std::current_exception();
+  }
+  return nullptr;
+}
+
+std::optional<Context> CurrentContext() {
+  for (auto scope = internal::CurrentScope(); scope; scope = scope->parent) {
+    if (auto dialog = scope->dialog.lock()) {
+      return Context(std::static_pointer_cast<internal::DialogSession>(dialog));
+    }
+  }
+  return std::nullopt;
+}
+
 void Context::SetPayloadSpec(PayloadSpec spec) {
   MutexLock lk(&state_->mu);
   state_->pld_spec = std::move(spec);

@@ -24,6 +24,11 @@ struct ContextOptions {
   // Types this side accepts in Started, Yield and Return; a payload of
   // another type raises MsgTypeError here and cancels the remote task.
   PayloadSpec pld_spec;
+  // When the body returns without an error, cancel the remote task rather
+  // than wait for its result (for a callee that serves until cancelled).
+  // The cancel is this side's: `OpenContext` then returns the result if the
+  // callee had already returned one, else null.
+  bool cancel_on_exit = false;
 };
 
 // A portal to one remote actor: its identity and a gRPC channel to it.
@@ -63,8 +68,11 @@ class Portal {
       ContextOptions options = {});
 
   // Asks the actor to cancel itself gracefully and waits up to `timeout`
-  // for the acknowledgement. Returns false on timeout or if it is gone.
-  bool CancelActor(absl::Duration timeout = absl::Milliseconds(500));
+  // for the acknowledgement. Returns true once acknowledged; false if it is
+  // gone, and on timeout unless `raise_on_timeout`, which throws
+  // ActorTooSlowError instead (tractor's `raise_on_timeout=True`).
+  bool CancelActor(absl::Duration timeout = absl::Milliseconds(500),
+                   bool raise_on_timeout = false);
 
   // The result of the function started by `ActorNursery::RunInActor`;
   // blocks until it is known. Readable after the nursery exits.
@@ -83,6 +91,12 @@ class Portal {
 
 // The current actor's identity, or an empty Aid without a runtime.
 v1::Aid CurrentActorOrEmpty();
+
+// Returns a portal to the root actor of this actor's tree (tractor's
+// `get_root()`); in the root, a portal to itself. Throws NoRuntime without
+// a runtime, TransportClosed when the root does not answer within
+// `timeout`.
+Portal GetRoot(absl::Duration timeout = absl::Seconds(2));
 
 }  // namespace tractor
 

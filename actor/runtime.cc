@@ -111,6 +111,11 @@ std::vector<std::string> AcceptAddrs() {
 
 bool HasRuntime() { return internal::Runtime::Get() != nullptr; }
 
+bool IsRootProcess() {
+  internal::Runtime* rt = internal::Runtime::Get();
+  return rt != nullptr && rt->config().parent.uuid().empty();
+}
+
 std::vector<std::string> RegistryAddrs() {
   return internal::Runtime::Require().config().registry_addrs;
 }

@@ -30,6 +30,10 @@ struct ScopeState {
   // This scope's own deadline, as nanoseconds since the Unix epoch.
   std::atomic<int64_t> deadline_ns{INT64_MAX};
   bool shield = false;
+  // Set on the scope of a dialog's task (its `DialogSession`), before the
+  // scope is shared: `CurrentContext()` finds the innermost one on the
+  // calling thread's scope chain.
+  std::weak_ptr<void> dialog;
 
   absl::Time deadline() const {
     int64_t ns = deadline_ns.load(std::memory_order_relaxed);

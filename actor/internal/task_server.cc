@@ -98,6 +98,7 @@ std::shared_ptr<DialogSession> TaskServer::NewSession(const v1::Start& start,
   s->self = self_;
   s->peer = start.caller();
   s->scope = NewScope(service_scope_, absl::InfiniteFuture(), false);
+  s->scope->dialog = s;
   if (start.msg_buffer_size() > 0) s->start_buffer_size = start.msg_buffer_size();
   s->peer_accepts_batches = start.accept_batches();
   return s;

@@ -28,6 +28,14 @@ TRACTOR_EXPORT("demo:add", Add);
 std::string Fail(const std::string& why) { throw std::invalid_argument(why); }
 TRACTOR_EXPORT("demo:fail", Fail);
 
+// Named parameters: a foreign client passes an object of them.
+std::string Repeat(int64_t count, const std::string& label) {
+  std::string out;
+  for (int64_t i = 0; i < count; ++i) out += label;
+  return out;
+}
+TRACTOR_EXPORT("demo:repeat", Repeat, "count", "label");
+
 // Context endpoint: Started(n), then echoes every item doubled until the
 // caller closes its stream, then returns how many it echoed.
 int64_t Doubler(tractor::Context& ctx, int64_t n) {

@@ -256,7 +256,7 @@ Endpoint MakeNamedEndpoint(std::function<R(Context&, A...)> fn,
 }  // namespace internal
 
 // Registers `fn` under `name` ("ns:func"), with `param_names` naming its
-// parameters (none: today's one-argument form). Returns true. Aborts (a
+// parameters (none: the one-argument form). Returns true. Aborts (a
 // programming error, found at static initialization) on a name without
 // "ns:" or repeated parameter names.
 template <class F, class... Names>

@@ -35,6 +35,12 @@ TRACTOR_EXPORT("test:boom", Boom);
 int64_t Twice(int64_t x) { return 2 * x; }
 TRACTOR_EXPORT("test:twice", Twice);
 
+int Negate(int x) { return -x; }
+TRACTOR_EXPORT("test:negate", Negate);
+
+std::string AidName(const v1::Aid& aid) { return aid.name(); }
+TRACTOR_EXPORT("test:aid_name", AidName);
+
 // Sleeps until cancelled; `test:cancels` counts how often it was.
 std::atomic<int64_t> g_cancels{0};
 void SleepLong() {
@@ -165,6 +171,50 @@ TEST_F(RuntimeTest, WrongArgumentTypeRaisesMsgTypeError) {
       }
       an.Cancel();
     });
+  });
+}
+
+TEST_F(RuntimeTest, IntegerOutsideTheParameterRangeRaisesMsgTypeErrorNamingIt) {
+  testing::WithChild(kTestNs, [&](Portal& p) {
+    struct Case {
+      const char* func;
+      double arg;
+      const char* range;
+    };
+    for (const Case& c :
+         {Case{"test:twice", 1e300,
+               "integer in [-9223372036854775808, 9223372036854775807]"},
+          Case{"test:negate", 3e10, "integer in [-2147483648, 2147483647]"},
+          Case{"test:negate", -1e300, "integer in [-2147483648, 2147483647]"}}) {
+      try {
+        p.Run(c.func, Payload(c.arg));
+        ADD_FAILURE() << c.func << "(" << c.arg << "): no error raised";
+      } catch (const MsgTypeError& e) {
+        EXPECT_EQ(e.expected_msg_type(), "Start");
+        EXPECT_NE(e.remote_message().find(c.range), std::string::npos)
+            << e.remote_message();
+      }
+    }
+    EXPECT_EQ((p.Run<int, int>("test:negate", 2147483647)), -2147483647);
+  });
+}
+
+TEST_F(RuntimeTest, MessageArgumentWhoseBytesDoNotParseRaisesMsgTypeError) {
+  testing::WithChild(kTestNs, [&](Portal& p) {
+    v1::Payload bad;
+    bad.mutable_message()->set_type_url("type.googleapis.com/tractor.v1.Aid");
+    bad.mutable_message()->set_value(std::string("\x0a\xff\xff\xff", 4));
+    try {
+      Payload got = p.Run("test:aid_name", Payload(bad));
+      ADD_FAILURE() << "no error raised; the function saw " << got;
+    } catch (const MsgTypeError& e) {
+      EXPECT_EQ(e.expected_msg_type(), "Start");
+      EXPECT_NE(e.remote_message().find("tractor.v1.Aid"), std::string::npos)
+          << e.remote_message();
+    }
+    v1::Aid aid;
+    aid.set_name("fine");
+    EXPECT_EQ(p.Run("test:aid_name", Payload::Message(aid)).AsString(), "fine");
   });
 }
 

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "discovery/address.h"
 #include "glog/logging.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "grpcpp/grpcpp.h"
@@ -265,6 +266,14 @@ absl::StatusOr<absl::Duration> RegistrarService::RegisterImpl(
           absl::StrCat("Register: registration.addrs holds an empty address "
                        "for '",
                        aid.name(), "' (uuid ", aid.uuid(), ")"));
+    }
+    if (absl::StatusOr<discovery::Address> parsed =
+            discovery::Address::Parse(addr);
+        !parsed.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Register: registration.addrs holds '", addr,
+          "', which is not an address, for '", aid.name(), "' (uuid ",
+          aid.uuid(), "): ", parsed.status().message()));
     }
     if (std::find(addrs.begin(), addrs.end(), addr) == addrs.end()) {
       addrs.push_back(addr);

@@ -55,7 +55,9 @@ class WatchReactor;
 //   one write in flight at a time. A watcher that falls more than
 //   `kMaxWatchBacklog` events behind is ended with RESOURCE_EXHAUSTED. The
 //   stream ends on client cancel, and with UNAVAILABLE on `Shutdown()`.
-// - Addresses are opaque strings: stored and compared as given.
+// - An address must parse (`discovery::Address::Parse`: "host:port",
+//   "[v6]:port", "unix:/path" or a multiaddr); anything else is refused with
+//   INVALID_ARGUMENT. Addresses are then stored and compared as given.
 //
 // Thread-safety: thread-safe. All state is guarded by one `Mutex`;
 // gRPC reactions and the sweeper take it briefly and never block under it.
@@ -101,7 +103,7 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
   // Registers or refreshes `registration` (the Register RPC) under the
   // lease it asks for (`lease_ms`; 0 means the default). Returns the lease
   // granted, or INVALID_ARGUMENT when the uuid, the name or every address is
-  // missing or an address is empty. `registration` is copied, not retained.
+  // missing, or an address is empty or does not parse. `registration` is copied, not retained.
   absl::StatusOr<absl::Duration> AddRegistration(
       const tractor::v1::Registration& registration) ABSL_LOCKS_EXCLUDED(mu_);
 

@@ -498,6 +498,19 @@ TEST_F(RegistrarServiceTest, RegisterRejectsInvalidArguments) {
   EXPECT_THAT(Uuids(List().registrations()), IsEmpty());
 }
 
+TEST_F(RegistrarServiceTest, RegisterRejectsTextThatIsNotAnAddress) {
+  Start();
+  for (const std::string bad :
+       {"not an address!!", "/udp/1.2.3.4/9", "1.2.3.4", "unix:relative.sock",
+        "h:99999"}) {
+    grpc::Status status = Register(Reg("a", "u1", {"h:1", bad}));
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad;
+    EXPECT_THAT(status.error_message(), HasSubstr("'" + bad + "'"));
+    EXPECT_FALSE(service_->AddRegistration(Reg("a", "u1", {bad})).ok()) << bad;
+  }
+  EXPECT_THAT(Uuids(List().registrations()), IsEmpty());
+}
+
 TEST_F(RegistrarServiceTest, FindAndWaitForRejectEmptyName) {
   Start();
   v1::FindRequest request;

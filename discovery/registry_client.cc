@@ -121,7 +121,7 @@ ProbeResult ProbeOne(const Address& addr, absl::Time deadline) {
   }
   const absl::Duration connect_timeout =
       std::max(absl::Milliseconds(10),
-               std::min(kProbeAttemptTimeout, deadline - absl::Now()));
+               std::min(kProbeConnectTimeout, deadline - absl::Now()));
   if (int err = RawConnect(addr, connect_timeout); err != 0) {
     out.detail = err == ETIMEDOUT ? "connect timed out" : std::strerror(err);
     return out;

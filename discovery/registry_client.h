@@ -65,12 +65,18 @@ struct ProbeResult {
 
 // How long `ProbeRegistryAddrs` waits for one `Hello` answer.
 inline constexpr absl::Duration kProbeAttemptTimeout = absl::Seconds(1);
+// How long `ProbeRegistryAddrs` waits for a connection to be accepted: an
+// address that stays silent that long (a partitioned or vanished host drops
+// the connection attempt) is reported absent.
+inline constexpr absl::Duration kProbeConnectTimeout = absl::Milliseconds(200);
 
-// Probes every address concurrently: a plain socket connect tells absent
-// from listening; a listener then gets `Registrar.Hello` with a
-// `kProbeAttemptTimeout` deadline, retried once on a timeout while `budget`
-// lasts. Returns one result per address, in order. Blocks at most about
-// `budget`. Thread-safe.
+// Probes every address concurrently: a plain socket connect, given at most
+// `kProbeConnectTimeout`, tells absent (refused, or silent) from listening;
+// a listener then gets `Registrar.Hello` with a `kProbeAttemptTimeout`
+// deadline, retried once on a timeout while `budget` lasts. Returns one
+// result per address, in order. Blocks at most about `budget`, and at most
+// about `kProbeConnectTimeout` when every address is a registrar that
+// answers, refuses, or is silent. Thread-safe.
 std::vector<ProbeResult> ProbeRegistryAddrs(
     const std::vector<Address>& addrs, absl::Duration budget = absl::Seconds(2));
 
@@ -83,7 +89,9 @@ std::optional<std::string> LocalIpToward(const Address& to);
 // Keeps one actor's addresses registered with a list of registrars.
 //
 // `Start` registers with every registrar concurrently (bounded by
-// `first_timeout`) and starts a thread that refreshes each registration every
+// `first_timeout`; a registrar channel gives up a connection attempt that
+// gets no answer after 100 ms, so a silent registrar costs about that) and
+// starts a thread that refreshes each registration every
 // third of the lease it was granted, so a registrar that restarted (and lost
 // its table) gets the entry back within a third of the lease plus gRPC's
 // reconnect backoff. A registrar that is down is retried every 0.5 s. `Stop`
@@ -94,6 +102,10 @@ std::optional<std::string> LocalIpToward(const Address& to);
 // host (`Address::IsLocalHost`): another host cannot reach them (its
 // "127.0.0.1" is itself), and `PreferAddress` relies on unix entries being
 // host-local. A registrar that would get no address at all is skipped.
+//
+// Every registrar in the list is kept, whether or not it answered at boot:
+// one that was down or partitioned is registered with as soon as it
+// answers.
 //
 // Thread-safe. `Stop` is idempotent and called by the destructor.
 class Registrant {

@@ -27,6 +27,7 @@ namespace tractor::discovery {
 namespace {
 
 using ::testing::HasSubstr;
+using tractor::testing::BlackholeListener;
 using tractor::testing::LocalRegistrar;
 using tractor::testing::SilentListener;
 using tractor::testing::TempDir;
@@ -91,6 +92,25 @@ TEST(ProbeRegistryAddrsTest, ClassifiesRegistrarAbsentAndOccupiedConcurrently) {
   // Concurrent: the whole probe is bounded by the budget, not by the sum.
   EXPECT_LT(took, budget + absl::Milliseconds(700));
   other->Shutdown();
+}
+
+TEST(ProbeRegistryAddrsTest, ASilentAddressCostsAtMost200Ms) {
+  TempDir dir;
+  LocalRegistrar reg(dir.Sock("reg.sock"), absl::Seconds(5));
+  BlackholeListener hole;
+  if (!hole.silent()) GTEST_SKIP() << "this kernel answers a full backlog";
+  const absl::Time start = absl::Now();
+  std::vector<ProbeResult> r =
+      ProbeRegistryAddrs({Parse(reg.addr), Parse(hole.addr())});
+  const absl::Duration took = absl::Now() - start;
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].kind, ProbeKind::kRegistrar) << r[0].detail;
+  EXPECT_EQ(r[1].kind, ProbeKind::kAbsent) << r[1].detail;
+  EXPECT_THAT(r[1].detail, HasSubstr("timed out"));
+  printf("probe of a registrar and a silent address: %.0f ms\n",
+         absl::ToDoubleMilliseconds(took));
+  EXPECT_GE(took, kProbeConnectTimeout - absl::Milliseconds(20));
+  EXPECT_LT(took, kProbeConnectTimeout + absl::Milliseconds(250));
 }
 
 TEST(ProbeRegistryAddrsTest, PortZeroIsAbsent) {
@@ -167,6 +187,45 @@ TEST(RegistrantTest, ARegistrarThatIsDownDoesNotDelayTheOthers) {
   r.Stop();
   EXPECT_LT(absl::Now() - stop, absl::Milliseconds(700));
   EXPECT_FALSE(reg.Has("w"));
+}
+
+// One registrar host drops connection attempts, another accepts them and
+// never answers: neither holds up the actor's first registration by more
+// than a registrar channel's connection timeout (100 ms).
+TEST(RegistrantTest, ASilentRegistrarDelaysStartBriefly) {
+  TempDir dir;
+  LocalRegistrar reg(dir.Sock("reg.sock"), absl::Seconds(5));
+  BlackholeListener hole;
+  SilentListener hung;
+  Registrant::Options o;
+  o.aid = MakeAid("w");
+  o.addrs = {"127.0.0.1:5555"};
+  o.registrars = {Parse(hole.addr()), Parse(hung.addr()), Parse(reg.addr)};
+  Registrant r(o);
+  const absl::Time start = absl::Now();
+  EXPECT_EQ(r.Start(), 1u);
+  const absl::Duration took = absl::Now() - start;
+  printf("first registration with one registrar silent: %.0f ms\n",
+         absl::ToDoubleMilliseconds(took));
+  EXPECT_LT(took, absl::Milliseconds(450));
+  EXPECT_TRUE(reg.Has("w"));
+  r.Stop();
+}
+
+TEST(RegistrantTest, ARegistrarThatStartsLaterIsRegisteredWith) {
+  TempDir dir;
+  LocalRegistrar early(dir.Sock("early.sock"), absl::Seconds(5));
+  const std::string late_addr = dir.Sock("late.sock");
+  Registrant::Options o;
+  o.aid = MakeAid("w");
+  o.addrs = {"127.0.0.1:5555"};
+  o.registrars = {Parse(early.addr), Parse(late_addr)};
+  Registrant r(o);
+  EXPECT_EQ(r.Start(), 1u);
+  LocalRegistrar late(late_addr, absl::Seconds(5));
+  EXPECT_TRUE(WaitFor([&] { return late.Has("w"); }, absl::Seconds(3)))
+      << "never registered with the registrar that came up late";
+  r.Stop();
 }
 
 TEST(LookupTest, AFastAnswerArrivesWithoutWaitingForASilentRegistrar) {

@@ -86,6 +86,34 @@ std::vector<ProbeResult> ProbeRegistryAddrs(
 // packet (a connected UDP socket is only asked for its local address).
 std::optional<std::string> LocalIpToward(const Address& to);
 
+// What a check of one registered address found (`CheckActorAt`).
+enum class Liveness {
+  // Positive evidence that the actor is no longer there: the address refuses
+  // connections (for a unix socket: no socket file), its host name does not
+  // resolve, or something else answers there (an actor with another uuid,
+  // or a server that is not an actor).
+  kGone,
+  // The actor answered there.
+  kAlive,
+  // No evidence either way: the connection attempt or the identity question
+  // got no answer in time (a partition, an overloaded host).
+  kUnknown,
+};
+
+struct AddrCheck {
+  Liveness liveness = Liveness::kUnknown;
+  // What was found, for logs and replies.
+  std::string detail;
+};
+
+// Asks whether the actor `uuid` still accepts at `addr`: a plain socket
+// connect (at most 200 ms), then `Actor.Info` over a private connection
+// (never a shared channel, whose reconnect backoff would fail the call at
+// once) within what is left of `timeout`. Blocks at most about `timeout`.
+// Thread-safe.
+AddrCheck CheckActorAt(const Address& addr, const std::string& uuid,
+                       absl::Duration timeout = absl::Milliseconds(700));
+
 // Keeps one actor's addresses registered with a list of registrars.
 //
 // `Start` registers with every registrar concurrently (bounded by
@@ -256,11 +284,15 @@ class Lookup {
   std::shared_ptr<State> state_;
 };
 
-// Runs `Registrar.DeleteAddr(addr)` on `registrar`; waits at most `timeout`,
-// and returns CANCELLED when `waiter` (if any) gives up first (see
-// discovery/blocking_call.h). Thread-safe.
+// Runs `Registrar.DeleteAddr(addr, if_revision)` on `registrar` (0: any
+// revision) and fills `*reply` if given; waits at most `timeout` (the
+// registrar checks the address before deleting it), and returns CANCELLED
+// when `waiter` (if any) gives up first (see discovery/blocking_call.h).
+// Thread-safe.
 grpc::Status DeleteAddr(const Address& registrar, const std::string& addr,
-                        absl::Duration timeout = absl::Milliseconds(500),
+                        uint64_t if_revision = 0,
+                        v1::DeleteAddrReply* reply = nullptr,
+                        absl::Duration timeout = absl::Milliseconds(1500),
                         CallWaiter* waiter = nullptr);
 
 // Runs `Registrar.List` on `registrar` and, on OK, replaces `*out` with the

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <thread>
@@ -76,6 +77,9 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
     absl::Duration default_lease = absl::Seconds(5);
     // Longest lease granted; longer requests are clamped to it.
     absl::Duration max_lease = absl::Seconds(60);
+    // How long the DeleteAddr RPC spends looking for evidence that the actor
+    // is gone from the address (`discovery::CheckActorAt`).
+    absl::Duration delete_check = absl::Milliseconds(700);
   };
 
   // A watcher more than this many events behind is disconnected.
@@ -118,8 +122,10 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
   bool RemoveRegistration(const std::string& uuid) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Removes `addr` from whichever entry holds it, dropping that entry if it
-  // has no address left (the DeleteAddr RPC). Returns the owner's Aid, or
-  // nullopt if no entry held `addr`.
+  // has no address left. Unlike the DeleteAddr RPC, it deletes without
+  // looking for evidence and whatever the revision: it is for the embedder,
+  // which knows. Returns the owner's Aid, or nullopt if no entry held
+  // `addr`.
   std::optional<tractor::v1::Aid> RemoveAddr(const std::string& addr)
       ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -220,6 +226,17 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
   void OnWatchDone(internal::WatchReactor* watcher) ABSL_LOCKS_EXCLUDED(mu_);
 
   void SweeperLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs the evidence checks of queued DeleteAddr calls, one at a time.
+  void CheckerLoop() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // A DeleteAddr call waiting for its evidence check.
+  struct PendingDelete {
+    grpc::ServerUnaryReactor* reactor;
+    std::string addr;
+    std::string uuid;       // the owner when the call arrived
+    uint64_t revision = 0;  // its revision then
+    tractor::v1::DeleteAddrReply* reply;
+  };
 
   const Options options_;
 
@@ -232,6 +249,11 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
   absl::flat_hash_map<std::string, std::string> addr_owner_
       ABSL_GUARDED_BY(mu_);
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t next_revision_ ABSL_GUARDED_BY(mu_) = 1;
+  // DeleteAddr calls waiting for the checker; it finishes each.
+  std::deque<PendingDelete> deletes_ ABSL_GUARDED_BY(mu_);
+  // Signalled when `deletes_` grows, or on shutdown.
+  CondVar checker_cv_;
   // Pending WaitFor calls. Whoever erases a waiter from this set (under mu_)
   // owns finishing it.
   absl::flat_hash_set<internal::WaitForReactor*> waiters_
@@ -245,6 +267,7 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
   bool stop_sweeper_ ABSL_GUARDED_BY(mu_) = false;
 
   std::thread sweeper_;
+  std::thread checker_;
 };
 
 }  // namespace tractor::registrar

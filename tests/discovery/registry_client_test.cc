@@ -263,6 +263,31 @@ TEST(LookupTest, WaitForAnswersWhenTheEntryAppears) {
   EXPECT_EQ(r->registrations.size(), 1u);
 }
 
+TEST(CheckActorAtTest, OnlyRefusalOrAnotherServerIsEvidenceOfAGoneActor) {
+  TempDir dir;
+  EXPECT_EQ(CheckActorAt(Parse(absl::StrCat("127.0.0.1:", ClosedPort())), "u")
+                .liveness,
+            Liveness::kGone);
+  EXPECT_EQ(CheckActorAt(Parse(dir.Sock("none.sock")), "u").liveness,
+            Liveness::kGone);
+  // A registrar is not an actor: Actor.Info is unimplemented there.
+  LocalRegistrar reg(dir.Sock("reg.sock"), absl::Seconds(5));
+  AddrCheck other = CheckActorAt(Parse(reg.addr), "u");
+  EXPECT_EQ(other.liveness, Liveness::kGone) << other.detail;
+  // Silence is no evidence: a listener that never answers, a host that
+  // drops connection attempts.
+  SilentListener hung;
+  const absl::Time start = absl::Now();
+  AddrCheck silent = CheckActorAt(Parse(hung.addr()), "u");
+  EXPECT_EQ(silent.liveness, Liveness::kUnknown) << silent.detail;
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  BlackholeListener hole;
+  if (hole.silent()) {
+    AddrCheck dropped = CheckActorAt(Parse(hole.addr()), "u");
+    EXPECT_EQ(dropped.liveness, Liveness::kUnknown) << dropped.detail;
+  }
+}
+
 TEST(LocalIpTowardTest, LoopbackRoutesFromLoopback) {
   auto ip = LocalIpToward(Parse("127.0.0.1:9"));
   ASSERT_TRUE(ip.has_value());

@@ -227,6 +227,7 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
   spec.set_lease_ms(absl::ToInt64Milliseconds(rt.config().registry_lease));
   for (const auto& m : options.enable_modules) spec.add_enable_modules(m);
   spec.set_free_threads(!options.single_task);
+  spec.set_max_tasks(static_cast<uint32_t>(options.max_tasks));
   spec.set_no_same_host_socket(!options.same_host_socket);
   spec.set_loglevel(options.loglevel.empty() ? rt.config().loglevel
                                              : options.loglevel);

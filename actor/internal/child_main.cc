@@ -38,6 +38,7 @@ int ChildMain(const v1::SpawnSpec& spec) {
   config.loglevel = spec.loglevel();
   config.root_addr = spec.root_addr();
   config.single_task = !spec.free_threads();
+  config.max_tasks = spec.max_tasks();
   config.same_host_socket = !spec.no_same_host_socket();
   config.registry_lease = absl::Milliseconds(spec.lease_ms());
   auto rt = std::make_unique<Runtime>(config);

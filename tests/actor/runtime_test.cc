@@ -218,6 +218,109 @@ TEST_F(RuntimeTest, MessageArgumentWhoseBytesDoNotParseRaisesMsgTypeError) {
   });
 }
 
+// The number of threads of process `pid`.
+int ThreadsOf(pid_t pid) {
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+  }
+  return -1;
+}
+
+// A foreign client opens far more dialogs than the child's max_tasks (8):
+// the first 8 run, every other Start is refused at once with ActorTooBusy,
+// the child's threads stay bounded, a unary call is refused with
+// RESOURCE_EXHAUSTED, and the slots come back when the tasks end.
+TEST_F(RuntimeTest, DialogsBeyondMaxTasksAreRefusedAtOnceWithBoundedThreads) {
+  constexpr int kMax = 8;
+  constexpr int kOpened = 400;
+  ActorOptions opts = kTestNs;
+  opts.max_tasks = kMax;
+  opts.single_task = false;
+  testing::WithChild(opts, [&](Portal& p) {
+    const pid_t pid = p.aid().pid();
+    const int threads_before = ThreadsOf(pid);
+    auto channel = grpc::CreateChannel(p.addr(), grpc::InsecureChannelCredentials());
+    auto stub = v1::Actor::NewStub(channel);
+    struct Open {
+      std::unique_ptr<grpc::ClientContext> ctx;
+      std::unique_ptr<grpc::ClientReaderWriter<v1::Msg, v1::Msg>> stream;
+    };
+    std::vector<Open> running;
+    int refused = 0;
+    int other = 0;
+    const absl::Time start = absl::Now();
+    for (int i = 0; i < kOpened; ++i) {
+      Open o;
+      o.ctx = std::make_unique<grpc::ClientContext>();
+      o.ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      o.stream = stub->Open(o.ctx.get());
+      v1::Msg m;
+      m.mutable_start()->set_cid(absl::StrCat("cid-", i));
+      m.mutable_start()->set_func("test:sleep_long");
+      ASSERT_TRUE(o.stream->Write(m));
+      v1::Msg first;
+      ASSERT_TRUE(o.stream->Read(&first)) << "dialog " << i << " got nothing";
+      if (first.has_start_ack()) {
+        running.push_back(std::move(o));
+      } else if (first.has_error() && first.error().boxed_type() == "ActorTooBusy") {
+        EXPECT_EQ(first.error().cid(), absl::StrCat("cid-", i));
+        ++refused;
+        o.stream->WritesDone();
+        EXPECT_TRUE(o.stream->Finish().ok());
+      } else {
+        ++other;
+        ADD_FAILURE() << "dialog " << i << ": " << first.ShortDebugString();
+      }
+    }
+    const absl::Duration took = absl::Now() - start;
+    const int threads_during = ThreadsOf(pid);
+    printf("%d dialogs opened in %.0f ms: %zu running, %d refused "
+           "(ActorTooBusy); child threads %d before, %d with them open\n",
+           kOpened, absl::ToDoubleMilliseconds(took), running.size(), refused,
+           threads_before, threads_during);
+    EXPECT_EQ(running.size(), static_cast<size_t>(kMax));
+    EXPECT_EQ(refused, kOpened - kMax);
+    EXPECT_EQ(other, 0);
+    // One pooled thread per running task, and nothing per refusal.
+    EXPECT_LE(threads_during, threads_before + kMax + 4);
+
+    // Unary: refused with RESOURCE_EXHAUSTED carrying the Error; the C++
+    // portal raises it as ActorTooBusy.
+    grpc::ClientContext unary;
+    v1::Msg call;
+    call.mutable_start()->set_cid("unary-1");
+    call.mutable_start()->set_func("test:pid");
+    v1::Msg reply;
+    grpc::Status st = stub->Call(&unary, call, &reply);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_NE(st.error_message().find("max_tasks"), std::string::npos)
+        << st.error_message();
+    try {
+      p.Run("test:pid");
+      ADD_FAILURE() << "a call beyond max_tasks ran";
+    } catch (const RemoteActorError& e) {
+      EXPECT_EQ(e.boxed_type(), "ActorTooBusy");
+    }
+
+    // The running tasks end (their callers go away): the slots come back.
+    for (auto& o : running) o.ctx->TryCancel();
+    for (auto& o : running) o.stream->Finish();
+    running.clear();
+    EXPECT_TRUE(testing::WaitFor(
+        [&] {
+          try {
+            return p.Run("test:pid").AsInt() == pid;
+          } catch (const RemoteActorError&) {
+            return false;
+          }
+        },
+        absl::Seconds(5)))
+        << "the slots of the ended tasks never came back";
+  });
+}
+
 TEST_F(RuntimeTest, CancelIdleChildEndsItsProcess) {
   OpenRootActor({}, [] {
     OpenNursery([](ActorNursery& an) {

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "actor/internal/scope.h"
+#include "discovery/thread_name.h"
 
 namespace tractor {
 
@@ -126,6 +127,7 @@ void TaskGroup::Spawn(std::function<void()> fn) {
   ++running_;
   auto scope = scope_.state();
   threads_.emplace_back([this, scope, fn = std::move(fn)] {
+    discovery::NameThisThread("taskgroup");
     {
       internal::UserTask task;
       internal::ScopeBinding bind(internal::NewScope(scope,

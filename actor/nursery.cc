@@ -25,6 +25,7 @@
 #include "discovery/mutex.h"
 #include "discovery/uuid.h"
 #include "glog/logging.h"
+#include "discovery/thread_name.h"
 
 namespace tractor {
 namespace internal {
@@ -101,6 +102,7 @@ std::string DescribeStatus(int status) {
 void StartReaper(std::shared_ptr<ChildProc> proc, v1::Aid aid,
                  std::weak_ptr<NurseryState> nursery, Gate::Holder hold) {
   std::thread([proc, aid, nursery, hold = std::move(hold)]() mutable {
+    discovery::NameThisThread("reaper");
     int status = 0;
     while (waitpid(proc->pid, &status, 0) < 0 && errno == EINTR) {
     }
@@ -184,8 +186,10 @@ void CancelAll(NurseryState& st, bool hard_kill) ABSL_LOCKS_EXCLUDED(st.mu) {
   }
   std::vector<std::thread> threads;
   for (auto& c : children) {
-    threads.emplace_back(
-        [c, hard_kill] { TearDownChild(*c.proc, c.portal, c.aid, hard_kill); });
+    threads.emplace_back([c, hard_kill] {
+      discovery::NameThisThread("teardown");
+      TearDownChild(*c.proc, c.portal, c.aid, hard_kill);
+    });
   }
   for (auto& t : threads) t.join();
 }
@@ -340,6 +344,7 @@ Portal ActorNursery::RunInActor(const std::string& name, const std::string& func
   // holds the nursery's gate until it is done, instead of being joined.
   std::thread([st, ps, func, args, scope, entry,
                hold = *std::move(hold)]() mutable {
+    discovery::NameThisThread("run-in-actor");
     {
       internal::UserTask task;
       internal::ScopeBinding bind(

@@ -21,6 +21,7 @@
 #include "discovery/channel.h"
 #include "tractor/v1/actor.grpc.pb.h"
 #include "glog/logging.h"
+#include "discovery/thread_name.h"
 
 namespace tractor::discovery {
 namespace {
@@ -194,7 +195,10 @@ std::vector<ProbeResult> ProbeRegistryAddrs(const std::vector<Address>& addrs,
   std::vector<std::thread> threads;
   for (size_t i = 0; i < addrs.size(); ++i) {
     threads.emplace_back(
-        [&, i] { results[i] = ProbeOne(addrs[i], deadline); });
+        [&, i] {
+          NameThisThread("probe");
+          results[i] = ProbeOne(addrs[i], deadline);
+        });
   }
   for (auto& t : threads) t.join();
   std::vector<ProbeResult> out;
@@ -356,7 +360,10 @@ size_t Registrant::RegisterRound(absl::Duration timeout) {
 size_t Registrant::Start() {
   if (targets_.empty()) return 0;
   size_t ok = RegisterRound(options_.first_timeout);
-  thread_ = std::thread([this] { RefreshLoop(); });
+  thread_ = std::thread([this] {
+    NameThisThread("registrant");
+    RefreshLoop();
+  });
   return ok;
 }
 

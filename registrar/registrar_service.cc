@@ -14,6 +14,7 @@
 #include "glog/logging.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "grpcpp/grpcpp.h"
+#include "discovery/thread_name.h"
 
 namespace tractor::registrar {
 
@@ -194,8 +195,14 @@ using internal::WatchReactor;
 
 RegistrarService::RegistrarService(Options options)
     : options_(Normalized(std::move(options))) {
-  sweeper_ = std::thread([this] { SweeperLoop(); });
-  checker_ = std::thread([this] { CheckerLoop(); });
+  sweeper_ = std::thread([this] {
+    discovery::NameThisThread("reg-sweeper");
+    SweeperLoop();
+  });
+  checker_ = std::thread([this] {
+    discovery::NameThisThread("reg-checker");
+    CheckerLoop();
+  });
 }
 
 RegistrarService::~RegistrarService() {

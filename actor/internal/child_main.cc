@@ -14,6 +14,7 @@
 #include "discovery/address.h"
 #include "glog/logging.h"
 #include "tractor/v1/actor.grpc.pb.h"
+#include "discovery/thread_name.h"
 
 namespace tractor::internal {
 
@@ -79,6 +80,7 @@ int ChildMain(const v1::SpawnSpec& spec) {
     return 1;
   }
   std::thread link_thread([&link, r = rt.get()] {
+    discovery::NameThisThread("parent-link");
     v1::LinkMsg m;
     while (link->Read(&m)) {
     }

@@ -14,6 +14,7 @@
 #include "actor/internal/thread_pool.h"
 #include "actor/internal/wire.h"
 #include "glog/logging.h"
+#include "discovery/thread_name.h"
 
 namespace tractor::internal {
 namespace {
@@ -345,7 +346,11 @@ grpc::Status TaskServer::ServeCall(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-CallWatcher::CallWatcher() : thread_([this] { Loop(); }) {}
+CallWatcher::CallWatcher()
+    : thread_([this] {
+        discovery::NameThisThread("call-watcher");
+        Loop();
+      }) {}
 
 CallWatcher::~CallWatcher() {
   {

@@ -1,10 +1,12 @@
 // Spawning, calling and cancelling child actors (real processes).
 #include <signal.h>
 #include <sys/stat.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <fstream>
+#include <map>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -60,6 +62,12 @@ bool CancelActorAt(const std::string& addr) {
   return Portal::Connect(addr).CancelActor();
 }
 TRACTOR_EXPORT("test:cancel_actor_at", CancelActorAt);
+
+int64_t CtxEcho(Context& ctx, int64_t n) {
+  ctx.Started(n);
+  return n;
+}
+TRACTOR_EXPORT("test:ctx_echo", CtxEcho);
 
 std::string Secret() { return "should never run"; }
 TRACTOR_EXPORT("secret:peek", Secret);
@@ -318,6 +326,42 @@ TEST_F(RuntimeTest, DialogsBeyondMaxTasksAreRefusedAtOnceWithBoundedThreads) {
         },
         absl::Seconds(5)))
         << "the slots of the ended tasks never came back";
+  });
+}
+
+// The names of process `pid`'s threads (/proc/<pid>/task/*/comm), counted.
+std::map<std::string, int> ThreadNamesOf(pid_t pid) {
+  std::map<std::string, int> names;
+  const std::string dir = absl::StrCat("/proc/", pid, "/task");
+  if (DIR* d = opendir(dir.c_str())) {
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      std::ifstream comm(absl::StrCat(dir, "/", e->d_name, "/comm"));
+      std::string name;
+      if (std::getline(comm, name)) ++names[name];
+    }
+    closedir(d);
+  }
+  return names;
+}
+
+// Every thread the runtime starts in a child is named after its role
+// ("tr-..."); the others are the main thread (the actor's name) and gRPC's
+// own (its names: "grpcpp_sync_ser", "nexting_thread", ...). A pool worker
+// used to keep the name of the gRPC thread that started it.
+TEST_F(RuntimeTest, EveryThreadOfAChildIsNamedAfterItsRole) {
+  testing::WithChild(kTestNs, [&](Portal& p) {
+    // A dialog's task runs on a pooled thread, a unary call on gRPC's.
+    p.OpenContext("test:ctx_echo", int64_t{1}, [](Context&, const Payload&) {});
+    EXPECT_EQ(p.Run("test:pid").AsInt(), p.aid().pid());
+    const std::map<std::string, int> names = ThreadNamesOf(p.aid().pid());
+    std::string all;
+    for (const auto& [name, n] : names) absl::StrAppend(&all, name, " x", n, ", ");
+    printf("threads of the child: %s\n", all.c_str());
+    EXPECT_TRUE(names.count("tr-task")) << all;
+    EXPECT_TRUE(names.count("tr-parent-link")) << all;
+    EXPECT_TRUE(names.count("tr-call-watcher")) << all;
+    EXPECT_TRUE(names.count("tr-registrant")) << all;
   });
 }
 

@@ -26,7 +26,7 @@ namespace tractor::discovery {
 // partition, a host that vanished: no FIN or RST arrives) is noticed. gRPC's
 // C++ client also sends at most one ping per second on a connection with
 // calls (its own rate limit, which counts its bandwidth-probe pings too), so
-// the bound for an actor channel is 1 s + `timeout`: measured 0.72-1.34 s
+// the bound for an actor channel is 1 s + `timeout`: measured 0.72-1.35 s
 // on network-namespace hosts (docs/reliability.md). The timeout must stay
 // above the round trip plus the peer's worst delay in answering a ping
 // (gRPC's own threads answer it, not user code): 400 ms on one site; a

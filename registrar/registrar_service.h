@@ -94,10 +94,11 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
   // Calls `Shutdown()`, then stops and joins the sweeper thread.
   ~RegistrarService() override;
 
-  // Ends every pending `WaitFor` and `Watch` call with UNAVAILABLE and
-  // refuses new ones the same way, so that a `grpc::Server::Shutdown` does
-  // not wait for them. The other calls keep working. Idempotent; does not
-  // block on clients.
+  // Ends every pending `WaitFor` and `Watch` call, and every `DeleteAddr`
+  // waiting for its evidence check, with UNAVAILABLE and refuses new ones
+  // the same way, so that a `grpc::Server::Shutdown` does not wait for
+  // them. The other calls keep working. Idempotent; does not block on
+  // clients.
   void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
 
   // --- In-process API ---

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "actor/internal/scope.h"
+#include "discovery/thread_name.h"
 
 namespace tractor {
 
@@ -127,6 +128,7 @@ void TaskGroup::Spawn(std::function<void()> fn) {
   ++running_;
   auto scope = scope_.state();
   threads_.emplace_back([this, scope, fn = std::move(fn)] {
+    discovery::NameThisThread("taskgroup");
     {
       internal::UserTask task;
       internal::ScopeBinding bind(internal::NewScope(scope,

@@ -26,6 +26,7 @@
 #include "discovery/mutex.h"
 #include "discovery/uuid.h"
 #include "glog/logging.h"
+#include "discovery/thread_name.h"
 
 namespace tractor {
 namespace internal {
@@ -102,6 +103,7 @@ std::string DescribeStatus(int status) {
 void StartReaper(std::shared_ptr<ChildProc> proc, v1::Aid aid,
                  std::weak_ptr<NurseryState> nursery, Gate::Holder hold) {
   std::thread([proc, aid, nursery, hold = std::move(hold)]() mutable {
+    discovery::NameThisThread("reaper");
     int status = 0;
     while (waitpid(proc->pid, &status, 0) < 0 && errno == EINTR) {
     }
@@ -185,8 +187,10 @@ void CancelAll(NurseryState& st, bool hard_kill) ABSL_LOCKS_EXCLUDED(st.mu) {
   }
   std::vector<std::thread> threads;
   for (auto& c : children) {
-    threads.emplace_back(
-        [c, hard_kill] { TearDownChild(*c.proc, c.portal, c.aid, hard_kill); });
+    threads.emplace_back([c, hard_kill] {
+      discovery::NameThisThread("teardown");
+      TearDownChild(*c.proc, c.portal, c.aid, hard_kill);
+    });
   }
   for (auto& t : threads) t.join();
 }
@@ -228,6 +232,7 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
   spec.set_lease_ms(absl::ToInt64Milliseconds(rt.config().registry_lease));
   for (const auto& m : options.enable_modules) spec.add_enable_modules(m);
   spec.set_free_threads(!options.single_task);
+  spec.set_max_tasks(static_cast<uint32_t>(options.max_tasks));
   spec.set_no_same_host_socket(!options.same_host_socket);
   spec.set_loglevel(options.loglevel.empty() ? rt.config().loglevel
                                              : options.loglevel);
@@ -340,6 +345,7 @@ Portal ActorNursery::RunInActor(const std::string& name, const std::string& func
   // holds the nursery's gate until it is done, instead of being joined.
   std::thread([st, ps, func, args, scope, entry,
                hold = *std::move(hold)]() mutable {
+    discovery::NameThisThread("run-in-actor");
     {
       internal::UserTask task;
       internal::ScopeBinding bind(

@@ -34,6 +34,9 @@ struct ActorOptions {
   // `local_addr`) when it runs on this host, as it does unless it moved to
   // another network namespace; false: over its bind addresses.
   bool same_host_socket = true;
+  // Most remote tasks the child runs at once; beyond it a `Start` is
+  // refused at once with `ActorTooBusy`. 0: the default, 1024.
+  size_t max_tasks = 0;
   // How long to wait for the child to boot and link back.
   absl::Duration spawn_timeout = absl::Seconds(10);
 };

@@ -148,6 +148,10 @@ int64_t Payload::AsInt() const {
   TRACTOR_REQUIRE(IsNumber(), "number");
   double d = ValueOf(proto_).number_value();
   TRACTOR_REQUIRE(std::trunc(d) == d, "integer");
+  if (!PayloadCodec<int64_t>::InRange(d)) {
+    throw TypeError(absl::StrCat("expected an ", PayloadCodec<int64_t>::Spec(),
+                                 " payload, got ", ToJson()));
+  }
   return static_cast<int64_t>(d);
 }
 

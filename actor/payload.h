@@ -10,9 +10,11 @@
 #ifndef TRACTOR_ACTOR_PAYLOAD_H_
 #define TRACTOR_ACTOR_PAYLOAD_H_
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <limits>
 #include <ostream>
 #include <string>
 #include <type_traits>
@@ -67,7 +69,8 @@ class Payload {
 
   // Accessors; each throws TypeError naming both types on a mismatch.
   double AsDouble() const;
-  int64_t AsInt() const;  // the number must be integral
+  // The number must be integral and within int64_t's range.
+  int64_t AsInt() const;
   const std::string& AsString() const;
   bool AsBool() const;
   const std::string& AsRaw() const;
@@ -118,9 +121,14 @@ template <class M>
 struct PayloadCodec<
     M, std::enable_if_t<std::is_base_of_v<google::protobuf::Message, M>>> {
   static std::string Spec() { return M::descriptor()->full_name(); }
+  // The type URL must name `M` and the bytes must parse as an `M`: a
+  // payload that only claims the type is refused like any other mismatch.
   static bool Matches(const v1::Payload& p) {
-    return p.has_message() && p.message().Is<M>();
+    if (!p.has_message() || !p.message().Is<M>()) return false;
+    M m;
+    return p.message().UnpackTo(&m);
   }
+  // Only for a payload that `Matches`.
   static M Decode(const v1::Payload& p) {
     M m;
     p.message().UnpackTo(&m);
@@ -153,15 +161,28 @@ struct PayloadCodec<double> {
   static v1::Payload Encode(double d) { return Payload(d).proto(); }
 };
 
+// An integer parameter accepts a number that is integral and within the
+// type's range; anything else (1e300, 3e10 for an `int`, NaN, a fraction)
+// does not match, so it is a `MsgTypeError` whose spec names the range,
+// e.g. "integer in [-2147483648, 2147483647]".
 template <class I>
 struct PayloadCodec<I, std::enable_if_t<std::is_same_v<I, int64_t> ||
                                         std::is_same_v<I, int>>> {
-  static std::string Spec() { return "integer"; }
+  static std::string Spec() {
+    return "integer in [" + std::to_string(std::numeric_limits<I>::min()) +
+           ", " + std::to_string(std::numeric_limits<I>::max()) + "]";
+  }
   static bool Matches(const v1::Payload& p) {
     if (!p.has_value() || !p.value().has_number_value()) return false;
-    double d = p.value().number_value();
-    return d == static_cast<double>(static_cast<int64_t>(d));
+    return InRange(p.value().number_value());
   }
+  // True for an integral `d` that `I` holds. The bounds are powers of two,
+  // exact as doubles: [min, -min).
+  static bool InRange(double d) {
+    constexpr double kMin = static_cast<double>(std::numeric_limits<I>::min());
+    return d >= kMin && d < -kMin && std::trunc(d) == d;
+  }
+  // Only for a payload that `Matches`.
   static I Decode(const v1::Payload& p) {
     return static_cast<I>(p.value().number_value());
   }

@@ -51,6 +51,14 @@ Payload CallFunction(PortalState& portal, const std::string& func,
       context,
       [&](grpc::ClientContext* c) { return stub->Call(c, request, &reply); },
       absl::InfiniteFuture(), /*shielded=*/false);
+  if (st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+    // A refusal (ActorTooBusy) carries its Error in the status details.
+    v1::Error refusal;
+    if (refusal.ParseFromString(st.error_details()) &&
+        !refusal.boxed_type().empty()) {
+      ThrowError(refusal);
+    }
+  }
   if (!st.ok()) {
     throw TransportClosed(absl::StrCat(
         "call '", func, "' to actor '", portal.aid.name(),

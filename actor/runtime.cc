@@ -61,6 +61,7 @@ void OpenRootActor(const RootOptions& options, const std::function<void()>& fn) 
                                options.enable_modules.end());
   config.loglevel = options.loglevel;
   config.single_task = options.single_task;
+  config.max_tasks = options.max_tasks;
   config.same_host_socket = options.same_host_socket;
   internal::ApplyLogLevel(options.loglevel);
   internal::ElectRegistrar({options.name, options.bind_addrs,

@@ -49,6 +49,10 @@ struct RootOptions {
   // Also listen on a unix socket private to this user, used by actors of
   // the same host (same boot and network namespace) instead of TCP.
   bool same_host_socket = true;
+  // Most remote tasks (dialogs and calls) this actor runs at once; beyond
+  // it a `Start` is refused at once with `ActorTooBusy` (RESOURCE_EXHAUSTED
+  // on the unary `Actor/Call`). 0: the default, 1024.
+  size_t max_tasks = 0;
 };
 
 // The program's entry point. A spawned child actor never returns from it

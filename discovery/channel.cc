@@ -16,13 +16,13 @@ grpc::ChannelArguments ClientChannelArgs(ChannelPurpose purpose) {
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   switch (purpose) {
     case ChannelPurpose::kActor:
-      args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 1000);
-      args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 1000);
+      args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kActorKeepaliveTimeMs);
+      args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kActorKeepaliveTimeoutMs);
       break;
     case ChannelPurpose::kRegistrar:
       args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-      args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 2000);
-      args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 2000);
+      args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kRegistrarKeepaliveTimeMs);
+      args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kRegistrarKeepaliveTimeoutMs);
       break;
   }
   return args;

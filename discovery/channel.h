@@ -17,18 +17,37 @@ namespace tractor::discovery {
 
 // What a channel is for; selects its keepalive and reconnect settings.
 // Both purposes send keepalive pings only while calls are active (servers
-// built with `ApplyServerArgs` accept pings every second) and reconnect with
+// built with `ApplyServerArgs` accept pings every 0.2 s) and reconnect with
 // a backoff from 100 ms up to 1 s, so a restarted peer is reached again
 // within about a second.
+//
+// Keepalive: a ping is due `time` after the last one was answered, and the
+// connection is closed when a ping is not answered within `timeout`; every
+// call on it then ends UNAVAILABLE. That is how a link lost silently (a
+// partition, a host that vanished: no FIN or RST arrives) is noticed. gRPC's
+// C++ client also sends at most one ping per second on a connection with
+// calls (its own rate limit, which counts its bandwidth-probe pings too), so
+// the bound for an actor channel is 1 s + `timeout`: measured 0.72-1.35 s
+// on network-namespace hosts (docs/reliability.md). The timeout must stay
+// above the round trip plus the peer's worst delay in answering a ping
+// (gRPC's own threads answer it, not user code): 400 ms on one site; a
+// peer too loaded to answer that fast is taken for gone.
+inline constexpr int kActorKeepaliveTimeMs = 200;
+inline constexpr int kActorKeepaliveTimeoutMs = 400;
+inline constexpr int kRegistrarKeepaliveTimeMs = 2000;
+inline constexpr int kRegistrarKeepaliveTimeoutMs = 2000;
+
 enum class ChannelPurpose {
-  // Dialogs and calls between actors. Keepalive ping every 1 s, 1 s to
-  // answer: a peer whose host vanished is noticed within about 2 s and its
-  // dialogs end (the runtime reports TransportClosed).
+  // Dialogs and calls between actors: keepalive every 0.2 s (at most one
+  // ping a second in practice, see above), 0.4 s to answer. A waiting
+  // caller whose peer's link went silent wakes with TransportClosed within
+  // about 1.4 s.
   kActor,
   // Calls to a registrar (registration upkeep, lookups, probes). Keepalive
   // ping every 2 s, 2 s to answer: a registrar that vanished is noticed
-  // within seconds, while the long `WaitFor` calls that idle on one
-  // connection cost fewer pings. Each connection attempt gives up after at
+  // within about 4 s, while the long `WaitFor` calls that idle on one
+  // connection cost fewer pings; nothing waits on a registrar with a
+  // user-visible bound tighter than that. Each connection attempt gives up after at
   // most 100 ms of backoff-sized timeout (GRPC_ARG_MIN_RECONNECT_BACKOFF_MS),
   // instead of gRPC's 20 s, so an unreachable registrar is retried promptly.
   kRegistrar,

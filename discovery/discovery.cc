@@ -84,11 +84,19 @@ std::vector<std::pair<Address, std::string>> Candidates(
 }
 
 // Connects to the actor of one registration, trying its addresses best
-// first. Deletes the addresses that turn out stale from `registrar`.
+// first. An address is deleted from `registrar` only on positive evidence
+// that the actor is gone from it (another actor answers there, or a fresh
+// connection is refused), never because this process's own channel to it
+// failed (it may still be backing off after a partition), and only while the
+// entry keeps the revision this lookup saw; the registrar checks the
+// evidence again itself.
 std::optional<Portal> ConnectToOne(const v1::Registration& reg,
                                    const Address& registrar,
                                    bool* saw_stale) {
   const bool local = registrar.IsLocalHost();
+  // The entry's revision as this lookup knows it; a deletion of one of its
+  // addresses gives it a new one.
+  uint64_t revision = reg.revision();
   for (const auto& [addr, text] : Candidates(reg, local)) {
     std::string why;
     try {
@@ -102,16 +110,30 @@ std::optional<Portal> ConnectToOne(const v1::Registration& reg,
       why = absl::StrCat("now served by another actor ('", p.aid().name(),
                          "' ", p.aid().uuid(), ")");
     } catch (const TransportClosed& e) {
-      why = e.what();
+      const AddrCheck check = CheckActorAt(addr, reg.aid().uuid());
+      if (check.liveness != Liveness::kGone) {
+        LOG(INFO) << "discovery: cannot reach '" << reg.aid().name() << "' ("
+                  << reg.aid().uuid() << ") at " << text << " (" << e.what()
+                  << "), but there is no evidence it is gone ("
+                  << check.detail << "); keeping its entry";
+        continue;
+      }
+      why = check.detail;
     }
     LOG(INFO) << "discovery: stale entry for '" << reg.aid().name() << "' ("
               << reg.aid().uuid() << ") at " << text << " from registrar "
-              << registrar << ": " << why << "; deleting it";
+              << registrar << ": " << why << "; deleting it (revision "
+              << revision << ")";
     *saw_stale = true;
-    grpc::Status st = DeleteAddr(registrar, text);
+    v1::DeleteAddrReply reply;
+    grpc::Status st = DeleteAddr(registrar, text, revision, &reply);
+    if (st.ok() && reply.found()) revision = reply.revision();
     if (!st.ok()) {
       VLOG(1) << "discovery: DeleteAddr(" << text << ") on " << registrar
               << ": " << st.error_message();
+    } else if (!reply.kept_because().empty()) {
+      VLOG(1) << "discovery: registrar " << registrar << " kept " << text
+              << ": " << reply.kept_because();
     }
   }
   return std::nullopt;

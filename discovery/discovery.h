@@ -47,9 +47,12 @@ inline constexpr absl::Duration kConnectTimeout = absl::Seconds(1);
 // positive answer whose actor accepts a connection wins, without waiting
 // for the others. A registrar that is down answers at once (as absent); one
 // that is silent is given up after `timeout`. An entry whose address
-// refuses connections (or is now served by another actor) is stale: it is
-// deleted from the registrar that returned it (`DeleteAddr`) and the next
-// candidate is tried. The address dialled is chosen by `PreferAddress`
+// refuses a fresh connection (or is now served by another actor) is stale:
+// it is deleted from the registrar that returned it (`DeleteAddr` with the
+// revision the lookup saw; the registrar checks the evidence again) and the
+// next candidate is tried. An address that cannot be reached without such
+// evidence (this process's channel still backing off after a partition, a
+// silent host) is skipped but never deleted. The address dialled is chosen by `PreferAddress`
 // (unix socket, then same-host TCP, then remote); unix and loopback
 // addresses returned by a registrar on another host are ignored. With
 // `raise_on_none` (tractor's `raise_on_none=True`), finding none throws

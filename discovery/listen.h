@@ -39,9 +39,9 @@ inline constexpr int kMaxMessageBytes = 64 << 20;
 //   default, so a second server on a port in use would start silently and
 //   split the traffic; without it, binding fails;
 // - keepalive permits matching the clients of discovery/channel.h: pings are
-//   accepted every second, also without calls, and never count as strikes
+//   accepted every 0.2 s, also without calls, and never count as strikes
 //   (GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS = 1,
-//   GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS = 1000,
+//   GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS = 200,
 //   GRPC_ARG_HTTP2_MAX_PING_STRIKES = 0). Without them a server answers a
 //   client's keepalive pings during a long call with GOAWAY.
 // Call before `BuildAndStart`. Thread-compatible, like the builder.

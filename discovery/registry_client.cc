@@ -20,7 +20,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "discovery/channel.h"
+#include "tractor/v1/actor.grpc.pb.h"
 #include "glog/logging.h"
+#include "discovery/thread_name.h"
 
 namespace tractor::discovery {
 namespace {
@@ -122,7 +124,7 @@ ProbeResult ProbeOne(const Address& addr, absl::Time deadline) {
   }
   const absl::Duration connect_timeout =
       std::max(absl::Milliseconds(10),
-               std::min(kProbeAttemptTimeout, deadline - absl::Now()));
+               std::min(kProbeConnectTimeout, deadline - absl::Now()));
   if (int err = RawConnect(addr, connect_timeout); err != 0) {
     out.detail = err == ETIMEDOUT ? "connect timed out" : std::strerror(err);
     return out;
@@ -194,12 +196,71 @@ std::vector<ProbeResult> ProbeRegistryAddrs(const std::vector<Address>& addrs,
   std::vector<std::thread> threads;
   for (size_t i = 0; i < addrs.size(); ++i) {
     threads.emplace_back(
-        [&, i] { results[i] = ProbeOne(addrs[i], deadline); });
+        [&, i] {
+          NameThisThread("probe");
+          results[i] = ProbeOne(addrs[i], deadline);
+        });
   }
   for (auto& t : threads) t.join();
   std::vector<ProbeResult> out;
   for (auto& r : results) out.push_back(*std::move(r));
   return out;
+}
+
+AddrCheck CheckActorAt(const Address& addr, const std::string& uuid,
+                       absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  if (addr.kind() != Address::Kind::kUnix) {
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    const int rc =
+        getaddrinfo(addr.host().c_str(), nullptr, &hints, &res);
+    if (res != nullptr) freeaddrinfo(res);
+    if (rc == EAI_NONAME) {
+      return {Liveness::kGone, "its host name does not resolve"};
+    }
+    if (rc != 0) {
+      return {Liveness::kUnknown,
+              absl::StrCat("cannot resolve its host: ", gai_strerror(rc))};
+    }
+  }
+  const int err = RawConnect(
+      addr, std::min(kProbeConnectTimeout,
+                     std::max(absl::Milliseconds(10), deadline - absl::Now())));
+  if (err == ECONNREFUSED || err == ENOENT || err == ECONNRESET) {
+    return {Liveness::kGone,
+            absl::StrCat("it refuses connections (", std::strerror(err), ")")};
+  }
+  if (err != 0) {
+    return {Liveness::kUnknown,
+            absl::StrCat("no answer to a connection attempt (",
+                         err == ETIMEDOUT ? "timed out" : std::strerror(err),
+                         ")")};
+  }
+  grpc::ChannelArguments args = ClientChannelArgs(ChannelPurpose::kActor);
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  auto channel = grpc::CreateCustomChannel(
+      addr.GrpcTarget(), grpc::InsecureChannelCredentials(), args);
+  auto stub = v1::Actor::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(
+      std::max(deadline, absl::Now() + absl::Milliseconds(100))));
+  ctx.set_wait_for_ready(true);
+  v1::ActorInfo info;
+  const grpc::Status status = stub->Info(&ctx, v1::InfoRequest(), &info);
+  if (status.ok()) {
+    if (info.aid().uuid() == uuid) return {Liveness::kAlive, "it answers"};
+    return {Liveness::kGone,
+            absl::StrCat("another actor answers there ('", info.aid().name(),
+                         "' ", info.aid().uuid(), ")")};
+  }
+  if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+    return {Liveness::kGone, "a server that is not an actor answers there"};
+  }
+  return {Liveness::kUnknown,
+          absl::StrCat("no answer to Actor.Info (", status.error_message(),
+                       ")")};
 }
 
 std::optional<std::string> LocalIpToward(const Address& to) {
@@ -300,7 +361,10 @@ size_t Registrant::RegisterRound(absl::Duration timeout) {
 size_t Registrant::Start() {
   if (targets_.empty()) return 0;
   size_t ok = RegisterRound(options_.first_timeout);
-  thread_ = std::thread([this] { RefreshLoop(); });
+  thread_ = std::thread([this] {
+    NameThisThread("registrant");
+    RefreshLoop();
+  });
   return ok;
 }
 
@@ -502,11 +566,14 @@ std::optional<LookupResult> Lookup::Next(absl::Time until) {
 // One-shot calls.
 
 grpc::Status DeleteAddr(const Address& registrar, const std::string& addr,
+                        uint64_t if_revision, v1::DeleteAddrReply* reply,
                         absl::Duration timeout, CallWaiter* waiter) {
   auto stub = v1::Registrar::NewStub(RegistrarChannel(registrar));
   v1::DeleteAddrRequest req;
   req.set_addr(addr);
-  v1::DeleteAddrReply rep;
+  req.set_if_revision(if_revision);
+  v1::DeleteAddrReply local;
+  v1::DeleteAddrReply& rep = reply != nullptr ? *reply : local;
   return BlockingUnaryCall(
       [&](auto* ctx, auto* request, auto* reply, auto done) {
         stub->async()->DeleteAddr(ctx, request, reply, std::move(done));

@@ -66,12 +66,18 @@ struct ProbeResult {
 
 // How long `ProbeRegistryAddrs` waits for one `Hello` answer.
 inline constexpr absl::Duration kProbeAttemptTimeout = absl::Seconds(1);
+// How long `ProbeRegistryAddrs` waits for a connection to be accepted: an
+// address that stays silent that long (a partitioned or vanished host drops
+// the connection attempt) is reported absent.
+inline constexpr absl::Duration kProbeConnectTimeout = absl::Milliseconds(200);
 
-// Probes every address concurrently: a plain socket connect tells absent
-// from listening; a listener then gets `Registrar.Hello` with a
-// `kProbeAttemptTimeout` deadline, retried once on a timeout while `budget`
-// lasts. Returns one result per address, in order. Blocks at most about
-// `budget`. Thread-safe.
+// Probes every address concurrently: a plain socket connect, given at most
+// `kProbeConnectTimeout`, tells absent (refused, or silent) from listening;
+// a listener then gets `Registrar.Hello` with a `kProbeAttemptTimeout`
+// deadline, retried once on a timeout while `budget` lasts. Returns one
+// result per address, in order. Blocks at most about `budget`, and at most
+// about `kProbeConnectTimeout` when every address is a registrar that
+// answers, refuses, or is silent. Thread-safe.
 std::vector<ProbeResult> ProbeRegistryAddrs(
     const std::vector<Address>& addrs, absl::Duration budget = absl::Seconds(2));
 
@@ -81,10 +87,40 @@ std::vector<ProbeResult> ProbeRegistryAddrs(
 // packet (a connected UDP socket is only asked for its local address).
 std::optional<std::string> LocalIpToward(const Address& to);
 
+// What a check of one registered address found (`CheckActorAt`).
+enum class Liveness {
+  // Positive evidence that the actor is no longer there: the address refuses
+  // connections (for a unix socket: no socket file), its host name does not
+  // resolve, or something else answers there (an actor with another uuid,
+  // or a server that is not an actor).
+  kGone,
+  // The actor answered there.
+  kAlive,
+  // No evidence either way: the connection attempt or the identity question
+  // got no answer in time (a partition, an overloaded host).
+  kUnknown,
+};
+
+struct AddrCheck {
+  Liveness liveness = Liveness::kUnknown;
+  // What was found, for logs and replies.
+  std::string detail;
+};
+
+// Asks whether the actor `uuid` still accepts at `addr`: a plain socket
+// connect (at most 200 ms), then `Actor.Info` over a private connection
+// (never a shared channel, whose reconnect backoff would fail the call at
+// once) within what is left of `timeout`. Blocks at most about `timeout`.
+// Thread-safe.
+AddrCheck CheckActorAt(const Address& addr, const std::string& uuid,
+                       absl::Duration timeout = absl::Milliseconds(700));
+
 // Keeps one actor's addresses registered with a list of registrars.
 //
 // `Start` registers with every registrar concurrently (bounded by
-// `first_timeout`) and starts a thread that refreshes each registration every
+// `first_timeout`; a registrar channel gives up a connection attempt that
+// gets no answer after 100 ms, so a silent registrar costs about that) and
+// starts a thread that refreshes each registration every
 // third of the lease it was granted, so a registrar that restarted (and lost
 // its table) gets the entry back within a third of the lease plus gRPC's
 // reconnect backoff. A registrar that is down is retried every 0.5 s. `Stop`
@@ -95,6 +131,10 @@ std::optional<std::string> LocalIpToward(const Address& to);
 // host (`Address::IsLocalHost`): another host cannot reach them (its
 // "127.0.0.1" is itself), and `PreferAddress` relies on unix entries being
 // host-local. A registrar that would get no address at all is skipped.
+//
+// Every registrar in the list is kept, whether or not it answered at boot:
+// one that was down or partitioned is registered with as soon as it
+// answers.
 //
 // Thread-safe. `Stop` is idempotent and called by the destructor.
 class Registrant {
@@ -245,11 +285,15 @@ class Lookup {
   std::shared_ptr<State> state_;
 };
 
-// Runs `Registrar.DeleteAddr(addr)` on `registrar`; waits at most `timeout`,
-// and returns CANCELLED when `waiter` (if any) gives up first (see
-// discovery/blocking_call.h). Thread-safe.
+// Runs `Registrar.DeleteAddr(addr, if_revision)` on `registrar` (0: any
+// revision) and fills `*reply` if given; waits at most `timeout` (the
+// registrar checks the address before deleting it), and returns CANCELLED
+// when `waiter` (if any) gives up first (see discovery/blocking_call.h).
+// Thread-safe.
 grpc::Status DeleteAddr(const Address& registrar, const std::string& addr,
-                        absl::Duration timeout = absl::Milliseconds(500),
+                        uint64_t if_revision = 0,
+                        v1::DeleteAddrReply* reply = nullptr,
+                        absl::Duration timeout = absl::Milliseconds(1500),
                         CallWaiter* waiter = nullptr);
 
 // Runs `Registrar.List` on `registrar` and, on OK, replaces `*out` with the

@@ -10,9 +10,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "discovery/address.h"
+#include "discovery/registry_client.h"
 #include "glog/logging.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "grpcpp/grpcpp.h"
+#include "discovery/thread_name.h"
 
 namespace tractor::registrar {
 
@@ -193,7 +196,14 @@ using internal::WatchReactor;
 
 RegistrarService::RegistrarService(Options options)
     : options_(Normalized(std::move(options))) {
-  sweeper_ = std::thread([this] { SweeperLoop(); });
+  sweeper_ = std::thread([this] {
+    discovery::NameThisThread("reg-sweeper");
+    SweeperLoop();
+  });
+  checker_ = std::thread([this] {
+    discovery::NameThisThread("reg-checker");
+    CheckerLoop();
+  });
 }
 
 RegistrarService::~RegistrarService() {
@@ -202,11 +212,13 @@ RegistrarService::~RegistrarService() {
     MutexLock lock(&mu_);
     stop_sweeper_ = true;
     sweeper_cv_.Signal();
+    checker_cv_.Signal();
     LOG_IF(ERROR, !watchers_.empty())
         << "RegistrarService destroyed with " << watchers_.size()
         << " Watch streams open: shut the gRPC server down first";
   }
   sweeper_.join();
+  checker_.join();
 }
 
 absl::Time RegistrarService::Now() {
@@ -224,6 +236,8 @@ void RegistrarService::Shutdown() {
     waiters_.clear();
     // Watchers stay valid while mu_ is held (they leave in OnDone).
     for (WatchReactor* watcher : watchers_) watcher->Close(ShuttingDownStatus());
+    // The checker finishes the queued deletions (UNAVAILABLE) at once.
+    checker_cv_.Signal();
   }
   for (WaitForReactor* waiter : waiters) waiter->Finish(ShuttingDownStatus());
 }
@@ -267,6 +281,14 @@ absl::StatusOr<absl::Duration> RegistrarService::RegisterImpl(
                        "for '",
                        aid.name(), "' (uuid ", aid.uuid(), ")"));
     }
+    if (absl::StatusOr<discovery::Address> parsed =
+            discovery::Address::Parse(addr);
+        !parsed.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Register: registration.addrs holds '", addr,
+          "', which is not an address, for '", aid.name(), "' (uuid ",
+          aid.uuid(), "): ", parsed.status().message()));
+    }
     if (std::find(addrs.begin(), addrs.end(), addr) == addrs.end()) {
       addrs.push_back(addr);
     }
@@ -304,8 +326,10 @@ absl::StatusOr<absl::Duration> RegistrarService::RegisterImpl(
                 << ") at " << absl::StrJoin(addrs, ",") << ", lease "
                 << (pinned ? std::string("none") : absl::FormatDuration(lease));
     } else {
-      changed = !google::protobuf::util::MessageDifferencer::Equals(
-          entry.registration, stored);
+      v1::Registration before = entry.registration;
+      before.clear_revision();
+      changed =
+          !google::protobuf::util::MessageDifferencer::Equals(before, stored);
       for (const std::string& old_addr : entry.registration.addrs()) {
         if (std::find(addrs.begin(), addrs.end(), old_addr) == addrs.end()) {
           addr_owner_.erase(old_addr);
@@ -315,6 +339,9 @@ absl::StatusOr<absl::Duration> RegistrarService::RegisterImpl(
               << ")" << (changed ? ", changed" : "");
     }
     for (const std::string& addr : addrs) addr_owner_[addr] = uuid;
+    // Every registration, a refresh included, is a new revision: a
+    // deletion decided on an older one no longer applies.
+    stored.set_revision(next_revision_++);
     entry.registration = stored;
     entry.expiry = pinned ? absl::InfiniteFuture() : now + lease;
     if (changed) EmitLocked(v1::WatchEvent::ADDED, stored);
@@ -412,6 +439,7 @@ void RegistrarService::RemoveAddrLocked(const std::string& uuid,
   if (addrs->empty()) {
     EraseEntryLocked(it, v1::WatchEvent::REMOVED);
   } else {
+    it->second.registration.set_revision(next_revision_++);
     EmitLocked(v1::WatchEvent::ADDED, it->second.registration);
   }
 }
@@ -636,12 +664,95 @@ grpc::ServerUnaryReactor* RegistrarService::List(
 grpc::ServerUnaryReactor* RegistrarService::DeleteAddr(
     grpc::CallbackServerContext* context, const v1::DeleteAddrRequest* request,
     v1::DeleteAddrReply* reply) {
-  std::optional<v1::Aid> owner = RemoveAddr(request->addr());
-  reply->set_found(owner.has_value());
-  if (owner.has_value()) *reply->mutable_owner() = *std::move(owner);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
+  grpc::Status status = grpc::Status::OK;
+  {
+    MutexLock lock(&mu_);
+    if (shutting_down_) {
+      status = ShuttingDownStatus();
+    } else {
+      SweepLocked(Now());
+      auto owner = addr_owner_.find(request->addr());
+      if (owner != addr_owner_.end()) {
+        const Entry& entry = entries_.at(owner->second);
+        const uint64_t revision = entry.registration.revision();
+        *reply->mutable_owner() = entry.registration.aid();
+        reply->set_revision(revision);
+        if (request->if_revision() != 0 &&
+            request->if_revision() != revision) {
+          reply->set_kept_because(absl::StrCat("revision ", revision,
+                                               " is not ",
+                                               request->if_revision()));
+        } else {
+          // The checker thread looks for evidence, then finishes the call.
+          deletes_.push_back(
+              {reactor, request->addr(), owner->second, revision, reply});
+          checker_cv_.Signal();
+          return reactor;
+        }
+      }
+    }
+  }
+  reactor->Finish(status);
   return reactor;
+}
+
+void RegistrarService::CheckerLoop() {
+  mu_.Lock();
+  for (;;) {
+    while (deletes_.empty() && !stop_sweeper_) checker_cv_.Wait(&mu_);
+    if (deletes_.empty()) break;
+    PendingDelete d = std::move(deletes_.front());
+    deletes_.pop_front();
+    if (shutting_down_) {
+      mu_.Unlock();
+      d.reactor->Finish(ShuttingDownStatus());
+      mu_.Lock();
+      continue;
+    }
+    mu_.Unlock();
+    discovery::AddrCheck check{discovery::Liveness::kGone,
+                               "it is not an address"};
+    if (absl::StatusOr<discovery::Address> addr =
+            discovery::Address::Parse(d.addr);
+        addr.ok()) {
+      check = discovery::CheckActorAt(*addr, d.uuid, options_.delete_check);
+    }
+    mu_.Lock();
+    SweepLocked(Now());
+    auto owner = addr_owner_.find(d.addr);
+    if (owner == addr_owner_.end()) {
+      d.reply->clear_owner();  // gone meanwhile (expired, unregistered)
+    } else {
+      Entry& entry = entries_.at(owner->second);
+      *d.reply->mutable_owner() = entry.registration.aid();
+      if (owner->second != d.uuid ||
+          entry.registration.revision() != d.revision) {
+        d.reply->set_kept_because(absl::StrCat(
+            "the entry changed while the address was checked (revision ",
+            entry.registration.revision(), ")"));
+      } else if (check.liveness != discovery::Liveness::kGone) {
+        d.reply->set_kept_because(check.detail);
+      } else {
+        LOG(INFO) << "registrar: deleted address " << d.addr << " of '"
+                  << entry.registration.aid().name() << "' (" << d.uuid
+                  << "): " << check.detail;
+        RemoveAddrLocked(d.uuid, d.addr);
+        d.reply->set_found(true);
+      }
+      auto left = entries_.find(d.uuid);
+      d.reply->set_revision(
+          left == entries_.end() ? 0 : left->second.registration.revision());
+    }
+    if (!d.reply->kept_because().empty()) {
+      VLOG(1) << "registrar: kept address " << d.addr << " of uuid " << d.uuid
+              << ": " << d.reply->kept_because();
+    }
+    mu_.Unlock();
+    d.reactor->Finish(grpc::Status::OK);
+    mu_.Lock();
+  }
+  mu_.Unlock();
 }
 
 grpc::ServerWriteReactor<v1::WatchEvent>* RegistrarService::Watch(

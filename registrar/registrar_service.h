@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <thread>
@@ -56,7 +57,9 @@ class WatchReactor;
 //   one write in flight at a time. A watcher that falls more than
 //   `kMaxWatchBacklog` events behind is ended with RESOURCE_EXHAUSTED. The
 //   stream ends on client cancel, and with UNAVAILABLE on `Shutdown()`.
-// - Addresses are opaque strings: stored and compared as given.
+// - An address must parse (`discovery::Address::Parse`: "host:port",
+//   "[v6]:port", "unix:/path" or a multiaddr); anything else is refused with
+//   INVALID_ARGUMENT. Addresses are then stored and compared as given.
 //
 // Thread-safety: thread-safe. All state is guarded by one `Mutex`;
 // gRPC reactions and the sweeper take it briefly and never block under it.
@@ -75,6 +78,9 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
     absl::Duration default_lease = absl::Seconds(5);
     // Longest lease granted; longer requests are clamped to it.
     absl::Duration max_lease = absl::Seconds(60);
+    // How long the DeleteAddr RPC spends looking for evidence that the actor
+    // is gone from the address (`discovery::CheckActorAt`).
+    absl::Duration delete_check = absl::Milliseconds(700);
   };
 
   // A watcher more than this many events behind is disconnected.
@@ -89,10 +95,11 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
   // Calls `Shutdown()`, then stops and joins the sweeper thread.
   ~RegistrarService() override;
 
-  // Ends every pending `WaitFor` and `Watch` call with UNAVAILABLE and
-  // refuses new ones the same way, so that a `grpc::Server::Shutdown` does
-  // not wait for them. The other calls keep working. Idempotent; does not
-  // block on clients.
+  // Ends every pending `WaitFor` and `Watch` call, and every `DeleteAddr`
+  // waiting for its evidence check, with UNAVAILABLE and refuses new ones
+  // the same way, so that a `grpc::Server::Shutdown` does not wait for
+  // them. The other calls keep working. Idempotent; does not block on
+  // clients.
   void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
 
   // --- In-process API ---
@@ -102,7 +109,7 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
   // Registers or refreshes `registration` (the Register RPC) under the
   // lease it asks for (`lease_ms`; 0 means the default). Returns the lease
   // granted, or INVALID_ARGUMENT when the uuid, the name or every address is
-  // missing or an address is empty. `registration` is copied, not retained.
+  // missing, or an address is empty or does not parse. `registration` is copied, not retained.
   absl::StatusOr<absl::Duration> AddRegistration(
       const tractor::v1::Registration& registration) ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -117,8 +124,10 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
   bool RemoveRegistration(const std::string& uuid) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Removes `addr` from whichever entry holds it, dropping that entry if it
-  // has no address left (the DeleteAddr RPC). Returns the owner's Aid, or
-  // nullopt if no entry held `addr`.
+  // has no address left. Unlike the DeleteAddr RPC, it deletes without
+  // looking for evidence and whatever the revision: it is for the embedder,
+  // which knows. Returns the owner's Aid, or nullopt if no entry held
+  // `addr`.
   std::optional<tractor::v1::Aid> RemoveAddr(const std::string& addr)
       ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -219,6 +228,17 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
   void OnWatchDone(internal::WatchReactor* watcher) ABSL_LOCKS_EXCLUDED(mu_);
 
   void SweeperLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs the evidence checks of queued DeleteAddr calls, one at a time.
+  void CheckerLoop() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // A DeleteAddr call waiting for its evidence check.
+  struct PendingDelete {
+    grpc::ServerUnaryReactor* reactor;
+    std::string addr;
+    std::string uuid;       // the owner when the call arrived
+    uint64_t revision = 0;  // its revision then
+    tractor::v1::DeleteAddrReply* reply;
+  };
 
   const Options options_;
 
@@ -231,6 +251,11 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
   absl::flat_hash_map<std::string, std::string> addr_owner_
       ABSL_GUARDED_BY(mu_);
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t next_revision_ ABSL_GUARDED_BY(mu_) = 1;
+  // DeleteAddr calls waiting for the checker; it finishes each.
+  std::deque<PendingDelete> deletes_ ABSL_GUARDED_BY(mu_);
+  // Signalled when `deletes_` grows, or on shutdown.
+  CondVar checker_cv_;
   // Pending WaitFor calls. Whoever erases a waiter from this set (under mu_)
   // owns finishing it.
   absl::flat_hash_set<internal::WaitForReactor*> waiters_
@@ -244,6 +269,7 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
   bool stop_sweeper_ ABSL_GUARDED_BY(mu_) = false;
 
   std::thread sweeper_;
+  std::thread checker_;
 };
 
 }  // namespace tractor::registrar

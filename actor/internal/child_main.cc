@@ -15,6 +15,7 @@
 #include "discovery/address.h"
 #include "glog/logging.h"
 #include "tractor/v1/actor.grpc.pb.h"
+#include "discovery/thread_name.h"
 
 namespace tractor::internal {
 
@@ -39,6 +40,7 @@ int ChildMain(const v1::SpawnSpec& spec) {
   config.loglevel = spec.loglevel();
   config.root_addr = spec.root_addr();
   config.single_task = !spec.free_threads();
+  config.max_tasks = spec.max_tasks();
   config.same_host_socket = !spec.no_same_host_socket();
   config.registry_lease = absl::Milliseconds(spec.lease_ms());
   auto rt = std::make_unique<Runtime>(config);
@@ -79,6 +81,7 @@ int ChildMain(const v1::SpawnSpec& spec) {
     return 1;
   }
   std::thread link_thread([&link, r = rt.get()] {
+    discovery::NameThisThread("parent-link");
     v1::LinkMsg m;
     while (link->Read(&m)) {
     }

@@ -73,12 +73,16 @@ void ElectRegistrar(const ElectionInput& options, Runtime::Config* config) {
             << (p.detail.empty() ? "" : " (" + p.detail + ")");
   }
   if (!answered.empty()) {
-    config->registry_addrs = AddrStrings(answered);
+    // Every configured address stays in the registry list, not only those
+    // that answered now: a registrar that is down or partitioned at boot is
+    // registered with (by this actor and by its children, which inherit the
+    // list) as soon as it answers.
+    config->registry_addrs = AddrStrings(registry);
     if (binds.empty()) {
       // Loopback, plus the interface that reaches each remote registrar, so
       // the addresses registered there are reachable from its host.
       binds.push_back(discovery::Address::Tcp("127.0.0.1", 0));
-      for (const auto& r : answered) {
+      for (const auto& r : registry) {
         if (r.kind() == discovery::Address::Kind::kUnix || r.IsLoopback()) {
           continue;
         }

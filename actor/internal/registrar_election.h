@@ -15,7 +15,9 @@ namespace tractor::internal {
 
 // Fills the bind, registry and registrar fields of the root's `config`:
 // probes the registry addresses and decides whether the root uses the
-// registrars that answer or becomes the registrar itself. With no registry
+// registrars there (when at least one answers; every configured address is
+// kept, answering or not) or becomes the registrar itself. A silent address
+// costs the probe at most `discovery::kProbeConnectTimeout`. With no registry
 // addresses the root serves the registrar on its own addresses. Throws
 // UsageError for an address that does not parse, RuntimeFailure when an
 // address is held by something that is not a registrar.

@@ -98,7 +98,7 @@ bool Runtime::SetCurrent(Runtime* rt) {
 
 Runtime::Runtime(Config config)
     : config_(WithIdentity(std::move(config))),
-      tasks_(config_.self, config_.enable_modules) {
+      tasks_(config_.self, config_.enable_modules, config_.max_tasks) {
   SetSingleTaskMode(config_.single_task);
 }
 

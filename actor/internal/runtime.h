@@ -60,6 +60,8 @@ class Runtime {
     // Lease to ask for (zero: the registrar's default); for an embedded
     // registrar, its default lease.
     absl::Duration registry_lease = absl::ZeroDuration();
+    // Most remote tasks at once (0: `TaskServer::kDefaultMaxTasks`).
+    size_t max_tasks = 0;
   };
 
   // Returns the runtime of this process, or null.

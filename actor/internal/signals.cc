@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "glog/logging.h"
+#include "discovery/thread_name.h"
 
 namespace tractor::internal {
 namespace {
@@ -34,6 +35,7 @@ SigintWatch::SigintWatch(std::shared_ptr<ScopeState> scope)
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, &previous_);
   thread_ = std::thread([this] {
+    discovery::NameThisThread("sigint");
     while (sem_wait(&g_sigint_sem) != 0 && errno == EINTR) {
     }
     if (stop_.load()) return;
@@ -52,6 +54,7 @@ SigintWatch::~SigintWatch() {
 
 SigtermWatch::SigtermWatch(std::function<void()> on_term)
     : thread_([this, on_term = std::move(on_term)] {
+        discovery::NameThisThread("sigterm");
         sigset_t set;
         sigemptyset(&set);
         sigaddset(&set, SIGTERM);

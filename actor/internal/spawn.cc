@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "actor/errors.h"
 #include "discovery/mutex.h"
+#include "discovery/thread_name.h"
 
 extern char** environ;
 
@@ -33,7 +34,10 @@ namespace {
 // its thread, which runs for the whole process and is never joined.
 class Spawner {
  public:
-  Spawner() : thread_([this] { Loop(); }) {}
+  Spawner() : thread_([this] {
+    discovery::NameThisThread("spawner");
+    Loop();
+  }) {}
 
   pid_t Spawn(std::vector<std::string> env) ABSL_LOCKS_EXCLUDED(mu_) {
     auto req = std::make_shared<Request>();

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "actor/context.h"
@@ -14,6 +15,7 @@
 #include "actor/internal/thread_pool.h"
 #include "actor/internal/wire.h"
 #include "glog/logging.h"
+#include "discovery/thread_name.h"
 
 namespace tractor::internal {
 namespace {
@@ -26,9 +28,11 @@ v1::Msg ErrorMsg(v1::Error e) {
 
 }  // namespace
 
-TaskServer::TaskServer(v1::Aid self, std::set<std::string> enable_modules)
+TaskServer::TaskServer(v1::Aid self, std::set<std::string> enable_modules,
+                       size_t max_tasks)
     : self_(std::move(self)),
       enable_modules_(std::move(enable_modules)),
+      max_tasks_(max_tasks == 0 ? kDefaultMaxTasks : max_tasks),
       service_scope_(NewScope(nullptr, absl::InfiniteFuture(), true)) {}
 
 const Endpoint* TaskServer::Validate(const v1::Start& start, bool unary,
@@ -102,6 +106,27 @@ std::shared_ptr<DialogSession> TaskServer::NewSession(const v1::Start& start,
   if (start.msg_buffer_size() > 0) s->start_buffer_size = start.msg_buffer_size();
   s->peer_accepts_batches = start.accept_batches();
   return s;
+}
+
+bool TaskServer::TakeSlot() {
+  MutexLock lk(&mu_);
+  if (running_ >= max_tasks_) return false;
+  ++running_;
+  return true;
+}
+
+void TaskServer::ReleaseSlot() {
+  MutexLock lk(&mu_);
+  --running_;
+}
+
+v1::Error TaskServer::TooBusyError(const std::string& cid) const {
+  return MakeError(self_, "ActorTooBusy",
+                   absl::StrCat("actor '", self_.name(), "' already runs ",
+                                max_tasks_,
+                                " tasks, its limit (max_tasks); try again "
+                                "later"),
+                   cid);
 }
 
 bool TaskServer::Admit(const std::shared_ptr<DialogSession>& s,
@@ -189,7 +214,17 @@ void TaskServer::Leave(const std::shared_ptr<DialogSession>& s) {
 }
 
 void TaskServer::ServeDialog(std::shared_ptr<Dialog> dialog) {
+  if (!TakeSlot()) {
+    // Refused on this (gRPC) thread, without taking a pooled one: the first
+    // message is queued, so this does not block.
+    std::optional<v1::Msg> first = dialog->TryReceive();
+    const std::string cid =
+        first && first->has_start() ? first->start().cid() : std::string();
+    dialog->SendAndClose(ErrorMsg(TooBusyError(cid)));
+    return;
+  }
   RunPooled([this, dialog = std::move(dialog)]() mutable {
+    absl::Cleanup release = [this] { ReleaseSlot(); };
     RunDialogTask(std::move(dialog));
   });
 }
@@ -292,6 +327,13 @@ grpc::Status TaskServer::ServeCall(grpc::ServerContext* context,
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         absl::StrCat("Actor.Call request: ", why));
   }
+  if (!TakeSlot()) {
+    // The details carry the Error, for callers that want the boxed type.
+    const v1::Error busy = TooBusyError(msg.start().cid());
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, busy.message(),
+                        busy.SerializeAsString());
+  }
+  absl::Cleanup release = [this] { ReleaseSlot(); };
   v1::Msg reply;
   if (!msg.has_start()) {
     reply = ErrorMsg(MakeError(
@@ -320,7 +362,11 @@ grpc::Status TaskServer::ServeCall(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-CallWatcher::CallWatcher() : thread_([this] { Loop(); }) {}
+CallWatcher::CallWatcher()
+    : thread_([this] {
+        discovery::NameThisThread("call-watcher");
+        Loop();
+      }) {}
 
 CallWatcher::~CallWatcher() {
   {

@@ -11,7 +11,10 @@
 //   2. Admit     the task into this actor's task table (the gate): refused
 //                with `ContextCancelled` naming the canceller once the actor
 //                was cancelled, with `MessagingError` for a cid already
-//                running. A dialog whose `Start` did not set `no_ack` is
+//                running. Before any of this, a `Start` that arrives while
+//                `max_tasks` tasks run is refused at once, on the thread
+//                that read it, with `ActorTooBusy` (RESOURCE_EXHAUSTED on
+//                `Actor/Call`): no thread is taken for it. A dialog whose `Start` did not set `no_ack` is
 //                sent `StartAck` now, before the function is invoked.
 //   3. Invoke    the exported function on a pooled thread, as a user task
 //                (the task lock in single-task mode), inside the task's
@@ -100,7 +103,11 @@ class CallWatcher {
 // cancels every task and waits for them before it stops the server).
 class TaskServer {
  public:
-  TaskServer(v1::Aid self, std::set<std::string> enable_modules);
+  static constexpr size_t kDefaultMaxTasks = 1024;
+
+  // `max_tasks` 0 means `kDefaultMaxTasks`.
+  TaskServer(v1::Aid self, std::set<std::string> enable_modules,
+             size_t max_tasks = 0);
 
   // A dialog whose first message was queued (or whose stream ended without
   // one). Called on a gRPC thread: schedules the task and returns at once.
@@ -151,10 +158,16 @@ class TaskServer {
 
   std::shared_ptr<DialogSession> NewSession(const v1::Start& start,
                                             const Endpoint& ep);
+  // Takes one of the `max_tasks` slots, or returns false.
+  bool TakeSlot() ABSL_LOCKS_EXCLUDED(mu_);
+  void ReleaseSlot() ABSL_LOCKS_EXCLUDED(mu_);
+  // The refusal of a task beyond `max_tasks`.
+  v1::Error TooBusyError(const std::string& cid) const;
   void RunDialogTask(std::shared_ptr<Dialog> dialog);
 
   const v1::Aid self_;
   const std::set<std::string> enable_modules_;
+  const size_t max_tasks_;
   // Parent of every task's scope: cancelling it cancels every task.
   const std::shared_ptr<ScopeState> service_scope_;
   CallWatcher watcher_;
@@ -164,6 +177,9 @@ class TaskServer {
   std::map<std::string, std::shared_ptr<DialogSession>> tasks_
       ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  // Dialogs handed to the pool and unary calls running: at most
+  // `max_tasks_`.
+  size_t running_ ABSL_GUARDED_BY(mu_) = 0;
   // Who cancelled this actor (CancelActor, or itself at shutdown); empty
   // while it runs. Tasks that arrive afterwards are refused with a
   // ContextCancelled naming this requester.

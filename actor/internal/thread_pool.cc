@@ -10,14 +10,18 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
 #include "discovery/mutex.h"
+#include "discovery/thread_name.h"
 
 namespace tractor::internal {
 namespace {
 
-constexpr absl::Duration kIdleExit = absl::Seconds(30);
+// Short, so a burst of tasks (say 500 dialogs) leaves no crowd of idle
+// threads behind; starting a thread again costs tens of microseconds.
+constexpr absl::Duration kIdleExit = absl::Seconds(1);
 
 // Owns its workers: a worker that exits (idle) hands its thread to
-// `exited_`, and the next `Run` joins it. The pool itself is never destroyed
+// `exited_` and joins the workers that exited before it; the next `Run`
+// joins whatever is left, so at most one exited worker is unjoined. The pool itself is never destroyed
 // (see thread_pool.h), so the workers parked when the process ends are
 // never joined.
 class ThreadPool {
@@ -45,6 +49,7 @@ class ThreadPool {
 
  private:
   void Worker() ABSL_LOCKS_EXCLUDED(mu_) {
+    discovery::NameThisThread("task");
     MutexLock lock(&mu_);
     for (;;) {
       if (work_.empty()) {
@@ -56,10 +61,17 @@ class ThreadPool {
         }
         --idle_;
         if (work_.empty()) {
-          // Idle for too long: leave, handing this thread to the next Run.
+          // Idle for too long: leave, handing this thread to whoever comes
+          // next, and join those that left before (they released mu_, so
+          // they are finishing).
+          std::vector<std::thread> earlier;
+          earlier.swap(exited_);
           auto self = workers_.find(std::this_thread::get_id());
           exited_.push_back(std::move(self->second));
           workers_.erase(self);
+          mu_.Unlock();
+          for (std::thread& t : earlier) t.join();
+          mu_.Lock();
           return;
         }
       }

@@ -10,7 +10,9 @@ namespace tractor::internal {
 // Runs `fn` on a pooled thread. Every queued item gets a worker of its own
 // (items may block for long, e.g. a remote task waiting on its stream): an
 // idle worker is woken while there are more idle workers than queued items,
-// else a new worker starts. Workers idle for 30 s exit.
+// else a new worker starts. Workers idle for 1 s exit (and are joined), so
+// the threads of a burst of tasks are released promptly. Every worker is
+// named "tr-task".
 //
 // Thread-safe. The pool is process-wide and never destroyed; it owns its
 // workers: one that exits after being idle is joined by the pool (on a

@@ -3,6 +3,9 @@
 // tested in tests/actor/internal/error_codec_test.cc.
 #include "actor/payload.h"
 
+#include <cmath>
+#include <string>
+
 #include "actor/errors.h"
 #include "gtest/gtest.h"
 #include "tractor/v1/msg.pb.h"
@@ -60,6 +63,48 @@ TEST(PayloadTest, SpecsMatchTheirUnion) {
   EXPECT_TRUE(PayloadSpec().Matches(Payload(1).proto()));
   EXPECT_TRUE(PayloadSpec::Of<int64_t>().Matches(Payload(4).proto()));
   EXPECT_FALSE(PayloadSpec::Of<int64_t>().Matches(Payload(4.5).proto()));
+}
+
+// An Any whose type URL names the type but whose bytes are not one.
+v1::Payload ClaimsToBeAnAid() {
+  v1::Payload p;
+  p.mutable_message()->set_type_url("type.googleapis.com/tractor.v1.Aid");
+  p.mutable_message()->set_value(std::string("\x0a\xff\xff\xff", 4));
+  return p;
+}
+
+TEST(PayloadTest, MessageWhoseBytesDoNotParseMatchesNoMessageType) {
+  const v1::Payload bad = ClaimsToBeAnAid();
+  EXPECT_FALSE(PayloadCodec<v1::Aid>::Matches(bad));
+  EXPECT_FALSE(PayloadSpec::Of<v1::Aid>().Matches(bad));
+  EXPECT_THROW(Payload(bad).AsMessage<v1::Aid>(), TypeError);
+  EXPECT_TRUE(PayloadCodec<v1::Aid>::Matches(Payload::Message(v1::Aid()).proto()));
+}
+
+TEST(PayloadTest, IntegersOutsideTheParameterRangeDoNotMatch) {
+  EXPECT_EQ(PayloadCodec<int>::Spec(), "integer in [-2147483648, 2147483647]");
+  EXPECT_EQ(PayloadCodec<int64_t>::Spec(),
+            "integer in [-9223372036854775808, 9223372036854775807]");
+  for (double d : {1e300, -1e300, 9223372036854775808.0, HUGE_VAL, -HUGE_VAL,
+                   std::nan("")}) {
+    EXPECT_FALSE(PayloadCodec<int64_t>::Matches(Payload(d).proto())) << d;
+    EXPECT_FALSE(PayloadCodec<int>::Matches(Payload(d).proto())) << d;
+  }
+  EXPECT_TRUE(PayloadCodec<int64_t>::Matches(Payload(-9223372036854775808.0).proto()));
+  EXPECT_TRUE(PayloadCodec<int64_t>::Matches(Payload(3e10).proto()));
+  EXPECT_FALSE(PayloadCodec<int>::Matches(Payload(3e10).proto()));
+  EXPECT_FALSE(PayloadCodec<int>::Matches(Payload(2147483648.0).proto()));
+  EXPECT_FALSE(PayloadCodec<int>::Matches(Payload(-2147483649.0).proto()));
+  EXPECT_TRUE(PayloadCodec<int>::Matches(Payload(2147483647.0).proto()));
+  EXPECT_TRUE(PayloadCodec<int>::Matches(Payload(-2147483648.0).proto()));
+  try {
+    Payload(1e300).AsInt();
+    ADD_FAILURE() << "no error";
+  } catch (const TypeError& e) {
+    EXPECT_NE(std::string(e.what()).find("[-9223372036854775808, 9223372036854775807]"),
+              std::string::npos) << e.what();
+  }
+  EXPECT_THROW(Payload(std::nan("")).AsInt(), TypeError);
 }
 
 }  // namespace

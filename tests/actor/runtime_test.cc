@@ -2,10 +2,12 @@
 // Spawning, calling and cancelling child actors (real processes).
 #include <signal.h>
 #include <sys/stat.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <fstream>
+#include <map>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -36,6 +38,12 @@ TRACTOR_EXPORT("test:boom", Boom);
 int64_t Twice(int64_t x) { return 2 * x; }
 TRACTOR_EXPORT("test:twice", Twice);
 
+int Negate(int x) { return -x; }
+TRACTOR_EXPORT("test:negate", Negate);
+
+std::string AidName(const v1::Aid& aid) { return aid.name(); }
+TRACTOR_EXPORT("test:aid_name", AidName);
+
 // Sleeps until cancelled; `test:cancels` counts how often it was.
 std::atomic<int64_t> g_cancels{0};
 void SleepLong() {
@@ -55,6 +63,12 @@ bool CancelActorAt(const std::string& addr) {
   return Portal::Connect(addr).CancelActor();
 }
 TRACTOR_EXPORT("test:cancel_actor_at", CancelActorAt);
+
+int64_t CtxEcho(Context& ctx, int64_t n) {
+  ctx.Started(n);
+  return n;
+}
+TRACTOR_EXPORT("test:ctx_echo", CtxEcho);
 
 std::string Secret() { return "should never run"; }
 TRACTOR_EXPORT("secret:peek", Secret);
@@ -185,6 +199,190 @@ TEST_F(RuntimeTest, WrongArgumentTypeRaisesMsgTypeError) {
       }
       an.Cancel();
     });
+  });
+}
+
+TEST_F(RuntimeTest, IntegerOutsideTheParameterRangeRaisesMsgTypeErrorNamingIt) {
+  testing::WithChild(kTestNs, [&](Portal& p) {
+    struct Case {
+      const char* func;
+      double arg;
+      const char* range;
+    };
+    for (const Case& c :
+         {Case{"test:twice", 1e300,
+               "integer in [-9223372036854775808, 9223372036854775807]"},
+          Case{"test:negate", 3e10, "integer in [-2147483648, 2147483647]"},
+          Case{"test:negate", -1e300, "integer in [-2147483648, 2147483647]"}}) {
+      try {
+        p.Run(c.func, Payload(c.arg));
+        ADD_FAILURE() << c.func << "(" << c.arg << "): no error raised";
+      } catch (const MsgTypeError& e) {
+        EXPECT_EQ(e.expected_msg_type(), "Start");
+        EXPECT_NE(e.remote_message().find(c.range), std::string::npos)
+            << e.remote_message();
+      }
+    }
+    EXPECT_EQ((p.Run<int, int>("test:negate", 2147483647)), -2147483647);
+  });
+}
+
+TEST_F(RuntimeTest, MessageArgumentWhoseBytesDoNotParseRaisesMsgTypeError) {
+  testing::WithChild(kTestNs, [&](Portal& p) {
+    v1::Payload bad;
+    bad.mutable_message()->set_type_url("type.googleapis.com/tractor.v1.Aid");
+    bad.mutable_message()->set_value(std::string("\x0a\xff\xff\xff", 4));
+    try {
+      Payload got = p.Run("test:aid_name", Payload(bad));
+      ADD_FAILURE() << "no error raised; the function saw " << got;
+    } catch (const MsgTypeError& e) {
+      EXPECT_EQ(e.expected_msg_type(), "Start");
+      EXPECT_NE(e.remote_message().find("tractor.v1.Aid"), std::string::npos)
+          << e.remote_message();
+    }
+    v1::Aid aid;
+    aid.set_name("fine");
+    EXPECT_EQ(p.Run("test:aid_name", Payload::Message(aid)).AsString(), "fine");
+  });
+}
+
+// The number of threads of process `pid`.
+int ThreadsOf(pid_t pid) {
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+  }
+  return -1;
+}
+
+// A foreign client opens far more dialogs than the child's max_tasks (8):
+// the first 8 run, every other Start is refused at once with ActorTooBusy,
+// the child's threads stay bounded, a unary call is refused with
+// RESOURCE_EXHAUSTED, and the slots come back when the tasks end.
+TEST_F(RuntimeTest, DialogsBeyondMaxTasksAreRefusedAtOnceWithBoundedThreads) {
+  constexpr int kMax = 8;
+  constexpr int kOpened = 400;
+  ActorOptions opts = kTestNs;
+  opts.max_tasks = kMax;
+  opts.single_task = false;
+  testing::WithChild(opts, [&](Portal& p) {
+    const pid_t pid = p.aid().pid();
+    const int threads_before = ThreadsOf(pid);
+    auto channel = grpc::CreateChannel(p.addr(), grpc::InsecureChannelCredentials());
+    auto stub = v1::Actor::NewStub(channel);
+    struct Open {
+      std::unique_ptr<grpc::ClientContext> ctx;
+      std::unique_ptr<grpc::ClientReaderWriter<v1::Msg, v1::Msg>> stream;
+    };
+    std::vector<Open> running;
+    int refused = 0;
+    int other = 0;
+    const absl::Time start = absl::Now();
+    for (int i = 0; i < kOpened; ++i) {
+      Open o;
+      o.ctx = std::make_unique<grpc::ClientContext>();
+      o.ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      o.stream = stub->Open(o.ctx.get());
+      v1::Msg m;
+      m.mutable_start()->set_cid(absl::StrCat("cid-", i));
+      m.mutable_start()->set_func("test:sleep_long");
+      ASSERT_TRUE(o.stream->Write(m));
+      v1::Msg first;
+      ASSERT_TRUE(o.stream->Read(&first)) << "dialog " << i << " got nothing";
+      if (first.has_start_ack()) {
+        running.push_back(std::move(o));
+      } else if (first.has_error() && first.error().boxed_type() == "ActorTooBusy") {
+        EXPECT_EQ(first.error().cid(), absl::StrCat("cid-", i));
+        ++refused;
+        o.stream->WritesDone();
+        EXPECT_TRUE(o.stream->Finish().ok());
+      } else {
+        ++other;
+        ADD_FAILURE() << "dialog " << i << ": " << first.ShortDebugString();
+      }
+    }
+    const absl::Duration took = absl::Now() - start;
+    const int threads_during = ThreadsOf(pid);
+    printf("%d dialogs opened in %.0f ms: %zu running, %d refused "
+           "(ActorTooBusy); child threads %d before, %d with them open\n",
+           kOpened, absl::ToDoubleMilliseconds(took), running.size(), refused,
+           threads_before, threads_during);
+    EXPECT_EQ(running.size(), static_cast<size_t>(kMax));
+    EXPECT_EQ(refused, kOpened - kMax);
+    EXPECT_EQ(other, 0);
+    // One pooled thread per running task, nothing per refusal; gRPC may
+    // start a few threads of its own under the burst.
+    EXPECT_LE(threads_during, threads_before + kMax + 16);
+
+    // Unary: refused with RESOURCE_EXHAUSTED carrying the Error; the C++
+    // portal raises it as ActorTooBusy.
+    grpc::ClientContext unary;
+    v1::Msg call;
+    call.mutable_start()->set_cid("unary-1");
+    call.mutable_start()->set_func("test:pid");
+    v1::Msg reply;
+    grpc::Status st = stub->Call(&unary, call, &reply);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_NE(st.error_message().find("max_tasks"), std::string::npos)
+        << st.error_message();
+    try {
+      p.Run("test:pid");
+      ADD_FAILURE() << "a call beyond max_tasks ran";
+    } catch (const RemoteActorError& e) {
+      EXPECT_EQ(e.boxed_type(), "ActorTooBusy");
+    }
+
+    // The running tasks end (their callers go away): the slots come back.
+    for (auto& o : running) o.ctx->TryCancel();
+    for (auto& o : running) o.stream->Finish();
+    running.clear();
+    EXPECT_TRUE(testing::WaitFor(
+        [&] {
+          try {
+            return p.Run("test:pid").AsInt() == pid;
+          } catch (const RemoteActorError&) {
+            return false;
+          }
+        },
+        absl::Seconds(5)))
+        << "the slots of the ended tasks never came back";
+  });
+}
+
+// The names of process `pid`'s threads (/proc/<pid>/task/*/comm), counted.
+std::map<std::string, int> ThreadNamesOf(pid_t pid) {
+  std::map<std::string, int> names;
+  const std::string dir = absl::StrCat("/proc/", pid, "/task");
+  if (DIR* d = opendir(dir.c_str())) {
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      std::ifstream comm(absl::StrCat(dir, "/", e->d_name, "/comm"));
+      std::string name;
+      if (std::getline(comm, name)) ++names[name];
+    }
+    closedir(d);
+  }
+  return names;
+}
+
+// Every thread the runtime starts in a child is named after its role
+// ("tr-..."); the others are the main thread (the actor's name) and gRPC's
+// own (its names: "grpcpp_sync_ser", "nexting_thread", ...). A pool worker
+// used to keep the name of the gRPC thread that started it.
+TEST_F(RuntimeTest, EveryThreadOfAChildIsNamedAfterItsRole) {
+  testing::WithChild(kTestNs, [&](Portal& p) {
+    // A dialog's task runs on a pooled thread, a unary call on gRPC's.
+    p.OpenContext("test:ctx_echo", int64_t{1}, [](Context&, const Payload&) {});
+    EXPECT_EQ(p.Run("test:pid").AsInt(), p.aid().pid());
+    const std::map<std::string, int> names = ThreadNamesOf(p.aid().pid());
+    std::string all;
+    for (const auto& [name, n] : names) absl::StrAppend(&all, name, " x", n, ", ");
+    printf("threads of the child: %s\n", all.c_str());
+    EXPECT_TRUE(names.count("tr-task")) << all;
+    EXPECT_TRUE(names.count("tr-parent-link")) << all;
+    EXPECT_TRUE(names.count("tr-call-watcher")) << all;
+    EXPECT_TRUE(names.count("tr-registrant")) << all;
   });
 }
 

@@ -214,6 +214,10 @@ TEST_F(CrossHostTest, CallerFindsAnActorOnAnotherHostAndSeesItsLinkGoDown) {
          absl::ToDoubleMilliseconds(to_error), error->c_str());
   EXPECT_THAT(*error, HasSubstr("TransportClosed"));
   EXPECT_LT(to_error, absl::Seconds(10));
+  // A silent link loss (no FIN, no RST) wakes the waiting caller within
+  // 1.5 s: the actor channels' keepalive (0.5 s + 0.5 s).
+  EXPECT_LT(to_error, absl::Milliseconds(1500))
+      << "the waiting caller took too long to notice a silent link loss";
 
   auto gone = caller->ReadLine(absl::Seconds(15));
   ASSERT_TRUE(gone.has_value()) << "no news of B's entry from A";

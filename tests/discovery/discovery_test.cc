@@ -493,5 +493,48 @@ TEST_F(DiscoveryTest, ChildrenRegisterWithTheRootsLeaseOnAnExternalRegistrar) {
                                          /*registrar=*/false);
 }
 
+// A registrar that is down (nothing listens yet) or silent (its host drops
+// connection attempts) when the root boots stays in the tree's registry
+// list: boot waits at most about 200 ms for the silent one, and once the
+// late registrar comes up the root and its child register there.
+TEST_F(DiscoveryTest, ARegistrarDownOrSilentAtBootIsKeptAndUsedOnceItAnswers) {
+  TempDir dir;
+  testing::LocalRegistrar early(dir.Sock("early.sock"), absl::Seconds(5));
+  const std::string late_addr = dir.Sock("late.sock");
+  testing::BlackholeListener hole;
+  const bool silent = hole.silent();
+  std::vector<std::string> registry = {early.addr, late_addr};
+  if (silent) registry.push_back(hole.addr());
+  RootOptions opts;
+  opts.name = "boot";
+  opts.registry_addrs = registry;
+  const absl::Time start = absl::Now();
+  OpenRootActor(opts, [&] {
+    const absl::Duration boot = absl::Now() - start;
+    printf("root booted in %.0f ms with registries: up, down%s\n",
+           absl::ToDoubleMilliseconds(boot), silent ? ", silent" : "");
+    EXPECT_FALSE(IsRegistrar());
+    EXPECT_THAT(RegistryAddrs(), ElementsAreArray(registry));
+    if (silent) EXPECT_LT(boot, absl::Milliseconds(900));
+    OpenNursery([&](ActorNursery& an) {
+      Portal p = an.StartActor("kid", kDisc);
+      EXPECT_THAT(Strings(p.Run("disc:registry_addrs")),
+                  ElementsAreArray(registry));
+      EXPECT_TRUE(early.Has("boot"));
+      EXPECT_TRUE(early.Has("kid"));
+      testing::LocalRegistrar late(late_addr, absl::Seconds(5));
+      const absl::Time up = absl::Now();
+      EXPECT_TRUE(testing::WaitFor(
+          [&] { return late.Has("boot") && late.Has("kid"); },
+          absl::Seconds(3)))
+          << "the root and its child never registered with the registrar "
+             "that came up after boot";
+      printf("registered with the late registrar %.0f ms after it came up\n",
+             absl::ToDoubleMilliseconds(absl::Now() - up));
+      an.Cancel();
+    });
+  });
+}
+
 }  // namespace
 }  // namespace tractor

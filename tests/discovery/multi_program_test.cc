@@ -212,7 +212,9 @@ TEST_F(MultiProgramTest, FindActorWithThreeRegistrarsOneDownIsAsFastAsWithOne) {
   const std::string down = dir.Sock("down.sock");  // nothing listens there
   Served target = Serve("target", {r1.addrs[0], r2.addrs[0], down});
   ASSERT_TRUE(target.proc);
-  EXPECT_THAT(target.registry, ElementsAreArray({r1.addrs[0], r2.addrs[0]}));
+  // The registrar that is down stays in the list: it is used once it is up.
+  EXPECT_THAT(target.registry,
+              ElementsAreArray({r1.addrs[0], r2.addrs[0], down}));
   SilentListener silent_listener;  // a registrar host gone silent
   const std::string silent = silent_listener.addr();
   OpenRootActor({}, [&] {
@@ -248,6 +250,58 @@ TEST_F(MultiProgramTest, FindActorWithThreeRegistrarsOneDownIsAsFastAsWithOne) {
                            absl::Milliseconds(300))
                      .has_value());
     EXPECT_LT(absl::Now() - start2, absl::Milliseconds(800));
+  });
+}
+
+// A partition healed, but this process's channel to the actor is still in
+// reconnect backoff, so its own connection attempt fails at once: FindActor
+// must not take that for evidence and delete a live actor's entry.
+TEST_F(MultiProgramTest, FindActorKeepsALiveEntryWhileItsOwnChannelBacksOff) {
+  TempDir dir;
+  Daemon reg = StartRegistrar(dir.Sock("reg.sock"));
+  ASSERT_TRUE(reg.proc);
+  const std::string sock = dir.Sock("late.sock");
+  OpenRootActor({.registry_addrs = reg.addrs}, [&] {
+    // Nothing listens at `sock` yet: this process's channel to it fails
+    // repeatedly and its reconnect backoff grows towards 1 s.
+    const absl::Time until = absl::Now() + absl::Milliseconds(1500);
+    while (absl::Now() < until) {
+      try {
+        Portal::Connect(sock, {}, absl::Milliseconds(50));
+        ADD_FAILURE() << "something answered at " << sock;
+      } catch (const TransportClosed&) {
+      }
+      Sleep(absl::Milliseconds(20));  // pacing, not waiting for a condition
+    }
+    Served late = Serve("late", reg.addrs, {"--bind", sock});
+    ASSERT_TRUE(late.proc);
+    ASSERT_TRUE(Lists(reg.addrs[0], late.uuid));
+    bool backing_off = false;
+    try {
+      Portal::Connect(sock, {}, absl::Milliseconds(50));
+    } catch (const TransportClosed& e) {
+      backing_off = true;
+      printf("the actor is up, but this process's channel fails: %s\n", e.what());
+    }
+    auto found = FindActor("late");
+    printf("FindActor during the backoff: %s\n",
+           found.has_value() ? "connected" : "not reached");
+    EXPECT_TRUE(Lists(reg.addrs[0], late.uuid))
+        << "FindActor deleted the entry of a live actor"
+        << (backing_off ? " (its channel was backing off)" : "");
+    if (!backing_off) {
+      printf("the channel had recovered already; the backoff case was not "
+             "exercised this run\n");
+    }
+    EXPECT_TRUE(testing::WaitFor(
+        [&] {
+          auto p = FindActor("late");
+          return p.has_value() && p->aid().uuid() == late.uuid;
+        },
+        absl::Seconds(3)))
+        << "FindActor never reached the live actor once the backoff ended";
+    late.proc->Signal(SIGINT);
+    EXPECT_TRUE(late.proc->Wait(absl::Seconds(5)).has_value());
   });
 }
 

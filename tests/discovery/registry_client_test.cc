@@ -28,6 +28,7 @@ namespace tractor::discovery {
 namespace {
 
 using ::testing::HasSubstr;
+using tractor::testing::BlackholeListener;
 using tractor::testing::LocalRegistrar;
 using tractor::testing::SilentListener;
 using tractor::testing::TempDir;
@@ -92,6 +93,25 @@ TEST(ProbeRegistryAddrsTest, ClassifiesRegistrarAbsentAndOccupiedConcurrently) {
   // Concurrent: the whole probe is bounded by the budget, not by the sum.
   EXPECT_LT(took, budget + absl::Milliseconds(700));
   other->Shutdown();
+}
+
+TEST(ProbeRegistryAddrsTest, ASilentAddressCostsAtMost200Ms) {
+  TempDir dir;
+  LocalRegistrar reg(dir.Sock("reg.sock"), absl::Seconds(5));
+  BlackholeListener hole;
+  if (!hole.silent()) GTEST_SKIP() << "this kernel answers a full backlog";
+  const absl::Time start = absl::Now();
+  std::vector<ProbeResult> r =
+      ProbeRegistryAddrs({Parse(reg.addr), Parse(hole.addr())});
+  const absl::Duration took = absl::Now() - start;
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].kind, ProbeKind::kRegistrar) << r[0].detail;
+  EXPECT_EQ(r[1].kind, ProbeKind::kAbsent) << r[1].detail;
+  EXPECT_THAT(r[1].detail, HasSubstr("timed out"));
+  printf("probe of a registrar and a silent address: %.0f ms\n",
+         absl::ToDoubleMilliseconds(took));
+  EXPECT_GE(took, kProbeConnectTimeout - absl::Milliseconds(20));
+  EXPECT_LT(took, kProbeConnectTimeout + absl::Milliseconds(250));
 }
 
 TEST(ProbeRegistryAddrsTest, PortZeroIsAbsent) {
@@ -170,6 +190,45 @@ TEST(RegistrantTest, ARegistrarThatIsDownDoesNotDelayTheOthers) {
   EXPECT_FALSE(reg.Has("w"));
 }
 
+// One registrar host drops connection attempts, another accepts them and
+// never answers: neither holds up the actor's first registration by more
+// than a registrar channel's connection timeout (100 ms).
+TEST(RegistrantTest, ASilentRegistrarDelaysStartBriefly) {
+  TempDir dir;
+  LocalRegistrar reg(dir.Sock("reg.sock"), absl::Seconds(5));
+  BlackholeListener hole;
+  SilentListener hung;
+  Registrant::Options o;
+  o.aid = MakeAid("w");
+  o.addrs = {"127.0.0.1:5555"};
+  o.registrars = {Parse(hole.addr()), Parse(hung.addr()), Parse(reg.addr)};
+  Registrant r(o);
+  const absl::Time start = absl::Now();
+  EXPECT_EQ(r.Start(), 1u);
+  const absl::Duration took = absl::Now() - start;
+  printf("first registration with one registrar silent: %.0f ms\n",
+         absl::ToDoubleMilliseconds(took));
+  EXPECT_LT(took, absl::Milliseconds(450));
+  EXPECT_TRUE(reg.Has("w"));
+  r.Stop();
+}
+
+TEST(RegistrantTest, ARegistrarThatStartsLaterIsRegisteredWith) {
+  TempDir dir;
+  LocalRegistrar early(dir.Sock("early.sock"), absl::Seconds(5));
+  const std::string late_addr = dir.Sock("late.sock");
+  Registrant::Options o;
+  o.aid = MakeAid("w");
+  o.addrs = {"127.0.0.1:5555"};
+  o.registrars = {Parse(early.addr), Parse(late_addr)};
+  Registrant r(o);
+  EXPECT_EQ(r.Start(), 1u);
+  LocalRegistrar late(late_addr, absl::Seconds(5));
+  EXPECT_TRUE(WaitFor([&] { return late.Has("w"); }, absl::Seconds(3)))
+      << "never registered with the registrar that came up late";
+  r.Stop();
+}
+
 TEST(LookupTest, AFastAnswerArrivesWithoutWaitingForASilentRegistrar) {
   TempDir dir;
   LocalRegistrar reg(dir.Sock("reg.sock"), absl::Seconds(5));
@@ -203,6 +262,31 @@ TEST(LookupTest, WaitForAnswersWhenTheEntryAppears) {
   ASSERT_TRUE(r.has_value());
   ASSERT_TRUE(r->status.ok());
   EXPECT_EQ(r->registrations.size(), 1u);
+}
+
+TEST(CheckActorAtTest, OnlyRefusalOrAnotherServerIsEvidenceOfAGoneActor) {
+  TempDir dir;
+  EXPECT_EQ(CheckActorAt(Parse(absl::StrCat("127.0.0.1:", ClosedPort())), "u")
+                .liveness,
+            Liveness::kGone);
+  EXPECT_EQ(CheckActorAt(Parse(dir.Sock("none.sock")), "u").liveness,
+            Liveness::kGone);
+  // A registrar is not an actor: Actor.Info is unimplemented there.
+  LocalRegistrar reg(dir.Sock("reg.sock"), absl::Seconds(5));
+  AddrCheck other = CheckActorAt(Parse(reg.addr), "u");
+  EXPECT_EQ(other.liveness, Liveness::kGone) << other.detail;
+  // Silence is no evidence: a listener that never answers, a host that
+  // drops connection attempts.
+  SilentListener hung;
+  const absl::Time start = absl::Now();
+  AddrCheck silent = CheckActorAt(Parse(hung.addr()), "u");
+  EXPECT_EQ(silent.liveness, Liveness::kUnknown) << silent.detail;
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  BlackholeListener hole;
+  if (hole.silent()) {
+    AddrCheck dropped = CheckActorAt(Parse(hole.addr()), "u");
+    EXPECT_EQ(dropped.liveness, Liveness::kUnknown) << dropped.detail;
+  }
 }
 
 TEST(LocalIpTowardTest, LoopbackRoutesFromLoopback) {

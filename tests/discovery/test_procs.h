@@ -199,6 +199,53 @@ struct SilentListener {
   std::string addr() const { return absl::StrCat("127.0.0.1:", port); }
 };
 
+// A loopback TCP address where a connection attempt goes unanswered, like a
+// host behind a partition: a listener with a full accept queue (backlog 0,
+// one connection queued and never accepted), so the kernel drops further
+// SYNs and a connect neither succeeds nor fails. `silent()` checks that it
+// is so on this kernel (a test skips otherwise).
+struct BlackholeListener {
+  int fd = -1;
+  int filler = -1;
+  int port = 0;
+  BlackholeListener() {
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    (void)bind(fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin));
+    (void)listen(fd, 0);
+    socklen_t len = sizeof(sin);
+    getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &len);
+    port = ntohs(sin.sin_port);
+    filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    (void)connect(filler, reinterpret_cast<sockaddr*>(&sin), sizeof(sin));
+  }
+  ~BlackholeListener() {
+    close(filler);
+    close(fd);
+  }
+  BlackholeListener(const BlackholeListener&) = delete;
+  BlackholeListener& operator=(const BlackholeListener&) = delete;
+  std::string addr() const { return absl::StrCat("127.0.0.1:", port); }
+  // True when a connect attempt gets no answer for 300 ms.
+  bool silent() const {
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sin.sin_port = htons(port);
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int rc = connect(c, reinterpret_cast<sockaddr*>(&sin), sizeof(sin));
+    bool pending = rc != 0 && errno == EINPROGRESS;
+    if (pending) {
+      pollfd p{c, POLLOUT, 0};
+      pending = poll(&p, 1, 300) == 0;
+    }
+    close(c);
+    return pending;
+  }
+};
+
 // The registrar daemon, started and ready.
 struct Daemon {
   std::unique_ptr<Proc> proc;

@@ -3,6 +3,8 @@
 // 127.0.0.1:0 and a generated stub.
 #include "registrar/registrar_service.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <functional>
 #include <map>
@@ -18,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "tractor/v1/actor.grpc.pb.h"
 #include "tractor/v1/registrar.grpc.pb.h"
 
 namespace tractor::registrar {
@@ -148,9 +151,11 @@ class RegistrarServiceTest : public ::testing::Test {
     return reply.found();
   }
 
-  v1::DeleteAddrReply DeleteAddr(const std::string& addr) {
+  v1::DeleteAddrReply DeleteAddr(const std::string& addr,
+                                 uint64_t if_revision = 0) {
     v1::DeleteAddrRequest request;
     request.set_addr(addr);
+    request.set_if_revision(if_revision);
     v1::DeleteAddrReply reply;
     grpc::Status status = stub_->DeleteAddr(Ctx().get(), request, &reply);
     EXPECT_TRUE(status.ok()) << status.error_message();
@@ -478,6 +483,85 @@ TEST_F(RegistrarServiceTest, DeleteAddrRemovesAddressAndEmptyEntry) {
   EXPECT_FALSE(reply.has_owner());
 }
 
+TEST_F(RegistrarServiceTest, EveryChangeIsANewRevisionAndDeleteAddrHonoursIt) {
+  Start();
+  MustRegister(Reg("a", "u1", {"h:1", "h:2"}));
+  const uint64_t first = Find("a").registrations(0).revision();
+  EXPECT_GT(first, 0u);
+  MustRegister(Reg("a", "u1", {"h:1", "h:2"}));  // a refresh
+  const uint64_t refreshed = Find("a").registrations(0).revision();
+  EXPECT_GT(refreshed, first);
+  MustRegister(Reg("b", "u2", {"h:3"}));
+  EXPECT_GT(Find("b").registrations(0).revision(), refreshed);
+
+  // A deletion decided on the revision before the refresh loses.
+  v1::DeleteAddrReply kept = DeleteAddr("h:1", first);
+  EXPECT_FALSE(kept.found());
+  EXPECT_EQ(kept.owner().uuid(), "u1");
+  EXPECT_THAT(kept.kept_because(), HasSubstr("revision"));
+  EXPECT_THAT(Addrs(Find("a").registrations(0)), ElementsAre("h:1", "h:2"));
+
+  v1::DeleteAddrReply deleted = DeleteAddr("h:1", refreshed);
+  EXPECT_TRUE(deleted.found()) << deleted.kept_because();
+  EXPECT_TRUE(deleted.kept_because().empty());
+  EXPECT_THAT(Addrs(Find("a").registrations(0)), ElementsAre("h:2"));
+  EXPECT_GT(Find("a").registrations(0).revision(), refreshed);
+  EXPECT_EQ(deleted.revision(), Find("a").registrations(0).revision());
+}
+
+// An in-process stand-in for an actor: answers Actor.Info as `uuid`.
+class InfoOnly final : public v1::Actor::CallbackService {
+ public:
+  explicit InfoOnly(std::string uuid) : uuid_(std::move(uuid)) {}
+  grpc::ServerUnaryReactor* Info(grpc::CallbackServerContext* context,
+                                 const v1::InfoRequest*,
+                                 v1::ActorInfo* reply) override {
+    reply->mutable_aid()->set_name("live");
+    reply->mutable_aid()->set_uuid(uuid_);
+    auto* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+ private:
+  const std::string uuid_;
+};
+
+TEST_F(RegistrarServiceTest, DeleteAddrKeepsTheAddressOfAnActorThatAnswers) {
+  Start();
+  char tmpl[] = "/tmp/tr.XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string sock = absl::StrCat("unix:", tmpl, "/live.sock");
+  InfoOnly live("u-live");
+  grpc::ServerBuilder b;
+  b.AddListeningPort(sock, grpc::InsecureServerCredentials());
+  b.RegisterService(&live);
+  std::unique_ptr<grpc::Server> server = b.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+
+  MustRegister(Reg("live", "u-live", {sock}));
+  v1::DeleteAddrReply kept = DeleteAddr(sock);
+  EXPECT_FALSE(kept.found());
+  EXPECT_EQ(kept.owner().uuid(), "u-live");
+  EXPECT_THAT(kept.kept_because(), HasSubstr("answers"));
+  EXPECT_THAT(Uuids(Find("live").registrations()), ElementsAre("u-live"));
+
+  // Another uuid registered at the same address: the actor there is not it.
+  MustRegister(Reg("impostor", "u-other", {sock}));
+  v1::DeleteAddrReply deleted = DeleteAddr(sock);
+  EXPECT_TRUE(deleted.found()) << deleted.kept_because();
+  EXPECT_EQ(deleted.owner().uuid(), "u-other");
+
+  // Nothing listens any more: the address refuses connections.
+  MustRegister(Reg("live", "u-live", {sock}));
+  server->Shutdown();
+  server->Wait();
+  unlink(absl::StrCat(tmpl, "/live.sock").c_str());
+  deleted = DeleteAddr(sock);
+  EXPECT_TRUE(deleted.found()) << deleted.kept_because();
+  rmdir(tmpl);
+}
+
 TEST_F(RegistrarServiceTest, RegisterRejectsInvalidArguments) {
   Start();
   struct Case {
@@ -495,6 +579,19 @@ TEST_F(RegistrarServiceTest, RegisterRejectsInvalidArguments) {
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
         << c.field;
     EXPECT_THAT(status.error_message(), HasSubstr(c.field));
+  }
+  EXPECT_THAT(Uuids(List().registrations()), IsEmpty());
+}
+
+TEST_F(RegistrarServiceTest, RegisterRejectsTextThatIsNotAnAddress) {
+  Start();
+  for (const std::string bad :
+       {"not an address!!", "/udp/1.2.3.4/9", "1.2.3.4", "unix:relative.sock",
+        "h:99999"}) {
+    grpc::Status status = Register(Reg("a", "u1", {"h:1", bad}));
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad;
+    EXPECT_THAT(status.error_message(), HasSubstr("'" + bad + "'"));
+    EXPECT_FALSE(service_->AddRegistration(Reg("a", "u1", {bad})).ok()) << bad;
   }
   EXPECT_THAT(Uuids(List().registrations()), IsEmpty());
 }

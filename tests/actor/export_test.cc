@@ -19,6 +19,10 @@
 namespace tractor {
 namespace {
 
+// The spec of an int64_t parameter: an integer, and its range.
+constexpr char kInt64Spec[] =
+    "integer in [-9223372036854775808, 9223372036854775807]";
+
 std::string Repeat(int64_t count, const std::string& label) {
   std::string out;
   for (int64_t i = 0; i < count; ++i) out += label;
@@ -158,7 +162,7 @@ TEST_F(ExportTest, InfoReportsEachFunctionsKindParametersAndResult) {
     EXPECT_TRUE(repeat.named());
     ASSERT_EQ(repeat.params_size(), 2);
     EXPECT_EQ(repeat.params(0).name(), "count");
-    EXPECT_EQ(repeat.params(0).type(), "integer");
+    EXPECT_EQ(repeat.params(0).type(), kInt64Spec);
     EXPECT_EQ(repeat.params(1).name(), "label");
     EXPECT_EQ(repeat.params(1).type(), "string");
     EXPECT_EQ(repeat.result_type(), "string");
@@ -174,7 +178,7 @@ TEST_F(ExportTest, InfoReportsEachFunctionsKindParametersAndResult) {
     EXPECT_FALSE(bare.named());
     ASSERT_EQ(bare.params_size(), 1);
     EXPECT_EQ(bare.params(0).name(), "");
-    EXPECT_EQ(bare.params(0).type(), "integer");
+    EXPECT_EQ(bare.params(0).type(), kInt64Spec);
 
     const v1::FunctionSignature& nothing = by_name["named:nothing"];
     EXPECT_FALSE(nothing.named());

@@ -104,7 +104,9 @@ class ActorFromPython(ActorProcessTest):
         repeat = sigs["demo:repeat"]
         self.assertTrue(repeat.named)
         self.assertEqual([(p.name, p.type) for p in repeat.params],
-                         [("count", "integer"), ("label", "string")])
+                         [("count", "integer in [-9223372036854775808, "
+                                    "9223372036854775807]"),
+                          ("label", "string")])
         self.assertEqual(repeat.result_type, "string")
 
     def test_echo_round_trips_nested_values(self):

@@ -176,14 +176,8 @@ void TaskServer::Leave(const std::shared_ptr<DialogSession>& s) {
 }
 
 void TaskServer::ServeDialog(std::shared_ptr<Dialog> dialog) {
-  RunPooled([this, dialog = std::move(dialog)]() mutable {
-    RunDialogTask(std::move(dialog));
-  });
-}
-
-void TaskServer::RunDialogTask(std::shared_ptr<Dialog> dialog) {
-  // Dispatched once the first message is queued (or the stream ended
-  // without one): this does not block.
+  // This thread accepted the stream; it reads Start and runs the task.
+  dialog->AwaitFirst();
   std::optional<v1::Msg> first = dialog->TryReceive();
   if (!first) {
     const std::string why = dialog->undecodable();

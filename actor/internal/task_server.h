@@ -22,8 +22,9 @@
 // A unary call enters as itself, on gRPC's sync API: the gRPC thread that
 // read the request runs the task and writes its terminal message as the
 // reply, with no hand-off and no stream inbox or outbox. A dialog's task
-// runs on a pooled thread (its stream is served by gRPC's callback API). docs/architecture.md follows one
-// call through these steps.
+// runs on the thread that accepted its stream, which drives the stream's
+// completion queue whenever the task waits on it (actor/internal/dialog.h).
+// docs/architecture.md follows one call through these steps.
 #ifndef TRACTOR_ACTOR_INTERNAL_TASK_SERVER_H_
 #define TRACTOR_ACTOR_INTERNAL_TASK_SERVER_H_
 
@@ -101,8 +102,8 @@ class TaskServer {
  public:
   TaskServer(v1::Aid self, std::set<std::string> enable_modules);
 
-  // A dialog whose first message was queued (or whose stream ended without
-  // one). Called on a gRPC thread: schedules the task and returns at once.
+  // A dialog just accepted, on the thread that accepted it: reads its
+  // `Start` and runs its task on this thread; returns when the task ended.
   void ServeDialog(std::shared_ptr<Dialog> dialog);
 
   // A unary `Actor/Call`, as the bytes that arrived, on gRPC's sync API:
@@ -150,7 +151,6 @@ class TaskServer {
 
   std::shared_ptr<DialogSession> NewSession(const v1::Start& start,
                                             const Endpoint& ep);
-  void RunDialogTask(std::shared_ptr<Dialog> dialog);
 
   const v1::Aid self_;
   const std::set<std::string> enable_modules_;

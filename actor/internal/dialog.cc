@@ -444,8 +444,22 @@ void Dialog::Close(const grpc::Status& status, bool abort) {
 }
 
 void Dialog::DriveToTheEnd() {
-  // Closed: what is still queued or in flight completes without the task.
+  // Closed: what is still in flight usually completes within microseconds
+  // (the peer's status is on its way), so this thread drives the queue a
+  // little while before it hands it to a pooled thread.
   MutexLock lk(&mu_);
+  CqTransport* t = owned_.get();
+  const absl::Time until = absl::Now() + kLinger;
+  while (t != nullptr && driver_ == Driver::kNone && !t->finished() &&
+         t->busy() && absl::Now() < until) {
+    driver_ = Driver::kTask;
+    mu_.Unlock();
+    t->DriveOnce(until);
+    mu_.Lock();
+    driver_ = Driver::kNone;
+    undriven_since_ = absl::Now();
+    SignalWaitersLocked();
+  }
   StartBackgroundLocked();
 }
 

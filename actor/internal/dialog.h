@@ -46,6 +46,9 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   // How long operations may wait in the queue, with no task waiting on the
   // dialog, before a pooled thread drives it.
   static constexpr absl::Duration kAwayAfter = absl::Milliseconds(5);
+  // How long the closing thread drives the queue itself before a pooled
+  // thread takes over.
+  static constexpr absl::Duration kLinger = absl::Microseconds(500);
 
   // Opens a new dialog as the caller on `channel`. With `first`, the call's
   // initial metadata waits for that message and both leave in one flush;

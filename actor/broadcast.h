@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Broadcast fan-out of one receive source to many local consumers
 // (tractor's `trionics.broadcast_receiver`;
 // docs/behaviour.md#broadcast-to-local-tasks).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Structured cancellation inside one actor
 // (docs/design.md#tasks-and-cancellation).
 //

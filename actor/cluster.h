@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Several dialogs or actors at once: tractor's `gather_contexts` and
 // `open_actor_cluster` (docs/behaviour.md#shared-resources-and-clusters).
 #ifndef TRACTOR_ACTOR_CLUSTER_H_

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // `Context` and `MsgStream`: the public face of one side of a dialog. The
 // protocol rules they apply live in actor/internal/dialog_protocol.h.
 #include "actor/context.h"
@@ -126,6 +127,27 @@ Payload Context::Result() {
   }
 }
 
+std::exception_ptr Context::maybe_error() const {
+  auto& s = *state_;
+  MutexLock lk(&s.mu);
+  if (!s.remote_error) return nullptr;
+  try {
+    internal::ThrowError(*s.remote_error);
+  } catch (...) {
+    return std::current_exception();
+  }
+  return nullptr;
+}
+
+std::optional<Context> CurrentContext() {
+  for (auto scope = internal::CurrentScope(); scope; scope = scope->parent) {
+    if (auto dialog = scope->dialog.lock()) {
+      return Context(std::static_pointer_cast<internal::DialogSession>(dialog));
+    }
+  }
+  return std::nullopt;
+}
+
 void Context::SetPayloadSpec(PayloadSpec spec) {
   MutexLock lk(&state_->mu);
   state_->pld_spec = std::move(spec);
@@ -175,7 +197,12 @@ void MsgStream::Send(const Payload& value) {
   }
   v1::Msg m;
   *m.mutable_yielded()->mutable_payload() = value.proto();
-  s.dialog->Send(std::move(m));
+  try {
+    s.dialog->Send(std::move(m));
+  } catch (const Cancelled& c) {
+    internal::RaiseIfTransportLost(s, c);
+    throw;
+  }
 }
 
 std::optional<Payload> MsgStream::Receive() {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Dialogs between actors: `Context` (tractor's context) and `MsgStream`.
 //
 // A context is one remote task: the caller opens it with
@@ -9,6 +10,7 @@
 #ifndef TRACTOR_ACTOR_CONTEXT_H_
 #define TRACTOR_ACTOR_CONTEXT_H_
 
+#include <exception>
 #include <memory>
 #include <optional>
 #include <string>
@@ -53,9 +55,18 @@ class Context {
   MsgStream OpenStream(StreamOptions options);
 
   // Caller: waits for the callee's result, discarding stream items not
-  // read. Throws the remote error; returns null after a cancel this side
-  // asked for (`cancel_acked()`).
+  // read (tractor's `result()`). Throws the remote error, including the
+  // `ContextCancelled` of a cancel someone else asked for (the peer itself,
+  // a third actor's `CancelActor`, or this actor's `Portal::CancelActor`).
+  // After a cancel this side asked for (`Cancel()`, then `cancel_acked()`)
+  // returns null, and `maybe_error()` holds that `ContextCancelled`, whose
+  // `canceller()` is this actor: what tractor's `result()` returns.
   Payload Result();
+
+  // The error the dialog ended with, or null while it has none (tractor's
+  // `maybe_error`): the remote error raised by `Result`, or the
+  // `ContextCancelled` a cancel this side asked for ended it with.
+  std::exception_ptr maybe_error() const;
 
   // Restricts the payloads this side sends in Started (checked before
   // sending: MsgTypeError here) and accepts in Started, Yield and Return
@@ -192,6 +203,13 @@ class MsgStream::Subscription {
   MsgStream stream_;
   BroadcastReceiver receiver_;
 };
+
+// Returns the context of the dialog the calling task runs in, or nullopt
+// (tractor's `current_ipc_ctx()`): inside an exported function, the dialog
+// that called it (a plain call too); inside an `OpenContext` body, the
+// context it opened; in tasks a `TaskGroup` started there, the same. The
+// innermost dialog wins when they nest.
+std::optional<Context> CurrentContext();
 
 }  // namespace tractor
 

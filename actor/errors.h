@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The error types of the tractor runtime (docs/design.md#errors,
 // docs/behaviour.md#errors-across-actors).
 //

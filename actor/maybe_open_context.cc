@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 #include "actor/maybe_open_context.h"
 
 #include <exception>
@@ -12,22 +13,69 @@
 #include "actor/errors.h"
 #include "actor/internal/gate.h"
 #include "actor/internal/scope.h"
+#include "actor/runtime.h"
 #include "discovery/mutex.h"
 
 namespace tractor {
+namespace internal {
 namespace {
 
-// One live resource. The fields are guarded by its key's mutex.
+// The task group of one opening function in one actor: the parent scope of
+// its resources' tasks, and the gate they hold. When the actor exits it is
+// cancelled and awaited (by then no user is left, so no resource either).
+struct FunctionNursery {
+  std::shared_ptr<ScopeState> scope = std::make_shared<ScopeState>();
+  Gate gate;
+};
+
+std::shared_ptr<FunctionNursery> NurseryFor(const std::string& function_id) {
+  struct Nurseries {
+    Mutex mu;
+    std::map<std::string, std::shared_ptr<FunctionNursery>> by_id
+        ABSL_GUARDED_BY(mu);
+  };
+  static auto* nurseries = new Nurseries;
+  const std::string actor = HasRuntime() ? CurrentActor().uuid() : "";
+  const std::string id = actor + "/" + function_id;
+  std::shared_ptr<FunctionNursery> n;
+  {
+    MutexLock lock(&nurseries->mu);
+    auto& slot = nurseries->by_id[id];
+    if (slot) return slot;
+    slot = n = std::make_shared<FunctionNursery>();
+  }
+  if (!actor.empty()) {
+    AddLifetimeCallback([n, id] {
+      {
+        MutexLock lock(&nurseries->mu);
+        auto it = nurseries->by_id.find(id);
+        if (it != nurseries->by_id.end() && it->second == n) {
+          nurseries->by_id.erase(it);
+        }
+      }
+      n->scope->Cancel();
+      n->gate.Close(CloseReason::kCancel);
+      ScopeBinding bind(NewScope(nullptr, absl::InfiniteFuture(),
+                                 /*shield=*/true));
+      n->gate.WaitDrained();
+    });
+  }
+  return n;
+}
+
+// One live resource. The fields are guarded by its key's mutex, except
+// `scope` and `thread`, set before the resource is shared.
 struct Resource {
   int users = 0;
   bool ready = false;     // `serve` was called: `value` is set
   bool release = false;   // the last user left: `serve` returns
   bool finished = false;  // `open` returned or threw
-  Payload value;
+  void* value = nullptr;
   std::exception_ptr error;  // what `open` threw
-  // Held by the thread that runs `open` until it is done; whoever tears the
-  // resource down waits for it to drain (`AwaitTask`).
-  internal::Gate task;
+  // The scope `open` runs in, a child of its function's nursery scope.
+  std::shared_ptr<ScopeState> scope;
+  // Runs `open`; joined by whoever tears the resource down (`AwaitTask`).
+  std::thread thread;
 };
 
 // Everything about one key.
@@ -53,29 +101,38 @@ std::shared_ptr<Key> KeyFor(const std::string& key) {
 // Waits, not cancellable, for `pred` (which needs `k.mu`).
 template <class Pred>
 void WaitShielded(Key& k, Pred pred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(k.mu) {
-  internal::ScopeBinding bind(
-      internal::NewScope(nullptr, absl::InfiniteFuture(), /*shield=*/true));
-  internal::Wait(k.cv, k.mu, pred);
+  ScopeBinding bind(NewScope(nullptr, absl::InfiniteFuture(), /*shield=*/true));
+  Wait(k.cv, k.mu, pred);
 }
 
-// Starts `open` in a task of its own, serving `res`.
+// Starts `open` serving `res` in a task of `nursery`. Throws RuntimeFailure
+// when the actor is exiting.
 void StartResourceTask(std::shared_ptr<Key> k, std::shared_ptr<Resource> res,
-                       ResourceFn open) {
-  std::optional<internal::Gate::Holder> hold = res->task.TryEnter();  // open
-  std::thread([k, res, open = std::move(open),
-               hold = *std::move(hold)]() mutable {
+                       ErasedOpen open,
+                       const std::shared_ptr<FunctionNursery>& nursery) {
+  std::optional<Gate::Holder> hold = nursery->gate.TryEnter();
+  if (!hold) {
+    throw RuntimeFailure(
+        "MaybeOpenContext: the actor is exiting; no new resource opens");
+  }
+  res->scope = NewScope(nursery->scope, absl::InfiniteFuture(), false);
+  res->thread = std::thread([k, res, open = std::move(open),
+                             hold = *std::move(hold)]() mutable {
     {
-      internal::UserTask task;
-      internal::ScopeBinding bind(
-          internal::NewScope(nullptr, absl::InfiniteFuture(), false));
+      UserTask task;
+      ScopeBinding bind(res->scope);
       std::exception_ptr error;
       try {
-        open([&](const Payload& value) {
+        open([&](void* value) {
           MutexLock lock(&k->mu);
           res->value = value;
           res->ready = true;
           k->cv.SignalAll();
-          internal::Wait(k->cv, k->mu, [&] { return res->release; });
+          // The value lives in `open` until the last user left: this wait
+          // is not cut short by a cancel.
+          WaitShielded(*k, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(k->mu) {
+            return res->release;
+          });
         });
       } catch (...) {
         error = std::current_exception();
@@ -88,13 +145,13 @@ void StartResourceTask(std::shared_ptr<Key> k, std::shared_ptr<Resource> res,
       k->cv.SignalAll();
     }
     hold.Leave();  // the last thing this thread does with the resource
-  }).detach();
+  });
 }
 
 // Ends `res` (the caller is its last user and holds the key, `locked`):
 // tells `serve` to return and waits until `open` finished. Returns its
-// error. The caller then awaits the task with `AwaitTask`, without the
-// key's mutex.
+// error. The caller then joins the task with `AwaitTask`, without the key's
+// mutex.
 std::exception_ptr TearDown(Key& k, const std::shared_ptr<Resource>& res)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(k.mu) {
   res->release = true;
@@ -104,21 +161,18 @@ std::exception_ptr TearDown(Key& k, const std::shared_ptr<Resource>& res)
   return res->error;
 }
 
-// Waits, not cancellable, until the thread that ran `open` for `res` is
-// gone (it finished already: see `TearDown`).
+// Joins the thread that ran `open` for `res` (it finished already: see
+// `TearDown`).
 void AwaitTask(Resource& res) {
-  res.task.Close(internal::CloseReason::kExit);
-  internal::ScopeBinding bind(
-      internal::NewScope(nullptr, absl::InfiniteFuture(), /*shield=*/true));
-  res.task.WaitDrained();
+  if (res.thread.joinable()) res.thread.join();
 }
 
 }  // namespace
 
-void MaybeOpenContext(
-    const std::string& key, const ResourceFn& open,
-    const std::function<void(bool cache_hit, const Payload& value)>& body) {
-  std::shared_ptr<Key> k = KeyFor(key);
+void MaybeOpenErased(const std::string& function_id, const std::string& key,
+                     ErasedOpen open,
+                     const std::function<void(bool, void*)>& body) {
+  std::shared_ptr<Key> k = KeyFor(function_id + '\0' + key);
   std::shared_ptr<Resource> res;
   bool hit = false;
   // Set when entering failed: the resource was torn down, and the error is
@@ -126,7 +180,7 @@ void MaybeOpenContext(
   std::exception_ptr enter_error;
   {
     MutexLock lock(&k->mu);
-    internal::Wait(k->cv, k->mu, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(k->mu) {
+    Wait(k->cv, k->mu, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(k->mu) {
       return !k->locked;
     });
     k->locked = true;
@@ -143,13 +197,15 @@ void MaybeOpenContext(
       res = k->resource;
       ++res->users;
     } else {
-      res = std::make_shared<Resource>();
-      res->users = 1;
+      auto fresh = std::make_shared<Resource>();
+      fresh->users = 1;
+      StartResourceTask(k, fresh, std::move(open), NurseryFor(function_id));
+      res = fresh;
       k->resource = res;
-      StartResourceTask(k, res, open);
       try {
-        internal::Wait(k->cv, k->mu,
-                       [&] { return res->ready || res->finished; });
+        Wait(k->cv, k->mu, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(k->mu) {
+          return res->ready || res->finished;
+        });
       } catch (...) {
         // Cancelled before the value arrived: stop the resource.
         TearDown(*k, res);
@@ -198,6 +254,38 @@ void MaybeOpenContext(
     std::rethrow_exception(body_error);
   }
   if (exit_error) std::rethrow_exception(exit_error);
+}
+
+}  // namespace internal
+
+void MaybeOpenContext(
+    const std::string& key, const ResourceFn& open,
+    const std::function<void(bool cache_hit, const Payload& value)>& body) {
+  using FnPtr = void (*)(const std::function<void(const Payload&)>&);
+  std::string id = std::string("ResourceFn:") + open.target_type().name();
+  if (const FnPtr* f = open.target<FnPtr>()) {
+    id += "@" + std::to_string(reinterpret_cast<uintptr_t>(*f));
+  }
+  internal::MaybeOpenErased(
+      id, key,
+      [open](const internal::ErasedServe& serve) {
+        open([&](const Payload& value) {
+          Payload copy = value;
+          serve(&copy);
+        });
+      },
+      [&](bool hit, void* value) {
+        body(hit, *static_cast<const Payload*>(value));
+      });
+}
+
+void MaybeOpenNursery(TaskGroup* group,
+                      const std::function<void(TaskGroup&)>& body) {
+  if (group != nullptr) {
+    body(*group);
+    return;
+  }
+  TaskGroup::Open(body);
 }
 
 }  // namespace tractor

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Actor nurseries: spawning, supervision and the teardown ladder.
 #include "actor/nursery.h"
 

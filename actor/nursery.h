@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Spawning and supervising child actors, one-cancels-all
 // (docs/behaviour.md#supervision).
 #ifndef TRACTOR_ACTOR_NURSERY_H_

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 #include "actor/payload.h"
 
 #include <cmath>
@@ -67,6 +68,10 @@ Payload Payload::List(std::vector<Payload> items) {
   }
   return out;
 }
+
+Payload::Payload(
+    std::initializer_list<std::pair<std::string, Payload>> fields)
+    : Payload(Object(std::vector<std::pair<std::string, Payload>>(fields))) {}
 
 Payload Payload::Object(std::vector<std::pair<std::string, Payload>> fields) {
   Payload out;

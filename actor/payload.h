@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Values carried by dialogs: arguments, first values, stream items, results.
 //
 // A `Payload` is a JSON-like value (null, number, string, bool, list,
@@ -11,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <ostream>
 #include <string>
 #include <type_traits>
@@ -42,6 +44,10 @@ class Payload {
   Payload(const char* s) : Payload(std::string(s)) {}
   Payload(std::string s);
   explicit Payload(v1::Payload proto) : proto_(std::move(proto)) {}
+  // An object, e.g. the named arguments of a call:
+  // `Payload args = {{"count", 3}, {"label", "x"}}`. Throws TypeError as
+  // `Object`.
+  Payload(std::initializer_list<std::pair<std::string, Payload>> fields);
 
   static Payload List(std::vector<Payload> items);
   static Payload Object(std::vector<std::pair<std::string, Payload>> fields);

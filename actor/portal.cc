@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The caller side of the runtime: a portal's calls, dialogs and cancels.
 #include "actor/portal.h"
 
@@ -81,6 +82,7 @@ std::shared_ptr<DialogSession> OpenDialog(PortalState& portal,
   s->peer = portal.aid;
   s->channel = portal.channel;
   s->scope = NewScope(nullptr, absl::InfiniteFuture(), false);
+  s->scope->dialog = s;
   {
     MutexLock lk(&s->mu);  // not shared yet; the lock is for the analysis
     s->pld_spec = options.pld_spec;
@@ -185,6 +187,7 @@ Payload Portal::OpenContext(
     Payload first = internal::AwaitStarted(s);
     body(context, first);
     body_done = true;
+    if (options.cancel_on_exit) context.Cancel();
     return context.Result();
   } catch (const Cancelled& c) {
     if (c.scope() != s.scope) {
@@ -213,7 +216,7 @@ Payload Portal::OpenContext(
   }
 }
 
-bool Portal::CancelActor(absl::Duration timeout) {
+bool Portal::CancelActor(absl::Duration timeout, bool raise_on_timeout) {
   if (!state_) return false;
   auto& rt = internal::Runtime::Require();
   v1::CancelActorRequest req;
@@ -225,7 +228,23 @@ bool Portal::CancelActor(absl::Duration timeout) {
       context,
       [&](grpc::ClientContext* c) { return stub->CancelActor(c, req, &reply); },
       absl::Now() + timeout, /*shielded=*/true);
+  if (raise_on_timeout &&
+      status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    throw ActorTooSlowError(absl::StrCat(
+        "actor '", state_->aid.name(), "' did not acknowledge CancelActor ",
+        "within ", absl::FormatDuration(timeout)));
+  }
   return status.ok() && reply.ok();
+}
+
+Portal GetRoot(absl::Duration timeout) {
+  auto& rt = internal::Runtime::Require();
+  const std::string& root_addr = rt.config().root_addr;
+  if (!root_addr.empty()) return Portal::Connect(root_addr, {}, timeout);
+  // This actor is the root.
+  const std::string self_addr =
+      rt.local_addr().empty() ? rt.accept_addrs().front() : rt.local_addr();
+  return Portal::Connect(self_addr, rt.self(), timeout);
 }
 
 Payload Portal::Result() {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // A handle for calling into another actor.
 #ifndef TRACTOR_ACTOR_PORTAL_H_
 #define TRACTOR_ACTOR_PORTAL_H_
@@ -23,6 +24,11 @@ struct ContextOptions {
   // Types this side accepts in Started, Yield and Return; a payload of
   // another type raises MsgTypeError here and cancels the remote task.
   PayloadSpec pld_spec;
+  // When the body returns without an error, cancel the remote task rather
+  // than wait for its result (for a callee that serves until cancelled).
+  // The cancel is this side's: `OpenContext` then returns the result if the
+  // callee had already returned one, else null.
+  bool cancel_on_exit = false;
 };
 
 // A portal to one remote actor: its identity and a gRPC channel to it.
@@ -41,13 +47,17 @@ class Portal {
                         absl::Duration timeout = absl::Seconds(2));
 
   // Runs the plain function `func` ("ns:func") in the actor and returns its
-  // result. Throws RemoteActorError (or a subclass: ModuleNotExposed,
+  // result. A function exported with named parameters takes an object of
+  // them, `Run("ns:f", {{"count", 3}, {"label", "x"}})`, or a list of them
+  // in order. Throws RemoteActorError (or a subclass: ModuleNotExposed,
   // FunctionNotFound, MsgTypeError, ContextCancelled) for a remote failure,
   // TransportClosed if the actor vanished.
   Payload Run(const std::string& func, const Payload& args = Payload());
-  // Typed form: decodes the result as `R` (MsgTypeError on a mismatch).
+  // Typed forms: decode the result as `R` (MsgTypeError on a mismatch).
   template <class R, class A>
   R Run(const std::string& func, const A& args);
+  template <class R>
+  R Run(const std::string& func, const Payload& args);
 
   // Opens a context with the endpoint `func`, waits for its first value and
   // runs `body(ctx, first)`. On a normal exit waits for the remote result
@@ -58,8 +68,11 @@ class Portal {
       ContextOptions options = {});
 
   // Asks the actor to cancel itself gracefully and waits up to `timeout`
-  // for the acknowledgement. Returns false on timeout or if it is gone.
-  bool CancelActor(absl::Duration timeout = absl::Milliseconds(500));
+  // for the acknowledgement. Returns true once acknowledged; false if it is
+  // gone, and on timeout unless `raise_on_timeout`, which throws
+  // ActorTooSlowError instead (tractor's `raise_on_timeout=True`).
+  bool CancelActor(absl::Duration timeout = absl::Milliseconds(500),
+                   bool raise_on_timeout = false);
 
   // The result of the function started by `ActorNursery::RunInActor`;
   // blocks until it is known. Readable after the nursery exits.
@@ -78,6 +91,12 @@ class Portal {
 
 // The current actor's identity, or an empty Aid without a runtime.
 v1::Aid CurrentActorOrEmpty();
+
+// Returns a portal to the root actor of this actor's tree (tractor's
+// `get_root()`); in the root, a portal to itself. Throws NoRuntime without
+// a runtime, TransportClosed when the root does not answer within
+// `timeout`.
+Portal GetRoot(absl::Duration timeout = absl::Seconds(2));
 
 }  // namespace tractor
 

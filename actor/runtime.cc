@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The public entry points: the program's Main, the root actor, and what a
 // task may ask about the actor it runs in.
 #include "actor/runtime.h"
@@ -109,6 +110,11 @@ std::vector<std::string> AcceptAddrs() {
 }
 
 bool HasRuntime() { return internal::Runtime::Get() != nullptr; }
+
+bool IsRootProcess() {
+  internal::Runtime* rt = internal::Runtime::Get();
+  return rt != nullptr && rt->config().parent.uuid().empty();
+}
 
 std::vector<std::string> RegistryAddrs() {
   return internal::Runtime::Require().config().registry_addrs;

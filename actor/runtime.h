@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The actor runtime of one process: entry point, root actor and identity.
 //
 //   int main(int argc, char** argv) {
@@ -66,6 +67,9 @@ const v1::Aid& CurrentActor();
 std::vector<std::string> AcceptAddrs();
 // True when this process runs an actor.
 bool HasRuntime();
+// True when this process runs the root actor of its tree (tractor's
+// `is_root_process()`); false in a spawned child and without a runtime.
+bool IsRootProcess();
 // The registrar addresses this actor registers with and looks names up in
 // (inherited by its children). Throws NoRuntime without one.
 std::vector<std::string> RegistryAddrs();

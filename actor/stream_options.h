@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Receive-side flow control of one stream (docs/design.md#flow-control,
 // docs/behaviour.md#overruns). Included by `actor/context.h`.
 #ifndef TRACTOR_ACTOR_STREAM_OPTIONS_H_

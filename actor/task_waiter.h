@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Waiting for a blocking gRPC call as an actor task waits for anything: at
 // a checkpoint.
 #ifndef TRACTOR_ACTOR_TASK_WAITER_H_

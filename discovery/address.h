@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Addresses an actor accepts on or is reached at
 // (docs/design.md#discovery-and-addresses, docs/behaviour.md#addresses).
 //

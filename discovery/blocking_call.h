@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Blocking unary RPCs that their caller can cancel.
 //
 // gRPC's synchronous stubs block the calling thread until the RPC ends, with

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Client channels: the one place that sets tractor's gRPC channel
 // arguments (message size, keepalive, reconnect backoff).
 //

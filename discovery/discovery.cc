@@ -1,10 +1,13 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 #include "discovery/discovery.h"
 
 #include <algorithm>
+#include <set>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
 #include "actor/runtime.h"
@@ -80,43 +83,59 @@ std::vector<std::pair<Address, std::string>> Candidates(
   return out;
 }
 
-// Connects to the actor of one registration, newest registrations first.
-// Deletes the addresses that turn out stale from `registrar`. Returns the
-// first portal that works.
-std::optional<Portal> ConnectToAny(const LookupResult& answer,
+// Connects to the actor of one registration, trying its addresses best
+// first. Deletes the addresses that turn out stale from `registrar`.
+std::optional<Portal> ConnectToOne(const v1::Registration& reg,
                                    const Address& registrar,
                                    bool* saw_stale) {
   const bool local = registrar.IsLocalHost();
-  for (auto it = answer.registrations.rbegin();
-       it != answer.registrations.rend(); ++it) {
-    for (const auto& [addr, text] : Candidates(*it, local)) {
-      std::string why;
-      try {
-        // The identity is checked with an Info call, unless this actor's
-        // live connection to that address already did.
-        const std::string target = addr.ToString();
-        const bool known = KnowsLiveActorAt(
-            target, it->aid().uuid());
-        Portal p = Portal::Connect(target, known ? it->aid() : v1::Aid(),
-                                   kConnectTimeout);
-        if (p.aid().uuid() == it->aid().uuid()) return p;
-        why = absl::StrCat("now served by another actor ('", p.aid().name(),
-                           "' ", p.aid().uuid(), ")");
-      } catch (const TransportClosed& e) {
-        why = e.what();
-      }
-      LOG(INFO) << "discovery: stale entry for '" << it->aid().name() << "' ("
-                << it->aid().uuid() << ") at " << text << " from registrar "
-                << registrar << ": " << why << "; deleting it";
-      *saw_stale = true;
-      grpc::Status st = DeleteAddr(registrar, text);
-      if (!st.ok()) {
-        VLOG(1) << "discovery: DeleteAddr(" << text << ") on " << registrar
-                << ": " << st.error_message();
-      }
+  for (const auto& [addr, text] : Candidates(reg, local)) {
+    std::string why;
+    try {
+      // The identity is checked with an Info call, unless this actor's
+      // live connection to that address already did.
+      const std::string target = addr.ToString();
+      const bool known = KnowsLiveActorAt(target, reg.aid().uuid());
+      Portal p = Portal::Connect(target, known ? reg.aid() : v1::Aid(),
+                                 kConnectTimeout);
+      if (p.aid().uuid() == reg.aid().uuid()) return p;
+      why = absl::StrCat("now served by another actor ('", p.aid().name(),
+                         "' ", p.aid().uuid(), ")");
+    } catch (const TransportClosed& e) {
+      why = e.what();
+    }
+    LOG(INFO) << "discovery: stale entry for '" << reg.aid().name() << "' ("
+              << reg.aid().uuid() << ") at " << text << " from registrar "
+              << registrar << ": " << why << "; deleting it";
+    *saw_stale = true;
+    grpc::Status st = DeleteAddr(registrar, text);
+    if (!st.ok()) {
+      VLOG(1) << "discovery: DeleteAddr(" << text << ") on " << registrar
+              << ": " << st.error_message();
     }
   }
   return std::nullopt;
+}
+
+// Connects to the actor of one registration, newest registrations first.
+// Returns the first portal that works.
+std::optional<Portal> ConnectToAny(const LookupResult& answer,
+                                   const Address& registrar,
+                                   bool* saw_stale) {
+  for (auto it = answer.registrations.rbegin();
+       it != answer.registrations.rend(); ++it) {
+    if (auto p = ConnectToOne(*it, registrar, saw_stale)) return p;
+  }
+  return std::nullopt;
+}
+
+RuntimeFailure NoneFound(const std::string& name,
+                         const std::vector<Address>& registrars) {
+  std::vector<std::string> texts;
+  for (const auto& r : registrars) texts.push_back(r.ToString());
+  return RuntimeFailure(absl::StrCat("no actor '", name,
+                                     "' is registered with [",
+                                     absl::StrJoin(texts, ", "), "]"));
 }
 
 // Waits (a checkpoint) for the next answer of `lookup` until `until`.
@@ -137,13 +156,16 @@ std::optional<LookupResult> NextAnswer(Lookup& lookup, absl::Time until,
 
 std::optional<Portal> FindActor(const std::string& name,
                                 const std::vector<std::string>& registry_addrs,
-                                absl::Duration timeout) {
+                                absl::Duration timeout, bool raise_on_none) {
   const std::vector<Address> registrars = Registrars(registry_addrs);
   Lookup lookup(registrars, name, Lookup::Mode::kFind, absl::Now() + timeout);
   for (;;) {
     std::optional<LookupResult> answer =
         NextAnswer(lookup, absl::InfiniteFuture(), /*stop_when_idle=*/true);
-    if (!answer.has_value()) return std::nullopt;  // every registrar answered
+    if (!answer.has_value()) {  // every registrar answered
+      if (raise_on_none) throw NoneFound(name, registrars);
+      return std::nullopt;
+    }
     if (!answer->status.ok()) {
       VLOG(1) << "discovery: registrar " << answer->registrar
               << " did not answer Find(" << name
@@ -155,6 +177,43 @@ std::optional<Portal> FindActor(const std::string& name,
       return p;
     }
   }
+}
+
+std::vector<Portal> FindActors(const std::string& name,
+                               const std::vector<std::string>& registry_addrs,
+                               absl::Duration timeout, bool raise_on_none) {
+  const std::vector<Address> registrars = Registrars(registry_addrs);
+  Lookup lookup(registrars, name, Lookup::Mode::kFind, absl::Now() + timeout);
+  // Every registration, with the registrar that listed it.
+  std::vector<std::pair<v1::Registration, size_t>> regs;
+  for (;;) {
+    std::optional<LookupResult> answer =
+        NextAnswer(lookup, absl::InfiniteFuture(), /*stop_when_idle=*/true);
+    if (!answer.has_value()) break;  // every registrar answered
+    if (!answer->status.ok()) {
+      VLOG(1) << "discovery: registrar " << answer->registrar
+              << " did not answer Find(" << name
+              << "): " << answer->status.error_message();
+      continue;
+    }
+    // Each registrar lists its registrations oldest first.
+    for (auto it = answer->registrations.rbegin();
+         it != answer->registrations.rend(); ++it) {
+      regs.emplace_back(*it, answer->index);
+    }
+  }
+  std::vector<Portal> out;
+  std::set<std::string> seen;
+  for (const auto& [reg, index] : regs) {
+    if (seen.count(reg.aid().uuid())) continue;
+    bool stale = false;
+    if (auto p = ConnectToOne(reg, registrars[index], &stale)) {
+      seen.insert(reg.aid().uuid());
+      out.push_back(*std::move(p));
+    }
+  }
+  if (out.empty() && raise_on_none) throw NoneFound(name, registrars);
+  return out;
 }
 
 Portal WaitForActor(const std::string& name,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Finding actors by name through the registrars
 // (docs/design.md#discovery-and-addresses, docs/behaviour.md#lookups):
 // tractor's find_actor, wait_for_actor, query_actor and get_registry.
@@ -50,10 +51,25 @@ inline constexpr absl::Duration kConnectTimeout = absl::Seconds(1);
 // deleted from the registrar that returned it (`DeleteAddr`) and the next
 // candidate is tried. The address dialled is chosen by `PreferAddress`
 // (unix socket, then same-host TCP, then remote); unix and loopback
-// addresses returned by a registrar on another host are ignored.
+// addresses returned by a registrar on another host are ignored. With
+// `raise_on_none` (tractor's `raise_on_none=True`), finding none throws
+// RuntimeFailure naming the actor and the registrars asked.
 std::optional<Portal> FindActor(const std::string& name,
                                 const std::vector<std::string>& registry_addrs = {},
-                                absl::Duration timeout = kFindTimeout);
+                                absl::Duration timeout = kFindTimeout,
+                                bool raise_on_none = false);
+
+// Returns portals to every live actor named `name` (tractor's `find_actor`
+// with `only_first=False`), one per actor however many registrars list it:
+// registrars in the order they answered, each one's most recent
+// registration first. Waits for every registrar to answer
+// (a silent one is given up after `timeout`); connects to each entry as
+// `FindActor` does, deleting stale ones. Empty when there is none, or, with
+// `raise_on_none`, throws RuntimeFailure.
+std::vector<Portal> FindActors(const std::string& name,
+                               const std::vector<std::string>& registry_addrs = {},
+                               absl::Duration timeout = kFindTimeout,
+                               bool raise_on_none = false);
 
 // Returns a portal to an actor named `name`, blocking until one registers
 // with any of the registrars (`Registrar.WaitFor` on all of them at once).
@@ -78,6 +94,7 @@ std::vector<v1::Registration> GetRegistry(const std::string& registry_addr = "")
 
 namespace tractor {
 using discovery::FindActor;
+using discovery::FindActors;
 using discovery::GetRegistry;
 using discovery::QueryActor;
 using discovery::WaitForActor;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 #include "discovery/listen.h"
 
 #include <arpa/inet.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Server side of a tractor endpoint: binding a gRPC server on a list of
 // addresses, safely for unix sockets, and the server arguments every tractor
 // server uses.

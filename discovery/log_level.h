@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Tractor's log level names, mapped onto glog.
 //
 // Every tractor program (actors and the registrar daemon) accepts the same

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The project's mutex and condition variable: thin wrappers over
 // `absl::Mutex` and `absl::CondVar` that clang's thread-safety analysis
 // understands (`ABSL_GUARDED_BY(mu_)`, `ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_)`)

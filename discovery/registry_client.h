@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The client side of the registrar protocol, without the actor runtime
 // (docs/design.md#discovery-and-addresses): probing registry addresses at
 // boot, keeping one actor registered under a lease, and concurrent raw

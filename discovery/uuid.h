@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Random identifiers for actors and registrars.
 //
 // `NewUuid` is the one generator of the uuids that key registrations and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // A root actor spawns two child actors, calls a function in each, prints the
 // answers and cancels the children.
 //

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Compiles .proto files with the system protoc and grpc_cpp_plugin."""
 
 def cc_grpc_proto(name, srcs, deps = [], grpc = True, visibility = None):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The standalone registrar daemon.
 //
 //   registrar --listen 127.0.0.1:1616,unix:/run/tractor/registrar.sock

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The registrar: maps actor names to the addresses they accept on
 // (docs/design.md#discovery-and-addresses,
 // docs/behaviour.md#registrar-table).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // A test fixture for multi-process tests: bounds each test in time and
 // fails a test that leaves any descendant process running.
 #ifndef TRACTOR_TESTS_PROCESS_FIXTURE_H_

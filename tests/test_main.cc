@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // GoogleTest entry point for tests that spawn actors: spawned children
 // re-execute the test binary, and tractor::Main routes them to the child
 // runtime before GoogleTest sees the command line.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 #include "actor/internal/actor_service.h"
 
 #include <atomic>
@@ -146,7 +147,24 @@ grpc::ServerUnaryReactor* ActorService::Info(grpc::CallbackServerContext* ctx,
   for (const auto& a : rt_->accept_addrs()) info.add_accept_addrs(a);
   for (const auto& ns : rt_->tasks().enable_modules()) {
     info.add_enable_modules(ns);
-    for (const auto& f : EndpointNames(ns)) info.add_functions(f);
+    for (const auto& f : EndpointNames(ns)) {
+      info.add_functions(f);
+      const Endpoint* ep = FindEndpoint(f);
+      if (ep == nullptr) continue;
+      v1::FunctionSignature* sig = info.add_signatures();
+      sig->set_name(f);
+      sig->set_kind(ep->type);
+      sig->set_named(!ep->params.empty());
+      for (const EndpointParam& p : ep->params) {
+        v1::FunctionParameter* param = sig->add_params();
+        param->set_name(p.name);
+        param->set_type(p.spec);
+      }
+      if (ep->params.empty() && ep->takes_arg) {
+        sig->add_params()->set_type(ep->arg_spec);
+      }
+      sig->set_result_type(ep->result_spec);
+    }
   }
   for (const auto& c : rt_->Children()) *info.add_children() = c;
   *info.mutable_parent() = rt_->config().parent;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The `tractor.v1.Actor` gRPC service of an actor: thin entry points that
 // hand each RPC to the runtime (`Runtime`, `TaskServer`). The service never
 // blocks a gRPC thread and never runs user code.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The runtime of a spawned child actor, from boot to exit.
 #ifndef TRACTOR_ACTOR_INTERNAL_CHILD_MAIN_H_
 #define TRACTOR_ACTOR_INTERNAL_CHILD_MAIN_H_

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Process bookkeeping for one spawned child actor.
 #ifndef TRACTOR_ACTOR_INTERNAL_CHILD_PROC_H_
 #define TRACTOR_ACTOR_INTERNAL_CHILD_PROC_H_

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // One dialog's transport: a `tractor.v1.Actor/Open` gRPC stream seen as a
 // bounded inbox and an outbox (docs/design.md#wire-contract,
 // docs/design.md#flow-control; docs/architecture.md walks a stream item).

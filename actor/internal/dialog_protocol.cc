@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 #include "actor/internal/dialog_protocol.h"
 
 #include <utility>
@@ -222,8 +223,25 @@ void InstallDialogHooks(const std::shared_ptr<DialogSession>& s) {
   });
 }
 
+void RaiseIfTransportLost(DialogSession& s, const Cancelled& c) {
+  if (s.caller() || c.scope() != s.scope) return;
+  {
+    MutexLock lk(&s.mu);
+    if (!s.transport_lost) return;
+  }
+  throw TransportClosed(absl::StrCat(
+      "dialog '", s.func, "' with actor '", s.peer.name(),
+      "' lost its transport: ", s.dialog->EndReason()));
+}
+
 v1::Msg NextMsg(DialogSession& s) {
-  auto msg = s.dialog->Receive();
+  std::optional<v1::Msg> msg;
+  try {
+    msg = s.dialog->Receive();
+  } catch (const Cancelled& c) {
+    RaiseIfTransportLost(s, c);
+    throw;
+  }
   if (msg) return std::move(*msg);
   if (!s.caller() && s.dialog->peer_half_closed()) {
     // The caller half-closed its side of the stream without a Stop: it

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The dialog protocol, both sides, in one place: which message may come
 // when, what each one does to the dialog's state, who a cancel is
 // attributed to, and how a dialog's payloads are checked.
@@ -158,6 +159,9 @@ struct DialogSession {
   v1::Aid canceller ABSL_GUARDED_BY(mu);  // who cancelled the dialog
   // Callee: who asked to cancel.
   v1::Aid cancel_requester ABSL_GUARDED_BY(mu);
+  // Callee: the task was cancelled because its caller vanished (the RPC
+  // broke); a stream call the cancel interrupts raises TransportClosed.
+  bool transport_lost ABSL_GUARDED_BY(mu) = false;
   PayloadSpec pld_spec ABSL_GUARDED_BY(mu);
 
   // Applies `event` under `mu` (held by the caller). Returns the action;
@@ -197,6 +201,9 @@ void InstallDialogHooks(const std::shared_ptr<DialogSession>& s);
 // without one. On the callee, the caller's half-close reads as a `Stop`. A
 // checkpoint.
 v1::Msg NextMsg(DialogSession& s);
+// Callee: when `c` is the cancel of the dialog's own scope because its
+// caller vanished (`transport_lost`), throws TransportClosed instead.
+void RaiseIfTransportLost(DialogSession& s, const Cancelled& c);
 
 // Records an Error that arrived in-band and throws it as an exception.
 [[noreturn]] void RaiseArrived(DialogSession& s, const v1::Error& error)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 #include "actor/internal/dialog_transport.h"
 
 #include <pthread.h>
@@ -212,6 +213,7 @@ void CqServerTransport::Abandon() {
   {
     MutexLock lk(&mu_);
     abandoned_ = true;
+    if (read_failed_) read_end_alarm_.Cancel();
     // A call that never arrived has nothing in flight.
     if (!matched_ || finishing_) return;
     finishing_ = true;
@@ -240,22 +242,53 @@ void CqServerTransport::Complete(Op op, bool ok) {
       cancelled = context_.IsCancelled();
     }
   }
-  if (tell && op == Op::kRead) {
-    if (ok) {
-      std::string why;
-      const bool decoded = ParseFromByteBuffer(read_bytes_, target, &why);
-      read_bytes_.Clear();
-      if (!decoded) {
-        dialog_->OnReadUndecodable(std::move(why));
-      } else {
-        dialog_->OnReadDone(true);
-      }
+  if (tell && op == Op::kRead && ok) {
+    std::string why;
+    const bool decoded = ParseFromByteBuffer(read_bytes_, target, &why);
+    read_bytes_.Clear();
+    if (!decoded) {
+      dialog_->OnReadUndecodable(std::move(why));
     } else {
-      dialog_->OnReadDone(false);
+      dialog_->OnReadDone(true);
+    }
+  }
+  bool deliver_read_end = false;
+  if (op == Op::kRead && !ok) {
+    MutexLock lk(&mu_);
+    if (call_done_) {
+      deliver_read_end = true;  // the cancel (if any) was told already
+    } else {
+      // Held back until the done tag says whether the RPC was cancelled.
+      read_failed_ = true;
+      reading_ = true;
+      Posted();
+      read_end_alarm_.Set(&cq_, absl::ToChronoTime(absl::Now() + kReadEndWait),
+                          &read_end_tag_);
     }
   }
   if (tell && op == Op::kWrite) dialog_->OnWriteDone(ok);
   if (tell && cancelled) dialog_->OnCancel();
+  if (op == Op::kDone) {
+    MutexLock lk(&mu_);
+    // The failure held back goes now, after the cancel; its timer, cut
+    // short, comes back at once.
+    if (read_failed_) read_end_alarm_.Cancel();
+  }
+  if (op == Op::kReadEnd) {
+    MutexLock lk(&mu_);
+    if (read_failed_) {
+      read_failed_ = false;
+      deliver_read_end = true;
+    }
+  }
+  if (deliver_read_end) {
+    {
+      MutexLock lk(&mu_);
+      reading_ = false;
+      tell = !abandoned_;
+    }
+    if (tell) dialog_->OnReadDone(false);
+  }
   bool over;
   {
     MutexLock lk(&mu_);

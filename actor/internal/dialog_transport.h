@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // A dialog's gRPC stream on gRPC's async API, with a completion queue of its
 // own that the threads waiting on the dialog drive themselves
 // (docs/architecture.md#threads): the task blocked in `Receive` takes the
@@ -22,6 +23,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
 #include "discovery/mutex.h"
+#include "grpcpp/alarm.h"
 #include "grpcpp/grpcpp.h"
 #include "tractor/v1/actor.grpc.pb.h"
 #include "tractor/v1/msg.pb.h"
@@ -68,7 +70,7 @@ class CqTransport : public DialogTransport {
 
  protected:
   friend class DialogAcceptor;
-  enum class Op { kAccept, kRead, kWrite, kFinish, kDone, kKick };
+  enum class Op { kAccept, kRead, kWrite, kFinish, kDone, kKick, kReadEnd };
   struct Tag {
     Op op;
     CqTransport* owner;
@@ -79,6 +81,8 @@ class CqTransport : public DialogTransport {
   // Every posted operation is counted until its tag comes back.
   void Posted() { pending_.fetch_add(1, std::memory_order_acq_rel); }
   // Handles a completed operation of this side (not kKick).
+  // (kReadEnd: the server's timer for a failed read, see
+  // CqServerTransport.)
   virtual void Complete(Op op, bool ok) = 0;
   // Ends the RPC if it is not over (the transport is being destroyed with
   // its dialog), so that every operation completes.
@@ -137,6 +141,8 @@ class CqClientTransport final : public CqTransport {
 // `Dialog::OnReadUndecodable`) and each reply encoded.
 class CqServerTransport final : public CqTransport {
  public:
+  static constexpr absl::Duration kReadEndWait = absl::Milliseconds(50);
+
   explicit CqServerTransport(Dialog* dialog);
   ~CqServerTransport() override;
 
@@ -152,12 +158,22 @@ class CqServerTransport final : public CqTransport {
   void Complete(Op op, bool ok) override;
   void Abandon() override;
 
+  // Delivers the failed read held back (see `read_failed_`).
+  void DeliverReadEnd() ABSL_LOCKS_EXCLUDED(mu_);
+
   Mutex mu_;
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_done_ ABSL_GUARDED_BY(mu_) = false;
   bool call_done_ ABSL_GUARDED_BY(mu_) = false;
+  // A read failed: the caller half-closed, or the RPC was cancelled, which
+  // gRPC tells only with the done tag. The failure is held back until that
+  // tag comes (a cancel: `OnCancel` first) or `kReadEndWait` passed (a
+  // half-close).
+  bool read_failed_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Alarm read_end_alarm_;
+  Tag read_end_tag_{Op::kReadEnd, this};
   bool matched_ ABSL_GUARDED_BY(mu_) = false;  // the call arrived
   bool abandoned_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ServerContext context_;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Errors across the wire (docs/architecture.md#errors): an exception raised
 // in this actor becomes a `v1::Error` at the edge (`PackError`), and an
 // arriving `v1::Error` becomes the local exception type it boxes

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The user exception types registered with `RegisterErrorType`
 // (actor/errors.h): what the error codec needs to name a user exception on
 // the wire and to throw it again on arrival.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // A shutdown gate (the shape of Seastar's `gate`): work that must finish
 // before its owner does enters the gate and holds it; the owner closes the
 // gate, which refuses new entries, and waits for the holders to leave.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 #include "actor/internal/payload_check.h"
 
 #include "absl/strings/str_cat.h"
@@ -18,6 +19,20 @@ v1::Error MakeMsgTypeError(const v1::Aid& self, const std::string& cid,
                    "`"),
       cid);
   e.set_expected_msg_type(kind);
+  e.set_bad_msg(value.ToJson());
+  return e;
+}
+
+v1::Error MakeArgsTypeError(const v1::Aid& self, const std::string& cid,
+                            const std::string& func, const v1::Payload& got,
+                            const std::string& problem) {
+  Payload value(got);
+  v1::Error e = MakeError(
+      self, "MsgTypeError",
+      absl::StrCat("invalid `Start` msg payload: ", value.ToJson(),
+                   " does not fit the parameters of '", func, "': ", problem),
+      cid);
+  e.set_expected_msg_type("Start");
   e.set_bad_msg(value.ToJson());
   return e;
 }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // What a `Portal` knows about the actor it reaches.
 #ifndef TRACTOR_ACTOR_INTERNAL_PORTAL_STATE_H_
 #define TRACTOR_ACTOR_INTERNAL_PORTAL_STATE_H_

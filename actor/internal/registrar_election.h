@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Registrar election at boot: does the root use the registrars at its
 // registry addresses, or become the registrar itself?
 // (docs/behaviour.md#registrar-election).

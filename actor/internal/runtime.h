@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The actor runtime of this process: its identity, gRPC server, remote
 // tasks, children, channels and registration.
 #ifndef TRACTOR_ACTOR_INTERNAL_RUNTIME_H_

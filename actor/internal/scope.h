@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The machinery behind cancel scopes (actor/cancel.h): the scope chain of a
 // thread, the actor's task lock, and `Wait`, the blocking primitive every
 // wait of a task goes through, so that every wait is a checkpoint.
@@ -29,6 +30,10 @@ struct ScopeState {
   // This scope's own deadline, as nanoseconds since the Unix epoch.
   std::atomic<int64_t> deadline_ns{INT64_MAX};
   bool shield = false;
+  // Set on the scope of a dialog's task (its `DialogSession`), before the
+  // scope is shared: `CurrentContext()` finds the innermost one on the
+  // calling thread's scope chain.
+  std::weak_ptr<void> dialog;
 
   absl::Time deadline() const {
     int64_t ns = deadline_ns.load(std::memory_order_relaxed);

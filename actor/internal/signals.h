@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Signal handling: one thread owns SIGTERM (and, in children, SIGINT is
 // ignored); SIGINT in the root cancels the root's scope.
 #ifndef TRACTOR_ACTOR_INTERNAL_SIGNALS_H_

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 #include "actor/internal/spawn.h"
 
 #include <signal.h>

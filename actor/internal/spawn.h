@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Starting child actor processes: the program re-executes its own binary
 // with the child's SpawnSpec in the environment
 // (docs/design.md#spawning-by-re-exec).

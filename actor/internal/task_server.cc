@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 #include "actor/internal/task_server.h"
 
 #include <optional>
@@ -69,9 +70,20 @@ const Endpoint* TaskServer::Validate(const v1::Start& start, bool unary,
                                    ? "context endpoint (use OpenContext)"
                                    : "plain function (use Run)"));
   }
-  if (!ep->arg_matches(start.args())) {
-    *error = MakeMsgTypeError(self_, cid, "Start", start.args(), ep->arg_spec);
-    return nullptr;
+  if (ep->params.empty()) {
+    if (!ep->arg_matches(start.args())) {
+      *error =
+          MakeMsgTypeError(self_, cid, "Start", start.args(), ep->arg_spec);
+      return nullptr;
+    }
+  } else {
+    std::vector<v1::Payload> split;
+    std::string problem = SplitNamedArgs(ep->params, start.args(), &split);
+    if (!problem.empty()) {
+      *error = MakeArgsTypeError(self_, cid, start.func(), start.args(),
+                                 problem);
+      return nullptr;
+    }
   }
   return ep;
 }
@@ -86,6 +98,7 @@ std::shared_ptr<DialogSession> TaskServer::NewSession(const v1::Start& start,
   s->self = self_;
   s->peer = start.caller();
   s->scope = NewScope(service_scope_, absl::InfiniteFuture(), false);
+  s->scope->dialog = s;
   if (start.msg_buffer_size() > 0) s->start_buffer_size = start.msg_buffer_size();
   s->peer_accepts_batches = start.accept_batches();
   return s;
@@ -223,7 +236,10 @@ void TaskServer::ServeDialog(std::shared_ptr<Dialog> dialog) {
     if (!c) return;
     {
       MutexLock lk(&c->mu);
-      if (c->cancel_requester.uuid().empty()) c->cancel_requester = c->peer;
+      if (c->cancel_requester.uuid().empty()) {
+        c->cancel_requester = c->peer;
+        c->transport_lost = true;
+      }
     }
     c->scope->Cancel();
   });

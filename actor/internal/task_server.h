@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The callee side of the runtime: what happens when a call arrives.
 //
 // Every remote task goes through four named steps, whether it came as an

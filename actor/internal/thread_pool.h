@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // A pool of reusable threads for remote tasks and runtime helpers.
 #ifndef TRACTOR_ACTOR_INTERNAL_THREAD_POOL_H_
 #define TRACTOR_ACTOR_INTERNAL_THREAD_POOL_H_

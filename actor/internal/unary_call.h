@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // One blocking unary RPC, driven by the calling task's own thread.
 #ifndef TRACTOR_ACTOR_INTERNAL_UNARY_CALL_H_
 #define TRACTOR_ACTOR_INTERNAL_UNARY_CALL_H_

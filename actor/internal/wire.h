@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The wire contract's numbers, and the decoding of wire messages at the
 // service boundary.
 //

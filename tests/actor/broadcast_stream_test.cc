@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // `MsgStream::Subscribe` between real actor processes
 // (docs/behaviour.md#broadcast-to-local-tasks; tractor's
 // test_advanced_streaming.py `test_local_task_fanout_from_stream`).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Broadcast fan-out between local tasks, no processes
 // (docs/behaviour.md#broadcast-to-local-tasks; the scenarios of tractor's
 // tests/test_task_broadcasting.py).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Cancel scopes, deadlines and task groups inside one actor (no processes).
 #include "actor/cancel.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // tractor's tests/test_clustering.py: OpenActorCluster and GatherContexts.
 #include "actor/cluster.h"
 

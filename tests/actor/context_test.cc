@@ -1,9 +1,11 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Contexts and streams between real actor processes.
 #include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <fstream>
+#include <optional>
 #include <string>
 
 #include "absl/time/clock.h"
@@ -185,6 +187,81 @@ std::string OpensAndCloses(Context& ctx) {
   return "done";
 }
 TRACTOR_EXPORT("ctx:opens_and_closes", OpensAndCloses);
+
+// Started, then sleeps until cancelled, counting its cancellations.
+std::atomic<int64_t> g_sleeper_cancels{0};
+void CountedSleeper(Context& ctx) {
+  ctx.Started();
+  try {
+    Sleep(absl::Hours(1));
+  } catch (const Cancelled&) {
+    ++g_sleeper_cancels;
+    throw;
+  }
+}
+TRACTOR_EXPORT("ctx:counted_sleeper", CountedSleeper);
+int64_t SleeperCancels() { return g_sleeper_cancels.load(); }
+TRACTOR_EXPORT("ctx:sleeper_cancels", SleeperCancels);
+
+// The cid `CurrentContext()` gives in the endpoint and in a task it starts.
+Payload CurrentCids(Context& ctx) {
+  std::optional<Context> here = CurrentContext();
+  std::string in_task;
+  TaskGroup::Open([&](TaskGroup& tg) {
+    tg.Spawn([&] {
+      if (auto c = CurrentContext()) in_task = c->cid();
+    });
+  });
+  ctx.Started();
+  return Payload::List({here ? here->cid() : "", in_task, ctx.cid()});
+}
+TRACTOR_EXPORT("ctx:current_cids", CurrentCids);
+std::string CurrentCidOfACall() {
+  std::optional<Context> c = CurrentContext();
+  return c ? c->cid() : "";
+}
+TRACTOR_EXPORT("ctx:current_cid_of_a_call", CurrentCidOfACall);
+
+// What a `Receive` blocked in `ctx:receive_once` ended with.
+const char* const kReceiveOutcomes[] = {"not started", "receiving", "received",
+                                        "TransportClosed", "Cancelled",
+                                        "another error"};
+std::atomic<int> g_receive_outcome{0};
+void SetReceiveOutcome(const std::string& outcome) {
+  for (int i = 0; i < 6; ++i) {
+    if (outcome == kReceiveOutcomes[i]) g_receive_outcome = i;
+  }
+}
+void ReceiveOnce(Context& ctx) {
+  ctx.Started();
+  auto stream = ctx.OpenStream();
+  SetReceiveOutcome("receiving");
+  try {
+    stream.Receive();
+    SetReceiveOutcome("received");
+  } catch (const TransportClosed&) {
+    SetReceiveOutcome("TransportClosed");
+    throw;
+  } catch (const Cancelled&) {
+    SetReceiveOutcome("Cancelled");
+    throw;
+  } catch (...) {
+    SetReceiveOutcome("another error");
+    throw;
+  }
+}
+TRACTOR_EXPORT("ctx:receive_once", ReceiveOnce);
+std::string ReceiveOutcome() { return kReceiveOutcomes[g_receive_outcome.load()]; }
+TRACTOR_EXPORT("ctx:receive_outcome", ReceiveOutcome);
+// Opens `ctx:receive_once` in the actor at `addr` and sleeps in the body.
+void OpenReceiverAndSleep(const std::string& addr) {
+  Portal::Connect(addr).OpenContext(
+      "ctx:receive_once", Payload(), [](Context& ctx, const Payload&) {
+        auto stream = ctx.OpenStream();
+        Sleep(absl::Hours(1));
+      });
+}
+TRACTOR_EXPORT("ctx:open_receiver_and_sleep", OpenReceiverAndSleep);
 
 class ContextTest : public testing::ProcessTest {};
 
@@ -644,6 +721,200 @@ TEST_F(ContextTest, CallerThatNeverOpensItsStreamStillGetsTheResult) {
     // The callee streams 100 items nobody reads; Result() discards them.
     Payload r = p.OpenContext("ctx:producer", 100, [](Context&, const Payload&) {});
     EXPECT_EQ(r.AsInt(), 100);
+  });
+}
+
+}  // namespace
+}  // namespace tractor
+
+namespace tractor {
+namespace {
+
+TEST_F(ContextTest, CancelOnExitCancelsTheRemoteTaskWhenTheBodyReturns) {
+  testing::WithChild(kCtxNs, [&](Portal& p) {
+    absl::Time t0 = absl::Now();
+    Payload result = p.OpenContext(
+        "ctx:counted_sleeper", Payload(), [](Context&, const Payload&) {},
+        {.cancel_on_exit = true});
+    EXPECT_TRUE(result.IsNull());
+    EXPECT_LT(absl::Now() - t0, absl::Seconds(2));
+    EXPECT_EQ(p.Run("ctx:sleeper_cancels").AsInt(), 1);
+  });
+}
+
+TEST_F(ContextTest, ResultAfterOwnCancelReturnsAndMaybeErrorHoldsTheCancel) {
+  testing::WithChild(kCtxNs, [&](Portal& p) {
+    p.OpenContext("ctx:sleeper", Payload(), [&](Context& ctx, const Payload&) {
+      EXPECT_EQ(ctx.maybe_error(), nullptr);
+      ctx.Cancel();
+      EXPECT_TRUE(ctx.Result().IsNull());
+      ASSERT_NE(ctx.maybe_error(), nullptr);
+      try {
+        std::rethrow_exception(ctx.maybe_error());
+      } catch (const ContextCancelled& e) {
+        EXPECT_EQ(e.canceller().uuid(), CurrentActor().uuid());
+        EXPECT_EQ(e.src_uid(), p.aid().uuid());
+      } catch (...) {
+        ADD_FAILURE() << "maybe_error() is not a ContextCancelled";
+      }
+    });
+  });
+}
+
+TEST_F(ContextTest, CurrentContextIsTheDialogOfTheTaskOnBothSides) {
+  EXPECT_FALSE(CurrentContext().has_value());
+  testing::WithChild(kCtxNs, [&](Portal& p) {
+    EXPECT_FALSE(CurrentContext().has_value());
+    std::string caller_cid, seen_in_body, seen_in_task;
+    Payload result = p.OpenContext(
+        "ctx:current_cids", Payload(), [&](Context& ctx, const Payload&) {
+          caller_cid = ctx.cid();
+          if (auto c = CurrentContext()) {
+            seen_in_body = c->cid();
+            EXPECT_TRUE(c->is_caller());
+          }
+          TaskGroup::Open([&](TaskGroup& tg) {
+            tg.Spawn([&] {
+              if (auto c = CurrentContext()) seen_in_task = c->cid();
+            });
+          });
+        });
+    EXPECT_FALSE(caller_cid.empty());
+    EXPECT_EQ(seen_in_body, caller_cid);
+    EXPECT_EQ(seen_in_task, caller_cid);
+    // The callee saw the same dialog, in its task and in a task it started.
+    EXPECT_EQ(result, Payload::List({caller_cid, caller_cid, caller_cid}));
+    EXPECT_FALSE(CurrentContext().has_value());
+    // A plain call runs in a dialog too.
+    EXPECT_NE(p.Run("ctx:current_cid_of_a_call").AsString(), "");
+  });
+}
+
+TEST_F(ContextTest, OpeningAContextWithItselfIsRefused) {
+  OpenRootActor({}, [] {
+    Portal self = Portal::Connect(AcceptAddrs().front());
+    ASSERT_EQ(self.aid().uuid(), CurrentActor().uuid());
+    bool body_ran = false;
+    try {
+      self.OpenContext("ctx:simple", 1,
+                       [&](Context&, const Payload&) { body_ran = true; });
+      ADD_FAILURE() << "a context with itself was opened";
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find("with itself"), std::string::npos)
+          << e.what();
+    }
+    EXPECT_FALSE(body_ran);
+  });
+}
+
+TEST_F(ContextTest, CalleeBlockedInReceiveWakesWithTransportClosedWhenItsCallerIsKilled) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal callee = an.StartActor("callee", kCtxNs);
+      absl::Time killed_at;
+      // The caller's own nursery sees it die (ActorFailure).
+      EXPECT_THROW(OpenNursery([&](ActorNursery& inner) {
+        Portal caller = inner.StartActor("caller", kCtxNs);
+        TaskGroup::Open([&](TaskGroup& tg) {
+          tg.Spawn([&] {
+            // Ends with TransportClosed, or is cancelled by the nursery
+            // that sees the caller die; either way not with a result.
+            try {
+              caller.Run("ctx:open_receiver_and_sleep", callee.addr());
+              ADD_FAILURE() << "the killed caller returned";
+            } catch (const ActorError&) {
+            }
+          });
+          ASSERT_TRUE(testing::WaitFor(
+              [&] {
+                return callee.Run("ctx:receive_outcome").AsString() ==
+                       "receiving";
+              },
+              absl::Seconds(5)))
+              << "the callee never blocked in Receive";
+          kill(caller.aid().pid(), SIGKILL);
+          killed_at = absl::Now();
+        });
+      }), ActorFailure);
+      std::string outcome;
+      EXPECT_TRUE(testing::WaitFor(
+          [&] {
+            outcome = callee.Run("ctx:receive_outcome").AsString();
+            return outcome != "receiving";
+          },
+          absl::Seconds(3)));
+      EXPECT_EQ(outcome, "TransportClosed");
+      EXPECT_LT(absl::Now() - killed_at, absl::Milliseconds(1500));
+      an.Cancel();
+    });
+  });
+}
+
+// Kills the callee, then waits in the body until the stream reports the
+// broken transport; returns when it did.
+void KillAndAwaitTransportClosed(Portal& p, Context& ctx) {
+  auto stream = ctx.OpenStream();
+  kill(p.aid().pid(), SIGKILL);
+  EXPECT_THROW(stream.Receive(), TransportClosed);
+}
+
+TEST_F(ContextTest, ASideWhoseTransportBrokeLeavesItsDialogAtOnce) {
+  OpenRootActor({}, [] {
+    // Each nursery also sees its child die (ActorFailure); the dialogs run
+    // shielded so that only the transport loss reaches them.
+    EXPECT_THROW(OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("child", kCtxNs);
+      CancelScope shield(absl::InfiniteDuration(), /*shield=*/true);
+      shield.Run([&] {
+        // The body returns normally: no result is waited for; the dialog
+        // ends with the transport's error at once.
+        absl::Time exited;
+        try {
+          p.OpenContext("ctx:sleeper", Payload(), [&](Context& ctx, const Payload&) {
+            KillAndAwaitTransportClosed(p, ctx);
+            exited = absl::Now();
+          });
+          ADD_FAILURE() << "OpenContext returned a result over a broken transport";
+        } catch (const TransportClosed&) {
+          EXPECT_LT(absl::Now() - exited, absl::Milliseconds(200));
+        }
+      });
+    }), ActorFailure);
+    EXPECT_THROW(OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("child", kCtxNs);
+      CancelScope shield(absl::InfiniteDuration(), /*shield=*/true);
+      shield.Run([&] {
+        // The body raises: no cancel acknowledgement is waited for.
+        absl::Time raised;
+        EXPECT_THROW(
+            p.OpenContext("ctx:sleeper", Payload(), [&](Context& ctx, const Payload&) {
+              KillAndAwaitTransportClosed(p, ctx);
+              raised = absl::Now();
+              throw std::out_of_range("caller failed");
+            }),
+            std::out_of_range);
+        EXPECT_LT(absl::Now() - raised, absl::Milliseconds(200));
+      });
+    }), ActorFailure);
+  });
+}
+
+TEST_F(ContextTest, ErrorInCallerBlockCancelsTheRemoteTaskWhichSeesItsCancellation) {
+  testing::WithChild(kCtxNs, [&](Portal& p) {
+    EXPECT_THROW(p.OpenContext("ctx:counted_sleeper", Payload(),
+                               [](Context&, const Payload&) {
+                                 throw std::out_of_range("caller failed");
+                               }),
+                 std::out_of_range);
+    int64_t cancels = 0;
+    EXPECT_TRUE(testing::WaitFor(
+        [&] {
+          cancels = p.Run("ctx:sleeper_cancels").AsInt();
+          return cancels > 0;
+        },
+        absl::Seconds(3)))
+        << "the remote task never saw its cancellation";
+    EXPECT_EQ(cancels, 1);
   });
 }
 

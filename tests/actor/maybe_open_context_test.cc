@@ -1,14 +1,17 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // tractor's tests/test_resource_cache.py scenarios for MaybeOpenContext.
 #include "actor/maybe_open_context.h"
 
 #include <atomic>
 #include <functional>
 #include <stdexcept>
+#include <vector>
 #include <string>
 
 #include "absl/time/clock.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
+#include "actor/portal.h"
 #include "actor/runtime.h"
 #include "gtest/gtest.h"
 #include "tests/process_fixture.h"
@@ -166,6 +169,198 @@ TEST_F(MaybeOpenContextTest, CancellingTheFirstUserMidMissLeavesTheKeyUsable) {
     EXPECT_FALSE(hit);
     EXPECT_EQ(torn_down, 2);
     EXPECT_LT(absl::Now() - t0, absl::Seconds(3));
+  });
+}
+
+}  // namespace
+}  // namespace tractor
+
+namespace tractor {
+namespace {
+
+// Two opening functions; each serves a value naming itself.
+void OpenAlpha(const Payload&, const std::function<void(std::string&)>& serve) {
+  std::string v = "alpha";
+  serve(v);
+}
+void OpenBeta(const Payload&, const std::function<void(std::string&)>& serve) {
+  std::string v = "beta";
+  serve(v);
+}
+
+TEST_F(MaybeOpenContextTest, TwoFunctionsWithTheSameKeyNeverShare) {
+  OpenRootActor({}, [] {
+    MaybeOpenContext<std::string>(
+        OpenAlpha, Payload(), "same", [](bool hit, std::string& a) {
+          EXPECT_FALSE(hit);
+          EXPECT_EQ(a, "alpha");
+          MaybeOpenContext<std::string>(
+              OpenBeta, Payload(), "same", [](bool hit, std::string& b) {
+                EXPECT_FALSE(hit);
+                EXPECT_EQ(b, "beta");
+              });
+          // The same function and key: a hit on the same object.
+          MaybeOpenContext<std::string>(
+              OpenAlpha, Payload(), "same", [&](bool hit, std::string& again) {
+                EXPECT_TRUE(hit);
+                EXPECT_EQ(&again, &a);
+              });
+        });
+    // The Payload form: two different functions under one key.
+    Counted x, y;
+    MaybeOpenContext("test:one_key", x.Fn("x"), [&](bool hit, const Payload& v) {
+      EXPECT_FALSE(hit);
+      EXPECT_EQ(v.AsString(), "x");
+      ResourceFn other = [&](const auto& serve) {
+        ++y.opened;
+        serve(Payload("y"));
+      };
+      MaybeOpenContext("test:one_key", other, [&](bool hit, const Payload& w) {
+        EXPECT_FALSE(hit);
+        EXPECT_EQ(w.AsString(), "y");
+      });
+    });
+    EXPECT_EQ(x.opened, 1);
+    EXPECT_EQ(y.opened, 1);
+  });
+}
+
+// Serves the count of its opens, as an int shared by reference.
+std::atomic<int> g_counter_opens{0};
+void OpenCounter(const Payload&, const std::function<void(int&)>& serve) {
+  int n = ++g_counter_opens;
+  serve(n);
+}
+
+TEST_F(MaybeOpenContextTest, AKeyCallableOrTheArgumentsChooseTheResource) {
+  OpenRootActor({}, [] {
+    g_counter_opens = 0;
+    auto by_host = [](const Payload& kw) { return kw["host"].AsString(); };
+    MaybeOpenContext<int>(
+        OpenCounter, Payload::Object({{"host", "h"}, {"try", 1}}), by_host,
+        [&](bool hit, int& first) {
+          EXPECT_FALSE(hit);
+          MaybeOpenContext<int>(
+              OpenCounter, Payload::Object({{"host", "h"}, {"try", 2}}), by_host,
+              [&](bool hit, int& same) {
+                EXPECT_TRUE(hit);
+                EXPECT_EQ(&same, &first);
+              });
+          MaybeOpenContext<int>(
+              OpenCounter, Payload::Object({{"host", "g"}, {"try", 1}}), by_host,
+              [](bool hit, int&) { EXPECT_FALSE(hit); });
+        });
+    EXPECT_EQ(g_counter_opens, 2);
+    // Without a key, the arguments are the key.
+    MaybeOpenContext<int>(
+        OpenCounter, Payload::Object({{"a", 1}}), {}, [&](bool hit, int&) {
+          EXPECT_FALSE(hit);
+          MaybeOpenContext<int>(OpenCounter, Payload::Object({{"a", 1}}), {},
+                                [](bool hit, int&) { EXPECT_TRUE(hit); });
+          MaybeOpenContext<int>(OpenCounter, Payload::Object({{"a", 2}}), {},
+                                [](bool hit, int&) { EXPECT_FALSE(hit); });
+        });
+    EXPECT_EQ(g_counter_opens, 4);
+  });
+}
+
+// A user type, not copyable, shared by reference.
+struct Connection {
+  explicit Connection(std::string host) : host(std::move(host)) {}
+  Connection(const Connection&) = delete;
+  std::string host;
+  std::vector<std::string> log;
+};
+
+TEST_F(MaybeOpenContextTest, TheSharedValueMayBeAnyTypeAPortalOrAUserObject) {
+  OpenRootActor({}, [] {
+    auto open_conn = [](const Payload& kw,
+                        const std::function<void(Connection&)>& serve) {
+      Connection c(kw["host"].AsString());
+      serve(c);
+    };
+    std::atomic<int> inside{0};
+    TaskGroup::Open([&](TaskGroup& g) {
+      for (int i = 0; i < 2; ++i) {
+        g.Spawn([&, i] {
+          MaybeOpenContext<Connection>(
+              open_conn, Payload::Object({{"host", "db"}}), {},
+              [&](bool, Connection& c) {
+                EXPECT_EQ(c.host, "db");
+                c.log.push_back("task " + std::to_string(i));
+                ++inside;
+                EXPECT_TRUE(WaitUntil([&] { return inside == 2; },
+                                      absl::Seconds(5)));
+                // Both tasks wrote into the one object.
+                EXPECT_EQ(c.log.size(), 2u);
+              });
+        });
+      }
+    });
+    // A portal (here, to this actor itself).
+    auto open_portal = [](const Payload&,
+                          const std::function<void(Portal&)>& serve) {
+      Portal p = Portal::Connect(AcceptAddrs().front());
+      serve(p);
+    };
+    MaybeOpenContext<Portal>(open_portal, Payload(), "self",
+                             [](bool hit, Portal& p) {
+                               EXPECT_FALSE(hit);
+                               EXPECT_EQ(p.aid().uuid(), CurrentActor().uuid());
+                             });
+  });
+}
+
+// Set when the thread that ran `open` has exited (its thread-locals are
+// destroyed as it ends).
+std::atomic<bool> g_open_thread_exited{false};
+struct MarksThreadExit {
+  ~MarksThreadExit() { g_open_thread_exited = true; }
+};
+
+TEST_F(MaybeOpenContextTest, OpensTaskHasEndedWhenTheLastUserReturns) {
+  OpenRootActor({}, [] {
+    for (int round = 0; round < 20; ++round) {
+      g_open_thread_exited = false;
+      auto open = [](const Payload&, const std::function<void(int&)>& serve) {
+        thread_local MarksThreadExit mark;
+        (void)mark;
+        int v = 1;
+        serve(v);
+      };
+      MaybeOpenContext<int>(open, Payload(), "joined", [](bool, int&) {});
+      ASSERT_TRUE(g_open_thread_exited)
+          << "round " << round << ": open's thread was still running";
+    }
+  });
+}
+
+TEST_F(MaybeOpenContextTest, MaybeOpenNurseryUsesTheGivenGroupOrOpensOne) {
+  OpenRootActor({}, [] {
+    // Without a group: a new one, whose tasks end before it returns.
+    std::atomic<bool> done{false};
+    MaybeOpenNursery(nullptr, [&](TaskGroup& g) {
+      g.Spawn([&] {
+        Sleep(absl::Milliseconds(50));
+        done = true;
+      });
+    });
+    EXPECT_TRUE(done);
+    // With a group: that group; its task outlives the call.
+    std::atomic<bool> spawned_done{false};
+    bool returned_first = false;
+    TaskGroup::Open([&](TaskGroup& outer) {
+      MaybeOpenNursery(&outer, [&](TaskGroup& g) {
+        EXPECT_EQ(&g, &outer);
+        g.Spawn([&] {
+          Sleep(absl::Milliseconds(100));
+          spawned_done = true;
+        });
+      });
+      returned_first = !spawned_done;
+    });
+    EXPECT_TRUE(returned_first);
+    EXPECT_TRUE(spawned_done);
   });
 }
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Payload values, accessors and specs (no processes). Error boxing is
 // tested in tests/actor/internal/error_codec_test.cc.
 #include "actor/payload.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Spawning, calling and cancelling child actors (real processes).
 #include <signal.h>
 #include <sys/stat.h>
@@ -57,6 +58,25 @@ TRACTOR_EXPORT("test:cancel_actor_at", CancelActorAt);
 
 std::string Secret() { return "should never run"; }
 TRACTOR_EXPORT("secret:peek", Secret);
+
+void Nothing() {}
+TRACTOR_EXPORT("test:nothing", Nothing);
+
+// Sleeps `ms` milliseconds in a shielded scope, which no cancel shortens.
+std::atomic<bool> g_shielded_running{false};
+void ShieldedSleep(int64_t ms) {
+  g_shielded_running = true;
+  CancelScope shield(absl::InfiniteDuration(), /*shield=*/true);
+  shield.Run([&] { Sleep(absl::Milliseconds(ms)); });
+}
+TRACTOR_EXPORT("test:shielded_sleep", ShieldedSleep);
+bool ShieldedRunning() { return g_shielded_running.load(); }
+TRACTOR_EXPORT("test:shielded_running", ShieldedRunning);
+
+bool IsRoot() { return IsRootProcess(); }
+TRACTOR_EXPORT("test:is_root", IsRoot);
+std::string RootUuid() { return GetRoot().aid().uuid(); }
+TRACTOR_EXPORT("test:root_uuid", RootUuid);
 
 class RuntimeTest : public testing::ProcessTest {};
 
@@ -392,6 +412,67 @@ TEST_F(RuntimeTest, CallToAKilledActorRaisesTransportClosed) {
                    }
                  }),
                  ActorFailure);
+  });
+}
+
+}  // namespace
+}  // namespace tractor
+
+namespace tractor {
+namespace {
+
+TEST_F(RuntimeTest, ResultOfAFunctionThatReturnedNullIsNullEveryTime) {
+  OpenRootActor({}, [] {
+    Portal p;
+    OpenNursery([&](ActorNursery& an) {
+      p = an.RunInActor("worker", "test:nothing");
+      EXPECT_TRUE(p.Result().IsNull());
+      EXPECT_TRUE(p.Result().IsNull());
+    });
+    EXPECT_TRUE(p.Result().IsNull());
+  });
+}
+
+TEST_F(RuntimeTest, CancelActorRaisesActorTooSlowErrorOnTimeoutWhenAsked) {
+  testing::WithChild(kTestNs, [&](Portal& p) {
+    TaskGroup::Open([&](TaskGroup& tg) {
+      tg.Spawn([&] {
+        try {
+          p.Run("test:shielded_sleep", 1500);
+        } catch (const ActorError&) {
+          // Ended by the cancel once the shielded sleep is over.
+        }
+      });
+      ASSERT_TRUE(testing::WaitFor(
+          [&] { return p.Run("test:shielded_running").AsBool(); },
+          absl::Seconds(5)));
+      EXPECT_FALSE(p.CancelActor(absl::Milliseconds(100)));
+      try {
+        p.CancelActor(absl::Milliseconds(100), /*raise_on_timeout=*/true);
+        ADD_FAILURE() << "no ActorTooSlowError";
+      } catch (const ActorTooSlowError& e) {
+        EXPECT_NE(std::string(e.what()).find("child"), std::string::npos)
+            << e.what();
+      }
+    });
+  });
+}
+
+TEST_F(RuntimeTest, IsRootProcessIsTrueOnlyInTheRoot) {
+  EXPECT_FALSE(IsRootProcess());
+  testing::WithChild(kTestNs, [&](Portal& p) {
+    EXPECT_TRUE(IsRootProcess());
+    EXPECT_FALSE(p.Run("test:is_root").AsBool());
+  });
+  EXPECT_FALSE(IsRootProcess());
+}
+
+TEST_F(RuntimeTest, GetRootReachesTheRootFromAChildAndFromTheRoot) {
+  testing::WithChild(kTestNs, [&](Portal& p) {
+    EXPECT_EQ(p.Run("test:root_uuid").AsString(), CurrentActor().uuid());
+    Portal root = GetRoot();
+    EXPECT_EQ(root.aid().uuid(), CurrentActor().uuid());
+    EXPECT_EQ(root.aid().name(), "root");
   });
 }
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // One-cancels-all supervision, error relay and teardown across real actor
 // processes (docs/behaviour.md#supervision and the scenarios of tractor's
 // test_cancellation.py, test_spawning.py, test_reg_err_types.py and

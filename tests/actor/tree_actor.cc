@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // A root actor whose child spawns a grandchild; prints "pids <root> <child>
 // <grandchild>" and waits. Used by tree_test to kill or interrupt the root.
 #include <unistd.h>

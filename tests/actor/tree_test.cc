@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Whole-tree teardown when the root process is killed or interrupted.
 #include <signal.h>
 #include <sys/wait.h>

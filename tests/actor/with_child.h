@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The preamble most multi-process actor tests share.
 #ifndef TRACTOR_TESTS_ACTOR_WITH_CHILD_H_
 #define TRACTOR_TESTS_ACTOR_WITH_CHILD_H_

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Tests discovery/blocking_call.h against an in-process registrar: replies,
 // deadlines, and cancellation by the caller (a stop token, a waiter that
 // throws), which must end the wait promptly and never leave the RPC behind.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Tests discovery/channel.h: the channel arguments of each purpose, and that
 // a channel made by NewChannel reaches a server.
 #include "discovery/channel.h"

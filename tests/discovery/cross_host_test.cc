@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Actors across hosts: three network namespaces stand for three hosts,
 // joined by veth pairs on a bridge in host A (subnet 10.77.0.0/24, which
 // exists only inside these namespaces):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // A standalone actor program for multi-program discovery tests (a separate
 // root actor process, possibly in another network namespace).
 //

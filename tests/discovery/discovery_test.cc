@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Discovery inside one actor tree (real processes): the embedded registrar,
 // registration and unregistration of children, FindActor / WaitForActor /
 // QueryActor / GetRegistry, registrar election at boot, multi-homing and
@@ -243,6 +244,42 @@ TEST_F(DiscoveryTest, DuplicateNamesAreAllowedAndLatestRegistrationWins) {
       an.Cancel();
       EXPECT_THAT(Names(), ElementsAreArray({"root"}));
     });
+  });
+}
+
+TEST_F(DiscoveryTest, FindActorsReturnsAPortalToEveryActorOfThatName) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal first = an.StartActor("doggy", kDisc);
+      Portal second = an.StartActor("doggy", kDisc);
+      an.StartActor("cat", kDisc);
+      std::vector<Portal> found = FindActors("doggy");
+      std::vector<std::string> uuids;
+      for (const Portal& p : found) uuids.push_back(p.aid().uuid());
+      // The most recent registration first.
+      EXPECT_THAT(uuids, ElementsAreArray({second.aid().uuid(),
+                                           first.aid().uuid()}));
+      EXPECT_TRUE(FindActors("nobody").empty());
+      an.Cancel();
+    });
+  });
+}
+
+TEST_F(DiscoveryTest, RaiseOnNoneThrowsWhenNoActorHasThatName) {
+  OpenRootActor({}, [] {
+    try {
+      FindActor("nobody", {}, discovery::kFindTimeout, /*raise_on_none=*/true);
+      ADD_FAILURE() << "FindActor(raise_on_none) found nobody and returned";
+    } catch (const RuntimeFailure& e) {
+      EXPECT_THAT(e.what(), HasSubstr("no actor 'nobody'"));
+    }
+    EXPECT_THROW(FindActors("nobody", {}, discovery::kFindTimeout, /*raise_on_none=*/true),
+                 RuntimeFailure);
+    // Found: no error.
+    auto root = FindActor("root", {}, discovery::kFindTimeout, /*raise_on_none=*/true);
+    ASSERT_TRUE(root.has_value());
+    EXPECT_EQ(root->aid().uuid(), CurrentActor().uuid());
+    EXPECT_EQ(FindActors("root", {}, discovery::kFindTimeout, true).size(), 1u);
   });
 }
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Tests discovery/listen.h: making unix socket paths bindable without taking
 // over a live socket, binding a server on several addresses with port 0
 // resolved, and clear errors for addresses that cannot be bound.

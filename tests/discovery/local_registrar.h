@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // A tractor.v1.Registrar served in the test's own process, for tests that
 // need a registrar which is not an actor.
 #ifndef TRACTOR_TESTS_DISCOVERY_LOCAL_REGISTRAR_H_

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Tests discovery/log_level.h: the one mapping of tractor's level names onto
 // glog, the rejection of unknown names, and the TRACTOR_LOGLEVEL override.
 #include "discovery/log_level.h"

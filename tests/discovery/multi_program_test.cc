@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Discovery across separate programs: the registrar daemon
 // (//registrar:registrar) and standalone root actors
 // (tests/discovery/discovery_actor.cc). Ports tractor's

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Tests discovery/mutex.h: Mutex, MutexLock and CondVar.
 #include "discovery/mutex.h"
 

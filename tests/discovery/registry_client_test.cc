@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Tests discovery/registry_client.h against in-process registrars: probing
 // registry addresses, the Registrant's lease upkeep, concurrent lookups.
 #include "discovery/registry_client.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Functions the discovery tests call in their actors ("disc:*"). Linked
 // (alwayslink) into the test binaries and the discovery_actor helper.
 #include <string>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Helpers for discovery tests that run other programs (the registrar
 // daemon, the discovery_actor helper): spawn with a stdout pipe, read lines
 // with a deadline, signal, reap. Header-only, test-only.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Tests discovery/uuid.h: format, uniqueness across threads and across
 // fork().
 #include "discovery/uuid.h"

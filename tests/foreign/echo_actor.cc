@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // A standalone actor for foreign-client tests: serves the "demo" namespace
 // on 127.0.0.1:0, prints "ready <addr>" on stdout, and runs until SIGTERM or
 // until its stdin closes.
@@ -26,6 +27,14 @@ TRACTOR_EXPORT("demo:add", Add);
 
 std::string Fail(const std::string& why) { throw std::invalid_argument(why); }
 TRACTOR_EXPORT("demo:fail", Fail);
+
+// Named parameters: a foreign client passes an object of them.
+std::string Repeat(int64_t count, const std::string& label) {
+  std::string out;
+  for (int64_t i = 0; i < count; ++i) out += label;
+  return out;
+}
+TRACTOR_EXPORT("demo:repeat", Repeat, "count", "label");
 
 // Context endpoint: Started(n), then echoes every item doubled until the
 // caller closes its stream, then returns how many it echoed.

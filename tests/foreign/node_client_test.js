@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // A Node.js client drives an actor using only protos/ and @grpc/grpc-js.
 //
 // Loads protos/tractor/v1/actor.proto at run time with @grpc/proto-loader,

@@ -1,11 +1,14 @@
 #!/bin/sh
+# SPDX-License-Identifier: AGPL-3.0-or-later
 # Runs node_client_test.js under Node's test runner (`node --test`).
 #
 # The npm packages (@grpc/grpc-js, @grpc/proto-loader) live in
-# tests/foreign/node_modules, installed by tools/setup.sh from package.json.
+# tests/foreign/node_modules, installed by tools/setup.sh from package.json
+# (the one step of the setup that needs a network: the npm registry).
 # Runfiles are symlinks into the source tree, so the real directory of the
-# test script is where node_modules is. Skips (exit 0) only when node is
-# not installed.
+# test script is where node_modules is; TRACTOR_NODE_MODULES names another
+# directory. Skips (exit 0, with a line starting "SKIPPED:") when node is not
+# installed or the packages are absent, so an offline build still passes.
 set -eu
 
 if ! command -v node >/dev/null 2>&1; then
@@ -20,11 +23,13 @@ if [ ! -f "$script" ]; then
   exit 1
 fi
 src_dir="$(dirname "$(readlink -f "$script")")"
-modules="$src_dir/node_modules"
+modules="${TRACTOR_NODE_MODULES:-$src_dir/node_modules}"
 for pkg in @grpc/grpc-js @grpc/proto-loader; do
   if [ ! -f "$modules/$pkg/package.json" ]; then
-    echo "node_client_test: $pkg is not installed in $modules; run ./tools/setup.sh" >&2
-    exit 1
+    echo "SKIPPED: the npm package $pkg is not installed in $modules; the" \
+      "Node.js foreign-client test did not run (./tools/setup.sh installs it" \
+      "from the npm registry)"
+    exit 0
   fi
 done
 

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """A Python client drives an actor using only protos/ and python3-grpcio.
 
 Generates the Python message classes from protos/tractor/v1/*.proto with
@@ -85,6 +86,26 @@ class ActorFromPython(ActorProcessTest):
                          msg_pb2.FUNC_TYPE_FUNCTION)
         self.assertEqual(replies[-1].WhichOneof("kind"), "returned")
         self.assertEqual(replies[-1].returned.payload.value.number_value, 3.5)
+
+    def test_named_parameters_take_an_object_and_info_describes_them(self):
+        replies = self.call("demo:repeat", {"count": 2, "label": "ab"})
+        self.assertEqual(replies[-1].returned.payload.value.string_value,
+                         "abab")
+        replies = self.call("demo:repeat", {"count": 2})
+        self.assertEqual(replies[-1].error.boxed_type, "MsgTypeError")
+        self.assertIn("missing argument 'label'", replies[-1].error.message)
+        info_rpc = self.channel.unary_unary(
+            "/tractor.v1.Actor/Info",
+            request_serializer=actor_pb2.InfoRequest.SerializeToString,
+            response_deserializer=actor_pb2.ActorInfo.FromString)
+        info = info_rpc(actor_pb2.InfoRequest(), timeout=10)
+        sigs = {s.name: s for s in info.signatures}
+        self.assertEqual(list(info.functions), [s.name for s in info.signatures])
+        repeat = sigs["demo:repeat"]
+        self.assertTrue(repeat.named)
+        self.assertEqual([(p.name, p.type) for p in repeat.params],
+                         [("count", "integer"), ("label", "string")])
+        self.assertEqual(repeat.result_type, "string")
 
     def test_echo_round_trips_nested_values(self):
         obj = {"name": "x", "list": [1, "two", True, None], "n": {"k": 1}}

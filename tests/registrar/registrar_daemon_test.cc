@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Tests the registrar daemon binary (registrar/registrar_main.cc) as a child
 // process: readiness line, serving on TCP and unix sockets, clean exit on
 // signals, and bind failures.

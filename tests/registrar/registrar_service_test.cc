@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Tests registrar/registrar_service.h through a real gRPC server on
 // 127.0.0.1:0 and a generated stub.
 #include "registrar/registrar_service.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The benchmark suite: each row runs a raw gRPC baseline (same library, same
 // build flags, loopback TCP or a unix socket) and the same job through the
 // actor runtime, with raw and ours rounds interleaved so that machine drift

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: AGPL-3.0-or-later
 # Runs //tools/bench in --quick mode and checks only that every row produced
 # a number or an explicit n/a reason, and that no process outlives the run.
 # It never asserts a timing: the numbers depend on the machine.

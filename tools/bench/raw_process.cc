@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 #include "tools/bench/raw_process.h"
 
 #include <fcntl.h>

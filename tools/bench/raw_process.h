@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // A raw_server child process of the bench, and reading a process's memory.
 // Internal to //tools/bench.
 #ifndef TRACTOR_TOOLS_BENCH_RAW_PROCESS_H_

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // A bare gRPC server: the raw baseline that //tools/bench compares the actor
 // runtime against. Same library and build flags as the runtime, no runtime.
 //

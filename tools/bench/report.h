@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Results of //tools/bench: statistics over samples, the printed table and
 // the JSON file. Internal to the bench.
 #ifndef TRACTOR_TOOLS_BENCH_REPORT_H_

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The dialog protocol as a pure state machine: every cell of the caller's
 // and the callee's transition tables in actor/internal/dialog_protocol.h,
 // the session's flags, Advance's errors, and who a cancel is attributed to

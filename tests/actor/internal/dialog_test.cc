@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The dialog transport: a client Dialog and a server Dialog joined by one
 // `tractor.v1.Actor/Open` stream over an in-process gRPC channel (no actors,
 // no listening port), plus the outbox's batching seen through a recording

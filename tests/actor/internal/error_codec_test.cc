@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The error codec: exceptions to wire errors and back (no processes).
 #include "actor/internal/error_codec.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The shutdown gate (actor/internal/gate.h), in process.
 #include "actor/internal/gate.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // internal::Wait on the project's Mutex and CondVar: a checkpoint that a
 // cancel wakes (in process, no actors).
 #include "actor/internal/scope.h"

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Offline stand-in for rules_cc: re-exports Bazel 4's native C++ rules."""
 
 cc_library = native.cc_library

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
 """Offline stand-in for rules_java: re-exports Bazel 4's native Java rules."""
 
 java_import = native.java_import

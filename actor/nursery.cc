@@ -247,14 +247,16 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
   {
     MutexLock lock(&st.mu);
     st.children.push_back(entry);
-    // The block's exit closes the gate before it lists the children to
-    // cancel: a child listed after that is this call's to stop.
-    closing = st.helpers.close_reason().has_value();
+    // The block's exit closes the gate, and `Cancel` sets `cancel_called`,
+    // before either lists the children to cancel: a child listed after
+    // that is this call's to stop.
+    closing = st.helpers.close_reason().has_value() || st.cancel_called;
   }
   if (closing) {
     TearDownChild(*entry->proc, Portal(), entry->aid, /*hard_kill=*/true);
     throw UsageError(absl::StrCat("child actor '", name,
-                                  "' was started while its nursery exited"));
+                                  "' was started while its nursery was "
+                                  "cancelled or exited"));
   }
   // Wait until it linked back, exited, or the spawn timeout passed.
   bool ok;

@@ -95,10 +95,11 @@ std::shared_ptr<DialogSession> OpenDialog(PortalState& portal,
     MutexLock lk(&s->mu);  // not shared yet; the lock is for the analysis
     s->pld_spec = options.pld_spec;
   }
-  s->dialog = Dialog::Connect(portal.channel);
+  // Start leaves together with the call's initial metadata.
+  s->dialog = Dialog::Connect(
+      portal.channel, MakeStart(s->cid, func, args, s->self,
+                                v1::FUNC_TYPE_CONTEXT, options.callee_stream));
   InstallDialogHooks(s);
-  s->dialog->SendNoWait(MakeStart(s->cid, func, args, s->self,
-                                  v1::FUNC_TYPE_CONTEXT, options.callee_stream));
   return s;
 }
 

@@ -96,17 +96,6 @@ bool DecodeRequest(const char* method, const grpc::ByteBuffer& bytes,
 
 }  // namespace
 
-grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*
-ActorService::Open(grpc::CallbackServerContext* ctx) {
-  auto dialog = std::make_shared<Dialog>();
-  auto* reactor = new ServerDialogReactor(dialog, ctx);
-  // The task is dispatched once Start has arrived, so no thread waits for
-  // it.
-  TaskServer* tasks = &rt_->tasks();
-  dialog->Start([tasks, dialog] { tasks->ServeDialog(dialog); });
-  return reactor;
-}
-
 grpc::ServerUnaryReactor* ActorService::CancelTask(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {

@@ -16,8 +16,10 @@ namespace tractor::internal {
 // answered with what was wrong (INVALID_ARGUMENT; a MessagingError on a
 // dialog) rather than gRPC's bare status.
 //
-// `Call` is not served here but by `CallService`, on gRPC's sync API.
-using RawActorService = v1::Actor::WithRawCallbackMethod_Open<
+// `Open` is an async method, accepted by the runtime's `DialogAcceptor`
+// (actor/internal/dialog_transport.h); `Call` is not served here but by
+// `CallService`, on gRPC's sync API.
+using RawActorService = v1::Actor::WithRawMethod_Open<
     v1::Actor::WithGenericMethod_Call<
         v1::Actor::WithRawCallbackMethod_CancelTask<
             v1::Actor::WithRawCallbackMethod_CancelActor<
@@ -30,8 +32,6 @@ class ActorService final : public RawActorService {
  public:
   explicit ActorService(Runtime* rt) : rt_(rt) {}
 
-  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Open(
-      grpc::CallbackServerContext*) override;
   grpc::ServerUnaryReactor* CancelTask(grpc::CallbackServerContext* ctx,
                                        const grpc::ByteBuffer* request,
                                        grpc::ByteBuffer* response) override;

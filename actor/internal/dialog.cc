@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
+#include "actor/internal/thread_pool.h"
 #include "actor/internal/wire.h"
 #include "glog/logging.h"
 
@@ -20,57 +21,172 @@ constexpr size_t kMaxPendingBytes = 1 << 20;
 constexpr int kMaxBatchItems = 64;
 constexpr size_t kMaxBatchBytes = 256 * 1024;
 
-class ClientDialogReactor : public grpc::ClientBidiReactor<v1::Msg, v1::Msg>,
-                            public DialogTransport {
- public:
-  ClientDialogReactor(std::shared_ptr<Dialog> dialog, v1::Actor::Stub* stub)
-      : dialog_(std::move(dialog)) {
-    stub->async()->Open(&context_, this);
-    AddHold();
-  }
-  void Read(v1::Msg* msg) override { StartRead(msg); }
-  void Write(const v1::Msg* msg, grpc::WriteOptions options) override {
-    StartWrite(msg, options);
-  }
-  void Release(const grpc::Status& status, bool abort) override {
-    if (abort) context_.TryCancel();
-    RemoveHold();
-  }
-  void OnReadDone(bool ok) override { dialog_->OnReadDone(ok); }
-  void OnWriteDone(bool ok) override { dialog_->OnWriteDone(ok); }
-  void OnDone(const grpc::Status& status) override {
-    auto d = std::move(dialog_);
-    d->OnDone(status);
-    delete this;
-  }
-  void Cancel() { context_.TryCancel(); }
-
- private:
-  grpc::ClientContext context_;
-  std::shared_ptr<Dialog> dialog_;
-};
-
 }  // namespace
 
 std::shared_ptr<Dialog> Dialog::Connect(
-    const std::shared_ptr<grpc::Channel>& channel) {
+    const std::shared_ptr<grpc::Channel>& channel,
+    std::optional<v1::Msg> first) {
   auto dialog = std::make_shared<Dialog>();
-  // A stub is a thin wrapper over the channel; the reactor keeps the RPC.
-  auto stub = v1::Actor::NewStub(channel);
-  auto* reactor = new ClientDialogReactor(dialog, stub.get());
+  dialog->owned_ = std::make_unique<CqClientTransport>(
+      dialog.get(), channel, /*cork=*/first.has_value());
   {
     MutexLock lk(&dialog->mu_);
     dialog->client_ = true;
+    dialog->undriven_since_ = absl::Now();
+    dialog->transport_ = dialog->owned_.get();
+    if (first) {
+      dialog->Push(*std::move(first), Flush::kNow);
+    } else {
+      // The initial metadata is a write in flight (its completion comes as
+      // OnWriteDone).
+      dialog->write_busy_ = true;
+    }
   }
-  dialog->Attach(reactor);
-  // Operations requested before StartCall leave in one batch with it.
+  DialogWatcher::Get().Add(dialog);
   dialog->Pump();
-  reactor->StartCall();
   return dialog;
 }
 
+CqServerTransport* Dialog::AdoptServerTransport() {
+  auto t = std::make_unique<CqServerTransport>(this);
+  CqServerTransport* raw = t.get();
+  owned_ = std::move(t);
+  Attach(raw);
+  {
+    MutexLock lk(&mu_);
+    undriven_since_ = absl::Now();
+  }
+  DialogWatcher::Get().Add(shared_from_this());
+  return raw;
+}
+
 Dialog::Dialog() = default;
-Dialog::~Dialog() = default;
+
+Dialog::~Dialog() {
+  // The transport drains its queue first: its operations use the buffers.
+  owned_.reset();
+}
+
+// Marks a wait on the dialog; on the way out (returned or thrown), hands
+// the queue to a pooled thread if the dialog is closed with operations left.
+class Dialog::Waiting {
+ public:
+  explicit Waiting(Dialog* d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(d->mu_) : d_(d) {}
+  ~Waiting() ABSL_NO_THREAD_SAFETY_ANALYSIS { d_->AfterWaitLocked(); }
+
+ private:
+  Dialog* d_;
+};
+
+void Dialog::DriveBlocker::Block(Mutex& mu, absl::Time deadline) {
+  Dialog& d = *d_;
+  d.mu_.AssertHeld();
+  CqTransport* t = d.owned_.get();
+  if (t != nullptr && !t->finished()) {
+    if (d.driver_ == Driver::kNone) {
+      d.driver_ = Driver::kTask;
+      d.mu_.Unlock();
+      t->DriveOnce(deadline);
+      d.mu_.Lock();
+      d.driver_ = Driver::kNone;
+      d.undriven_since_ = absl::Now();
+      // Another waiter (a sender while this one receives) may drive now.
+      d.SignalWaitersLocked();
+      return;
+    }
+    if (d.driver_ == Driver::kBackground && !d.task_wants_queue_) {
+      d.task_wants_queue_ = true;
+      t->Kick();
+    }
+  }
+  if (deadline == absl::InfiniteFuture()) {
+    cv_->Wait(&d.mu_);
+  } else {
+    cv_->WaitWithDeadline(&d.mu_, deadline);
+  }
+}
+
+void Dialog::DriveBlocker::Wake() {
+  // Called with mu_ held (by the cancel's waker).
+  Dialog& d = *d_;
+  d.mu_.AssertHeld();
+  if (d.driver_ != Driver::kNone && d.owned_ && !d.owned_->finished()) {
+    d.owned_->Kick();
+  }
+}
+
+void Dialog::PollLocked() {
+  CqTransport* t = owned_.get();
+  if (t == nullptr || driver_ != Driver::kNone || t->finished()) return;
+  driver_ = Driver::kTask;
+  mu_.Unlock();
+  t->DriveOnce(absl::InfinitePast());
+  mu_.Lock();
+  driver_ = Driver::kNone;
+  undriven_since_ = absl::Now();
+  SignalWaitersLocked();
+}
+
+void Dialog::AfterWaitLocked() {
+  if (close_requested_) StartBackgroundLocked();
+}
+
+void Dialog::StartBackgroundLocked() {
+  CqTransport* t = owned_.get();
+  if (t == nullptr || t->finished() || !t->busy() ||
+      driver_ != Driver::kNone) {
+    return;
+  }
+  driver_ = Driver::kBackground;
+  RunPooled([self = shared_from_this()] { self->DriveInBackground(); });
+}
+
+void Dialog::DriveInBackground() {
+  CqTransport* t = owned_.get();
+  for (;;) {
+    {
+      MutexLock lk(&mu_);
+      // A waiting task takes the queue over; with nothing in flight there
+      // is nothing to drive (the watcher comes back when there is).
+      if (task_wants_queue_ || t->finished() || !t->busy()) {
+        driver_ = Driver::kNone;
+        task_wants_queue_ = false;
+        undriven_since_ = absl::Now();
+        SignalWaitersLocked();
+        return;
+      }
+    }
+    t->DriveOnce(absl::InfiniteFuture());
+  }
+}
+
+void Dialog::CheckAway(absl::Time now) {
+  MutexLock lk(&mu_);
+  CqTransport* t = owned_.get();
+  if (t == nullptr || driver_ != Driver::kNone || t->finished() || !t->busy()) {
+    return;
+  }
+  if (close_requested_ || now - undriven_since_ >= kAwayAfter) {
+    StartBackgroundLocked();
+  }
+}
+
+void Dialog::AwaitFirst(absl::Time until) {
+  {
+    MutexLock lk(&mu_);
+    pause_after_first_ = true;
+  }
+  Pump();
+  MutexLock lk(&mu_);
+  Waiting waiting(this);
+  // Not a task: nothing cancels this wait but the stream ending.
+  Wait(
+      recv_cv_, mu_,
+      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !inbox_.empty() || reads_ended_ || broken_;
+      },
+      until, &recv_blocker_);
+}
 
 void Dialog::Attach(DialogTransport* transport) {
   MutexLock lk(&mu_);
@@ -173,31 +289,35 @@ void Dialog::Pump() {
       if (!do_read && !do_write && !do_release && !do_write_finish) return;
       ++in_call_;
     }
-    if (do_write_finish) {
-      t->WriteAndFinish(&write_buf_, options, status);
-      MutexLock lk(&mu_);
-      --in_call_;
-      return;
-    }
+    if (do_write_finish) t->WriteAndFinish(&write_buf_, options, status);
     if (do_write) t->Write(&write_buf_, options);
     if (do_read) t->Read(&read_buf_);
     if (do_release) t->Release(status, abort);
     {
       MutexLock lk(&mu_);
       --in_call_;
+      // The dialog's last operations complete without its task: a pooled
+      // thread drives them (unless someone drives already).
+      if (do_release || do_write_finish) StartBackgroundLocked();
     }
-    if (do_release) return;
+    if (do_release || do_write_finish) return;
   }
 }
 
 void Dialog::Send(v1::Msg msg) {
   {
     MutexLock lk(&mu_);
-    Wait(send_cv_, mu_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return broken_ || write_failed_ || close_requested_ || last_queued_ ||
-             outbox_.empty() || (outbox_.size() < kMaxPendingWrites &&
-                                 outbox_bytes_ < kMaxPendingBytes);
-    });
+    if (write_busy_) PollLocked();
+    Waiting waiting(this);
+    Wait(
+        send_cv_, mu_,
+        [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return broken_ || write_failed_ || close_requested_ ||
+                 last_queued_ || outbox_.empty() ||
+                 (outbox_.size() < kMaxPendingWrites &&
+                  outbox_bytes_ < kMaxPendingBytes);
+        },
+        absl::InfiniteFuture(), &send_blocker_);
     if (broken_ || write_failed_ || close_requested_ || last_queued_) {
       throw TransportClosed(absl::StrCat(
           "cannot send: ", end_reason_.empty() ? "dialog closed" : end_reason_));
@@ -212,6 +332,7 @@ bool Dialog::SendNoWait(v1::Msg msg, Flush flush) {
     MutexLock lk(&mu_);
     if (broken_ || write_failed_ || released_ || last_queued_) return false;
     Push(std::move(msg), flush);
+    if (write_busy_) PollLocked();
   }
   Pump();
   return true;
@@ -238,6 +359,7 @@ bool Dialog::SendAndClose(v1::Msg msg, const grpc::Status& status) {
   recv_cv_.SignalAll();
   send_cv_.SignalAll();
   Pump();
+  DriveToTheEnd();
   return queued;
 }
 
@@ -245,12 +367,13 @@ std::optional<v1::Msg> Dialog::Receive(absl::Time until, bool* timed_out) {
   std::optional<v1::Msg> out;
   {
     MutexLock lk(&mu_);
+    Waiting waiting(this);
     bool ok = Wait(
         recv_cv_, mu_,
         [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
           return !inbox_.empty() || reads_ended_ || broken_;
         },
-        until);
+        until, &recv_blocker_);
     if (timed_out) *timed_out = !ok;
     if (!ok || inbox_.empty()) return std::nullopt;
     out = std::move(inbox_.front());
@@ -318,6 +441,27 @@ void Dialog::Close(const grpc::Status& status, bool abort) {
   recv_cv_.SignalAll();
   send_cv_.SignalAll();
   Pump();
+  DriveToTheEnd();
+}
+
+void Dialog::DriveToTheEnd() {
+  // Closed: what is still in flight usually completes within microseconds
+  // (the peer's status is on its way), so this thread drives the queue a
+  // little while before it hands it to a pooled thread.
+  MutexLock lk(&mu_);
+  CqTransport* t = owned_.get();
+  const absl::Time until = absl::Now() + kLinger;
+  while (t != nullptr && driver_ == Driver::kNone && !t->finished() &&
+         t->busy() && absl::Now() < until) {
+    driver_ = Driver::kTask;
+    mu_.Unlock();
+    t->DriveOnce(until);
+    mu_.Lock();
+    driver_ = Driver::kNone;
+    undriven_since_ = absl::Now();
+    SignalWaitersLocked();
+  }
+  StartBackgroundLocked();
 }
 
 void Dialog::SetUndecodableHook(
@@ -364,9 +508,11 @@ std::string Dialog::WaitDoneReason(absl::Duration bound) {
     MutexLock lk(&mu_);
     auto shielded = NewScope(nullptr, absl::InfiniteFuture(), true);
     ScopeBinding bind(shielded);
-    Wait(recv_cv_, mu_,
-         [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done_; },
-         absl::Now() + bound);
+    Waiting waiting(this);
+    Wait(
+        recv_cv_, mu_,
+        [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done_; },
+        absl::Now() + bound, &recv_blocker_);
   }
   return EndReason();
 }
@@ -374,13 +520,10 @@ std::string Dialog::WaitDoneReason(absl::Duration bound) {
 void Dialog::OnReadDone(bool ok) {
   bool overrun = false;
   std::function<void(const v1::Msg&)> hook;
-  std::function<void()> first;
   v1::Msg arrived;
   {
     MutexLock lk(&mu_);
     read_busy_ = false;
-    first = std::move(first_hook_);
-    first_hook_ = nullptr;
     if (!ok) {
       reads_ended_ = true;
       // The server's read fails when the caller half-closes (or when the
@@ -423,7 +566,6 @@ void Dialog::OnReadDone(bool ok) {
     }
   }
   if (hook) hook(arrived);
-  if (first) first();
   if (overrun) {
     std::function<void()> h;
     {
@@ -438,7 +580,6 @@ void Dialog::OnReadDone(bool ok) {
 
 void Dialog::OnReadUndecodable(std::string why) {
   std::function<void(const std::string&)> hook;
-  std::function<void()> first;
   {
     MutexLock lk(&mu_);
     read_busy_ = false;
@@ -452,11 +593,8 @@ void Dialog::OnReadUndecodable(std::string why) {
       end_reason_ = absl::StrCat(
           "the peer sent a message that does not decode (", why, ")");
     }
-    first = std::move(first_hook_);
-    first_hook_ = nullptr;
   }
   if (hook) hook(why);
-  if (first) first();
   recv_cv_.SignalAll();
   Pump();
 }
@@ -498,11 +636,8 @@ void Dialog::OnCancel() {
 
 void Dialog::OnDone(const grpc::Status& status) {
   std::function<void()> hook;
-  std::function<void()> first;
   {
     MutexLock lk(&mu_);
-    first = std::move(first_hook_);
-    first_hook_ = nullptr;
     done_ = true;
     done_status_ = status;
     transport_ = nullptr;
@@ -517,55 +652,6 @@ void Dialog::OnDone(const grpc::Status& status) {
   recv_cv_.SignalAll();
   send_cv_.SignalAll();
   if (hook) hook();
-  if (first) first();
-}
-
-ServerDialogReactor::ServerDialogReactor(std::shared_ptr<Dialog> dialog,
-                                         grpc::CallbackServerContext* ctx)
-    : dialog_(std::move(dialog)), ctx_(ctx) {
-  dialog_->Attach(this);
-}
-
-void ServerDialogReactor::Read(v1::Msg* msg) {
-  read_target_ = msg;
-  StartRead(&read_bytes_);
-}
-
-void ServerDialogReactor::Write(const v1::Msg* msg,
-                                grpc::WriteOptions options) {
-  SerializeToByteBuffer(*msg, &write_bytes_);
-  StartWrite(&write_bytes_, options);
-}
-
-void ServerDialogReactor::WriteAndFinish(const v1::Msg* msg,
-                                         grpc::WriteOptions options,
-                                         const grpc::Status& status) {
-  SerializeToByteBuffer(*msg, &write_bytes_);
-  StartWriteAndFinish(&write_bytes_, options, status);
-}
-
-void ServerDialogReactor::OnReadDone(bool ok) {
-  if (ok) {
-    std::string why;
-    const bool decoded = ParseFromByteBuffer(read_bytes_, read_target_, &why);
-    read_bytes_.Clear();
-    if (!decoded) {
-      dialog_->OnReadUndecodable(std::move(why));
-      return;
-    }
-  } else if (ctx_ != nullptr && ctx_->IsCancelled()) {
-    // The reads ended because the RPC was cancelled (the caller vanished),
-    // not because the caller half-closed: the dialog is broken, which must
-    // be known before the failed read is taken for a half-close.
-    dialog_->OnCancel();
-  }
-  dialog_->OnReadDone(ok);
-}
-
-void ServerDialogReactor::OnDone() {
-  auto d = std::move(dialog_);
-  d->OnDone(grpc::Status::OK);
-  delete this;
 }
 
 }  // namespace tractor::internal

@@ -3,12 +3,20 @@
 // bounded inbox and an outbox (docs/design.md#wire-contract,
 // docs/design.md#flow-control; docs/architecture.md walks a stream item).
 //
-// The gRPC side follows the reactor contract: at most one read and one write
-// outstanding, and the reactor is released (server `Finish`, client
-// `RemoveHold`) only when no thread is between deciding on an operation and
-// starting it, so `OnDone` is always last. gRPC callbacks never block and
-// never run user code: they move messages between the stream and the queues
-// and wake waiters.
+// The stream's operations complete on a completion queue of the dialog's
+// own (actor/internal/dialog_transport.h), driven by whoever waits on the
+// dialog: a task blocked in `Receive` (or in `Send`, on a full queue) takes
+// the completions itself, so the message it waits for wakes no other thread
+// first. When no task waits while operations are in flight (the task is
+// busy elsewhere, or has finished with the dialog), a pooled thread drives
+// the queue: at once after the dialog is closed, and after `kAwayAfter`
+// otherwise, so that an arriving `Error` still interrupts a busy task.
+//
+// At most one read and one write are outstanding, and the stream is
+// released (server `Finish`, client `Finish`) only when no thread is between
+// deciding on an operation and starting it, so `OnDone` is always last.
+// Completion handlers never block and never run user code: they move
+// messages between the stream and the queues and wake waiters.
 #ifndef TRACTOR_ACTOR_INTERNAL_DIALOG_H_
 #define TRACTOR_ACTOR_INTERNAL_DIALOG_H_
 
@@ -20,6 +28,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
+#include "actor/internal/dialog_transport.h"
+#include "actor/internal/scope.h"
 #include "discovery/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "tractor/v1/actor.grpc.pb.h"
@@ -30,29 +40,23 @@ namespace tractor::internal {
 // Default receive queue capacity, in messages (tractor's msg_buffer_size).
 inline constexpr size_t kDefaultQueueCapacity = 64;
 
-// The gRPC half of a dialog, implemented by the client and server reactors.
-class DialogTransport {
- public:
-  virtual ~DialogTransport() = default;
-  virtual void Read(v1::Msg* msg) = 0;
-  virtual void Write(const v1::Msg* msg, grpc::WriteOptions options) = 0;
-  // Server only (see CanWriteAndFinish): writes `msg` and finishes the RPC
-  // with `status` in one operation, which is what a unary reply costs.
-  virtual bool CanWriteAndFinish() const { return false; }
-  virtual void WriteAndFinish(const v1::Msg* msg, grpc::WriteOptions options,
-                              const grpc::Status& status) {}
-  // Ends the RPC: server Finish(status); client RemoveHold (after TryCancel
-  // when `abort`).
-  virtual void Release(const grpc::Status& status, bool abort) = 0;
-};
-
 // Thread-safe. Shared by the user task that owns the dialog and by the gRPC
 // reactor, which holds a reference until its OnDone.
 class Dialog : public std::enable_shared_from_this<Dialog> {
  public:
-  // Opens a new dialog as the caller on `channel`.
+  // How long operations may wait in the queue, with no task waiting on the
+  // dialog, before a pooled thread drives it.
+  static constexpr absl::Duration kAwayAfter = absl::Milliseconds(5);
+  // How long the closing thread drives the queue itself before a pooled
+  // thread takes over.
+  static constexpr absl::Duration kLinger = absl::Microseconds(500);
+
+  // Opens a new dialog as the caller on `channel`. With `first`, the call's
+  // initial metadata waits for that message and both leave in one flush;
+  // without, the metadata leaves at once.
   static std::shared_ptr<Dialog> Connect(
-      const std::shared_ptr<grpc::Channel>& channel);
+      const std::shared_ptr<grpc::Channel>& channel,
+      std::optional<v1::Msg> first = std::nullopt);
 
   Dialog();
   ~Dialog();
@@ -127,26 +131,30 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   // Waits (bounded) for the RPC to complete and returns its status text.
   std::string WaitDoneReason(absl::Duration bound) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Starts reading (server side, once the reactor is attached). `on_first`
-  // runs once, on a gRPC thread (it must not block), as soon as the first
-  // message is queued or the stream ended without one. Reading then pauses
-  // until ResumeReads: a plain function reads nothing after `Start`.
-  void Start(std::function<void()> on_first) ABSL_LOCKS_EXCLUDED(mu_) {
-    {
-      MutexLock lk(&mu_);
-      first_hook_ = std::move(on_first);
-      pause_after_first_ = true;
-    }
-    Pump();
-  }
+  // Server side: reads the first message, driving the queue on the calling
+  // thread until it is queued or the stream ended without one. Reading then
+  // pauses until ResumeReads: a plain function reads nothing after `Start`.
+  // Gives up at `until`.
+  void AwaitFirst(absl::Time until = absl::InfiniteFuture())
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Reads on after the first message (server side).
   void ResumeReads() ABSL_LOCKS_EXCLUDED(mu_);
   // The peer accepts `Batch` messages: Yields queued behind a busy write
   // then leave as one message.
   void SetPeerAcceptsBatches(bool ok) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Reactor-facing.
+  // Server side: gives this dialog the transport of a call to be requested
+  // (by `DialogAcceptor`); the dialog owns it.
+  CqServerTransport* AdoptServerTransport() ABSL_LOCKS_EXCLUDED(mu_);
+  CqTransport* cq_transport() { return owned_.get(); }
+  // Called periodically by the watcher: drives the queue from a pooled
+  // thread when operations waited `kAwayAfter` with nobody driving.
+  void CheckAway(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Gives the dialog a transport it does not own (a test's fake).
   void Attach(DialogTransport* transport) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Transport-facing (called by whoever drives the queue).
   void OnReadDone(bool ok) ABSL_LOCKS_EXCLUDED(mu_);
   // Server side: the message read did not decode. Reading stops.
   void OnReadUndecodable(std::string why) ABSL_LOCKS_EXCLUDED(mu_);
@@ -159,11 +167,52 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   void Pump() ABSL_LOCKS_EXCLUDED(mu_);
   bool WantReadLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  class Waiting;
+  // Who drives the completion queue now.
+  enum class Driver { kNone, kTask, kBackground };
+  // A wait on `cv` that drives the queue when nobody else does.
+  class DriveBlocker final : public Blocker {
+   public:
+    DriveBlocker(Dialog* d, CondVar* cv) : d_(d), cv_(cv) {}
+    void Block(Mutex& mu, absl::Time deadline) override
+        ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+    void Wake() override;
+
+   private:
+    Dialog* d_;
+    CondVar* cv_;
+  };
+  // Delivers completions already in the queue without blocking (a sender
+  // whose write is still marked busy).
+  void PollLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After a wait that may have driven the queue: hands it to a pooled
+  // thread when the dialog is closed and operations remain.
+  void AfterWaitLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartBackgroundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After the close: drives the queue from a pooled thread until the RPC is
+  // over (unless someone drives it already).
+  void DriveToTheEnd() ABSL_LOCKS_EXCLUDED(mu_);
+  void DriveInBackground() ABSL_LOCKS_EXCLUDED(mu_);
+  void SignalWaitersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    recv_cv_.SignalAll();
+    send_cv_.SignalAll();
+  }
+
   mutable Mutex mu_;
   // Receivers wait on `recv_cv_` (inbox, end of reads), senders on
   // `send_cv_` (queue space): a write completing wakes no receiver.
   CondVar recv_cv_;
   CondVar send_cv_;
+  DriveBlocker recv_blocker_{this, &recv_cv_};
+  DriveBlocker send_blocker_{this, &send_cv_};
+  // The transport this dialog owns (reset first thing in the destructor: it
+  // drains its queue, whose operations use the buffers below).
+  std::unique_ptr<CqTransport> owned_;
+  Driver driver_ ABSL_GUARDED_BY(mu_) = Driver::kNone;
+  // The background driver is asked to hand the queue to a waiting task.
+  bool task_wants_queue_ ABSL_GUARDED_BY(mu_) = false;
+  // When the queue was last left without a driver.
+  absl::Time undriven_since_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   DialogTransport* transport_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::deque<v1::Msg> inbox_ ABSL_GUARDED_BY(mu_);
   struct Outgoing {
@@ -203,7 +252,6 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   std::function<void(const v1::Msg&)> arrival_hook_ ABSL_GUARDED_BY(mu_);
   std::function<void()> overrun_hook_ ABSL_GUARDED_BY(mu_);
   std::function<void()> broken_hook_ ABSL_GUARDED_BY(mu_);
-  std::function<void()> first_hook_ ABSL_GUARDED_BY(mu_);
   std::function<void(const std::string&)> undecodable_hook_
       ABSL_GUARDED_BY(mu_);
   // The messages of the read and of the write in flight (at most one of
@@ -212,41 +260,6 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   // (`write_busy_`) state says owns them, not to `mu_`.
   v1::Msg read_buf_;
   v1::Msg write_buf_;
-};
-
-// Server half: one per incoming Actor/Open stream. The stream carries raw
-// bytes: the reactor decodes each message itself (an undecodable one goes to
-// `Dialog::OnReadUndecodable`) and encodes each reply. Deletes itself on
-// OnDone.
-class ServerDialogReactor
-    : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
-      public DialogTransport {
- public:
-  // `ctx` (may be null) is the RPC's context, asked whether a failed read
-  // means a cancelled RPC rather than a half-close.
-  ServerDialogReactor(std::shared_ptr<Dialog> dialog,
-                      grpc::CallbackServerContext* ctx);
-  void Read(v1::Msg* msg) override;
-  void Write(const v1::Msg* msg, grpc::WriteOptions options) override;
-  bool CanWriteAndFinish() const override { return true; }
-  void WriteAndFinish(const v1::Msg* msg, grpc::WriteOptions options,
-                      const grpc::Status& status) override;
-  void Release(const grpc::Status& status, bool abort) override {
-    Finish(status);
-  }
-  void OnReadDone(bool ok) override;
-  void OnWriteDone(bool ok) override { dialog_->OnWriteDone(ok); }
-  void OnCancel() override { dialog_->OnCancel(); }
-  void OnDone() override;
-
- private:
-  std::shared_ptr<Dialog> dialog_;
-  grpc::CallbackServerContext* const ctx_;
-  // The read in flight: its bytes and where they decode to (at most one
-  // read and one write are outstanding).
-  grpc::ByteBuffer read_bytes_;
-  v1::Msg* read_target_ = nullptr;
-  grpc::ByteBuffer write_bytes_;
 };
 
 }  // namespace tractor::internal

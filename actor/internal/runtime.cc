@@ -148,6 +148,7 @@ void Runtime::Start() {
     registrar_ = std::make_unique<registrar::RegistrarService>(options);
     builder.RegisterService(registrar_.get());
   }
+  accept_cq_ = builder.AddCompletionQueue();
   server_ = builder.BuildAndStart();
   if (!server_) {
     throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(),
@@ -168,6 +169,21 @@ void Runtime::Start() {
     }
     ports_ = std::make_unique<discovery::ListeningPorts>(*std::move(ports));
   }
+  ActorService* service = service_.get();
+  TaskServer* tasks = &tasks_;
+  acceptor_ = std::make_unique<DialogAcceptor>(
+      [service](grpc::ServerContext* ctx,
+                grpc::ServerAsyncReaderWriter<grpc::ByteBuffer,
+                                              grpc::ByteBuffer>* stream,
+                grpc::CompletionQueue* call_cq,
+                grpc::ServerCompletionQueue* cq, void* tag) {
+        service->RequestOpen(ctx, stream, call_cq, cq, tag);
+      },
+      accept_cq_.get(),
+      [tasks](std::shared_ptr<Dialog> dialog) {
+        tasks->ServeDialog(std::move(dialog));
+      });
+  acceptor_->Start();
   StartRegistration();
 }
 
@@ -260,11 +276,13 @@ void Runtime::Shutdown() {
   // shutdown does not wait for them.
   if (registrant_) registrant_->Stop();
   if (registrar_) registrar_->Shutdown();
+  if (acceptor_) acceptor_->StopRequesting();
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() +
                       std::chrono::milliseconds(500));
     server_->Wait();
   }
+  if (acceptor_) acceptor_->Stop();
   MutexLock lock(&mu_);
   if (ports_) ports_->RemoveSocketFiles();
 }

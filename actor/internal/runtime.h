@@ -14,6 +14,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
 #include "actor/internal/child_proc.h"
+#include "actor/internal/dialog_transport.h"
 #include "actor/internal/task_server.h"
 #include "discovery/mutex.h"
 #include "grpcpp/grpcpp.h"
@@ -143,7 +144,10 @@ class Runtime {
   std::unique_ptr<ActorService> service_;
   std::unique_ptr<CallService> call_service_;
   std::unique_ptr<UnknownMethodService> unknown_methods_;
+  // Accepts `Actor/Open` calls; its queue is shut down after the server.
+  std::unique_ptr<grpc::ServerCompletionQueue> accept_cq_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<DialogAcceptor> acceptor_;
   // Set by Start() once bound (under mu_), read by Shutdown().
   std::unique_ptr<discovery::ListeningPorts> ports_ ABSL_GUARDED_BY(mu_);
 

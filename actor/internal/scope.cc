@@ -173,9 +173,11 @@ namespace {
 struct Waker {
   CondVar* cv;
   Mutex* mu;
+  Blocker* blocker;
   void operator()() const {
     MutexLock lock(mu);
     cv->SignalAll();
+    if (blocker != nullptr) blocker->Wake();
   }
 };
 
@@ -186,14 +188,16 @@ enum class WaitOutcome { kReady, kCancelled, kTimedOut };
 // a cancel may cancel a scope, which runs stop callbacks that take the
 // mutexes of other waiters, `mu` among them.
 WaitOutcome BlockUntil(CondVar& cv, Mutex& mu, absl::FunctionRef<bool()> pred,
-                       absl::Time until, const ScopeState* scope)
-    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+                       absl::Time until, const ScopeState* scope,
+                       Blocker* blocker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
   for (;;) {
     if (pred()) return WaitOutcome::kReady;
     if (CancelPending()) return WaitOutcome::kCancelled;
     absl::Time deadline = until;
     if (scope != nullptr) deadline = std::min(deadline, EffectiveDeadline(scope));
-    if (deadline == absl::InfiniteFuture()) {
+    if (blocker != nullptr) {
+      if (absl::Now() < deadline) blocker->Block(mu, deadline);
+    } else if (deadline == absl::InfiniteFuture()) {
       cv.Wait(&mu);
     } else if (absl::Now() < deadline) {
       cv.WaitWithDeadline(&mu, deadline);
@@ -232,7 +236,7 @@ void RaiseCancelWithout(Mutex& mu) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
 }  // namespace
 
 bool WaitImpl(CondVar& cv, Mutex& mu, absl::FunctionRef<bool()> pred,
-              absl::Time until) {
+              absl::Time until, Blocker* blocker) {
   const std::shared_ptr<ScopeState> scope = t_scope;
   for (;;) {
     // A cancel pending on entry is raised at once, without handing the task
@@ -247,11 +251,11 @@ bool WaitImpl(CondVar& cv, Mutex& mu, absl::FunctionRef<bool()> pred,
     std::optional<std::stop_callback<Waker>> waker;
     mu.Unlock();
     if (handed_over) ReleaseTaskLock();
-    if (scope) waker.emplace(scope->source.get_token(), Waker{&cv, &mu});
+    if (scope) waker.emplace(scope->source.get_token(), Waker{&cv, &mu, blocker});
     mu.Lock();
     WaitOutcome outcome;
     try {
-      outcome = BlockUntil(cv, mu, pred, until, scope.get());
+      outcome = BlockUntil(cv, mu, pred, until, scope.get(), blocker);
     } catch (...) {  // thrown by `pred`
       Leave(mu, waker, handed_over);
       mu.Lock();

@@ -119,8 +119,29 @@ class UserTask {
 // `Mutex` that a task inside that scope waits with, nor reach a checkpoint
 // (which cancels a scope whose deadline passed) while holding a `Mutex`
 // other than the one it waits with.
+//
+// With a `blocker`, the wait blocks in `blocker->Block` instead of on `cv`
+// (a cancel calls `blocker->Wake` as well as signalling `cv`).
+class Blocker;
 bool WaitImpl(CondVar& cv, Mutex& mu, absl::FunctionRef<bool()> pred,
-              absl::Time until) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+              absl::Time until, Blocker* blocker = nullptr)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+
+// How a `Wait` blocks when not (only) on its condition variable: a task
+// waiting on a dialog drives the dialog's completion queue itself
+// (actor/internal/dialog.h), so the message it waits for wakes no other
+// thread first.
+class Blocker {
+ public:
+  virtual ~Blocker() = default;
+  // Blocks until something may have changed the wait's condition, `Wake`
+  // is called, or `deadline` passes. Called with `mu` (the wait's mutex)
+  // held; returns with it held, and may release it meanwhile.
+  virtual void Block(Mutex& mu, absl::Time deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) = 0;
+  // Ends a `Block` in progress soon. Called with `mu` held, from any thread.
+  virtual void Wake() = 0;
+};
 
 // Calls `pred` for `Wait`, which holds the mutex the predicate declares it
 // needs (the analysis cannot tie a lambda's capability to `Wait`'s `mu`).
@@ -131,11 +152,12 @@ bool CallPredicate(Pred& pred) ABSL_NO_THREAD_SAFETY_ANALYSIS {
 
 template <class Pred>
 bool Wait(CondVar& cv, Mutex& mu, Pred pred,
-          absl::Time until = absl::InfiniteFuture())
-    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+          absl::Time until = absl::InfiniteFuture(),
+          Blocker* blocker = nullptr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
   if (CallPredicate(pred) && !CancelPending()) return true;
   return WaitImpl(
-      cv, mu, [&pred]() -> bool { return CallPredicate(pred); }, until);
+      cv, mu, [&pred]() -> bool { return CallPredicate(pred); }, until,
+      blocker);
 }
 
 }  // namespace tractor::internal

@@ -214,24 +214,20 @@ void TaskServer::Leave(const std::shared_ptr<DialogSession>& s) {
 }
 
 void TaskServer::ServeDialog(std::shared_ptr<Dialog> dialog) {
-  if (!TakeSlot()) {
-    // Refused on this (gRPC) thread, without taking a pooled one: the first
-    // message is queued, so this does not block.
+  // This thread accepted the stream; it reads Start and runs the task.
+  // A caller sends Start with the call, so the wait is short; one that
+  // sends nothing is given `kStartWait`.
+  const bool slot = TakeSlot();
+  dialog->AwaitFirst(absl::Now() + kStartWait);
+  if (!slot) {
+    // Refused at once: the thread goes back to the pool.
     std::optional<v1::Msg> first = dialog->TryReceive();
     const std::string cid =
         first && first->has_start() ? first->start().cid() : std::string();
     dialog->SendAndClose(ErrorMsg(TooBusyError(cid)));
     return;
   }
-  RunPooled([this, dialog = std::move(dialog)]() mutable {
-    absl::Cleanup release = [this] { ReleaseSlot(); };
-    RunDialogTask(std::move(dialog));
-  });
-}
-
-void TaskServer::RunDialogTask(std::shared_ptr<Dialog> dialog) {
-  // Dispatched once the first message is queued (or the stream ended
-  // without one): this does not block.
+  absl::Cleanup release = [this] { ReleaseSlot(); };
   std::optional<v1::Msg> first = dialog->TryReceive();
   if (!first) {
     const std::string why = dialog->undecodable();
@@ -244,7 +240,8 @@ void TaskServer::RunDialogTask(std::shared_ptr<Dialog> dialog) {
       return;
     }
     dialog->Close(grpc::Status(grpc::StatusCode::CANCELLED,
-                               "the stream ended before Start"),
+                               "no Start came (the stream ended, or none "
+                               "came in time)"),
                   true);
     return;
   }

@@ -26,8 +26,9 @@
 // A unary call enters as itself, on gRPC's sync API: the gRPC thread that
 // read the request runs the task and writes its terminal message as the
 // reply, with no hand-off and no stream inbox or outbox. A dialog's task
-// runs on a pooled thread (its stream is served by gRPC's callback API). docs/architecture.md follows one
-// call through these steps.
+// runs on the thread that accepted its stream, which drives the stream's
+// completion queue whenever the task waits on it (actor/internal/dialog.h).
+// docs/architecture.md follows one call through these steps.
 #ifndef TRACTOR_ACTOR_INTERNAL_TASK_SERVER_H_
 #define TRACTOR_ACTOR_INTERNAL_TASK_SERVER_H_
 
@@ -104,13 +105,15 @@ class CallWatcher {
 class TaskServer {
  public:
   static constexpr size_t kDefaultMaxTasks = 1024;
+  // How long an accepted stream may take to send its Start.
+  static constexpr absl::Duration kStartWait = absl::Seconds(10);
 
   // `max_tasks` 0 means `kDefaultMaxTasks`.
   TaskServer(v1::Aid self, std::set<std::string> enable_modules,
              size_t max_tasks = 0);
 
-  // A dialog whose first message was queued (or whose stream ended without
-  // one). Called on a gRPC thread: schedules the task and returns at once.
+  // A dialog just accepted, on the thread that accepted it: reads its
+  // `Start` and runs its task on this thread; returns when the task ended.
   void ServeDialog(std::shared_ptr<Dialog> dialog);
 
   // A unary `Actor/Call`, as the bytes that arrived, on gRPC's sync API:
@@ -163,7 +166,6 @@ class TaskServer {
   void ReleaseSlot() ABSL_LOCKS_EXCLUDED(mu_);
   // The refusal of a task beyond `max_tasks`.
   v1::Error TooBusyError(const std::string& cid) const;
-  void RunDialogTask(std::shared_ptr<Dialog> dialog);
 
   const v1::Aid self_;
   const std::set<std::string> enable_modules_;

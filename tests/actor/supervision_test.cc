@@ -177,6 +177,18 @@ TEST_F(SupervisionTest, CancelWhileChildrenAreStartingReapsEveryChild) {
   EXPECT_TRUE(testing::Descendants(getpid()).empty());
 }
 
+TEST_F(SupervisionTest, StartActorAfterCancelIsRefusedAndLeavesNoChild) {
+  // A daemon started after Cancel would never be cancelled, and the block's
+  // exit would wait for it forever.
+  OpenRootActor({}, [&] {
+    OpenNursery([&](ActorNursery& an) {
+      an.Cancel();
+      EXPECT_THROW(an.StartActor("late", kSup), UsageError);
+    });
+  });
+  EXPECT_TRUE(testing::Descendants(getpid()).empty());
+}
+
 TEST_F(SupervisionTest, RemoteErrorFromRunInActorFailsTheNursery) {
   OpenRootActor({}, [] {
     try {

@@ -89,15 +89,13 @@ class Counter {
 // The server side of the pair: each Actor/Open stream becomes a Dialog the
 // test can take, configured by `setup` before its first read.
 class CapturingActorService final
-    : public v1::Actor::WithRawCallbackMethod_Open<v1::Actor::Service> {
+    : public v1::Actor::WithRawMethod_Open<v1::Actor::Service> {
  public:
-  // Runs on the gRPC thread that accepts the stream, before reads start.
+  // Runs on the thread that accepts the stream, before reads start.
   std::function<void(Dialog&)> setup;
 
-  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Open(
-      grpc::CallbackServerContext* ctx) override {
-    auto dialog = std::make_shared<Dialog>();
-    auto* reactor = new ServerDialogReactor(dialog, ctx);
+  // Given each accepted stream by the acceptor.
+  void Accept(std::shared_ptr<Dialog> dialog) {
     if (setup) setup(*dialog);
     dialog->ResumeReads();
     {
@@ -105,7 +103,6 @@ class CapturingActorService final
       opened_.push_back(dialog);
     }
     cv_.notify_all();
-    return reactor;
   }
 
   // The `index`th stream opened, or null when none came before `until`.
@@ -134,8 +131,20 @@ class DialogPairTest : public testing::Test {
   void SetUp() override {
     grpc::ServerBuilder builder;
     builder.RegisterService(&service_);
+    cq_ = builder.AddCompletionQueue();
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
+    acceptor_ = std::make_unique<DialogAcceptor>(
+        [this](grpc::ServerContext* ctx,
+               grpc::ServerAsyncReaderWriter<grpc::ByteBuffer,
+                                             grpc::ByteBuffer>* stream,
+               grpc::CompletionQueue* call_cq,
+               grpc::ServerCompletionQueue* cq, void* tag) {
+          service_.RequestOpen(ctx, stream, call_cq, cq, tag);
+        },
+        cq_.get(),
+        [this](std::shared_ptr<Dialog> d) { service_.Accept(std::move(d)); });
+    acceptor_->Start();
     channel_ = server_->InProcessChannel(grpc::ChannelArguments());
   }
 
@@ -147,10 +156,12 @@ class DialogPairTest : public testing::Test {
       client_->WaitDoneReason(kWait);
     }
     for (auto& d : service_.opened()) d->WaitDoneReason(kWait);
+    if (acceptor_) acceptor_->StopRequesting();
     if (server_) {
       server_->Shutdown(std::chrono::system_clock::now() +
                         std::chrono::seconds(5));
     }
+    if (acceptor_) acceptor_->Stop();
   }
 
   // Opens the stream and returns once the server side is accepted.
@@ -169,7 +180,9 @@ class DialogPairTest : public testing::Test {
   }
 
   CapturingActorService service_;  // outlives server_
+  std::unique_ptr<grpc::ServerCompletionQueue> cq_;  // outlives server_
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<DialogAcceptor> acceptor_;
   std::shared_ptr<grpc::Channel> channel_;
   std::shared_ptr<Dialog> client_;
   std::shared_ptr<Dialog> server_dialog_;

@@ -1,0 +1,248 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+// A dialog's gRPC stream on gRPC's async API, with a completion queue of its
+// own that the threads waiting on the dialog drive themselves
+// (docs/architecture.md#threads): the task blocked in `Receive` takes the
+// completion of its own read, so an arriving message wakes no other thread
+// first. When no task waits on the dialog, a pooled thread drives it (see
+// `Dialog`).
+//
+// Operations are only posted here (they never block); each completes as one
+// tag on the queue, which `DriveOnce` hands to the dialog
+// (`Dialog::OnReadDone`, `OnWriteDone`, `OnCancel`, `OnDone`). The dialog
+// hears `OnDone` last, once the RPC is over and no read or write is
+// outstanding.
+#ifndef TRACTOR_ACTOR_INTERNAL_DIALOG_TRANSPORT_H_
+#define TRACTOR_ACTOR_INTERNAL_DIALOG_TRANSPORT_H_
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/time/time.h"
+#include "discovery/mutex.h"
+#include "grpcpp/alarm.h"
+#include "grpcpp/grpcpp.h"
+#include "tractor/v1/actor.grpc.pb.h"
+#include "tractor/v1/msg.pb.h"
+
+namespace tractor::internal {
+
+class Dialog;
+
+// The gRPC half of a dialog, as the dialog's pump sees it: each call posts
+// one operation and returns at once.
+class DialogTransport {
+ public:
+  virtual ~DialogTransport() = default;
+  virtual void Read(v1::Msg* msg) = 0;
+  virtual void Write(const v1::Msg* msg, grpc::WriteOptions options) = 0;
+  // Server only (see CanWriteAndFinish): writes `msg` and finishes the RPC
+  // with `status` in one operation, which is what a unary reply costs.
+  virtual bool CanWriteAndFinish() const { return false; }
+  virtual void WriteAndFinish(const v1::Msg* msg, grpc::WriteOptions options,
+                              const grpc::Status& status) {}
+  // Ends the RPC: server Finish(status); client Finish (after TryCancel
+  // when `abort`).
+  virtual void Release(const grpc::Status& status, bool abort) = 0;
+};
+
+// The completion queue and its tags, shared by both sides. Thread-safe:
+// several threads may drive it at once (each completion goes to one).
+class CqTransport : public DialogTransport {
+ public:
+  ~CqTransport() override;
+  CqTransport(const CqTransport&) = delete;
+  CqTransport& operator=(const CqTransport&) = delete;
+
+  // Waits until `deadline` for one completion and delivers it. Returns
+  // early when kicked.
+  void DriveOnce(absl::Time deadline);
+  // Makes one `DriveOnce` in progress (or the next) return soon.
+  void Kick();
+  // True while an operation (or a kick) has not completed: driving the
+  // queue has something to deliver.
+  bool busy() const { return pending_.load(std::memory_order_acquire) > 0; }
+  // True once the RPC is over and every operation completed.
+  bool finished() const { return finished_.load(std::memory_order_acquire); }
+
+ protected:
+  friend class DialogAcceptor;
+  enum class Op { kAccept, kRead, kWrite, kFinish, kDone, kKick, kReadEnd };
+  struct Tag {
+    Op op;
+    CqTransport* owner;
+  };
+  struct KickTag;
+  explicit CqTransport(Dialog* dialog);
+
+  // Every posted operation is counted until its tag comes back.
+  void Posted() { pending_.fetch_add(1, std::memory_order_acq_rel); }
+  // Handles a completed operation of this side (not kKick).
+  // (kReadEnd: the server's timer for a failed read, see
+  // CqServerTransport.)
+  virtual void Complete(Op op, bool ok) = 0;
+  // Ends the RPC if it is not over (the transport is being destroyed with
+  // its dialog), so that every operation completes.
+  virtual void Abandon() = 0;
+  // Called by Complete once the RPC is over and nothing is outstanding:
+  // tells the dialog (OnDone) and marks the transport finished.
+  // `tell` is false for an abandoned transport.
+  void Finished(const grpc::Status& status, bool tell);
+  // Blocks until every operation completed, then shuts the queue down.
+  void DrainAndShutdown();
+
+  Dialog* const dialog_;  // owns this transport
+  grpc::CompletionQueue cq_;
+  Tag read_tag_{Op::kRead, this};
+  Tag write_tag_{Op::kWrite, this};
+  Tag finish_tag_{Op::kFinish, this};
+  Tag done_tag_{Op::kDone, this};
+
+ private:
+  std::atomic<int> pending_{0};
+  std::atomic<bool> finished_{false};
+};
+
+// The caller's half: a new `Actor/Open` call on `channel`.
+class CqClientTransport final : public CqTransport {
+ public:
+  // With `cork`, the initial metadata waits for the first Write; without,
+  // it leaves at once, as an operation that completes as a write.
+  CqClientTransport(Dialog* dialog,
+                    const std::shared_ptr<grpc::Channel>& channel, bool cork);
+  ~CqClientTransport() override;
+
+  void Read(v1::Msg* msg) override;
+  void Write(const v1::Msg* msg, grpc::WriteOptions options) override;
+  void Release(const grpc::Status& status, bool abort) override;
+
+ private:
+  void Complete(Op op, bool ok) override;
+  void Abandon() override;
+  // The read, write and finish in flight (at most one of each), and
+  // whether the dialog heard OnDone.
+  Mutex mu_;
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool abandoned_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::ClientContext context_;
+  std::unique_ptr<v1::Actor::Stub> stub_;
+  std::unique_ptr<grpc::ClientAsyncReaderWriter<v1::Msg, v1::Msg>> stream_;
+  grpc::Status status_;  // filled by the Finish operation
+};
+
+// The callee's half: one requested `Actor/Open` call. The stream carries
+// raw bytes: each message is decoded here (an undecodable one goes to
+// `Dialog::OnReadUndecodable`) and each reply encoded.
+class CqServerTransport final : public CqTransport {
+ public:
+  static constexpr absl::Duration kReadEndWait = absl::Milliseconds(50);
+
+  explicit CqServerTransport(Dialog* dialog);
+  ~CqServerTransport() override;
+
+  void Read(v1::Msg* msg) override;
+  void Write(const v1::Msg* msg, grpc::WriteOptions options) override;
+  bool CanWriteAndFinish() const override { return true; }
+  void WriteAndFinish(const v1::Msg* msg, grpc::WriteOptions options,
+                      const grpc::Status& status) override;
+  void Release(const grpc::Status& status, bool abort) override;
+
+ private:
+  friend class DialogAcceptor;
+  void Complete(Op op, bool ok) override;
+  void Abandon() override;
+
+  // Delivers the failed read held back (see `read_failed_`).
+  void DeliverReadEnd() ABSL_LOCKS_EXCLUDED(mu_);
+
+  Mutex mu_;
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool call_done_ ABSL_GUARDED_BY(mu_) = false;
+  // A read failed: the caller half-closed, or the RPC was cancelled, which
+  // gRPC tells only with the done tag. The failure is held back until that
+  // tag comes (a cancel: `OnCancel` first) or `kReadEndWait` passed (a
+  // half-close).
+  bool read_failed_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Alarm read_end_alarm_;
+  Tag read_end_tag_{Op::kReadEnd, this};
+  bool matched_ ABSL_GUARDED_BY(mu_) = false;  // the call arrived
+  bool abandoned_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::ServerContext context_;
+  grpc::ServerAsyncReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer> stream_{
+      &context_};
+  Tag accept_tag_{Op::kAccept, this};
+  // The read in flight: its bytes and where they decode to.
+  grpc::ByteBuffer read_bytes_;
+  v1::Msg* read_target_ = nullptr;
+  grpc::ByteBuffer write_bytes_;
+};
+
+// The service of `Actor/Open` on gRPC's async API: requests calls on the
+// server's completion queue and gives each new stream, as a `Dialog`, to
+// `serve` on the thread that accepted it, which then serves it (a callee's
+// task runs on that thread, with no hand-off) while another thread waits for
+// the next call. Thread-safe.
+class DialogAcceptor {
+ public:
+  // Requests the next call (the generated `RequestOpen` of a service whose
+  // `Open` is an async raw method).
+  using RequestFn = std::function<void(
+      grpc::ServerContext*,
+      grpc::ServerAsyncReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>*,
+      grpc::CompletionQueue*, grpc::ServerCompletionQueue*, void*)>;
+
+  DialogAcceptor(RequestFn request, grpc::ServerCompletionQueue* cq,
+                 std::function<void(std::shared_ptr<Dialog>)> serve);
+  // Stops first if Stop was not called.
+  ~DialogAcceptor();
+
+  // Starts accepting, once the server is built.
+  void Start();
+  // Before the server's Shutdown: no new call is requested.
+  void StopRequesting();
+  // After the server's Shutdown: shuts the queue down and waits until no
+  // thread waits on it (threads serving a dialog are not waited for; they
+  // no longer touch the acceptor).
+  void Stop();
+
+ private:
+  struct Shared;
+  static void Request(const std::shared_ptr<Shared>& sh);
+  static void Loop(std::shared_ptr<Shared> sh);
+
+  std::shared_ptr<Shared> shared_;
+};
+
+// Drives the queues of dialogs that nobody waits on (`Dialog::kAwayAfter`):
+// one thread per process, which looks at every live dialog every
+// `kAwayAfter` while there are any, and sleeps after a second without.
+// Created on first use and never destroyed (dialogs live in any process,
+// with or without a runtime); it holds no dialog alive.
+class DialogWatcher {
+ public:
+  static DialogWatcher& Get();
+  void Add(std::weak_ptr<Dialog> dialog) ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  DialogWatcher();
+  void Loop() ABSL_LOCKS_EXCLUDED(mu_);
+
+  Mutex mu_;
+  CondVar cv_;
+  std::vector<std::weak_ptr<Dialog>> dialogs_ ABSL_GUARDED_BY(mu_);
+  bool sleeping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace tractor::internal
+
+#endif  // TRACTOR_ACTOR_INTERNAL_DIALOG_TRANSPORT_H_

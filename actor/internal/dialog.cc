@@ -125,6 +125,7 @@ void Dialog::PollLocked() {
   driver_ = Driver::kNone;
   undriven_since_ = absl::Now();
   SignalWaitersLocked();
+  if (close_requested_) StartBackgroundLocked();
 }
 
 void Dialog::AfterWaitLocked() {
@@ -133,8 +134,10 @@ void Dialog::AfterWaitLocked() {
 
 void Dialog::StartBackgroundLocked() {
   CqTransport* t = owned_.get();
-  if (t == nullptr || t->finished() || !t->busy() ||
-      driver_ != Driver::kNone) {
+  // A closed dialog is driven until its RPC is over (the thread holds it
+  // alive); an open one only while something is in flight.
+  if (t == nullptr || t->finished() || driver_ != Driver::kNone ||
+      (!close_requested_ && !t->busy())) {
     return;
   }
   driver_ = Driver::kBackground;
@@ -148,7 +151,8 @@ void Dialog::DriveInBackground() {
       MutexLock lk(&mu_);
       // A waiting task takes the queue over; with nothing in flight there
       // is nothing to drive (the watcher comes back when there is).
-      if (task_wants_queue_ || t->finished() || !t->busy()) {
+      if (task_wants_queue_ || t->finished() ||
+          (!close_requested_ && !t->busy())) {
         driver_ = Driver::kNone;
         task_wants_queue_ = false;
         undriven_since_ = absl::Now();
@@ -156,7 +160,9 @@ void Dialog::DriveInBackground() {
         return;
       }
     }
-    t->DriveOnce(absl::InfiniteFuture());
+    // Bounded: a closed dialog may have nothing in flight for a moment
+    // (its last operation being posted), and then this looks again.
+    t->DriveOnce(absl::Now() + absl::Milliseconds(100));
   }
 }
 

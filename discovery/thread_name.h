@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // Naming the threads the runtime creates after their roles, so `top -H`,
 // `ps -L`, debuggers and /proc/<pid>/task/<tid>/comm tell them apart (a
 // thread otherwise inherits its creator's name, often one of gRPC's).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
 // The runtime's thread pool: one worker per queued task, idle workers
 // released promptly, every worker named after its role (no processes).
 #include "actor/internal/thread_pool.h"

@@ -115,24 +115,11 @@ void Dialog::DriveBlocker::Wake() {
   }
 }
 
-void Dialog::PollLocked() {
-  CqTransport* t = owned_.get();
-  if (t == nullptr || driver_ != Driver::kNone || t->finished()) return;
-  driver_ = Driver::kTask;
-  mu_.Unlock();
-  t->DriveOnce(absl::InfinitePast());
-  mu_.Lock();
-  driver_ = Driver::kNone;
-  undriven_since_ = absl::Now();
-  SignalWaitersLocked();
-  if (close_requested_) StartBackgroundLocked();
-}
-
 void Dialog::AfterWaitLocked() {
   if (close_requested_) StartBackgroundLocked();
 }
 
-void Dialog::StartBackgroundLocked() {
+void Dialog::StartBackgroundLocked(bool writes_only) {
   CqTransport* t = owned_.get();
   // A closed dialog is driven until its RPC is over (the thread holds it
   // alive); an open one only while something is in flight.
@@ -141,6 +128,7 @@ void Dialog::StartBackgroundLocked() {
     return;
   }
   driver_ = Driver::kBackground;
+  writes_only_ = writes_only;
   RunPooled([self = shared_from_this()] { self->DriveInBackground(); });
 }
 
@@ -152,7 +140,10 @@ void Dialog::DriveInBackground() {
       // A waiting task takes the queue over; with nothing in flight there
       // is nothing to drive (the watcher comes back when there is).
       if (task_wants_queue_ || t->finished() ||
-          (!close_requested_ && !t->busy())) {
+          (!close_requested_ && !t->busy()) ||
+          (writes_only_ && !close_requested_ && !write_busy_ &&
+           outbox_.empty())) {
+        writes_only_ = false;
         driver_ = Driver::kNone;
         task_wants_queue_ = false;
         undriven_since_ = absl::Now();
@@ -313,7 +304,6 @@ void Dialog::Pump() {
 void Dialog::Send(v1::Msg msg) {
   {
     MutexLock lk(&mu_);
-    if (write_busy_) PollLocked();
     Waiting waiting(this);
     Wait(
         send_cv_, mu_,
@@ -331,6 +321,7 @@ void Dialog::Send(v1::Msg msg) {
     Push(std::move(msg), Flush::kNow);
   }
   Pump();
+  DriveQueuedWrites();
 }
 
 bool Dialog::SendNoWait(v1::Msg msg, Flush flush) {
@@ -338,10 +329,20 @@ bool Dialog::SendNoWait(v1::Msg msg, Flush flush) {
     MutexLock lk(&mu_);
     if (broken_ || write_failed_ || released_ || last_queued_) return false;
     Push(std::move(msg), flush);
-    if (write_busy_) PollLocked();
   }
   Pump();
+  DriveQueuedWrites();
   return true;
+}
+
+void Dialog::DriveQueuedWrites() {
+  // A message queued behind a write in flight leaves when that write's
+  // completion is taken. Nobody may wait on this dialog soon (a sender
+  // streams on), so a pooled thread drives the queue until the outbox is
+  // empty; the messages that queue meanwhile leave together (a Batch).
+  MutexLock lk(&mu_);
+  if (!write_busy_ || outbox_.empty() || driver_ != Driver::kNone) return;
+  StartBackgroundLocked(/*writes_only=*/true);
 }
 
 bool Dialog::SendAndClose(v1::Msg msg, const grpc::Status& status) {

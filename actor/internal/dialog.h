@@ -182,16 +182,17 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
     Dialog* d_;
     CondVar* cv_;
   };
-  // Delivers completions already in the queue without blocking (a sender
-  // whose write is still marked busy).
-  void PollLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // After a wait that may have driven the queue: hands it to a pooled
   // thread when the dialog is closed and operations remain.
   void AfterWaitLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void StartBackgroundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartBackgroundLocked(bool writes_only = false)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // After the close: drives the queue from a pooled thread until the RPC is
   // over (unless someone drives it already).
   void DriveToTheEnd() ABSL_LOCKS_EXCLUDED(mu_);
+  // After a send: drives the queue from a pooled thread while messages wait
+  // behind a write in flight.
+  void DriveQueuedWrites() ABSL_LOCKS_EXCLUDED(mu_);
   void DriveInBackground() ABSL_LOCKS_EXCLUDED(mu_);
   void SignalWaitersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     recv_cv_.SignalAll();
@@ -209,6 +210,9 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   // drains its queue, whose operations use the buffers below).
   std::unique_ptr<CqTransport> owned_;
   Driver driver_ ABSL_GUARDED_BY(mu_) = Driver::kNone;
+  // The background driver was started for queued writes only: it leaves
+  // once they are written.
+  bool writes_only_ ABSL_GUARDED_BY(mu_) = false;
   // The background driver is asked to hand the queue to a waiting task.
   bool task_wants_queue_ ABSL_GUARDED_BY(mu_) = false;
   // When the queue was last left without a driver.

@@ -94,7 +94,8 @@ void Dialog::DriveBlocker::Block(Mutex& mu, absl::Time deadline) {
       d.SignalWaitersLocked();
       return;
     }
-    if (d.driver_ == Driver::kBackground && !d.task_wants_queue_) {
+    if (d.driver_ == Driver::kBackground && !d.task_wants_queue_ &&
+        !d.close_requested_) {
       d.task_wants_queue_ = true;
       t->Kick();
     }
@@ -139,7 +140,9 @@ void Dialog::DriveInBackground() {
       MutexLock lk(&mu_);
       // A waiting task takes the queue over; with nothing in flight there
       // is nothing to drive (the watcher comes back when there is).
-      if (task_wants_queue_ || t->finished() ||
+      // A closed dialog is driven to its end here, even when a task asked
+      // for the queue (it may have stopped waiting meanwhile).
+      if ((task_wants_queue_ && !close_requested_) || t->finished() ||
           (!close_requested_ && !t->busy()) ||
           (writes_only_ && !close_requested_ && !write_busy_ &&
            outbox_.empty())) {

@@ -217,6 +217,8 @@ void CqServerTransport::Abandon() {
     // A call that never arrived has nothing in flight.
     if (!matched_ || finishing_) return;
     finishing_ = true;
+    VLOG(1) << "a dialog was dropped before its RPC ended (reading="
+            << reading_ << ", writing=" << writing_ << "); cancelling it";
   }
   context_.TryCancel();
   Posted();

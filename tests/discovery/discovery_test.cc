@@ -515,7 +515,9 @@ TEST_F(DiscoveryTest, ARegistrarDownOrSilentAtBootIsKeptAndUsedOnceItAnswers) {
            absl::ToDoubleMilliseconds(boot), silent ? ", silent" : "");
     EXPECT_FALSE(IsRegistrar());
     EXPECT_THAT(RegistryAddrs(), ElementsAreArray(registry));
-    if (silent) EXPECT_LT(boot, absl::Milliseconds(900));
+    // (How long the boot probe waits for a silent address is asserted by
+    // ProbeRegistryAddrsTest, in process: a wall-clock bound on a whole
+    // boot is at the mercy of the machine's load.)
     OpenNursery([&](ActorNursery& an) {
       Portal p = an.StartActor("kid", kDisc);
       EXPECT_THAT(Strings(p.Run("disc:registry_addrs")),

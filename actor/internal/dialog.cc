@@ -84,14 +84,7 @@ void Dialog::DriveBlocker::Block(Mutex& mu, absl::Time deadline) {
   CqTransport* t = d.owned_.get();
   if (t != nullptr && !t->finished()) {
     if (d.driver_ == Driver::kNone) {
-      d.driver_ = Driver::kTask;
-      d.mu_.Unlock();
-      t->DriveOnce(deadline);
-      d.mu_.Lock();
-      d.driver_ = Driver::kNone;
-      d.undriven_since_ = absl::Now();
-      // Another waiter (a sender while this one receives) may drive now.
-      d.SignalWaitersLocked();
+      d.DriveOnceLocked(deadline);
       return;
     }
     if (d.driver_ == Driver::kBackground && !d.task_wants_queue_ &&
@@ -105,6 +98,17 @@ void Dialog::DriveBlocker::Block(Mutex& mu, absl::Time deadline) {
   } else {
     cv_->WaitWithDeadline(&d.mu_, deadline);
   }
+}
+
+void Dialog::DriveOnceLocked(absl::Time deadline) {
+  driver_ = Driver::kTask;
+  mu_.Unlock();
+  owned_->DriveOnce(deadline);
+  mu_.Lock();
+  driver_ = Driver::kNone;
+  undriven_since_ = absl::Now();
+  // Another waiter (a sender while this one receives) may drive now.
+  SignalWaitersLocked();
 }
 
 void Dialog::DriveBlocker::Wake() {
@@ -463,13 +467,7 @@ void Dialog::DriveToTheEnd() {
   const absl::Time until = absl::Now() + kLinger;
   while (t != nullptr && driver_ == Driver::kNone && !t->finished() &&
          t->busy() && absl::Now() < until) {
-    driver_ = Driver::kTask;
-    mu_.Unlock();
-    t->DriveOnce(until);
-    mu_.Lock();
-    driver_ = Driver::kNone;
-    undriven_since_ = absl::Now();
-    SignalWaitersLocked();
+    DriveOnceLocked(until);
   }
   StartBackgroundLocked();
 }

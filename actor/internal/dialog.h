@@ -182,6 +182,9 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
     Dialog* d_;
     CondVar* cv_;
   };
+  // Drives the queue once, on this thread, as its driver (nobody else
+  // drives it now); `mu_` is released meanwhile.
+  void DriveOnceLocked(absl::Time deadline) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // After a wait that may have driven the queue: hands it to a pooled
   // thread when the dialog is closed and operations remain.
   void AfterWaitLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

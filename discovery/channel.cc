@@ -38,4 +38,12 @@ std::shared_ptr<grpc::Channel> NewChannel(
                                    ClientChannelArgs(purpose));
 }
 
+std::shared_ptr<grpc::Channel> NewPrivateChannel(const Address& addr,
+                                                 ChannelPurpose purpose) {
+  grpc::ChannelArguments args = ClientChannelArgs(purpose);
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel(
+      addr.GrpcTarget(), grpc::InsecureChannelCredentials(), args);
+}
+
 }  // namespace tractor::discovery

@@ -69,6 +69,14 @@ std::shared_ptr<grpc::Channel> NewChannel(
     const Address& addr, ChannelPurpose purpose = ChannelPurpose::kActor,
     std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
 
+// As `NewChannel`, with a subchannel pool of its own
+// (GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL): no connection state elsewhere in
+// this process (a connection still backing off after a partition) can make
+// its calls fail fast. For evidence checks that must see the address as it
+// is now.
+std::shared_ptr<grpc::Channel> NewPrivateChannel(const Address& addr,
+                                                 ChannelPurpose purpose);
+
 }  // namespace tractor::discovery
 
 #endif  // TRACTOR_DISCOVERY_CHANNEL_H_

@@ -129,14 +129,9 @@ ProbeResult ProbeOne(const Address& addr, absl::Time deadline) {
     out.detail = err == ETIMEDOUT ? "connect timed out" : std::strerror(err);
     return out;
   }
-  // Something listens: ask it who it is. A private channel (its own
-  // subchannel pool), so no earlier connection state in this process can
-  // make the answer fail fast.
-  grpc::ChannelArguments args = ClientChannelArgs(ChannelPurpose::kRegistrar);
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  auto channel = grpc::CreateCustomChannel(
-      addr.GrpcTarget(), grpc::InsecureChannelCredentials(), args);
-  auto stub = v1::Registrar::NewStub(channel);
+  // Something listens: ask it who it is, on a private channel.
+  auto stub = v1::Registrar::NewStub(
+      NewPrivateChannel(addr, ChannelPurpose::kRegistrar));
   grpc::Status status;
   for (int attempt = 0; attempt < 2; ++attempt) {
     const absl::Duration left = deadline - absl::Now();
@@ -238,11 +233,8 @@ AddrCheck CheckActorAt(const Address& addr, const std::string& uuid,
                          err == ETIMEDOUT ? "timed out" : std::strerror(err),
                          ")")};
   }
-  grpc::ChannelArguments args = ClientChannelArgs(ChannelPurpose::kActor);
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  auto channel = grpc::CreateCustomChannel(
-      addr.GrpcTarget(), grpc::InsecureChannelCredentials(), args);
-  auto stub = v1::Actor::NewStub(channel);
+  auto stub =
+      v1::Actor::NewStub(NewPrivateChannel(addr, ChannelPurpose::kActor));
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(
       std::max(deadline, absl::Now() + absl::Milliseconds(100))));

@@ -63,6 +63,10 @@ class Runtime {
     absl::Duration registry_lease = absl::ZeroDuration();
     // Most remote tasks at once (0: `TaskServer::kDefaultMaxTasks`).
     size_t max_tasks = 0;
+    // How long a client connection may leave the server's pings unanswered
+    // before it is dropped (`discovery::ApplyServerKeepalive`); a hung child
+    // is noticed through its `Link`. Zero: `discovery::kDefaultHangTimeout`.
+    absl::Duration hang_timeout = absl::ZeroDuration();
   };
 
   // Returns the runtime of this process, or null.

@@ -697,6 +697,47 @@ TEST_F(ContextTest, CancelFromASiblingTaskIsAbsorbedAtExit) {
   });
 }
 
+// A sender blocked on a full stream (the callee never reads) while a sibling
+// task cancels the context: the cancel is this side's, so it is absorbed at
+// the block's exit, never raised as a transport error.
+TEST_F(ContextTest, CancelFromASiblingWhileBlockedInSendIsAbsorbed) {
+  testing::WithChild(kCtxNs, [&](Portal& p) {
+    for (int round = 0; round < 6; ++round) {
+      std::atomic<int64_t> sent{0};
+      bool blocked = false;
+      p.OpenContext("ctx:opens_never_reads", Payload(),
+                    [&](Context& ctx, const Payload&) {
+        auto stream = ctx.OpenStream();
+        TaskGroup::Open([&](TaskGroup& tg) {
+          tg.Spawn([&] {
+            // Waits until the sender made no progress for 50 ms: it is
+            // blocked on the full stream.
+            const absl::Time deadline = absl::Now() + absl::Seconds(20);
+            int64_t last = -1;
+            while (absl::Now() < deadline) {
+              const int64_t now = sent.load();
+              if (now > 0 && now == last) {
+                blocked = true;
+                break;
+              }
+              last = now;
+              Sleep(absl::Milliseconds(50));
+            }
+            ctx.Cancel();
+          });
+          for (;;) {
+            stream.Send(Payload::Raw(std::string(1024, 'x')));
+            ++sent;
+          }
+        });
+        ADD_FAILURE() << "the sender was not interrupted";
+      });
+      EXPECT_TRUE(blocked) << "round " << round;
+      EXPECT_GT(sent.load(), 0);
+    }
+  });
+}
+
 TEST_F(ContextTest, CalleeThatClosesAtOnceEndsTheCallersIteration) {
   testing::WithChild(kCtxNs, [&](Portal& p) {
     Payload r = p.OpenContext("ctx:opens_and_closes", Payload(),

@@ -365,8 +365,15 @@ void Dialog::Send(v1::Msg msg) {
         absl::InfiniteFuture(), &send_blocker_);
     if (broken_ || write_failed_ || close_requested_ || last_queued_ ||
         done_ || (client_ && reads_ended_)) {
-      throw TransportClosed(absl::StrCat(
-          "cannot send: ", end_reason_.empty() ? "dialog closed" : end_reason_));
+      std::string why = end_reason_;
+      if (why.empty() && done_) {
+        why = absl::StrCat("the RPC ended (status ", done_status_.error_code(),
+                           ": ", done_status_.error_message(), ")");
+      } else if (why.empty() && client_ && reads_ended_) {
+        why = "the callee's side of the stream ended";
+      }
+      throw TransportClosed(
+          absl::StrCat("cannot send: ", why.empty() ? "dialog closed" : why));
     }
     if (item) ++items_sent_;
     Push(std::move(msg), Flush::kNow);

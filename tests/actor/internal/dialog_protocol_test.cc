@@ -215,6 +215,32 @@ std::string RowName(const testing::TestParamInfo<Row>& info) {
 }
 
 // A session of `side` in `phase`, as the runtime builds one.
+// The session's guarded fields, read and written under its lock.
+Phase PhaseOf(DialogSession& s) {
+  MutexLock lk(&s.mu);
+  return s.phase;
+}
+void SetPhase(DialogSession& s, Phase p) {
+  MutexLock lk(&s.mu);
+  s.phase = p;
+}
+CancelState CancelOf(DialogSession& s) {
+  MutexLock lk(&s.mu);
+  return s.cancel;
+}
+void SetCancel(DialogSession& s, CancelState c) {
+  MutexLock lk(&s.mu);
+  s.cancel = c;
+}
+bool RemoteStopped(DialogSession& s) {
+  MutexLock lk(&s.mu);
+  return s.remote_stopped;
+}
+bool SelfCancel(DialogSession& s, const v1::Error& e) {
+  MutexLock lk(&s.mu);
+  return IsSelfCancel(s, e);
+}
+
 std::unique_ptr<DialogSession> NewSession(Side side, Phase phase) {
   auto s = std::make_unique<DialogSession>();
   s->side = side;
@@ -225,7 +251,7 @@ std::unique_ptr<DialogSession> NewSession(Side side, Phase phase) {
   s->peer.set_name(side == Side::kCaller ? "child" : "parent");
   s->peer.set_uuid(side == Side::kCaller ? "uuid-child" : "uuid-parent");
   s->scope = NewScope(nullptr, absl::InfiniteFuture(), false);
-  s->phase = phase;
+  SetPhase(*s, phase);
   return s;
 }
 
@@ -428,7 +454,7 @@ TEST(DialogSessionAdvanceTest, UsageThrowsUsageErrorNamingEventDialogAndPhase) {
                  "OpenStream(): cannot open stream on dialog 'ns:f' in phase "
                  "opening");
   }
-  EXPECT_EQ(s->phase, Phase::kOpening);
+  EXPECT_EQ(PhaseOf(*s), Phase::kOpening);
 }
 
 TEST(DialogSessionAdvanceTest, ProtocolThrowsMessagingErrorNamingPeerAndPhase) {
@@ -441,7 +467,7 @@ TEST(DialogSessionAdvanceTest, ProtocolThrowsMessagingErrorNamingPeerAndPhase) {
                  "actor 'child' broke the dialog protocol of 'ns:f': receive "
                  "Started in phase streaming (Started)");
   }
-  EXPECT_EQ(s->phase, Phase::kStreaming);
+  EXPECT_EQ(PhaseOf(*s), Phase::kStreaming);
 }
 
 TEST(DialogSessionAdvanceTest, UsageAndProtocolErrorsAreDistinctTypes) {
@@ -468,23 +494,23 @@ TEST(DialogSessionAdvanceTest, UsageAndProtocolErrorsAreDistinctTypes) {
 TEST(DialogSessionAdvanceTest, IgnoredEventReturnsFalseAndKeepsThePhase) {
   auto s = NewSession(Side::kCaller, Phase::kStarted);
   EXPECT_FALSE(s->Advance(Event::kRecvYield, "Yield"));
-  EXPECT_EQ(s->phase, Phase::kStarted);
-  s->phase = Phase::kFinished;
+  EXPECT_EQ(PhaseOf(*s), Phase::kStarted);
+  SetPhase(*s, Phase::kFinished);
   EXPECT_FALSE(s->Advance(Event::kRecvReturn, "Return"));
-  EXPECT_EQ(s->phase, Phase::kFinished);
-  EXPECT_FALSE(s->remote_stopped);
+  EXPECT_EQ(PhaseOf(*s), Phase::kFinished);
+  EXPECT_FALSE(RemoteStopped(*s));
 }
 
 TEST(DialogSessionAdvanceTest, AcceptedEventReturnsTrueAndMovesThePhase) {
   auto s = NewSession(Side::kCallee, Phase::kOpening);
   EXPECT_TRUE(s->Advance(Event::kSendStarted, "Started()"));
-  EXPECT_EQ(s->phase, Phase::kStarted);
+  EXPECT_EQ(PhaseOf(*s), Phase::kStarted);
   EXPECT_TRUE(s->Advance(Event::kOpenStream, "OpenStream()"));
-  EXPECT_EQ(s->phase, Phase::kStreaming);
+  EXPECT_EQ(PhaseOf(*s), Phase::kStreaming);
   EXPECT_TRUE(s->Advance(Event::kSendYield, "Send"));
-  EXPECT_EQ(s->phase, Phase::kStreaming);
+  EXPECT_EQ(PhaseOf(*s), Phase::kStreaming);
   EXPECT_TRUE(s->Advance(Event::kSendReturn, "Return"));
-  EXPECT_EQ(s->phase, Phase::kFinished);
+  EXPECT_EQ(PhaseOf(*s), Phase::kFinished);
 }
 
 // ---------------------------------------------------------------------------
@@ -506,43 +532,43 @@ v1::Error CancelledBy(const v1::Aid& src, const v1::Aid& canceller) {
 
 TEST(IsSelfCancelTest, TrueForThePeersContextCancelledNamingThisSide) {
   auto s = NewSession(Side::kCaller, Phase::kStarted);
-  s->cancel = CancelState::kRequested;
-  EXPECT_TRUE(IsSelfCancel(*s, CancelledBy(s->peer, s->self)));
-  s->cancel = CancelState::kAcked;
-  EXPECT_TRUE(IsSelfCancel(*s, CancelledBy(s->peer, s->self)));
+  SetCancel(*s, CancelState::kRequested);
+  EXPECT_TRUE(SelfCancel(*s, CancelledBy(s->peer, s->self)));
+  SetCancel(*s, CancelState::kAcked);
+  EXPECT_TRUE(SelfCancel(*s, CancelledBy(s->peer, s->self)));
 }
 
 TEST(IsSelfCancelTest, FalseWhenThisSideNeverAskedToCancel) {
   auto s = NewSession(Side::kCaller, Phase::kStarted);
-  ASSERT_EQ(s->cancel, CancelState::kNone);
-  EXPECT_FALSE(IsSelfCancel(*s, CancelledBy(s->peer, s->self)));
+  ASSERT_EQ(CancelOf(*s), CancelState::kNone);
+  EXPECT_FALSE(SelfCancel(*s, CancelledBy(s->peer, s->self)));
 }
 
 TEST(IsSelfCancelTest, FalseForAnErrorThatIsNotContextCancelled) {
   auto s = NewSession(Side::kCaller, Phase::kStarted);
-  s->cancel = CancelState::kRequested;
+  SetCancel(*s, CancelState::kRequested);
   v1::Error e = MakeError(s->peer, "std::runtime_error", "boom", "cid-1");
   *e.mutable_canceller() = s->self;
-  EXPECT_FALSE(IsSelfCancel(*s, e));
+  EXPECT_FALSE(SelfCancel(*s, e));
 }
 
 TEST(IsSelfCancelTest, FalseWhenAnotherActorCancelled) {
   auto s = NewSession(Side::kCaller, Phase::kStarted);
-  s->cancel = CancelState::kRequested;
+  SetCancel(*s, CancelState::kRequested);
   EXPECT_FALSE(
-      IsSelfCancel(*s, CancelledBy(s->peer, MakeAid("other", "uuid-other"))));
+      SelfCancel(*s, CancelledBy(s->peer, MakeAid("other", "uuid-other"))));
 }
 
 TEST(IsSelfCancelTest, FalseWhenTheCancelledTaskIsNotThePeers) {
   auto s = NewSession(Side::kCaller, Phase::kStarted);
-  s->cancel = CancelState::kRequested;
+  SetCancel(*s, CancelState::kRequested);
   EXPECT_FALSE(
-      IsSelfCancel(*s, CancelledBy(MakeAid("other", "uuid-other"), s->self)));
+      SelfCancel(*s, CancelledBy(MakeAid("other", "uuid-other"), s->self)));
 }
 
 TEST(OnErrorArrivedTest, OwnCancelsAnswerIsRecordedAndDoesNotInterruptTheScope) {
   auto s = NewSession(Side::kCaller, Phase::kStarted);
-  s->cancel = CancelState::kRequested;
+  SetCancel(*s, CancelState::kRequested);
   OnErrorArrived(*s, CancelledBy(s->peer, s->self));
   EXPECT_FALSE(s->scope->cancel_called.load());
   ASSERT_TRUE(s->remote_error.has_value());
@@ -572,7 +598,7 @@ TEST(OnErrorArrivedTest, ContextCancelledThisSideDidNotAskForCancelsTheScope) {
 
 TEST(OnErrorArrivedTest, ContextCancelledByAThirdActorIsAttributedToThePeer) {
   auto s = NewSession(Side::kCaller, Phase::kStarted);
-  s->cancel = CancelState::kRequested;
+  SetCancel(*s, CancelState::kRequested);
   OnErrorArrived(*s, CancelledBy(s->peer, MakeAid("other", "uuid-other")));
   EXPECT_TRUE(s->scope->cancel_called.load());
   EXPECT_EQ(s->canceller.uuid(), "uuid-child");
@@ -606,7 +632,7 @@ TEST(RaiseArrivedTest, OverrunNoticeIsRaisedWithoutFinishingTheDialog) {
   v1::Error e = MakeError(s->peer, ErrorKind::kStreamOverrun, "full", "cid-1");
   *e.mutable_sender() = s->self;
   EXPECT_THROW(RaiseArrived(*s, e), StreamOverrun);
-  EXPECT_EQ(s->phase, Phase::kStreaming);
+  EXPECT_EQ(PhaseOf(*s), Phase::kStreaming);
   ASSERT_TRUE(s->remote_error.has_value());
   EXPECT_EQ(ErrorKindOf(*s->remote_error), ErrorKind::kStreamOverrun);
 }
@@ -616,17 +642,17 @@ TEST(RaiseArrivedTest, OtherErrorIsRaisedAndFinishesTheDialog) {
   EXPECT_THROW(
       RaiseArrived(*s, MakeError(s->peer, "std::runtime_error", "boom", "cid-1")),
       RemoteActorError);
-  EXPECT_EQ(s->phase, Phase::kFinished);
-  EXPECT_TRUE(s->remote_stopped);
+  EXPECT_EQ(PhaseOf(*s), Phase::kFinished);
+  EXPECT_TRUE(RemoteStopped(*s));
   EXPECT_EQ(s->remote_error->message(), "boom");
 }
 
 TEST(RaiseArrivedTest, OwnCancelsAnswerIsMarkedAcked) {
   auto s = NewSession(Side::kCaller, Phase::kStarted);
-  s->cancel = CancelState::kRequested;
+  SetCancel(*s, CancelState::kRequested);
   EXPECT_THROW(RaiseArrived(*s, CancelledBy(s->peer, s->self)), ContextCancelled);
-  EXPECT_EQ(s->cancel, CancelState::kAcked);
-  EXPECT_EQ(s->phase, Phase::kFinished);
+  EXPECT_EQ(CancelOf(*s), CancelState::kAcked);
+  EXPECT_EQ(PhaseOf(*s), Phase::kFinished);
 }
 
 // ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 #include <iterator>
 #include <memory>
 #include <ostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -235,6 +236,14 @@ void SetCancel(DialogSession& s, CancelState c) {
 bool RemoteStopped(DialogSession& s) {
   MutexLock lk(&s.mu);
   return s.remote_stopped;
+}
+std::optional<v1::Error> RemoteErrorOf(DialogSession& s) {
+  MutexLock lk(&s.mu);
+  return s.remote_error;
+}
+v1::Aid CancellerOf(DialogSession& s) {
+  MutexLock lk(&s.mu);
+  return s.canceller;
 }
 bool SelfCancel(DialogSession& s, const v1::Error& e) {
   MutexLock lk(&s.mu);
@@ -571,20 +580,20 @@ TEST(OnErrorArrivedTest, OwnCancelsAnswerIsRecordedAndDoesNotInterruptTheScope) 
   SetCancel(*s, CancelState::kRequested);
   OnErrorArrived(*s, CancelledBy(s->peer, s->self));
   EXPECT_FALSE(s->scope->cancel_called.load());
-  ASSERT_TRUE(s->remote_error.has_value());
-  EXPECT_EQ(ErrorKindOf(*s->remote_error), ErrorKind::kContextCancelled);
-  EXPECT_EQ(s->remote_error->src().uuid(), "uuid-child");
-  EXPECT_EQ(s->canceller.uuid(), "uuid-parent");
-  EXPECT_EQ(s->canceller.name(), "parent");
+  ASSERT_TRUE(RemoteErrorOf(*s).has_value());
+  EXPECT_EQ(ErrorKindOf(*RemoteErrorOf(*s)), ErrorKind::kContextCancelled);
+  EXPECT_EQ(RemoteErrorOf(*s)->src().uuid(), "uuid-child");
+  EXPECT_EQ(CancellerOf(*s).uuid(), "uuid-parent");
+  EXPECT_EQ(CancellerOf(*s).name(), "parent");
 }
 
 TEST(OnErrorArrivedTest, PeersErrorCancelsTheScopeAndNamesThePeer) {
   auto s = NewSession(Side::kCaller, Phase::kStreaming);
   OnErrorArrived(*s, MakeError(s->peer, "std::runtime_error", "boom", "cid-1"));
   EXPECT_TRUE(s->scope->cancel_called.load());
-  ASSERT_TRUE(s->remote_error.has_value());
-  EXPECT_EQ(s->remote_error->message(), "boom");
-  EXPECT_EQ(s->canceller.uuid(), "uuid-child");
+  ASSERT_TRUE(RemoteErrorOf(*s).has_value());
+  EXPECT_EQ(RemoteErrorOf(*s)->message(), "boom");
+  EXPECT_EQ(CancellerOf(*s).uuid(), "uuid-child");
 }
 
 TEST(OnErrorArrivedTest, ContextCancelledThisSideDidNotAskForCancelsTheScope) {
@@ -593,7 +602,7 @@ TEST(OnErrorArrivedTest, ContextCancelledThisSideDidNotAskForCancelsTheScope) {
   auto s = NewSession(Side::kCaller, Phase::kStarted);
   OnErrorArrived(*s, CancelledBy(s->peer, s->self));
   EXPECT_TRUE(s->scope->cancel_called.load());
-  EXPECT_EQ(s->canceller.uuid(), "uuid-parent");
+  EXPECT_EQ(CancellerOf(*s).uuid(), "uuid-parent");
 }
 
 TEST(OnErrorArrivedTest, ContextCancelledByAThirdActorIsAttributedToThePeer) {
@@ -601,8 +610,8 @@ TEST(OnErrorArrivedTest, ContextCancelledByAThirdActorIsAttributedToThePeer) {
   SetCancel(*s, CancelState::kRequested);
   OnErrorArrived(*s, CancelledBy(s->peer, MakeAid("other", "uuid-other")));
   EXPECT_TRUE(s->scope->cancel_called.load());
-  EXPECT_EQ(s->canceller.uuid(), "uuid-child");
-  EXPECT_EQ(s->remote_error->canceller().uuid(), "uuid-other");
+  EXPECT_EQ(CancellerOf(*s).uuid(), "uuid-child");
+  EXPECT_EQ(RemoteErrorOf(*s)->canceller().uuid(), "uuid-other");
 }
 
 TEST(OnErrorArrivedTest, CalleeRecordsTheCallersOverrunNoticeAndIsInterrupted) {
@@ -611,9 +620,9 @@ TEST(OnErrorArrivedTest, CalleeRecordsTheCallersOverrunNoticeAndIsInterrupted) {
   *e.mutable_sender() = s->self;
   OnErrorArrived(*s, e);
   EXPECT_TRUE(s->scope->cancel_called.load());
-  ASSERT_TRUE(s->remote_error.has_value());
-  EXPECT_EQ(ErrorKindOf(*s->remote_error), ErrorKind::kStreamOverrun);
-  EXPECT_EQ(s->canceller.uuid(), "uuid-parent");
+  ASSERT_TRUE(RemoteErrorOf(*s).has_value());
+  EXPECT_EQ(ErrorKindOf(*RemoteErrorOf(*s)), ErrorKind::kStreamOverrun);
+  EXPECT_EQ(CancellerOf(*s).uuid(), "uuid-parent");
 }
 
 TEST(OnErrorArrivedTest, FirstErrorAndCancellerAreKept) {
@@ -621,8 +630,8 @@ TEST(OnErrorArrivedTest, FirstErrorAndCancellerAreKept) {
   OnErrorArrived(*s, MakeError(s->peer, "std::runtime_error", "first", "cid-1"));
   OnErrorArrived(*s, CancelledBy(MakeAid("other", "uuid-other"),
                                MakeAid("other", "uuid-other")));
-  EXPECT_EQ(s->remote_error->message(), "first");
-  EXPECT_EQ(s->canceller.uuid(), "uuid-child");
+  EXPECT_EQ(RemoteErrorOf(*s)->message(), "first");
+  EXPECT_EQ(CancellerOf(*s).uuid(), "uuid-child");
 }
 
 // Footnote *: a StreamOverrun notice is recorded but does not finish the
@@ -633,8 +642,8 @@ TEST(RaiseArrivedTest, OverrunNoticeIsRaisedWithoutFinishingTheDialog) {
   *e.mutable_sender() = s->self;
   EXPECT_THROW(RaiseArrived(*s, e), StreamOverrun);
   EXPECT_EQ(PhaseOf(*s), Phase::kStreaming);
-  ASSERT_TRUE(s->remote_error.has_value());
-  EXPECT_EQ(ErrorKindOf(*s->remote_error), ErrorKind::kStreamOverrun);
+  ASSERT_TRUE(RemoteErrorOf(*s).has_value());
+  EXPECT_EQ(ErrorKindOf(*RemoteErrorOf(*s)), ErrorKind::kStreamOverrun);
 }
 
 TEST(RaiseArrivedTest, OtherErrorIsRaisedAndFinishesTheDialog) {
@@ -644,7 +653,7 @@ TEST(RaiseArrivedTest, OtherErrorIsRaisedAndFinishesTheDialog) {
       RemoteActorError);
   EXPECT_EQ(PhaseOf(*s), Phase::kFinished);
   EXPECT_TRUE(RemoteStopped(*s));
-  EXPECT_EQ(s->remote_error->message(), "boom");
+  EXPECT_EQ(RemoteErrorOf(*s)->message(), "boom");
 }
 
 TEST(RaiseArrivedTest, OwnCancelsAnswerIsMarkedAcked) {
@@ -660,7 +669,10 @@ TEST(RaiseArrivedTest, OwnCancelsAnswerIsMarkedAcked) {
 
 TEST(CancelledTaskErrorTest, TaskThatCancelledItselfSaysSo) {
   auto s = NewSession(Side::kCallee, Phase::kStarted);
-  s->cancel_requester = s->self;
+  {
+    MutexLock lk(&s->mu);
+    s->cancel_requester = s->self;
+  }
   v1::Error e = CancelledTaskError(*s);
   EXPECT_EQ(ErrorKindOf(e), ErrorKind::kContextCancelled);
   EXPECT_EQ(e.message(),
@@ -672,7 +684,10 @@ TEST(CancelledTaskErrorTest, TaskThatCancelledItselfSaysSo) {
 
 TEST(CancelledTaskErrorTest, TaskCancelledByItsCallerNamesTheParentSidePeer) {
   auto s = NewSession(Side::kCallee, Phase::kStreaming);
-  s->cancel_requester = s->peer;
+  {
+    MutexLock lk(&s->mu);
+    s->cancel_requester = s->peer;
+  }
   v1::Error e = CancelledTaskError(*s);
   EXPECT_EQ(ErrorKindOf(e), ErrorKind::kContextCancelled);
   EXPECT_EQ(e.message(),
@@ -686,7 +701,10 @@ TEST(CancelledTaskErrorTest, TaskCancelledByItsCallerNamesTheParentSidePeer) {
 
 TEST(CancelledTaskErrorTest, TaskCancelledByAThirdActorNamesIt) {
   auto s = NewSession(Side::kCallee, Phase::kOpening);
-  s->cancel_requester = MakeAid("registrar", "uuid-registrar");
+  {
+    MutexLock lk(&s->mu);
+    s->cancel_requester = MakeAid("registrar", "uuid-registrar");
+  }
   v1::Error e = CancelledTaskError(*s);
   EXPECT_EQ(ErrorKindOf(e), ErrorKind::kContextCancelled);
   EXPECT_EQ(e.message(),

@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 
 #include <cstring>
+#include <fstream>
+#include <string>
 #include <optional>
 #include <thread>
 #include <utility>
@@ -23,6 +25,7 @@
 #include "actor/portal.h"
 #include "actor/runtime.h"
 #include "discovery/address.h"
+#include "discovery/listen.h"
 #include "discovery/mutex.h"
 #include "discovery/uuid.h"
 #include "glog/logging.h"
@@ -35,9 +38,21 @@ namespace {
 constexpr absl::Duration kCancelAckWindow = absl::Milliseconds(500);
 constexpr absl::Duration kExitAfterAck = absl::Seconds(3);
 constexpr absl::Duration kTermGrace = absl::Milliseconds(1600);
-// How long a child whose link was dropped gets to turn out to have exited
-// (a crash, a kill) before it is declared unresponsive.
-constexpr absl::Duration kExitAfterLinkLoss = absl::Milliseconds(500);
+// How long a child whose link was dropped gets to turn out to have died (a
+// crash, a kill) before it is declared unresponsive; a dead child is a
+// zombie by the time its connection drops, so this is short.
+constexpr absl::Duration kExitAfterLinkLoss = discovery::kHangVerdictTime;
+
+// True when `pid` is gone or a zombie (it died; the reaper reports how).
+bool Died(pid_t pid) {
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  // "<pid> (<comm>) <state> ...": the state follows the last ')'.
+  const size_t paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() &&
+         (line[paren + 2] == 'Z' || line[paren + 2] == 'X');
+}
 
 // Waits for the child process to exit, up to `until`. Returns true if it
 // exited. A checkpoint unless called shielded.
@@ -161,6 +176,7 @@ void SuspectHang(std::weak_ptr<ChildProc> weak_proc, v1::Aid aid,
     std::optional<Gate::Holder> hold = st->helpers.TryEnter();
     if (!hold) return;
     if (WaitExited(*proc, absl::Now() + kExitAfterLinkLoss)) return;
+    if (Died(proc->pid)) return;  // the reaper reports the death
     {
       MutexLock lock(&st->mu);
       if (st->cancel_called) return;

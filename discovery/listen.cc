@@ -116,10 +116,15 @@ void ApplyServerArgs(grpc::ServerBuilder& builder) {
 
 void ApplyServerKeepalive(grpc::ServerBuilder& builder,
                           absl::Duration hang_timeout) {
-  const int half_ms = static_cast<int>(std::max<int64_t>(
-      50, absl::ToInt64Milliseconds(ScaleTimeout(hang_timeout)) / 2));
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, half_ms);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, half_ms);
+  const absl::Duration hang = ScaleTimeout(hang_timeout);
+  const absl::Duration every = std::min(absl::Seconds(1), hang / 3);
+  const absl::Duration answer_within = std::max(absl::Milliseconds(50), hang / 2);
+  builder.AddChannelArgument(
+      GRPC_ARG_KEEPALIVE_TIME_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(every)));
+  builder.AddChannelArgument(
+      GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(answer_within)));
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
 }
 

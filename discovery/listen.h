@@ -49,17 +49,21 @@ inline constexpr int kMaxMessageBytes = 64 << 20;
 void ApplyServerArgs(grpc::ServerBuilder& builder);
 
 // The default of `ApplyServerKeepalive`'s `hang_timeout`.
-inline constexpr absl::Duration kDefaultHangTimeout = absl::Seconds(2);
+inline constexpr absl::Duration kDefaultHangTimeout = absl::Seconds(3);
+// What `hang_timeout` leaves for telling a crash from a hang once a
+// connection was dropped (see `RootOptions::hang_timeout`).
+inline constexpr absl::Duration kHangVerdictTime = absl::Milliseconds(200);
 
 // Makes the server ping every client connection and drop one that does not
-// answer: an HTTP/2 PING every `hang_timeout / 2`, answered within
-// `hang_timeout / 2` (both scaled by `ScaleTimeout`), without the limit on
-// pings between data frames (GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA = 0), so
-// an idle stream (a child's `Link`) is watched too. The peer's gRPC threads
-// answer, not its user code, so a peer busy in a long computation is not
-// dropped; a stopped or wedged process is, and every call on the connection
-// then ends as cancelled. gRPC sends at most about one ping a second on a
-// connection, so a hang is noticed within about 1 s + `hang_timeout / 2`.
+// answer, within `hang_timeout` (scaled by `ScaleTimeout`): an HTTP/2 PING
+// every `hang_timeout / 3` (at most 1 s; gRPC sends about one a second at
+// most anyway), to be answered within `hang_timeout / 2`, which leaves
+// `kHangVerdictTime` and some slack within `hang_timeout`, without the limit on pings between data frames
+// (GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA = 0), so an idle stream (a child's
+// `Link`) is watched too. The peer's gRPC threads answer, not its user
+// code, so a peer busy in a long computation is not dropped; a stopped or
+// wedged process is, and every call on the connection then ends as
+// cancelled. With the default 3 s: a ping a second, 1.5 s to answer it.
 // Call before `BuildAndStart`. Thread-compatible, like the builder.
 void ApplyServerKeepalive(grpc::ServerBuilder& builder,
                           absl::Duration hang_timeout);

@@ -570,8 +570,9 @@ TEST_F(SupervisionTest, AStoppedChildIsFoundUnresponsiveFailsItsNurseryAndIsReap
     }
     std::printf("stopped child noticed after %s\n",
                 absl::FormatDuration(noticed).c_str());
-    // The default hang timeout (2 s) promises at most 3 s.
-    EXPECT_LE(noticed, discovery::ScaleTimeout(absl::Seconds(3)));
+    // The default hang timeout promises 3 s; 0.3 s more for the scheduling
+    // of this test's own threads on a loaded machine.
+    EXPECT_LE(noticed, discovery::ScaleTimeout(absl::Milliseconds(3300)));
     // Both children are reaped: the stopped one too.
     for (pid_t pid : {victim_pid, sibling_pid}) {
       errno = 0;
@@ -586,7 +587,7 @@ TEST_F(SupervisionTest, AChildBusyInUserCodeIsNeverTakenForHung) {
     OpenNursery([](ActorNursery& an) {
       Portal busy = an.StartActor("busy", kSup);
       Portal idle = an.StartActor("idle", kSup);
-      // Ten seconds without a checkpoint, five times the hang timeout.
+      // Ten seconds without a checkpoint, over three times the hang timeout.
       const absl::Time start = absl::Now();
       busy.Run("sup:busy", 10.0);
       EXPECT_GE(absl::Now() - start, absl::Seconds(10));

@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "actor/export.h"
+#include "discovery/address.h"
 #include "actor/internal/flags.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
@@ -46,7 +47,15 @@ std::string ProgramName(const char* argv0) {
 std::vector<std::string> DefaultRegistryAddrs() {
   const char* env = std::getenv("TRACTOR_REGISTRY");
   if (env == nullptr || *env == '\0') return {kDefaultRegistry};
-  return absl::StrSplit(env, ',');
+  absl::StatusOr<std::vector<discovery::Address>> addrs =
+      discovery::ParseAddressList(env);
+  if (!addrs.ok()) {
+    throw UsageError(
+        absl::StrCat("TRACTOR_REGISTRY: ", addrs.status().message()));
+  }
+  std::vector<std::string> out;
+  for (const auto& a : *addrs) out.push_back(a.ToString());
+  return out;
 }
 
 // gRPC's own log lines (a failed bind, a dropped connection) go to glog at
@@ -177,6 +186,12 @@ int Main(int& argc, char** argv, const std::function<int()>& root_main) {
     signal(SIGINT, SIG_DFL);
     raise(SIGINT);
     return 130;
+  } catch (const std::exception& e) {
+    // A runtime error the program did not handle (a root that cannot boot,
+    // a bad option): one line and status 1, not an abort.
+    fprintf(stderr, "%s: %s\n", program.c_str(), e.what());
+    fflush(stderr);
+    return 1;
   }
 }
 

@@ -27,7 +27,7 @@ REGISTRAR = os.path.join(RUNFILES, "registrar/registrar")
 OWN_PROTOS = os.path.join(RUNFILES, "tests/foreign/protos")
 TRACTOR_PROTOS = os.path.join(RUNFILES, "protos")
 
-gen = tempfile.mkdtemp(prefix="tractor_std_")
+gen = tempfile.mkdtemp(prefix="tractor_std_", dir="/tmp")
 subprocess.run(
     ["protoc", "-I" + OWN_PROTOS, "--python_out=" + gen,
      "grpc/health/v1/health.proto",
@@ -57,7 +57,9 @@ from google.protobuf import descriptor_pb2, descriptor_pool  # noqa: E402
 from google.protobuf import message_factory  # noqa: E402
 
 # Never the well-known 127.0.0.1:1616.
-os.environ["TRACTOR_REGISTRY"] = "unix:" + os.path.join(gen, "registry.sock")
+# (under /tmp: a unix socket path must fit 107 bytes).
+os.environ["TRACTOR_REGISTRY"] = "unix:" + os.path.join(
+    tempfile.mkdtemp(prefix="reg.", dir="/tmp"), "registry.sock")
 
 TIMEOUT = 20
 SERVING = health_pb2.HealthCheckResponse.SERVING

@@ -171,6 +171,25 @@ TEST_F(DaemonTest, RootMainGetsEveryArgumentThatIsNotARuntimeFlag) {
   EXPECT_THAT(lines, ::testing::Contains("name flagged"));
 }
 
+TEST_F(DaemonTest, ASpawnedChildGetsNoFlagsOnlyItsSpawnSpec) {
+  auto p = Start({"--name=flagged", "--loglevel=warning", "spawn"});
+  ASSERT_TRUE(p);
+  std::vector<std::string> lines = AllLines(*p);
+  EXPECT_EQ(ExitStatus(*p), 0);
+  // The child runs the same binary with no argument at all (argv[0] only);
+  // its name comes from its spawn spec, and the root's log level is
+  // inherited through it.
+  std::string cmdline;
+  for (const auto& l : lines) {
+    if (absl::StartsWith(l, "child cmdline ")) cmdline = l.substr(14);
+  }
+  ASSERT_FALSE(cmdline.empty()) << absl::StrJoin(lines, "\n");
+  EXPECT_EQ(std::count(cmdline.begin(), cmdline.end(), '|'), 1) << cmdline;
+  EXPECT_EQ(cmdline.back(), '|') << cmdline;
+  EXPECT_THAT(lines, ::testing::Contains("child kid warning"));
+  EXPECT_THAT(lines, ::testing::Contains("name flagged"));
+}
+
 TEST_F(DaemonTest, ABadRuntimeFlagExitsTwoWithOneLine) {
   struct Case {
     std::vector<std::string> args;

@@ -98,9 +98,16 @@ MsgStream Context::OpenStreamImpl(std::optional<StreamOptions> requested) {
   // The callee's queue was configured from Start; only explicit options
   // change it.
   if (!s.caller() && !requested) return MsgStream(state_, s.start_buffer_size);
+  // The caller's queue set before the call (ContextOptions::caller_stream).
+  if (s.caller() && !requested && s.caller_stream) {
+    return MsgStream(state_, s.caller_stream->msg_buffer_size);
+  }
   StreamOptions options = requested.value_or(StreamOptions{});
   s.dialog->Configure(options.msg_buffer_size,
                       internal::ToProtoPolicy(options.overrun));
+  if (options.strict && options.overrun == OverrunPolicy::kBackpressure) {
+    s.dialog->GrantCredits(/*announce=*/true);
+  }
   return MsgStream(state_, options.msg_buffer_size);
 }
 
@@ -201,6 +208,14 @@ void MsgStream::Send(const Payload& value) {
     s.dialog->Send(std::move(m));
   } catch (const Cancelled& c) {
     internal::RaiseIfTransportLost(s, c);
+    throw;
+  } catch (const TransportClosed&) {
+    // The dialog ended while this side was sending: what ended it (the
+    // peer's Error, a ContextCancelled this side asked for among them) is
+    // the outcome, not the closed stream.
+    if (std::optional<v1::Error> e = s.dialog->TakeFinalError()) {
+      internal::RaiseArrived(s, *e);
+    }
     throw;
   }
 }

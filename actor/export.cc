@@ -86,7 +86,8 @@ std::string SplitNamedArgs(const std::vector<EndpointParam>& params,
   if (args.has_value() && value.has_struct_value()) {
     const auto& fields = value.struct_value().fields();
     std::vector<std::string> extra;
-    for (const auto& [key, v] : fields) {
+    for (const auto& field : fields) {
+      const std::string& key = field.first;
       if (std::none_of(params.begin(), params.end(),
                        [&](const EndpointParam& p) { return p.name == key; })) {
         extra.push_back(key);

@@ -35,6 +35,9 @@ namespace {
 constexpr absl::Duration kCancelAckWindow = absl::Milliseconds(500);
 constexpr absl::Duration kExitAfterAck = absl::Seconds(3);
 constexpr absl::Duration kTermGrace = absl::Milliseconds(1600);
+// How long a child whose link was dropped gets to turn out to have exited
+// (a crash, a kill) before it is declared unresponsive.
+constexpr absl::Duration kExitAfterLinkLoss = absl::Milliseconds(500);
 
 // Waits for the child process to exit, up to `until`. Returns true if it
 // exited. A checkpoint unless called shielded.
@@ -141,6 +144,36 @@ void StartReaper(std::shared_ptr<ChildProc> proc, v1::Aid aid,
   }).detach();
 }
 
+// Called when the child's link was dropped while it neither exited nor said
+// bye: its connection stopped answering the server's keepalive pings (see
+// `RootOptions::hang_timeout`). Unless the child turns out to have exited
+// (reaped within `kExitAfterLinkLoss`), it is a failure of the tree, like a
+// crash: recorded as ActorFailure, and its siblings are cancelled; the
+// teardown ladder then stops it (SIGTERM, SIGKILL). Runs on its own thread,
+// holding the nursery's gate.
+void SuspectHang(std::weak_ptr<ChildProc> weak_proc, v1::Aid aid,
+                 std::weak_ptr<NurseryState> nursery) {
+  std::thread([weak_proc, aid, nursery] {
+    discovery::NameThisThread("hang-check");
+    std::shared_ptr<NurseryState> st = nursery.lock();
+    std::shared_ptr<ChildProc> proc = weak_proc.lock();
+    if (!st || !proc) return;
+    std::optional<Gate::Holder> hold = st->helpers.TryEnter();
+    if (!hold) return;
+    if (WaitExited(*proc, absl::Now() + kExitAfterLinkLoss)) return;
+    {
+      MutexLock lock(&st->mu);
+      if (st->cancel_called) return;
+    }
+    const std::string what = absl::StrCat(
+        "child actor '", aid.name(), "' (pid ", proc->pid,
+        ") is unresponsive: its connection stopped answering keepalive pings");
+    LOG(WARNING) << what << "; cancelling its nursery";
+    st->RecordError(std::make_exception_ptr(ActorFailure(what)),
+                    /*cancel_siblings=*/true);
+  }).detach();
+}
+
 // Graceful cancel, then SIGTERM, then SIGKILL; returns once reaped.
 // `portal` and `aid` are the entry's, read by the caller (an empty portal:
 // the child has not linked back yet, so it is not asked, only signalled).
@@ -164,6 +197,9 @@ void TearDownChild(ChildProc& proc, Portal portal, const v1::Aid& aid,
   }
   if (WaitExited(proc, absl::Now())) return;
   kill(proc.pid, SIGTERM);
+  // A stopped child (SIGSTOP, a hang detected as such) handles SIGTERM only
+  // once continued.
+  kill(proc.pid, SIGCONT);
   if (WaitExited(proc, absl::Now() + kTermGrace)) return;
   LOG(WARNING) << "child '" << aid.name() << "' (pid " << proc.pid
                << ") ignored SIGTERM; SIGKILL";
@@ -233,6 +269,8 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
   for (const auto& m : options.enable_modules) spec.add_enable_modules(m);
   spec.set_free_threads(!options.single_task);
   spec.set_max_tasks(static_cast<uint32_t>(options.max_tasks));
+  spec.set_hang_timeout_ms(static_cast<uint32_t>(
+      absl::ToInt64Milliseconds(rt.config().hang_timeout)));
   spec.set_no_same_host_socket(!options.same_host_socket);
   spec.set_loglevel(options.loglevel.empty() ? rt.config().loglevel
                                              : options.loglevel);
@@ -240,6 +278,14 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
                                                    : rt.config().root_addr);
 
   auto proc = rt.ExpectChild(entry->aid.uuid());
+  {
+    MutexLock lk(&proc->mu);
+    proc->on_link_lost = [weak_proc = std::weak_ptr<ChildProc>(proc),
+                          aid = entry->aid,
+                          nursery = std::weak_ptr<NurseryState>(shared)] {
+      SuspectHang(weak_proc, aid, nursery);
+    };
+  }
   proc->pid = SpawnProcess(spec);
   entry->proc = proc;
   StartReaper(proc, entry->aid, shared, *std::move(reaper_hold));

@@ -95,10 +95,29 @@ std::shared_ptr<DialogSession> OpenDialog(PortalState& portal,
     MutexLock lk(&s->mu);  // not shared yet; the lock is for the analysis
     s->pld_spec = options.pld_spec;
   }
+  v1::Msg start = MakeStart(s->cid, func, args, s->self, v1::FUNC_TYPE_CONTEXT,
+                            options.callee_stream);
+  const std::optional<StreamOptions>& own = options.caller_stream;
+  const bool own_strict =
+      own && own->strict && own->overrun == OverrunPolicy::kBackpressure;
+  const auto capacity_of = [](const StreamOptions& o) -> size_t {
+    return o.msg_buffer_size == 0 ? kDefaultQueueCapacity : o.msg_buffer_size;
+  };
+  if (own_strict) {
+    start.mutable_start()->set_caller_credit(
+        static_cast<uint32_t>(capacity_of(*own)));
+  }
+  s->caller_stream = own;
   // Start leaves together with the call's initial metadata.
-  s->dialog = Dialog::Connect(
-      portal.channel, MakeStart(s->cid, func, args, s->self,
-                                v1::FUNC_TYPE_CONTEXT, options.callee_stream));
+  s->dialog = Dialog::Connect(portal.channel, std::move(start));
+  if (own) {
+    s->dialog->Configure(own->msg_buffer_size, ToProtoPolicy(own->overrun));
+    if (own_strict) s->dialog->GrantCredits(/*announce=*/false);
+  }
+  if (options.callee_stream.strict &&
+      options.callee_stream.overrun == OverrunPolicy::kBackpressure) {
+    s->dialog->LimitByCredits(capacity_of(options.callee_stream));
+  }
   InstallDialogHooks(s);
   return s;
 }

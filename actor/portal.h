@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/time/time.h"
@@ -29,6 +30,12 @@ struct ContextOptions {
   // The cancel is this side's: `OpenContext` then returns the result if the
   // callee had already returned one, else null.
   bool cancel_on_exit = false;
+  // This side's receive queue for the dialog's stream, when it is to be set
+  // before the call: from the first item the callee sends, not from
+  // `OpenStream`. A strict one (`StreamOptions::strict`) then bounds the
+  // callee's items in flight from its first. `OpenStream()` without options
+  // keeps it.
+  std::optional<StreamOptions> caller_stream;
 };
 
 // A portal to one remote actor: its identity and a gRPC channel to it.

@@ -218,6 +218,7 @@ void OpenRootActor(const RootOptions& given, const std::function<void()>& fn) {
   config.loglevel = options.loglevel;
   config.single_task = options.single_task;
   config.max_tasks = options.max_tasks;
+  config.hang_timeout = options.hang_timeout;
   config.same_host_socket = options.same_host_socket;
   internal::ApplyLogLevel(options.loglevel);
   ApplyVerbosityFlags();

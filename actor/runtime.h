@@ -57,6 +57,14 @@ struct RootOptions {
   // it a `Start` is refused at once with `ActorTooBusy` (RESOURCE_EXHAUSTED
   // on the unary `Actor/Call`). 0: the default, 1024.
   size_t max_tasks = 0;
+  // A child that stops answering (stopped, wedged, its host gone) for about
+  // this long fails its nursery with ActorFailure ("unresponsive"), like a
+  // child that crashed: noticed within about 1 s + hang_timeout / 2 + 0.5 s
+  // (2.5 s with the default 2 s; docs/reliability.md). A child busy in user
+  // code is never taken for hung: gRPC's own threads answer the pings.
+  // Zero: the default. Children inherit it; TRACTOR_TIMEOUT_SCALE stretches
+  // it.
+  absl::Duration hang_timeout = absl::ZeroDuration();
 };
 
 // The registry address a root uses when neither RootOptions, --registry

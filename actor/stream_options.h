@@ -23,6 +23,14 @@ struct StreamOptions {
   // Receive queue capacity in messages.
   size_t msg_buffer_size = 64;
   OverrunPolicy overrun = OverrunPolicy::kBackpressure;
+  // With kBackpressure: the sender has at most `msg_buffer_size` items in
+  // flight to this side (queued at the sender, on the wire and in this
+  // side's queue), counted by credits this side grants as its task takes
+  // items (`Credit` in the wire protocol). Without it, HTTP/2 flow control
+  // stops the sender only once its window is full: thousands of small items
+  // (docs/design.md#flow-control). Costs one small message back per half
+  // queue of items taken.
+  bool strict = false;
 };
 
 }  // namespace tractor

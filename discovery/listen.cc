@@ -9,12 +9,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "grpcpp/ext/channelz_service_plugin.h"
@@ -123,6 +126,25 @@ void ApplyServerArgs(grpc::ServerBuilder& builder) {
   builder.AddChannelArgument(
       GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 200);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+}
+
+void ApplyServerKeepalive(grpc::ServerBuilder& builder,
+                          absl::Duration hang_timeout) {
+  const int half_ms = static_cast<int>(std::max<int64_t>(
+      50, absl::ToInt64Milliseconds(ScaleTimeout(hang_timeout)) / 2));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, half_ms);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, half_ms);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+}
+
+absl::Duration ScaleTimeout(absl::Duration d) {
+  static const double scale = [] {
+    const char* env = std::getenv("TRACTOR_TIMEOUT_SCALE");
+    double v = 1;
+    if (env == nullptr || !absl::SimpleAtod(env, &v) || !(v > 0)) return 1.0;
+    return v;
+  }();
+  return d * scale;
 }
 
 absl::Status PrepareUnixListenPath(const Address& addr,

@@ -24,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "discovery/address.h"
 #include "grpcpp/grpcpp.h"
 
@@ -51,6 +52,28 @@ inline constexpr int kMaxMessageBytes = 64 << 20;
 // enabled process-wide when the program starts, before any builder exists.
 // Call before `BuildAndStart`. Thread-compatible, like the builder.
 void ApplyServerArgs(grpc::ServerBuilder& builder);
+
+// The default of `ApplyServerKeepalive`'s `hang_timeout`.
+inline constexpr absl::Duration kDefaultHangTimeout = absl::Seconds(2);
+
+// Makes the server ping every client connection and drop one that does not
+// answer: an HTTP/2 PING every `hang_timeout / 2`, answered within
+// `hang_timeout / 2` (both scaled by `ScaleTimeout`), without the limit on
+// pings between data frames (GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA = 0), so
+// an idle stream (a child's `Link`) is watched too. The peer's gRPC threads
+// answer, not its user code, so a peer busy in a long computation is not
+// dropped; a stopped or wedged process is, and every call on the connection
+// then ends as cancelled. gRPC sends at most about one ping a second on a
+// connection, so a hang is noticed within about 1 s + `hang_timeout / 2`.
+// Call before `BuildAndStart`. Thread-compatible, like the builder.
+void ApplyServerKeepalive(grpc::ServerBuilder& builder,
+                          absl::Duration hang_timeout);
+
+// Returns `d` multiplied by TRACTOR_TIMEOUT_SCALE (a positive number, read
+// once; unset or invalid: 1). Sanitizer builds run several times slower, so
+// their tests set it to stretch the runtime's liveness timeouts alike.
+// Thread-safe.
+absl::Duration ScaleTimeout(absl::Duration d);
 
 // Makes the unix socket path of `addr` ready to be bound:
 // - refuses a path longer than `sockaddr_un::sun_path` allows;

@@ -53,6 +53,9 @@ class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
     } else if (in_.has_error()) {
       MutexLock lk(&child_->mu);
       child_->boot_error = in_.error().message();
+    } else if (in_.has_bye()) {
+      MutexLock lk(&child_->mu);
+      child_->said_bye = true;
     }
     StartRead(&in_);
   }
@@ -62,12 +65,15 @@ class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
 
  private:
   void Lost() {
-    if (child_) {
+    if (child_ && !lost_.exchange(true)) {
+      std::function<void()> suspect;
       {
         MutexLock lk(&child_->mu);
         child_->link_lost = true;
+        if (!child_->said_bye && !child_->exited) suspect = child_->on_link_lost;
       }
       child_->cv.SignalAll();
+      if (suspect) suspect();
     }
     FinishOnce(grpc::Status::OK);
   }
@@ -80,6 +86,7 @@ class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
   std::shared_ptr<ChildProc> child_;
   v1::LinkMsg in_, out_;
   std::atomic<bool> finished_{false};
+  std::atomic<bool> lost_{false};
 };
 
 // Decodes a unary request; on failure finishes `reactor` with

@@ -43,6 +43,7 @@ int ChildMain(const v1::SpawnSpec& spec) {
   config.max_tasks = spec.max_tasks();
   config.same_host_socket = !spec.no_same_host_socket();
   config.registry_lease = absl::Milliseconds(spec.lease_ms());
+  config.hang_timeout = absl::Milliseconds(spec.hang_timeout_ms());
   auto rt = std::make_unique<Runtime>(config);
   Runtime::SetCurrent(rt.get());
   try {
@@ -91,6 +92,10 @@ int ChildMain(const v1::SpawnSpec& spec) {
   std::string why = rt->WaitForExitRequest();
   VLOG(1) << "actor '" << spec.aid().name() << "' exiting: " << why;
   rt->Shutdown();
+  // Tells the parent that the end of the link is an exit, not a hang.
+  v1::LinkMsg bye;
+  bye.mutable_bye()->set_reason(why);
+  link->Write(bye);
   link_ctx.TryCancel();
   link_thread.join();
   google::FlushLogFiles(google::GLOG_INFO);

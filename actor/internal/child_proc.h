@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,14 @@ struct ChildProc {
   int wait_status ABSL_GUARDED_BY(mu) = 0;
   bool linked ABSL_GUARDED_BY(mu) = false;
   bool link_lost ABSL_GUARDED_BY(mu) = false;
+  // The child said it is exiting on purpose (`LinkBye`) before its link
+  // ended.
+  bool said_bye ABSL_GUARDED_BY(mu) = false;
+  // Called once, on a gRPC thread and without `mu`, when the link ends
+  // while the child has neither exited nor said bye: it may be hung (the
+  // parent's server dropped a connection that stopped answering pings).
+  // Must not block. Empty: nobody supervises the child.
+  std::function<void()> on_link_lost ABSL_GUARDED_BY(mu);
   std::vector<std::string> accept_addrs ABSL_GUARDED_BY(mu);
   // The child's same-host socket, when it runs on this host; else empty.
   std::string local_addr ABSL_GUARDED_BY(mu);

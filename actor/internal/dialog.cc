@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #include "actor/internal/dialog.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -203,6 +204,41 @@ void Dialog::Push(v1::Msg msg, Flush flush) {
   outbox_.push_back({std::move(msg), flush, bytes});
 }
 
+void Dialog::GrantCredits(bool announce) {
+  {
+    MutexLock lk(&mu_);
+    grants_credits_ = true;
+    if (announce) {
+      GrantLocked();
+    } else {
+      granted_ = taken_ + capacity_;
+    }
+  }
+  Pump();
+}
+
+void Dialog::LimitByCredits(uint64_t initial) {
+  MutexLock lk(&mu_);
+  limited_by_credits_ = true;
+  allowed_total_ = std::max(allowed_total_, initial);
+}
+
+void Dialog::GrantLocked() {
+  if (broken_ || write_failed_ || close_requested_ || last_queued_) return;
+  granted_ = taken_ + capacity_;
+  v1::Msg credit;
+  credit.mutable_credit()->set_allowed_total(granted_);
+  Push(std::move(credit), Flush::kNow);
+}
+
+void Dialog::TookLocked(const v1::Msg& msg) {
+  if (!grants_credits_ || !msg.has_yielded()) return;
+  ++taken_;
+  if (taken_ + capacity_ >= granted_ + std::max<size_t>(1, capacity_ / 2)) {
+    GrantLocked();
+  }
+}
+
 void Dialog::SetPeerAcceptsBatches(bool ok) {
   MutexLock lk(&mu_);
   batch_ok_ = ok;
@@ -309,22 +345,37 @@ void Dialog::Pump() {
 }
 
 void Dialog::Send(v1::Msg msg) {
+  const bool item = msg.has_yielded();
   {
     MutexLock lk(&mu_);
     Waiting waiting(this);
     Wait(
         send_cv_, mu_,
         [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-          return broken_ || write_failed_ || close_requested_ ||
-                 last_queued_ || outbox_.empty() ||
-                 (outbox_.size() < kMaxPendingWrites &&
-                  outbox_bytes_ < kMaxPendingBytes);
+          if (broken_ || write_failed_ || close_requested_ || last_queued_ ||
+              done_ || (client_ && reads_ended_)) {
+            return true;
+          }
+          if (item && limited_by_credits_ && items_sent_ >= allowed_total_) {
+            return false;
+          }
+          return outbox_.empty() || (outbox_.size() < kMaxPendingWrites &&
+                                     outbox_bytes_ < kMaxPendingBytes);
         },
         absl::InfiniteFuture(), &send_blocker_);
-    if (broken_ || write_failed_ || close_requested_ || last_queued_) {
-      throw TransportClosed(absl::StrCat(
-          "cannot send: ", end_reason_.empty() ? "dialog closed" : end_reason_));
+    if (broken_ || write_failed_ || close_requested_ || last_queued_ ||
+        done_ || (client_ && reads_ended_)) {
+      std::string why = end_reason_;
+      if (why.empty() && done_) {
+        why = absl::StrCat("the RPC ended (status ", done_status_.error_code(),
+                           ": ", done_status_.error_message(), ")");
+      } else if (why.empty() && client_ && reads_ended_) {
+        why = "the callee's side of the stream ended";
+      }
+      throw TransportClosed(
+          absl::StrCat("cannot send: ", why.empty() ? "dialog closed" : why));
     }
+    if (item) ++items_sent_;
     Push(std::move(msg), Flush::kNow);
   }
   Pump();
@@ -392,9 +443,23 @@ std::optional<v1::Msg> Dialog::Receive(absl::Time until, bool* timed_out) {
     if (!ok || inbox_.empty()) return std::nullopt;
     out = std::move(inbox_.front());
     inbox_.pop_front();
+    TookLocked(*out);
   }
   Pump();
   return out;
+}
+
+std::optional<v1::Error> Dialog::TakeFinalError() {
+  MutexLock lk(&mu_);
+  if (inbox_.empty()) return std::nullopt;
+  v1::Msg& last = inbox_.back();
+  if (!last.has_error() ||
+      ErrorKindOf(last.error()) == ErrorKind::kStreamOverrun) {
+    return std::nullopt;
+  }
+  v1::Error error = std::move(*last.mutable_error());
+  inbox_.pop_back();
+  return error;
 }
 
 std::optional<v1::Msg> Dialog::TryReceive() {
@@ -404,6 +469,7 @@ std::optional<v1::Msg> Dialog::TryReceive() {
     if (inbox_.empty()) return std::nullopt;
     out = std::move(inbox_.front());
     inbox_.pop_front();
+    TookLocked(*out);
   }
   Pump();
   return out;
@@ -527,6 +593,7 @@ std::string Dialog::WaitDoneReason(absl::Duration bound) {
 
 void Dialog::OnReadDone(bool ok) {
   bool overrun = false;
+  bool credited = false;
   std::function<void(const v1::Msg&)> hook;
   v1::Msg arrived;
   {
@@ -537,6 +604,13 @@ void Dialog::OnReadDone(bool ok) {
       // The server's read fails when the caller half-closes (or when the
       // RPC ends, which OnCancel or OnDone then tells apart).
       if (!client_) half_closed_ = true;
+    } else if (read_buf_.has_credit()) {
+      // A grant for this side's sends: never queued for the task.
+      limited_by_credits_ = true;
+      allowed_total_ =
+          std::max<uint64_t>(allowed_total_, read_buf_.credit().allowed_total());
+      read_buf_.Clear();
+      credited = true;
     } else if (read_buf_.has_batch()) {
       // A batch is its items, queued one by one under the same policy.
       for (auto& item : *read_buf_.mutable_batch()->mutable_items()) {
@@ -574,6 +648,7 @@ void Dialog::OnReadDone(bool ok) {
     }
   }
   if (hook) hook(arrived);
+  if (credited) send_cv_.SignalAll();
   if (overrun) {
     std::function<void()> h;
     {

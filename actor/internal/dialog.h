@@ -91,10 +91,24 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
       ABSL_LOCKS_EXCLUDED(mu_);
   // Returns a queued message without blocking.
   std::optional<v1::Msg> TryReceive() ABSL_LOCKS_EXCLUDED(mu_);
+  // Takes the dialog-ending `Error` out of the queue when it is the last
+  // message there (nothing can follow it).
+  std::optional<v1::Error> TakeFinalError() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Sets the receive queue's capacity and overrun policy.
   void Configure(size_t capacity, v1::OverrunPolicy policy)
       ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Strict backpressure (the `Credit` message): from now on this side
+  // grants the peer `capacity` items beyond those its task has taken, and
+  // grants more each time the task has taken half a queue. `announce`
+  // sends the first grant now; without it the peer already assumes one of
+  // `capacity` (the callee's queue, announced in `Start`).
+  void GrantCredits(bool announce) ABSL_LOCKS_EXCLUDED(mu_);
+  // Bounds this side's stream items by the peer's grants, starting with
+  // `initial` allowed (the callee's queue capacity, for the caller that
+  // asked for it in `Start`). A `Credit` arriving turns it on as well.
+  void LimitByCredits(uint64_t initial) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Called (on a gRPC thread, must not block) for every arriving message
   // after it was queued; used to interrupt a task when an Error arrives.
@@ -229,10 +243,24 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   };
   // Queues `msg` for writing.
   void Push(v1::Msg msg, Flush flush) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts a stream item the task took and grants the peer more when half
+  // a queue was taken since the last grant (strict backpressure only).
+  void TookLocked(const v1::Msg& msg) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues a `Credit` of `taken_ + capacity_`.
+  void GrantLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   std::deque<Outgoing> outbox_ ABSL_GUARDED_BY(mu_);
   size_t outbox_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   size_t capacity_ ABSL_GUARDED_BY(mu_) = kDefaultQueueCapacity;
+  // Strict backpressure, receiving side: items the task took, and the
+  // total granted so far.
+  bool grants_credits_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t taken_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t granted_ ABSL_GUARDED_BY(mu_) = 0;
+  // Strict backpressure, sending side: items sent, and the peer's grant.
+  bool limited_by_credits_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t items_sent_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t allowed_total_ ABSL_GUARDED_BY(mu_) = 0;
   v1::OverrunPolicy policy_ ABSL_GUARDED_BY(mu_) =
       v1::OVERRUN_POLICY_BACKPRESSURE;
   bool read_busy_ ABSL_GUARDED_BY(mu_) = false;

@@ -168,6 +168,8 @@ v1::Msg MakeStart(const std::string& cid, const std::string& func,
   s->set_expect(expect);
   s->set_msg_buffer_size(callee_stream.msg_buffer_size);
   s->set_overrun_policy(ToProtoPolicy(callee_stream.overrun));
+  s->set_strict_backpressure(callee_stream.strict &&
+                             callee_stream.overrun == OverrunPolicy::kBackpressure);
   s->set_no_ack(true);
   s->set_accept_batches(true);
   return start;

@@ -143,6 +143,8 @@ struct DialogSession {
   std::shared_ptr<ScopeState> scope;  // the dialog's scope (callee: the task's)
   // Callee: the receive queue capacity the caller asked for in Start.
   size_t start_buffer_size = kDefaultQueueCapacity;
+  // Caller: its queue as set before the call (`ContextOptions::caller_stream`).
+  std::optional<StreamOptions> caller_stream;
   // Callee: the caller offered `Batch` messages (`Start.accept_batches`);
   // only then does `Started` say this side accepts them too.
   bool peer_accepts_batches = false;

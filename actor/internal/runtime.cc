@@ -66,9 +66,13 @@ std::optional<discovery::Address> SameHostSocket(const std::string& uuid) {
   return *addr;
 }
 
-Runtime::Config WithIdentity(Runtime::Config config) {
+// Fills in the pid, a uuid when none was chosen, and the default timeouts.
+Runtime::Config WithDefaults(Runtime::Config config) {
   config.self.set_pid(getpid());
   if (config.self.uuid().empty()) config.self.set_uuid(discovery::NewUuid());
+  if (config.hang_timeout <= absl::ZeroDuration()) {
+    config.hang_timeout = discovery::kDefaultHangTimeout;
+  }
   return config;
 }
 
@@ -99,7 +103,7 @@ bool Runtime::SetCurrent(Runtime* rt) {
 }
 
 Runtime::Runtime(Config config)
-    : config_(WithIdentity(std::move(config))),
+    : config_(WithDefaults(std::move(config))),
       tasks_(config_.self, config_.enable_modules, config_.max_tasks) {
   SetSingleTaskMode(config_.single_task);
 }
@@ -109,6 +113,7 @@ Runtime::~Runtime() { Shutdown(); }
 void Runtime::Start() {
   grpc::ServerBuilder builder;
   discovery::ApplyServerArgs(builder);
+  discovery::ApplyServerKeepalive(builder, config_.hang_timeout);
   std::vector<std::string> binds = config_.bind_addrs;
   if (binds.empty()) binds.push_back("127.0.0.1:0");
   std::vector<discovery::Address> addrs;

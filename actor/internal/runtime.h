@@ -68,6 +68,10 @@ class Runtime {
     // given): while no registrar answers at any registry address, it tries
     // to bind them and serve the registrar there itself (TakeoverLoop).
     bool registry_takeover = false;
+    // How long a client connection may leave the server's pings unanswered
+    // before it is dropped (`discovery::ApplyServerKeepalive`); a hung child
+    // is noticed through its `Link`. Zero: `discovery::kDefaultHangTimeout`.
+    absl::Duration hang_timeout = absl::ZeroDuration();
   };
 
   // Returns the runtime of this process, or null.

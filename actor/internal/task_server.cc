@@ -262,6 +262,11 @@ void TaskServer::ServeDialog(std::shared_ptr<Dialog> dialog) {
   auto s = NewSession(start, *ep);
   s->dialog = dialog;
   dialog->Configure(start.msg_buffer_size(), start.overrun_policy());
+  if (start.strict_backpressure() &&
+      start.overrun_policy() == v1::OVERRUN_POLICY_BACKPRESSURE) {
+    dialog->GrantCredits(/*announce=*/false);
+  }
+  if (start.caller_credit() > 0) dialog->LimitByCredits(start.caller_credit());
   dialog->SetPeerAcceptsBatches(start.accept_batches());
   if (!Admit(s, &error)) {
     dialog->SendAndClose(ErrorMsg(std::move(error)));

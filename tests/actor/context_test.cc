@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -123,6 +125,22 @@ void Infinite(Context& ctx) {
   }
 }
 TRACTOR_EXPORT("ctx:infinite", Infinite);
+
+// Streams 1 KiB items forever, counting them in `g_produced`.
+std::atomic<int64_t> g_produced{0};
+void CountingProducer(Context& ctx) {
+  g_produced = 0;
+  ctx.Started();
+  auto stream = ctx.OpenStream();
+  for (;;) {
+    stream.Send(Payload::Raw(std::string(1024, 'x')));
+    ++g_produced;
+  }
+}
+TRACTOR_EXPORT("ctx:counting_producer", CountingProducer);
+
+int64_t Produced() { return g_produced.load(); }
+TRACTOR_EXPORT("ctx:produced", Produced);
 
 bool InfiniteRunning() { return g_infinite_running.load(); }
 TRACTOR_EXPORT("ctx:infinite_running", InfiniteRunning);
@@ -694,6 +712,115 @@ TEST_F(ContextTest, CancelFromASiblingTaskIsAbsorbedAtExit) {
     // Reaching here means the ContextCancelled was absorbed.
     acked = true;
     EXPECT_TRUE(acked);
+  });
+}
+
+// A sender blocked on a full stream (the callee never reads) while a sibling
+// task cancels the context: the cancel is this side's, so it is absorbed at
+// the block's exit, never raised as a transport error.
+TEST_F(ContextTest, CancelFromASiblingWhileBlockedInSendIsAbsorbed) {
+  testing::WithChild(kCtxNs, [&](Portal& p) {
+    for (int round = 0; round < 6; ++round) {
+      std::atomic<int64_t> sent{0};
+      bool blocked = false;
+      p.OpenContext("ctx:opens_never_reads", Payload(),
+                    [&](Context& ctx, const Payload&) {
+        auto stream = ctx.OpenStream();
+        TaskGroup::Open([&](TaskGroup& tg) {
+          tg.Spawn([&] {
+            // Waits until the sender made no progress for 50 ms: it is
+            // blocked on the full stream.
+            const absl::Time deadline = absl::Now() + absl::Seconds(20);
+            int64_t last = -1;
+            while (absl::Now() < deadline) {
+              const int64_t now = sent.load();
+              if (now > 0 && now == last) {
+                blocked = true;
+                break;
+              }
+              last = now;
+              Sleep(absl::Milliseconds(50));
+            }
+            ctx.Cancel();
+          });
+          for (;;) {
+            stream.Send(Payload::Raw(std::string(1024, 'x')));
+            ++sent;
+          }
+        });
+        ADD_FAILURE() << "the sender was not interrupted";
+      });
+      EXPECT_TRUE(blocked) << "round " << round;
+      EXPECT_GT(sent.load(), 0);
+    }
+  });
+}
+
+// Returns `count()` once it stayed the same for 100 ms (the sender is
+// blocked), polling with a 20 s deadline.
+int64_t WhenStalled(const std::function<int64_t()>& count) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  int64_t last = count();
+  while (absl::Now() < deadline) {
+    Sleep(absl::Milliseconds(100));
+    const int64_t now = count();
+    if (now == last) return now;
+    last = now;
+  }
+  ADD_FAILURE() << "the sender never stalled";
+  return last;
+}
+
+TEST_F(ContextTest, StrictBackpressureBoundsItemsInFlight) {
+  testing::WithChild(kCtxNs, [&](Portal& p) {
+    // Caller -> callee, whose 3-slot queue is never read.
+    const auto sent_until_blocked = [&](bool strict) {
+      std::atomic<int64_t> sent{0};
+      int64_t stalled = -1;
+      p.OpenContext(
+          "ctx:opens_never_reads", Payload(),
+          [&](Context& ctx, const Payload&) {
+            auto stream = ctx.OpenStream();
+            TaskGroup::Open([&](TaskGroup& tg) {
+              tg.Spawn([&] {
+                stalled = WhenStalled([&] { return sent.load(); });
+                ctx.Cancel();
+              });
+              for (;;) {
+                stream.Send(Payload::Raw(std::string(1024, 'x')));
+                ++sent;
+              }
+            });
+          },
+          {.callee_stream = {.msg_buffer_size = 3, .strict = strict}});
+      return stalled;
+    };
+    const int64_t loose = sent_until_blocked(false);
+    const int64_t strict = sent_until_blocked(true);
+    std::printf(
+        "caller -> callee, 3-slot queue, 1 KiB items out before the sender "
+        "blocks: %lld without strict, %lld with\n",
+        static_cast<long long>(loose), static_cast<long long>(strict));
+    EXPECT_EQ(strict, 3);
+    EXPECT_GT(loose, 3);
+
+    // Callee -> caller, whose 3-slot strict queue is set before the call.
+    ContextOptions options;
+    options.caller_stream = StreamOptions{.msg_buffer_size = 3, .strict = true};
+    const auto produced = [&] { return p.Run("ctx:produced").AsInt(); };
+    p.OpenContext(
+        "ctx:counting_producer", Payload(),
+        [&](Context& ctx, const Payload&) {
+          auto stream = ctx.OpenStream();
+          EXPECT_EQ(WhenStalled(produced), 3);
+          // Taking items lets more come, at most a queue ahead.
+          for (int i = 0; i < 10; ++i) ASSERT_TRUE(stream.Receive());
+          const int64_t after = WhenStalled(produced);
+          EXPECT_GE(after, 10);
+          EXPECT_LE(after, 13);
+          ctx.Cancel();
+        },
+        options);
   });
 }
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <fstream>
 #include <stdexcept>
@@ -21,6 +22,7 @@
 #include "actor/export.h"
 #include "actor/nursery.h"
 #include "actor/runtime.h"
+#include "discovery/listen.h"
 #include "gtest/gtest.h"
 #include "tests/process_fixture.h"
 
@@ -89,7 +91,7 @@ TRACTOR_EXPORT("sup:relay", RelayGrandchildError);
 void BusyWait(double seconds) {
   absl::Time end = absl::Now() + absl::Seconds(seconds);
   volatile int64_t spin = 0;
-  while (absl::Now() < end) ++spin;
+  while (absl::Now() < end) spin = spin + 1;
 }
 TRACTOR_EXPORT("sup:busy", BusyWait);
 
@@ -538,6 +540,59 @@ TEST_F(SupervisionTest, ACrashedDaemonFailsItsNurseryAndCancelsSiblings) {
       EXPECT_NE(std::string(e.what()).find("victim"), std::string::npos);
       EXPECT_NE(std::string(e.what()).find("signal 9"), std::string::npos);
     }
+  });
+}
+
+TEST_F(SupervisionTest, AStoppedChildIsFoundUnresponsiveFailsItsNurseryAndIsReaped) {
+  OpenRootActor({}, [] {
+    pid_t victim_pid = -1;
+    pid_t sibling_pid = -1;
+    absl::Duration noticed = absl::InfiniteDuration();
+    try {
+      OpenNursery([&](ActorNursery& an) {
+        sibling_pid = an.StartActor("sibling", kSup).aid().pid();
+        victim_pid = an.StartActor("victim", kSup).aid().pid();
+        ASSERT_EQ(kill(victim_pid, SIGSTOP), 0);
+        const absl::Time stopped = absl::Now();
+        try {
+          Sleep(absl::Seconds(30));  // idle: interrupted by the failure
+        } catch (const Cancelled&) {
+          noticed = absl::Now() - stopped;
+          throw;
+        }
+      });
+      ADD_FAILURE() << "no error";
+    } catch (const ActorFailure& e) {
+      EXPECT_NE(std::string(e.what()).find("'victim'"), std::string::npos)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find("unresponsive"), std::string::npos)
+          << e.what();
+    }
+    std::printf("stopped child noticed after %s\n",
+                absl::FormatDuration(noticed).c_str());
+    // The default hang timeout (2 s) promises at most 3 s.
+    EXPECT_LE(noticed, discovery::ScaleTimeout(absl::Seconds(3)));
+    // Both children are reaped: the stopped one too.
+    for (pid_t pid : {victim_pid, sibling_pid}) {
+      errno = 0;
+      EXPECT_EQ(kill(pid, 0), -1) << "pid " << pid << " is still there";
+      EXPECT_EQ(errno, ESRCH);
+    }
+  });
+}
+
+TEST_F(SupervisionTest, AChildBusyInUserCodeIsNeverTakenForHung) {
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal busy = an.StartActor("busy", kSup);
+      Portal idle = an.StartActor("idle", kSup);
+      // Ten seconds without a checkpoint, five times the hang timeout.
+      const absl::Time start = absl::Now();
+      busy.Run("sup:busy", 10.0);
+      EXPECT_GE(absl::Now() - start, absl::Seconds(10));
+      EXPECT_EQ(idle.Run("sup:square", int64_t{7}).AsInt(), 49);
+      an.Cancel();
+    });
   });
 }
 

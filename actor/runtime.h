@@ -29,13 +29,17 @@ struct RootOptions {
   // one random loopback TCP port (plus, when it registers with a registrar
   // on another host, a random port on the interface that reaches it).
   std::vector<std::string> bind_addrs;
-  // Registrar addresses (same forms). Empty: the root serves the registrar
-  // itself, embedded in its own server, and its accept addresses become the
-  // tree's registry list. Otherwise they are probed concurrently at boot:
-  // the root uses those where a registrar answers; if none answers it
-  // becomes the registrar and binds them too (with `bind_addrs`); if one is
-  // held by a listener that is not a registrar, boot fails with
-  // RuntimeFailure naming it. Children inherit the registry list.
+  // Registrar addresses (same forms). Empty: the comma-separated list in
+  // the environment variable TRACTOR_REGISTRY, else the well-known
+  // `kDefaultRegistry` (127.0.0.1:1616), so that independent programs on
+  // one host meet there. They are probed concurrently at boot: the root uses
+  // those where a registrar answers; if none answers it becomes the
+  // registrar and binds them too (with `bind_addrs`); if one is held by a
+  // listener that is not a registrar, boot fails with RuntimeFailure naming
+  // it. A root registered with registrars that all stop answering takes
+  // over: the first to bind the registry addresses serves the registrar
+  // there, and the others re-register with it. Children inherit the
+  // registry list.
   std::vector<std::string> registry_addrs;
   // Lease of this tree's registrations: an actor that dies without
   // unregistering (SIGKILL) disappears from the registry within it. Zero:
@@ -62,10 +66,42 @@ struct RootOptions {
   absl::Duration hang_timeout = absl::ZeroDuration();
 };
 
-// The program's entry point. A spawned child actor never returns from it
-// (it runs the child runtime and exits); otherwise it runs `root_main` and
-// returns its exit code. Call it first thing in `main`.
-int Main(int argc, char** argv, const std::function<int()>& root_main);
+// The registry address a root uses when neither RootOptions, --registry
+// nor TRACTOR_REGISTRY names one.
+inline constexpr char kDefaultRegistry[] = "127.0.0.1:1616";
+
+// The program's entry point. Call it first thing in `main`.
+//
+// A spawned child actor never returns from it: it runs the child runtime,
+// configured by its spawn spec alone (no flag is passed to it or read), and
+// exits. In a root process it first takes the runtime's own flags out of
+// `argc`/`argv` (see below), leaving every other argument in order (a test
+// framework's flags, the program's own, `--` and everything after it);
+// then it runs `root_main` and returns its exit code.
+//
+// Runtime flags (absl flags; --helpfull lists them with glog's):
+//   --name=NAME            root actor name
+//   --bind=ADDR,...        addresses the root binds
+//   --registry=ADDR,...    registrar addresses
+//   --enable_modules=NS,...  namespaces served
+//   --loglevel=LEVEL       log level of the tree
+//   --lease_ms=MS          lease of the tree's registrations
+//   --v=N, --vmodule=M=N   glog verbosity
+//   --daemon               serve this program's exported functions until
+//                          SIGTERM or SIGINT instead of running root_main
+// Given flags override the corresponding RootOptions fields of every root
+// actor the program opens. A bad runtime flag prints one line to stderr and
+// exits with status 2.
+//
+// With --daemon, `root_main` is not run: the root actor (named after the
+// program's file unless --name is given, serving every namespace the
+// program exports unless --enable_modules is given) prints
+//   <name> <uuid> listening on <addr>,<addr>...
+// to stdout and serves until SIGTERM or SIGINT (or Portal::CancelActor),
+// then cancels its tasks gracefully and exits 0. It exits 1 with one line
+// when it cannot boot (an address it cannot bind, a registry address held
+// by something else), 2 on any argument that is not a runtime flag.
+int Main(int& argc, char** argv, const std::function<int()>& root_main);
 
 // Starts this process's root actor, runs `fn` as its first task and tears
 // the actor down when `fn` returns or throws (rethrown). Throws

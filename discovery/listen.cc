@@ -20,9 +20,23 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
+#include "grpcpp/ext/channelz_service_plugin.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
 
 namespace tractor::discovery {
 namespace {
+
+// The standard services (listen.h): a ServerBuilder takes its plugins from
+// the process-wide list when it is constructed, so they are registered at
+// program start rather than in ApplyServerArgs.
+bool EnableStandardServices() {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::channelz::experimental::InitChannelzService();
+  return true;
+}
+[[maybe_unused]] const bool kStandardServices = EnableStandardServices();
 
 constexpr size_t kSunPathMax = sizeof(sockaddr_un{}.sun_path) - 1;
 static_assert(static_cast<size_t>(Address::kMaxUnixPathLength) <= kSunPathMax,

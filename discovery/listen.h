@@ -45,6 +45,11 @@ inline constexpr int kMaxMessageBytes = 64 << 20;
 //   GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS = 200,
 //   GRPC_ARG_HTTP2_MAX_PING_STRIKES = 0). Without them a server answers a
 //   client's keepalive pings during a long call with GOAWAY.
+// Every server linking this library also serves gRPC's standard services:
+// grpc.health.v1.Health (the default health service: "" is SERVING until the
+// server shuts down or its owner sets it NOT_SERVING), server reflection
+// (grpc.reflection.v1alpha) and channelz (grpc.channelz.v1). They are
+// enabled process-wide when the program starts, before any builder exists.
 // Call before `BuildAndStart`. Thread-compatible, like the builder.
 void ApplyServerArgs(grpc::ServerBuilder& builder);
 

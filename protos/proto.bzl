@@ -17,7 +17,12 @@ def cc_grpc_proto(name, srcs, deps = [], grpc = True, visibility = None):
         outs += [base + ".pb.h", base + ".pb.cc"]
         if grpc:
             outs += [base + ".grpc.pb.h", base + ".grpc.pb.cc"]
+    # The package's directory in the execution root: under external/<repo>/
+    # when this repository is a dependency of another workspace.
+    repo = native.repository_name()
     pkg = native.package_name()
+    if repo != "@":
+        pkg = "external/" + repo[1:] + "/" + pkg
     grpc_flags = ""
     if grpc:
         grpc_flags = "--plugin=protoc-gen-grpc=/usr/bin/grpc_cpp_plugin --grpc_out=$(GENDIR)/" + pkg + " "

@@ -22,9 +22,11 @@
 #include "discovery/channel.h"
 #include "discovery/listen.h"
 #include "discovery/log_level.h"
+#include "discovery/thread_name.h"
 #include "discovery/uuid.h"
 #include "discovery/registry_client.h"
 #include "glog/logging.h"
+#include "grpcpp/health_check_service_interface.h"
 #include "registrar/registrar_service.h"
 
 namespace tractor::internal {
@@ -228,6 +230,86 @@ void Runtime::StartRegistration() {
   }
   registrant_ = std::make_unique<discovery::Registrant>(std::move(options));
   registrant_->Start();
+  if (config_.registry_takeover && config_.parent.uuid().empty()) {
+    takeover_thread_ = std::thread([this] { TakeoverLoop(); });
+  }
+}
+
+namespace {
+// How often a root probes a default registry that stopped answering.
+constexpr absl::Duration kTakeoverCheckPeriod = absl::Milliseconds(500);
+}  // namespace
+
+void Runtime::TakeoverLoop() {
+  discovery::NameThisThread("takeover");
+  std::vector<discovery::Address> registry;
+  for (const auto& r : config_.registry_addrs) {
+    registry.push_back(*discovery::Address::Parse(r));  // parsed at Start
+  }
+  for (;;) {
+    {
+      MutexLock lock(&mu_);
+      takeover_cv_.WaitWithTimeout(&mu_, kTakeoverCheckPeriod);
+      if (shutting_down_) return;
+    }
+    bool answered = false;
+    for (const auto& p : discovery::ProbeRegistryAddrs(registry)) {
+      // Held by something else: nothing to take over (and no bind over it).
+      if (p.kind != discovery::ProbeKind::kAbsent) answered = true;
+    }
+    if (answered) continue;
+    if (TryServeRegistry()) return;
+  }
+}
+
+bool Runtime::TryServeRegistry() {
+  std::vector<discovery::Address> registry;
+  for (const auto& r : config_.registry_addrs) {
+    registry.push_back(*discovery::Address::Parse(r));
+  }
+  grpc::ServerBuilder builder;
+  discovery::ApplyServerArgs(builder);
+  auto ports = discovery::BindAll(builder, registry);
+  if (!ports.ok()) {
+    VLOG(1) << "registry takeover: " << ports.status();
+    return false;
+  }
+  registrar::RegistrarService::Options options;
+  options.self = config_.self;
+  if (config_.registry_lease > absl::ZeroDuration()) {
+    options.default_lease = config_.registry_lease;
+  }
+  auto service = std::make_unique<registrar::RegistrarService>(options);
+  builder.RegisterService(service.get());
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server) {
+    // Another root bound it first; it answers at the next probe.
+    VLOG(1) << "registry takeover: could not bind "
+            << absl::StrJoin(config_.registry_addrs, ",");
+    return false;
+  }
+  v1::Registration self;
+  *self.mutable_aid() = config_.self;
+  for (const auto& a : accept_addrs()) self.add_addrs(a);
+  if (absl::Status st = service->AddPinnedRegistration(self); !st.ok()) {
+    LOG(ERROR) << "registry takeover: cannot list actor '"
+               << config_.self.name() << "': " << st;
+  }
+  LOG(WARNING) << "no registrar answers at "
+               << absl::StrJoin(config_.registry_addrs, ",") << ": actor '"
+               << config_.self.name() << "' serves the registry there now";
+  MutexLock lock(&mu_);
+  if (shutting_down_) {
+    service->Shutdown();
+    server->Shutdown(std::chrono::system_clock::now());
+    server->Wait();
+    ports->RemoveSocketFiles();
+    return true;
+  }
+  takeover_registrar_ = std::move(service);
+  takeover_server_ = std::move(server);
+  takeover_ports_ = std::make_unique<discovery::ListeningPorts>(*std::move(ports));
+  return true;
 }
 
 void Runtime::AddLifetimeCallback(std::function<void()> fn) {
@@ -257,7 +339,10 @@ void Runtime::Shutdown() {
     MutexLock lock(&mu_);
     if (shutting_down_) return;
     shutting_down_ = true;
+    takeover_cv_.SignalAll();
   }
+  if (takeover_thread_.joinable()) takeover_thread_.join();
+  SetNotServing();
   tasks_.Close();
   struct AllCancelled {
     Mutex mu;
@@ -281,6 +366,13 @@ void Runtime::Shutdown() {
   // shutdown does not wait for them.
   if (registrant_) registrant_->Stop();
   if (registrar_) registrar_->Shutdown();
+  if (takeover_registrar_) {
+    takeover_registrar_->Shutdown();
+    takeover_server_->Shutdown(std::chrono::system_clock::now() +
+                               std::chrono::milliseconds(500));
+    takeover_server_->Wait();
+    takeover_ports_->RemoveSocketFiles();
+  }
   if (acceptor_) acceptor_->StopRequesting();
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() +
@@ -387,8 +479,18 @@ void Runtime::RequestExit(const std::string& why) {
     exit_reason_ = why;
     hook = exit_hook_;
   }
+  SetNotServing();
   exit_cv_.SignalAll();
   if (hook) hook();
+}
+
+void Runtime::SetNotServing() {
+  // server_ is set once in Start, before any RPC can ask for the exit.
+  if (!server_) return;
+  if (grpc::HealthCheckServiceInterface* health =
+          server_->GetHealthCheckService()) {
+    health->SetServingStatus(false);
+  }
 }
 
 void Runtime::SetExitHook(std::function<void()> hook) {

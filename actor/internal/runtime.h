@@ -9,6 +9,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -63,6 +64,10 @@ class Runtime {
     absl::Duration registry_lease = absl::ZeroDuration();
     // Most remote tasks at once (0: `TaskServer::kDefaultMaxTasks`).
     size_t max_tasks = 0;
+    // A root that registers with the default registry (not one it was
+    // given): while no registrar answers at any registry address, it tries
+    // to bind them and serve the registrar there itself (TakeoverLoop).
+    bool registry_takeover = false;
     // How long a client connection may leave the server's pings unanswered
     // before it is dropped (`discovery::ApplyServerKeepalive`); a hung child
     // is noticed through its `Link`. Zero: `discovery::kDefaultHangTimeout`.
@@ -133,12 +138,21 @@ class Runtime {
   void AddLifetimeCallback(std::function<void()> fn) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  // The standard health service answers NOT_SERVING from now on (the exit
+  // has started: RequestExit or Shutdown).
+  void SetNotServing();
   void RunLifetimeCallbacks() ABSL_LOCKS_EXCLUDED(mu_);
   // Called by Start() once bound: lists an embedded registrar's own entry
   // and sets the registry list to its addresses, or registers this actor
   // with every registrar of its registry list (a Registrant that Shutdown()
   // stops, unregistering, before the server stops).
   void StartRegistration();
+  // The registry takeover (Config::registry_takeover): every
+  // kTakeoverCheckPeriod, probes the registry addresses; when none answers
+  // and none is held by something else, binds them all in a second server
+  // serving the registrar, lists this actor there, and stops.
+  void TakeoverLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  bool TryServeRegistry() ABSL_LOCKS_EXCLUDED(mu_);
 
   Config config_;
   TaskServer tasks_;
@@ -152,6 +166,14 @@ class Runtime {
   std::unique_ptr<grpc::ServerCompletionQueue> accept_cq_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<DialogAcceptor> acceptor_;
+  // The registry this actor took over (TakeoverLoop), declared service
+  // first; set once by the takeover thread under mu_, stopped by Shutdown
+  // after the thread is joined.
+  std::unique_ptr<registrar::RegistrarService> takeover_registrar_;
+  std::unique_ptr<grpc::Server> takeover_server_;
+  std::unique_ptr<discovery::ListeningPorts> takeover_ports_;
+  std::thread takeover_thread_;
+  CondVar takeover_cv_;  // signalled when shutting_down_ is set
   // Set by Start() once bound (under mu_), read by Shutdown().
   std::unique_ptr<discovery::ListeningPorts> ports_ ABSL_GUARDED_BY(mu_);
 

@@ -436,7 +436,9 @@ TEST_F(RuntimeTest, CancelActorOnTheRootCancelsItsBlockAndTearsDownTheTree) {
 
 TEST_F(RuntimeTest, AChildOnThisHostIsReachedOverItsSameHostSocket) {
   const std::string dir = absl::StrCat("/tmp/tractor-", geteuid(), "/");
-  OpenRootActor({}, [&] {
+  // A TCP registry (the per-test default is a unix socket, which the root
+  // would also advertise).
+  OpenRootActor({.registry_addrs = {"127.0.0.1:0"}}, [&] {
     OpenNursery([&](ActorNursery& an) {
       Portal p = an.StartActor("local", kTestNs);
       ASSERT_EQ(p.addr().rfind("unix:" + dir, 0), 0u) << p.addr();

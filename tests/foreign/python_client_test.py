@@ -21,6 +21,11 @@ ACTOR = os.path.join(RUNFILES, "tests/foreign/echo_actor")
 PROTO_ROOT = os.path.join(RUNFILES, "protos")
 
 gen = tempfile.mkdtemp(prefix="tractor_py_")
+# The echo actor's registry: a unix socket of this test, never the
+# well-known 127.0.0.1:1616.
+# (under /tmp: a unix socket path must fit 107 bytes).
+os.environ["TRACTOR_REGISTRY"] = "unix:" + os.path.join(
+    tempfile.mkdtemp(prefix="reg.", dir="/tmp"), "registry.sock")
 subprocess.run(
     ["protoc", "-I" + PROTO_ROOT, "-I/usr/include", "--python_out=" + gen,
      "tractor/v1/msg.proto", "tractor/v1/actor.proto"],

@@ -8,6 +8,8 @@
 //
 //   bazel run -c opt //tools/bench -- [--quick] [--json out.json]
 //       [--raw_server PATH] [--only 1,3,...] [--side both|raw|ours]
+//
+// absl flags: `--flag=value` or `--flag value`; --helpfull lists them.
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
@@ -33,6 +35,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -55,6 +60,18 @@
 #include "tools/bench/report.h"
 #include "tractor/v1/actor.grpc.pb.h"
 #include "tractor/v1/registrar.grpc.pb.h"
+
+ABSL_FLAG(bool, quick, false,
+          "a short run (seconds, not minutes): fewer rounds, smaller sizes");
+ABSL_FLAG(std::string, json, "", "also write the results as JSON to FILE");
+ABSL_FLAG(std::string, raw_server, "",
+          "path of the raw_server binary (default: next to the bench)");
+ABSL_FLAG(std::vector<std::string>, only, {},
+          "run only these rows, comma-separated ids (3 selects 3.64.bp etc.; "
+          "6 selects 6 and 6b)");
+ABSL_FLAG(std::string, side, "both",
+          "both, raw or ours: run one side of every row alone (for "
+          "profiling)");
 
 namespace tractor::bench {
 namespace {
@@ -1380,41 +1397,18 @@ struct Flags {
   std::string side = "both";
 };
 
-void Usage() {
-  std::fprintf(stderr,
-               "usage: bench [--quick] [--json FILE] [--raw_server PATH] "
-               "[--only ID,ID...] [--side both|raw|ours]\n"
-               "  --side runs one side of every row alone (for profiling)\n");
-}
-
-bool ParseFlags(int argc, char** argv, Flags* f) {
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&](const std::string& name, std::string* out) {
-      if (a == name && i + 1 < argc) {
-        *out = argv[++i];
-        return true;
-      }
-      if (a.rfind(name + "=", 0) == 0) {
-        *out = a.substr(name.size() + 1);
-        return true;
-      }
-      return false;
-    };
-    std::string only;
-    if (a == "--quick") {
-      f->quick = true;
-    } else if (value("--json", &f->json) ||
-               value("--raw_server", &f->raw_server)) {
-    } else if (value("--side", &f->side)) {
-      if (f->side != "both" && f->side != "raw" && f->side != "ours") {
-        return false;
-      }
-    } else if (value("--only", &only)) {
-      f->only = absl::StrSplit(only, ',', absl::SkipEmpty());
-    } else {
-      return false;
-    }
+// Reads the absl flags (defined at the top of this file) once
+// absl::ParseCommandLine has run. Returns false for a bad --side.
+bool ReadFlags(Flags* f) {
+  f->quick = absl::GetFlag(FLAGS_quick);
+  f->json = absl::GetFlag(FLAGS_json);
+  f->raw_server = absl::GetFlag(FLAGS_raw_server);
+  f->only = absl::GetFlag(FLAGS_only);
+  f->side = absl::GetFlag(FLAGS_side);
+  if (f->side != "both" && f->side != "raw" && f->side != "ours") {
+    std::fprintf(stderr, "bench: --side must be both, raw or ours, got '%s'\n",
+                 f->side.c_str());
+    return false;
   }
   return true;
 }
@@ -1493,10 +1487,16 @@ class Watchdog {
 
 int BenchMain(int argc, char** argv) {
   Flags flags;
-  if (!ParseFlags(argc, argv, &flags)) {
-    Usage();
+  absl::SetProgramUsageMessage(
+      "the benchmark suite: raw gRPC baselines against the actor runtime\n"
+      "  bench [--quick] [--json=FILE] [--raw_server=PATH] [--only=ID,...] "
+      "[--side=both|raw|ours]");
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() > 1) {
+    std::fprintf(stderr, "bench: unexpected argument '%s'\n", positional[1]);
     return 2;
   }
+  if (!ReadFlags(&flags)) return 2;
   g_side = flags.side == "raw"    ? Side::kRaw
            : flags.side == "ours" ? Side::kOurs
                                   : Side::kBoth;
@@ -1551,7 +1551,9 @@ int BenchMain(int argc, char** argv) {
 
   // Declared before the root actor: removed after every process is gone.
   SocketDir socket_dir;
-  OpenRootActor({.name = "bench"}, [&] {
+  // A registrar of its own on a random port, as every root had before the
+  // well-known default registry: the bench measures the runtime alone.
+  OpenRootActor({.name = "bench", .registry_addrs = {"127.0.0.1:0"}}, [&] {
     // The raw servers: one process per gRPC API, each on loopback TCP and,
     // when there is a socket directory, a unix socket.
     auto start_raw = [&](const std::string& api) {

@@ -22,9 +22,20 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "bench.grpc.pb.h"
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
 #include "grpcpp/grpcpp.h"
+
+ABSL_FLAG(std::string, api, "callback", "gRPC server API: sync or callback");
+// GNU C++ predefines `unix` as a macro; the flag keeps its name.
+#undef unix
+ABSL_FLAG(std::string, unix, "",
+          "also listen on this unix socket path (absolute)");
+ABSL_FLAG(bool, once, false, "exit after serving one Echo");
 
 namespace tractor::bench {
 namespace {
@@ -171,24 +182,6 @@ struct Flags {
   std::string unix_path;
 };
 
-bool ParseFlags(int argc, char** argv, Flags* f) {
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--once") {
-      f->once = true;
-    } else if (a == "--api=sync") {
-      f->sync = true;
-    } else if (a == "--api=callback") {
-      f->sync = false;
-    } else if (a.rfind("--unix=/", 0) == 0) {
-      f->unix_path = a.substr(7);
-    } else {
-      return false;
-    }
-  }
-  return true;
-}
-
 int Run(const Flags& flags) {
   StopSignal stop;
   StopSignal* on_echo = flags.once ? &stop : nullptr;
@@ -238,11 +231,20 @@ int Run(const Flags& flags) {
 }  // namespace tractor::bench
 
 int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "a bare gRPC server for the bench baseline\n"
+      "  raw_server [--api=sync|callback] [--unix=PATH] [--once]");
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   tractor::bench::Flags flags;
-  if (!tractor::bench::ParseFlags(argc, argv, &flags)) {
+  const std::string api = absl::GetFlag(FLAGS_api);
+  flags.sync = api == "sync";
+  flags.once = absl::GetFlag(FLAGS_once);
+  flags.unix_path = absl::GetFlag(FLAGS_unix);
+  if (positional.size() > 1 || (api != "sync" && api != "callback") ||
+      (!flags.unix_path.empty() && flags.unix_path[0] != '/')) {
     std::fprintf(stderr,
-                 "usage: raw_server [--api=sync|callback] [--unix=PATH] "
-                 "[--once]\n");
+                 "raw_server: bad command line (--api=sync|callback, "
+                 "--unix=/absolute/path, --once)\n");
     return 2;
   }
   int rc = tractor::bench::Run(flags);

@@ -599,7 +599,7 @@ grpc::ServerUnaryReactor* RegistrarService::Find(
     const absl::Time now = Now();
     SweepLocked(now);
     for (const Entry* entry : SortedLocked(&request->name(), now)) {
-      *reply->add_registrations() = entry->registration;
+      AddWithLeaseLeft(*entry, now, reply->add_registrations());
     }
   }
   reactor->Finish(grpc::Status::OK);
@@ -645,6 +645,15 @@ grpc::ServerUnaryReactor* RegistrarService::WaitFor(
   return waiter;
 }
 
+void RegistrarService::AddWithLeaseLeft(const Entry& entry, absl::Time now,
+                                        v1::Registration* out) {
+  *out = entry.registration;
+  if (entry.expiry != absl::InfiniteFuture()) {
+    out->set_lease_left_ms(static_cast<uint32_t>(
+        std::max<int64_t>(0, absl::ToInt64Milliseconds(entry.expiry - now))));
+  }
+}
+
 grpc::ServerUnaryReactor* RegistrarService::List(
     grpc::CallbackServerContext* context, const v1::ListRequest* /*request*/,
     v1::ListReply* reply) {
@@ -653,7 +662,7 @@ grpc::ServerUnaryReactor* RegistrarService::List(
     const absl::Time now = Now();
     SweepLocked(now);
     for (const Entry* entry : SortedLocked(nullptr, now)) {
-      *reply->add_registrations() = entry->registration;
+      AddWithLeaseLeft(*entry, now, reply->add_registrations());
     }
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();

@@ -188,6 +188,10 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
     uint64_t seq = 0;
   };
 
+  // Copies `entry`'s registration into `out` with `lease_left_ms` set.
+  static void AddWithLeaseLeft(const Entry& entry, absl::Time now,
+                               tractor::v1::Registration* out);
+
   // Monotonic time (steady clock) expressed as absl::Time; only differences
   // are meaningful.
   static absl::Time Now();

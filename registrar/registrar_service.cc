@@ -599,7 +599,8 @@ grpc::ServerUnaryReactor* RegistrarService::Find(
     const absl::Time now = Now();
     SweepLocked(now);
     for (const Entry* entry : SortedLocked(&request->name(), now)) {
-      AddWithLeaseLeft(*entry, now, reply->add_registrations());
+      *reply->add_registrations() = entry->registration;
+      reply->add_lease_left_ms(LeaseLeftMs(*entry, now));
     }
   }
   reactor->Finish(grpc::Status::OK);
@@ -645,13 +646,10 @@ grpc::ServerUnaryReactor* RegistrarService::WaitFor(
   return waiter;
 }
 
-void RegistrarService::AddWithLeaseLeft(const Entry& entry, absl::Time now,
-                                        v1::Registration* out) {
-  *out = entry.registration;
-  if (entry.expiry != absl::InfiniteFuture()) {
-    out->set_lease_left_ms(static_cast<uint32_t>(
-        std::max<int64_t>(0, absl::ToInt64Milliseconds(entry.expiry - now))));
-  }
+uint32_t RegistrarService::LeaseLeftMs(const Entry& entry, absl::Time now) {
+  if (entry.expiry == absl::InfiniteFuture()) return 0;
+  return static_cast<uint32_t>(
+      std::max<int64_t>(0, absl::ToInt64Milliseconds(entry.expiry - now)));
 }
 
 grpc::ServerUnaryReactor* RegistrarService::List(
@@ -662,7 +660,8 @@ grpc::ServerUnaryReactor* RegistrarService::List(
     const absl::Time now = Now();
     SweepLocked(now);
     for (const Entry* entry : SortedLocked(nullptr, now)) {
-      AddWithLeaseLeft(*entry, now, reply->add_registrations());
+      *reply->add_registrations() = entry->registration;
+      reply->add_lease_left_ms(LeaseLeftMs(*entry, now));
     }
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();

@@ -188,9 +188,9 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
     uint64_t seq = 0;
   };
 
-  // Copies `entry`'s registration into `out` with `lease_left_ms` set.
-  static void AddWithLeaseLeft(const Entry& entry, absl::Time now,
-                               tractor::v1::Registration* out);
+  // What is left of `entry`'s lease at `now` (0: pinned), for the
+  // `lease_left_ms` of Find and List replies.
+  static uint32_t LeaseLeftMs(const Entry& entry, absl::Time now);
 
   // Monotonic time (steady clock) expressed as absl::Time; only differences
   // are meaningful.

@@ -260,9 +260,10 @@ std::vector<Registry> Registries() {
 }
 
 // The registrations of every registry that answers (`name` empty: all),
-// merged by uuid in the order they came. Exit 3 when no registry answers.
-std::vector<v1::Registration> Lookup(const std::string& name) {
-  std::vector<v1::Registration> out;
+// merged by uuid in the order they came, with what is left of each lease.
+// Exit 3 when no registry answers.
+v1::ListReply Lookup(const std::string& name) {
+  v1::ListReply out;
   std::set<std::string> seen;
   std::vector<std::string> errors;
   bool answered = false;
@@ -270,25 +271,29 @@ std::vector<v1::Registration> Lookup(const std::string& name) {
     grpc::ClientContext ctx;
     SetDeadline(&ctx);
     grpc::Status s;
-    google::protobuf::RepeatedPtrField<v1::Registration> regs;
+    v1::ListReply reply;
     if (name.empty()) {
-      v1::ListReply reply;
       s = r.stub->List(&ctx, v1::ListRequest(), &reply);
-      regs = reply.registrations();
     } else {
       v1::FindRequest req;
       req.set_name(name);
-      v1::FindReply reply;
-      s = r.stub->Find(&ctx, req, &reply);
-      regs = reply.registrations();
+      v1::FindReply found;
+      s = r.stub->Find(&ctx, req, &found);
+      *reply.mutable_registrations() = found.registrations();
+      *reply.mutable_lease_left_ms() = found.lease_left_ms();
     }
     if (!s.ok()) {
       errors.push_back(absl::StrCat(r.addr, ": ", s.error_message()));
       continue;
     }
     answered = true;
-    for (const v1::Registration& reg : regs) {
-      if (seen.insert(reg.aid().uuid()).second) out.push_back(reg);
+    for (int i = 0; i < reply.registrations_size(); ++i) {
+      const v1::Registration& reg = reply.registrations(i);
+      if (!seen.insert(reg.aid().uuid()).second) continue;
+      *out.add_registrations() = reg;
+      // 0 (unknown) from a registrar that does not send it.
+      out.add_lease_left_ms(
+          i < reply.lease_left_ms_size() ? reply.lease_left_ms(i) : 0);
     }
   }
   if (!answered) {
@@ -327,14 +332,15 @@ Target Resolve(const std::string& text) {
       absl::StartsWith(text, "unix:")) {
     Fail(kExitUsage, std::string(addr.status().message()));
   }
-  std::vector<v1::Registration> regs = Lookup(text);
+  v1::ListReply found = Lookup(text);
+  const auto& regs = found.registrations();
   if (regs.empty()) {
     Fail(kExitUnavailable,
          absl::StrCat("no actor named '", text, "' in the registry (",
                       absl::StrJoin(absl::GetFlag(FLAGS_registry), ","),
                       ")"));
   }
-  const v1::Registration& reg = regs.back();
+  const v1::Registration& reg = regs[regs.size() - 1];
   std::optional<discovery::Address> best = Preferred(reg.addrs());
   if (!best) {
     Fail(kExitUnavailable, absl::StrCat("actor '", text,
@@ -360,28 +366,30 @@ v1::ActorInfo GetInfo(const Target& t) {
 // ---------------------------------------------------------------------------
 // Commands
 
-std::vector<std::string> RegistrationRow(const v1::Registration& r) {
+std::vector<std::string> RegistrationRow(const v1::Registration& r,
+                                         uint32_t lease_left_ms) {
   std::string lease = "-", age = "-";
   if (r.lease_ms() > 0) {
     lease = Millis(r.lease_ms());
-    if (r.lease_left_ms() > 0 && r.lease_left_ms() <= r.lease_ms()) {
-      age = Millis(r.lease_ms() - r.lease_left_ms());
+    if (lease_left_ms > 0 && lease_left_ms <= r.lease_ms()) {
+      age = Millis(r.lease_ms() - lease_left_ms);
     }
   }
   return {r.aid().name(), r.aid().uuid(), absl::StrCat(r.aid().pid()),
           absl::StrJoin(r.addrs(), ","), lease, age};
 }
 
-void PrintRegistrations(const std::vector<v1::Registration>& regs) {
+void PrintRegistrations(const v1::ListReply& regs) {
   if (Json()) {
-    v1::ListReply reply;
-    for (const auto& r : regs) *reply.add_registrations() = r;
-    std::cout << ToJson(reply) << "\n";
+    std::cout << ToJson(regs) << "\n";
     return;
   }
   std::vector<std::vector<std::string>> rows = {
       {"NAME", "UUID", "PID", "ADDRESSES", "LEASE", "AGE"}};
-  for (const auto& r : regs) rows.push_back(RegistrationRow(r));
+  for (int i = 0; i < regs.registrations_size(); ++i) {
+    rows.push_back(
+        RegistrationRow(regs.registrations(i), regs.lease_left_ms(i)));
+  }
   PrintTable(rows);
 }
 
@@ -391,8 +399,8 @@ int Ls() {
 }
 
 int Find(const std::string& name) {
-  std::vector<v1::Registration> regs = Lookup(name);
-  if (regs.empty()) {
+  v1::ListReply regs = Lookup(name);
+  if (regs.registrations().empty()) {
     Fail(kExitUnavailable,
          absl::StrCat("no actor named '", name, "' in the registry"));
   }
@@ -730,7 +738,21 @@ int Stream(const std::string& text, const std::string& func,
     ended = true;
     bad = bad_input;
   }
-  if (code < 0) {
+  // The stdin thread may still run (blocked on a read, or just cancelling
+  // the call): the process exits from here without unwinding what it uses.
+  auto exit_now = [](int code, const std::string& message) {
+    if (!message.empty()) {
+      std::cerr << "tractorctl: " << message << "\n";
+      if (code == kExitUsage) {
+        std::cerr << "run 'tractorctl --help' for the commands and flags\n";
+      }
+    }
+    std::cout.flush();
+    std::cerr.flush();
+    std::fflush(nullptr);
+    _exit(code);
+  };
+  if (code < 0) try {
     first_answer.Disarm();
     grpc::Status s = rw->Finish();
     if (!bad.empty()) Fail(kExitUsage, bad);
@@ -745,13 +767,10 @@ int Stream(const std::string& text, const std::string& func,
                                           "result"));
     }
     FailRpc(absl::StrCat("Open of ", func, " on ", t.label), s);
+  } catch (const Exit& e) {
+    exit_now(e.code, e.message);
   }
-  // The stdin thread may still block on a read: the process exits without
-  // waiting for it.
-  std::cout.flush();
-  std::cerr.flush();
-  std::fflush(nullptr);
-  _exit(code);
+  exit_now(code, "");
 }
 
 int Cancel(const std::string& text) {

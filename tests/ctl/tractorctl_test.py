@@ -17,11 +17,12 @@ CTL_TIMEOUT = 30.0  # bound on one tractorctl run
 
 
 def ctl(registry, *args, stdin=None, timeout=CTL_TIMEOUT):
-    """Runs tractorctl with `--registry registry`; returns the completed
-    process (text stdout and stderr)."""
-    argv = [mesh.TRACTORCTL]
-    if registry:
-        argv += ["--registry", registry]
+    """Runs tractorctl with `--registry registry` (None: a port nothing
+    listens on, so that no test ever asks the default registry address);
+    returns the completed process (text stdout and stderr)."""
+    if registry is None:
+        registry = "127.0.0.1:%d" % mesh.free_port()
+    argv = [mesh.TRACTORCTL, "--registry", registry]
     return subprocess.run(argv + list(args), input=stdin, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -319,7 +320,8 @@ class Failures(unittest.TestCase):
                      ["--timeout", "soon", "ls"], ["--timeout", "0s", "ls"],
                      ["--registry", "nowhere", "ls"],
                      ["info", "unix:relative"],
-                     ["stats", "x", "--task", "abc"], ["--registry"]):
+                     ["stats", "x", "--task", "abc"], ["--registry"],
+                     ["find", ""], ["info", ""], ["watch", "--events", "-1"]):
             r = ctl(None, *args)
             self.assertEqual(r.returncode, 2, (args, r.stderr))
             self.assertTrue(r.stderr.startswith("tractorctl: "), r.stderr)

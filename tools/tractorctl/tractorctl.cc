@@ -251,9 +251,12 @@ std::vector<Registry> Registries() {
     if (!addr.ok()) {
       Fail(kExitUsage, absl::StrCat("--registry: ", addr.status().message()));
     }
+    // An actor channel: a refused connection fails at once, while a slow
+    // handshake (a loaded host) has the whole --timeout, not the registrar
+    // purpose's 100 ms per connection attempt.
     out.push_back({addr->ToString(),
                    v1::Registrar::NewStub(discovery::NewChannel(
-                       *addr, discovery::ChannelPurpose::kRegistrar))});
+                       *addr, discovery::ChannelPurpose::kActor))});
   }
   if (out.empty()) Fail(kExitUsage, "--registry: no address given");
   return out;
@@ -399,6 +402,7 @@ int Ls() {
 }
 
 int Find(const std::string& name) {
+  if (name.empty()) Fail(kExitUsage, "find: the name is empty");
   v1::ListReply regs = Lookup(name);
   if (regs.registrations().empty()) {
     Fail(kExitUnavailable,
@@ -642,6 +646,21 @@ class Watchdog {
   std::thread thread_;  // last: starts once the members above exist
 };
 
+// Prints `message` (if any) as main() would and exits with `code` at once,
+// running no destructors.
+[[noreturn]] void ExitNow(int code, const std::string& message) {
+  if (!message.empty()) {
+    std::cerr << "tractorctl: " << message << "\n";
+    if (code == kExitUsage) {
+      std::cerr << "run 'tractorctl --help' for the commands and flags\n";
+    }
+  }
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
+  _exit(code);
+}
+
 void PrintLine(const std::string& line) {
   std::cout << line << "\n" << std::flush;
 }
@@ -740,18 +759,6 @@ int Stream(const std::string& text, const std::string& func,
   }
   // The stdin thread may still run (blocked on a read, or just cancelling
   // the call): the process exits from here without unwinding what it uses.
-  auto exit_now = [](int code, const std::string& message) {
-    if (!message.empty()) {
-      std::cerr << "tractorctl: " << message << "\n";
-      if (code == kExitUsage) {
-        std::cerr << "run 'tractorctl --help' for the commands and flags\n";
-      }
-    }
-    std::cout.flush();
-    std::cerr.flush();
-    std::fflush(nullptr);
-    _exit(code);
-  };
   if (code < 0) try {
     first_answer.Disarm();
     grpc::Status s = rw->Finish();
@@ -768,9 +775,9 @@ int Stream(const std::string& text, const std::string& func,
     }
     FailRpc(absl::StrCat("Open of ", func, " on ", t.label), s);
   } catch (const Exit& e) {
-    exit_now(e.code, e.message);
+    ExitNow(e.code, e.message);
   }
-  exit_now(code, "");
+  ExitNow(code, "");
 }
 
 int Cancel(const std::string& text) {

@@ -63,6 +63,16 @@ int64_t Doubler(tractor::Context& ctx, int64_t n) {
 }
 TRACTOR_EXPORT("demo:doubler", Doubler);
 
+// Started(null), opens its stream and reads nothing for `seconds`: the
+// caller's items queue up (and overrun a small queue).
+double Hold(tractor::Context& ctx, double seconds) {
+  ctx.Started(nullptr);
+  auto stream = ctx.OpenStream();
+  tractor::Sleep(absl::Seconds(seconds));
+  return seconds;
+}
+TRACTOR_EXPORT("demo:hold", Hold);
+
 std::string Env(const char* name, const char* fallback) {
   const char* v = std::getenv(name);
   return v != nullptr && *v != '\0' ? v : fallback;

@@ -600,6 +600,7 @@ grpc::ServerUnaryReactor* RegistrarService::Find(
     SweepLocked(now);
     for (const Entry* entry : SortedLocked(&request->name(), now)) {
       *reply->add_registrations() = entry->registration;
+      reply->add_lease_left_ms(LeaseLeftMs(*entry, now));
     }
   }
   reactor->Finish(grpc::Status::OK);
@@ -645,6 +646,12 @@ grpc::ServerUnaryReactor* RegistrarService::WaitFor(
   return waiter;
 }
 
+uint32_t RegistrarService::LeaseLeftMs(const Entry& entry, absl::Time now) {
+  if (entry.expiry == absl::InfiniteFuture()) return 0;
+  return static_cast<uint32_t>(
+      std::max<int64_t>(0, absl::ToInt64Milliseconds(entry.expiry - now)));
+}
+
 grpc::ServerUnaryReactor* RegistrarService::List(
     grpc::CallbackServerContext* context, const v1::ListRequest* /*request*/,
     v1::ListReply* reply) {
@@ -654,6 +661,7 @@ grpc::ServerUnaryReactor* RegistrarService::List(
     SweepLocked(now);
     for (const Entry* entry : SortedLocked(nullptr, now)) {
       *reply->add_registrations() = entry->registration;
+      reply->add_lease_left_ms(LeaseLeftMs(*entry, now));
     }
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();

@@ -188,6 +188,10 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
     uint64_t seq = 0;
   };
 
+  // What is left of `entry`'s lease at `now` (0: pinned), for the
+  // `lease_left_ms` of Find and List replies.
+  static uint32_t LeaseLeftMs(const Entry& entry, absl::Time now);
+
   // Monotonic time (steady clock) expressed as absl::Time; only differences
   // are meaningful.
   static absl::Time Now();

@@ -2,11 +2,16 @@
 #include "actor/internal/actor_service.h"
 
 #include <atomic>
+#include <fstream>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <vector>
 
 #include "actor/export.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "actor/internal/dialog.h"
 #include "actor/internal/wire.h"
 #include "discovery/address.h"
@@ -91,6 +96,31 @@ class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
 
 // Decodes a unary request; on failure finishes `reactor` with
 // INVALID_ARGUMENT saying why and returns false.
+struct ProcessUsage {
+  uint32_t threads = 0;
+  uint64_t rss_bytes = 0;
+};
+
+// Reads the thread count and resident set size from /proc/self/status
+// (zeros where it cannot be read).
+ProcessUsage ReadProcessUsage() {
+  ProcessUsage usage;
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> words =
+        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    if (words.size() < 2) continue;
+    if (words[0] == "Threads:") {
+      absl::SimpleAtoi(words[1], &usage.threads);
+    } else if (words[0] == "VmRSS:") {
+      uint64_t kib = 0;
+      if (absl::SimpleAtoi(words[1], &kib)) usage.rss_bytes = kib * 1024;
+    }
+  }
+  return usage;
+}
+
 bool DecodeRequest(const char* method, const grpc::ByteBuffer& bytes,
                    google::protobuf::Message* request,
                    grpc::ServerUnaryReactor* reactor) {
@@ -173,12 +203,38 @@ grpc::ServerUnaryReactor* ActorService::Info(grpc::CallbackServerContext* ctx,
       sig->set_result_type(ep->result_spec);
     }
   }
-  for (const auto& c : rt_->Children()) *info.add_children() = c;
+  for (v1::ChildAddrs& c : rt_->ChildAddrs()) {
+    *info.add_children() = c.aid();
+    *info.add_child_addrs() = std::move(c);
+  }
   *info.mutable_parent() = rt_->config().parent;
+  if (!rt_->config().parent_addr.empty()) {
+    info.add_parent_addrs(rt_->config().parent_addr);
+  }
   info.set_protocol_version(kProtocolVersion);
   info.set_local_addr(rt_->local_addr());
   info.set_host_id(discovery::HostId());
   SerializeToByteBuffer(info, response);
+  r->Finish(grpc::Status::OK);
+  return r;
+}
+
+grpc::ServerUnaryReactor* ActorService::Stats(grpc::CallbackServerContext* ctx,
+                                              const grpc::ByteBuffer* request,
+                                              grpc::ByteBuffer* response) {
+  auto* r = ctx->DefaultReactor();
+  v1::StatsRequest req;
+  if (!DecodeRequest("Actor.Stats", *request, &req, r)) return r;
+  v1::ActorStats stats;
+  *stats.mutable_aid() = rt_->self();
+  rt_->tasks().FillStats(&stats);
+  stats.set_open_dialogs(static_cast<uint32_t>(Dialog::LiveCount()));
+  stats.set_overruns(Dialog::OverrunCount());
+  stats.set_children(static_cast<uint32_t>(rt_->Children().size()));
+  ProcessUsage usage = ReadProcessUsage();
+  stats.set_threads(usage.threads);
+  stats.set_rss_bytes(usage.rss_bytes);
+  SerializeToByteBuffer(stats, response);
   r->Finish(grpc::Status::OK);
   return r;
 }

@@ -25,7 +25,8 @@ using RawActorService = v1::Actor::WithRawMethod_Open<
             v1::Actor::WithRawCallbackMethod_CancelActor<
                 v1::Actor::WithCallbackMethod_Link<
                     v1::Actor::WithRawCallbackMethod_Info<
-                        v1::Actor::Service>>>>>>;
+                        v1::Actor::WithRawCallbackMethod_Stats<
+                            v1::Actor::Service>>>>>>>;
 
 // Owned by the `Runtime` it serves, which outlives the gRPC server.
 class ActorService final : public RawActorService {
@@ -43,6 +44,9 @@ class ActorService final : public RawActorService {
   grpc::ServerUnaryReactor* Info(grpc::CallbackServerContext* ctx,
                                  const grpc::ByteBuffer* request,
                                  grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* ctx,
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
 
  private:
   Runtime* rt_;

@@ -32,6 +32,7 @@ int ChildMain(const v1::SpawnSpec& spec) {
   Runtime::Config config;
   config.self = spec.aid();
   config.parent = spec.parent();
+  config.parent_addr = spec.parent_addr();
   config.bind_addrs.assign(spec.bind_addrs().begin(), spec.bind_addrs().end());
   config.registry_addrs.assign(spec.registry_addrs().begin(),
                                spec.registry_addrs().end());

@@ -2,6 +2,7 @@
 #include "actor/internal/dialog.h"
 
 #include <algorithm>
+#include <atomic>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -22,7 +23,28 @@ constexpr size_t kMaxPendingBytes = 1 << 20;
 constexpr int kMaxBatchItems = 64;
 constexpr size_t kMaxBatchBytes = 256 * 1024;
 
+std::atomic<size_t> g_live_dialogs{0};
+std::atomic<uint64_t> g_overruns{0};
+
 }  // namespace
+
+size_t Dialog::LiveCount() { return g_live_dialogs.load(); }
+uint64_t Dialog::OverrunCount() { return g_overruns.load(); }
+
+size_t Dialog::RecvQueueDepth() const {
+  MutexLock lk(&mu_);
+  return inbox_.size();
+}
+
+size_t Dialog::RecvCapacity() const {
+  MutexLock lk(&mu_);
+  return capacity_;
+}
+
+size_t Dialog::SendQueueDepth() const {
+  MutexLock lk(&mu_);
+  return outbox_.size();
+}
 
 std::shared_ptr<Dialog> Dialog::Connect(
     const std::shared_ptr<grpc::Channel>& channel,
@@ -61,9 +83,10 @@ CqServerTransport* Dialog::AdoptServerTransport() {
   return raw;
 }
 
-Dialog::Dialog() = default;
+Dialog::Dialog() { g_live_dialogs.fetch_add(1); }
 
 Dialog::~Dialog() {
+  g_live_dialogs.fetch_sub(1);
   // The transport drains its queue first: its operations use the buffers.
   owned_.reset();
 }
@@ -594,6 +617,7 @@ std::string Dialog::WaitDoneReason(absl::Duration bound) {
 void Dialog::OnReadDone(bool ok) {
   bool overrun = false;
   bool credited = false;
+  uint64_t dropped = 0;  // items dropped under OVERRUN_POLICY_ERROR
   std::function<void(const v1::Msg&)> hook;
   v1::Msg arrived;
   {
@@ -616,6 +640,7 @@ void Dialog::OnReadDone(bool ok) {
       for (auto& item : *read_buf_.mutable_batch()->mutable_items()) {
         if (policy_ == v1::OVERRUN_POLICY_ERROR && inbox_.size() >= capacity_) {
           overrun = true;
+          ++dropped;
           continue;
         }
         v1::Msg m;
@@ -627,6 +652,7 @@ void Dialog::OnReadDone(bool ok) {
                policy_ == v1::OVERRUN_POLICY_ERROR &&
                inbox_.size() >= capacity_) {
       overrun = true;
+      ++dropped;
     } else {
       if (pause_after_first_) {
         pause_after_first_ = false;
@@ -650,6 +676,7 @@ void Dialog::OnReadDone(bool ok) {
   if (hook) hook(arrived);
   if (credited) send_cv_.SignalAll();
   if (overrun) {
+    g_overruns.fetch_add(dropped);
     std::function<void()> h;
     {
       MutexLock lk(&mu_);

@@ -140,6 +140,16 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   // (nothing more will arrive, and nothing failed to decode) while the RPC
   // goes on.
   bool peer_half_closed() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Messages received and not yet taken, and that queue's capacity.
+  size_t RecvQueueDepth() const ABSL_LOCKS_EXCLUDED(mu_);
+  size_t RecvCapacity() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Messages queued to send and not yet written.
+  size_t SendQueueDepth() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Dialogs of this process not yet destroyed, either side.
+  static size_t LiveCount();
+  // Stream items this process dropped under OVERRUN_POLICY_ERROR.
+  static uint64_t OverrunCount();
+
   // Human-readable reason the stream ended, for TransportClosed.
   std::string EndReason() const ABSL_LOCKS_EXCLUDED(mu_);
   // Waits (bounded) for the RPC to complete and returns its status text.

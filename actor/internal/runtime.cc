@@ -470,6 +470,26 @@ std::vector<v1::Aid> Runtime::Children() const {
   return out;
 }
 
+std::vector<v1::ChildAddrs> Runtime::ChildAddrs() const {
+  std::vector<std::pair<v1::Aid, std::shared_ptr<ChildProc>>> linked;
+  {
+    MutexLock lock(&mu_);
+    for (const auto& [uuid, aid] : child_aids_) {
+      auto it = children_.find(uuid);
+      linked.emplace_back(aid, it == children_.end() ? nullptr : it->second);
+    }
+  }
+  std::vector<v1::ChildAddrs> out;
+  for (const auto& [aid, proc] : linked) {
+    v1::ChildAddrs& c = out.emplace_back();
+    *c.mutable_aid() = aid;
+    if (proc == nullptr) continue;
+    MutexLock lk(&proc->mu);
+    for (const auto& a : proc->accept_addrs) c.add_accept_addrs(a);
+  }
+  return out;
+}
+
 void Runtime::RequestExit(const std::string& why) {
   std::function<void()> hook;
   {

@@ -45,6 +45,8 @@ class Runtime {
   struct Config {
     v1::Aid self;
     v1::Aid parent;  // empty for the root
+    // Where the parent accepts (`SpawnSpec.parent_addr`); empty for the root.
+    std::string parent_addr;
     std::vector<std::string> bind_addrs;
     std::vector<std::string> registry_addrs;
     std::set<std::string> enable_modules;
@@ -124,6 +126,8 @@ class Runtime {
       ABSL_LOCKS_EXCLUDED(mu_);
   void ForgetChild(const std::string& uuid) ABSL_LOCKS_EXCLUDED(mu_);
   std::vector<v1::Aid> Children() const ABSL_LOCKS_EXCLUDED(mu_);
+  // The live children with the addresses each accepts on.
+  std::vector<v1::ChildAddrs> ChildAddrs() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Exit requests: set once, wakes WaitForExitRequest.
   void RequestExit(const std::string& why) ABSL_LOCKS_EXCLUDED(mu_);

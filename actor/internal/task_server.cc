@@ -108,6 +108,28 @@ std::shared_ptr<DialogSession> TaskServer::NewSession(const v1::Start& start,
   return s;
 }
 
+void TaskServer::FillStats(v1::ActorStats* stats) const {
+  std::vector<std::shared_ptr<DialogSession>> sessions;
+  {
+    MutexLock lk(&mu_);
+    stats->set_running_tasks(static_cast<uint32_t>(running_));
+    stats->set_max_tasks(static_cast<uint32_t>(max_tasks_));
+    for (const auto& [cid, s] : tasks_) sessions.push_back(s);
+  }
+  for (const auto& s : sessions) {
+    v1::TaskStats* t = stats->add_tasks();
+    t->set_cid(s->cid);
+    t->set_func(s->func);
+    *t->mutable_caller() = s->peer;
+    if (s->dialog != nullptr) {
+      t->set_dialog(true);
+      t->set_recv_queue(static_cast<uint32_t>(s->dialog->RecvQueueDepth()));
+      t->set_recv_capacity(static_cast<uint32_t>(s->dialog->RecvCapacity()));
+      t->set_send_queue(static_cast<uint32_t>(s->dialog->SendQueueDepth()));
+    }
+  }
+}
+
 bool TaskServer::TakeSlot() {
   MutexLock lk(&mu_);
   if (running_ >= max_tasks_) return false;

@@ -48,6 +48,7 @@
 #include "actor/internal/dialog_protocol.h"
 #include "discovery/mutex.h"
 #include "grpcpp/grpcpp.h"
+#include "tractor/v1/actor.pb.h"
 #include "tractor/v1/msg.pb.h"
 
 namespace tractor::internal {
@@ -135,6 +136,10 @@ class TaskServer {
   void CancelAllTasks(const v1::Aid& requester, absl::Duration bound,
                       std::function<void()> done) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Fills the task fields of `Actor/Stats`: running tasks, the limit, and
+  // one entry per task in the table.
+  void FillStats(v1::ActorStats* stats) const ABSL_LOCKS_EXCLUDED(mu_);
+
   // Refuses new tasks (as the actor is going away) without cancelling.
   void Close() ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -174,7 +179,7 @@ class TaskServer {
   const std::shared_ptr<ScopeState> service_scope_;
   CallWatcher watcher_;
 
-  Mutex mu_;
+  mutable Mutex mu_;
   CondVar drained_cv_;  // signalled when tasks_ empties
   std::map<std::string, std::shared_ptr<DialogSession>> tasks_
       ABSL_GUARDED_BY(mu_);

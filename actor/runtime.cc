@@ -19,6 +19,7 @@
 #include "actor/internal/runtime.h"
 #include "actor/internal/signals.h"
 #include "actor/internal/spawn.h"
+#include "devx/crash_handler.h"
 #include "glog/logging.h"
 
 namespace tractor {
@@ -64,11 +65,15 @@ void OpenRootActor(const RootOptions& options, const std::function<void()>& fn) 
   config.max_tasks = options.max_tasks;
   config.same_host_socket = options.same_host_socket;
   internal::ApplyLogLevel(options.loglevel);
+  devx::InstallCrashHandler();
+  devx::InstallStackDumpOnSignal();
   internal::ElectRegistrar({options.name, options.bind_addrs,
                             options.registry_addrs, options.registry_lease},
                            &config);
   auto rt = std::make_unique<internal::Runtime>(config);
   if (!internal::Runtime::SetCurrent(rt.get())) throw RuntimeFailure(kOnlyOne);
+  devx::SetProcessLabel(absl::StrCat("actor '", rt->self().name(), "' ",
+                                     rt->self().uuid().substr(0, 8)));
   struct Reset {
     std::unique_ptr<internal::Runtime>& rt;
     ~Reset() {

@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
+#include "actor/internal/actor_service.h"
 #include "actor/internal/child_main.h"
 #include "actor/internal/registrar_election.h"
 #include "actor/internal/runtime.h"
@@ -137,6 +138,16 @@ std::string CurrentLogLevel() {
 
 void AddLifetimeCallback(std::function<void()> fn) {
   internal::Runtime::Require().AddLifetimeCallback(std::move(fn));
+}
+
+std::vector<ActorStacks> DumpTreeStacks(absl::Duration per_child) {
+  const v1::StacksReply reply = internal::GatherStacks(
+      internal::Runtime::Require(), /*tree=*/true, per_child);
+  std::vector<ActorStacks> out;
+  for (const auto& a : reply.actors()) {
+    out.push_back({a.aid(), a.text(), a.error()});
+  }
+  return out;
 }
 
 bool KnowsLiveActorAt(const std::string& addr, const std::string& uuid) {

@@ -9,6 +9,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -115,6 +116,10 @@ class Runtime {
       ABSL_LOCKS_EXCLUDED(mu_);
   void ForgetChild(const std::string& uuid) ABSL_LOCKS_EXCLUDED(mu_);
   std::vector<v1::Aid> Children() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Every linked child and the address to reach it by (its same-host
+  // socket when it has one, else an accept address).
+  std::vector<std::pair<v1::Aid, std::string>> ChildAddrs() const
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Exit requests: set once, wakes WaitForExitRequest.
   void RequestExit(const std::string& why) ABSL_LOCKS_EXCLUDED(mu_);

@@ -23,6 +23,7 @@
 #include "actor/portal.h"
 #include "actor/runtime.h"
 #include "discovery/address.h"
+#include "discovery/log_level.h"
 #include "discovery/mutex.h"
 #include "discovery/uuid.h"
 #include "glog/logging.h"
@@ -197,9 +198,10 @@ void TearDownChild(ChildProc& proc, Portal portal, const v1::Aid& aid,
     if (!acked) acked = portal.CancelActor(kCancelAckWindow);
     if (acked && WaitExited(proc, absl::Now() + kExitAfterAck)) return;
     if (!acked) {
-      VLOG(1) << "child '" << aid.name()
-              << "' did not acknowledge cancel within "
-              << absl::FormatDuration(kCancelAckWindow) << "; SIGTERM";
+      TRACTOR_LOG(cancel) << "child '" << aid.name() << "' " << aid.uuid()
+                          << " did not acknowledge cancel within "
+                          << absl::FormatDuration(kCancelAckWindow)
+                          << "; SIGTERM";
     }
   }
   if (WaitExited(proc, absl::Now())) return;
@@ -224,6 +226,13 @@ void CancelAll(NurseryState& st, bool hard_kill) ABSL_LOCKS_EXCLUDED(st.mu) {
     for (const auto& c : st.children) {
       children.push_back({c->proc, c->portal, c->aid});
     }
+  }
+  for (const auto& c : children) {
+    TRACTOR_LOG(cancel) << "nursery of actor '" << CurrentActor().name()
+                        << "' " << CurrentActor().uuid()
+                        << " cancels child '" << c.aid.name() << "' "
+                        << c.aid.uuid() << " (pid " << c.proc->pid << ")"
+                        << (hard_kill ? " by signal" : "");
   }
   std::vector<std::thread> threads;
   for (auto& c : children) {

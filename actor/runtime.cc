@@ -21,6 +21,7 @@
 #include "actor/internal/signals.h"
 #include "actor/internal/spawn.h"
 #include "devx/crash_handler.h"
+#include "discovery/log_level.h"
 #include "glog/logging.h"
 
 namespace tractor {
@@ -31,13 +32,14 @@ int Main(int argc, char** argv, const std::function<int()>& root_main) {
   // an actor process runs without it.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   if (std::optional<v1::SpawnSpec> spec = internal::TakeSpawnSpec()) {
-    google::InitGoogleLogging(argc > 0 ? argv[0] : "tractor");
+    discovery::SetLogActor(spec->aid().name(), spec->aid().uuid());
+    discovery::InitLogging(argc > 0 ? argv[0] : "tractor");
     _exit(internal::ChildMain(*spec));
   }
   static bool glog_ready = false;
   if (!glog_ready) {
     glog_ready = true;
-    google::InitGoogleLogging(argc > 0 ? argv[0] : "tractor");
+    discovery::InitLogging(argc > 0 ? argv[0] : "tractor");
     internal::ApplyLogLevel("");
   }
   try {
@@ -73,6 +75,7 @@ void OpenRootActor(const RootOptions& options, const std::function<void()>& fn) 
                            &config);
   auto rt = std::make_unique<internal::Runtime>(config);
   if (!internal::Runtime::SetCurrent(rt.get())) throw RuntimeFailure(kOnlyOne);
+  discovery::SetLogActor(rt->self().name(), rt->self().uuid());
   devx::SetProcessLabel(absl::StrCat("actor '", rt->self().name(), "' ",
                                      rt->self().uuid().substr(0, 8)));
   struct Reset {

@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "devx/crash_handler.h"
 #include "discovery/address.h"
+#include "discovery/log_level.h"
 #include "discovery/thread_name.h"
 #include "glog/logging.h"
 
@@ -108,6 +109,11 @@ grpc::ServerUnaryReactor* ActorService::CancelTask(
   if (!DecodeRequest("Actor.CancelTask", *request, &req, r)) return r;
   v1::CancelTaskReply reply;
   reply.set_found(rt_->tasks().CancelTask(req.cid(), req.requester()));
+  TRACTOR_LOG(cancel) << "task cid " << req.cid() << " of actor '"
+                      << rt_->self().name() << "' " << rt_->self().uuid()
+                      << " cancelled by '" << req.requester().name() << "' "
+                      << req.requester().uuid()
+                      << (reply.found() ? "" : " (no such task running)");
   SerializeToByteBuffer(reply, response);
   r->Finish(grpc::Status::OK);
   return r;
@@ -120,8 +126,9 @@ grpc::ServerUnaryReactor* ActorService::CancelActor(
   v1::CancelActorRequest req;
   if (!DecodeRequest("Actor.CancelActor", *request, &req, r)) return r;
   const v1::Aid& requester = req.requester();
-  LOG(INFO) << "actor " << rt_->self().name() << " cancelled by '"
-            << requester.name() << "' " << requester.uuid();
+  TRACTOR_LOG(cancel) << "actor '" << rt_->self().name() << "' "
+                      << rt_->self().uuid() << " cancelled by '"
+                      << requester.name() << "' " << requester.uuid();
   Runtime* rt = rt_;
   rt_->tasks().CancelAllTasks(requester, absl::Seconds(2), [r, response, rt] {
     // The exit is under way before the requester hears back (the root's

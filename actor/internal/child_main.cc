@@ -15,6 +15,7 @@
 #include "actor/internal/signals.h"
 #include "actor/internal/wire.h"
 #include "devx/crash_handler.h"
+#include "discovery/log_level.h"
 #include "discovery/address.h"
 #include "glog/logging.h"
 #include "tractor/v1/actor.grpc.pb.h"
@@ -98,7 +99,8 @@ int ChildMain(const v1::SpawnSpec& spec) {
   });
 
   std::string why = rt->WaitForExitRequest();
-  VLOG(1) << "actor '" << spec.aid().name() << "' exiting: " << why;
+  TRACTOR_LOG(cancel) << "actor '" << spec.aid().name() << "' "
+                      << spec.aid().uuid() << " exiting: " << why;
   rt->Shutdown();
   link_ctx.TryCancel();
   link_thread.join();

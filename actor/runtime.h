@@ -42,7 +42,9 @@ struct RootOptions {
   // the registrar's default (5 s; an embedded registrar uses this value as
   // its default). Children inherit it.
   absl::Duration registry_lease = absl::ZeroDuration();
-  // Log level for the tree ("error" by default; TRACTOR_LOGLEVEL overrides).
+  // Log level for the tree, a name of discovery/log_level.h ("error" by
+  // default; "cancel" shows who cancelled what); children inherit it and
+  // TRACTOR_LOGLEVEL overrides it (docs/debugging.md).
   std::string loglevel;
   // One user task at a time (default), or free-running threads.
   bool single_task = true;

@@ -10,6 +10,7 @@ PACKAGES=(
   libabsl-dev libgoogle-glog-dev libgtest-dev libgmock-dev libbenchmark-dev
   python3-grpcio python3-protobuf
   iproute2 procps
+  binutils  # addr2line: file:line in tracebacks and crash reports
 )
 
 missing=()

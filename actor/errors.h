@@ -207,14 +207,19 @@ class KeyboardInterrupt : public ActorError {
 };
 
 // Several errors at once, e.g. several children of a nursery failed.
+// `what()` is the message followed by every error's type and `what()`
+// (tracebacks included), indented, so an uncaught group reports them all;
+// `message()` is the message alone.
 class ActorErrorGroup : public ActorError {
  public:
   ActorErrorGroup(const std::string& message,
                   std::vector<std::exception_ptr> errors);
   std::string TypeName() const override { return "ExceptionGroup"; }
   const std::vector<std::exception_ptr>& errors() const { return errors_; }
+  const std::string& message() const { return message_; }
 
  private:
+  std::string message_;
   std::vector<std::exception_ptr> errors_;
 };
 

@@ -26,6 +26,7 @@
 #include "actor/runtime.h"
 #include "discovery/address.h"
 #include "discovery/listen.h"
+#include "discovery/log_level.h"
 #include "discovery/mutex.h"
 #include "discovery/uuid.h"
 #include "glog/logging.h"
@@ -53,6 +54,9 @@ bool Died(pid_t pid) {
   return paren != std::string::npos && paren + 2 < line.size() &&
          (line[paren + 2] == 'Z' || line[paren + 2] == 'X');
 }
+// How long a broken transport waits for its child's exit to be reaped, to
+// report the exit (a signal, a crash report) rather than the transport.
+constexpr absl::Duration kDeathWindow = absl::Seconds(2);
 
 // Waits for the child process to exit, up to `until`. Returns true if it
 // exited. A checkpoint unless called shielded.
@@ -108,11 +112,45 @@ namespace {
 
 std::string DescribeStatus(int status) {
   if (WIFSIGNALED(status)) {
-    return absl::StrCat("was killed by signal ", WTERMSIG(status), " (",
-                        strsignal(WTERMSIG(status)), ")");
+    const int sig = WTERMSIG(status);
+    const char* abbrev = sigabbrev_np(sig);
+    return absl::StrCat("was killed by signal ", sig, " (",
+                        abbrev ? absl::StrCat("SIG", abbrev, ", ") : "",
+                        strsignal(sig), ")");
   }
   return absl::StrCat("exited with status ", WEXITSTATUS(status));
 }
+
+}  // namespace
+
+std::exception_ptr ExitFailure(const v1::Aid& aid, pid_t pid, int status,
+                               const std::string& crash) {
+  return std::make_exception_ptr(ActorFailure(absl::StrCat(
+      "child actor '", aid.name(), "' (pid ", pid, ") ", DescribeStatus(status),
+      crash.empty() ? "" : "; its crash report:\n", crash)));
+}
+
+std::exception_ptr TakeExitFailure(ChildProc& proc, const v1::Aid& aid,
+                                   bool* reported_elsewhere) {
+  *reported_elsewhere = false;
+  {
+    auto shielded = NewScope(nullptr, absl::InfiniteFuture(), true);
+    ScopeBinding bind(shielded);
+    if (!WaitExited(proc, absl::Now() + kDeathWindow)) return nullptr;
+  }
+  MutexLock lk(&proc.mu);
+  if (WIFEXITED(proc.wait_status) && WEXITSTATUS(proc.wait_status) == 0) {
+    return nullptr;
+  }
+  if (proc.exit_reported) {
+    *reported_elsewhere = true;
+    return nullptr;
+  }
+  proc.exit_reported = true;
+  return ExitFailure(aid, proc.pid, proc.wait_status, proc.crash_report);
+}
+
+namespace {
 
 // Reaps the child on a helper thread and wakes waiters. A child that dies
 // abnormally while its nursery is not cancelling is a failure of the tree:
@@ -125,6 +163,8 @@ void StartReaper(std::shared_ptr<ChildProc> proc, v1::Aid aid,
     int status = 0;
     while (waitpid(proc->pid, &status, 0) < 0 && errno == EINTR) {
     }
+    // The child is gone: whatever its crash handler wrote is in the pipe.
+    const std::string crash = ReadCrashReport(proc->crash_fd);
     bool linked;
     {
       MutexLock lk(&proc->mu);
@@ -133,6 +173,7 @@ void StartReaper(std::shared_ptr<ChildProc> proc, v1::Aid aid,
     // The failure is recorded before the exit is announced, so a block that
     // wakes on the exit always sees it.
     bool abnormal = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    bool reported = false;
     if (abnormal && linked) {
       if (auto st = nursery.lock()) {
         bool cancelling;
@@ -141,11 +182,9 @@ void StartReaper(std::shared_ptr<ChildProc> proc, v1::Aid aid,
           cancelling = st->cancel_called;
         }
         if (!cancelling) {
-          st->RecordError(
-              std::make_exception_ptr(ActorFailure(absl::StrCat(
-                  "child actor '", aid.name(), "' (pid ", proc->pid, ") ",
-                  DescribeStatus(status)))),
-              /*cancel_siblings=*/true);
+          st->RecordError(ExitFailure(aid, proc->pid, status, crash),
+                          /*cancel_siblings=*/true);
+          reported = true;
         }
       }
     }
@@ -153,6 +192,8 @@ void StartReaper(std::shared_ptr<ChildProc> proc, v1::Aid aid,
       MutexLock lk(&proc->mu);
       proc->exited = true;
       proc->wait_status = status;
+      proc->crash_report = crash;
+      proc->exit_reported = reported;
     }
     proc->cv.SignalAll();
     hold.Leave();  // the last thing this thread does with the nursery
@@ -206,9 +247,10 @@ void TearDownChild(ChildProc& proc, Portal portal, const v1::Aid& aid,
     if (!acked) acked = portal.CancelActor(kCancelAckWindow);
     if (acked && WaitExited(proc, absl::Now() + kExitAfterAck)) return;
     if (!acked) {
-      VLOG(1) << "child '" << aid.name()
-              << "' did not acknowledge cancel within "
-              << absl::FormatDuration(kCancelAckWindow) << "; SIGTERM";
+      TRACTOR_LOG(cancel) << "child '" << aid.name() << "' " << aid.uuid()
+                          << " did not acknowledge cancel within "
+                          << absl::FormatDuration(kCancelAckWindow)
+                          << "; SIGTERM";
     }
   }
   if (WaitExited(proc, absl::Now())) return;
@@ -236,6 +278,13 @@ void CancelAll(NurseryState& st, bool hard_kill) ABSL_LOCKS_EXCLUDED(st.mu) {
     for (const auto& c : st.children) {
       children.push_back({c->proc, c->portal, c->aid});
     }
+  }
+  for (const auto& c : children) {
+    TRACTOR_LOG(cancel) << "nursery of actor '" << CurrentActor().name()
+                        << "' " << CurrentActor().uuid()
+                        << " cancels child '" << c.aid.name() << "' "
+                        << c.aid.uuid() << " (pid " << c.proc->pid << ")"
+                        << (hard_kill ? " by signal" : "");
   }
   std::vector<std::thread> threads;
   for (auto& c : children) {
@@ -302,7 +351,9 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
       SuspectHang(weak_proc, aid, nursery);
     };
   }
-  proc->pid = SpawnProcess(spec);
+  const SpawnedProcess spawned = SpawnProcess(spec);
+  proc->pid = spawned.pid;
+  proc->crash_fd = spawned.crash_fd;
   entry->proc = proc;
   StartReaper(proc, entry->aid, shared, *std::move(reaper_hold));
   bool closing;
@@ -345,6 +396,9 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
                              WIFEXITED(proc->wait_status)
                                  ? WEXITSTATUS(proc->wait_status)
                                  : 128 + WTERMSIG(proc->wait_status));
+      if (!proc->crash_report.empty()) {
+        absl::StrAppend(&failure, "; its crash report:\n", proc->crash_report);
+      }
     }
   }
   if (!failure.empty()) {
@@ -443,6 +497,17 @@ Portal ActorNursery::RunInActor(const std::string& name, const std::string& func
           ours = cancelling || c.canceller().uuid() == CurrentActor().uuid();
         } catch (const TransportClosed&) {
           ours = cancelling;  // escalated to a kill
+          if (!ours) {
+            // The child died: its exit status and crash report say more
+            // than the broken transport. Reported once, here or by the
+            // reaper.
+            bool reported_elsewhere = false;
+            if (std::exception_ptr exit = internal::TakeExitFailure(
+                    *entry->proc, entry->aid, &reported_elsewhere)) {
+              error = exit;
+            }
+            ours = reported_elsewhere;
+          }
         } catch (...) {
         }
         if (!ours) st->RecordError(error, /*cancel_siblings=*/false);

@@ -16,6 +16,8 @@
 #include "actor/internal/unary_call.h"
 #include "actor/runtime.h"
 #include "discovery/address.h"
+#include "discovery/log_level.h"
+#include "glog/logging.h"
 #include "discovery/mutex.h"
 
 namespace tractor {
@@ -246,6 +248,9 @@ Payload Portal::OpenContext(
 bool Portal::CancelActor(absl::Duration timeout, bool raise_on_timeout) {
   if (!state_) return false;
   auto& rt = internal::Runtime::Require();
+  TRACTOR_LOG(cancel) << "actor '" << rt.self().name() << "' "
+                      << rt.self().uuid() << " cancels actor '"
+                      << state_->aid.name() << "' " << state_->aid.uuid();
   v1::CancelActorRequest req;
   *req.mutable_requester() = rt.self();
   v1::CancelActorReply reply;

@@ -23,11 +23,14 @@
 #include "actor/internal/flags.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
+#include "actor/internal/actor_service.h"
 #include "actor/internal/child_main.h"
 #include "actor/internal/registrar_election.h"
 #include "actor/internal/runtime.h"
 #include "actor/internal/signals.h"
 #include "actor/internal/spawn.h"
+#include "devx/crash_handler.h"
+#include "discovery/log_level.h"
 #include "glog/logging.h"
 #include "grpc/support/log.h"
 
@@ -143,7 +146,8 @@ int Main(int& argc, char** argv, const std::function<int()>& root_main) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   gpr_set_log_function(LogGrpcThroughGlog);
   if (std::optional<v1::SpawnSpec> spec = internal::TakeSpawnSpec()) {
-    google::InitGoogleLogging(argc > 0 ? argv[0] : "tractor");
+    discovery::SetLogActor(spec->aid().name(), spec->aid().uuid());
+    discovery::InitLogging(argc > 0 ? argv[0] : "tractor");
     _exit(internal::ChildMain(*spec));
   }
   const std::string program = ProgramName(argc > 0 ? argv[0] : nullptr);
@@ -166,7 +170,7 @@ int Main(int& argc, char** argv, const std::function<int()>& root_main) {
   static bool glog_ready = false;
   if (!glog_ready) {
     glog_ready = true;
-    google::InitGoogleLogging(argc > 0 ? argv[0] : "tractor");
+    discovery::InitLogging(argc > 0 ? argv[0] : "tractor");
     internal::ApplyLogLevel("");
     ApplyVerbosityFlags();
   }
@@ -222,12 +226,17 @@ void OpenRootActor(const RootOptions& given, const std::function<void()>& fn) {
   config.same_host_socket = options.same_host_socket;
   internal::ApplyLogLevel(options.loglevel);
   ApplyVerbosityFlags();
+  devx::InstallCrashHandler();
+  devx::InstallStackDumpOnSignal();
   internal::ElectRegistrar({options.name, options.bind_addrs,
                             options.registry_addrs, options.registry_lease},
                            &config);
   config.registry_takeover = default_registry;
   auto rt = std::make_unique<internal::Runtime>(config);
   if (!internal::Runtime::SetCurrent(rt.get())) throw RuntimeFailure(kOnlyOne);
+  discovery::SetLogActor(rt->self().name(), rt->self().uuid());
+  devx::SetProcessLabel(absl::StrCat("actor '", rt->self().name(), "' ",
+                                     rt->self().uuid().substr(0, 8)));
   struct Reset {
     std::unique_ptr<internal::Runtime>& rt;
     ~Reset() {
@@ -291,6 +300,16 @@ std::string CurrentLogLevel() {
 
 void AddLifetimeCallback(std::function<void()> fn) {
   internal::Runtime::Require().AddLifetimeCallback(std::move(fn));
+}
+
+std::vector<ActorStacks> DumpTreeStacks(absl::Duration per_child) {
+  const v1::StacksReply reply = internal::GatherStacks(
+      internal::Runtime::Require(), /*tree=*/true, per_child);
+  std::vector<ActorStacks> out;
+  for (const auto& a : reply.actors()) {
+    out.push_back({a.aid(), a.text(), a.error()});
+  }
+  return out;
 }
 
 bool KnowsLiveActorAt(const std::string& addr, const std::string& uuid) {

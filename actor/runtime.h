@@ -46,7 +46,9 @@ struct RootOptions {
   // the registrar's default (5 s; an embedded registrar uses this value as
   // its default). Children inherit it.
   absl::Duration registry_lease = absl::ZeroDuration();
-  // Log level for the tree ("error" by default; TRACTOR_LOGLEVEL overrides).
+  // Log level for the tree, a name of discovery/log_level.h ("error" by
+  // default; "cancel" shows who cancelled what); children inherit it and
+  // TRACTOR_LOGLEVEL overrides it (docs/debugging.md).
   std::string loglevel;
   // One user task at a time (default), or free-running threads.
   bool single_task = true;
@@ -133,6 +135,24 @@ std::string CurrentLogLevel();
 // run in reverse order of registration; an exception from one is logged.
 // Throws NoRuntime without a runtime.
 void AddLifetimeCallback(std::function<void()> fn);
+
+// The stacks of one actor, as `DumpTreeStacks` gathers them.
+struct ActorStacks {
+  v1::Aid aid;
+  // Every thread's stack, symbolized, each thread labelled with the task it
+  // runs (what SIGUSR1 prints).
+  std::string text;
+  // Why `text` is missing (the actor did not answer), else empty.
+  std::string error;
+};
+
+// Gathers every thread's stack of this actor and of every actor below it
+// (`Actor.Stacks` with `tree`, asked of each child, each given `per_child`
+// to answer), this actor first. For diagnosing a hung tree from the root
+// without attaching a debugger. Blocks (not a checkpoint). Throws NoRuntime
+// without a runtime.
+std::vector<ActorStacks> DumpTreeStacks(
+    absl::Duration per_child = absl::Seconds(10));
 
 // Returns true when this actor already verified (by an `Actor.Info` answer)
 // that the actor `uuid` serves `addr`, over a connection that is still up,

@@ -2,24 +2,31 @@
 // Tractor's log level names, mapped onto glog.
 //
 // Every tractor program (actors and the registrar daemon) accepts the same
-// level names and gives them the same meaning. A level sets glog's
-// `FLAGS_minloglevel` (the least severe LOG() that is written) and `FLAGS_v`
-// (the highest VLOG() level that is written):
+// level names and gives them the same meaning. Levels are numbered as
+// tractor numbers them (`cancel` at 16, between `runtime` and `info`); a
+// level writes every line at its number or above. glog carries the lines:
+// a level sets `FLAGS_minloglevel` (the least severe LOG() written) and
+// `FLAGS_v` (the highest VLOG() written), and the runtime's `cancel` and
+// `devx` lines (TRACTOR_LOG below) check the number itself:
 //
-//   name        FLAGS_minloglevel   FLAGS_v   writes
-//   critical    FATAL (3)           0         LOG(FATAL) only
-//   error       ERROR (2)           0         errors (the default; also "")
-//   warning     WARNING (1)         0         + warnings
-//   info        INFO (0)            0         + informational messages
-//   cancel      INFO (0)            0         same as info
-//   io          INFO (0)            0         same as info
-//   runtime     INFO (0)            1         + VLOG(1): runtime decisions
-//   devx        INFO (0)            1         same as runtime
-//   debug       INFO (0)            2         + VLOG(2): per-message detail
-//   transport   INFO (0)            3         + VLOG(3): transport traces
+//   name       number  FLAGS_minloglevel  FLAGS_v  writes
+//   critical   50      FATAL (3)          0        LOG(FATAL) only
+//   error      40      ERROR (2)          0        errors (the default; "")
+//   warning    30      WARNING (1)        0        + warnings
+//   info       20      INFO (0)           0        + informational messages
+//   io         20      INFO (0)           0        same as info
+//   devx       17      INFO (0)           0        + debugging aids
+//   cancel     16      INFO (0)           0        + who cancelled what
+//   runtime    15      INFO (0)           1        + VLOG(1): runtime decisions
+//   debug      10      INFO (0)           2        + VLOG(2): per-message detail
+//   transport  5       INFO (0)           3        + VLOG(3): transport traces
 //
 // Names are case-insensitive. The environment variable TRACTOR_LOGLEVEL, when
-// set and not empty, overrides the level a program was given.
+// set and not empty, overrides the level a program was given (and, being in
+// the environment, reaches every child actor).
+//
+// Every line names the process's actor, "name[1a2b3c4d]" (its short uuid),
+// after glog's usual prefix, once InitLogging and SetLogActor ran.
 #ifndef TRACTOR_DISCOVERY_LOG_LEVEL_H_
 #define TRACTOR_DISCOVERY_LOG_LEVEL_H_
 
@@ -38,16 +45,23 @@ inline constexpr char kLogLevelEnv[] = "TRACTOR_LOGLEVEL";
 // The accepted level names, least verbose first, comma-separated (for usage
 // and error messages).
 inline constexpr char kLogLevelNames[] =
-    "critical, error, warning, info, cancel, io, runtime, devx, debug, "
+    "critical, error, warning, info, io, devx, cancel, runtime, debug, "
     "transport";
 
-// glog's thresholds for one level.
+// The numbers of the levels the runtime writes with TRACTOR_LOG.
+inline constexpr int kLevelRuntime = 15;
+inline constexpr int kLevelCancel = 16;
+inline constexpr int kLevelDevx = 17;
+
+// glog's thresholds for one level, and its number.
 struct GlogThresholds {
   int min_log_level = 2;  // FLAGS_minloglevel
   int verbosity = 0;      // FLAGS_v
+  int level = 40;         // the level's number (the table above)
 
   friend bool operator==(const GlogThresholds& a, const GlogThresholds& b) {
-    return a.min_log_level == b.min_log_level && a.verbosity == b.verbosity;
+    return a.min_log_level == b.min_log_level && a.verbosity == b.verbosity &&
+           a.level == b.level;
   }
 };
 
@@ -71,6 +85,33 @@ std::optional<std::string> LogLevelOverride();
 // Does not touch glog's other flags (e.g. FLAGS_logtostderr). glog's flags
 // are plain globals: call this at startup, before other threads log.
 absl::Status ApplyLogLevel(absl::string_view level);
+
+// True when the current level writes lines of number `level`. Thread-safe.
+bool LogEnabled(int level);
+
+// Initializes glog (once; later calls do nothing) with the prefix that
+// names this process's actor. Call first thing, before other threads log.
+void InitLogging(const char* argv0);
+
+// Names the actor every later line of this process names (`name` and the
+// first 8 characters of `uuid`). Thread-safe.
+void SetLogActor(const std::string& name, const std::string& uuid);
+
+}  // namespace tractor::discovery
+
+// Writes a line at one of the runtime's own levels (`cancel`, `devx`,
+// `runtime`) when the current level includes it, as glog INFO, starting
+// with the level's name:
+//   TRACTOR_LOG(cancel) << "task 'ns:f' cancelled by 'root' ...";
+#define TRACTOR_LOG(name)                                              \
+  LOG_IF(INFO, ::tractor::discovery::LogEnabled(                       \
+                   ::tractor::discovery::internal_log::k_##name))      \
+      << #name ": "
+
+namespace tractor::discovery::internal_log {
+inline constexpr int k_runtime = kLevelRuntime;
+inline constexpr int k_cancel = kLevelCancel;
+inline constexpr int k_devx = kLevelDevx;
 
 }  // namespace tractor::discovery
 

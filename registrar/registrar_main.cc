@@ -138,7 +138,7 @@ int Main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   FLAGS_logtostderr = true;
-  google::InitGoogleLogging(argv[0]);
+  discovery::InitLogging(argv[0]);
 
   bool help = false;
   absl::StatusOr<Flags> flags = ParseFlags(argc, argv, &help);
@@ -198,6 +198,7 @@ int Main(int argc, char** argv) {
     LOG(ERROR) << "registrar: cannot register itself: " << s;
   }
 
+  discovery::SetLogActor(flags->name, options.self.uuid());
   std::cout << "registrar " << options.self.uuid() << " listening on "
             << absl::StrJoin(bound, ",") << std::endl;
   LOG(INFO) << "registrar '" << flags->name << "' (" << options.self.uuid()

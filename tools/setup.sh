@@ -11,6 +11,7 @@ PACKAGES=(
   python3-grpcio python3-protobuf
   iproute2 procps
   clang-14
+  binutils  # addr2line: file:line in tracebacks and crash reports
 )
 
 missing=()

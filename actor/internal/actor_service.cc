@@ -7,6 +7,7 @@
 #include <mutex>
 #include <string>
 #include <vector>
+#include <thread>
 
 #include "actor/export.h"
 #include "absl/strings/numbers.h"
@@ -14,7 +15,11 @@
 #include "absl/strings/str_split.h"
 #include "actor/internal/dialog.h"
 #include "actor/internal/wire.h"
+#include "absl/time/time.h"
+#include "devx/crash_handler.h"
 #include "discovery/address.h"
+#include "discovery/log_level.h"
+#include "discovery/thread_name.h"
 #include "glog/logging.h"
 
 namespace tractor::internal {
@@ -141,6 +146,11 @@ grpc::ServerUnaryReactor* ActorService::CancelTask(
   if (!DecodeRequest("Actor.CancelTask", *request, &req, r)) return r;
   v1::CancelTaskReply reply;
   reply.set_found(rt_->tasks().CancelTask(req.cid(), req.requester()));
+  TRACTOR_LOG(cancel) << "task cid " << req.cid() << " of actor '"
+                      << rt_->self().name() << "' " << rt_->self().uuid()
+                      << " cancelled by '" << req.requester().name() << "' "
+                      << req.requester().uuid()
+                      << (reply.found() ? "" : " (no such task running)");
   SerializeToByteBuffer(reply, response);
   r->Finish(grpc::Status::OK);
   return r;
@@ -153,8 +163,9 @@ grpc::ServerUnaryReactor* ActorService::CancelActor(
   v1::CancelActorRequest req;
   if (!DecodeRequest("Actor.CancelActor", *request, &req, r)) return r;
   const v1::Aid& requester = req.requester();
-  LOG(INFO) << "actor " << rt_->self().name() << " cancelled by '"
-            << requester.name() << "' " << requester.uuid();
+  TRACTOR_LOG(cancel) << "actor '" << rt_->self().name() << "' "
+                      << rt_->self().uuid() << " cancelled by '"
+                      << requester.name() << "' " << requester.uuid();
   Runtime* rt = rt_;
   rt_->tasks().CancelAllTasks(requester, absl::Seconds(2), [r, response, rt] {
     // The exit is under way before the requester hears back (the root's
@@ -236,6 +247,55 @@ grpc::ServerUnaryReactor* ActorService::Stats(grpc::CallbackServerContext* ctx,
   stats.set_rss_bytes(usage.rss_bytes);
   SerializeToByteBuffer(stats, response);
   r->Finish(grpc::Status::OK);
+v1::StacksReply GatherStacks(Runtime& rt, bool tree,
+                             absl::Duration per_child) {
+  v1::StacksReply reply;
+  v1::ActorStacks* own = reply.add_actors();
+  *own->mutable_aid() = rt.self();
+  own->set_text(devx::StackReport());
+  if (!tree) return reply;
+  for (const auto& [aid, addr] : rt.ChildLinks()) {
+    v1::StacksRequest req;
+    req.set_tree(true);
+    req.set_timeout_ms(
+        static_cast<uint32_t>(absl::ToInt64Milliseconds(per_child)));
+    v1::StacksReply sub;
+    grpc::ClientContext ctx;
+    // A grandchild's wait is inside the child's: give each level a bit
+    // more than the one below.
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + per_child * 2));
+    auto stub = v1::Actor::NewStub(rt.ChannelTo(addr));
+    grpc::Status st = stub->Stacks(&ctx, req, &sub);
+    if (!st.ok()) {
+      v1::ActorStacks* missing = reply.add_actors();
+      *missing->mutable_aid() = aid;
+      missing->set_error(absl::StrCat("no answer from ", addr, ": ",
+                                      st.error_message()));
+      continue;
+    }
+    for (auto& a : *sub.mutable_actors()) *reply.add_actors() = std::move(a);
+  }
+  return reply;
+}
+
+grpc::ServerUnaryReactor* ActorService::Stacks(grpc::CallbackServerContext* ctx,
+                                               const grpc::ByteBuffer* request,
+                                               grpc::ByteBuffer* response) {
+  auto* r = ctx->DefaultReactor();
+  v1::StacksRequest req;
+  if (!DecodeRequest("Actor.Stacks", *request, &req, r)) return r;
+  const absl::Duration per_child =
+      req.timeout_ms() > 0 ? absl::Milliseconds(req.timeout_ms())
+                           : absl::Seconds(10);
+  Runtime* rt = rt_;
+  // The gRPC thread must not block: the gathering runs on its own thread,
+  // which ends the RPC; the server's shutdown waits for that.
+  std::thread([rt, r, response, tree = req.tree(), per_child] {
+    discovery::NameThisThread("stacks");
+    const v1::StacksReply reply = GatherStacks(*rt, tree, per_child);
+    SerializeToByteBuffer(reply, response);
+    r->Finish(grpc::Status::OK);
+  }).detach();
   return r;
 }
 

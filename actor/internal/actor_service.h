@@ -26,7 +26,13 @@ using RawActorService = v1::Actor::WithRawMethod_Open<
                 v1::Actor::WithCallbackMethod_Link<
                     v1::Actor::WithRawCallbackMethod_Info<
                         v1::Actor::WithRawCallbackMethod_Stats<
-                            v1::Actor::Service>>>>>>>;
+                            v1::Actor::WithRawCallbackMethod_Stacks<
+                                v1::Actor::Service>>>>>>>>;
+
+// Gathers the stacks of this actor and, with `tree`, of every actor below
+// it (Actor.Stacks of each child, each given `per_child`). Blocks; not a
+// checkpoint.
+v1::StacksReply GatherStacks(Runtime& rt, bool tree, absl::Duration per_child);
 
 // Owned by the `Runtime` it serves, which outlives the gRPC server.
 class ActorService final : public RawActorService {
@@ -47,6 +53,10 @@ class ActorService final : public RawActorService {
   grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* ctx,
                                   const grpc::ByteBuffer* request,
                                   grpc::ByteBuffer* response) override;
+  // Gathers on a thread of its own: a child's answer may take a while.
+  grpc::ServerUnaryReactor* Stacks(grpc::CallbackServerContext* ctx,
+                                   const grpc::ByteBuffer* request,
+                                   grpc::ByteBuffer* response) override;
 
  private:
   Runtime* rt_;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #include "actor/internal/child_main.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -9,9 +10,12 @@
 #include <memory>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "actor/internal/runtime.h"
 #include "actor/internal/signals.h"
 #include "actor/internal/wire.h"
+#include "devx/crash_handler.h"
+#include "discovery/log_level.h"
 #include "discovery/address.h"
 #include "glog/logging.h"
 #include "tractor/v1/actor.grpc.pb.h"
@@ -23,6 +27,12 @@ int ChildMain(const v1::SpawnSpec& spec) {
   // `ps`, `top` and `perf` show the actor's name (first 15 bytes); threads
   // started from here on inherit it.
   prctl(PR_SET_NAME, spec.aid().name().substr(0, 15).c_str());
+  // The crash pipe stays with this process: its own children get theirs.
+  if (spec.crash_fd() > 0) fcntl(spec.crash_fd(), F_SETFD, FD_CLOEXEC);
+  devx::SetProcessLabel(absl::StrCat("actor '", spec.aid().name(), "' ",
+                                     spec.aid().uuid().substr(0, 8)));
+  devx::InstallCrashHandler(spec.crash_fd() > 0 ? spec.crash_fd() : -1);
+  devx::InstallStackDumpOnSignal();
   ApplyLogLevel(spec.loglevel());
   // SIGINT goes to the whole foreground process group on ctrl-c; the root
   // handles it and cancels the tree, so children ignore it.
@@ -91,7 +101,8 @@ int ChildMain(const v1::SpawnSpec& spec) {
   });
 
   std::string why = rt->WaitForExitRequest();
-  VLOG(1) << "actor '" << spec.aid().name() << "' exiting: " << why;
+  TRACTOR_LOG(cancel) << "actor '" << spec.aid().name() << "' "
+                      << spec.aid().uuid() << " exiting: " << why;
   rt->Shutdown();
   // Tells the parent that the end of the link is an exit, not a hang.
   v1::LinkMsg bye;

@@ -20,6 +20,9 @@ namespace tractor::internal {
 // nursery's entry, the runtime's child table and the portal.
 struct ChildProc {
   pid_t pid = -1;  // set once, before the child is shared
+  // The read end of the child's crash pipe (-1: none); set once, before
+  // the child is shared, and read and closed by the reaper.
+  int crash_fd = -1;
   Mutex mu;
   CondVar cv;
   bool exited ABSL_GUARDED_BY(mu) = false;
@@ -38,6 +41,11 @@ struct ChildProc {
   // The child's same-host socket, when it runs on this host; else empty.
   std::string local_addr ABSL_GUARDED_BY(mu);
   std::string boot_error ABSL_GUARDED_BY(mu);
+  // What the child's crash handler wrote before it died (set with `exited`).
+  std::string crash_report ABSL_GUARDED_BY(mu);
+  // Whether the abnormal exit was recorded as a failure already (by the
+  // reaper or by a result waiter that saw the transport break).
+  bool exit_reported ABSL_GUARDED_BY(mu) = false;
 };
 
 }  // namespace tractor::internal

@@ -8,6 +8,7 @@
 #include "actor/internal/error_codec.h"
 #include "actor/internal/payload_check.h"
 #include "actor/internal/unary_call.h"
+#include "discovery/log_level.h"
 #include "glog/logging.h"
 #include "tractor/v1/actor.grpc.pb.h"
 
@@ -319,6 +320,10 @@ Payload AwaitReturn(DialogSession& s) {
 
 void SendCancelTask(DialogSession& s) {
   if (!s.channel) return;
+  TRACTOR_LOG(cancel) << "actor '" << s.self.name() << "' " << s.self.uuid()
+                      << " cancels task '" << s.func << "' cid " << s.cid
+                      << " in actor '" << s.peer.name() << "' "
+                      << s.peer.uuid();
   v1::CancelTaskRequest req;
   req.set_cid(s.cid);
   *req.mutable_requester() = s.self;
@@ -355,6 +360,7 @@ v1::Error CancelledTaskError(const DialogSession& s) {
                    " '", requester.name(), "' ", requester.uuid()),
       s.cid);
   *e.mutable_canceller() = requester;
+  TRACTOR_LOG(cancel) << e.message() << " (cid " << s.cid << ")";
   return e;
 }
 

@@ -8,7 +8,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "actor/internal/error_registry.h"
+#include "devx/throw_trace.h"
 
 namespace tractor::internal {
 namespace {
@@ -20,6 +22,27 @@ std::string Demangle(const char* mangled) {
   std::string s(out);
   std::free(out);
   return s;
+}
+
+// "actor 'name' uuid pid N": who raised or relayed an error.
+std::string Who(const v1::Aid& aid) {
+  return absl::StrCat("actor '", aid.name(), "' ", aid.uuid(), " pid ",
+                      aid.pid());
+}
+
+// The traceback of an error raised in `self`: the throw site's frames,
+// innermost first, when they were recorded, then "Type: message".
+std::string OriginTraceback(const v1::Aid& self, const std::string& type,
+                            const std::string& message,
+                            const std::exception_ptr& e) {
+  const std::string frames = e ? devx::ThrowSiteTrace(e, "    ") : "";
+  if (frames.empty()) {
+    return absl::StrCat("Traceback (", Who(self), "):\n  ", type, ": ",
+                        message, "\n");
+  }
+  return absl::StrCat("Traceback (", Who(self),
+                      ", most recent call first):\n", frames, "  ", type,
+                      ": ", message, "\n");
 }
 
 }  // namespace
@@ -65,9 +88,7 @@ v1::Error MakeError(const v1::Aid& self, const std::string& type,
   out.set_message(message);
   out.set_cid(cid);
   *out.add_relay_path() = self;
-  out.set_traceback(absl::StrCat("Traceback (actor '", self.name(), "' ",
-                                 self.uuid(), " pid ", self.pid(), "):\n  ",
-                                 type, ": ", message, "\n"));
+  out.set_traceback(OriginTraceback(self, type, message, nullptr));
   return out;
 }
 
@@ -77,11 +98,13 @@ v1::Error PackError(std::exception_ptr e, const v1::Aid& self,
     std::rethrow_exception(e);
   } catch (const ActorErrorGroup& group) {
     v1::Error out =
-        MakeError(self, ErrorKind::kExceptionGroup, group.what(), cid);
+        MakeError(self, ErrorKind::kExceptionGroup, group.message(), cid);
     std::string tb = out.traceback();
     for (const auto& child : group.errors()) {
       *out.add_children() = PackError(child, self, cid);
-      absl::StrAppend(&tb, "  +-- ", Describe(child), "\n");
+      absl::StrAppend(&tb, "  +-- ",
+                      absl::StrReplaceAll(Describe(child), {{"\n", "\n  |   "}}),
+                      "\n");
     }
     out.set_traceback(tb);
     return out;
@@ -102,11 +125,21 @@ v1::Error PackError(std::exception_ptr e, const v1::Aid& self,
       out.set_boxed_type(remote.TypeName());
     }
     *out.add_relay_path() = self;
+    // Each hop adds where it received the error (the frames of the call
+    // that raised it here), after the origin's frames.
+    std::string hop = absl::StrCat("Relayed by ", Who(self));
+    const std::string frames = devx::ThrowSiteTrace(e, "    ");
+    absl::StrAppend(&hop, frames.empty() ? "\n" : ", received at:\n", frames);
+    out.set_traceback(absl::StrCat(out.traceback(), hop));
     return out;
   } catch (const std::exception& err) {
-    return MakeError(self, ExceptionTypeName(e), err.what(), cid);
+    v1::Error out = MakeError(self, ExceptionTypeName(e), err.what(), cid);
+    out.set_traceback(OriginTraceback(self, out.src_type(), err.what(), e));
+    return out;
   } catch (...) {
-    return MakeError(self, ExceptionTypeName(e), "", cid);
+    v1::Error out = MakeError(self, ExceptionTypeName(e), "", cid);
+    out.set_traceback(OriginTraceback(self, out.src_type(), "", e));
+    return out;
   }
 }
 

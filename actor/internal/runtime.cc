@@ -463,6 +463,27 @@ void Runtime::ForgetChild(const std::string& uuid) {
   child_aids_.erase(uuid);
 }
 
+std::vector<std::pair<v1::Aid, std::string>> Runtime::ChildLinks() const {
+  std::vector<std::pair<v1::Aid, std::shared_ptr<ChildProc>>> linked;
+  {
+    MutexLock lock(&mu_);
+    for (const auto& [uuid, aid] : child_aids_) {
+      auto it = children_.find(uuid);
+      if (it != children_.end()) linked.emplace_back(aid, it->second);
+    }
+  }
+  std::vector<std::pair<v1::Aid, std::string>> out;
+  for (const auto& [aid, proc] : linked) {
+    MutexLock lk(&proc->mu);
+    if (!proc->local_addr.empty()) {
+      out.emplace_back(aid, proc->local_addr);
+    } else if (!proc->accept_addrs.empty()) {
+      out.emplace_back(aid, proc->accept_addrs.front());
+    }
+  }
+  return out;
+}
+
 std::vector<v1::Aid> Runtime::Children() const {
   MutexLock lock(&mu_);
   std::vector<v1::Aid> out;

@@ -10,6 +10,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -128,6 +129,10 @@ class Runtime {
   std::vector<v1::Aid> Children() const ABSL_LOCKS_EXCLUDED(mu_);
   // The live children with the addresses each accepts on.
   std::vector<v1::ChildAddrs> ChildAddrs() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Every linked child and the address to reach it by (its same-host
+  // socket when it has one, else an accept address).
+  std::vector<std::pair<v1::Aid, std::string>> ChildLinks() const
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Exit requests: set once, wakes WaitForExitRequest.
   void RequestExit(const std::string& why) ABSL_LOCKS_EXCLUDED(mu_);

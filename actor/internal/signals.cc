@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <utility>
 
+#include "discovery/log_level.h"
 #include "glog/logging.h"
 #include "discovery/thread_name.h"
 
@@ -40,6 +41,7 @@ SigintWatch::SigintWatch(std::shared_ptr<ScopeState> scope)
     }
     if (stop_.load()) return;
     LOG(WARNING) << "SIGINT: cancelling the actor tree";
+    TRACTOR_LOG(cancel) << "SIGINT cancels the root actor's block";
     fired_.store(true);
     scope_->Cancel();
   });

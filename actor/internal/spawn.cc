@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #include "actor/internal/spawn.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -39,9 +40,11 @@ class Spawner {
     Loop();
   }) {}
 
-  pid_t Spawn(std::vector<std::string> env) ABSL_LOCKS_EXCLUDED(mu_) {
+  pid_t Spawn(std::vector<std::string> env, int inherit_fd)
+      ABSL_LOCKS_EXCLUDED(mu_) {
     auto req = std::make_shared<Request>();
     req->env = std::move(env);
+    req->inherit_fd = inherit_fd;
     MutexLock lock(&mu_);
     queue_.push_back(req);
     cv_.SignalAll();
@@ -58,6 +61,7 @@ class Spawner {
   // them once it saw `done` under mu_.
   struct Request {
     std::vector<std::string> env;
+    int inherit_fd = -1;  // cleared of close-on-exec in the child
     pid_t pid = -1;
     int err = 0;
     bool done = false;
@@ -90,6 +94,7 @@ class Spawner {
       // Async-signal-safe calls only until exec.
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() != parent) _exit(1);
+      if (req.inherit_fd >= 0) fcntl(req.inherit_fd, F_SETFD, 0);
       sigset_t all;
       sigemptyset(&all);
       sigprocmask(SIG_SETMASK, &all, nullptr);
@@ -113,7 +118,15 @@ Spawner& GetSpawner() {
 
 }  // namespace
 
-pid_t SpawnProcess(const v1::SpawnSpec& spec) {
+SpawnedProcess SpawnProcess(v1::SpawnSpec spec) {
+  // The crash pipe: both ends close-on-exec here, so no other child
+  // inherits the write end; the spawner clears the flag in this child.
+  int fds[2] = {-1, -1};
+  if (pipe2(fds, O_CLOEXEC) == 0) {
+    fcntl(fds[0], F_SETPIPE_SZ, 1 << 20);  // room for a whole report
+    fcntl(fds[0], F_SETFL, O_NONBLOCK);
+    spec.set_crash_fd(fds[1]);
+  }
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     if (strncmp(*e, kSpawnSpecEnv, strlen(kSpawnSpecEnv)) == 0) continue;
@@ -121,7 +134,31 @@ pid_t SpawnProcess(const v1::SpawnSpec& spec) {
   }
   env.push_back(absl::StrCat(kSpawnSpecEnv, "=",
                              absl::WebSafeBase64Escape(spec.SerializeAsString())));
-  return GetSpawner().Spawn(std::move(env));
+  SpawnedProcess out;
+  try {
+    out.pid = GetSpawner().Spawn(std::move(env), fds[1]);
+  } catch (...) {
+    if (fds[0] >= 0) close(fds[0]);
+    if (fds[1] >= 0) close(fds[1]);
+    throw;
+  }
+  if (fds[1] >= 0) close(fds[1]);
+  out.crash_fd = fds[0];
+  return out;
+}
+
+std::string ReadCrashReport(int fd) {
+  std::string text;
+  if (fd < 0) return text;
+  char buf[16384];
+  while (text.size() < (1u << 20)) {
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // EOF, or EAGAIN: nothing more was written
+    text.append(buf, n);
+  }
+  close(fd);
+  return text;
 }
 
 std::optional<v1::SpawnSpec> TakeSpawnSpec() {

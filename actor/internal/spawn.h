@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <optional>
+#include <string>
 
 #include "tractor/v1/actor.pb.h"
 
@@ -17,11 +18,26 @@ namespace tractor::internal {
 // base64 of the serialized message).
 inline constexpr char kSpawnSpecEnv[] = "TRACTOR_SPAWN_SPEC";
 
-// Spawns `/proc/self/exe` as a child actor with `spec`; returns its pid or
-// throws RuntimeFailure. The child gets PR_SET_PDEATHSIG(SIGKILL) against
-// the spawning thread, which is one long-lived thread of this process.
+// A spawned child: its pid and the read end of its crash pipe.
+struct SpawnedProcess {
+  pid_t pid = -1;
+  // Non-blocking, close-on-exec; owned by the caller, who reads the
+  // child's crash report there after reaping it (ReadCrashReport). -1 when
+  // the pipe could not be made (the child then runs without one).
+  int crash_fd = -1;
+};
+
+// Spawns `/proc/self/exe` as a child actor with `spec` (its `crash_fd` is
+// set here: the write end of a new crash pipe, inherited by the child
+// alone); returns the pid and the pipe's read end, or throws
+// RuntimeFailure. The child gets PR_SET_PDEATHSIG(SIGKILL) against the
+// spawning thread, which is one long-lived thread of this process.
 // Thread-safe.
-pid_t SpawnProcess(const v1::SpawnSpec& spec);
+SpawnedProcess SpawnProcess(v1::SpawnSpec spec);
+
+// Reads what a reaped child wrote to its crash pipe (at most 1 MiB; "" when
+// nothing) and closes `fd`. Never blocks.
+std::string ReadCrashReport(int fd);
 
 // In a spawned child: the SpawnSpec from the environment (which is then
 // removed from it), or nullopt in a process that was not spawned as an

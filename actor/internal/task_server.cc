@@ -14,6 +14,7 @@
 #include "actor/internal/payload_check.h"
 #include "actor/internal/thread_pool.h"
 #include "actor/internal/wire.h"
+#include "devx/stack.h"
 #include "glog/logging.h"
 #include "discovery/thread_name.h"
 
@@ -196,6 +197,10 @@ bool TaskServer::Admit(const std::shared_ptr<DialogSession>& s,
 v1::Msg TaskServer::Invoke(const std::shared_ptr<DialogSession>& s,
                            const Endpoint& ep, const v1::Payload& args) {
   v1::Msg terminal;
+  // Stack dumps and crash reports name the task this thread runs.
+  devx::TaskLabel label(absl::StrCat("task '", s->func, "' cid ", s->cid,
+                                     " for '", s->peer.name(), "' ",
+                                     s->peer.uuid().substr(0, 8)));
   UserTask task;
   ScopeBinding bind(s->scope);
   Context context(s);

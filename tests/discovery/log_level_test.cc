@@ -39,28 +39,44 @@ class LogLevelTest : public ::testing::Test {
 
 TEST_F(LogLevelTest, MapsEveryNameOntoGlog) {
   const std::vector<std::pair<std::string, GlogThresholds>> table = {
-      {"critical", {google::GLOG_FATAL, 0}},
-      {"error", {google::GLOG_ERROR, 0}},
-      {"", {google::GLOG_ERROR, 0}},
-      {"warning", {google::GLOG_WARNING, 0}},
-      {"info", {google::GLOG_INFO, 0}},
-      {"cancel", {google::GLOG_INFO, 0}},
-      {"io", {google::GLOG_INFO, 0}},
-      {"runtime", {google::GLOG_INFO, 1}},
-      {"devx", {google::GLOG_INFO, 1}},
-      {"debug", {google::GLOG_INFO, 2}},
-      {"transport", {google::GLOG_INFO, 3}},
+      {"critical", {google::GLOG_FATAL, 0, 50}},
+      {"error", {google::GLOG_ERROR, 0, 40}},
+      {"", {google::GLOG_ERROR, 0, 40}},
+      {"warning", {google::GLOG_WARNING, 0, 30}},
+      {"info", {google::GLOG_INFO, 0, 20}},
+      {"io", {google::GLOG_INFO, 0, 20}},
+      {"devx", {google::GLOG_INFO, 0, 17}},
+      {"cancel", {google::GLOG_INFO, 0, 16}},
+      {"runtime", {google::GLOG_INFO, 1, 15}},
+      {"debug", {google::GLOG_INFO, 2, 10}},
+      {"transport", {google::GLOG_INFO, 3, 5}},
   };
   for (const auto& [name, want] : table) {
     absl::StatusOr<GlogThresholds> got = ParseLogLevel(name);
     ASSERT_TRUE(got.ok()) << "'" << name << "': " << got.status();
     EXPECT_EQ(got->min_log_level, want.min_log_level) << name;
     EXPECT_EQ(got->verbosity, want.verbosity) << name;
+    EXPECT_EQ(got->level, want.level) << name;
 
     ASSERT_TRUE(ApplyLogLevel(name).ok()) << name;
     EXPECT_EQ(FLAGS_minloglevel, want.min_log_level) << name;
     EXPECT_EQ(FLAGS_v, want.verbosity) << name;
+    EXPECT_TRUE(LogEnabled(want.level)) << name;
+    EXPECT_FALSE(LogEnabled(want.level - 1)) << name;
   }
+}
+
+TEST_F(LogLevelTest, CancelSitsBetweenRuntimeAndInfo) {
+  ASSERT_TRUE(ApplyLogLevel("cancel").ok());
+  EXPECT_TRUE(LogEnabled(kLevelCancel));
+  EXPECT_TRUE(LogEnabled(kLevelDevx));
+  EXPECT_FALSE(LogEnabled(kLevelRuntime));
+  EXPECT_EQ(FLAGS_v, 0);  // no runtime VLOG(1) lines
+  ASSERT_TRUE(ApplyLogLevel("info").ok());
+  EXPECT_FALSE(LogEnabled(kLevelCancel));
+  ASSERT_TRUE(ApplyLogLevel("runtime").ok());
+  EXPECT_TRUE(LogEnabled(kLevelCancel));
+  EXPECT_TRUE(LogEnabled(kLevelRuntime));
 }
 
 TEST_F(LogLevelTest, NamesAreCaseInsensitive) {

@@ -30,6 +30,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -57,6 +58,7 @@
 #include "grpcpp/grpcpp.h"
 #include "registrar/registrar_service.h"
 #include "tools/bench/raw_process.h"
+#include "devx/throw_trace.h"
 #include "tools/bench/report.h"
 #include "tractor/v1/actor.grpc.pb.h"
 #include "tractor/v1/registrar.grpc.pb.h"
@@ -1387,6 +1389,70 @@ std::vector<Row> LookupRows(Env& env) {
 }
 
 // ---------------------------------------------------------------------------
+// Row 10: throw-site capture (devx/throw_trace.h). In-process; "raw" is the
+// same loop with capture turned off.
+
+__attribute__((noinline)) int64_t MaybeThrow(int64_t i, int64_t limit) {
+  if (i > limit) throw std::runtime_error("over the limit");
+  return i * 3;
+}
+
+__attribute__((noinline)) int64_t Middle(int64_t i, int64_t limit) {
+  return MaybeThrow(i, limit) + 1;
+}
+
+// Nanoseconds per iteration of `iters` calls through a try block; with
+// `limit` below the arguments every call throws.
+double TryLoopNs(int iters, int64_t limit) {
+  volatile int64_t sink = 0;
+  const auto t0 = Clock::now();
+  for (int i = 0; i < iters; ++i) {
+    try {
+      sink = sink + Middle(i, limit);
+    } catch (const std::exception&) {
+      sink = sink + 1;
+    }
+  }
+  return MicrosSince(t0) * 1000.0 / iters;
+}
+
+std::vector<Row> ThrowTrace(Env& env) {
+  const bool quick = env.plan.call_iters < 100;
+  const int rounds = env.plan.call_rounds;
+  const int calls = quick ? 200000 : 2000000;
+  const int throws = quick ? 2000 : 20000;
+  std::vector<double> raw, ours, raw_throw, ours_throw;
+  for (int r = 0; r < rounds; ++r) {
+    if (g_side != Side::kOurs) {
+      devx::SetThrowCapture(false);
+      raw.push_back(TryLoopNs(calls, INT64_MAX));
+      raw_throw.push_back(TryLoopNs(throws, -1));
+    }
+    if (g_side != Side::kRaw) {
+      devx::SetThrowCapture(true);
+      ours.push_back(TryLoopNs(calls, INT64_MAX));
+      ours_throw.push_back(TryLoopNs(throws, -1));
+    }
+  }
+  devx::SetThrowCapture(true);
+  Row row{.id = "10", .name = "throw trace: code that does not throw",
+          .unit = "ns"};
+  row.target = RatioMax(1.1);
+  SetStats(row, raw, ours, false);
+  row.note = absl::StrCat(
+      "a call two frames deep inside a try block that never throws, ", calls,
+      " per sample; raw: throw-site capture off, ours: on (the interposed "
+      "__cxa_throw runs only when something is thrown)");
+  Row thrown{.id = "10.throw", .name = "throw trace: throw + catch (ref)",
+             .unit = "ns"};
+  SetStats(thrown, raw_throw, ours_throw, false);
+  thrown.note = "reference: the same loop when every call throws "
+                "std::runtime_error; ours adds one stack walk (backtrace) "
+                "and a table entry per throw";
+  return {row, thrown};
+}
+
+// ---------------------------------------------------------------------------
 // Driver.
 
 struct Flags {
@@ -1651,6 +1717,9 @@ int BenchMain(int argc, char** argv) {
     }
     run({{.id = "8", .name = "idle memory"}},
         one([&] { return IdleMemory(env); }));
+    run({{.id = "10", .name = "throw trace: code that does not throw"},
+         {.id = "10.throw", .name = "throw trace: throw + catch"}},
+        [&] { return ThrowTrace(env); });
     raw_callback->Stop();
     raw_sync->Stop();
   });

@@ -1,0 +1,642 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+#include "devx/stack.h"
+
+#include <cxxabi.h>
+#include <dirent.h>
+#include <dlfcn.h>
+#include <elf.h>
+#include <link.h>
+#include <execinfo.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include "absl/debugging/symbolize.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+extern char** environ;
+
+namespace tractor::devx {
+namespace {
+
+// The calling thread's task label: read by the thread itself, in the
+// sample signal's handler, so it is plain storage of the initial-exec
+// model (no lazy allocation on first access from a handler).
+__attribute__((tls_model("initial-exec"))) thread_local char t_label[256];
+
+pid_t Gettid() { return static_cast<pid_t>(syscall(SYS_gettid)); }
+
+// One sample request at a time. `state` is `seq << 2 | phase`: the
+// requester publishes kRequested for the target `tid`; the target's
+// handler moves it to kBusy, fills the slot and sets kDone; a requester
+// that gives up moves kRequested back to kIdle (so a late handler writes
+// nothing).
+enum Phase : uint64_t { kIdle = 0, kRequested = 1, kBusy = 2, kDone = 3 };
+
+struct Slot {
+  std::atomic<uint64_t> state{0};
+  std::atomic<pid_t> tid{0};
+  int depth = 0;
+  void* frames[kMaxFrames];
+  char label[256];
+};
+
+Slot g_slot;
+std::atomic<uint64_t> g_seq{0};
+// Serializes requesters: an ordinary mutex for SampleThreads, and an atomic
+// flag the signal-safe path spins on with a bound.
+std::atomic<bool> g_sampling{false};
+std::mutex g_sample_mu;
+int g_sample_signal = 0;
+
+void OnSample(int, siginfo_t*, void*) {
+  const int saved_errno = errno;
+  uint64_t s = g_slot.state.load();
+  if ((s & 3) == kRequested && g_slot.tid.load() == Gettid() &&
+      g_slot.state.compare_exchange_strong(s, (s & ~3ull) | kBusy)) {
+    // Skip this handler and the signal trampoline.
+    g_slot.depth = CaptureStack(g_slot.frames, kMaxFrames, 2);
+    memcpy(g_slot.label, t_label, sizeof g_slot.label);
+    g_slot.label[sizeof g_slot.label - 1] = '\0';
+    g_slot.state.store((s & ~3ull) | kDone);
+  }
+  errno = saved_errno;
+}
+
+void SleepMs(int ms) {
+  struct timespec ts = {0, ms * 1000000L};
+  nanosleep(&ts, nullptr);
+}
+
+// Asks thread `tid` for its stack; on success the slot holds it. Returns
+// false when it did not answer within `timeout_ms`. The caller holds the
+// sampling right.
+bool RequestSample(pid_t tid, int timeout_ms) {
+  const uint64_t seq = g_seq.fetch_add(1) + 1;
+  g_slot.tid.store(tid);
+  g_slot.state.store(seq << 2 | kRequested);
+  if (syscall(SYS_tgkill, getpid(), tid, g_sample_signal) != 0) {
+    g_slot.state.store(seq << 2 | kIdle);
+    return false;
+  }
+  for (int waited = 0;; ++waited) {
+    uint64_t s = g_slot.state.load();
+    if (s == (seq << 2 | kDone)) return true;
+    if (waited >= timeout_ms) {
+      uint64_t expected = seq << 2 | kRequested;
+      if (g_slot.state.compare_exchange_strong(expected, seq << 2 | kIdle)) {
+        return false;
+      }
+      // The handler is writing: it finishes in a moment.
+      while (g_slot.state.load() != (seq << 2 | kDone)) SleepMs(1);
+      return true;
+    }
+    SleepMs(1);
+  }
+}
+
+// Lists the thread ids of this process with raw system calls (usable from
+// a signal handler). Returns how many were written.
+int ListThreads(pid_t* out, int max) {
+  int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  int n = 0;
+  alignas(8) char buf[4096];
+  for (;;) {
+    long got = syscall(SYS_getdents64, fd, buf, sizeof buf);
+    if (got <= 0) break;
+    for (long off = 0; off < got;) {
+      struct Dirent64 {
+        uint64_t ino;
+        int64_t off;
+        unsigned short reclen;
+        unsigned char type;
+        char name[1];
+      };
+      auto* d = reinterpret_cast<Dirent64*>(buf + off);
+      off += d->reclen;
+      if (d->name[0] < '0' || d->name[0] > '9') continue;
+      pid_t tid = 0;
+      for (const char* p = d->name; *p >= '0' && *p <= '9'; ++p) {
+        tid = tid * 10 + (*p - '0');
+      }
+      if (n < max) out[n++] = tid;
+    }
+  }
+  close(fd);
+  return n;
+}
+
+// Reads the name of thread `tid` into `out` (raw system calls).
+void ThreadName(pid_t tid, char* out, size_t cap) {
+  char path[64] = "/proc/self/task/";
+  size_t len = strlen(path);
+  char digits[16];
+  int nd = 0;
+  for (pid_t t = tid; t > 0 && nd < 15; t /= 10) digits[nd++] = '0' + t % 10;
+  while (nd > 0) path[len++] = digits[--nd];
+  memcpy(path + len, "/comm", 6);
+  out[0] = '\0';
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ssize_t n = read(fd, out, cap - 1);
+  close(fd);
+  if (n <= 0) {
+    out[0] = '\0';
+    return;
+  }
+  if (out[n - 1] == '\n') --n;
+  out[n] = '\0';
+}
+
+// ELF facts about one binary, read once: whether it carries DWARF line
+// information and whether it is position-independent.
+struct ElfInfo {
+  bool debug_info = false;
+  bool pie = true;
+};
+
+ElfInfo ReadElfInfo(const std::string& path) {
+  ElfInfo info;
+  FILE* f = fopen(path.c_str(), "rb");
+  if (f == nullptr) return info;
+  Elf64_Ehdr eh;
+  if (fread(&eh, sizeof eh, 1, f) == 1 &&
+      memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 &&
+      eh.e_ident[EI_CLASS] == ELFCLASS64 && eh.e_shentsize == sizeof(Elf64_Shdr)) {
+    info.pie = eh.e_type == ET_DYN;
+    std::string shdrs(eh.e_shnum * sizeof(Elf64_Shdr), '\0');
+    if (fseek(f, eh.e_shoff, SEEK_SET) == 0 &&
+        fread(shdrs.data(), shdrs.size(), 1, f) == 1 &&
+        eh.e_shstrndx < eh.e_shnum) {
+      const auto* sh = reinterpret_cast<const Elf64_Shdr*>(shdrs.data());
+      const Elf64_Shdr& strtab = sh[eh.e_shstrndx];
+      std::string names(strtab.sh_size, '\0');
+      if (fseek(f, strtab.sh_offset, SEEK_SET) == 0 &&
+          fread(names.data(), names.size(), 1, f) == 1) {
+        for (int i = 0; i < eh.e_shnum; ++i) {
+          if (sh[i].sh_name < names.size() &&
+              strcmp(names.c_str() + sh[i].sh_name, ".debug_line") == 0) {
+            info.debug_info = true;
+          }
+        }
+      }
+    }
+  }
+  fclose(f);
+  return info;
+}
+
+const ElfInfo& CachedElfInfo(const std::string& path) {
+  static std::mutex mu;
+  static auto* cache = new std::map<std::string, ElfInfo>;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache->find(path);
+  if (it == cache->end()) it = cache->emplace(path, ReadElfInfo(path)).first;
+  return it->second;
+}
+
+std::string Demangle(const char* name) {
+  int status = 0;
+  char* out = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+  if (status != 0 || out == nullptr) return name;
+  std::string s(out);
+  std::free(out);
+  return s;
+}
+
+// Runs addr2line on `object` for `offsets`; returns its output ("" on any
+// failure).
+std::string RunAddr2line(const std::string& object,
+                         const std::vector<uintptr_t>& offsets) {
+  std::vector<std::string> args = {"addr2line", "-a", "-f", "-C", "-i", "-e",
+                                    object};
+  for (uintptr_t o : offsets) {
+    char hex[32];
+    snprintf(hex, sizeof hex, "0x%lx", static_cast<unsigned long>(o));
+    args.emplace_back(hex);
+  }
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int out[2];
+  if (pipe2(out, O_CLOEXEC) != 0) return "";
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  pid_t pid = -1;
+  const int rc = posix_spawnp(&pid, "addr2line", &actions, nullptr,
+                              argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(out[1]);
+  std::string text;
+  if (rc == 0) {
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(out[0], buf, sizeof buf)) > 0 ||
+           (n < 0 && errno == EINTR)) {
+      if (n > 0) text.append(buf, n);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) text.clear();
+  }
+  close(out[0]);
+  return text;
+}
+
+// Drops the directories of a build's sandbox or exec root from `file`, so
+// "/home/u/.cache/bazel/.../execroot/tractor_cpp/tests/x.cc" reads
+// "tests/x.cc".
+std::string ShortenPath(const std::string& file) {
+  for (const char* marker :
+       {"/proc/self/cwd/", "/execroot/tractor_cpp/", "/tractor_cpp/"}) {
+    size_t at = file.rfind(marker);
+    if (at != std::string::npos) return file.substr(at + strlen(marker));
+  }
+  return file;
+}
+
+// The load address of the main program (its dl_iterate_phdr entry, the
+// first, has an empty name).
+const void* MainProgramBase() {
+  static const void* base = [] {
+    const void* found = nullptr;
+    dl_iterate_phdr(
+        [](struct dl_phdr_info* info, size_t, void* data) {
+          *static_cast<const void**>(data) =
+              reinterpret_cast<const void*>(info->dlpi_addr);
+          return 1;  // the first entry is the main program
+        },
+        &found);
+    return found;
+  }();
+  return base;
+}
+
+}  // namespace
+
+std::string MainProgramPath() {
+  char buf[4096];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return "/proc/self/exe";
+  return std::string(buf, n);
+}
+
+bool BinaryHasDebugInfo(const std::string& path, bool* pie) {
+  const ElfInfo& info = CachedElfInfo(path);
+  *pie = info.pie;
+  return info.debug_info;
+}
+
+void InstallSampleHandler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    g_sample_signal = SIGRTMIN + 5;
+    struct sigaction sa {};
+    sa.sa_sigaction = OnSample;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(g_sample_signal, &sa, nullptr);
+  });
+}
+
+int SampleSignal() {
+  InstallSampleHandler();
+  return g_sample_signal;
+}
+
+void WarmUp() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    void* frames[4];
+    backtrace(frames, 4);  // loads libgcc_s's unwinder now, not in a handler
+    absl::InitializeSymbolizer("/proc/self/exe");
+    char name[64];
+    absl::Symbolize(reinterpret_cast<void*>(&WarmUp), name, sizeof name);
+    InstallSampleHandler();
+  });
+}
+
+int CaptureStack(void** frames, int max_frames, int skip) {
+  void* raw[kMaxFrames + 16];
+  const int want = std::min<int>(kMaxFrames + 16, max_frames + skip + 1);
+  const int n = backtrace(raw, want);
+  int out = 0;
+  for (int i = skip + 1; i < n && out < max_frames; ++i) frames[out++] = raw[i];
+  return out;
+}
+
+std::vector<Frame> Symbolize(const std::vector<void*>& pcs) {
+  WarmUp();
+  struct Pending {
+    size_t index;
+    uintptr_t offset;
+  };
+  std::vector<Frame> frames(pcs.size());
+  std::map<std::string, std::vector<Pending>> by_object;
+  for (size_t i = 0; i < pcs.size(); ++i) {
+    Frame& f = frames[i];
+    f.pc = pcs[i];
+    f.function = "??";
+    // A return address points after the call: look the call itself up.
+    const void* lookup = static_cast<const char*>(pcs[i]) - 1;
+    Dl_info info{};
+    if (dladdr(lookup, &info) != 0 && info.dli_fname != nullptr) {
+      f.object = info.dli_fname;
+      if (info.dli_sname != nullptr) f.function = Demangle(info.dli_sname);
+      std::string path = f.object;
+      if (path.empty() || info.dli_fbase == MainProgramBase()) {
+        path = MainProgramPath();
+      }
+      const ElfInfo& elf = CachedElfInfo(path);
+      if (elf.debug_info) {
+        const uintptr_t pc = reinterpret_cast<uintptr_t>(lookup);
+        const uintptr_t base = reinterpret_cast<uintptr_t>(info.dli_fbase);
+        by_object[path].push_back({i, elf.pie ? pc - base : pc});
+      }
+    }
+    if (f.function == "??") {
+      char name[1024];
+      if (absl::Symbolize(lookup, name, sizeof name)) f.function = name;
+    }
+  }
+  // Inlined calls add frames before the one they were inlined into.
+  std::map<size_t, std::vector<Frame>> inlined;
+  for (const auto& [object, pending] : by_object) {
+    std::vector<uintptr_t> offsets;
+    for (const Pending& p : pending) offsets.push_back(p.offset);
+    const std::string text = RunAddr2line(object, offsets);
+    if (text.empty()) continue;
+    std::vector<std::string> lines = absl::StrSplit(text, '\n');
+    int which = -1;
+    std::vector<Frame> chain;
+    auto flush = [&] {
+      if (which < 0 || chain.empty()) return;
+      const size_t idx = pending[which].index;
+      Frame& outer = frames[idx];
+      Frame last = chain.back();
+      if (last.function != "??") outer.function = last.function;
+      outer.file = last.file;
+      outer.line = last.line;
+      chain.pop_back();
+      for (Frame& c : chain) c.pc = outer.pc, c.object = outer.object;
+      if (!chain.empty()) inlined[idx] = std::move(chain);
+      chain.clear();
+    };
+    for (size_t l = 0; l < lines.size(); ++l) {
+      const std::string& line = lines[l];
+      if (line.rfind("0x", 0) == 0) {
+        flush();
+        ++which;
+        if (which >= static_cast<int>(pending.size())) break;
+        continue;
+      }
+      if (which < 0 || l + 1 >= lines.size()) continue;
+      Frame c;
+      c.function = line;
+      const std::string& where = lines[++l];
+      const size_t colon = where.rfind(':');
+      if (colon != std::string::npos && where.compare(0, 2, "??") != 0) {
+        c.file = ShortenPath(where.substr(0, colon));
+        c.line = atoi(where.c_str() + colon + 1);
+      }
+      chain.push_back(std::move(c));
+    }
+    flush();
+  }
+  if (inlined.empty()) return frames;
+  std::vector<Frame> out;
+  for (size_t i = 0; i < frames.size(); ++i) {
+    if (auto it = inlined.find(i); it != inlined.end()) {
+      for (Frame& c : it->second) out.push_back(std::move(c));
+    }
+    out.push_back(std::move(frames[i]));
+  }
+  return out;
+}
+
+std::string FormatFrames(const std::vector<Frame>& frames,
+                         const std::string& indent) {
+  std::string text;
+  for (size_t i = 0; i < frames.size(); ++i) {
+    const Frame& f = frames[i];
+    absl::StrAppend(&text, indent, "#", i, " ", f.function);
+    if (!f.file.empty()) {
+      absl::StrAppend(&text, " at ", f.file, ":", f.line);
+    } else if (!f.object.empty()) {
+      absl::StrAppend(&text, " in ", f.object);
+    }
+    absl::StrAppend(&text, "\n");
+  }
+  return text;
+}
+
+std::string FormatStack(const std::vector<void*>& frames,
+                        const std::string& indent) {
+  return FormatFrames(Symbolize(frames), indent);
+}
+
+TaskLabel::TaskLabel(const std::string& text) {
+  memcpy(previous_, t_label, sizeof previous_);
+  const size_t n = std::min(text.size(), sizeof t_label - 1);
+  // The handler may read the label at any moment: end it first.
+  t_label[0] = '\0';
+  if (n == 0) return;
+  memcpy(t_label + 1, text.data() + 1, n - 1);
+  t_label[n] = '\0';
+  t_label[0] = text[0];
+}
+
+TaskLabel::~TaskLabel() {
+  t_label[0] = '\0';
+  memcpy(t_label + 1, previous_ + 1, sizeof t_label - 1);
+  t_label[0] = previous_[0];
+}
+
+std::vector<ThreadStack> SampleThreads() {
+  WarmUp();
+  std::lock_guard<std::mutex> lock(g_sample_mu);
+  bool expected = false;
+  while (!g_sampling.compare_exchange_weak(expected, true)) {
+    expected = false;
+    SleepMs(1);
+  }
+  std::vector<ThreadStack> out;
+  pid_t tids[1024];
+  const int n = ListThreads(tids, 1024);
+  const pid_t self = Gettid();
+  for (int i = 0; i < n; ++i) {
+    ThreadStack t;
+    t.tid = tids[i];
+    char name[32];
+    ThreadName(t.tid, name, sizeof name);
+    t.name = name;
+    if (t.tid == self) {
+      void* frames[kMaxFrames];
+      const int depth = CaptureStack(frames, kMaxFrames, 0);
+      t.frames.assign(frames, frames + depth);
+      t.label = t_label;
+      t.answered = true;
+    } else if (RequestSample(t.tid, 200)) {
+      t.frames.assign(g_slot.frames, g_slot.frames + g_slot.depth);
+      t.label = g_slot.label;
+      t.answered = true;
+    }
+    out.push_back(std::move(t));
+  }
+  g_sampling.store(false);
+  return out;
+}
+
+std::string DumpThreads() {
+  std::string text;
+  const std::vector<ThreadStack> threads = SampleThreads();
+  for (const ThreadStack& t : threads) {
+    absl::StrAppend(&text, "Thread ", t.tid, " '", t.name, "'");
+    if (!t.label.empty()) absl::StrAppend(&text, " (", t.label, ")");
+    if (!t.answered) {
+      absl::StrAppend(&text, ": did not answer within 200 ms\n");
+      continue;
+    }
+    absl::StrAppend(&text, ":\n", FormatStack(t.frames, "    "));
+  }
+  return text;
+}
+
+namespace signal_safe {
+
+void Out::Put(const char* s, size_t n) {
+  const size_t room = cap_ - len_;
+  if (n > room) n = room;
+  memcpy(buf_ + len_, s, n);
+  len_ += n;
+}
+
+void Out::Put(const char* s) { Put(s, strlen(s)); }
+
+void Out::PutNumber(unsigned long long v, bool hex) {
+  char digits[32];
+  int n = 0;
+  const unsigned base = hex ? 16 : 10;
+  do {
+    digits[n++] = "0123456789abcdef"[v % base];
+    v /= base;
+  } while (v > 0);
+  if (hex) Put("0x", 2);
+  while (n > 0) Put(&digits[--n], 1);
+}
+
+void WriteAll(int fd, const char* s, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, s, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;
+    s += w;
+    n -= w;
+  }
+}
+
+void PutFrames(Out& out, void* const* frames, int n) {
+  for (int i = 0; i < n; ++i) {
+    out.Put("    #");
+    out.PutNumber(i);
+    out.Put(" ");
+    char name[512];
+    const void* lookup = static_cast<const char*>(frames[i]) - 1;
+    if (absl::Symbolize(lookup, name, sizeof name)) {
+      out.Put(name);
+    } else {
+      out.Put("??");
+    }
+    out.Put(" (");
+    out.PutNumber(reinterpret_cast<uintptr_t>(frames[i]), true);
+    out.Put(")\n");
+  }
+}
+
+void PutSignalName(Out& out, int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  if (abbrev != nullptr) {
+    out.Put("SIG");
+    out.Put(abbrev);
+  } else {
+    out.Put("signal ");
+    out.PutNumber(sig);
+  }
+}
+
+void PutSelfLabel(Out& out) {
+  char name[32];
+  ThreadName(Gettid(), name, sizeof name);
+  out.Put("thread ");
+  out.PutNumber(Gettid());
+  out.Put(" '");
+  out.Put(name);
+  out.Put("'");
+  if (t_label[0] != '\0') {
+    out.Put(" (");
+    out.Put(t_label, strnlen(t_label, sizeof t_label));
+    out.Put(")");
+  }
+}
+
+void PutOtherThreads(Out& out, int per_thread_ms) {
+  // Another thread may be sampling (a stack dump in progress): wait for it,
+  // within a bound, rather than mix requests.
+  bool expected = false;
+  for (int i = 0; !g_sampling.compare_exchange_weak(expected, true); ++i) {
+    expected = false;
+    if (i >= 500) {
+      out.Put("(other threads not sampled: a stack dump is in progress)\n");
+      return;
+    }
+    SleepMs(1);
+  }
+  pid_t tids[1024];
+  const int n = ListThreads(tids, 1024);
+  const pid_t self = Gettid();
+  for (int i = 0; i < n; ++i) {
+    if (tids[i] == self) continue;
+    char name[32];
+    ThreadName(tids[i], name, sizeof name);
+    out.Put("Thread ");
+    out.PutNumber(tids[i]);
+    out.Put(" '");
+    out.Put(name);
+    out.Put("'");
+    if (!RequestSample(tids[i], per_thread_ms)) {
+      out.Put(": did not answer\n");
+      continue;
+    }
+    if (g_slot.label[0] != '\0') {
+      out.Put(" (");
+      out.Put(g_slot.label);
+      out.Put(")");
+    }
+    out.Put(":\n");
+    PutFrames(out, g_slot.frames, g_slot.depth);
+  }
+  g_sampling.store(false);
+}
+
+}  // namespace signal_safe
+
+}  // namespace tractor::devx

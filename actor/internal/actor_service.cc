@@ -247,6 +247,9 @@ grpc::ServerUnaryReactor* ActorService::Stats(grpc::CallbackServerContext* ctx,
   stats.set_rss_bytes(usage.rss_bytes);
   SerializeToByteBuffer(stats, response);
   r->Finish(grpc::Status::OK);
+  return r;
+}
+
 v1::StacksReply GatherStacks(Runtime& rt, bool tree,
                              absl::Duration per_child) {
   v1::StacksReply reply;

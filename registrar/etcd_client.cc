@@ -7,9 +7,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/strings/str_join.h"
 #include "discovery/address.h"
-#include "discovery/channel.h"
 #include "glog/logging.h"
 
 namespace tractor::registrar {
@@ -30,10 +30,33 @@ absl::StatusOr<std::string> ReadFile(const std::string& path,
   return text.str();
 }
 
-// Whether another member may answer where this one did not.
+// Whether another member may answer where this one did not: it is
+// unreachable or too slow, has no leader, or failed in a way etcd does not
+// classify (UNKNOWN, e.g. a proposal dropped by a member losing quorum).
+// Every write the store sends may be sent twice: a transaction is
+// conditioned on the revision it read, and a lease granted twice expires
+// unused.
 bool TryNextMember(grpc::StatusCode code) {
   return code == grpc::StatusCode::UNAVAILABLE ||
-         code == grpc::StatusCode::DEADLINE_EXCEEDED;
+         code == grpc::StatusCode::DEADLINE_EXCEEDED ||
+         code == grpc::StatusCode::UNKNOWN;
+}
+
+// Runs a unary call on gRPC's callback API and waits for it. Unlike a
+// blocking call, whose connection attempts only progress while some thread
+// polls, callback calls are driven by gRPC's own threads: a process with no
+// server of its own (a test, a benchmark) still connects to a member that
+// comes up after the first attempt.
+template <typename Start>
+grpc::Status Blocking(Start start) {
+  absl::Notification done;
+  grpc::Status result;
+  start([&](grpc::Status status) {
+    result = std::move(status);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return result;
 }
 
 }  // namespace
@@ -83,8 +106,20 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(
     }
     Endpoint endpoint;
     endpoint.addr = addr->ToString();
-    endpoint.channel = discovery::NewChannel(
-        *addr, discovery::ChannelPurpose::kRegistrar, credentials);
+    grpc::ChannelArguments args;
+    // Reconnect to a returning member within about a second; give a
+    // connection attempt as long (etcd accepts connections before it serves
+    // them). No keepalive pings: etcd refuses pings more often than every
+    // 5 s, and every call has its own deadline anyway.
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 1000);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    args.SetMaxReceiveMessageSize(64 << 20);
+    endpoint.channel = grpc::CreateCustomChannel(
+        addr->GrpcTarget(),
+        credentials != nullptr ? credentials
+                               : grpc::InsecureChannelCredentials(),
+        args);
     endpoint.kv = pb::KV::NewStub(endpoint.channel);
     endpoint.lease = pb::Lease::NewStub(endpoint.channel);
     endpoint.watch = pb::Watch::NewStub(endpoint.channel);
@@ -160,35 +195,45 @@ absl::Status EtcdClient::Call(const char* what, Attempt attempt) {
 absl::Status EtcdClient::Range(const pb::RangeRequest& request,
                                pb::RangeResponse* response) {
   return Call("Range", [&](Endpoint& e, grpc::ClientContext* context) {
-    return e.kv->Range(context, request, response);
+    return Blocking([&](auto done) {
+      e.kv->async()->Range(context, &request, response, done);
+    });
   });
 }
 
 absl::Status EtcdClient::Put(const pb::PutRequest& request,
                              pb::PutResponse* response) {
   return Call("Put", [&](Endpoint& e, grpc::ClientContext* context) {
-    return e.kv->Put(context, request, response);
+    return Blocking([&](auto done) {
+      e.kv->async()->Put(context, &request, response, done);
+    });
   });
 }
 
 absl::Status EtcdClient::Txn(const pb::TxnRequest& request,
                              pb::TxnResponse* response) {
   return Call("Txn", [&](Endpoint& e, grpc::ClientContext* context) {
-    return e.kv->Txn(context, request, response);
+    return Blocking([&](auto done) {
+      e.kv->async()->Txn(context, &request, response, done);
+    });
   });
 }
 
 absl::Status EtcdClient::LeaseGrant(const pb::LeaseGrantRequest& request,
                                     pb::LeaseGrantResponse* response) {
   return Call("LeaseGrant", [&](Endpoint& e, grpc::ClientContext* context) {
-    return e.lease->LeaseGrant(context, request, response);
+    return Blocking([&](auto done) {
+      e.lease->async()->LeaseGrant(context, &request, response, done);
+    });
   });
 }
 
 absl::Status EtcdClient::LeaseRevoke(const pb::LeaseRevokeRequest& request,
                                      pb::LeaseRevokeResponse* response) {
   return Call("LeaseRevoke", [&](Endpoint& e, grpc::ClientContext* context) {
-    return e.lease->LeaseRevoke(context, request, response);
+    return Blocking([&](auto done) {
+      e.lease->async()->LeaseRevoke(context, &request, response, done);
+    });
   });
 }
 
@@ -197,13 +242,18 @@ absl::Status EtcdClient::LeaseTimeToLive(
     pb::LeaseTimeToLiveResponse* response) {
   return Call("LeaseTimeToLive",
               [&](Endpoint& e, grpc::ClientContext* context) {
-                return e.lease->LeaseTimeToLive(context, request, response);
+                return Blocking([&](auto done) {
+      e.lease->async()->LeaseTimeToLive(context, &request, response, done);
+    });
               });
 }
 
 absl::Status EtcdClient::LeaseLeases(pb::LeaseLeasesResponse* response) {
   return Call("LeaseLeases", [&](Endpoint& e, grpc::ClientContext* context) {
-    return e.lease->LeaseLeases(context, pb::LeaseLeasesRequest(), response);
+    const pb::LeaseLeasesRequest request;
+    return Blocking([&](auto done) {
+      e.lease->async()->LeaseLeases(context, &request, response, done);
+    });
   });
 }
 

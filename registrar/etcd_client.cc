@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #include "registrar/etcd_client.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "absl/strings/str_join.h"
 #include "discovery/address.h"
 #include "glog/logging.h"
@@ -40,23 +40,6 @@ bool TryNextMember(grpc::StatusCode code) {
   return code == grpc::StatusCode::UNAVAILABLE ||
          code == grpc::StatusCode::DEADLINE_EXCEEDED ||
          code == grpc::StatusCode::UNKNOWN;
-}
-
-// Runs a unary call on gRPC's callback API and waits for it. Unlike a
-// blocking call, whose connection attempts only progress while some thread
-// polls, callback calls are driven by gRPC's own threads: a process with no
-// server of its own (a test, a benchmark) still connects to a member that
-// comes up after the first attempt.
-template <typename Start>
-grpc::Status Blocking(Start start) {
-  absl::Notification done;
-  grpc::Status result;
-  start([&](grpc::Status status) {
-    result = std::move(status);
-    done.Notify();
-  });
-  done.WaitForNotification();
-  return result;
 }
 
 }  // namespace
@@ -135,6 +118,26 @@ EtcdClient::EtcdClient(std::vector<Endpoint> endpoints,
   std::vector<std::string> addrs;
   for (const Endpoint& e : endpoints_) addrs.push_back(e.addr);
   description_ = absl::StrCat("etcd at ", absl::StrJoin(addrs, ","));
+  // A blocking call drives its connection attempt only while it waits; an
+  // attempt that outlives the call (a member that was starting up) then
+  // progresses only when some thread polls. In a process with no gRPC
+  // server of its own nothing else does, so this thread waits on an idle
+  // completion queue, which polls gRPC's file descriptors.
+  poller_ = std::thread([this] {
+    for (;;) {
+      void* tag = nullptr;
+      bool ok = false;
+      const auto status = poll_queue_.AsyncNext(
+          &tag, &ok,
+          std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+      if (status == grpc::CompletionQueue::SHUTDOWN) return;
+    }
+  });
+}
+
+EtcdClient::~EtcdClient() {
+  poll_queue_.Shutdown();
+  poller_.join();
 }
 
 std::string EtcdClient::PrefixEnd(const std::string& prefix) {
@@ -159,10 +162,14 @@ absl::Status EtcdClient::Call(const char* what, Attempt attempt) {
   for (size_t k = 0;; ++k) {
     const absl::Duration remaining = deadline - absl::Now();
     if (remaining <= absl::ZeroDuration()) break;
-    // The first round gives each member an equal share of what is left, so
-    // one member that hangs (no quorum on its side) cannot use it all up.
+    // In the first round a member gets an equal share of what is left, but
+    // at least 1 s (a large read takes a while), so one member that hangs
+    // (no quorum on its side) cannot use it all up.
     const absl::Duration share =
-        k + 1 < n ? remaining / static_cast<int64_t>(n - k) : remaining;
+        k + 1 < n ? std::min(remaining,
+                             std::max(absl::Seconds(1),
+                                      remaining / static_cast<int64_t>(n - k)))
+                  : remaining;
     const size_t i = (first + k) % n;
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + share));
@@ -195,45 +202,35 @@ absl::Status EtcdClient::Call(const char* what, Attempt attempt) {
 absl::Status EtcdClient::Range(const pb::RangeRequest& request,
                                pb::RangeResponse* response) {
   return Call("Range", [&](Endpoint& e, grpc::ClientContext* context) {
-    return Blocking([&](auto done) {
-      e.kv->async()->Range(context, &request, response, done);
-    });
+    return e.kv->Range(context, request, response);
   });
 }
 
 absl::Status EtcdClient::Put(const pb::PutRequest& request,
                              pb::PutResponse* response) {
   return Call("Put", [&](Endpoint& e, grpc::ClientContext* context) {
-    return Blocking([&](auto done) {
-      e.kv->async()->Put(context, &request, response, done);
-    });
+    return e.kv->Put(context, request, response);
   });
 }
 
 absl::Status EtcdClient::Txn(const pb::TxnRequest& request,
                              pb::TxnResponse* response) {
   return Call("Txn", [&](Endpoint& e, grpc::ClientContext* context) {
-    return Blocking([&](auto done) {
-      e.kv->async()->Txn(context, &request, response, done);
-    });
+    return e.kv->Txn(context, request, response);
   });
 }
 
 absl::Status EtcdClient::LeaseGrant(const pb::LeaseGrantRequest& request,
                                     pb::LeaseGrantResponse* response) {
   return Call("LeaseGrant", [&](Endpoint& e, grpc::ClientContext* context) {
-    return Blocking([&](auto done) {
-      e.lease->async()->LeaseGrant(context, &request, response, done);
-    });
+    return e.lease->LeaseGrant(context, request, response);
   });
 }
 
 absl::Status EtcdClient::LeaseRevoke(const pb::LeaseRevokeRequest& request,
                                      pb::LeaseRevokeResponse* response) {
   return Call("LeaseRevoke", [&](Endpoint& e, grpc::ClientContext* context) {
-    return Blocking([&](auto done) {
-      e.lease->async()->LeaseRevoke(context, &request, response, done);
-    });
+    return e.lease->LeaseRevoke(context, request, response);
   });
 }
 
@@ -242,18 +239,13 @@ absl::Status EtcdClient::LeaseTimeToLive(
     pb::LeaseTimeToLiveResponse* response) {
   return Call("LeaseTimeToLive",
               [&](Endpoint& e, grpc::ClientContext* context) {
-                return Blocking([&](auto done) {
-      e.lease->async()->LeaseTimeToLive(context, &request, response, done);
-    });
+                return e.lease->LeaseTimeToLive(context, request, response);
               });
 }
 
 absl::Status EtcdClient::LeaseLeases(pb::LeaseLeasesResponse* response) {
   return Call("LeaseLeases", [&](Endpoint& e, grpc::ClientContext* context) {
-    const pb::LeaseLeasesRequest request;
-    return Blocking([&](auto done) {
-      e.lease->async()->LeaseLeases(context, &request, response, done);
-    });
+    return e.lease->LeaseLeases(context, pb::LeaseLeasesRequest(), response);
   });
 }
 

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -45,6 +46,8 @@ struct EtcdOptions {
 // Thread-safety: thread-safe (gRPC stubs are).
 class EtcdClient {
  public:
+  ~EtcdClient();
+
   // Checks the endpoints and reads the TLS files; does not connect.
   static absl::StatusOr<std::unique_ptr<EtcdClient>> Create(
       const EtcdOptions& options);
@@ -103,6 +106,9 @@ class EtcdClient {
   const absl::Duration deadline_;
   std::string description_;
   std::atomic<size_t> preferred_{0};
+  // Polled by `poller_` (see the constructor); never gets an operation.
+  grpc::CompletionQueue poll_queue_;
+  std::thread poller_;
 };
 
 }  // namespace tractor::registrar

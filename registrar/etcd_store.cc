@@ -51,6 +51,18 @@ pb::Compare ModRevisionIs(const std::string& key, int64_t revision) {
   return compare;
 }
 
+void AddPut(pb::TxnRequest* txn, const std::string& key,
+            const std::string& value, int64_t lease) {
+  pb::PutRequest* put = txn->add_success()->mutable_request_put();
+  put->set_key(key);
+  put->set_value(value);
+  put->set_lease(lease);
+}
+
+void AddDelete(pb::TxnRequest* txn, const std::string& key) {
+  txn->add_success()->mutable_request_delete_range()->set_key(key);
+}
+
 // Reads `key`; nullopt when absent.
 absl::StatusOr<std::optional<mvccpb::KeyValue>> ReadKey(
     EtcdClient* client, const std::string& key) {
@@ -134,7 +146,7 @@ class EtcdStore::EtcdWatch final : public Store::Watch {
           }
           if (response.canceled()) break;
           for (const mvccpb::Event& event : response.events()) {
-            Deliver(event);
+            if (!store_->IsIndexKey(event.kv().key())) Deliver(event);
             next_revision_ = event.kv().mod_revision() + 1;
           }
         }
@@ -261,10 +273,7 @@ absl::StatusOr<absl::Duration> EtcdStore::Put(
           if (kv.value() == value) return granted;  // a refresh
           pb::TxnRequest txn;
           *txn.add_compare() = ModRevisionIs(key, seen_revision);
-          pb::PutRequest* put = txn.add_success()->mutable_request_put();
-          put->set_key(key);
-          put->set_value(value);
-          put->set_lease(old_lease);
+          AddWrites(&txn, existing, stored, value, old_lease);
           pb::TxnResponse response;
           if (absl::Status s = client_->Txn(txn, &response); !s.ok()) return s;
           if (response.succeeded()) return granted;
@@ -285,10 +294,9 @@ absl::StatusOr<absl::Duration> EtcdStore::Put(
     const int64_t new_lease = lease_response.id();
     pb::TxnRequest txn;
     *txn.add_compare() = ModRevisionIs(key, seen_revision);
-    pb::PutRequest* put = txn.add_success()->mutable_request_put();
-    put->set_key(key);
-    put->set_value(value);
-    put->set_lease(new_lease);
+    std::optional<v1::Registration> existing;
+    if (current->has_value()) existing = Decode(**current);
+    AddWrites(&txn, existing, stored, value, new_lease);
     pb::TxnResponse response;
     absl::Status s = client_->Txn(txn, &response);
     const bool written = s.ok() && response.succeeded();
@@ -314,19 +322,56 @@ absl::StatusOr<absl::Duration> EtcdStore::Put(
 }
 
 absl::StatusOr<bool> EtcdStore::Remove(const std::string& uuid) {
-  pb::TxnRequest txn;
-  pb::DeleteRangeRequest* del = txn.add_success()->mutable_request_delete_range();
-  del->set_key(Key(uuid));
-  pb::TxnResponse response;
-  if (absl::Status s = client_->Txn(txn, &response); !s.ok()) return s;
-  return !response.responses().empty() &&
-         response.responses(0).response_delete_range().deleted() > 0;
+  const std::string key = Key(uuid);
+  for (int round = 0; round < 5; ++round) {
+    absl::StatusOr<std::optional<mvccpb::KeyValue>> current =
+        ReadKey(client_.get(), key);
+    if (!current.ok()) return current.status();
+    if (!current->has_value()) return false;
+    pb::TxnRequest txn;
+    *txn.add_compare() = ModRevisionIs(key, (*current)->mod_revision());
+    AddDelete(&txn, key);
+    if (std::optional<v1::Registration> r = Decode(**current); r.has_value()) {
+      AddDelete(&txn, IndexKey(r->aid().name(), uuid));
+    }
+    pb::TxnResponse response;
+    if (absl::Status s = client_->Txn(txn, &response); !s.ok()) return s;
+    if (response.succeeded()) return true;
+  }
+  return absl::AbortedError(absl::StrCat(
+      Describe(), ": Unregister of ", uuid,
+      " kept losing races with concurrent writes; try again"));
+}
+
+void EtcdStore::AddWrites(pb::TxnRequest* txn,
+                          const std::optional<v1::Registration>& before,
+                          const v1::Registration& after,
+                          const std::string& value, int64_t lease) const {
+  const std::string& uuid = after.aid().uuid();
+  AddPut(txn, Key(uuid), value, lease);
+  AddPut(txn, IndexKey(after.aid().name(), uuid), value, lease);
+  if (before.has_value() && before->aid().name() != after.aid().name()) {
+    AddDelete(txn, IndexKey(before->aid().name(), uuid));
+  }
+}
+
+std::string EtcdStore::IndexKey(const std::string& name,
+                                const std::string& uuid) const {
+  return absl::StrCat(options_.prefix, kIndex, name, "/", uuid);
+}
+
+bool EtcdStore::IsIndexKey(const std::string& key) const {
+  return absl::StartsWith(key, absl::StrCat(options_.prefix, kIndex));
 }
 
 absl::StatusOr<Store::Read> EtcdStore::Get(const std::string* name) {
+  // One name: its index keys, which hold the registration too.
+  const std::string range =
+      name == nullptr ? options_.prefix
+                      : absl::StrCat(options_.prefix, kIndex, *name, "/");
   pb::RangeRequest request;
-  request.set_key(options_.prefix);
-  request.set_range_end(EtcdClient::PrefixEnd(options_.prefix));
+  request.set_key(range);
+  request.set_range_end(EtcdClient::PrefixEnd(range));
   request.set_sort_order(pb::RangeRequest::ASCEND);
   request.set_sort_target(pb::RangeRequest::CREATE);
   pb::RangeResponse response;
@@ -334,6 +379,7 @@ absl::StatusOr<Store::Read> EtcdStore::Get(const std::string* name) {
   Read read;
   read.revision = response.header().revision();
   for (const mvccpb::KeyValue& kv : response.kvs()) {
+    if (name == nullptr && IsIndexKey(kv.key())) continue;
     std::optional<v1::Registration> registration = Decode(kv);
     if (!registration.has_value()) continue;
     if (name != nullptr && registration->aid().name() != *name) continue;
@@ -390,12 +436,10 @@ absl::StatusOr<Store::AddrDeletion> EtcdStore::DeleteAddrIf(
   pb::TxnRequest txn;
   *txn.add_compare() = ModRevisionIs(key, kv.mod_revision());
   if (left.addrs().empty()) {
-    txn.add_success()->mutable_request_delete_range()->set_key(key);
+    AddDelete(&txn, key);
+    AddDelete(&txn, IndexKey(left.aid().name(), uuid));
   } else {
-    pb::PutRequest* put = txn.add_success()->mutable_request_put();
-    put->set_key(key);
-    put->set_value(Encode(left));
-    put->set_lease(kv.lease());
+    AddWrites(&txn, *registration, left, Encode(left), kv.lease());
   }
   pb::TxnResponse response;
   if (absl::Status s = client_->Txn(txn, &response); !s.ok()) return s;

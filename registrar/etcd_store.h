@@ -22,7 +22,10 @@ namespace tractor::registrar {
 // Layout: one key per actor, `<prefix><uuid>`, whose value is the
 // `Registration` (binary protobuf, `revision` unset) and which is bound to
 // an etcd lease of its own. `Registration.revision` is the key's
-// `mod_revision`; the order of `Get` is the keys' `create_revision`.
+// `mod_revision`; the order of `Get` is the keys' `create_revision`. A name
+// index, `<prefix>names/<name>/<uuid>` with the same value and lease, is
+// written in the same transactions (so it has the same revisions): a `Find`
+// is one range read of its name, whatever the number of entries.
 //
 // Leases: etcd leases are whole seconds. The lease granted is the one asked
 // for rounded up to whole seconds, and at least `min_lease`. A `Put` for a
@@ -80,9 +83,19 @@ class EtcdStore final : public Store {
 
   EtcdStore(Options options, std::unique_ptr<EtcdClient> client);
 
+  static constexpr char kIndex[] = "names/";
+
   std::string Key(const std::string& uuid) const {
     return options_.prefix + uuid;
   }
+  std::string IndexKey(const std::string& name, const std::string& uuid) const;
+  bool IsIndexKey(const std::string& key) const;
+  // Adds to `txn` the writes that make `after` (encoded as `value`) the
+  // entry, index included, replacing `before`.
+  void AddWrites(etcdserverpb::TxnRequest* txn,
+                 const std::optional<tractor::v1::Registration>& before,
+                 const tractor::v1::Registration& after,
+                 const std::string& value, int64_t lease) const;
 
   const Options options_;
   const std::unique_ptr<EtcdClient> client_;

@@ -34,8 +34,14 @@ std::string ReadWholeFile(const std::string& path) {
   return text.str();
 }
 
+std::string& LogDirOverride() {
+  static auto* dir = new std::string;
+  return *dir;
+}
+
 // Where child logs go: the test's output directory when Bazel gives one.
 std::string LogDir() {
+  if (!LogDirOverride().empty()) return LogDirOverride();
   for (const char* var : {"TEST_UNDECLARED_OUTPUTS_DIR", "TEST_TMPDIR"}) {
     if (const char* dir = std::getenv(var); dir != nullptr) return dir;
   }
@@ -43,6 +49,8 @@ std::string LogDir() {
 }
 
 }  // namespace
+
+void SetLogDir(const std::string& dir) { LogDirOverride() = dir; }
 
 int FreeLoopbackPort() {
   for (;;) {
@@ -69,6 +77,14 @@ std::string RegistrarBinary() {
     const char* dir = std::getenv(var);
     if (dir == nullptr) continue;
     std::string path = absl::StrCat(dir, "/tractor_cpp/registrar/registrar");
+    if (access(path.c_str(), X_OK) == 0) return path;
+  }
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n > 0) {
+    self[n] = '\0';
+    std::string path =
+        absl::StrCat(self, ".runfiles/tractor_cpp/registrar/registrar");
     if (access(path.c_str(), X_OK) == 0) return path;
   }
   return "";
@@ -235,11 +251,14 @@ RegistrarDaemon::RegistrarDaemon(const std::string& etcd_endpoints,
                                  const std::string& prefix) {
   addr_ = absl::StrCat("127.0.0.1:", FreeLoopbackPort());
   absl::BitGen gen;
+  std::vector<std::string> argv = {RegistrarBinary(), "--listen", addr_};
+  if (!etcd_endpoints.empty()) {
+    argv.insert(argv.end(), {"--store=etcd",
+                             "--etcd_endpoints=" + etcd_endpoints,
+                             "--etcd_prefix=" + prefix});
+  }
   child_ = std::make_unique<Child>(
-      std::vector<std::string>{RegistrarBinary(), "--listen", addr_,
-                               "--store=etcd",
-                               "--etcd_endpoints=" + etcd_endpoints,
-                               "--etcd_prefix=" + prefix},
+      std::move(argv),
       absl::StrCat(LogDir(), "/registrar-", getpid(), "-",
                    absl::Uniform<uint32_t>(gen)));
 }

@@ -17,6 +17,11 @@
 
 namespace tractor::testing {
 
+// Where the children's stdout and stderr files go: by default the test's
+// output directory ($TEST_UNDECLARED_OUTPUTS_DIR, else $TEST_TMPDIR, else
+// /tmp). Call before starting anything.
+void SetLogDir(const std::string& dir);
+
 // Returns a TCP port on 127.0.0.1 that was free a moment ago (never 2379 or
 // 2380, the ports of a packaged etcd).
 int FreeLoopbackPort();
@@ -76,8 +81,9 @@ class EtcdCluster {
   std::unique_ptr<registrar::EtcdClient> client_;
 };
 
-// A registrar daemon (//registrar:registrar) with --store=etcd on a fixed
-// loopback port, so that a restarted one is found at the same address.
+// A registrar daemon (//registrar:registrar) with --store=etcd (or, with
+// no endpoints, its in-memory store) on a fixed loopback port, so that a
+// restarted one is found at the same address.
 class RegistrarDaemon {
  public:
   RegistrarDaemon(const std::string& etcd_endpoints,
@@ -93,7 +99,7 @@ class RegistrarDaemon {
   std::unique_ptr<Child> child_;
 };
 
-// The registrar binary from the test's runfiles.
+// The registrar binary from the runfiles of this test (or binary).
 std::string RegistrarBinary();
 
 }  // namespace tractor::testing

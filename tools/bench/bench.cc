@@ -52,6 +52,7 @@
 #include "grpcpp/grpcpp.h"
 #include "registrar/registrar_service.h"
 #include "tools/bench/raw_process.h"
+#include "tools/bench/registry_rows.h"
 #include "tools/bench/report.h"
 #include "tractor/v1/actor.grpc.pb.h"
 #include "tractor/v1/registrar.grpc.pb.h"
@@ -1649,6 +1650,7 @@ int BenchMain(int argc, char** argv) {
     }
     run({{.id = "8", .name = "idle memory"}},
         one([&] { return IdleMemory(env); }));
+    run(RegistryRowShells(), [&] { return RegistryRows(flags.quick); });
     raw_callback->Stop();
     raw_sync->Stop();
   });

@@ -22,6 +22,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "grpcpp/grpcpp.h"
 
 namespace tractor::testing {
 
@@ -231,6 +232,29 @@ absl::Status EtcdCluster::WaitHealthy(absl::Duration timeout) {
       absl::StrCat("etcd cluster not healthy within ",
                    absl::FormatDuration(timeout), ": ", last.message(), "\n",
                    Logs()));
+}
+
+int EtcdCluster::LeaderIndex() {
+  std::vector<uint64_t> ids(members_.size(), 0);
+  uint64_t leader = 0;
+  for (size_t i = 0; i < members_.size(); ++i) {
+    if (!members_[i]->running()) continue;
+    auto stub = etcdserverpb::Maintenance::NewStub(grpc::CreateChannel(
+        client_endpoints_[i], grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    etcdserverpb::StatusResponse status;
+    if (!stub->Status(&ctx, etcdserverpb::StatusRequest(), &status).ok()) {
+      continue;
+    }
+    ids[i] = status.header().member_id();
+    if (leader != 0 && status.leader() != leader) return -1;
+    leader = status.leader();
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (leader != 0 && ids[i] == leader) return static_cast<int>(i);
+  }
+  return -1;
 }
 
 std::string EtcdCluster::Endpoints() const {

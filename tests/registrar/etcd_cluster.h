@@ -67,6 +67,10 @@ class EtcdCluster {
   // succeeds.
   absl::Status WaitHealthy(absl::Duration timeout);
 
+  // The index of the member that leads, as the live members see it; -1
+  // when none answers or they disagree.
+  int LeaderIndex();
+
   // "127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3".
   std::string Endpoints() const;
   std::vector<std::string> EndpointList() const { return client_endpoints_; }

@@ -294,6 +294,40 @@ TEST_F(EtcdRegistrarTest, CrashedActorsEntryExpiresWithinLeasePlusOneSecond) {
   ctx.TryCancel();
 }
 
+TEST_F(EtcdRegistrarTest, CrashedActorsEntryExpiresWithinTwiceItsLeaseAcrossLeaderChange) {
+  StartRegistrars(2);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(absl::Seconds(30)));
+  auto reader = stubs_[1]->Watch(&ctx, v1::WatchRequest());
+  v1::RegisterReply reply;
+  ASSERT_TRUE(Register(0, Reg("probe", "u-probe", 4250, 5000)).ok());
+  v1::WatchEvent event;
+  ASSERT_TRUE(reader->Read(&event));
+  const int leader = cluster_->LeaderIndex();
+  ASSERT_GE(leader, 0) << "no etcd member is the leader";
+
+  ASSERT_TRUE(Register(0, Reg("crash", "u-crash", 4251, 2000), &reply).ok());
+  const absl::Time registered = absl::Now();
+  const absl::Duration lease = absl::Milliseconds(reply.lease_ms());
+  // The new leader renews every lease it takes over.
+  cluster_->Kill(leader);
+  bool expired = false;
+  while (reader->Read(&event)) {
+    if (event.registration().aid().uuid() == "u-crash" &&
+        event.kind() == v1::WatchEvent::EXPIRED) {
+      expired = true;
+      break;
+    }
+  }
+  ASSERT_TRUE(expired);
+  const absl::Duration took = absl::Now() - registered;
+  std::cout << "[measured] a " << absl::FormatDuration(lease)
+            << " lease expired after " << absl::FormatDuration(took)
+            << " across a leader change (leader m" << leader << " killed)\n";
+  EXPECT_LE(took, 2 * lease);
+  ctx.TryCancel();
+}
+
 // Reads `n` events, failing on a stream that ends first.
 std::vector<v1::WatchEvent> ReadEvents(
     grpc::ClientReader<v1::WatchEvent>* reader, int n) {
@@ -360,7 +394,9 @@ TEST_F(EtcdRegistrarTest, WatchSeesEveryChangeOnceInOrderAcrossRestart) {
   for (size_t i = 0; i < seen.size(); ++i) {
     EXPECT_EQ(seen[i].kind(), expected[i].first) << i;
     EXPECT_EQ(seen[i].registration().aid().uuid(), expected[i].second) << i;
-    if (i > 0) EXPECT_GT(seen[i].revision(), seen[i - 1].revision()) << i;
+    if (i > 0) {
+      EXPECT_GT(seen[i].revision(), seen[i - 1].revision()) << i;
+    }
   }
 }
 

@@ -13,9 +13,10 @@ namespace tractor::bench {
 // The row shells (ids and names), for --only and for n/a on failure.
 std::vector<Row> RegistryRowShells();
 
-// Starts a 3-member etcd cluster on loopback (data on /dev/shm), two
-// registrar daemons on it and two in-memory ones, measures, and stops them
-// all. Throws std::runtime_error when something cannot be set up.
+// Starts a 3-member etcd cluster on loopback (data on /dev/shm), three
+// registrar daemons on it and three in-memory ones, measures, and stops
+// them all (`quick`: fewer rounds). Throws std::runtime_error when something
+// cannot be set up.
 std::vector<Row> RegistryRows(bool quick);
 
 }  // namespace tractor::bench

@@ -5,6 +5,8 @@
 //   (any address form of discovery/address.h, multiaddrs included)
 //             [--name registrar] [--lease_ms 5000] [--max_lease_ms 60000]
 //             [--loglevel info]
+//             [--store memory|etcd --etcd_endpoints h1:p,h2:p,h3:p
+//              --etcd_prefix /tractor/ --etcd_ca F --etcd_cert F --etcd_key F]
 //
 // Binds every address given (all or nothing), registers itself under its
 // name, prints one line to stdout when ready:
@@ -13,24 +15,34 @@
 //
 // (with the real port where port 0 was asked for), and serves until SIGINT
 // or SIGTERM, then exits 0 and removes the unix socket files it created.
-// Exit status 1: an address could not be bound; 2: bad command line.
+// With --store=etcd the registrations live in an etcd cluster shared with
+// other registrars (docs/registry.md).
+// It does not wait for etcd: until the cluster answers, calls that need it
+// fail with UNAVAILABLE. Exit status 1: an address could not be bound; 2: bad
+// command line (one line on stderr).
 #include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "discovery/address.h"
 #include "discovery/listen.h"
@@ -38,7 +50,38 @@
 #include "discovery/uuid.h"
 #include "glog/logging.h"
 #include "grpcpp/grpcpp.h"
+#include "registrar/etcd_store.h"
 #include "registrar/registrar_service.h"
+
+// --- Command-line flags: every flag of the daemon is defined here. ---
+ABSL_FLAG(std::string, listen, "",
+          "Addresses to serve on, comma-separated (required): host:port "
+          "([v6]:port; port 0 picks a free port), unix:/path, or a "
+          "multiaddr: /ip4/H/tcp/P, /ip6/H/tcp/P, /dns4/NAME/tcp/P, "
+          "/unix/PATH");
+ABSL_FLAG(std::string, name, "registrar", "The registrar's actor name");
+ABSL_FLAG(uint32_t, lease_ms, 5000,
+          "Lease granted to a registration that names none, in ms");
+ABSL_FLAG(uint32_t, max_lease_ms, 60000, "Longest lease granted, in ms");
+ABSL_FLAG(std::string, loglevel, "info",
+          "One of critical, error, warning, info, cancel, io, runtime, devx, "
+          "debug, transport; TRACTOR_LOGLEVEL overrides it");
+// Where registrations live.
+ABSL_FLAG(std::string, store, "memory",
+          "memory (this process's own table) or etcd (a cluster shared with "
+          "other registrars; needs --etcd_endpoints)");
+ABSL_FLAG(std::string, etcd_endpoints, "",
+          "With --store=etcd: the cluster's client endpoints, host:port, "
+          "comma-separated");
+ABSL_FLAG(std::string, etcd_prefix, "/tractor/",
+          "With --store=etcd: the prefix of every key");
+ABSL_FLAG(std::string, etcd_ca, "",
+          "With --store=etcd: CA bundle (PEM) for TLS to etcd; unset: "
+          "plaintext");
+ABSL_FLAG(std::string, etcd_cert, "",
+          "With --store=etcd: client certificate (PEM) for TLS to etcd");
+ABSL_FLAG(std::string, etcd_key, "",
+          "With --store=etcd: client key (PEM) for TLS to etcd");
 
 namespace tractor::registrar {
 namespace {
@@ -49,6 +92,9 @@ constexpr int kExitUsage = 2;
 constexpr char kUsage[] =
     "usage: registrar --listen ADDR[,ADDR...] [--name NAME] [--lease_ms MS]\n"
     "                 [--max_lease_ms MS] [--loglevel LEVEL]\n"
+    "                 [--store memory|etcd] [--etcd_endpoints H:P[,H:P...]]\n"
+    "                 [--etcd_prefix PREFIX] [--etcd_ca F] [--etcd_cert F]\n"
+    "                 [--etcd_key F]\n"
     "  ADDR is host:port ([v6]:port; port 0 picks a free port), "
     "unix:/path,\n"
     "  or a multiaddr: /ip4/H/tcp/P, /ip6/H/tcp/P, /dns4/NAME/tcp/P, "
@@ -56,74 +102,141 @@ constexpr char kUsage[] =
     "  LEVEL is one of critical, error, warning, info (the default), cancel,\n"
     "  io, runtime, devx, debug, transport; TRACTOR_LOGLEVEL overrides it\n";
 
+// absl::ParseCommandLine reports a bad command line on stderr, in several
+// lines, and exits with status 1. This daemon answers one line and status
+// 2: while it parses, stderr goes to a memory file, and an exit handler
+// turns Abseil's first error into that line.
+int saved_stderr = -1;
+int captured_stderr = -1;
+
+void ExitDuringParse() {
+  if (captured_stderr < 0) return;
+  std::string text;
+  char buf[4096];
+  lseek(captured_stderr, 0, SEEK_SET);
+  for (ssize_t n; (n = read(captured_stderr, buf, sizeof(buf))) > 0;) {
+    text.append(buf, static_cast<size_t>(n));
+  }
+  std::string line;
+  for (absl::string_view l : absl::StrSplit(text, '\n')) {
+    if (absl::ConsumePrefix(&l, "ERROR: ")) {
+      line = std::string(l);
+      break;
+    }
+  }
+  if (line.empty()) {  // --help and the like, answered on stdout
+    (void)!write(saved_stderr, text.data(), text.size());
+    _exit(0);
+  }
+  // "... for flag 'lease_ms'" reads "... for flag --lease_ms".
+  for (size_t at; (at = line.find("flag '")) != std::string::npos;) {
+    const size_t close = line.find('\'', at + 6);
+    if (close == std::string::npos) break;
+    line = absl::StrCat(line.substr(0, at), "flag --",
+                        line.substr(at + 6, close - at - 6),
+                        line.substr(close + 1));
+  }
+  const std::string out = absl::StrCat("registrar: ", line, "\n");
+  (void)!write(saved_stderr, out.data(), out.size());
+  _exit(kExitUsage);
+}
+
 struct Flags {
   std::vector<discovery::Address> listen;
-  std::string name = "registrar";
-  uint32_t lease_ms = 5000;
-  uint32_t max_lease_ms = 60000;
-  std::string loglevel = "info";
+  std::string name;
+  uint32_t lease_ms = 0;
+  uint32_t max_lease_ms = 0;
+  std::string loglevel;
+  // Null: the in-memory table.
+  std::shared_ptr<Store> store;
 };
 
-// Parses `--flag value` and `--flag=value`. Returns an error message on bad
-// input; `help` is set for --help.
-absl::StatusOr<Flags> ParseFlags(int argc, char** argv, bool* help) {
-  Flags flags;
-  *help = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      *help = true;
-      return flags;
-    }
-    if (!absl::StartsWith(arg, "--")) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unexpected argument '", arg, "'"));
-    }
-    std::string name = arg.substr(2);
-    std::string value;
-    if (size_t eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-    } else if (i + 1 < argc) {
-      value = argv[++i];
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("flag --", name, " needs a value"));
-    }
-    if (name == "listen") {
-      // Every address form of discovery/address.h, printed canonically.
-      absl::StatusOr<std::vector<discovery::Address>> addrs =
-          discovery::ParseAddressList(value);
-      if (!addrs.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--listen: ", addrs.status().message()));
-      }
-      flags.listen.insert(flags.listen.end(), addrs->begin(), addrs->end());
-    } else if (name == "name") {
-      flags.name = value;
-    } else if (name == "lease_ms" || name == "max_lease_ms") {
-      uint32_t ms = 0;
-      if (!absl::SimpleAtoi(value, &ms) || ms == 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--", name, " must be a positive integer, got '", value, "'"));
-      }
-      (name == "lease_ms" ? flags.lease_ms : flags.max_lease_ms) = ms;
-    } else if (name == "loglevel") {
-      if (absl::Status s = discovery::ParseLogLevel(value).status(); !s.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--loglevel: ", s.message()));
-      }
-      flags.loglevel = value;
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown flag --", name));
-    }
+// Parses the command line with Abseil, then checks what Abseil cannot.
+// Exits 2 on a bad command line.
+absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
+  absl::SetProgramUsageMessage(kUsage);
+  saved_stderr = dup(STDERR_FILENO);
+  captured_stderr = memfd_create("registrar-flags", MFD_CLOEXEC);
+  if (saved_stderr >= 0 && captured_stderr >= 0) {
+    std::atexit(ExitDuringParse);
+    dup2(captured_stderr, STDERR_FILENO);
+  } else {
+    captured_stderr = -1;
   }
-  if (flags.listen.empty()) {
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (captured_stderr >= 0) {
+    dup2(saved_stderr, STDERR_FILENO);
+    close(captured_stderr);
+    captured_stderr = -1;
+  }
+  if (positional.size() > 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unexpected argument '", positional[1], "'"));
+  }
+  Flags flags;
+  absl::StatusOr<std::vector<discovery::Address>> addrs =
+      discovery::ParseAddressList(absl::GetFlag(FLAGS_listen));
+  if (absl::GetFlag(FLAGS_listen).empty()) {
     return absl::InvalidArgumentError("--listen is required");
   }
+  if (!addrs.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--listen: ", addrs.status().message()));
+  }
+  flags.listen = *std::move(addrs);
+  flags.name = absl::GetFlag(FLAGS_name);
   if (flags.name.empty()) {
     return absl::InvalidArgumentError("--name must not be empty");
+  }
+  flags.lease_ms = absl::GetFlag(FLAGS_lease_ms);
+  flags.max_lease_ms = absl::GetFlag(FLAGS_max_lease_ms);
+  if (flags.lease_ms == 0 || flags.max_lease_ms == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        flags.lease_ms == 0 ? "--lease_ms" : "--max_lease_ms",
+        " must be a positive integer, got '0'"));
+  }
+  flags.loglevel = absl::GetFlag(FLAGS_loglevel);
+  if (absl::Status s = discovery::ParseLogLevel(flags.loglevel).status();
+      !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--loglevel: ", s.message()));
+  }
+  const std::string store = absl::GetFlag(FLAGS_store);
+  const bool etcd_flags_given =
+      !absl::GetFlag(FLAGS_etcd_endpoints).empty() ||
+      !absl::GetFlag(FLAGS_etcd_ca).empty() ||
+      !absl::GetFlag(FLAGS_etcd_cert).empty() ||
+      !absl::GetFlag(FLAGS_etcd_key).empty();
+  if (store == "memory") {
+    if (etcd_flags_given) {
+      return absl::InvalidArgumentError(
+          "--etcd_* flags need --store=etcd (the store is memory)");
+    }
+  } else if (store == "etcd") {
+    EtcdStore::Options options;
+    for (absl::string_view e :
+         absl::StrSplit(absl::GetFlag(FLAGS_etcd_endpoints), ',',
+                        absl::SkipWhitespace())) {
+      options.etcd.endpoints.emplace_back(absl::StripAsciiWhitespace(e));
+    }
+    if (options.etcd.endpoints.empty()) {
+      return absl::InvalidArgumentError(
+          "--store=etcd needs --etcd_endpoints (host:port,...)");
+    }
+    options.etcd.ca_file = absl::GetFlag(FLAGS_etcd_ca);
+    options.etcd.cert_file = absl::GetFlag(FLAGS_etcd_cert);
+    options.etcd.key_file = absl::GetFlag(FLAGS_etcd_key);
+    options.prefix = absl::GetFlag(FLAGS_etcd_prefix);
+    absl::StatusOr<std::unique_ptr<EtcdStore>> etcd =
+        EtcdStore::Create(std::move(options));
+    if (!etcd.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--store=etcd: ", etcd.status().message()));
+    }
+    flags.store = *std::move(etcd);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--store must be memory or etcd, got '", store, "'"));
   }
   return flags;
 }
@@ -140,18 +253,13 @@ int Main(int argc, char** argv) {
   FLAGS_logtostderr = true;
   discovery::InitLogging(argv[0]);
 
-  bool help = false;
-  absl::StatusOr<Flags> flags = ParseFlags(argc, argv, &help);
-  if (help) {
-    std::cout << kUsage;
-    return 0;
-  }
+  absl::StatusOr<Flags> flags = ParseFlags(argc, argv);
   if (!flags.ok()) {
-    std::cerr << "registrar: " << flags.status().message() << "\n" << kUsage;
+    std::cerr << "registrar: " << flags.status().message() << std::endl;
     return kExitUsage;
   }
   if (absl::Status s = discovery::ApplyLogLevel(flags->loglevel); !s.ok()) {
-    std::cerr << "registrar: " << s.message() << "\n" << kUsage;
+    std::cerr << "registrar: " << s.message() << std::endl;
     return kExitUsage;
   }
 
@@ -162,6 +270,11 @@ int Main(int argc, char** argv) {
   options.self.set_is_registrar(true);
   options.default_lease = absl::Milliseconds(flags->lease_ms);
   options.max_lease = absl::Milliseconds(flags->max_lease_ms);
+  options.store = flags->store;
+  if (options.store != nullptr) {
+    LOG(INFO) << "registrar: registrations live in "
+              << options.store->Describe();
+  }
   // Declared before the server: it must outlive it.
   RegistrarService service(options);
 

@@ -38,6 +38,9 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
                       std::string(status.message()));
 }
 
+// DeleteAddrInStore's answer when it queued the call for the checker.
+constexpr char kQueued[] = "queued for the evidence check";
+
 grpc::Status ShuttingDownStatus() {
   return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                       "registrar is shutting down");
@@ -75,14 +78,24 @@ class WaitForReactor final : public grpc::ServerUnaryReactor {
   // Valid until Finish; filled by the claimer before it finishes.
   v1::FindReply* reply() { return reply_; }
 
+  // The store watch that finishes this call; set before the handler
+  // returns it, destroyed (stopped) before this reactor.
+  void set_source(std::unique_ptr<Store::Watch> source) {
+    source_ = std::move(source);
+  }
+
   void OnCancel() override { service_->OnWaitForCancelled(this); }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    source_.reset();
+    delete this;
+  }
 
  private:
   RegistrarService* const service_;
   const std::string name_;
   const absl::Time deadline_;
   v1::FindReply* const reply_;
+  std::unique_ptr<Store::Watch> source_;
 };
 
 // A Watch stream: a queue of events written one at a time. Owned by gRPC:
@@ -171,14 +184,22 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent> {
     Close(grpc::Status(grpc::StatusCode::CANCELLED, "Watch cancelled"));
   }
 
+  // The store watch that feeds this stream; set before the handler returns
+  // it, destroyed (stopped) before this reactor.
+  void set_source(std::unique_ptr<Store::Watch> source) {
+    source_ = std::move(source);
+  }
+
   void OnDone() override {
     service_->OnWatchDone(this);
+    source_.reset();
     delete this;
   }
 
  private:
   RegistrarService* const service_;
   const size_t max_backlog_;
+  std::unique_ptr<Store::Watch> source_;
   Mutex mu_;
   std::deque<v1::WatchEvent> backlog_ ABSL_GUARDED_BY(mu_);
   // The event being written; untouched while `writing_`.
@@ -300,6 +321,15 @@ absl::StatusOr<absl::Duration> RegistrarService::RegisterImpl(
   *stored.mutable_aid() = aid;
   for (const std::string& addr : addrs) stored.add_addrs(addr);
   stored.set_lease_ms(pinned ? 0 : ToLeaseMs(lease));
+  if (!pinned && options_.store != nullptr) {
+    {
+      MutexLock lock(&mu_);
+      if (shutting_down_) {
+        return absl::UnavailableError("registrar is shutting down");
+      }
+    }
+    return options_.store->Put(stored, lease);
+  }
 
   std::vector<WaitForReactor*> satisfied;
   {
@@ -353,6 +383,22 @@ absl::StatusOr<absl::Duration> RegistrarService::RegisterImpl(
 }
 
 bool RegistrarService::RemoveRegistration(const std::string& uuid) {
+  if (options_.store != nullptr) {
+    bool local = false;
+    {
+      MutexLock lock(&mu_);
+      local = entries_.contains(uuid);
+    }
+    if (!local) {
+      absl::StatusOr<bool> removed = options_.store->Remove(uuid);
+      if (!removed.ok()) {
+        LOG(WARNING) << "registrar: Unregister of " << uuid << ": "
+                     << removed.status();
+        return false;
+      }
+      return *removed;
+    }
+  }
   MutexLock lock(&mu_);
   SweepLocked(Now());
   auto it = entries_.find(uuid);
@@ -367,6 +413,28 @@ bool RegistrarService::RemoveRegistration(const std::string& uuid) {
 }
 
 std::optional<v1::Aid> RegistrarService::RemoveAddr(const std::string& addr) {
+  if (options_.store != nullptr) {
+    bool local = false;
+    {
+      MutexLock lock(&mu_);
+      local = addr_owner_.contains(addr);
+    }
+    if (!local) {
+      absl::StatusOr<std::optional<v1::Registration>> owner =
+          options_.store->FindAddr(addr);
+      if (!owner.ok() || !owner->has_value()) {
+        if (!owner.ok()) LOG(WARNING) << "registrar: RemoveAddr: " << owner.status();
+        return std::nullopt;
+      }
+      absl::StatusOr<Store::AddrDeletion> deleted = options_.store->DeleteAddrIf(
+          addr, (*owner)->aid().uuid(), (*owner)->revision());
+      if (!deleted.ok() || !deleted->deleted) {
+        if (!deleted.ok()) LOG(WARNING) << "registrar: RemoveAddr: " << deleted.status();
+        return std::nullopt;
+      }
+      return (*owner)->aid();
+    }
+  }
   MutexLock lock(&mu_);
   SweepLocked(Now());
   auto owner = addr_owner_.find(addr);
@@ -381,8 +449,31 @@ std::optional<v1::Aid> RegistrarService::RemoveAddr(const std::string& addr) {
   return aid;
 }
 
+absl::StatusOr<std::vector<v1::Registration>> RegistrarService::ReadWithStore(
+    const std::string* name) const {
+  std::vector<v1::Registration> result;
+  {
+    MutexLock lock(&mu_);
+    for (const Entry* entry : SortedLocked(name, Now())) {
+      result.push_back(entry->registration);
+    }
+  }
+  absl::StatusOr<Store::Read> read = options_.store->Get(name);
+  if (!read.ok()) return read.status();
+  for (v1::Registration& registration : read->registrations) {
+    result.push_back(std::move(registration));
+  }
+  return result;
+}
+
 std::vector<v1::Registration> RegistrarService::Lookup(
     const std::string& name) const {
+  if (options_.store != nullptr) {
+    absl::StatusOr<std::vector<v1::Registration>> read = ReadWithStore(&name);
+    if (read.ok()) return *std::move(read);
+    LOG(WARNING) << "registrar: Lookup('" << name << "'): " << read.status();
+    return {};
+  }
   MutexLock lock(&mu_);
   std::vector<v1::Registration> result;
   for (const Entry* entry : SortedLocked(&name, Now())) {
@@ -392,6 +483,12 @@ std::vector<v1::Registration> RegistrarService::Lookup(
 }
 
 std::vector<v1::Registration> RegistrarService::Snapshot() const {
+  if (options_.store != nullptr) {
+    absl::StatusOr<std::vector<v1::Registration>> read = ReadWithStore(nullptr);
+    if (read.ok()) return *std::move(read);
+    LOG(WARNING) << "registrar: Snapshot: " << read.status();
+    return {};
+  }
   MutexLock lock(&mu_);
   std::vector<v1::Registration> result;
   for (const Entry* entry : SortedLocked(nullptr, Now())) {
@@ -464,6 +561,8 @@ void RegistrarService::EmitLocked(v1::WatchEvent::Kind kind,
   v1::WatchEvent event;
   event.set_kind(kind);
   *event.mutable_registration() = registration;
+  event.set_revision(kind == v1::WatchEvent::ADDED ? registration.revision()
+                                                   : next_revision_++);
   for (WatchReactor* watcher : watchers_) watcher->Enqueue(event);
 }
 
@@ -555,7 +654,10 @@ grpc::ServerUnaryReactor* RegistrarService::Hello(
     grpc::CallbackServerContext* context, const v1::HelloRequest* /*request*/,
     v1::HelloReply* reply) {
   *reply->mutable_registrar() = options_.self;
-  reply->set_default_lease_ms(ToLeaseMs(options_.default_lease));
+  reply->set_default_lease_ms(ToLeaseMs(
+      options_.store != nullptr
+          ? options_.store->GrantedLease(options_.default_lease)
+          : options_.default_lease));
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
@@ -579,8 +681,25 @@ grpc::ServerUnaryReactor* RegistrarService::Register(
 grpc::ServerUnaryReactor* RegistrarService::Unregister(
     grpc::CallbackServerContext* context, const v1::UnregisterRequest* request,
     v1::UnregisterReply* reply) {
-  reply->set_found(RemoveRegistration(request->uuid()));
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (options_.store != nullptr) {
+    bool local = false;
+    {
+      MutexLock lock(&mu_);
+      local = entries_.contains(request->uuid());
+    }
+    if (!local) {
+      absl::StatusOr<bool> removed = options_.store->Remove(request->uuid());
+      if (!removed.ok()) {
+        reactor->Finish(ToGrpcStatus(removed.status()));
+        return reactor;
+      }
+      reply->set_found(*removed);
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
+  }
+  reply->set_found(RemoveRegistration(request->uuid()));
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
@@ -592,6 +711,15 @@ grpc::ServerUnaryReactor* RegistrarService::Find(
   if (request->name().empty()) {
     reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                  "Find: name is empty"));
+    return reactor;
+  }
+  if (options_.store != nullptr) {
+    absl::StatusOr<std::vector<v1::Registration>> read =
+        ReadWithStore(&request->name());
+    if (read.ok()) {
+      for (v1::Registration& r : *read) *reply->add_registrations() = std::move(r);
+    }
+    reactor->Finish(ToGrpcStatus(read.status()));
     return reactor;
   }
   {
@@ -615,6 +743,9 @@ grpc::ServerUnaryReactor* RegistrarService::WaitFor(
     reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                  "WaitFor: name is empty"));
     return reactor;
+  }
+  if (options_.store != nullptr) {
+    return WaitForStore(context, request, reply);
   }
   MutexLock lock(&mu_);
   if (shutting_down_) {
@@ -652,9 +783,110 @@ uint32_t RegistrarService::LeaseLeftMs(const Entry& entry, absl::Time now) {
       std::max<int64_t>(0, absl::ToInt64Milliseconds(entry.expiry - now)));
 }
 
+grpc::ServerUnaryReactor* RegistrarService::WaitForStore(
+    grpc::CallbackServerContext* context, const v1::FindRequest* request,
+    v1::FindReply* reply) {
+  const std::string& name = request->name();
+  absl::StatusOr<std::vector<v1::Registration>> matches = ReadWithStore(&name);
+  absl::StatusOr<Store::Read> read =
+      matches.ok() ? options_.store->Get(nullptr) : matches.status();
+  if (!read.ok() || !matches->empty()) {
+    if (matches.ok()) {
+      for (v1::Registration& r : *matches) {
+        *reply->add_registrations() = std::move(r);
+      }
+    }
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(ToGrpcStatus(read.status()));
+    return reactor;
+  }
+  // Nothing yet: follow the store from the revision read (the second read
+  // saw at least what the first did).
+  const absl::Time now = Now();
+  absl::Time deadline = absl::InfiniteFuture();
+  const auto call_deadline = context->deadline();
+  if (call_deadline != std::chrono::system_clock::time_point::max()) {
+    deadline =
+        now + absl::FromChrono(call_deadline - std::chrono::system_clock::now());
+  }
+  auto* waiter = new WaitForReactor(this, name, deadline, reply);
+  mu_.Lock();
+  if (shutting_down_) {
+    mu_.Unlock();
+    waiter->Finish(ShuttingDownStatus());
+    return waiter;
+  }
+  waiters_.insert(waiter);
+  if (deadline < sweeper_wake_) sweeper_cv_.Signal();
+  // Under mu_: the callbacks wait for it, so `set_source` comes first.
+  absl::StatusOr<std::unique_ptr<Store::Watch>> watch =
+      options_.store->StartWatch(
+          read->revision + 1,
+          [this, waiter](v1::WatchEvent event) {
+            OnStoreWaitEvent(waiter, event);
+          },
+          [this, waiter](absl::Status status) {
+            EndWaiter(waiter, ToGrpcStatus(status));
+          });
+  if (!watch.ok()) {
+    waiters_.erase(waiter);
+    mu_.Unlock();
+    waiter->Finish(ToGrpcStatus(watch.status()));
+    return waiter;
+  }
+  waiter->set_source(*std::move(watch));
+  mu_.Unlock();
+  VLOG(1) << "registrar: WaitFor('" << name << "') pending on the store";
+  return waiter;
+}
+
+void RegistrarService::OnStoreWaitEvent(WaitForReactor* waiter,
+                                        const v1::WatchEvent& event) {
+  if (event.kind() != v1::WatchEvent::ADDED ||
+      event.registration().aid().name() != waiter->name()) {
+    return;
+  }
+  {
+    MutexLock lock(&mu_);
+    if (!waiters_.contains(waiter)) return;
+  }
+  // Answer with every entry of that name, as Find would.
+  absl::StatusOr<std::vector<v1::Registration>> matches =
+      ReadWithStore(&waiter->name());
+  {
+    MutexLock lock(&mu_);
+    if (waiters_.erase(waiter) == 0) return;
+  }
+  if (matches.ok() && !matches->empty()) {
+    for (v1::Registration& r : *matches) {
+      *waiter->reply()->add_registrations() = std::move(r);
+    }
+  } else {
+    *waiter->reply()->add_registrations() = event.registration();
+  }
+  waiter->Finish(grpc::Status::OK);
+}
+
+void RegistrarService::EndWaiter(WaitForReactor* waiter, grpc::Status status) {
+  {
+    MutexLock lock(&mu_);
+    if (waiters_.erase(waiter) == 0) return;
+  }
+  waiter->Finish(status);
+}
+
 grpc::ServerUnaryReactor* RegistrarService::List(
     grpc::CallbackServerContext* context, const v1::ListRequest* /*request*/,
     v1::ListReply* reply) {
+  if (options_.store != nullptr) {
+    absl::StatusOr<std::vector<v1::Registration>> read = ReadWithStore(nullptr);
+    if (read.ok()) {
+      for (v1::Registration& r : *read) *reply->add_registrations() = std::move(r);
+    }
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(ToGrpcStatus(read.status()));
+    return reactor;
+  }
   {
     MutexLock lock(&mu_);
     const absl::Time now = Now();
@@ -674,6 +906,20 @@ grpc::ServerUnaryReactor* RegistrarService::DeleteAddr(
     v1::DeleteAddrReply* reply) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   grpc::Status status = grpc::Status::OK;
+  bool in_store = false;
+  if (options_.store != nullptr) {
+    MutexLock lock(&mu_);
+    in_store = !addr_owner_.contains(request->addr());
+  }
+  if (in_store) {
+    status = DeleteAddrInStore(reactor, request, reply);
+    if (status.error_code() == grpc::StatusCode::ABORTED &&
+        status.error_message() == kQueued) {
+      return reactor;  // the checker finishes it
+    }
+    reactor->Finish(status);
+    return reactor;
+  }
   {
     MutexLock lock(&mu_);
     if (shutting_down_) {
@@ -705,6 +951,30 @@ grpc::ServerUnaryReactor* RegistrarService::DeleteAddr(
   return reactor;
 }
 
+grpc::Status RegistrarService::DeleteAddrInStore(
+    grpc::ServerUnaryReactor* reactor, const v1::DeleteAddrRequest* request,
+    v1::DeleteAddrReply* reply) {
+  absl::StatusOr<std::optional<v1::Registration>> owner =
+      options_.store->FindAddr(request->addr());
+  if (!owner.ok()) return ToGrpcStatus(owner.status());
+  if (!owner->has_value()) return grpc::Status::OK;
+  const v1::Registration& entry = **owner;
+  const uint64_t revision = entry.revision();
+  *reply->mutable_owner() = entry.aid();
+  reply->set_revision(revision);
+  if (request->if_revision() != 0 && request->if_revision() != revision) {
+    reply->set_kept_because(
+        absl::StrCat("revision ", revision, " is not ", request->if_revision()));
+    return grpc::Status::OK;
+  }
+  MutexLock lock(&mu_);
+  if (shutting_down_) return ShuttingDownStatus();
+  deletes_.push_back({reactor, request->addr(), entry.aid().uuid(), revision,
+                      reply, /*in_store=*/true});
+  checker_cv_.Signal();
+  return grpc::Status(grpc::StatusCode::ABORTED, kQueued);
+}
+
 void RegistrarService::CheckerLoop() {
   mu_.Lock();
   for (;;) {
@@ -725,6 +995,35 @@ void RegistrarService::CheckerLoop() {
             discovery::Address::Parse(d.addr);
         addr.ok()) {
       check = discovery::CheckActorAt(*addr, d.uuid, options_.delete_check);
+    }
+    if (d.in_store) {
+      grpc::Status status = grpc::Status::OK;
+      if (check.liveness != discovery::Liveness::kGone) {
+        d.reply->set_kept_because(check.detail);
+      } else {
+        absl::StatusOr<Store::AddrDeletion> deleted =
+            options_.store->DeleteAddrIf(d.addr, d.uuid, d.revision);
+        if (!deleted.ok()) {
+          status = ToGrpcStatus(deleted.status());
+        } else {
+          if (deleted->owner.has_value()) {
+            *d.reply->mutable_owner() = *deleted->owner;
+          } else {
+            d.reply->clear_owner();
+          }
+          d.reply->set_found(deleted->deleted);
+          d.reply->set_kept_because(deleted->kept_because);
+          d.reply->set_revision(deleted->revision);
+          if (deleted->deleted) {
+            LOG(INFO) << "registrar: deleted address " << d.addr
+                      << " of uuid " << d.uuid << " from "
+                      << options_.store->Describe() << ": " << check.detail;
+          }
+        }
+      }
+      d.reactor->Finish(status);
+      mu_.Lock();
+      continue;
     }
     mu_.Lock();
     SweepLocked(Now());
@@ -763,9 +1062,54 @@ void RegistrarService::CheckerLoop() {
   mu_.Unlock();
 }
 
+grpc::ServerWriteReactor<v1::WatchEvent>* RegistrarService::WatchStore(
+    const v1::WatchRequest& request) {
+  int64_t from = static_cast<int64_t>(request.start_revision()) + 1;
+  std::vector<v1::WatchEvent> snapshot;
+  if (request.start_revision() == 0) {
+    absl::StatusOr<Store::Read> read = options_.store->Get(nullptr);
+    if (!read.ok()) {
+      auto* watcher = new WatchReactor(this, 0);
+      watcher->Close(ToGrpcStatus(read.status()));
+      return watcher;
+    }
+    for (v1::Registration& registration : read->registrations) {
+      v1::WatchEvent event;
+      event.set_kind(v1::WatchEvent::ADDED);
+      event.set_revision(static_cast<uint64_t>(read->revision));
+      *event.mutable_registration() = std::move(registration);
+      snapshot.push_back(std::move(event));
+    }
+    from = read->revision + 1;
+  }
+  MutexLock lock(&mu_);
+  auto* watcher = new WatchReactor(this, snapshot.size());
+  if (shutting_down_) {
+    watcher->Close(ShuttingDownStatus());
+    return watcher;
+  }
+  for (v1::WatchEvent& event : snapshot) watcher->Enqueue(std::move(event));
+  absl::StatusOr<std::unique_ptr<Store::Watch>> watch =
+      options_.store->StartWatch(
+          from, [watcher](v1::WatchEvent event) {
+            watcher->Enqueue(std::move(event));
+          },
+          [watcher](absl::Status status) {
+            watcher->Close(ToGrpcStatus(status));
+          });
+  if (!watch.ok()) {
+    watcher->Close(ToGrpcStatus(watch.status()));
+    return watcher;
+  }
+  watcher->set_source(*std::move(watch));
+  watchers_.insert(watcher);
+  return watcher;
+}
+
 grpc::ServerWriteReactor<v1::WatchEvent>* RegistrarService::Watch(
     grpc::CallbackServerContext* /*context*/,
-    const v1::WatchRequest* /*request*/) {
+    const v1::WatchRequest* request) {
+  if (options_.store != nullptr) return WatchStore(*request);
   MutexLock lock(&mu_);
   if (shutting_down_) {
     auto* watcher = new WatchReactor(this, 0);
@@ -777,10 +1121,18 @@ grpc::ServerWriteReactor<v1::WatchEvent>* RegistrarService::Watch(
   // Under the same lock as joining `watchers_`: no change is lost or seen
   // twice between the snapshot and the live events.
   std::vector<const Entry*> snapshot = SortedLocked(nullptr, now);
-  auto* watcher = new WatchReactor(this, snapshot.size());
+  auto* watcher = new WatchReactor(this, snapshot.size() + 1);
+  if (request->start_revision() != 0) {
+    // No history to resume from: the client starts over.
+    v1::WatchEvent reset;
+    reset.set_kind(v1::WatchEvent::RESET);
+    reset.set_revision(next_revision_ - 1);
+    watcher->Enqueue(std::move(reset));
+  }
   for (const Entry* entry : snapshot) {
     v1::WatchEvent event;
     event.set_kind(v1::WatchEvent::ADDED);
+    event.set_revision(next_revision_ - 1);
     *event.mutable_registration() = entry->registration;
     watcher->Enqueue(std::move(event));
   }

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -25,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "discovery/mutex.h"
+#include "registrar/store.h"
 #include "tractor/v1/msg.pb.h"
 #include "tractor/v1/registrar.grpc.pb.h"
 #include "tractor/v1/registrar.pb.h"
@@ -60,6 +62,20 @@ class WatchReactor;
 // - An address must parse (`discovery::Address::Parse`: "host:port",
 //   "[v6]:port", "unix:/path" or a multiaddr); anything else is refused with
 //   INVALID_ARGUMENT. Addresses are then stored and compared as given.
+// - `WatchEvent.revision` grows along a stream. A `Watch` with
+//   `start_revision` set gets a RESET event, then the snapshot: the table
+//   keeps no history to resume from.
+//
+// With `Options::store` set, the leased registrations live in that store
+// instead (registrar/store.h, docs/registry.md), shared by every registrar
+// in front of it: `Register`, `Unregister`, `Find`, `List` and `DeleteAddr`
+// are calls to the store, whose errors (UNAVAILABLE without quorum) are
+// passed on; `WaitFor` and `Watch` follow the store's watch, and a `Watch`
+// with `start_revision` resumes after it with no snapshot and no duplicate.
+// Those calls block a gRPC thread for up to the store's deadline. Pinned
+// registrations (the registrar's own) stay in this process and are added to
+// `Find` and `List` answers. Addresses do not move between uuids: a stale
+// address stays with its entry until `DeleteAddr` or its lease ends.
 //
 // Thread-safety: thread-safe. All state is guarded by one `Mutex`;
 // gRPC reactions and the sweeper take it briefly and never block under it.
@@ -81,6 +97,8 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
     // How long the DeleteAddr RPC spends looking for evidence that the actor
     // is gone from the address (`discovery::CheckActorAt`).
     absl::Duration delete_check = absl::Milliseconds(700);
+    // Where leased registrations live; null: this service's own memory.
+    std::shared_ptr<Store> store;
   };
 
   // A watcher more than this many events behind is disconnected.
@@ -120,7 +138,8 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
       const tractor::v1::Registration& registration) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Removes the entry of `uuid` (the Unregister RPC). Returns false when
-  // there was none.
+  // there was none (or, with a store, when the store could not be reached:
+  // that is logged).
   bool RemoveRegistration(const std::string& uuid) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Removes `addr` from whichever entry holds it, dropping that entry if it
@@ -196,6 +215,29 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
   // are meaningful.
   static absl::Time Now();
 
+  // Find/List from the store, with the pinned local entries first.
+  absl::StatusOr<std::vector<tractor::v1::Registration>> ReadWithStore(
+      const std::string* name) const ABSL_LOCKS_EXCLUDED(mu_);
+  // A store watch feeding a pending WaitFor saw `event`.
+  void OnStoreWaitEvent(internal::WaitForReactor* waiter,
+                        const tractor::v1::WatchEvent& event)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Ends a pending WaitFor with `status`, unless someone else already did.
+  void EndWaiter(internal::WaitForReactor* waiter, grpc::Status status)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  grpc::ServerUnaryReactor* WaitForStore(
+      grpc::CallbackServerContext* context,
+      const tractor::v1::FindRequest* request, tractor::v1::FindReply* reply)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Looks up the owner of the address in the store; queues the call for the
+  // checker (returning ABORTED with kQueued) or answers at once.
+  grpc::Status DeleteAddrInStore(grpc::ServerUnaryReactor* reactor,
+                                 const tractor::v1::DeleteAddrRequest* request,
+                                 tractor::v1::DeleteAddrReply* reply)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  grpc::ServerWriteReactor<tractor::v1::WatchEvent>* WatchStore(
+      const tractor::v1::WatchRequest& request) ABSL_LOCKS_EXCLUDED(mu_);
+
   absl::StatusOr<absl::Duration> RegisterImpl(
       const tractor::v1::Registration& registration, bool pinned)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -212,7 +254,8 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
   void EraseEntryLocked(
       absl::flat_hash_map<std::string, Entry>::iterator it,
       tractor::v1::WatchEvent::Kind kind) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Sends an event to every watcher.
+  // Sends an event to every watcher; a REMOVED or EXPIRED event takes the
+  // next revision.
   void EmitLocked(tractor::v1::WatchEvent::Kind kind,
                   const tractor::v1::Registration& registration)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -242,6 +285,8 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
     std::string uuid;       // the owner when the call arrived
     uint64_t revision = 0;  // its revision then
     tractor::v1::DeleteAddrReply* reply;
+    // The entry is in `Options::store`, not in this process.
+    bool in_store = false;
   };
 
   const Options options_;

@@ -12,6 +12,7 @@ PACKAGES=(
   iproute2 procps
   clang-14
   binutils  # addr2line: file:line in tracebacks and crash reports
+  etcd-server etcd-client
 )
 
 missing=()
@@ -32,6 +33,20 @@ if ((${#missing[@]})); then
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# etcd-server enables its own etcd service (on 2379/2380). The etcd tests
+# start clusters of their own on free ports; the packaged service is neither
+# used nor left running.
+if dpkg-query -W -f='${Status}' etcd-server 2>/dev/null | grep -q "install ok installed"; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  if [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now etcd.service >/dev/null 2>&1 || true
+  else
+    $SUDO service etcd stop >/dev/null 2>&1 || true
+    $SUDO update-rc.d etcd disable >/dev/null 2>&1 || true
+  fi
 fi
 
 # Node client libraries for the foreign-client tests (tests/foreign/).

@@ -465,6 +465,49 @@ TEST_F(RegistrarServiceTest, WatchStreamsSnapshotThenChanges) {
       << "the server kept the cancelled Watch";
 }
 
+TEST_F(RegistrarServiceTest, WatchEventsCarryGrowingRevisions) {
+  Start();
+  MustRegister(Reg("seed", "u-seed", {"h:0"}));
+  auto ctx = Ctx(absl::Seconds(20));
+  auto reader = stub_->Watch(ctx.get(), v1::WatchRequest());
+  v1::WatchEvent snapshot = NextEvent(reader.get());
+  EXPECT_EQ(snapshot.kind(), v1::WatchEvent::ADDED);
+  EXPECT_GT(snapshot.revision(), 0u);
+  MustRegister(Reg("a", "u1", {"h:1"}));
+  v1::WatchEvent added = NextEvent(reader.get());
+  EXPECT_EQ(added.kind(), v1::WatchEvent::ADDED);
+  EXPECT_GT(added.revision(), snapshot.revision());
+  EXPECT_EQ(added.revision(), added.registration().revision());
+  ASSERT_TRUE(Unregister("u1"));
+  v1::WatchEvent removed = NextEvent(reader.get());
+  EXPECT_EQ(removed.kind(), v1::WatchEvent::REMOVED);
+  EXPECT_GT(removed.revision(), added.revision());
+  ctx->TryCancel();
+}
+
+TEST_F(RegistrarServiceTest, WatchFromARevisionStartsOverWithReset) {
+  // The in-memory table keeps no history: a client resuming from a revision
+  // (of this registrar or of one that restarted) is told to start over.
+  Start();
+  MustRegister(Reg("a", "u1", {"h:1"}));
+  MustRegister(Reg("b", "u2", {"h:2"}));
+  auto ctx = Ctx(absl::Seconds(20));
+  v1::WatchRequest request;
+  request.set_start_revision(12345);
+  auto reader = stub_->Watch(ctx.get(), request);
+  v1::WatchEvent event = NextEvent(reader.get());
+  EXPECT_EQ(event.kind(), v1::WatchEvent::RESET);
+  EXPECT_FALSE(event.has_registration());
+  std::vector<std::string> uuids;
+  for (int i = 0; i < 2; ++i) {
+    event = NextEvent(reader.get());
+    EXPECT_EQ(event.kind(), v1::WatchEvent::ADDED);
+    uuids.push_back(event.registration().aid().uuid());
+  }
+  EXPECT_THAT(uuids, ElementsAre("u1", "u2"));
+  ctx->TryCancel();
+}
+
 TEST_F(RegistrarServiceTest, DeleteAddrRemovesAddressAndEmptyEntry) {
   Start();
   MustRegister(Reg("a", "u1", {"h:1", "h:2"}));

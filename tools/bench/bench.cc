@@ -59,6 +59,7 @@
 #include "registrar/registrar_service.h"
 #include "tools/bench/raw_process.h"
 #include "devx/throw_trace.h"
+#include "tools/bench/registry_rows.h"
 #include "tools/bench/report.h"
 #include "tractor/v1/actor.grpc.pb.h"
 #include "tractor/v1/registrar.grpc.pb.h"
@@ -1435,7 +1436,7 @@ std::vector<Row> ThrowTrace(Env& env) {
     }
   }
   devx::SetThrowCapture(true);
-  Row row{.id = "10", .name = "throw trace: code that does not throw",
+  Row row{.id = "11", .name = "throw trace: code that does not throw",
           .unit = "ns"};
   row.target = RatioMax(1.1);
   SetStats(row, raw, ours, false);
@@ -1443,7 +1444,7 @@ std::vector<Row> ThrowTrace(Env& env) {
       "a call two frames deep inside a try block that never throws, ", calls,
       " per sample; raw: throw-site capture off, ours: on (the interposed "
       "__cxa_throw runs only when something is thrown)");
-  Row thrown{.id = "10.throw", .name = "throw trace: throw + catch (ref)",
+  Row thrown{.id = "11.throw", .name = "throw trace: throw + catch (ref)",
              .unit = "ns"};
   SetStats(thrown, raw_throw, ours_throw, false);
   thrown.note = "reference: the same loop when every call throws "
@@ -1717,9 +1718,19 @@ int BenchMain(int argc, char** argv) {
     }
     run({{.id = "8", .name = "idle memory"}},
         one([&] { return IdleMemory(env); }));
-    run({{.id = "10", .name = "throw trace: code that does not throw"},
-         {.id = "10.throw", .name = "throw trace: throw + catch"}},
+    run({{.id = "11", .name = "throw trace: code that does not throw"},
+         {.id = "11.throw", .name = "throw trace: throw + catch"}},
         [&] { return ThrowTrace(env); });
+    // Row 10 starts an etcd cluster and six registrar daemons and waits
+    // for leases to run out: longer than the whole quick run may take.
+    run(RegistryRowShells(), [&] {
+      if (!flags.quick) return RegistryRows(/*quick=*/false);
+      std::vector<Row> rows = RegistryRowShells();
+      for (Row& r : rows) {
+        r.na = "not in --quick (it starts an etcd cluster): run --only 10";
+      }
+      return rows;
+    });
     raw_callback->Stop();
     raw_sync->Stop();
   });

@@ -23,6 +23,7 @@
 #include "actor/portal.h"
 #include "actor/runtime.h"
 #include "discovery/address.h"
+#include "discovery/credentials.h"
 #include "discovery/mutex.h"
 #include "discovery/uuid.h"
 #include "glog/logging.h"
@@ -239,7 +240,12 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
   spec.set_root_addr(rt.config().root_addr.empty() ? spec.parent_addr()
                                                    : rt.config().root_addr);
 
-  auto proc = rt.ExpectChild(entry->aid.uuid());
+  {
+    const discovery::Security security = discovery::CurrentSecurity();
+    SetInheritedSecurity(security.tls.config, security.secret, &spec);
+  }
+  spec.set_link_secret(discovery::NewSecret());
+  auto proc = rt.ExpectChild(entry->aid.uuid(), spec.link_secret());
   proc->pid = SpawnProcess(spec);
   entry->proc = proc;
   StartReaper(proc, entry->aid, shared, *std::move(reaper_hold));

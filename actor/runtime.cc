@@ -50,6 +50,40 @@ int Main(int argc, char** argv, const std::function<int()>& root_main) {
   }
 }
 
+namespace {
+
+// Installs the tree's transport security and mesh secret: `options`, else
+// the environment, else plaintext and a random secret. Throws
+// RuntimeFailure naming the file and the problem on a bad configuration.
+void InstallRootSecurity(const RootOptions& options) {
+  discovery::TlsConfig tls = options.tls;
+  if (tls.empty()) {
+    absl::StatusOr<discovery::TlsConfig> env = discovery::TlsConfigFromEnv();
+    if (!env.ok()) {
+      throw RuntimeFailure(absl::StrCat("root actor '", options.name,
+                                        "': ", env.status().message()));
+    }
+    tls = *std::move(env);
+  }
+  absl::StatusOr<discovery::TlsMaterial> material = discovery::LoadTls(tls);
+  if (!material.ok()) {
+    throw RuntimeFailure(absl::StrCat("root actor '", options.name,
+                                      "': ", material.status().message()));
+  }
+  std::string secret = options.secret;
+  if (secret.empty()) {
+    absl::StatusOr<std::string> env = discovery::SecretFromEnv();
+    if (!env.ok()) {
+      throw RuntimeFailure(absl::StrCat("root actor '", options.name,
+                                        "': ", env.status().message()));
+    }
+    secret = env->empty() ? discovery::NewSecret() : *std::move(env);
+  }
+  discovery::InstallSecurity({*std::move(material), std::move(secret)});
+}
+
+}  // namespace
+
 void OpenRootActor(const RootOptions& options, const std::function<void()>& fn) {
   constexpr char kOnlyOne[] =
       "an actor runtime already exists in this process (only one root actor "
@@ -64,6 +98,7 @@ void OpenRootActor(const RootOptions& options, const std::function<void()>& fn) 
   config.max_tasks = options.max_tasks;
   config.same_host_socket = options.same_host_socket;
   internal::ApplyLogLevel(options.loglevel);
+  InstallRootSecurity(options);
   internal::ElectRegistrar({options.name, options.bind_addrs,
                             options.registry_addrs, options.registry_lease},
                            &config);

@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "discovery/credentials.h"
 #include "glog/logging.h"
 
 namespace tractor::discovery {
@@ -180,7 +181,8 @@ absl::StatusOr<ListeningPorts> BindAll(grpc::ServerBuilder& builder,
     if (!s.ok()) return s;
   }
   if (options.credentials == nullptr) {
-    options.credentials = grpc::InsecureServerCredentials();
+    options.credentials = ProcessServerCredentials();
+    for (const Address& addr : addrs) WarnIfPlaintextOffLoopback(addr);
   }
   ListeningPorts ports(std::move(addrs));
   for (size_t i = 0; i < ports.requested_.size(); ++i) {

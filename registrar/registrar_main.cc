@@ -5,6 +5,15 @@
 //   (any address form of discovery/address.h, multiaddrs included)
 //             [--name registrar] [--lease_ms 5000] [--max_lease_ms 60000]
 //             [--loglevel info]
+//             [--tls_ca ca.pem --tls_cert cert.pem --tls_key key.pem
+//              [--tls_require_client_cert=true] [--tls_server_name NAME]]
+//             [--secret_file FILE]
+//
+// Transport security and the mesh secret (docs/security.md): the --tls_*
+// flags, else the TRACTOR_TLS_* environment variables; --secret_file, else
+// TRACTOR_SECRET or TRACTOR_SECRET_FILE. With a secret or with client
+// certificates required, only members of the mesh may Register, Unregister
+// and DeleteAddr; with neither, anyone may (logged as a warning at start).
 //
 // Binds every address given (all or nothing), registers itself under its
 // name, prints one line to stdout when ready:
@@ -13,7 +22,8 @@
 //
 // (with the real port where port 0 was asked for), and serves until SIGINT
 // or SIGTERM, then exits 0 and removes the unix socket files it created.
-// Exit status 1: an address could not be bound; 2: bad command line.
+// Exit status 1: an address could not be bound; 2: bad command line, or a
+// security configuration that does not load (the message names the file).
 #include <signal.h>
 #include <unistd.h>
 
@@ -25,6 +35,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/flag.h"
+#include "absl/flags/marshalling.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
@@ -33,12 +45,28 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "discovery/address.h"
+#include "discovery/credentials.h"
 #include "discovery/listen.h"
 #include "discovery/log_level.h"
 #include "discovery/uuid.h"
 #include "glog/logging.h"
 #include "grpcpp/grpcpp.h"
 #include "registrar/registrar_service.h"
+
+// Transport security and membership (docs/security.md).
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM file of the CA that peers' certificates are checked against");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM file of the registrar's certificate chain");
+ABSL_FLAG(std::string, tls_key, "", "PEM file of the registrar's private key");
+ABSL_FLAG(bool, tls_require_client_cert, false,
+          "mutual TLS: refuse clients without a certificate signed by the CA");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "the name peers' certificates are checked against, instead of the "
+          "host dialled");
+ABSL_FLAG(std::string, secret_file, "",
+          "file holding the mesh secret; members present it to Register, "
+          "Unregister and DeleteAddr");
 
 namespace tractor::registrar {
 namespace {
@@ -54,7 +82,15 @@ constexpr char kUsage[] =
     "  or a multiaddr: /ip4/H/tcp/P, /ip6/H/tcp/P, /dns4/NAME/tcp/P, "
     "/unix/PATH\n"
     "  LEVEL is one of critical, error, warning, info (the default), cancel,\n"
-    "  io, runtime, devx, debug, transport; TRACTOR_LOGLEVEL overrides it\n";
+    "  io, runtime, devx, debug, transport; TRACTOR_LOGLEVEL overrides it\n"
+    "security (docs/security.md): [--tls_ca FILE --tls_cert FILE --tls_key "
+    "FILE\n"
+    "  [--tls_require_client_cert=true] [--tls_server_name NAME]] "
+    "[--secret_file FILE]\n"
+    "  (else TRACTOR_TLS_CA, TRACTOR_TLS_CERT, TRACTOR_TLS_KEY,\n"
+    "  TRACTOR_TLS_REQUIRE_CLIENT_CERT, TRACTOR_TLS_SERVER_NAME, "
+    "TRACTOR_SECRET,\n"
+    "  TRACTOR_SECRET_FILE)\n";
 
 struct Flags {
   std::vector<discovery::Address> listen;
@@ -108,6 +144,23 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv, bool* help) {
             "--", name, " must be a positive integer, got '", value, "'"));
       }
       (name == "lease_ms" ? flags.lease_ms : flags.max_lease_ms) = ms;
+    } else if (name == "tls_ca" || name == "tls_cert" || name == "tls_key" ||
+               name == "tls_server_name" || name == "secret_file") {
+      absl::Flag<std::string>& flag =
+          name == "tls_ca"     ? FLAGS_tls_ca
+          : name == "tls_cert" ? FLAGS_tls_cert
+          : name == "tls_key"  ? FLAGS_tls_key
+          : name == "secret_file" ? FLAGS_secret_file
+                                  : FLAGS_tls_server_name;
+      absl::SetFlag(&flag, value);
+    } else if (name == "tls_require_client_cert") {
+      bool require = false;
+      std::string error;
+      if (!absl::ParseFlag(value, &require, &error)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--tls_require_client_cert: '", value, "' is not a boolean"));
+      }
+      absl::SetFlag(&FLAGS_tls_require_client_cert, require);
     } else if (name == "loglevel") {
       if (absl::Status s = discovery::ParseLogLevel(value).status(); !s.ok()) {
         return absl::InvalidArgumentError(
@@ -126,6 +179,32 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv, bool* help) {
     return absl::InvalidArgumentError("--name must not be empty");
   }
   return flags;
+}
+
+// The security configuration of the flags, else of the environment.
+absl::StatusOr<discovery::Security> LoadSecurity() {
+  discovery::TlsConfig tls;
+  tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
+  tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  tls.require_client_cert = absl::GetFlag(FLAGS_tls_require_client_cert);
+  tls.server_name = absl::GetFlag(FLAGS_tls_server_name);
+  if (tls.empty()) {
+    absl::StatusOr<discovery::TlsConfig> env = discovery::TlsConfigFromEnv();
+    if (!env.ok()) return env.status();
+    tls = *std::move(env);
+  }
+  absl::StatusOr<discovery::TlsMaterial> material = discovery::LoadTls(tls);
+  if (!material.ok()) return material.status();
+  discovery::Security security;
+  security.tls = *std::move(material);
+  const std::string secret_file = absl::GetFlag(FLAGS_secret_file);
+  absl::StatusOr<std::string> secret =
+      secret_file.empty() ? discovery::SecretFromEnv()
+                          : discovery::ReadSecretFile(secret_file);
+  if (!secret.ok()) return secret.status();
+  security.secret = *std::move(secret);
+  return security;
 }
 
 int Main(int argc, char** argv) {
@@ -155,7 +234,27 @@ int Main(int argc, char** argv) {
     return kExitUsage;
   }
 
+  absl::StatusOr<discovery::Security> security = LoadSecurity();
+  if (!security.ok()) {
+    std::cerr << "registrar: " << security.status().message() << std::endl;
+    return kExitUsage;
+  }
+  const bool members_only =
+      !security->secret.empty() ||
+      security->tls.mode == discovery::SecurityMode::kMutualTls;
+  LOG(INFO) << "registrar: "
+            << discovery::SecurityModeName(security->tls.mode)
+            << (security->secret.empty() ? ", no mesh secret"
+                                         : ", with a mesh secret");
+  if (!members_only) {
+    LOG(WARNING) << "registrar: no mesh secret and no client certificates "
+                    "required: any client may Register, Unregister and "
+                    "DeleteAddr (see docs/security.md)";
+  }
+  discovery::InstallSecurity(*std::move(security));
+
   RegistrarService::Options options;
+  options.members_only = members_only;
   options.self.set_name(flags->name);
   options.self.set_uuid(discovery::NewUuid());
   options.self.set_pid(getpid());

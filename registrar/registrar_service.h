@@ -81,6 +81,11 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
     // How long the DeleteAddr RPC spends looking for evidence that the actor
     // is gone from the address (`discovery::CheckActorAt`).
     absl::Duration delete_check = absl::Milliseconds(700);
+    // Honour `Register`, `Unregister` and `DeleteAddr` only from members of
+    // the mesh (`discovery::CheckMember`: a verified client certificate or
+    // this process's mesh secret); others get PERMISSION_DENIED. The
+    // in-process API is not checked.
+    bool members_only = false;
   };
 
   // A watcher more than this many events behind is disconnected.

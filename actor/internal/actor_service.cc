@@ -10,6 +10,7 @@
 #include "actor/internal/dialog.h"
 #include "actor/internal/wire.h"
 #include "discovery/address.h"
+#include "discovery/credentials.h"
 #include "glog/logging.h"
 
 namespace tractor::internal {
@@ -41,11 +42,10 @@ class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
                          "; this actor speaks version ", kProtocolVersion)));
         return;
       }
-      child_ = rt_->OnChildLinked(in_.hello());
+      grpc::Status refused;
+      child_ = rt_->OnChildLinked(in_.hello(), &refused);
       if (!child_) {
-        FinishOnce(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                "this actor did not spawn " +
-                                    in_.hello().aid().uuid()));
+        FinishOnce(refused);
         return;
       }
       out_.mutable_accepted();
@@ -102,6 +102,11 @@ grpc::ServerUnaryReactor* ActorService::CancelTask(
   auto* r = ctx->DefaultReactor();
   v1::CancelTaskRequest req;
   if (!DecodeRequest("Actor.CancelTask", *request, &req, r)) return r;
+  if (grpc::Status member = discovery::CheckMember(*ctx, "CancelTask");
+      !member.ok()) {
+    r->Finish(member);
+    return r;
+  }
   v1::CancelTaskReply reply;
   reply.set_found(rt_->tasks().CancelTask(req.cid(), req.requester()));
   SerializeToByteBuffer(reply, response);
@@ -115,6 +120,11 @@ grpc::ServerUnaryReactor* ActorService::CancelActor(
   auto* r = ctx->DefaultReactor();
   v1::CancelActorRequest req;
   if (!DecodeRequest("Actor.CancelActor", *request, &req, r)) return r;
+  if (grpc::Status member = discovery::CheckMember(*ctx, "CancelActor");
+      !member.ok()) {
+    r->Finish(member);
+    return r;
+  }
   const v1::Aid& requester = req.requester();
   LOG(INFO) << "actor " << rt_->self().name() << " cancelled by '"
             << requester.name() << "' " << requester.uuid();

@@ -19,6 +19,8 @@ namespace tractor::internal {
 // nursery's entry, the runtime's child table and the portal.
 struct ChildProc {
   pid_t pid = -1;  // set once, before the child is shared
+  // The per-spawn secret its `Link` must present; set before it is shared.
+  std::string link_secret;
   Mutex mu;
   CondVar cv;
   bool exited ABSL_GUARDED_BY(mu) = false;

@@ -114,8 +114,8 @@ struct TlsMaterial {
 // Reads and checks the files of `config`: each is readable and holds PEM of
 // the right kind, the certificate is within its validity period, the key
 // matches the certificate and the certificate is signed by the CA. Every
-// error names the file and the problem ("TLS certificate
-// /etc/tractor/node.pem: expired on 2024-01-01 00:00:00 UTC"), with
+// error names the file and the problem ("TLS certificate file
+// /etc/tractor/node.pem: expired on Jan  2 00:00:00 2020 GMT"), with
 // INVALID_ARGUMENT (incomplete configuration) or FAILED_PRECONDITION (bad
 // file). Thread-safe.
 absl::StatusOr<TlsMaterial> LoadTls(const TlsConfig& config);

@@ -18,7 +18,9 @@
 
 #include <condition_variable>
 #include <cstdio>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -169,7 +171,28 @@ struct Flags {
   bool sync = false;
   bool once = false;
   std::string unix_path;
+  // Mutual TLS with DIR/ca.pem, DIR/node.pem and DIR/node.key (as made by
+  // tests/make_test_pki.sh): the same settings as the actor runtime's.
+  std::string tls_dir;
 };
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+std::shared_ptr<grpc::ServerCredentials> Credentials(const Flags& flags) {
+  if (flags.tls_dir.empty()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions options(
+      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  options.pem_root_certs = ReadFile(flags.tls_dir + "/ca.pem");
+  options.pem_key_cert_pairs.push_back(
+      {ReadFile(flags.tls_dir + "/node.key"),
+       ReadFile(flags.tls_dir + "/node.pem")});
+  return grpc::SslServerCredentials(options);
+}
 
 bool ParseFlags(int argc, char** argv, Flags* f) {
   for (int i = 1; i < argc; ++i) {
@@ -182,6 +205,8 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
       f->sync = false;
     } else if (a.rfind("--unix=/", 0) == 0) {
       f->unix_path = a.substr(7);
+    } else if (a.rfind("--tls=", 0) == 0) {
+      f->tls_dir = a.substr(6);
     } else {
       return false;
     }
@@ -203,12 +228,12 @@ int Run(const Flags& flags) {
   // The actor runtime allows 64 MiB messages; so does the baseline.
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.SetMaxSendMessageSize(64 << 20);
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                           &port);
+  std::shared_ptr<grpc::ServerCredentials> credentials = Credentials(flags);
+  builder.AddListeningPort("127.0.0.1:0", credentials, &port);
   int unix_bound = 0;
   if (!flags.unix_path.empty()) {
-    builder.AddListeningPort("unix:" + flags.unix_path,
-                             grpc::InsecureServerCredentials(), &unix_bound);
+    builder.AddListeningPort("unix:" + flags.unix_path, credentials,
+                             &unix_bound);
   }
   builder.RegisterService(service.get());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();

@@ -27,6 +27,7 @@
 #include "discovery/address.h"
 #include "discovery/listen.h"
 #include "discovery/log_level.h"
+#include "discovery/credentials.h"
 #include "discovery/mutex.h"
 #include "discovery/uuid.h"
 #include "glog/logging.h"
@@ -342,7 +343,12 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
   spec.set_root_addr(rt.config().root_addr.empty() ? spec.parent_addr()
                                                    : rt.config().root_addr);
 
-  auto proc = rt.ExpectChild(entry->aid.uuid());
+  {
+    const discovery::Security security = discovery::CurrentSecurity();
+    SetInheritedSecurity(security.tls.config, security.secret, &spec);
+  }
+  spec.set_link_secret(discovery::NewSecret());
+  auto proc = rt.ExpectChild(entry->aid.uuid(), spec.link_secret());
   {
     MutexLock lk(&proc->mu);
     proc->on_link_lost = [weak_proc = std::weak_ptr<ChildProc>(proc),

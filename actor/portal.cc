@@ -18,6 +18,7 @@
 #include "discovery/address.h"
 #include "discovery/log_level.h"
 #include "glog/logging.h"
+#include "discovery/credentials.h"
 #include "discovery/mutex.h"
 
 namespace tractor {
@@ -258,7 +259,10 @@ bool Portal::CancelActor(absl::Duration timeout, bool raise_on_timeout) {
   grpc::ClientContext context;
   grpc::Status status = internal::CallUnary(
       context,
-      [&](grpc::ClientContext* c) { return stub->CancelActor(c, req, &reply); },
+      [&](grpc::ClientContext* c) {
+        discovery::AttachSecret(c);
+        return stub->CancelActor(c, req, &reply);
+      },
       absl::Now() + timeout, /*shielded=*/true);
   if (raise_on_timeout &&
       status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {

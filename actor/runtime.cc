@@ -199,6 +199,40 @@ int Main(int& argc, char** argv, const std::function<int()>& root_main) {
   }
 }
 
+namespace {
+
+// Installs the tree's transport security and mesh secret: `options`, else
+// the environment, else plaintext and a random secret. Throws
+// RuntimeFailure naming the file and the problem on a bad configuration.
+void InstallRootSecurity(const RootOptions& options) {
+  discovery::TlsConfig tls = options.tls;
+  if (tls.empty()) {
+    absl::StatusOr<discovery::TlsConfig> env = discovery::TlsConfigFromEnv();
+    if (!env.ok()) {
+      throw RuntimeFailure(absl::StrCat("root actor '", options.name,
+                                        "': ", env.status().message()));
+    }
+    tls = *std::move(env);
+  }
+  absl::StatusOr<discovery::TlsMaterial> material = discovery::LoadTls(tls);
+  if (!material.ok()) {
+    throw RuntimeFailure(absl::StrCat("root actor '", options.name,
+                                      "': ", material.status().message()));
+  }
+  std::string secret = options.secret;
+  if (secret.empty()) {
+    absl::StatusOr<std::string> env = discovery::SecretFromEnv();
+    if (!env.ok()) {
+      throw RuntimeFailure(absl::StrCat("root actor '", options.name,
+                                        "': ", env.status().message()));
+    }
+    secret = env->empty() ? discovery::NewSecret() : *std::move(env);
+  }
+  discovery::InstallSecurity({*std::move(material), std::move(secret)});
+}
+
+}  // namespace
+
 void OpenRootActor(const RootOptions& given, const std::function<void()>& fn) {
   // The command line's runtime flags win over the program's options.
   RootOptions options = given;
@@ -228,6 +262,7 @@ void OpenRootActor(const RootOptions& given, const std::function<void()>& fn) {
   ApplyVerbosityFlags();
   devx::InstallCrashHandler();
   devx::InstallStackDumpOnSignal();
+  InstallRootSecurity(options);
   internal::ElectRegistrar({options.name, options.bind_addrs,
                             options.registry_addrs, options.registry_lease},
                            &config);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "discovery/credentials.h"
 #include "tractor/v1/msg.pb.h"
 
 namespace tractor {
@@ -66,6 +67,21 @@ struct RootOptions {
   // pings. Zero: the default, 3 s. Children inherit it;
   // TRACTOR_TIMEOUT_SCALE stretches it.
   absl::Duration hang_timeout = absl::ZeroDuration();
+  // Transport security of the whole tree (docs/security.md): the CA,
+  // certificate and key files, and whether servers require client
+  // certificates (mutual TLS). Empty: the TRACTOR_TLS_* environment
+  // variables (discovery/credentials.h), and plaintext when none is set.
+  // Every server and channel of the tree uses it; children inherit the
+  // paths. A missing or unreadable file, a key that does not match its
+  // certificate, an expired certificate or one not signed by the CA fails
+  // `OpenRootActor` with RuntimeFailure naming the file and the problem.
+  discovery::TlsConfig tls;
+  // The mesh secret: a peer that presents it may call the control RPCs
+  // (`CancelActor`, `CancelTask`, the registrar's `Register`, `Unregister`,
+  // `DeleteAddr`). Empty: TRACTOR_SECRET, else the file TRACTOR_SECRET_FILE
+  // names, else a random secret of this root. Children inherit it;
+  // independent programs that share a registrar must share it.
+  std::string secret;
 };
 
 // The registry address a root uses when neither RootOptions, --registry

@@ -3,6 +3,7 @@
 
 #include <utility>
 
+#include "discovery/credentials.h"
 #include "discovery/listen.h"
 
 namespace tractor::discovery {
@@ -25,15 +26,14 @@ grpc::ChannelArguments ClientChannelArgs(ChannelPurpose purpose) {
       args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kRegistrarKeepaliveTimeoutMs);
       break;
   }
+  AddSecurityChannelArgs(args);
   return args;
 }
 
 std::shared_ptr<grpc::Channel> NewChannel(
     const Address& addr, ChannelPurpose purpose,
     std::shared_ptr<grpc::ChannelCredentials> credentials) {
-  if (credentials == nullptr) {
-    credentials = grpc::InsecureChannelCredentials();
-  }
+  if (credentials == nullptr) credentials = ProcessChannelCredentials();
   return grpc::CreateCustomChannel(addr.GrpcTarget(), std::move(credentials),
                                    ClientChannelArgs(purpose));
 }
@@ -43,7 +43,7 @@ std::shared_ptr<grpc::Channel> NewPrivateChannel(const Address& addr,
   grpc::ChannelArguments args = ClientChannelArgs(purpose);
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   return grpc::CreateCustomChannel(
-      addr.GrpcTarget(), grpc::InsecureChannelCredentials(), args);
+      addr.GrpcTarget(), ProcessChannelCredentials(), args);
 }
 
 }  // namespace tractor::discovery

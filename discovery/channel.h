@@ -55,13 +55,15 @@ enum class ChannelPurpose {
 
 // Returns the channel arguments for `purpose`: keepalive and backoff as
 // described at `ChannelPurpose`, send and receive limits of
-// `kMaxMessageBytes`. Callers may add arguments to the copy (e.g.
+// `kMaxMessageBytes`, and the TLS name override of this process's security
+// configuration (discovery/credentials.h). Callers may add arguments to the copy (e.g.
 // GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL). Thread-safe.
 grpc::ChannelArguments ClientChannelArgs(
     ChannelPurpose purpose = ChannelPurpose::kActor);
 
 // Returns a new channel to `addr` (its `GrpcTarget()`) with
-// `ClientChannelArgs(purpose)` and `credentials` (null means insecure). The
+// `ClientChannelArgs(purpose)` and `credentials` (null means this process's
+// configuration, `ProcessChannelCredentials()` of discovery/credentials.h). The
 // channel is not cached: callers that dial the same address repeatedly keep
 // their own map. The caller owns the returned reference; gRPC channels are
 // thread-safe.
@@ -72,7 +74,7 @@ std::shared_ptr<grpc::Channel> NewChannel(
 // As `NewChannel`, with a subchannel pool of its own
 // (GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL): no connection state elsewhere in
 // this process (a connection still backing off after a partition) can make
-// its calls fail fast. For evidence checks that must see the address as it
+// its calls fail fast. Uses this process's credentials. For evidence checks that must see the address as it
 // is now.
 std::shared_ptr<grpc::Channel> NewPrivateChannel(const Address& addr,
                                                  ChannelPurpose purpose);

@@ -19,6 +19,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "discovery/credentials.h"
 #include "glog/logging.h"
 #include "grpcpp/ext/channelz_service_plugin.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -221,7 +222,8 @@ absl::StatusOr<ListeningPorts> BindAll(grpc::ServerBuilder& builder,
     if (!s.ok()) return s;
   }
   if (options.credentials == nullptr) {
-    options.credentials = grpc::InsecureServerCredentials();
+    options.credentials = ProcessServerCredentials();
+    for (const Address& addr : addrs) WarnIfPlaintextOffLoopback(addr);
   }
   ListeningPorts ports(std::move(addrs));
   for (size_t i = 0; i < ports.requested_.size(); ++i) {

@@ -96,7 +96,9 @@ absl::Status PrepareUnixListenPath(const Address& addr,
 
 // Options of `BindAll`.
 struct BindOptions {
-  // Credentials for every port; null means insecure.
+  // Credentials for every port; null means this process's configuration
+  // (`ProcessServerCredentials()` of discovery/credentials.h), and a warning
+  // is logged once when that is plaintext on an address off loopback.
   std::shared_ptr<grpc::ServerCredentials> credentials;
   // Create a missing parent directory of unix socket paths (see
   // `PrepareUnixListenPath`).

@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "discovery/channel.h"
+#include "discovery/credentials.h"
 #include "tractor/v1/actor.grpc.pb.h"
 #include "glog/logging.h"
 #include "discovery/thread_name.h"
@@ -320,6 +321,7 @@ size_t Registrant::RegisterRound(absl::Duration timeout) {
     v1::Registrar::Stub* stub = stubs.back().get();
     calls.push_back(Call::Start(
         [&](auto* ctx, auto* request, auto* reply, auto done) {
+          AttachSecret(ctx);
           stub->async()->Register(ctx, request, reply, std::move(done));
         },
         std::move(req), call_options));
@@ -411,6 +413,7 @@ void Registrant::Stop() {
     v1::Registrar::Stub* stub = stubs.back().get();
     calls.push_back(Call::Start(
         [&](auto* ctx, auto* request, auto* reply, auto done) {
+          AttachSecret(ctx);
           stub->async()->Unregister(ctx, request, reply, std::move(done));
         },
         std::move(req), call_options));
@@ -568,6 +571,7 @@ grpc::Status DeleteAddr(const Address& registrar, const std::string& addr,
   v1::DeleteAddrReply& rep = reply != nullptr ? *reply : local;
   return BlockingUnaryCall(
       [&](auto* ctx, auto* request, auto* reply, auto done) {
+        AttachSecret(ctx);
         stub->async()->DeleteAddr(ctx, request, reply, std::move(done));
       },
       std::move(req), &rep,

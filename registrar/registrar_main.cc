@@ -7,6 +7,15 @@
 //             [--loglevel info]
 //             [--store memory|etcd --etcd_endpoints h1:p,h2:p,h3:p
 //              --etcd_prefix /tractor/ --etcd_ca F --etcd_cert F --etcd_key F]
+//             [--tls_ca ca.pem --tls_cert cert.pem --tls_key key.pem
+//              [--tls_require_client_cert=true] [--tls_server_name NAME]]
+//             [--secret_file FILE]
+//
+// Transport security and the mesh secret (docs/security.md): the --tls_*
+// flags, else the TRACTOR_TLS_* environment variables; --secret_file, else
+// TRACTOR_SECRET or TRACTOR_SECRET_FILE. With a secret or with client
+// certificates required, only members of the mesh may Register, Unregister
+// and DeleteAddr; with neither, anyone may (logged as a warning at start).
 //
 // Binds every address given (all or nothing), registers itself under its
 // name, prints one line to stdout when ready:
@@ -19,7 +28,8 @@
 // other registrars (docs/registry.md).
 // It does not wait for etcd: until the cluster answers, calls that need it
 // fail with UNAVAILABLE. Exit status 1: an address could not be bound; 2: bad
-// command line (one line on stderr).
+// command line (one line on stderr), or a security configuration that does
+// not load (the message names the file).
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -36,6 +46,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/marshalling.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
@@ -45,6 +56,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "discovery/address.h"
+#include "discovery/credentials.h"
 #include "discovery/listen.h"
 #include "discovery/log_level.h"
 #include "discovery/uuid.h"
@@ -82,6 +94,20 @@ ABSL_FLAG(std::string, etcd_cert, "",
           "With --store=etcd: client certificate (PEM) for TLS to etcd");
 ABSL_FLAG(std::string, etcd_key, "",
           "With --store=etcd: client key (PEM) for TLS to etcd");
+// Transport security and membership (docs/security.md).
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM file of the CA that peers' certificates are checked against");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM file of the registrar's certificate chain");
+ABSL_FLAG(std::string, tls_key, "", "PEM file of the registrar's private key");
+ABSL_FLAG(bool, tls_require_client_cert, false,
+          "mutual TLS: refuse clients without a certificate signed by the CA");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "the name peers' certificates are checked against, instead of the "
+          "host dialled");
+ABSL_FLAG(std::string, secret_file, "",
+          "file holding the mesh secret; members present it to Register, "
+          "Unregister and DeleteAddr");
 
 namespace tractor::registrar {
 namespace {
@@ -100,7 +126,15 @@ constexpr char kUsage[] =
     "  or a multiaddr: /ip4/H/tcp/P, /ip6/H/tcp/P, /dns4/NAME/tcp/P, "
     "/unix/PATH\n"
     "  LEVEL is one of critical, error, warning, info (the default), cancel,\n"
-    "  io, runtime, devx, debug, transport; TRACTOR_LOGLEVEL overrides it\n";
+    "  io, runtime, devx, debug, transport; TRACTOR_LOGLEVEL overrides it\n"
+    "security (docs/security.md): [--tls_ca FILE --tls_cert FILE --tls_key "
+    "FILE\n"
+    "  [--tls_require_client_cert=true] [--tls_server_name NAME]] "
+    "[--secret_file FILE]\n"
+    "  (else TRACTOR_TLS_CA, TRACTOR_TLS_CERT, TRACTOR_TLS_KEY,\n"
+    "  TRACTOR_TLS_REQUIRE_CLIENT_CERT, TRACTOR_TLS_SERVER_NAME, "
+    "TRACTOR_SECRET,\n"
+    "  TRACTOR_SECRET_FILE)\n";
 
 // absl::ParseCommandLine reports a bad command line on stderr, in several
 // lines, and exits with status 1. This daemon answers one line and status
@@ -241,6 +275,32 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
   return flags;
 }
 
+// The security configuration of the flags, else of the environment.
+absl::StatusOr<discovery::Security> LoadSecurity() {
+  discovery::TlsConfig tls;
+  tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
+  tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  tls.require_client_cert = absl::GetFlag(FLAGS_tls_require_client_cert);
+  tls.server_name = absl::GetFlag(FLAGS_tls_server_name);
+  if (tls.empty()) {
+    absl::StatusOr<discovery::TlsConfig> env = discovery::TlsConfigFromEnv();
+    if (!env.ok()) return env.status();
+    tls = *std::move(env);
+  }
+  absl::StatusOr<discovery::TlsMaterial> material = discovery::LoadTls(tls);
+  if (!material.ok()) return material.status();
+  discovery::Security security;
+  security.tls = *std::move(material);
+  const std::string secret_file = absl::GetFlag(FLAGS_secret_file);
+  absl::StatusOr<std::string> secret =
+      secret_file.empty() ? discovery::SecretFromEnv()
+                          : discovery::ReadSecretFile(secret_file);
+  if (!secret.ok()) return secret.status();
+  security.secret = *std::move(secret);
+  return security;
+}
+
 int Main(int argc, char** argv) {
   // Block the shutdown signals before any thread starts, so every thread
   // inherits the mask and only sigwait below receives them.
@@ -263,7 +323,27 @@ int Main(int argc, char** argv) {
     return kExitUsage;
   }
 
+  absl::StatusOr<discovery::Security> security = LoadSecurity();
+  if (!security.ok()) {
+    std::cerr << "registrar: " << security.status().message() << std::endl;
+    return kExitUsage;
+  }
+  const bool members_only =
+      !security->secret.empty() ||
+      security->tls.mode == discovery::SecurityMode::kMutualTls;
+  LOG(INFO) << "registrar: "
+            << discovery::SecurityModeName(security->tls.mode)
+            << (security->secret.empty() ? ", no mesh secret"
+                                         : ", with a mesh secret");
+  if (!members_only) {
+    LOG(WARNING) << "registrar: no mesh secret and no client certificates "
+                    "required: any client may Register, Unregister and "
+                    "DeleteAddr (see docs/security.md)";
+  }
+  discovery::InstallSecurity(*std::move(security));
+
   RegistrarService::Options options;
+  options.members_only = members_only;
   options.self.set_name(flags->name);
   options.self.set_uuid(discovery::NewUuid());
   options.self.set_pid(getpid());

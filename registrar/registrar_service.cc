@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "discovery/address.h"
+#include "discovery/credentials.h"
 #include "discovery/registry_client.h"
 #include "glog/logging.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -667,6 +668,13 @@ grpc::ServerUnaryReactor* RegistrarService::Register(
     grpc::CallbackServerContext* context, const v1::RegisterRequest* request,
     v1::RegisterReply* reply) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (options_.members_only) {
+    grpc::Status member = discovery::CheckMember(*context, "Register");
+    if (!member.ok()) {
+      reactor->Finish(member);
+      return reactor;
+    }
+  }
   absl::StatusOr<absl::Duration> lease =
       AddRegistration(request->registration());
   if (!lease.ok()) {
@@ -682,6 +690,13 @@ grpc::ServerUnaryReactor* RegistrarService::Unregister(
     grpc::CallbackServerContext* context, const v1::UnregisterRequest* request,
     v1::UnregisterReply* reply) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (options_.members_only) {
+    grpc::Status member = discovery::CheckMember(*context, "Unregister");
+    if (!member.ok()) {
+      reactor->Finish(member);
+      return reactor;
+    }
+  }
   if (options_.store != nullptr) {
     bool local = false;
     {
@@ -905,6 +920,13 @@ grpc::ServerUnaryReactor* RegistrarService::DeleteAddr(
     grpc::CallbackServerContext* context, const v1::DeleteAddrRequest* request,
     v1::DeleteAddrReply* reply) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (options_.members_only) {
+    grpc::Status member = discovery::CheckMember(*context, "DeleteAddr");
+    if (!member.ok()) {
+      reactor->Finish(member);
+      return reactor;
+    }
+  }
   grpc::Status status = grpc::Status::OK;
   bool in_store = false;
   if (options_.store != nullptr) {

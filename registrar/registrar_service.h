@@ -99,6 +99,11 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
     absl::Duration delete_check = absl::Milliseconds(700);
     // Where leased registrations live; null: this service's own memory.
     std::shared_ptr<Store> store;
+    // Honour `Register`, `Unregister` and `DeleteAddr` only from members of
+    // the mesh (`discovery::CheckMember`: a verified client certificate or
+    // this process's mesh secret); others get PERMISSION_DENIED. The
+    // in-process API is not checked.
+    bool members_only = false;
   };
 
   // A watcher more than this many events behind is disconnected.

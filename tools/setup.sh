@@ -9,6 +9,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libgoogle-glog-dev libgtest-dev libgmock-dev libbenchmark-dev
   python3-grpcio python3-protobuf
+  libssl-dev openssl
   iproute2 procps
   clang-14
   binutils  # addr2line: file:line in tracebacks and crash reports

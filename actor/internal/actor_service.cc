@@ -20,6 +20,7 @@
 #include "discovery/address.h"
 #include "discovery/log_level.h"
 #include "discovery/thread_name.h"
+#include "discovery/credentials.h"
 #include "glog/logging.h"
 
 namespace tractor::internal {
@@ -51,11 +52,10 @@ class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
                          "; this actor speaks version ", kProtocolVersion)));
         return;
       }
-      child_ = rt_->OnChildLinked(in_.hello());
+      grpc::Status refused;
+      child_ = rt_->OnChildLinked(in_.hello(), &refused);
       if (!child_) {
-        FinishOnce(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                "this actor did not spawn " +
-                                    in_.hello().aid().uuid()));
+        FinishOnce(refused);
         return;
       }
       out_.mutable_accepted();
@@ -144,6 +144,11 @@ grpc::ServerUnaryReactor* ActorService::CancelTask(
   auto* r = ctx->DefaultReactor();
   v1::CancelTaskRequest req;
   if (!DecodeRequest("Actor.CancelTask", *request, &req, r)) return r;
+  if (grpc::Status member = discovery::CheckMember(*ctx, "CancelTask");
+      !member.ok()) {
+    r->Finish(member);
+    return r;
+  }
   v1::CancelTaskReply reply;
   reply.set_found(rt_->tasks().CancelTask(req.cid(), req.requester()));
   TRACTOR_LOG(cancel) << "task cid " << req.cid() << " of actor '"
@@ -162,6 +167,11 @@ grpc::ServerUnaryReactor* ActorService::CancelActor(
   auto* r = ctx->DefaultReactor();
   v1::CancelActorRequest req;
   if (!DecodeRequest("Actor.CancelActor", *request, &req, r)) return r;
+  if (grpc::Status member = discovery::CheckMember(*ctx, "CancelActor");
+      !member.ok()) {
+    r->Finish(member);
+    return r;
+  }
   const v1::Aid& requester = req.requester();
   TRACTOR_LOG(cancel) << "actor '" << rt_->self().name() << "' "
                       << rt_->self().uuid() << " cancelled by '"

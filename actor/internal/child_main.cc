@@ -16,7 +16,9 @@
 #include "actor/internal/wire.h"
 #include "devx/crash_handler.h"
 #include "discovery/log_level.h"
+#include "actor/internal/spawn.h"
 #include "discovery/address.h"
+#include "discovery/credentials.h"
 #include "glog/logging.h"
 #include "tractor/v1/actor.grpc.pb.h"
 #include "discovery/thread_name.h"
@@ -38,6 +40,16 @@ int ChildMain(const v1::SpawnSpec& spec) {
   // handles it and cancels the tree, so children ignore it.
   signal(SIGINT, SIG_IGN);
   BlockSignals({SIGTERM});
+
+  // The tree's transport security and mesh secret, inherited.
+  absl::StatusOr<discovery::TlsMaterial> tls =
+      discovery::LoadTls(TlsConfigOf(spec.tls()));
+  if (!tls.ok()) {
+    LOG(ERROR) << "actor '" << spec.aid().name()
+               << "' failed to boot: " << tls.status().message();
+    return 1;
+  }
+  discovery::InstallSecurity({*std::move(tls), spec.mesh_secret()});
 
   Runtime::Config config;
   config.self = spec.aid();
@@ -79,6 +91,7 @@ int ChildMain(const v1::SpawnSpec& spec) {
   hello.mutable_hello()->set_protocol_version(kProtocolVersion);
   hello.mutable_hello()->set_local_addr(rt->local_addr());
   hello.mutable_hello()->set_host_id(discovery::HostId());
+  hello.mutable_hello()->set_link_secret(spec.link_secret());
   v1::LinkMsg reply;
   const bool wrote = link->Write(hello);
   const bool read = wrote && link->Read(&reply);

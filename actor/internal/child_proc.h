@@ -23,6 +23,8 @@ struct ChildProc {
   // The read end of the child's crash pipe (-1: none); set once, before
   // the child is shared, and read and closed by the reaper.
   int crash_fd = -1;
+  // The per-spawn secret its `Link` must present; set before it is shared.
+  std::string link_secret;
   Mutex mu;
   CondVar cv;
   bool exited ABSL_GUARDED_BY(mu) = false;

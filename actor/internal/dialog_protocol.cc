@@ -9,6 +9,7 @@
 #include "actor/internal/payload_check.h"
 #include "actor/internal/unary_call.h"
 #include "discovery/log_level.h"
+#include "discovery/credentials.h"
 #include "glog/logging.h"
 #include "tractor/v1/actor.grpc.pb.h"
 
@@ -332,7 +333,10 @@ void SendCancelTask(DialogSession& s) {
   grpc::ClientContext context;
   CallUnary(
       context,
-      [&](grpc::ClientContext* c) { return stub->CancelTask(c, req, &reply); },
+      [&](grpc::ClientContext* c) {
+        discovery::AttachSecret(c);
+        return stub->CancelTask(c, req, &reply);
+      },
       absl::Now() + absl::Milliseconds(616), /*shielded=*/true);
 }
 

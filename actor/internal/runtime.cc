@@ -20,6 +20,7 @@
 #include "actor/internal/wire.h"
 #include "discovery/address.h"
 #include "discovery/channel.h"
+#include "discovery/credentials.h"
 #include "discovery/listen.h"
 #include "discovery/log_level.h"
 #include "discovery/thread_name.h"
@@ -149,6 +150,8 @@ void Runtime::Start() {
     config_.self.set_is_registrar(true);
     registrar::RegistrarService::Options options;
     options.self = config_.self;
+    // Only members of this tree's mesh may change its registry.
+    options.members_only = true;
     if (config_.registry_lease > absl::ZeroDuration()) {
       options.default_lease = config_.registry_lease;
     }
@@ -402,7 +405,7 @@ std::shared_ptr<grpc::Channel> Runtime::ChannelTo(const std::string& addr) {
     ch = parsed.ok()
              ? discovery::NewChannel(*parsed, discovery::ChannelPurpose::kActor)
              : grpc::CreateCustomChannel(
-                   addr, grpc::InsecureChannelCredentials(),
+                   addr, discovery::ProcessChannelCredentials(),
                    discovery::ClientChannelArgs(
                        discovery::ChannelPurpose::kActor));
   }
@@ -428,19 +431,38 @@ bool Runtime::KnowsLiveActorAt(const std::string& addr,
   return channel->GetState(/*try_to_connect=*/false) == GRPC_CHANNEL_READY;
 }
 
-std::shared_ptr<ChildProc> Runtime::ExpectChild(const std::string& uuid) {
+std::shared_ptr<ChildProc> Runtime::ExpectChild(const std::string& uuid,
+                                                std::string link_secret) {
   auto proc = std::make_shared<ChildProc>();
+  proc->link_secret = std::move(link_secret);
   MutexLock lock(&mu_);
   children_[uuid] = proc;
   return proc;
 }
 
-std::shared_ptr<ChildProc> Runtime::OnChildLinked(const v1::LinkHello& hello) {
+std::shared_ptr<ChildProc> Runtime::OnChildLinked(const v1::LinkHello& hello,
+                                                  grpc::Status* refused) {
   std::shared_ptr<ChildProc> proc;
   {
     MutexLock lock(&mu_);
     auto it = children_.find(hello.aid().uuid());
-    if (it == children_.end()) return nullptr;
+    if (it == children_.end()) {
+      *refused = grpc::Status(
+          grpc::StatusCode::FAILED_PRECONDITION,
+          absl::StrCat("this actor did not spawn ", hello.aid().uuid()));
+      return nullptr;
+    }
+    if (!discovery::SecretsEqual(hello.link_secret(),
+                                 it->second->link_secret)) {
+      *refused = grpc::Status(
+          grpc::StatusCode::PERMISSION_DENIED,
+          absl::StrCat("Link refused: the child ", hello.aid().uuid(),
+                       " did not present the per-spawn secret its parent "
+                       "gave it"));
+      LOG(WARNING) << "actor '" << config_.self.name() << "': "
+                   << refused->error_message();
+      return nullptr;
+    }
     proc = it->second;
     child_aids_[hello.aid().uuid()] = hello.aid();
   }

@@ -121,9 +121,16 @@ class Runtime {
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Children.
-  std::shared_ptr<ChildProc> ExpectChild(const std::string& uuid)
+  // Expects the child `uuid` to link, presenting `link_secret`.
+  std::shared_ptr<ChildProc> ExpectChild(const std::string& uuid,
+                                         std::string link_secret)
       ABSL_LOCKS_EXCLUDED(mu_);
-  std::shared_ptr<ChildProc> OnChildLinked(const v1::LinkHello& hello)
+  // Accepts the link of an expected child. Returns null, with `*refused`
+  // saying why, for a child this actor did not spawn (FAILED_PRECONDITION)
+  // or one that did not present its per-spawn secret (PERMISSION_DENIED,
+  // logged).
+  std::shared_ptr<ChildProc> OnChildLinked(const v1::LinkHello& hello,
+                                           grpc::Status* refused)
       ABSL_LOCKS_EXCLUDED(mu_);
   void ForgetChild(const std::string& uuid) ABSL_LOCKS_EXCLUDED(mu_);
   std::vector<v1::Aid> Children() const ABSL_LOCKS_EXCLUDED(mu_);

@@ -161,6 +161,27 @@ std::string ReadCrashReport(int fd) {
   return text;
 }
 
+void SetInheritedSecurity(const discovery::TlsConfig& tls,
+                          const std::string& secret, v1::SpawnSpec* spec) {
+  spec->set_mesh_secret(secret);
+  v1::TlsFiles* files = spec->mutable_tls();
+  files->set_ca_file(tls.ca_file);
+  files->set_cert_file(tls.cert_file);
+  files->set_key_file(tls.key_file);
+  files->set_require_client_cert(tls.require_client_cert);
+  files->set_server_name(tls.server_name);
+}
+
+discovery::TlsConfig TlsConfigOf(const v1::TlsFiles& files) {
+  discovery::TlsConfig tls;
+  tls.ca_file = files.ca_file();
+  tls.cert_file = files.cert_file();
+  tls.key_file = files.key_file();
+  tls.require_client_cert = files.require_client_cert();
+  tls.server_name = files.server_name();
+  return tls;
+}
+
 std::optional<v1::SpawnSpec> TakeSpawnSpec() {
   const char* encoded = getenv(kSpawnSpecEnv);
   if (encoded == nullptr) return std::nullopt;

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 
+#include "discovery/credentials.h"
 #include "tractor/v1/actor.pb.h"
 
 namespace tractor::internal {
@@ -43,6 +44,14 @@ std::string ReadCrashReport(int fd);
 // removed from it), or nullopt in a process that was not spawned as an
 // actor. Exits the process with status 2 when the variable is malformed.
 std::optional<v1::SpawnSpec> TakeSpawnSpec();
+
+// Copies the file paths of `tls` and `secret` into `spec` (what a child
+// inherits: paths, never key material).
+void SetInheritedSecurity(const discovery::TlsConfig& tls,
+                          const std::string& secret, v1::SpawnSpec* spec);
+
+// The TLS configuration a `SpawnSpec` names.
+discovery::TlsConfig TlsConfigOf(const v1::TlsFiles& files);
 
 }  // namespace tractor::internal
 

@@ -392,7 +392,13 @@ TEST_F(MultiProgramTest, AGoneRegistrarIsTransportClosed) {
 TEST_F(MultiProgramTest, SecondProgramUsesTheFirstAsItsRegistrar) {
   // Two roots given the same registry address: the first becomes the
   // registrar, the second finds it there
-  // (docs/behaviour.md#registrar-election).
+  // (docs/behaviour.md#registrar-election). Programs that share a registrar
+  // share the mesh secret by configuration (docs/security.md): the two
+  // programs inherit TRACTOR_SECRET, and this process's root reads it.
+  setenv("TRACTOR_SECRET", "multi-program-test-secret", 1);
+  struct Unset {
+    ~Unset() { unsetenv("TRACTOR_SECRET"); }
+  } unset;
   TempDir dir;
   const std::string registry = dir.Sock("reg.sock");
   Served first = Serve("first", {registry});

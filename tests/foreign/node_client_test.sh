@@ -1,6 +1,7 @@
 #!/bin/sh
 # SPDX-License-Identifier: AGPL-3.0-or-later
-# Runs node_client_test.js under Node's test runner (`node --test`).
+# Runs node_client_test.js (or the script named by the first argument, in
+# tests/foreign/) under Node's test runner (`node --test`).
 #
 # The npm packages (@grpc/grpc-js, @grpc/proto-loader) live in
 # tests/foreign/node_modules, installed by tools/setup.sh from package.json
@@ -17,7 +18,7 @@ if ! command -v node >/dev/null 2>&1; then
 fi
 
 runfiles="${TEST_SRCDIR:?TEST_SRCDIR is not set: run with bazel test}/tractor_cpp"
-script="$runfiles/tests/foreign/node_client_test.js"
+script="$runfiles/tests/foreign/${1:-node_client_test.js}"
 if [ ! -f "$script" ]; then
   echo "node_client_test: $script is missing from the runfiles" >&2
   exit 1

@@ -26,11 +26,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <cstdint>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -72,6 +74,10 @@ ABSL_FLAG(std::string, raw_server, "",
 ABSL_FLAG(std::vector<std::string>, only, {},
           "run only these rows, comma-separated ids (3 selects 3.64.bp etc.; "
           "6 selects 6 and 6b)");
+ABSL_FLAG(std::string, tls, "",
+          "run everything in mutual TLS with DIR/ca.pem, DIR/node.pem and "
+          "DIR/node.key (tests/make_test_pki.sh DIR makes them); row ids get "
+          ".mtls");
 ABSL_FLAG(std::string, side, "both",
           "both, raw or ours: run one side of every row alone (for "
           "profiling)");
@@ -81,6 +87,38 @@ namespace {
 
 namespace pb = ::tractor::bench::v1;
 using Clock = std::chrono::steady_clock;
+
+// --tls DIR: the whole run in mutual TLS (the root actor's RootOptions.tls,
+// the raw servers' --tls), with DIR/ca.pem, DIR/node.pem and DIR/node.key.
+std::string g_tls_dir;
+
+std::string ReadPem(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+// Credentials of the raw side's client channels: the same TLS settings as
+// the runtime's (the CA, and the node's certificate as client certificate).
+std::shared_ptr<grpc::ChannelCredentials> RawCredentials() {
+  if (g_tls_dir.empty()) return grpc::InsecureChannelCredentials();
+  static const auto* credentials = [] {
+    grpc::SslCredentialsOptions o;
+    o.pem_root_certs = ReadPem(g_tls_dir + "/ca.pem");
+    o.pem_cert_chain = ReadPem(g_tls_dir + "/node.pem");
+    o.pem_private_key = ReadPem(g_tls_dir + "/node.key");
+    return new std::shared_ptr<grpc::ChannelCredentials>(
+        grpc::SslCredentials(o));
+  }();
+  return *credentials;
+}
+
+// raw_server's arguments, with --tls when the run is in TLS.
+std::vector<std::string> RawArgs(std::vector<std::string> args) {
+  if (!g_tls_dir.empty()) args.push_back("--tls=" + g_tls_dir);
+  return args;
+}
 
 double MicrosSince(Clock::time_point t0) {
   return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
@@ -802,10 +840,10 @@ Row Spawn(Env& env) {
   Interleave(env.plan.spawn_pairs, {
       Raw([&](bool record) {
         auto t0 = Clock::now();
-        auto proc = RawServerProcess::Start(env.raw_server_path,
-                                            {"--api=callback", "--once"});
+        auto proc = RawServerProcess::Start(
+            env.raw_server_path, RawArgs({"--api=callback", "--once"}));
         auto stub = pb::Bench::NewStub(
-            grpc::CreateChannel(proc->addr(), grpc::InsecureChannelCredentials()));
+            grpc::CreateChannel(proc->addr(), RawCredentials()));
         grpc::ClientContext ctx;
         pb::Blob reply;
         grpc::Status st = stub->Echo(&ctx, req, &reply);
@@ -1102,9 +1140,10 @@ Row IdleMemory(Env& env) {
   Interleave(env.plan.mem_samples, {
       Raw([&](bool record) {
         auto proc =
-            RawServerProcess::Start(env.raw_server_path, {"--api=callback"});
+            RawServerProcess::Start(env.raw_server_path,
+                                    RawArgs({"--api=callback"}));
         auto stub = pb::Bench::NewStub(
-            grpc::CreateChannel(proc->addr(), grpc::InsecureChannelCredentials()));
+            grpc::CreateChannel(proc->addr(), RawCredentials()));
         grpc::ClientContext ctx;
         pb::Blob reply;
         if (!stub->Echo(&ctx, req, &reply).ok()) Fail("raw_server Echo failed");
@@ -1207,7 +1246,7 @@ bool RefusesConnections(int port) {
 void RegisterWith(const std::string& registrar, const rpb::Aid& aid,
                   const std::string& addr) {
   auto stub = rpb::Registrar::NewStub(
-      grpc::CreateChannel(registrar, grpc::InsecureChannelCredentials()));
+      grpc::CreateChannel(registrar, RawCredentials()));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   rpb::RegisterRequest req;
@@ -1264,9 +1303,9 @@ std::vector<Row> MeasureLookup(Env& env, ActorNursery& an) {
   const std::vector<std::string> one = {reg_a};
 
   auto raw_registrar = rpb::Registrar::NewStub(
-      grpc::CreateChannel(reg_a, grpc::InsecureChannelCredentials()));
+      grpc::CreateChannel(reg_a, RawCredentials()));
   auto raw_actor = rpb::Actor::NewStub(
-      grpc::CreateChannel(target_addr, grpc::InsecureChannelCredentials()));
+      grpc::CreateChannel(target_addr, RawCredentials()));
   rpb::FindRequest find_req;
   find_req.set_name(name);
   // One raw Registrar.Find; checks that it names the server actor.
@@ -1462,6 +1501,7 @@ struct Flags {
   std::string raw_server;
   std::vector<std::string> only;
   std::string side = "both";
+  std::string tls;
 };
 
 // Reads the absl flags (defined at the top of this file) once
@@ -1472,6 +1512,7 @@ bool ReadFlags(Flags* f) {
   f->raw_server = absl::GetFlag(FLAGS_raw_server);
   f->only = absl::GetFlag(FLAGS_only);
   f->side = absl::GetFlag(FLAGS_side);
+  f->tls = absl::GetFlag(FLAGS_tls);
   if (f->side != "both" && f->side != "raw" && f->side != "ours") {
     std::fprintf(stderr, "bench: --side must be both, raw or ours, got '%s'\n",
                  f->side.c_str());
@@ -1618,9 +1659,17 @@ int BenchMain(int argc, char** argv) {
 
   // Declared before the root actor: removed after every process is gone.
   SocketDir socket_dir;
+  g_tls_dir = flags.tls;
   // A registrar of its own on a random port, as every root had before the
   // well-known default registry: the bench measures the runtime alone.
-  OpenRootActor({.name = "bench", .registry_addrs = {"127.0.0.1:0"}}, [&] {
+  RootOptions root_options{.name = "bench", .registry_addrs = {"127.0.0.1:0"}};
+  if (!g_tls_dir.empty()) {
+    root_options.tls.ca_file = g_tls_dir + "/ca.pem";
+    root_options.tls.cert_file = g_tls_dir + "/node.pem";
+    root_options.tls.key_file = g_tls_dir + "/node.key";
+    root_options.tls.require_client_cert = true;
+  }
+  OpenRootActor(root_options, [&] {
     // The raw servers: one process per gRPC API, each on loopback TCP and,
     // when there is a socket directory, a unix socket.
     auto start_raw = [&](const std::string& api) {
@@ -1628,7 +1677,7 @@ int BenchMain(int argc, char** argv) {
       if (socket_dir.ok()) {
         args.push_back("--unix=" + socket_dir.Path("raw-" + api));
       }
-      return RawServerProcess::Start(env.raw_server_path, args);
+      return RawServerProcess::Start(env.raw_server_path, RawArgs(args));
     };
     auto raw_sync = start_raw("sync");
     auto raw_callback = start_raw("callback");
@@ -1637,7 +1686,7 @@ int BenchMain(int argc, char** argv) {
     ch_args.SetMaxSendMessageSize(64 << 20);
     auto stub = [&](const std::string& target) {
       return pb::Bench::NewStub(grpc::CreateCustomChannel(
-          target, grpc::InsecureChannelCredentials(), ch_args));
+          target, RawCredentials(), ch_args));
     };
     env.tcp.raw_sync = stub(raw_sync->addr());
     env.tcp.raw_callback = stub(raw_callback->addr());
@@ -1735,6 +1784,12 @@ int BenchMain(int argc, char** argv) {
     raw_sync->Stop();
   });
 
+  if (!g_tls_dir.empty()) {
+    for (Row& r : rows) {
+      r.id += ".mtls";
+      r.name += " (mTLS)";
+    }
+  }
   // Table order follows the row numbers.
   auto key = [](const Row& r) {
     double k = 0;

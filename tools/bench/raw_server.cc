@@ -18,7 +18,9 @@
 
 #include <condition_variable>
 #include <cstdio>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -36,6 +38,9 @@ ABSL_FLAG(std::string, api, "callback", "gRPC server API: sync or callback");
 ABSL_FLAG(std::string, unix, "",
           "also listen on this unix socket path (absolute)");
 ABSL_FLAG(bool, once, false, "exit after serving one Echo");
+ABSL_FLAG(std::string, tls, "",
+          "mutual TLS with DIR/ca.pem, DIR/node.pem and DIR/node.key, the "
+          "same settings as the actor runtime's");
 
 namespace tractor::bench {
 namespace {
@@ -180,7 +185,28 @@ struct Flags {
   bool sync = false;
   bool once = false;
   std::string unix_path;
+  // Mutual TLS with DIR/ca.pem, DIR/node.pem and DIR/node.key (as made by
+  // tests/make_test_pki.sh): the same settings as the actor runtime's.
+  std::string tls_dir;
 };
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+std::shared_ptr<grpc::ServerCredentials> Credentials(const Flags& flags) {
+  if (flags.tls_dir.empty()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions options(
+      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  options.pem_root_certs = ReadFile(flags.tls_dir + "/ca.pem");
+  options.pem_key_cert_pairs.push_back(
+      {ReadFile(flags.tls_dir + "/node.key"),
+       ReadFile(flags.tls_dir + "/node.pem")});
+  return grpc::SslServerCredentials(options);
+}
 
 int Run(const Flags& flags) {
   StopSignal stop;
@@ -196,12 +222,12 @@ int Run(const Flags& flags) {
   // The actor runtime allows 64 MiB messages; so does the baseline.
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.SetMaxSendMessageSize(64 << 20);
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                           &port);
+  std::shared_ptr<grpc::ServerCredentials> credentials = Credentials(flags);
+  builder.AddListeningPort("127.0.0.1:0", credentials, &port);
   int unix_bound = 0;
   if (!flags.unix_path.empty()) {
-    builder.AddListeningPort("unix:" + flags.unix_path,
-                             grpc::InsecureServerCredentials(), &unix_bound);
+    builder.AddListeningPort("unix:" + flags.unix_path, credentials,
+                             &unix_bound);
   }
   builder.RegisterService(service.get());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -240,6 +266,7 @@ int main(int argc, char** argv) {
   flags.sync = api == "sync";
   flags.once = absl::GetFlag(FLAGS_once);
   flags.unix_path = absl::GetFlag(FLAGS_unix);
+  flags.tls_dir = absl::GetFlag(FLAGS_tls);
   if (positional.size() > 1 || (api != "sync" && api != "callback") ||
       (!flags.unix_path.empty() && flags.unix_path[0] != '/')) {
     std::fprintf(stderr,

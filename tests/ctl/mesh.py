@@ -14,6 +14,12 @@ import tempfile
 import time
 
 RUNFILES = os.path.join(os.environ.get("TEST_SRCDIR", "."), "tractor_cpp")
+
+# The mesh secret every program of these tests shares by configuration
+# (docs/security.md): actors honour control calls (CancelActor, CancelTask)
+# only from members, and tractorctl and the Python client present it.
+SECRET = "ctl-test-mesh-secret"
+os.environ["TRACTOR_SECRET"] = SECRET
 REGISTRAR = os.path.join(RUNFILES, "registrar/registrar")
 ACTOR = os.path.join(RUNFILES, "tests/ctl/ctl_actor")
 TRACTORCTL = os.path.join(RUNFILES, "tools/tractorctl/tractorctl")

@@ -110,6 +110,10 @@ bool WaitForNames(const std::string& registry,
 class DaemonTest : public testing::ProcessTest {
  protected:
   void SetUp() override {
+    // The secret the test's root and every daemon it starts share by
+    // configuration: its embedded registrar honours Register only from
+    // members of the mesh (docs/security.md).
+    setenv("TRACTOR_SECRET", "daemon-test-secret", 1);
     ProcessTest::SetUp();
     ASSERT_FALSE(DaemonActor().empty()) << "daemon_actor is not in the runfiles";
   }

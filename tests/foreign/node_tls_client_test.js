@@ -77,14 +77,18 @@ let mtlsRegistrar;
 let plainActor;
 
 before(async () => {
-  mtlsActor = (await startProc([ACTOR], MTLS_ENV))[1];
+  // Each actor serves a registrar of its own on a random port: one is in
+  // mutual TLS and one in plaintext, so they cannot share one.
+  mtlsActor = (await startProc([ACTOR],
+                               { ...MTLS_ENV, TRACTOR_REGISTRY: '127.0.0.1:0' }))[1];
   mtlsRegistrar = (await startProc(
       [REGISTRAR, '--listen', '127.0.0.1:0', '--loglevel', 'error',
        '--tls_ca', MTLS_ENV.TRACTOR_TLS_CA,
        '--tls_cert', MTLS_ENV.TRACTOR_TLS_CERT,
        '--tls_key', MTLS_ENV.TRACTOR_TLS_KEY,
        '--tls_require_client_cert=true'], {})).pop();
-  plainActor = (await startProc([ACTOR], { TRACTOR_SECRET: SECRET }))[1];
+  plainActor = (await startProc([ACTOR], { TRACTOR_SECRET: SECRET,
+                                          TRACTOR_REGISTRY: '127.0.0.1:0' }))[1];
 });
 
 after(async () => {

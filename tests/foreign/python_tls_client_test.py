@@ -123,7 +123,7 @@ class MutualTlsFromPython(unittest.TestCase):
     def setUpClass(cls):
         cls.actor = subprocess.Popen(
             [ACTOR], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            env=dict(os.environ, **MTLS_ENV))
+            env=dict(os.environ, TRACTOR_REGISTRY="127.0.0.1:0", **MTLS_ENV))
         line = cls.actor.stdout.readline().split()
         assert line and line[0] == "ready", line
         cls.actor_addr = line[1]
@@ -193,7 +193,8 @@ class PlaintextFromPython(unittest.TestCase):
     def setUpClass(cls):
         cls.actor = subprocess.Popen(
             [ACTOR], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            env=dict(os.environ, TRACTOR_SECRET=cls.SECRET))
+            env=dict(os.environ, TRACTOR_SECRET=cls.SECRET,
+                     TRACTOR_REGISTRY="127.0.0.1:0"))
         line = cls.actor.stdout.readline().split()
         assert line and line[0] == "ready", line
         cls.channel = grpc.insecure_channel(line[1])

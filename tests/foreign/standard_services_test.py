@@ -60,6 +60,10 @@ from google.protobuf import message_factory  # noqa: E402
 # (under /tmp: a unix socket path must fit 107 bytes).
 os.environ["TRACTOR_REGISTRY"] = "unix:" + os.path.join(
     tempfile.mkdtemp(prefix="reg.", dir="/tmp"), "registry.sock")
+# The mesh secret the actors under test get: CancelActor is a control call,
+# honoured only from members (docs/security.md).
+SECRET = "standard-services-test-secret"
+os.environ["TRACTOR_SECRET"] = SECRET
 
 TIMEOUT = 20
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -237,8 +241,9 @@ class ActorStandardServicesTest(unittest.TestCase):
             response_deserializer=actor_pb2.CancelActorReply.FromString)
         calls = []  # keeps the call alive (a dropped future cancels it)
         seen = self.watch_until_not_serving(
-            lambda: calls.append(cancel.future(actor_pb2.CancelActorRequest(),
-                                               timeout=TIMEOUT)))
+            lambda: calls.append(cancel.future(
+                actor_pb2.CancelActorRequest(), timeout=TIMEOUT,
+                metadata=(("tractor-secret", SECRET),))))
         self.assertEqual(seen, [SERVING, NOT_SERVING])
         self.assertEqual(stop(self.proc), 0)
 

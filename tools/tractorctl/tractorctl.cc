@@ -15,6 +15,8 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -26,6 +28,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -56,6 +59,9 @@ ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10),
 ABSL_FLAG(std::string, task, "",
           "cancel: the cid of the one task to cancel (default: the whole "
           "actor)");
+ABSL_FLAG(std::string, secret_file, "",
+          "file holding the mesh secret, presented on cancel (a control "
+          "call); unset: the TRACTOR_SECRET environment variable");
 ABSL_FLAG(int32_t, events, 0,
           "watch: exit 0 after this many events (0: until interrupted)");
 
@@ -780,11 +786,29 @@ int Stream(const std::string& text, const std::string& func,
   ExitNow(code, "");
 }
 
+// Presents the mesh secret (--secret_file, else TRACTOR_SECRET) on a
+// control call: actors honour CancelActor and CancelTask only from members
+// of the mesh (docs/security.md).
+void AddSecret(grpc::ClientContext* ctx) {
+  std::string secret;
+  const std::string file = absl::GetFlag(FLAGS_secret_file);
+  if (!file.empty()) {
+    std::ifstream in(file);
+    if (!in) Fail(kExitUsage, absl::StrCat("cannot read --secret_file ", file));
+    std::getline(in, secret);
+  } else if (const char* env = std::getenv("TRACTOR_SECRET")) {
+    secret = env;
+  }
+  secret = std::string(absl::StripAsciiWhitespace(secret));
+  if (!secret.empty()) ctx->AddMetadata("tractor-secret", secret);
+}
+
 int Cancel(const std::string& text) {
   Target t = Resolve(text);
   auto stub = ActorStub(t.addr);
   grpc::ClientContext ctx;
   SetDeadline(&ctx);
+  AddSecret(&ctx);
   const std::string cid = absl::GetFlag(FLAGS_task);
   if (cid.empty()) {
     v1::CancelActorRequest req;

@@ -149,8 +149,10 @@ class ClientTest(unittest.TestCase):
                 return [x.cid for x in s.tasks if x.func == "demo:nap"]
             cids = mesh.wait_for(running, 20, interval=0.05)
             self.assertEqual(len(cids), 1)
+            # A control call: it presents the mesh secret (docs/security.md).
             reply = stub.CancelTask(actor_pb2.CancelTaskRequest(cid=cids[0]),
-                                    timeout=5)
+                                    timeout=5,
+                                    metadata=(("tractor-secret", mesh.SECRET),))
             self.assertTrue(reply.found)
         finally:
             t.join(30)

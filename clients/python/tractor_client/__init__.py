@@ -20,6 +20,7 @@ that cannot be reached, or a call that runs out of time, raises
 `TransportError`. The generated stubs (`tractor.v1.*_pb2`) come from the
 build: `bazel build //clients/python`.
 """
+import os
 import queue
 import threading
 import uuid as _uuid
@@ -304,13 +305,31 @@ def info(addr_or_name, registries=(DEFAULT_REGISTRY,), timeout=10.0):
         raise _transport_error("Info of %s" % addr, e)
 
 
-def cancel_actor(addr_or_name, registries=(DEFAULT_REGISTRY,), timeout=10.0):
-    """Cancels the whole actor (it exits); True once its tasks finished."""
+def _control_metadata(secret=None):
+    """The mesh secret for a control call (CancelActor, CancelTask), which
+    actors honour only from members of the mesh: `secret`, else the
+    TRACTOR_SECRET environment variable, else the file TRACTOR_SECRET_FILE
+    names; none: no metadata (the call is refused where a secret is set)."""
+    if secret is None:
+        secret = os.environ.get("TRACTOR_SECRET", "")
+        path = os.environ.get("TRACTOR_SECRET_FILE", "")
+        if not secret and path:
+            with open(path) as f:
+                secret = f.read()
+    secret = secret.strip()
+    return (("tractor-secret", secret),) if secret else ()
+
+
+def cancel_actor(addr_or_name, registries=(DEFAULT_REGISTRY,), timeout=10.0,
+                 secret=None):
+    """Cancels the whole actor (it exits); True once its tasks finished.
+    `secret`: the mesh secret (default: TRACTOR_SECRET, TRACTOR_SECRET_FILE)."""
     addr = _resolve(addr_or_name, registries, timeout)
     stub = actor_pb2_grpc.ActorStub(_channel(addr))
     try:
         return stub.CancelActor(actor_pb2.CancelActorRequest(
-            requester=_requester()), timeout=timeout).ok
+            requester=_requester()), timeout=timeout,
+            metadata=_control_metadata(secret)).ok
     except grpc.RpcError as e:
         raise _transport_error("CancelActor of %s" % addr, e)
 
@@ -456,13 +475,14 @@ class Context:
             pass
         return self._result
 
-    def cancel(self, timeout=10.0):
+    def cancel(self, timeout=10.0, secret=None):
         """Cancels the remote task; `result()` then raises ContextCancelled.
-        Returns False when the task had already ended."""
+        Returns False when the task had already ended. `secret`: the mesh
+        secret (default: TRACTOR_SECRET, TRACTOR_SECRET_FILE)."""
         try:
             return self._stub.CancelTask(actor_pb2.CancelTaskRequest(
                 cid=self._cid, requester=_requester()),
-                timeout=timeout).found
+                timeout=timeout, metadata=_control_metadata(secret)).found
         except grpc.RpcError as e:
             raise _transport_error("CancelTask on %s" % self._addr, e)
 

@@ -335,6 +335,7 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
   for (const auto& m : options.enable_modules) spec.add_enable_modules(m);
   spec.set_free_threads(!options.single_task);
   spec.set_max_tasks(static_cast<uint32_t>(options.max_tasks));
+  spec.set_link_addr(rt.link_addr());
   spec.set_hang_timeout_ms(static_cast<uint32_t>(
       absl::ToInt64Milliseconds(rt.config().hang_timeout)));
   spec.set_no_same_host_socket(!options.same_host_socket);

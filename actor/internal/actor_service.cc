@@ -194,6 +194,11 @@ grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg>* ActorService::Link(
   return new LinkReactor(rt_);
 }
 
+grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg>* LinkService::Link(
+    grpc::CallbackServerContext*) {
+  return new LinkReactor(rt_);
+}
+
 grpc::ServerUnaryReactor* ActorService::Info(grpc::CallbackServerContext* ctx,
                                              const grpc::ByteBuffer* request,
                                              grpc::ByteBuffer* response) {

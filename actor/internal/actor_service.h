@@ -34,6 +34,22 @@ using RawActorService = v1::Actor::WithRawMethod_Open<
 // checkpoint.
 v1::StacksReply GatherStacks(Runtime& rt, bool tree, absl::Duration per_child);
 
+// The parent's side of its children's `Link` streams, served alone by the
+// runtime's link server: a server of its own, which pings every connection
+// and drops one that stops answering (`discovery::ApplyServerKeepalive`), so
+// a hung child is noticed (docs/reliability.md#a-hung-child) without pinging
+// the main server's clients, whose large messages could hold an answer back.
+// Every other method answers UNIMPLEMENTED. Owned by the `Runtime`.
+class LinkService final : public v1::Actor::CallbackService {
+ public:
+  explicit LinkService(Runtime* rt) : rt_(rt) {}
+  grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg>* Link(
+      grpc::CallbackServerContext* ctx) override;
+
+ private:
+  Runtime* rt_;
+};
+
 // Owned by the `Runtime` it serves, which outlives the gRPC server.
 class ActorService final : public RawActorService {
  public:

@@ -81,7 +81,8 @@ int ChildMain(const v1::SpawnSpec& spec) {
   SigtermWatch sigterm([r = rt.get()] { r->RequestExit("SIGTERM"); });
 
   // Link to the parent.
-  auto channel = rt->ChannelTo(spec.parent_addr());
+  auto channel = rt->ChannelTo(
+      spec.link_addr().empty() ? spec.parent_addr() : spec.link_addr());
   auto stub = v1::Actor::NewStub(channel);
   grpc::ClientContext link_ctx;
   auto link = stub->Link(&link_ctx);

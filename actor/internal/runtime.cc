@@ -114,7 +114,6 @@ Runtime::~Runtime() { Shutdown(); }
 void Runtime::Start() {
   grpc::ServerBuilder builder;
   discovery::ApplyServerArgs(builder);
-  discovery::ApplyServerKeepalive(builder, config_.hang_timeout);
   std::vector<std::string> binds = config_.bind_addrs;
   if (binds.empty()) binds.push_back("127.0.0.1:0");
   std::vector<discovery::Address> addrs;
@@ -179,6 +178,7 @@ void Runtime::Start() {
     }
     ports_ = std::make_unique<discovery::ListeningPorts>(*std::move(ports));
   }
+  StartLinkServer();
   ActorService* service = service_.get();
   TaskServer* tasks = &tasks_;
   acceptor_ = std::make_unique<DialogAcceptor>(
@@ -376,6 +376,11 @@ void Runtime::Shutdown() {
     takeover_server_->Wait();
     takeover_ports_->RemoveSocketFiles();
   }
+  if (link_server_) {
+    link_server_->Shutdown(std::chrono::system_clock::now() +
+                           std::chrono::milliseconds(500));
+    link_server_->Wait();
+  }
   if (acceptor_) acceptor_->StopRequesting();
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() +
@@ -385,6 +390,40 @@ void Runtime::Shutdown() {
   if (acceptor_) acceptor_->Stop();
   MutexLock lock(&mu_);
   if (ports_) ports_->RemoveSocketFiles();
+}
+
+void Runtime::StartLinkServer() {
+  grpc::ServerBuilder builder;
+  discovery::ApplyServerArgs(builder);
+  discovery::ApplyServerKeepalive(builder, config_.hang_timeout);
+  std::vector<discovery::Address> addrs = {
+      *discovery::Address::Parse("127.0.0.1:0")};
+  auto ports = discovery::BindAll(builder, std::move(addrs));
+  if (!ports.ok()) {
+    throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(),
+                                      "' link server: ",
+                                      ports.status().message()));
+  }
+  link_service_ = std::make_unique<LinkService>(this);
+  builder.RegisterService(link_service_.get());
+  link_server_ = builder.BuildAndStart();
+  if (!link_server_) {
+    throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(),
+                                      "' could not start its link server"));
+  }
+  auto resolved = ports->Resolve(link_server_.get());
+  if (!resolved.ok() || resolved->empty()) {
+    throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(),
+                                      "' link server: ",
+                                      resolved.status().message()));
+  }
+  MutexLock lock(&mu_);
+  link_addr_ = resolved->front().ToString();
+}
+
+std::string Runtime::link_addr() const {
+  MutexLock lk(&mu_);
+  return link_addr_;
 }
 
 std::string Runtime::local_addr() const {

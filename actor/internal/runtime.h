@@ -35,6 +35,7 @@ namespace tractor::internal {
 
 class ActorService;
 class CallService;
+class LinkService;
 class UnknownMethodService;
 
 // One per actor process, reached through `Runtime::Get()`. Thread-safe.
@@ -71,9 +72,9 @@ class Runtime {
     // given): while no registrar answers at any registry address, it tries
     // to bind them and serve the registrar there itself (TakeoverLoop).
     bool registry_takeover = false;
-    // How long a client connection may leave the server's pings unanswered
-    // before it is dropped (`discovery::ApplyServerKeepalive`); a hung child
-    // is noticed through its `Link`. Zero: `discovery::kDefaultHangTimeout`.
+    // How long a child's `Link` connection may leave the link server's pings
+    // unanswered before it is dropped (`discovery::ApplyServerKeepalive`), so
+    // a hung child is noticed. Zero: `discovery::kDefaultHangTimeout`.
     absl::Duration hang_timeout = absl::ZeroDuration();
   };
 
@@ -102,6 +103,8 @@ class Runtime {
   // The same-host socket ("unix:/tmp/tractor-<uid>/<uuid>.sock"), or empty.
   // Not among `accept_addrs`: handed only to peers with this host's id.
   std::string local_addr() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Where this actor's children open `Link` (its link server, loopback).
+  std::string link_addr() const ABSL_LOCKS_EXCLUDED(mu_);
   // The embedded registrar, or null when this actor does not serve one.
   registrar::RegistrarService* embedded_registrar() const {
     return registrar_.get();
@@ -154,6 +157,8 @@ class Runtime {
   void AddLifetimeCallback(std::function<void()> fn) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  // Starts the link server children open `Link` on (see LinkService).
+  void StartLinkServer() ABSL_LOCKS_EXCLUDED(mu_);
   // The standard health service answers NOT_SERVING from now on (the exit
   // has started: RequestExit or Shutdown).
   void SetNotServing();
@@ -176,6 +181,9 @@ class Runtime {
   std::unique_ptr<registrar::RegistrarService> registrar_;
   std::unique_ptr<discovery::Registrant> registrant_;
   std::unique_ptr<ActorService> service_;
+  // Children's `Link` streams, on a server of their own (see LinkService).
+  std::unique_ptr<LinkService> link_service_;
+  std::unique_ptr<grpc::Server> link_server_;
   std::unique_ptr<CallService> call_service_;
   std::unique_ptr<UnknownMethodService> unknown_methods_;
   // Accepts `Actor/Open` calls; its queue is shut down after the server.
@@ -197,6 +205,7 @@ class Runtime {
   CondVar exit_cv_;  // signalled when an exit is requested
   std::vector<std::string> accept_addrs_ ABSL_GUARDED_BY(mu_);
   std::string local_addr_ ABSL_GUARDED_BY(mu_);
+  std::string link_addr_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<ChildProc>> children_
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, v1::Aid> child_aids_ ABSL_GUARDED_BY(mu_);

@@ -45,15 +45,28 @@ constexpr absl::Duration kTermGrace = absl::Milliseconds(1600);
 // zombie by the time its connection drops, so this is short.
 constexpr absl::Duration kExitAfterLinkLoss = discovery::kHangVerdictTime;
 
-// True when `pid` is gone or a zombie (it died; the reaper reports how).
-bool Died(pid_t pid) {
+// The state letter of `pid` in /proc (R, S, D, T, t, Z, ...); 'X' when it
+// is gone.
+char ProcState(pid_t pid) {
   std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
   std::string line;
-  if (!std::getline(stat, line)) return true;
+  if (!std::getline(stat, line)) return 'X';
   // "<pid> (<comm>) <state> ...": the state follows the last ')'.
   const size_t paren = line.rfind(')');
-  return paren != std::string::npos && paren + 2 < line.size() &&
-         (line[paren + 2] == 'Z' || line[paren + 2] == 'X');
+  if (paren == std::string::npos || paren + 2 >= line.size()) return '?';
+  return line[paren + 2];
+}
+
+// True when `pid` is gone or a zombie (it died; the reaper reports how).
+bool Died(pid_t pid) {
+  const char state = ProcState(pid);
+  return state == 'Z' || state == 'X';
+}
+
+// True when `pid` is stopped (SIGSTOP, a debugger's stop).
+bool Stopped(pid_t pid) {
+  const char state = ProcState(pid);
+  return state == 'T' || state == 't';
 }
 // How long a broken transport waits for its child's exit to be reaped, to
 // report the exit (a signal, a crash report) rather than the transport.
@@ -209,8 +222,9 @@ void StartReaper(std::shared_ptr<ChildProc> proc, v1::Aid aid,
 // teardown ladder then stops it (SIGTERM, SIGKILL). Runs on its own thread,
 // holding the nursery's gate.
 void SuspectHang(std::weak_ptr<ChildProc> weak_proc, v1::Aid aid,
-                 std::weak_ptr<NurseryState> nursery) {
-  std::thread([weak_proc, aid, nursery] {
+                 std::weak_ptr<NurseryState> nursery,
+                 absl::Duration hang_timeout) {
+  std::thread([weak_proc, aid, nursery, hang_timeout] {
     discovery::NameThisThread("hang-check");
     std::shared_ptr<NurseryState> st = nursery.lock();
     std::shared_ptr<ChildProc> proc = weak_proc.lock();
@@ -219,6 +233,13 @@ void SuspectHang(std::weak_ptr<ChildProc> weak_proc, v1::Aid aid,
     if (!hold) return;
     if (WaitExited(*proc, absl::Now() + kExitAfterLinkLoss)) return;
     if (Died(proc->pid)) return;  // the reaper reports the death
+    if (!Stopped(proc->pid)) {
+      // A running child whose link ended may be on its way out (its own
+      // side of the link broke, and it exits for that): it gets the hang
+      // timeout again to do so before it counts as wedged.
+      if (WaitExited(*proc, absl::Now() + hang_timeout)) return;
+      if (Died(proc->pid)) return;
+    }
     {
       MutexLock lock(&st->mu);
       if (st->cancel_called) return;
@@ -352,10 +373,13 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
   auto proc = rt.ExpectChild(entry->aid.uuid(), spec.link_secret());
   {
     MutexLock lk(&proc->mu);
-    proc->on_link_lost = [weak_proc = std::weak_ptr<ChildProc>(proc),
+    const absl::Duration hang_timeout =
+        discovery::ScaleTimeout(rt.config().hang_timeout);
+    proc->on_link_lost = [hang_timeout,
+                          weak_proc = std::weak_ptr<ChildProc>(proc),
                           aid = entry->aid,
                           nursery = std::weak_ptr<NurseryState>(shared)] {
-      SuspectHang(weak_proc, aid, nursery);
+      SuspectHang(weak_proc, aid, nursery, hang_timeout);
     };
   }
   const SpawnedProcess spawned = SpawnProcess(spec);

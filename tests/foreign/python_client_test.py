@@ -6,7 +6,9 @@ Generates the Python message classes from protos/tractor/v1/*.proto with
 protoc at test time, starts the echo actor, and opens Actor.Open dialogs by
 method path (no generated stubs needed).
 """
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,8 +26,10 @@ gen = tempfile.mkdtemp(prefix="tractor_py_")
 # The echo actor's registry: a unix socket of this test, never the
 # well-known 127.0.0.1:1616.
 # (under /tmp: a unix socket path must fit 107 bytes).
+_REGISTRY_DIR = tempfile.mkdtemp(prefix="reg.", dir="/tmp")
+atexit.register(shutil.rmtree, _REGISTRY_DIR, ignore_errors=True)
 os.environ["TRACTOR_REGISTRY"] = "unix:" + os.path.join(
-    tempfile.mkdtemp(prefix="reg.", dir="/tmp"), "registry.sock")
+    _REGISTRY_DIR, "registry.sock")
 subprocess.run(
     ["protoc", "-I" + PROTO_ROOT, "-I/usr/include", "--python_out=" + gen,
      "tractor/v1/msg.proto", "tractor/v1/actor.proto"],

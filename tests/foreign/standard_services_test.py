@@ -11,7 +11,9 @@ their public definitions (protos/ next to this file), compiled with protoc
 at test time; tractor's own from protos/tractor/v1.
 """
 import importlib.util
+import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,8 +60,10 @@ from google.protobuf import message_factory  # noqa: E402
 
 # Never the well-known 127.0.0.1:1616.
 # (under /tmp: a unix socket path must fit 107 bytes).
+_REGISTRY_DIR = tempfile.mkdtemp(prefix="reg.", dir="/tmp")
+atexit.register(shutil.rmtree, _REGISTRY_DIR, ignore_errors=True)
 os.environ["TRACTOR_REGISTRY"] = "unix:" + os.path.join(
-    tempfile.mkdtemp(prefix="reg.", dir="/tmp"), "registry.sock")
+    _REGISTRY_DIR, "registry.sock")
 # The mesh secret the actors under test get: CancelActor is a control call,
 # honoured only from members (docs/security.md).
 SECRET = "standard-services-test-secret"

@@ -6,10 +6,6 @@
 //     Runs a root actor serving "disc" and prints
 //       ready <uuid> accept=<a,b> registry=<r,s> registrar=<0|1>
 //     then serves until SIGINT (graceful: unregisters) or SIGKILL.
-//   discovery_actor talk --registry A --target N
-//     Runs a root actor "talker" that finds N, opens "disc:listener" in it
-//     and sends an item every 100 ms, printing "sent <i>", until an error,
-//     printed as "error <TypeName>: <message>".
 //   discovery_actor find --registry A --target N [--ticks] [--wait_gone]
 //     Runs a root actor "caller" that finds N and prints
 //       found <uuid> <ms>     or     notfound <ms>
@@ -66,8 +62,7 @@ bool ParseArgs(int argc, char** argv, Args* a) {
     else if (f == "--wait_gone") a->wait_gone = true;
     else return false;
   }
-  return a->mode == "serve" ||
-         ((a->mode == "find" || a->mode == "talk") && !a->target.empty());
+  return a->mode == "serve" || (a->mode == "find" && !a->target.empty());
 }
 
 double MsSince(absl::Time t) { return absl::ToDoubleMilliseconds(absl::Now() - t); }
@@ -98,32 +93,6 @@ int main(int argc, char** argv) {
         tractor::Sleep(absl::InfiniteDuration());
       });
       return 0;
-    }
-    if (a.mode == "talk") {
-      opts.name = "talker";
-      int rc = 1;
-      tractor::OpenRootActor(opts, [&] {
-        auto portal = tractor::FindActor(a.target);
-        if (!portal) {
-          printf("notfound\n");
-          return;
-        }
-        try {
-          portal->OpenContext(
-              "disc:listener", tractor::Payload(),
-              [&](tractor::Context& ctx, const tractor::Payload&) {
-                auto stream = ctx.OpenStream();
-                for (int64_t i = 0;; ++i) {
-                  stream.Send(i);
-                  printf("sent %lld\n", static_cast<long long>(i));
-                  tractor::Sleep(absl::Milliseconds(100));
-                }
-              });
-        } catch (const tractor::ActorError& e) {
-          printf("error %s: %s\n", e.TypeName().c_str(), e.what());
-        }
-      });
-      return rc;
     }
     opts.name = "caller";
     int rc = 0;

@@ -1,12 +1,8 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 // Functions the discovery tests call in their actors ("disc:*"). Linked
 // (alwayslink) into the test binaries and the discovery_actor helper.
-#include <cstdio>
 #include <string>
 #include <vector>
-
-#include "absl/time/clock.h"
-#include "actor/errors.h"
 
 #include "actor/cancel.h"
 #include "actor/context.h"
@@ -57,34 +53,6 @@ int64_t Ticker(Context& ctx, int64_t period_ms) {
   }
 }
 TRACTOR_EXPORT("disc:ticker", Ticker);
-
-// Receives items until the dialog ends, then prints on stdout
-//   callee-ended <how> <ms since the last item>
-// (<how>: "stop", or the error's type name) and returns the count. The
-// fault tests read the line from a daemon's output.
-int64_t Listener(Context& ctx) {
-  ctx.Started();
-  auto stream = ctx.OpenStream();
-  int64_t items = 0;
-  absl::Time last = absl::Now();
-  const auto report = [&](const std::string& how) {
-    std::printf("callee-ended %s %.1f\n", how.c_str(),
-                absl::ToDoubleMilliseconds(absl::Now() - last));
-    std::fflush(stdout);
-  };
-  try {
-    while (stream.Receive()) {
-      ++items;
-      last = absl::Now();
-    }
-  } catch (const ActorError& e) {
-    report(e.TypeName());
-    throw;
-  }
-  report("stop");
-  return items;
-}
-TRACTOR_EXPORT("disc:listener", Listener);
 
 }  // namespace
 }  // namespace tractor

@@ -178,7 +178,6 @@ void Runtime::Start() {
     }
     ports_ = std::make_unique<discovery::ListeningPorts>(*std::move(ports));
   }
-  StartLinkServer();
   ActorService* service = service_.get();
   TaskServer* tasks = &tasks_;
   acceptor_ = std::make_unique<DialogAcceptor>(
@@ -376,10 +375,14 @@ void Runtime::Shutdown() {
     takeover_server_->Wait();
     takeover_ports_->RemoveSocketFiles();
   }
-  if (link_server_) {
-    link_server_->Shutdown(std::chrono::system_clock::now() +
-                           std::chrono::milliseconds(500));
-    link_server_->Wait();
+  {
+    MutexLock lock(&link_mu_);
+    link_closed_ = true;
+    if (link_server_) {
+      link_server_->Shutdown(std::chrono::system_clock::now() +
+                             std::chrono::milliseconds(500));
+      link_server_->Wait();
+    }
   }
   if (acceptor_) acceptor_->StopRequesting();
   if (server_) {
@@ -417,12 +420,16 @@ void Runtime::StartLinkServer() {
                                       "' link server: ",
                                       resolved.status().message()));
   }
-  MutexLock lock(&mu_);
   link_addr_ = resolved->front().ToString();
 }
 
-std::string Runtime::link_addr() const {
-  MutexLock lk(&mu_);
+std::string Runtime::link_addr() {
+  MutexLock lock(&link_mu_);
+  if (link_closed_) {
+    throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(),
+                                      "' is shutting down: no new children"));
+  }
+  if (!link_server_) StartLinkServer();
   return link_addr_;
 }
 

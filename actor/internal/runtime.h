@@ -104,7 +104,10 @@ class Runtime {
   // Not among `accept_addrs`: handed only to peers with this host's id.
   std::string local_addr() const ABSL_LOCKS_EXCLUDED(mu_);
   // Where this actor's children open `Link` (its link server, loopback).
-  std::string link_addr() const ABSL_LOCKS_EXCLUDED(mu_);
+  // The server starts on the first call, so an actor that never spawns
+  // never runs one. Throws RuntimeFailure if it cannot start, or once
+  // Shutdown has begun.
+  std::string link_addr() ABSL_LOCKS_EXCLUDED(link_mu_, mu_);
   // The embedded registrar, or null when this actor does not serve one.
   registrar::RegistrarService* embedded_registrar() const {
     return registrar_.get();
@@ -158,7 +161,7 @@ class Runtime {
 
  private:
   // Starts the link server children open `Link` on (see LinkService).
-  void StartLinkServer() ABSL_LOCKS_EXCLUDED(mu_);
+  void StartLinkServer() ABSL_EXCLUSIVE_LOCKS_REQUIRED(link_mu_);
   // The standard health service answers NOT_SERVING from now on (the exit
   // has started: RequestExit or Shutdown).
   void SetNotServing();
@@ -181,9 +184,13 @@ class Runtime {
   std::unique_ptr<registrar::RegistrarService> registrar_;
   std::unique_ptr<discovery::Registrant> registrant_;
   std::unique_ptr<ActorService> service_;
-  // Children's `Link` streams, on a server of their own (see LinkService).
-  std::unique_ptr<LinkService> link_service_;
-  std::unique_ptr<grpc::Server> link_server_;
+  // Children's `Link` streams, on a server of their own (see LinkService),
+  // started by the first link_addr() and stopped by Shutdown.
+  Mutex link_mu_;
+  bool link_closed_ ABSL_GUARDED_BY(link_mu_) = false;
+  std::unique_ptr<LinkService> link_service_ ABSL_GUARDED_BY(link_mu_);
+  std::unique_ptr<grpc::Server> link_server_ ABSL_GUARDED_BY(link_mu_);
+  std::string link_addr_ ABSL_GUARDED_BY(link_mu_);
   std::unique_ptr<CallService> call_service_;
   std::unique_ptr<UnknownMethodService> unknown_methods_;
   // Accepts `Actor/Open` calls; its queue is shut down after the server.
@@ -205,7 +212,6 @@ class Runtime {
   CondVar exit_cv_;  // signalled when an exit is requested
   std::vector<std::string> accept_addrs_ ABSL_GUARDED_BY(mu_);
   std::string local_addr_ ABSL_GUARDED_BY(mu_);
-  std::string link_addr_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<ChildProc>> children_
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, v1::Aid> child_aids_ ABSL_GUARDED_BY(mu_);

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #include "discovery/channel.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <utility>
 
 #include "discovery/credentials.h"
@@ -8,13 +10,35 @@
 
 namespace tractor::discovery {
 
-grpc::ChannelArguments ClientChannelArgs(ChannelPurpose purpose) {
+namespace {
+
+// What every channel has: message limits and reconnect backoff, no
+// keepalive (each purpose sets its own, once: see ClientChannelArgs).
+grpc::ChannelArguments BaseArgs() {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  return args;
+}
+
+}  // namespace
+
+grpc::ChannelArguments LinkChannelArgs(int64_t hang_timeout_ms) {
+  const int patience_ms = static_cast<int>(
+      std::max<int64_t>(hang_timeout_ms, kLinkMinKeepaliveTimeoutMs));
+  grpc::ChannelArguments args = BaseArgs();
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, patience_ms / 2);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, patience_ms);
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  AddSecurityChannelArgs(args);
+  return args;
+}
+
+grpc::ChannelArguments ClientChannelArgs(ChannelPurpose purpose) {
+  grpc::ChannelArguments args = BaseArgs();
   switch (purpose) {
     case ChannelPurpose::kActor:
       args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kActorKeepaliveTimeMs);

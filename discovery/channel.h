@@ -8,6 +8,7 @@
 #ifndef TRACTOR_DISCOVERY_CHANNEL_H_
 #define TRACTOR_DISCOVERY_CHANNEL_H_
 
+#include <cstdint>
 #include <memory>
 
 #include "discovery/address.h"
@@ -56,10 +57,25 @@ enum class ChannelPurpose {
 // Returns the channel arguments for `purpose`: keepalive and backoff as
 // described at `ChannelPurpose`, send and receive limits of
 // `kMaxMessageBytes`, and the TLS name override of this process's security
-// configuration (discovery/credentials.h). Callers may add arguments to the copy (e.g.
-// GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL). Thread-safe.
+// configuration (discovery/credentials.h). Callers may add arguments to the
+// copy (e.g. GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL), but never one it already
+// sets: gRPC keeps the first value of an argument given twice, so a second
+// GRPC_ARG_KEEPALIVE_TIMEOUT_MS is silently ignored. Thread-safe.
 grpc::ChannelArguments ClientChannelArgs(
     ChannelPurpose purpose = ChannelPurpose::kActor);
+
+// The least keepalive timeout of a child's link to its parent.
+inline constexpr int kLinkMinKeepaliveTimeoutMs = 4000;
+
+// The arguments of a child's link to its parent's link server (on this
+// host, in a subchannel pool of its own). The parent's death closes the
+// socket at once, so the keepalive only has to notice a stopped parent, and
+// it is as patient with the parent as the parent is with the child: a ping
+// every `hang_timeout_ms / 2`, `hang_timeout_ms` to answer, at least
+// 2 s + 4 s. A burst of siblings booting at once on a busy machine can
+// starve the parent's gRPC threads for seconds; that must not cut links.
+// Thread-safe.
+grpc::ChannelArguments LinkChannelArgs(int64_t hang_timeout_ms);
 
 // Returns a new channel to `addr` (its `GrpcTarget()`) with
 // `ClientChannelArgs(purpose)` and `credentials` (null means this process's

@@ -6,11 +6,14 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "actor/internal/runtime.h"
 #include "actor/internal/signals.h"
 #include "actor/internal/wire.h"
@@ -82,19 +85,16 @@ int ChildMain(const v1::SpawnSpec& spec) {
   SigtermWatch sigterm([r = rt.get()] { r->RequestExit("SIGTERM"); });
 
   // Link to the parent: on its link server, through a connection of the
-  // link's own. The parent is on this host, so its death closes the socket
-  // at once; the connection's keepalive only has to notice a stopped parent,
-  // and is patient (2 s + 2 s) so that a burst of siblings booting on a busy
-  // machine does not cut links the 0.4 s of the dialog channels would.
+  // link's own (discovery::LinkChannelArgs: as patient with the parent as
+  // the parent is with this child).
   std::shared_ptr<grpc::Channel> channel;
+  std::string linked_at = spec.parent_addr();
+  const absl::Time link_start = absl::Now();
   if (auto link_addr = discovery::Address::Parse(spec.link_addr());
       link_addr.ok()) {
-    grpc::ChannelArguments args = discovery::ClientChannelArgs();
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS,
-                discovery::kRegistrarKeepaliveTimeMs);
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
-                discovery::kRegistrarKeepaliveTimeoutMs);
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    grpc::ChannelArguments args =
+        discovery::LinkChannelArgs(spec.hang_timeout_ms());
+    linked_at = spec.link_addr();
     channel = grpc::CreateCustomChannel(link_addr->GrpcTarget(),
                                         discovery::ProcessChannelCredentials(),
                                         args);
@@ -120,8 +120,11 @@ int ChildMain(const v1::SpawnSpec& spec) {
     if (!wrote || read) link_ctx.TryCancel();
     const grpc::Status status = link->Finish();
     LOG(ERROR) << "actor '" << spec.aid().name()
-               << "' could not link to its parent at " << spec.parent_addr()
-               << ": " << status.error_message();
+               << "' could not link to its parent at " << linked_at
+               << " (after "
+               << absl::FormatDuration(absl::Trunc(absl::Now() - link_start,
+                                                   absl::Milliseconds(1)))
+               << "): " << status.error_message();
     return 1;
   }
   std::thread link_thread([&link, r = rt.get()] {

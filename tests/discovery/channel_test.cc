@@ -60,6 +60,39 @@ TEST(ClientChannelArgsTest, RegistrarChannelsPingEveryTwoSeconds) {
   EXPECT_EQ(a[GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH], kMaxMessageBytes);
 }
 
+// How many times each argument of `args` is given.
+std::map<std::string, int> ArgCounts(const grpc::ChannelArguments& args) {
+  std::map<std::string, int> out;
+  grpc_channel_args c = args.c_channel_args();
+  for (size_t i = 0; i < c.num_args; ++i) ++out[c.args[i].key];
+  return out;
+}
+
+// gRPC keeps the first value of an argument given twice: a purpose that
+// overrode a base value would silently keep the base one.
+TEST(ClientChannelArgsTest, NoArgumentIsGivenTwice) {
+  for (const grpc::ChannelArguments& args :
+       {ClientChannelArgs(ChannelPurpose::kActor),
+        ClientChannelArgs(ChannelPurpose::kRegistrar),
+        LinkChannelArgs(3000)}) {
+    for (const auto& [key, n] : ArgCounts(args)) {
+      EXPECT_EQ(n, 1) << key;
+    }
+  }
+}
+
+TEST(LinkChannelArgsTest, AsPatientWithTheParentAsTheParentIsWithTheChild) {
+  std::map<std::string, int> a = IntArgs(LinkChannelArgs(10000));
+  EXPECT_EQ(a[GRPC_ARG_KEEPALIVE_TIME_MS], 5000);
+  EXPECT_EQ(a[GRPC_ARG_KEEPALIVE_TIMEOUT_MS], 10000);
+  EXPECT_EQ(a[GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL], 1);
+  EXPECT_EQ(a[GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH], kMaxMessageBytes);
+  // The default hang timeout (3 s) gets the floor: 2 s + 4 s.
+  a = IntArgs(LinkChannelArgs(3000));
+  EXPECT_EQ(a[GRPC_ARG_KEEPALIVE_TIME_MS], 2000);
+  EXPECT_EQ(a[GRPC_ARG_KEEPALIVE_TIMEOUT_MS], kLinkMinKeepaliveTimeoutMs);
+}
+
 class NoService final : public v1::Registrar::CallbackService {};
 
 TEST(NewChannelTest, ReachesAServerOverTcpAndUnix) {

@@ -279,6 +279,8 @@ bool Runtime::TryServeRegistry() {
   }
   registrar::RegistrarService::Options options;
   options.self = config_.self;
+  // As the embedded registrar: only members of the mesh change the registry.
+  options.members_only = true;
   if (config_.registry_lease > absl::ZeroDuration()) {
     options.default_lease = config_.registry_lease;
   }

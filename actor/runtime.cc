@@ -286,7 +286,9 @@ void OpenRootActor(const RootOptions& given, const std::function<void()>& fn) {
   if (flags.enable_modules) options.enable_modules = *flags.enable_modules;
   if (flags.loglevel) options.loglevel = *flags.loglevel;
   if (flags.lease) options.registry_lease = *flags.lease;
-  if (flags.registry_etcd) options.registry_etcd.endpoints = *flags.registry_etcd;
+  if (flags.registry_etcd) {
+    options.registry_etcd.endpoints = *flags.registry_etcd;
+  }
   if (flags.registry_etcd_prefix) {
     options.registry_etcd.prefix = *flags.registry_etcd_prefix;
   }

@@ -66,10 +66,10 @@ namespace tractor::internal {
 namespace {
 
 constexpr const char* kValueFlags[] = {
-    "name",     "bind",          "registry",
+    "name",          "bind",     "registry",
     "enable_modules", "loglevel", "lease_ms",
-    "registry_etcd",  "registry_etcd_prefix", "v",
-    "vmodule"};
+    "registry_etcd", "registry_etcd_prefix",
+    "v",             "vmodule"};
 constexpr const char* kBoolFlags[] = {"daemon"};
 
 bool IsIn(absl::string_view name, const char* const* begin,
@@ -207,7 +207,8 @@ absl::StatusOr<RuntimeFlags> TakeRuntimeFlags(int* argc, char** argv) {
     out.lease = absl::Milliseconds(ms);
   }
   if (has("registry_etcd")) {
-    auto addrs = AddressFlag("registry_etcd", absl::GetFlag(FLAGS_registry_etcd));
+    auto addrs =
+        AddressFlag("registry_etcd", absl::GetFlag(FLAGS_registry_etcd));
     if (!addrs.ok()) return addrs.status();
     if (addrs->empty()) return BadFlag("registry_etcd", "no endpoint given");
     out.registry_etcd = *std::move(addrs);

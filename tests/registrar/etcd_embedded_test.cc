@@ -108,9 +108,10 @@ TEST_F(EtcdEmbeddedTest, RootsServingRegistrarsShareOneRegistryInEtcd) {
   // beta: a program configured by the environment.
   setenv("TRACTOR_REGISTRY_ETCD", cluster_->Endpoints().c_str(), 1);
   setenv("TRACTOR_REGISTRY_ETCD_PREFIX", prefix_.c_str(), 1);
-  auto beta = Proc::Spawn({testing::RunfilePath("tests/discovery/discovery_actor"),
-                           "serve", "--name", "beta", "--registry", reg_b,
-                           "--lease_ms", "2000"});
+  auto beta =
+      Proc::Spawn({testing::RunfilePath("tests/discovery/discovery_actor"),
+                   "serve", "--name", "beta", "--registry", reg_b,
+                   "--lease_ms", "2000"});
   unsetenv("TRACTOR_REGISTRY_ETCD");
   unsetenv("TRACTOR_REGISTRY_ETCD_PREFIX");
   ASSERT_TRUE(beta);

@@ -33,6 +33,7 @@
 #include "discovery/log_level.h"
 #include "glog/logging.h"
 #include "grpc/support/log.h"
+#include "registrar/etcd_store.h"
 
 namespace tractor {
 
@@ -231,6 +232,48 @@ void InstallRootSecurity(const RootOptions& options) {
   discovery::InstallSecurity({*std::move(material), std::move(secret)});
 }
 
+std::string EnvOr(const std::string& value, const char* name) {
+  if (!value.empty()) return value;
+  const char* env = std::getenv(name);
+  return env != nullptr ? env : "";
+}
+
+// The store of a registrar the root serves: an etcd cluster when
+// `options.registry_etcd`, else the TRACTOR_REGISTRY_ETCD* environment
+// variables, name one; else null (memory). Throws RuntimeFailure on a
+// configuration that does not load.
+std::shared_ptr<registrar::Store> RegistryStore(const RootOptions& options) {
+  const RegistryEtcd& given = options.registry_etcd;
+  registrar::EtcdStore::Options store;
+  store.etcd.endpoints = given.endpoints;
+  if (store.etcd.endpoints.empty()) {
+    const std::string env = EnvOr("", "TRACTOR_REGISTRY_ETCD");
+    if (env.empty()) return nullptr;
+    absl::StatusOr<std::vector<discovery::Address>> addrs =
+        discovery::ParseAddressList(env);
+    if (!addrs.ok()) {
+      throw RuntimeFailure(absl::StrCat("root actor '", options.name,
+                                        "': TRACTOR_REGISTRY_ETCD: ",
+                                        addrs.status().message()));
+    }
+    for (const auto& a : *addrs) store.etcd.endpoints.push_back(a.ToString());
+  }
+  const std::string prefix =
+      EnvOr(given.prefix, "TRACTOR_REGISTRY_ETCD_PREFIX");
+  if (!prefix.empty()) store.prefix = prefix;
+  store.etcd.ca_file = EnvOr(given.ca_file, "TRACTOR_REGISTRY_ETCD_CA");
+  store.etcd.cert_file = EnvOr(given.cert_file, "TRACTOR_REGISTRY_ETCD_CERT");
+  store.etcd.key_file = EnvOr(given.key_file, "TRACTOR_REGISTRY_ETCD_KEY");
+  absl::StatusOr<std::unique_ptr<registrar::EtcdStore>> etcd =
+      registrar::EtcdStore::Create(std::move(store));
+  if (!etcd.ok()) {
+    throw RuntimeFailure(absl::StrCat("root actor '", options.name,
+                                      "': registry_etcd: ",
+                                      etcd.status().message()));
+  }
+  return *std::move(etcd);
+}
+
 }  // namespace
 
 void OpenRootActor(const RootOptions& given, const std::function<void()>& fn) {
@@ -243,6 +286,12 @@ void OpenRootActor(const RootOptions& given, const std::function<void()>& fn) {
   if (flags.enable_modules) options.enable_modules = *flags.enable_modules;
   if (flags.loglevel) options.loglevel = *flags.loglevel;
   if (flags.lease) options.registry_lease = *flags.lease;
+  if (flags.registry_etcd) {
+    options.registry_etcd.endpoints = *flags.registry_etcd;
+  }
+  if (flags.registry_etcd_prefix) {
+    options.registry_etcd.prefix = *flags.registry_etcd_prefix;
+  }
   const bool default_registry = options.registry_addrs.empty();
   if (default_registry) options.registry_addrs = DefaultRegistryAddrs();
   constexpr char kOnlyOne[] =
@@ -267,6 +316,7 @@ void OpenRootActor(const RootOptions& given, const std::function<void()>& fn) {
                             options.registry_addrs, options.registry_lease},
                            &config);
   config.registry_takeover = default_registry;
+  config.registry_store = RegistryStore(options);
   auto rt = std::make_unique<internal::Runtime>(config);
   if (!internal::Runtime::SetCurrent(rt.get())) throw RuntimeFailure(kOnlyOne);
   discovery::SetLogActor(rt->self().name(), rt->self().uuid());

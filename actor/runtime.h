@@ -20,6 +20,26 @@
 
 namespace tractor {
 
+// An etcd cluster that holds the registrations of a registrar a root
+// serves (docs/registry.md): `RootOptions::registry_etcd`.
+struct RegistryEtcd {
+  // The cluster's client endpoints, "host:port". Empty: the comma-separated
+  // list in TRACTOR_REGISTRY_ETCD; when that is unset too, the registrar
+  // keeps its registrations in its own memory (the default).
+  std::vector<std::string> endpoints;
+  // The prefix of every key. Empty: TRACTOR_REGISTRY_ETCD_PREFIX, else
+  // "/tractor/". Registrars share a registry when they name the same
+  // cluster and prefix.
+  std::string prefix;
+  // TLS to etcd: the CA that signs the members' certificates and this
+  // client's certificate and key (PEM files). Empty: TRACTOR_REGISTRY_ETCD_CA,
+  // TRACTOR_REGISTRY_ETCD_CERT, TRACTOR_REGISTRY_ETCD_KEY; plaintext when
+  // none is set. Separate from `RootOptions::tls`.
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+};
+
 // Options of the root actor.
 struct RootOptions {
   std::string name = "root";
@@ -47,6 +67,16 @@ struct RootOptions {
   // the registrar's default (5 s; an embedded registrar uses this value as
   // its default). Children inherit it.
   absl::Duration registry_lease = absl::ZeroDuration();
+  // Where the registrar this root serves (when it becomes the registrar at
+  // boot, or takes the default registry over later) keeps its
+  // registrations: an etcd cluster shared with other registrars, so that
+  // they survive this process and any number of registrars in front of the
+  // cluster serve the same registry (docs/registry.md). Unset: memory (or
+  // the TRACTOR_REGISTRY_ETCD* environment variables). A configuration that
+  // does not load fails `OpenRootActor` with RuntimeFailure; a cluster that
+  // does not answer does not (the registrar answers UNAVAILABLE until it
+  // does). Only a root serves a registrar: children do not use it.
+  RegistryEtcd registry_etcd;
   // Log level for the tree, a name of discovery/log_level.h ("error" by
   // default; "cancel" shows who cancelled what); children inherit it and
   // TRACTOR_LOGLEVEL overrides it (docs/debugging.md).
@@ -104,6 +134,8 @@ inline constexpr char kDefaultRegistry[] = "127.0.0.1:1616";
 //   --enable_modules=NS,...  namespaces served
 //   --loglevel=LEVEL       log level of the tree
 //   --lease_ms=MS          lease of the tree's registrations
+//   --registry_etcd=H:P,...  etcd endpoints of a registrar the root serves
+//   --registry_etcd_prefix=P  its key prefix
 //   --v=N, --vmodule=M=N   glog verbosity
 //   --daemon               serve this program's exported functions until
 //                          SIGTERM or SIGINT instead of running root_main

@@ -45,6 +45,13 @@ ABSL_FLAG(std::string, loglevel, "",
 ABSL_FLAG(int64_t, lease_ms, 0,
           "lease of the tree's registrations in milliseconds (default: the "
           "registrar's, 5000)");
+ABSL_FLAG(std::string, registry_etcd, "",
+          "etcd endpoints, host:port comma-separated, where a registrar the "
+          "root serves keeps its registrations (default: "
+          "$TRACTOR_REGISTRY_ETCD, else its own memory)");
+ABSL_FLAG(std::string, registry_etcd_prefix, "",
+          "the prefix of the registrations' etcd keys (default: "
+          "$TRACTOR_REGISTRY_ETCD_PREFIX, else /tractor/)");
 ABSL_FLAG(bool, daemon, false,
           "serve the program's exported functions until SIGTERM or SIGINT "
           "instead of running the program's main, then exit 0");
@@ -58,9 +65,11 @@ ABSL_FLAG(std::string, vmodule, "",
 namespace tractor::internal {
 namespace {
 
-constexpr const char* kValueFlags[] = {"name",     "bind",     "registry",
-                                       "enable_modules", "loglevel",
-                                       "lease_ms", "v",        "vmodule"};
+constexpr const char* kValueFlags[] = {
+    "name",          "bind",     "registry",
+    "enable_modules", "loglevel", "lease_ms",
+    "registry_etcd", "registry_etcd_prefix",
+    "v",             "vmodule"};
 constexpr const char* kBoolFlags[] = {"daemon"};
 
 bool IsIn(absl::string_view name, const char* const* begin,
@@ -196,6 +205,19 @@ absl::StatusOr<RuntimeFlags> TakeRuntimeFlags(int* argc, char** argv) {
                      absl::StrCat("must be a positive integer, got ", ms));
     }
     out.lease = absl::Milliseconds(ms);
+  }
+  if (has("registry_etcd")) {
+    auto addrs =
+        AddressFlag("registry_etcd", absl::GetFlag(FLAGS_registry_etcd));
+    if (!addrs.ok()) return addrs.status();
+    if (addrs->empty()) return BadFlag("registry_etcd", "no endpoint given");
+    out.registry_etcd = *std::move(addrs);
+  }
+  if (has("registry_etcd_prefix")) {
+    out.registry_etcd_prefix = absl::GetFlag(FLAGS_registry_etcd_prefix);
+    if (out.registry_etcd_prefix->empty()) {
+      return BadFlag("registry_etcd_prefix", "must not be empty");
+    }
   }
   if (has("v")) {
     out.v = absl::GetFlag(FLAGS_v);

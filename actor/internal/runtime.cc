@@ -154,6 +154,7 @@ void Runtime::Start() {
     if (config_.registry_lease > absl::ZeroDuration()) {
       options.default_lease = config_.registry_lease;
     }
+    options.store = config_.registry_store;
     registrar_ = std::make_unique<registrar::RegistrarService>(options);
     builder.RegisterService(registrar_.get());
   }
@@ -207,14 +208,20 @@ void Runtime::StartRegistration() {
                          : std::min(config_.registry_addrs.size(),
                                     accept.size());
     config_.registry_addrs.assign(accept.begin(), accept.begin() + n);
-    v1::Registration self;
-    *self.mutable_aid() = config_.self;
-    for (const auto& a : accept) self.add_addrs(a);
-    if (absl::Status st = registrar_->AddPinnedRegistration(self); !st.ok()) {
-      LOG(ERROR) << "actor '" << config_.self.name()
-                 << "' cannot register itself: " << st;
+    if (config_.registry_store == nullptr) {
+      v1::Registration self;
+      *self.mutable_aid() = config_.self;
+      for (const auto& a : accept) self.add_addrs(a);
+      if (absl::Status st = registrar_->AddPinnedRegistration(self); !st.ok()) {
+        LOG(ERROR) << "actor '" << config_.self.name()
+                   << "' cannot register itself: " << st;
+      }
+      return;
     }
-    return;
+    // With a shared store (etcd), the actor's own entry lives there under a
+    // lease like any other, registered through its own registrar: every
+    // registrar in front of the store lists it, and it expires when this
+    // process dies without unregistering.
   }
   if (config_.registry_addrs.empty()) return;
   discovery::Registrant::Options options;
@@ -232,7 +239,8 @@ void Runtime::StartRegistration() {
   }
   registrant_ = std::make_unique<discovery::Registrant>(std::move(options));
   registrant_->Start();
-  if (config_.registry_takeover && config_.parent.uuid().empty()) {
+  if (config_.registry_takeover && config_.parent.uuid().empty() &&
+      !registrar_) {
     takeover_thread_ = std::thread([this] { TakeoverLoop(); });
   }
 }
@@ -278,9 +286,12 @@ bool Runtime::TryServeRegistry() {
   }
   registrar::RegistrarService::Options options;
   options.self = config_.self;
+  // As the embedded registrar: only members of the mesh change the registry.
+  options.members_only = true;
   if (config_.registry_lease > absl::ZeroDuration()) {
     options.default_lease = config_.registry_lease;
   }
+  options.store = config_.registry_store;
   auto service = std::make_unique<registrar::RegistrarService>(options);
   builder.RegisterService(service.get());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -290,12 +301,16 @@ bool Runtime::TryServeRegistry() {
             << absl::StrJoin(config_.registry_addrs, ",");
     return false;
   }
-  v1::Registration self;
-  *self.mutable_aid() = config_.self;
-  for (const auto& a : accept_addrs()) self.add_addrs(a);
-  if (absl::Status st = service->AddPinnedRegistration(self); !st.ok()) {
-    LOG(ERROR) << "registry takeover: cannot list actor '"
-               << config_.self.name() << "': " << st;
+  // With a shared store the actor's own entry is already there (its
+  // Registrant keeps it, now through this registrar).
+  if (config_.registry_store == nullptr) {
+    v1::Registration self;
+    *self.mutable_aid() = config_.self;
+    for (const auto& a : accept_addrs()) self.add_addrs(a);
+    if (absl::Status st = service->AddPinnedRegistration(self); !st.ok()) {
+      LOG(ERROR) << "registry takeover: cannot list actor '"
+                 << config_.self.name() << "': " << st;
+    }
   }
   LOG(WARNING) << "no registrar answers at "
                << absl::StrJoin(config_.registry_addrs, ",") << ": actor '"

@@ -24,6 +24,7 @@
 
 namespace tractor::registrar {
 class RegistrarService;
+class Store;
 }  // namespace tractor::registrar
 
 namespace tractor::discovery {
@@ -66,6 +67,9 @@ class Runtime {
     // Lease to ask for (zero: the registrar's default); for an embedded
     // registrar, its default lease.
     absl::Duration registry_lease = absl::ZeroDuration();
+    // Where a registrar this actor serves keeps its registrations (null: its
+    // own memory).
+    std::shared_ptr<registrar::Store> registry_store;
     // Most remote tasks at once (0: `TaskServer::kDefaultMaxTasks`).
     size_t max_tasks = 0;
     // A root that registers with the default registry (not one it was

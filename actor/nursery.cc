@@ -132,6 +132,11 @@ std::string DescribeStatus(int status) {
                         abbrev ? absl::StrCat("SIG", abbrev, ", ") : "",
                         strsignal(sig), ")");
   }
+  if (WEXITSTATUS(status) == kLinkLostExitStatus) {
+    return absl::StrCat("exited with status ", kLinkLostExitStatus,
+                        " after its link to this parent broke (the link "
+                        "stopped answering keepalive pings)");
+  }
   return absl::StrCat("exited with status ", WEXITSTATUS(status));
 }
 

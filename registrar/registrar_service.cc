@@ -24,6 +24,14 @@ namespace v1 = ::tractor::v1;
 
 namespace {
 
+// Limits of a registration: none is near what an actor registers (a few
+// addresses, each under 120 bytes), and they keep a hostile `Register`
+// from costing time (the checks are linear in them) or from being quoted
+// whole in an error.
+constexpr int kMaxAddrs = 64;
+constexpr size_t kMaxFieldBytes = 1024;
+constexpr size_t kMaxUuidBytes = 128;
+
 uint32_t ToLeaseMs(absl::Duration lease) {
   int64_t ms = absl::ToInt64Milliseconds(lease);
   if (ms < 0) return 0;
@@ -282,6 +290,27 @@ absl::Status RegistrarService::AddPinnedRegistration(
 absl::StatusOr<absl::Duration> RegistrarService::RegisterImpl(
     const v1::Registration& registration, bool pinned) {
   const v1::Aid& aid = registration.aid();
+  // Bounds first: the checks below are linear in them, and their errors
+  // quote the fields.
+  if (aid.uuid().size() > kMaxUuidBytes || aid.name().size() > kMaxFieldBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Register: registration.aid has a uuid of ", aid.uuid().size(),
+        " bytes and a name of ", aid.name().size(), " bytes (at most ",
+        kMaxUuidBytes, " and ", kMaxFieldBytes, ")"));
+  }
+  if (registration.addrs_size() > kMaxAddrs) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Register: registration.addrs holds ", registration.addrs_size(),
+        " addresses for '", aid.name(), "' (at most ", kMaxAddrs, ")"));
+  }
+  for (const std::string& addr : registration.addrs()) {
+    if (addr.size() > kMaxFieldBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Register: registration.addrs holds an address of ", addr.size(),
+          " bytes for '", aid.name(), "' (at most ", kMaxFieldBytes,
+          "), which is not an address: '", addr.substr(0, 40), "...'"));
+    }
+  }
   if (aid.uuid().empty()) {
     return absl::InvalidArgumentError(
         "Register: registration.aid.uuid is empty");

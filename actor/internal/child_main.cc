@@ -29,6 +29,10 @@
 
 namespace tractor::internal {
 
+namespace {
+constexpr char kParentLinkLost[] = "parent link lost";
+}  // namespace
+
 int ChildMain(const v1::SpawnSpec& spec) {
   // `ps`, `top` and `perf` show the actor's name (first 15 bytes); threads
   // started from here on inherit it.
@@ -132,7 +136,7 @@ int ChildMain(const v1::SpawnSpec& spec) {
     v1::LinkMsg m;
     while (link->Read(&m)) {
     }
-    r->RequestExit("parent link lost");
+    r->RequestExit(kParentLinkLost);
   });
 
   std::string why = rt->WaitForExitRequest();
@@ -148,7 +152,7 @@ int ChildMain(const v1::SpawnSpec& spec) {
   google::FlushLogFiles(google::GLOG_INFO);
   fflush(stdout);
   fflush(stderr);
-  _exit(0);
+  _exit(why == kParentLinkLost ? kLinkLostExitStatus : 0);
 }
 
 }  // namespace tractor::internal

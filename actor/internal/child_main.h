@@ -9,7 +9,8 @@ namespace tractor::internal {
 
 // Runs the child runtime described by `spec`: binds the server, links to
 // the parent, serves until an exit is requested (CancelActor, SIGTERM, or
-// the parent link lost), shuts down and exits the process with status 0.
+// the parent link lost), shuts down and exits the process: with status 0,
+// or `kLinkLostExitStatus` (spawn.h) when the parent link was lost first.
 // Returns (status 1) only when the actor cannot boot or link.
 int ChildMain(const v1::SpawnSpec& spec);
 

@@ -19,6 +19,12 @@ namespace tractor::internal {
 // base64 of the serialized message).
 inline constexpr char kSpawnSpecEnv[] = "TRACTOR_SPAWN_SPEC";
 
+// The exit status of a child that exits because its link to its parent
+// broke (not because it was cancelled): the parent's nursery, if it is
+// still there and did not cancel the child, reports it as a failure instead
+// of taking it for a daemon that ended on purpose.
+inline constexpr int kLinkLostExitStatus = 3;
+
 // A spawned child: its pid and the read end of its crash pipe.
 struct SpawnedProcess {
   pid_t pid = -1;

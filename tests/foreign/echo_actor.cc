@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 // A standalone actor for foreign-client tests: serves the "demo" namespace
 // on 127.0.0.1:0, prints "ready <addr>" on stdout, and runs until SIGTERM or
-// until its stdin closes.
+// until its stdin closes. `--max_tasks N` sets RootOptions::max_tasks.
 #include <unistd.h>
 
 #include <cstdio>
@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "actor/cancel.h"
 #include "actor/context.h"
 #include "actor/export.h"
@@ -75,14 +76,39 @@ bool OpenGate(const std::string& key) {
 }
 TRACTOR_EXPORT("demo:open_gate", OpenGate);
 
+// An `int` parameter: a number outside its range is a MsgTypeError.
+int TwiceInt(int x) { return x * 2; }
+TRACTOR_EXPORT("demo:twice_int", TwiceInt);
+
+// A message parameter: an `Any` whose bytes do not parse as tractor.v1.Aid
+// is a MsgTypeError.
+std::string AidName(const tractor::v1::Aid& aid) { return aid.name(); }
+TRACTOR_EXPORT("demo:aid_name", AidName);
+
+// Sleeps (a checkpoint: a cancel ends it), then returns true.
+bool SleepFor(double seconds) {
+  tractor::Sleep(absl::Seconds(seconds));
+  return true;
+}
+TRACTOR_EXPORT("demo:sleep", SleepFor);
+
 std::string Secret() { return "hidden"; }
 TRACTOR_EXPORT("secret:peek", Secret);
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  return tractor::Main(argc, argv, [] {
-    tractor::OpenRootActor({.name = "echo", .enable_modules = {"demo"}}, [] {
+  return tractor::Main(argc, argv, [&] {
+    // `echo_actor --max_tasks N` bounds its concurrent tasks (default 1024).
+    size_t max_tasks = 0;
+    if (argc == 3 && std::string(argv[1]) == "--max_tasks" &&
+        absl::SimpleAtoi(argv[2], &max_tasks)) {
+    } else if (argc != 1) {
+      std::fprintf(stderr, "usage: echo_actor [--max_tasks N]\n");
+      return 2;
+    }
+    tractor::OpenRootActor({.name = "echo", .enable_modules = {"demo"},
+                            .max_tasks = max_tasks}, [] {
       std::printf("ready %s\n", tractor::AcceptAddrs().at(0).c_str());
       std::fflush(stdout);
       // Run until stdin closes (the test's end of the pipe).

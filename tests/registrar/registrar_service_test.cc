@@ -639,6 +639,35 @@ TEST_F(RegistrarServiceTest, RegisterRejectsTextThatIsNotAnAddress) {
   EXPECT_THAT(Uuids(List().registrations()), IsEmpty());
 }
 
+// A hostile Register (30,000 addresses took 20 s to check, a 1 MiB address
+// 3.4 s and came back quoted whole, past the client's metadata limit) is
+// refused at once with a short INVALID_ARGUMENT.
+TEST_F(RegistrarServiceTest, RegisterRefusesOversizedRegistrationsAtOnce) {
+  Start();
+  std::vector<std::string> many;
+  for (int i = 0; i < 30000; ++i) many.push_back(absl::StrCat("h:", i % 60000 + 1));
+  const std::vector<std::pair<std::string, v1::Registration>> cases = {
+      {"holds 30000 addresses", Reg("a", "u1", many)},
+      {"an address of 1048576 bytes", Reg("a", "u1", {std::string(1 << 20, 'x')})},
+      {"a name of 1048576 bytes", Reg(std::string(1 << 20, 'n'), "u1", {"h:1"})},
+      {"a uuid of 4096 bytes", Reg("a", std::string(4096, 'u'), {"h:1"})},
+  };
+  for (const auto& [words, reg] : cases) {
+    const absl::Time start = absl::Now();
+    grpc::Status status = Register(reg);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << words;
+    EXPECT_THAT(status.error_message(), HasSubstr(words));
+    EXPECT_LT(status.error_message().size(), 2048u) << words;
+    EXPECT_LT(absl::Now() - start, absl::Milliseconds(500)) << words;
+  }
+  // 64 addresses, each up to 1024 bytes, are still a registration.
+  std::vector<std::string> most;
+  for (int i = 0; i < 64; ++i) most.push_back(absl::StrCat("h:", i + 1));
+  most.back() = "unix:/" + std::string(100, 'p');
+  EXPECT_TRUE(Register(Reg("a", "u1", most)).ok());
+  EXPECT_THAT(Uuids(List().registrations()), ElementsAre("u1"));
+}
+
 TEST_F(RegistrarServiceTest, FindAndWaitForRejectEmptyName) {
   Start();
   v1::FindRequest request;

@@ -1,12 +1,20 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #include "discovery/channel.h"
 
+#include <atomic>
 #include <utility>
 
 #include "discovery/credentials.h"
 #include "discovery/listen.h"
 
 namespace tractor::discovery {
+namespace {
+
+std::atomic<bool> g_actor_keepalive{true};
+
+}  // namespace
+
+void SetActorKeepalive(bool on) { g_actor_keepalive.store(on); }
 
 grpc::ChannelArguments ClientChannelArgs(ChannelPurpose purpose) {
   grpc::ChannelArguments args;
@@ -17,6 +25,7 @@ grpc::ChannelArguments ClientChannelArgs(ChannelPurpose purpose) {
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   switch (purpose) {
     case ChannelPurpose::kActor:
+      if (!g_actor_keepalive.load()) break;
       args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kActorKeepaliveTimeMs);
       args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kActorKeepaliveTimeoutMs);
       break;

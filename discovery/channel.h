@@ -53,6 +53,12 @@ enum class ChannelPurpose {
   kRegistrar,
 };
 
+// Debug mode (docs/reliability.md, "Debug mode") turns the keepalive of
+// `kActor` channels made from then on off (`on` false): a peer stopped in a
+// debugger answers no ping and must not be taken for gone. A peer that
+// exits still closes its connection. Thread-safe.
+void SetActorKeepalive(bool on);
+
 // Returns the channel arguments for `purpose`: keepalive and backoff as
 // described at `ChannelPurpose`, send and receive limits of
 // `kMaxMessageBytes`, and the TLS name override of this process's security

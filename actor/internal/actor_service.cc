@@ -8,11 +8,13 @@
 #include <string>
 #include <vector>
 #include <thread>
+#include <utility>
 
 #include "actor/export.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "actor/internal/debugger.h"
 #include "actor/internal/dialog.h"
 #include "actor/internal/wire.h"
 #include "absl/time/time.h"
@@ -66,6 +68,16 @@ class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
     } else if (in_.has_bye()) {
       MutexLock lk(&child_->mu);
       child_->said_bye = true;
+    } else if (in_.kind_case() == v1::LinkMsg::kDebugHold) {
+      {
+        MutexLock lk(&child_->mu);
+        child_->in_debugger = in_.debug_hold();
+        child_->last_heard = absl::Now();
+      }
+      child_->cv.SignalAll();
+    } else if (in_.has_heartbeat()) {
+      MutexLock lk(&child_->mu);
+      child_->last_heard = absl::Now();
     }
     StartRead(&in_);
   }
@@ -80,7 +92,10 @@ class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
       {
         MutexLock lk(&child_->mu);
         child_->link_lost = true;
-        if (!child_->said_bye && !child_->exited) suspect = child_->on_link_lost;
+        child_->in_debugger = false;
+        if (!child_->said_bye && !child_->exited) {
+          suspect = std::exchange(child_->on_link_lost, nullptr);
+        }
       }
       child_->cv.SignalAll();
       if (suspect) suspect();
@@ -192,6 +207,11 @@ grpc::ServerUnaryReactor* ActorService::CancelActor(
 grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg>* ActorService::Link(
     grpc::CallbackServerContext*) {
   return new LinkReactor(rt_);
+}
+
+grpc::ServerBidiReactor<v1::DebugLockMsg, v1::DebugLockMsg>*
+ActorService::DebugLock(grpc::CallbackServerContext* ctx) {
+  return NewDebugLockReactor(rt_, ctx);
 }
 
 grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg>* LinkService::Link(

@@ -279,8 +279,8 @@ void WatchHeartbeats(std::weak_ptr<ChildProc> weak_proc,
         if (proc->linked && !proc->in_debugger &&
             now - proc->last_heard > hang_timeout) {
           suspect = std::exchange(proc->on_link_lost, nullptr);
-          TRACTOR_LOG(runtime) << "child pid " << proc->pid
-                               << " sent no heartbeat for "
+          TRACTOR_LOG(transport) << "keepalive failure: child pid "
+                                 << proc->pid << " sent no heartbeat for "
                                << absl::FormatDuration(now - proc->last_heard);
           break;
         }

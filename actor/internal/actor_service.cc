@@ -60,6 +60,9 @@ class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
         FinishOnce(refused);
         return;
       }
+      TRACTOR_LOG(transport) << "link from child '" << in_.hello().aid().name()
+                             << "' " << in_.hello().aid().uuid() << " up";
+      aid_ = in_.hello().aid();
       out_.mutable_accepted();
       StartWrite(&out_);
     } else if (in_.has_error()) {
@@ -91,6 +94,13 @@ class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
       std::function<void()> suspect;
       {
         MutexLock lk(&child_->mu);
+        TRACTOR_LOG(transport)
+            << "link from child '" << aid_.name() << "' " << aid_.uuid()
+            << " down: "
+            << (child_->said_bye ? "the child said bye"
+                : child_->exited ? "the child exited"
+                                 : "dropped (keepalive failure or connection "
+                                   "closed) before the child said bye");
         child_->link_lost = true;
         child_->in_debugger = false;
         if (!child_->said_bye && !child_->exited) {
@@ -109,6 +119,7 @@ class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
 
   Runtime* rt_;
   std::shared_ptr<ChildProc> child_;
+  v1::Aid aid_;  // the child's, once linked
   v1::LinkMsg in_, out_;
   std::atomic<bool> finished_{false};
   std::atomic<bool> lost_{false};

@@ -130,11 +130,15 @@ int ChildMain(const v1::SpawnSpec& spec) {
                << ": " << status.error_message();
     return 1;
   }
-  std::thread link_thread([&link, r = rt.get()] {
+  TRACTOR_LOG(transport) << "link to parent '" << spec.parent().name()
+                         << "' at " << spec.link_addr() << " up";
+  std::thread link_thread([&link, r = rt.get(), &spec] {
     discovery::NameThisThread("parent-link");
     v1::LinkMsg m;
     while (link->Read(&m)) {
     }
+    TRACTOR_LOG(transport) << "link to parent '" << spec.parent().name()
+                           << "' down";
     r->RequestExit("parent link lost");
   });
   // Writes on the link come from several threads (the debugger's

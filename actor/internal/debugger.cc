@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <utility>
@@ -23,15 +25,30 @@ namespace tractor::internal {
 namespace {
 
 std::mutex g_announce_mu;
+std::condition_variable g_announce_cv;  // signalled when the announcer is set
 std::function<void(bool)>* g_announce = nullptr;
 
-void AnnounceHold(bool in_debugger) {
+// How long a child's task waits for ChildMain to set up the announcer: a
+// task may start as soon as the parent saw the link's hello, a moment
+// before ChildMain has read the parent's answer.
+constexpr auto kAnnouncerWait = std::chrono::seconds(10);
+
+void AnnounceHold(bool in_debugger, bool is_child) {
   std::function<void(bool)> announce;
   {
-    std::lock_guard<std::mutex> lock(g_announce_mu);
+    std::unique_lock<std::mutex> lock(g_announce_mu);
+    if (is_child) {
+      g_announce_cv.wait_for(lock, kAnnouncerWait,
+                             [] { return g_announce != nullptr; });
+    }
     if (g_announce != nullptr) announce = *g_announce;
   }
-  if (announce) announce(in_debugger);
+  if (announce) {
+    announce(in_debugger);
+  } else if (is_child) {
+    LOG(WARNING) << "could not tell the parent that this actor "
+                 << (in_debugger ? "enters" : "leaves") << " the debugger";
+  }
 }
 
 // The root's side of one `DebugLock` stream: the request queues on the
@@ -207,6 +224,7 @@ void SetDebugHoldAnnouncer(std::function<void(bool)> announce) {
   delete g_announce;
   g_announce =
       announce ? new std::function<void(bool)>(std::move(announce)) : nullptr;
+  g_announce_cv.notify_all();
 }
 
 void EnterDebugger(const std::string& reason,
@@ -223,11 +241,13 @@ void EnterDebugger(const std::string& reason,
   // The parent learns first, so that it counts nothing against this actor
   // while it waits for the lock and is stopped, and so that a teardown waits
   // for it to leave the debugger.
-  AnnounceHold(true);
+  const bool is_child = !rt.config().parent.uuid().empty();
+  AnnounceHold(true, is_child);
   struct Leave {
-    ~Leave() { AnnounceHold(false); }
-  } leave;
-  if (rt.config().parent.uuid().empty()) {
+    bool is_child;
+    ~Leave() { AnnounceHold(false, is_child); }
+  } leave{is_child};
+  if (!is_child) {
     StopUnderRootLock(who, stop);
     return;
   }

@@ -402,6 +402,8 @@ void Runtime::Shutdown() {
   if (acceptor_) acceptor_->Stop();
   MutexLock lock(&mu_);
   if (ports_) ports_->RemoveSocketFiles();
+  TRACTOR_LOG(transport) << "closing the connections to " << channels_.size()
+                         << " peer address(es)";
 }
 
 void Runtime::StartLinkServer() {
@@ -463,6 +465,8 @@ std::shared_ptr<grpc::Channel> Runtime::ChannelTo(const std::string& addr) {
                    addr, discovery::ProcessChannelCredentials(),
                    discovery::ClientChannelArgs(
                        discovery::ChannelPurpose::kActor));
+    TRACTOR_LOG(transport) << "connection to " << addr
+                           << " opened (a channel of this actor's)";
   }
   return ch;
 }

@@ -10,6 +10,7 @@
 #include <string>
 #include <optional>
 #include <thread>
+#include <functional>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -210,6 +211,7 @@ void StartReaper(std::shared_ptr<ChildProc> proc, v1::Aid aid,
     {
       MutexLock lk(&proc->mu);
       proc->exited = true;
+      proc->in_debugger = false;
       proc->wait_status = status;
       proc->crash_report = crash;
       proc->exit_reported = reported;
@@ -258,6 +260,42 @@ void SuspectHang(std::weak_ptr<ChildProc> weak_proc, v1::Aid aid,
   }).detach();
 }
 
+// Debug mode: the child's link server pings nobody, and the child sends
+// heartbeats on its link instead (actor/internal/child_main.cc). A child
+// not in the debugger that sends none for `hang_timeout` is suspected of a
+// hang as if its link had been dropped (`on_link_lost`); one in the
+// debugger is not, however long it stays there, and the count starts again
+// from zero when it leaves. Runs on its own thread until the child exits,
+// says bye or loses its link.
+void WatchHeartbeats(std::weak_ptr<ChildProc> weak_proc,
+                     absl::Duration hang_timeout) {
+  std::thread([weak_proc, hang_timeout] {
+    discovery::NameThisThread("heartbeat-check");
+    std::shared_ptr<ChildProc> proc = weak_proc.lock();
+    if (!proc) return;
+    std::function<void()> suspect;
+    {
+      MutexLock lk(&proc->mu);
+      while (!proc->exited && !proc->link_lost && !proc->said_bye) {
+        const absl::Time now = absl::Now();
+        if (proc->linked && proc->last_heard == absl::InfinitePast()) {
+          proc->last_heard = now;
+        }
+        if (proc->linked && !proc->in_debugger &&
+            now - proc->last_heard > hang_timeout) {
+          suspect = std::exchange(proc->on_link_lost, nullptr);
+          TRACTOR_LOG(transport) << "keepalive failure: child pid "
+                                 << proc->pid << " sent no heartbeat for "
+                               << absl::FormatDuration(now - proc->last_heard);
+          break;
+        }
+        proc->cv.WaitWithTimeout(&proc->mu, hang_timeout / 4);
+      }
+    }
+    if (suspect) suspect();
+  }).detach();
+}
+
 // Graceful cancel, then SIGTERM, then SIGKILL; returns once reaped.
 // `portal` and `aid` are the entry's, read by the caller (an empty portal:
 // the child has not linked back yet, so it is not asked, only signalled).
@@ -265,6 +303,18 @@ void TearDownChild(ChildProc& proc, Portal portal, const v1::Aid& aid,
                    bool hard_kill) {
   auto shielded = NewScope(nullptr, absl::InfiniteFuture(), true);
   ScopeBinding bind(shielded);
+  {
+    // A child in the debugger (it holds or waits for the tree's terminal
+    // lock) is let finish there first: stopped under ptrace, it could
+    // neither answer a cancel nor handle a signal.
+    MutexLock lk(&proc.mu);
+    if (proc.in_debugger && !proc.exited) {
+      TRACTOR_LOG(cancel) << "teardown of child '" << aid.name() << "' "
+                          << aid.uuid() << " waits for it to leave the "
+                          << "debugger";
+      while (proc.in_debugger && !proc.exited) proc.cv.Wait(&proc.mu);
+    }
+  }
   if (!hard_kill) {
     bool acked = false;
     {
@@ -365,6 +415,7 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
   spec.set_hang_timeout_ms(static_cast<uint32_t>(
       absl::ToInt64Milliseconds(rt.config().hang_timeout)));
   spec.set_no_same_host_socket(!options.same_host_socket);
+  spec.set_debug_mode(rt.config().debug_mode);
   spec.set_loglevel(options.loglevel.empty() ? rt.config().loglevel
                                              : options.loglevel);
   spec.set_root_addr(rt.config().root_addr.empty() ? spec.parent_addr()
@@ -392,6 +443,9 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
   proc->crash_fd = spawned.crash_fd;
   entry->proc = proc;
   StartReaper(proc, entry->aid, shared, *std::move(reaper_hold));
+  if (rt.config().debug_mode) {
+    WatchHeartbeats(proc, discovery::ScaleTimeout(rt.config().hang_timeout));
+  }
   bool closing;
   {
     MutexLock lock(&st.mu);

@@ -50,10 +50,17 @@ Payload CallFunction(PortalState& portal, const std::string& func,
   v1::Msg reply;
   auto stub = v1::Actor::NewStub(portal.channel);
   grpc::ClientContext context;
+  TRACTOR_LOG(transport) << "call stream '" << func << "' to actor '"
+                         << portal.aid.name() << "' opened";
   grpc::Status st = CallUnary(
       context,
       [&](grpc::ClientContext* c) { return stub->Call(c, request, &reply); },
       absl::InfiniteFuture(), /*shielded=*/false);
+  TRACTOR_LOG(transport) << "call stream '" << func << "' to actor '"
+                         << portal.aid.name() << "' closed: "
+                         << (st.ok() ? "OK"
+                                     : absl::StrCat(st.error_code(), " ",
+                                                    st.error_message()));
   if (st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
     // A refusal (ActorTooBusy) carries its Error in the status details.
     v1::Error refusal;

@@ -25,6 +25,7 @@
 #include "actor/errors.h"
 #include "actor/internal/actor_service.h"
 #include "actor/internal/child_main.h"
+#include "actor/internal/debugger.h"
 #include "actor/internal/registrar_election.h"
 #include "actor/internal/runtime.h"
 #include "actor/internal/signals.h"
@@ -274,6 +275,12 @@ std::shared_ptr<registrar::Store> RegistryStore(const RootOptions& options) {
   return *std::move(etcd);
 }
 
+// TRACTOR_DEBUG=1 (any value but "" and "0") turns debug mode on.
+bool DebugModeFromEnv() {
+  const char* v = std::getenv("TRACTOR_DEBUG");
+  return v != nullptr && *v != '\0' && std::string(v) != "0";
+}
+
 }  // namespace
 
 void OpenRootActor(const RootOptions& given, const std::function<void()>& fn) {
@@ -307,6 +314,7 @@ void OpenRootActor(const RootOptions& given, const std::function<void()>& fn) {
   config.max_tasks = options.max_tasks;
   config.hang_timeout = options.hang_timeout;
   config.same_host_socket = options.same_host_socket;
+  config.debug_mode = options.debug_mode || DebugModeFromEnv();
   internal::ApplyLogLevel(options.loglevel);
   ApplyVerbosityFlags();
   devx::InstallCrashHandler();
@@ -342,7 +350,9 @@ void OpenRootActor(const RootOptions& given, const std::function<void()>& fn) {
   CancelScope root_scope;
   bool interrupted = false;
   {
-    internal::SigintWatch watch(root_scope.state());
+    internal::SigintWatch watch(root_scope.state(), [] {
+      return internal::TtyLock::Process().Held();
+    });
     // `Portal::CancelActor` on the root cancels its block, as it ends a
     // child's process: its nursery tears the tree down and OpenRootActor
     // returns.
@@ -395,6 +405,23 @@ std::vector<ActorStacks> DumpTreeStacks(absl::Duration per_child) {
     out.push_back({a.aid(), a.text(), a.error()});
   }
   return out;
+}
+
+bool DebugMode() {
+  internal::Runtime* rt = internal::Runtime::Get();
+  return rt != nullptr && rt->config().debug_mode;
+}
+
+// Not inlined, and not a tail call: gdb selects the frame that called it.
+__attribute__((noinline)) void Pause() {
+  internal::Runtime& rt = internal::Runtime::Require();
+  if (!rt.config().debug_mode) {
+    throw UsageError(
+        "tractor::Pause() needs debug mode: set RootOptions.debug_mode or "
+        "TRACTOR_DEBUG=1 in the root's environment");
+  }
+  internal::EnterDebugger("Pause()", "tractor::Pause");
+  asm volatile("" ::: "memory");
 }
 
 bool KnowsLiveActorAt(const std::string& addr, const std::string& uuid) {

@@ -112,6 +112,12 @@ struct RootOptions {
   // names, else a random secret of this root. Children inherit it;
   // independent programs that share a registrar must share it.
   std::string secret;
+  // Debug mode (docs/debugging.md, "The debugger"): `Pause()` works, and an
+  // error escaping a task stops its actor in gdb on the root's terminal
+  // before it travels up the tree; the root serves the tree-wide terminal
+  // lock. TRACTOR_DEBUG=1 in the environment turns it on too. Children
+  // inherit it.
+  bool debug_mode = false;
 };
 
 // The registry address a root uses when neither RootOptions, --registry
@@ -201,6 +207,21 @@ struct ActorStacks {
 // without a runtime.
 std::vector<ActorStacks> DumpTreeStacks(
     absl::Duration per_child = absl::Seconds(10));
+
+// True when this actor runs in debug mode (`RootOptions::debug_mode`,
+// inherited by every actor of the tree). False without a runtime.
+bool DebugMode();
+
+// Stops the calling task in gdb at the call site, on the root's terminal,
+// as tractor's `pause()`: takes the tree-wide terminal lock from the root
+// (waiting behind other actors' stops), forks `gdb -p <this pid>` with the
+// frame that called Pause() selected, and returns when the user continues
+// (gdb detaches). The actor's other threads stop with it; its parent
+// counts no missing heartbeat against it meanwhile. An actor on another
+// host than the root prints how to attach (`gdb -p PID` on its host) and
+// waits for a debugger to attach and detach. Throws UsageError outside
+// debug mode, NoRuntime without a runtime. Blocks; not a checkpoint.
+void Pause();
 
 // Returns true when this actor already verified (by an `Actor.Info` answer)
 // that the actor `uuid` serves `addr`, over a connection that is still up,

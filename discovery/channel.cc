@@ -2,6 +2,7 @@
 #include "discovery/channel.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <utility>
 
@@ -9,6 +10,13 @@
 #include "discovery/listen.h"
 
 namespace tractor::discovery {
+namespace {
+
+std::atomic<bool> g_actor_keepalive{true};
+
+}  // namespace
+
+void SetActorKeepalive(bool on) { g_actor_keepalive.store(on); }
 
 namespace {
 
@@ -26,12 +34,15 @@ grpc::ChannelArguments BaseArgs() {
 
 }  // namespace
 
-grpc::ChannelArguments LinkChannelArgs(int64_t hang_timeout_ms) {
+grpc::ChannelArguments LinkChannelArgs(int64_t hang_timeout_ms,
+                                       bool keepalive) {
   const int patience_ms = static_cast<int>(
       std::max<int64_t>(hang_timeout_ms, kLinkMinKeepaliveTimeoutMs));
   grpc::ChannelArguments args = BaseArgs();
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, patience_ms / 2);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, patience_ms);
+  if (keepalive) {
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, patience_ms / 2);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, patience_ms);
+  }
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   AddSecurityChannelArgs(args);
   return args;
@@ -41,6 +52,7 @@ grpc::ChannelArguments ClientChannelArgs(ChannelPurpose purpose) {
   grpc::ChannelArguments args = BaseArgs();
   switch (purpose) {
     case ChannelPurpose::kActor:
+      if (!g_actor_keepalive.load()) break;
       args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kActorKeepaliveTimeMs);
       args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kActorKeepaliveTimeoutMs);
       break;

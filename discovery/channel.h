@@ -54,6 +54,12 @@ enum class ChannelPurpose {
   kRegistrar,
 };
 
+// Debug mode (docs/reliability.md, "Debug mode") turns the keepalive of
+// `kActor` channels made from then on off (`on` false): a peer stopped in a
+// debugger answers no ping and must not be taken for gone. A peer that
+// exits still closes its connection. Thread-safe.
+void SetActorKeepalive(bool on);
+
 // Returns the channel arguments for `purpose`: keepalive and backoff as
 // described at `ChannelPurpose`, send and receive limits of
 // `kMaxMessageBytes`, and the TLS name override of this process's security
@@ -74,8 +80,10 @@ inline constexpr int kLinkMinKeepaliveTimeoutMs = 4000;
 // every `hang_timeout_ms / 2`, `hang_timeout_ms` to answer, at least
 // 2 s + 4 s. A burst of siblings booting at once on a busy machine can
 // starve the parent's gRPC threads for seconds; that must not cut links.
-// Thread-safe.
-grpc::ChannelArguments LinkChannelArgs(int64_t hang_timeout_ms);
+// Without `keepalive` (debug mode, where the parent may be stopped in a
+// debugger), the link sends no pings. Thread-safe.
+grpc::ChannelArguments LinkChannelArgs(int64_t hang_timeout_ms,
+                                       bool keepalive = true);
 
 // Returns a new channel to `addr` (its `GrpcTarget()`) with
 // `ClientChannelArgs(purpose)` and `credentials` (null means this process's

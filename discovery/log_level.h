@@ -7,7 +7,7 @@
 // level writes every line at its number or above. glog carries the lines:
 // a level sets `FLAGS_minloglevel` (the least severe LOG() written) and
 // `FLAGS_v` (the highest VLOG() written), and the runtime's `cancel` and
-// `devx` lines (TRACTOR_LOG below) check the number itself:
+// `devx` and `transport` lines (TRACTOR_LOG below) check the number itself:
 //
 //   name       number  FLAGS_minloglevel  FLAGS_v  writes
 //   critical   50      FATAL (3)          0        LOG(FATAL) only
@@ -19,7 +19,11 @@
 //   cancel     16      INFO (0)           0        + who cancelled what
 //   runtime    15      INFO (0)           1        + VLOG(1): runtime decisions
 //   debug      10      INFO (0)           2        + VLOG(2): per-message detail
-//   transport  5       INFO (0)           3        + VLOG(3): transport traces
+//   transport  5       INFO (0)           3        + VLOG(3) and transport
+//                                                   events: connections and
+//                                                   dialog streams opened
+//                                                   and closed, links up and
+//                                                   down, keepalive failures
 //
 // Names are case-insensitive. The environment variable TRACTOR_LOGLEVEL, when
 // set and not empty, overrides the level a program was given (and, being in
@@ -52,6 +56,7 @@ inline constexpr char kLogLevelNames[] =
 inline constexpr int kLevelRuntime = 15;
 inline constexpr int kLevelCancel = 16;
 inline constexpr int kLevelDevx = 17;
+inline constexpr int kLevelTransport = 5;
 
 // glog's thresholds for one level, and its number.
 struct GlogThresholds {
@@ -100,7 +105,7 @@ void SetLogActor(const std::string& name, const std::string& uuid);
 }  // namespace tractor::discovery
 
 // Writes a line at one of the runtime's own levels (`cancel`, `devx`,
-// `runtime`) when the current level includes it, as glog INFO, starting
+// `runtime`, `transport`) when the current level includes it, as glog INFO, starting
 // with the level's name:
 //   TRACTOR_LOG(cancel) << "task 'ns:f' cancelled by 'root' ...";
 #define TRACTOR_LOG(name)                                              \
@@ -112,6 +117,7 @@ namespace tractor::discovery::internal_log {
 inline constexpr int k_runtime = kLevelRuntime;
 inline constexpr int k_cancel = kLevelCancel;
 inline constexpr int k_devx = kLevelDevx;
+inline constexpr int k_transport = kLevelTransport;
 
 }  // namespace tractor::discovery
 

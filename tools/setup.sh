@@ -14,6 +14,7 @@ PACKAGES=(
   clang-14
   binutils  # addr2line: file:line in tracebacks and crash reports
   etcd-server etcd-client
+  gdb python3-pexpect  # the debugger of debug mode, and its tests
 )
 
 missing=()

@@ -8,11 +8,13 @@
 #include <string>
 #include <vector>
 #include <thread>
+#include <utility>
 
 #include "actor/export.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "actor/internal/debugger.h"
 #include "actor/internal/dialog.h"
 #include "actor/internal/wire.h"
 #include "absl/time/time.h"
@@ -58,6 +60,9 @@ class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
         FinishOnce(refused);
         return;
       }
+      TRACTOR_LOG(transport) << "link from child '" << in_.hello().aid().name()
+                             << "' " << in_.hello().aid().uuid() << " up";
+      aid_ = in_.hello().aid();
       out_.mutable_accepted();
       StartWrite(&out_);
     } else if (in_.has_error()) {
@@ -66,6 +71,16 @@ class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
     } else if (in_.has_bye()) {
       MutexLock lk(&child_->mu);
       child_->said_bye = true;
+    } else if (in_.kind_case() == v1::LinkMsg::kDebugHold) {
+      {
+        MutexLock lk(&child_->mu);
+        child_->in_debugger = in_.debug_hold();
+        child_->last_heard = absl::Now();
+      }
+      child_->cv.SignalAll();
+    } else if (in_.has_heartbeat()) {
+      MutexLock lk(&child_->mu);
+      child_->last_heard = absl::Now();
     }
     StartRead(&in_);
   }
@@ -79,8 +94,18 @@ class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
       std::function<void()> suspect;
       {
         MutexLock lk(&child_->mu);
+        TRACTOR_LOG(transport)
+            << "link from child '" << aid_.name() << "' " << aid_.uuid()
+            << " down: "
+            << (child_->said_bye ? "the child said bye"
+                : child_->exited ? "the child exited"
+                                 : "dropped (keepalive failure or connection "
+                                   "closed) before the child said bye");
         child_->link_lost = true;
-        if (!child_->said_bye && !child_->exited) suspect = child_->on_link_lost;
+        child_->in_debugger = false;
+        if (!child_->said_bye && !child_->exited) {
+          suspect = std::exchange(child_->on_link_lost, nullptr);
+        }
       }
       child_->cv.SignalAll();
       if (suspect) suspect();
@@ -94,6 +119,7 @@ class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
 
   Runtime* rt_;
   std::shared_ptr<ChildProc> child_;
+  v1::Aid aid_;  // the child's, once linked
   v1::LinkMsg in_, out_;
   std::atomic<bool> finished_{false};
   std::atomic<bool> lost_{false};
@@ -192,6 +218,11 @@ grpc::ServerUnaryReactor* ActorService::CancelActor(
 grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg>* ActorService::Link(
     grpc::CallbackServerContext*) {
   return new LinkReactor(rt_);
+}
+
+grpc::ServerBidiReactor<v1::DebugLockMsg, v1::DebugLockMsg>*
+ActorService::DebugLock(grpc::CallbackServerContext* ctx) {
+  return NewDebugLockReactor(rt_, ctx);
 }
 
 grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg>* LinkService::Link(

@@ -27,7 +27,8 @@ using RawActorService = v1::Actor::WithRawMethod_Open<
                     v1::Actor::WithRawCallbackMethod_Info<
                         v1::Actor::WithRawCallbackMethod_Stats<
                             v1::Actor::WithRawCallbackMethod_Stacks<
-                                v1::Actor::Service>>>>>>>>;
+                                v1::Actor::WithCallbackMethod_DebugLock<
+                                    v1::Actor::Service>>>>>>>>>;
 
 // Gathers the stacks of this actor and, with `tree`, of every actor below
 // it (Actor.Stacks of each child, each given `per_child`). Blocks; not a
@@ -73,6 +74,9 @@ class ActorService final : public RawActorService {
   grpc::ServerUnaryReactor* Stacks(grpc::CallbackServerContext* ctx,
                                    const grpc::ByteBuffer* request,
                                    grpc::ByteBuffer* response) override;
+  // The root's tree-wide terminal lock (actor/internal/debugger.h).
+  grpc::ServerBidiReactor<v1::DebugLockMsg, v1::DebugLockMsg>* DebugLock(
+      grpc::CallbackServerContext* ctx) override;
 
  private:
   Runtime* rt_;

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "actor/internal/debugger.h"
 #include "actor/internal/runtime.h"
 #include "actor/internal/signals.h"
 #include "actor/internal/wire.h"
@@ -23,6 +24,7 @@
 #include "discovery/address.h"
 #include "discovery/channel.h"
 #include "discovery/credentials.h"
+#include "discovery/mutex.h"
 #include "glog/logging.h"
 #include "tractor/v1/actor.grpc.pb.h"
 #include "discovery/thread_name.h"
@@ -75,6 +77,7 @@ int ChildMain(const v1::SpawnSpec& spec) {
   config.same_host_socket = !spec.no_same_host_socket();
   config.registry_lease = absl::Milliseconds(spec.lease_ms());
   config.hang_timeout = absl::Milliseconds(spec.hang_timeout_ms());
+  config.debug_mode = spec.debug_mode();
   auto rt = std::make_unique<Runtime>(config);
   Runtime::SetCurrent(rt.get());
   try {
@@ -96,8 +99,10 @@ int ChildMain(const v1::SpawnSpec& spec) {
   const absl::Time link_start = absl::Now();
   if (auto link_addr = discovery::Address::Parse(spec.link_addr());
       link_addr.ok()) {
-    grpc::ChannelArguments args =
-        discovery::LinkChannelArgs(spec.hang_timeout_ms());
+    grpc::ChannelArguments args = discovery::LinkChannelArgs(
+        spec.hang_timeout_ms(),
+        // In debug mode the parent may be stopped in a debugger: no pings.
+        /*keepalive=*/!spec.debug_mode());
     linked_at = spec.link_addr();
     channel = grpc::CreateCustomChannel(link_addr->GrpcTarget(),
                                         discovery::ProcessChannelCredentials(),
@@ -131,22 +136,68 @@ int ChildMain(const v1::SpawnSpec& spec) {
                << "): " << status.error_message();
     return 1;
   }
-  std::thread link_thread([&link, r = rt.get()] {
+  TRACTOR_LOG(transport) << "link to parent '" << spec.parent().name()
+                         << "' at " << spec.link_addr() << " up";
+  std::thread link_thread([&link, r = rt.get(), &spec] {
     discovery::NameThisThread("parent-link");
     v1::LinkMsg m;
     while (link->Read(&m)) {
     }
+    TRACTOR_LOG(transport) << "link to parent '" << spec.parent().name()
+                           << "' down";
     r->RequestExit(kParentLinkLost);
   });
+  // Writes on the link come from several threads (the debugger's
+  // announcements, the heartbeats, the bye below).
+  Mutex link_write_mu;
+  auto write_link = [&link, &link_write_mu](const v1::LinkMsg& m) {
+    MutexLock lock(&link_write_mu);
+    link->Write(m);
+  };
+  // Debug mode: the parent's link server pings nobody (a child stopped in
+  // the debugger could not answer); the child says it is alive instead,
+  // every quarter of the hang timeout, and says when it enters and leaves
+  // the debugger.
+  Mutex heartbeat_mu;
+  CondVar heartbeat_cv;
+  bool heartbeat_stop = false;
+  std::thread heartbeat;
+  if (spec.debug_mode()) {
+    SetDebugHoldAnnouncer([write_link](bool in_debugger) {
+      v1::LinkMsg m;
+      m.set_debug_hold(in_debugger);
+      write_link(m);
+    });
+    const absl::Duration period = rt->config().hang_timeout / 4;
+    heartbeat = std::thread([&, period] {
+      discovery::NameThisThread("heartbeat");
+      v1::LinkMsg beat;
+      beat.mutable_heartbeat();
+      MutexLock lock(&heartbeat_mu);
+      while (!heartbeat_stop) {
+        write_link(beat);
+        heartbeat_cv.WaitWithTimeout(&heartbeat_mu, period);
+      }
+    });
+  }
 
   std::string why = rt->WaitForExitRequest();
   TRACTOR_LOG(cancel) << "actor '" << spec.aid().name() << "' "
                       << spec.aid().uuid() << " exiting: " << why;
   rt->Shutdown();
+  if (heartbeat.joinable()) {
+    {
+      MutexLock lock(&heartbeat_mu);
+      heartbeat_stop = true;
+    }
+    heartbeat_cv.SignalAll();
+    heartbeat.join();
+  }
+  SetDebugHoldAnnouncer(nullptr);
   // Tells the parent that the end of the link is an exit, not a hang.
   v1::LinkMsg bye;
   bye.mutable_bye()->set_reason(why);
-  link->Write(bye);
+  write_link(bye);
   link_ctx.TryCancel();
   link_thread.join();
   google::FlushLogFiles(google::GLOG_INFO);

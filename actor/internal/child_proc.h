@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/time/time.h"
 #include "discovery/mutex.h"
 
 namespace tractor::internal {
@@ -48,6 +49,11 @@ struct ChildProc {
   // Whether the abnormal exit was recorded as a failure already (by the
   // reaper or by a result waiter that saw the transport break).
   bool exit_reported ABSL_GUARDED_BY(mu) = false;
+  // Debug mode: the child said on its link that it is in the debugger
+  // (`LinkMsg.debug_hold`), and when it was last heard from (a heartbeat or
+  // a debug_hold message).
+  bool in_debugger ABSL_GUARDED_BY(mu) = false;
+  absl::Time last_heard ABSL_GUARDED_BY(mu) = absl::InfinitePast();
 };
 
 }  // namespace tractor::internal

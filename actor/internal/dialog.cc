@@ -10,6 +10,7 @@
 #include "actor/errors.h"
 #include "actor/internal/thread_pool.h"
 #include "actor/internal/wire.h"
+#include "discovery/log_level.h"
 #include "glog/logging.h"
 
 namespace tractor::internal {
@@ -65,6 +66,8 @@ std::shared_ptr<Dialog> Dialog::Connect(
       dialog->write_busy_ = true;
     }
   }
+  TRACTOR_LOG(transport) << "dialog stream " << dialog.get()
+                         << " opened (caller side)";
   DialogWatcher::Get().Add(dialog);
   dialog->Pump();
   return dialog;
@@ -79,6 +82,8 @@ CqServerTransport* Dialog::AdoptServerTransport() {
     MutexLock lk(&mu_);
     undriven_since_ = absl::Now();
   }
+  TRACTOR_LOG(transport) << "dialog stream " << this
+                         << " accepted (callee side)";
   DialogWatcher::Get().Add(shared_from_this());
   return raw;
 }
@@ -748,6 +753,12 @@ void Dialog::OnDone(const grpc::Status& status) {
   std::function<void()> hook;
   {
     MutexLock lk(&mu_);
+    TRACTOR_LOG(transport) << "dialog stream " << this << " closed ("
+                           << (client_ ? "caller" : "callee") << " side): "
+                           << (status.ok() ? "OK"
+                                           : absl::StrCat(status.error_code(),
+                                                          " ",
+                                                          status.error_message()));
     done_ = true;
     done_status_ = status;
     transport_ = nullptr;

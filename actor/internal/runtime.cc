@@ -17,6 +17,8 @@
 #include "actor/cancel.h"
 #include "actor/errors.h"
 #include "actor/internal/actor_service.h"
+#include "actor/internal/debugger.h"
+#include "devx/debugger.h"
 #include "actor/internal/wire.h"
 #include "discovery/address.h"
 #include "discovery/channel.h"
@@ -107,9 +109,19 @@ Runtime::Runtime(Config config)
     : config_(WithDefaults(std::move(config))),
       tasks_(config_.self, config_.enable_modules, config_.max_tasks) {
   SetSingleTaskMode(config_.single_task);
+  if (config_.debug_mode) {
+    discovery::SetActorKeepalive(false);
+    InstallPostMortem();
+  }
 }
 
-Runtime::~Runtime() { Shutdown(); }
+Runtime::~Runtime() {
+  Shutdown();
+  if (config_.debug_mode) {
+    devx::SetPostMortemHook(nullptr);
+    discovery::SetActorKeepalive(true);
+  }
+}
 
 void Runtime::Start() {
   grpc::ServerBuilder builder;
@@ -408,12 +420,18 @@ void Runtime::Shutdown() {
   if (acceptor_) acceptor_->Stop();
   MutexLock lock(&mu_);
   if (ports_) ports_->RemoveSocketFiles();
+  TRACTOR_LOG(transport) << "closing the connections to " << channels_.size()
+                         << " peer address(es)";
 }
 
 void Runtime::StartLinkServer() {
   grpc::ServerBuilder builder;
   discovery::ApplyServerArgs(builder);
-  discovery::ApplyServerKeepalive(builder, config_.hang_timeout);
+  // In debug mode a child stopped in the debugger answers no ping; its
+  // heartbeats on the link tell the parent it is alive instead.
+  if (!config_.debug_mode) {
+    discovery::ApplyServerKeepalive(builder, config_.hang_timeout);
+  }
   std::vector<discovery::Address> addrs = {
       *discovery::Address::Parse("127.0.0.1:0")};
   auto ports = discovery::BindAll(builder, std::move(addrs));
@@ -469,6 +487,8 @@ std::shared_ptr<grpc::Channel> Runtime::ChannelTo(const std::string& addr) {
                    addr, discovery::ProcessChannelCredentials(),
                    discovery::ClientChannelArgs(
                        discovery::ChannelPurpose::kActor));
+    TRACTOR_LOG(transport) << "connection to " << addr
+                           << " opened (a channel of this actor's)";
   }
   return ch;
 }

@@ -80,6 +80,11 @@ class Runtime {
     // unanswered before it is dropped (`discovery::ApplyServerKeepalive`), so
     // a hung child is noticed. Zero: `discovery::kDefaultHangTimeout`.
     absl::Duration hang_timeout = absl::ZeroDuration();
+    // Debug mode (actor/internal/debugger.h): the link server pings no
+    // child (children send `LinkMsg.heartbeat` instead), actor channels
+    // send no keepalive pings, and an error escaping a task stops the actor
+    // in the debugger.
+    bool debug_mode = false;
   };
 
   // Returns the runtime of this process, or null.

@@ -28,8 +28,9 @@ void BlockSignals(std::initializer_list<int> sigs) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-SigintWatch::SigintWatch(std::shared_ptr<ScopeState> scope)
-    : scope_(std::move(scope)) {
+SigintWatch::SigintWatch(std::shared_ptr<ScopeState> scope,
+                         std::function<bool()> ignore_now)
+    : scope_(std::move(scope)), ignore_now_(std::move(ignore_now)) {
   if (!g_sigint_ready.exchange(true)) sem_init(&g_sigint_sem, 0, 0);
   struct sigaction sa {};
   sa.sa_handler = OnSigint;
@@ -37,9 +38,13 @@ SigintWatch::SigintWatch(std::shared_ptr<ScopeState> scope)
   sigaction(SIGINT, &sa, &previous_);
   thread_ = std::thread([this] {
     discovery::NameThisThread("sigint");
-    while (sem_wait(&g_sigint_sem) != 0 && errno == EINTR) {
+    while (true) {
+      while (sem_wait(&g_sigint_sem) != 0 && errno == EINTR) {
+      }
+      if (stop_.load()) return;
+      if (!ignore_now_ || !ignore_now_()) break;
+      TRACTOR_LOG(cancel) << "SIGINT ignored: a debugger holds the terminal";
     }
-    if (stop_.load()) return;
     LOG(WARNING) << "SIGINT: cancelling the actor tree";
     TRACTOR_LOG(cancel) << "SIGINT cancels the root actor's block";
     fired_.store(true);

@@ -21,11 +21,14 @@ void BlockSignals(std::initializer_list<int> sigs);
 
 // While alive, SIGINT cancels `scope` (once) instead of killing the
 // process; `fired()` tells whether it did. The root actor raises
-// KeyboardInterrupt after its tree is torn down. Bound to the thread that
-// creates it; owns the thread that waits for the signal and joins it.
+// KeyboardInterrupt after its tree is torn down. A SIGINT that arrives while
+// `ignore_now` returns true is dropped (logged): the root ignores SIGINT
+// while a debugger holds the terminal. Bound to the thread that creates it;
+// owns the thread that waits for the signal and joins it.
 class SigintWatch {
  public:
-  explicit SigintWatch(std::shared_ptr<ScopeState> scope);
+  explicit SigintWatch(std::shared_ptr<ScopeState> scope,
+                       std::function<bool()> ignore_now = nullptr);
   ~SigintWatch();
   SigintWatch(const SigintWatch&) = delete;
   SigintWatch& operator=(const SigintWatch&) = delete;
@@ -34,6 +37,7 @@ class SigintWatch {
 
  private:
   std::shared_ptr<ScopeState> scope_;
+  std::function<bool()> ignore_now_;
   std::atomic<bool> fired_{false};
   std::atomic<bool> stop_{false};
   struct sigaction previous_;

@@ -14,6 +14,7 @@
 #include "actor/internal/payload_check.h"
 #include "actor/internal/thread_pool.h"
 #include "actor/internal/wire.h"
+#include "devx/debugger.h"
 #include "devx/stack.h"
 #include "glog/logging.h"
 #include "discovery/thread_name.h"
@@ -219,6 +220,8 @@ v1::Msg TaskServer::Invoke(const std::shared_ptr<DialogSession>& s,
   } catch (...) {
     auto err = std::current_exception();
     VLOG(1) << "task " << s->func << " raised " << Describe(err);
+    // Debug mode: the post-mortem, before the error is boxed.
+    devx::PostMortem(err, absl::StrCat("task '", s->func, "'"));
     *terminal.mutable_error() = PackError(err, self_, s->cid);
   }
   {

@@ -107,6 +107,41 @@ TEST_F(LogTest, RuntimeLevelAlsoShowsRuntimeLines) {
       << text;
 }
 
+TEST_F(LogTest, TransportLevelShowsTransportEvents) {
+  v1::Aid root, child;
+  const std::string text = RunTree("transport", &root, &child);
+  // The link, seen from both ends.
+  EXPECT_TRUE(absl::StrContains(
+      text, absl::StrCat("] ", Tag(root), "transport: link from child 'child' ",
+                         child.uuid(), " up")))
+      << text;
+  EXPECT_TRUE(absl::StrContains(
+      text, absl::StrCat("] ", Tag(root), "transport: link from child 'child' ",
+                         child.uuid(), " down: the child said bye")))
+      << text;
+  EXPECT_TRUE(absl::StrContains(
+      text, absl::StrCat("] ", Tag(child), "transport: link to parent 'root' ")))
+      << text;
+  // The call's connection and its dialog stream, opened and closed.
+  EXPECT_TRUE(absl::StrContains(
+      text, absl::StrCat("] ", Tag(root), "transport: connection to ")))
+      << text;
+  EXPECT_TRUE(absl::StrContains(
+      text, "transport: call stream 'log:echo' to actor 'child' opened"))
+      << text;
+  EXPECT_TRUE(absl::StrContains(
+      text, "transport: call stream 'log:echo' to actor 'child' closed: OK"))
+      << text;
+}
+
+TEST_F(LogTest, DebugLevelHidesTransportEvents) {
+  v1::Aid root, child;
+  const std::string text = RunTree("debug", &root, &child);
+  EXPECT_FALSE(absl::StrContains(text, "transport: ")) << text;
+  // The level is in effect: its cancellation lines are there.
+  EXPECT_TRUE(absl::StrContains(text, "cancel: actor 'child'")) << text;
+}
+
 TEST_F(LogTest, InfoLevelHidesCancellationLines) {
   v1::Aid root, child;
   const std::string text = RunTree("info", &root, &child);

@@ -1,0 +1,311 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+#include "actor/internal/debugger.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "actor/errors.h"
+#include "actor/internal/error_codec.h"
+#include "actor/internal/runtime.h"
+#include "devx/debugger.h"
+#include "devx/throw_trace.h"
+#include "discovery/address.h"
+#include "discovery/credentials.h"
+#include "discovery/log_level.h"
+#include "glog/logging.h"
+
+namespace tractor::internal {
+namespace {
+
+std::mutex g_announce_mu;
+std::condition_variable g_announce_cv;  // signalled when the announcer is set
+std::function<void(bool)>* g_announce = nullptr;
+
+// How long a child's task waits for ChildMain to set up the announcer: a
+// task may start as soon as the parent saw the link's hello, a moment
+// before ChildMain has read the parent's answer.
+constexpr auto kAnnouncerWait = std::chrono::seconds(10);
+
+void AnnounceHold(bool in_debugger, bool is_child) {
+  std::function<void(bool)> announce;
+  {
+    std::unique_lock<std::mutex> lock(g_announce_mu);
+    if (is_child) {
+      g_announce_cv.wait_for(lock, kAnnouncerWait,
+                             [] { return g_announce != nullptr; });
+    }
+    if (g_announce != nullptr) announce = *g_announce;
+  }
+  if (announce) {
+    announce(in_debugger);
+  } else if (is_child) {
+    LOG(WARNING) << "could not tell the parent that this actor "
+                 << (in_debugger ? "enters" : "leaves") << " the debugger";
+  }
+}
+
+// The root's side of one `DebugLock` stream: the request queues on the
+// process's TtyLock; the grant is written when it reaches the head; a
+// release, the end of the stream or a cancelled RPC releases it.
+class DebugLockReactor
+    : public grpc::ServerBidiReactor<v1::DebugLockMsg, v1::DebugLockMsg> {
+ public:
+  DebugLockReactor() : state_(std::make_shared<State>()) { StartRead(&in_); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      End();
+      return;
+    }
+    if (!requested_) {
+      if (!in_.has_request()) {
+        FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                "the first DebugLock message must be request"));
+        return;
+      }
+      requested_ = true;
+      const v1::DebugLockRequest& req = in_.request();
+      who_ = absl::StrCat("actor '", req.requester().name(), "' ",
+                          req.requester().uuid().substr(0, 8), " (pid ",
+                          req.pid(), ")");
+      TRACTOR_LOG(devx) << "debug lock requested by " << who_ << " for "
+                        << req.reason();
+      ticket_ = TtyLock::Process().Request(
+          who_, [state = state_, this, who = who_] {
+            MutexLock lock(&state->mu);
+            if (state->done) return;
+            TRACTOR_LOG(devx) << "debug lock granted to " << who;
+            out_.mutable_granted()->set_host_id(discovery::HostId());
+            StartWrite(&out_);
+          });
+    } else if (in_.has_release()) {
+      End();
+      return;
+    }
+    StartRead(&in_);
+  }
+  void OnWriteDone(bool) override {}
+  void OnCancel() override { End(); }
+  void OnDone() override { delete this; }
+
+ private:
+  struct State {
+    Mutex mu;
+    bool done ABSL_GUARDED_BY(mu) = false;
+  };
+
+  void End() {
+    {
+      MutexLock lock(&state_->mu);
+      if (state_->done) return;
+      state_->done = true;
+    }
+    if (requested_) {
+      TtyLock::Process().Release(ticket_);
+      TRACTOR_LOG(devx) << "debug lock released by " << who_;
+    }
+    FinishOnce(grpc::Status::OK);
+  }
+  void FinishOnce(const grpc::Status& s) {
+    if (finished_.exchange(true)) return;
+    Finish(s);
+  }
+
+  std::shared_ptr<State> state_;
+  v1::DebugLockMsg in_, out_;
+  bool requested_ = false;  // read and written by the read callbacks only
+  std::string who_;
+  TtyLock::Ticket ticket_ = 0;
+  std::atomic<bool> finished_{false};
+};
+
+class RefuseDebugLock
+    : public grpc::ServerBidiReactor<v1::DebugLockMsg, v1::DebugLockMsg> {
+ public:
+  explicit RefuseDebugLock(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+// The root's process id is the terminal's owner: a requester in the root
+// itself queues on the lock without an RPC.
+void StopUnderRootLock(const std::string& who, const devx::DebuggerStop& stop) {
+  Mutex mu;
+  CondVar cv;
+  bool granted = false;
+  const TtyLock::Ticket ticket = TtyLock::Process().Request(who, [&] {
+    MutexLock lock(&mu);
+    granted = true;
+    cv.SignalAll();
+  });
+  {
+    MutexLock lock(&mu);
+    while (!granted) cv.Wait(&mu);
+  }
+  devx::StopInDebugger(stop);
+  TtyLock::Process().Release(ticket);
+}
+
+}  // namespace
+
+TtyLock& TtyLock::Process() {
+  static TtyLock* lock = new TtyLock();
+  return *lock;
+}
+
+TtyLock::Ticket TtyLock::Request(std::string who,
+                                 std::function<void()> on_grant) {
+  Ticket ticket;
+  bool now;
+  {
+    MutexLock lock(&mu_);
+    ticket = next_++;
+    now = queue_.empty();
+    queue_.push_back({ticket, std::move(who), now ? nullptr : on_grant});
+  }
+  if (now) on_grant();
+  return ticket;
+}
+
+void TtyLock::Release(Ticket ticket) {
+  std::function<void()> grant;
+  {
+    MutexLock lock(&mu_);
+    if (queue_.empty()) return;
+    if (queue_.front().ticket != ticket) {
+      for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+        if (it->ticket == ticket) {
+          queue_.erase(it);
+          break;
+        }
+      }
+      return;
+    }
+    queue_.pop_front();
+    if (!queue_.empty()) grant = std::move(queue_.front().on_grant);
+  }
+  if (grant) grant();
+}
+
+bool TtyLock::Held() const {
+  MutexLock lock(&mu_);
+  return !queue_.empty();
+}
+
+std::string TtyLock::Holder() const {
+  MutexLock lock(&mu_);
+  return queue_.empty() ? "" : queue_.front().who;
+}
+
+grpc::ServerBidiReactor<v1::DebugLockMsg, v1::DebugLockMsg>*
+NewDebugLockReactor(Runtime* rt, grpc::CallbackServerContext* ctx) {
+  if (grpc::Status member = discovery::CheckMember(*ctx, "DebugLock");
+      !member.ok()) {
+    return new RefuseDebugLock(member);
+  }
+  if (!rt->config().parent.uuid().empty()) {
+    return new RefuseDebugLock(grpc::Status(
+        grpc::StatusCode::FAILED_PRECONDITION,
+        absl::StrCat("actor '", rt->self().name(),
+                     "' is not the root of its tree: the root serves the "
+                     "debug lock")));
+  }
+  return new DebugLockReactor();
+}
+
+void SetDebugHoldAnnouncer(std::function<void(bool)> announce) {
+  std::lock_guard<std::mutex> lock(g_announce_mu);
+  delete g_announce;
+  g_announce =
+      announce ? new std::function<void(bool)>(std::move(announce)) : nullptr;
+  g_announce_cv.notify_all();
+}
+
+void EnterDebugger(const std::string& reason,
+                   const std::string& select_caller_of,
+                   const std::string& details) {
+  Runtime& rt = Runtime::Require();
+  const v1::Aid& self = rt.self();
+  const std::string who =
+      absl::StrCat("actor '", self.name(), "' ", self.uuid().substr(0, 8),
+                   " (pid ", getpid(), ")");
+  const devx::DebuggerStop stop{
+      absl::StrCat("\n[tractor] ", reason, " in ", who, "\n", details),
+      select_caller_of};
+  // The parent learns first, so that it counts nothing against this actor
+  // while it waits for the lock and is stopped, and so that a teardown waits
+  // for it to leave the debugger.
+  const bool is_child = !rt.config().parent.uuid().empty();
+  AnnounceHold(true, is_child);
+  struct Leave {
+    bool is_child;
+    ~Leave() { AnnounceHold(false, is_child); }
+  } leave{is_child};
+  if (!is_child) {
+    StopUnderRootLock(who, stop);
+    return;
+  }
+  auto stub = v1::Actor::NewStub(rt.ChannelTo(rt.config().root_addr));
+  grpc::ClientContext ctx;
+  discovery::AttachSecret(&ctx);
+  auto stream = stub->DebugLock(&ctx);
+  v1::DebugLockMsg request;
+  v1::DebugLockRequest* req = request.mutable_request();
+  *req->mutable_requester() = self;
+  req->set_pid(getpid());
+  req->set_host_id(discovery::HostId());
+  req->set_reason(reason);
+  TRACTOR_LOG(devx) << who << " waits for the debug lock (" << reason << ")";
+  v1::DebugLockMsg reply;
+  if (!stream->Write(request) || !stream->Read(&reply) ||
+      !reply.has_granted()) {
+    ctx.TryCancel();
+    const grpc::Status status = stream->Finish();
+    LOG(ERROR) << who << " could not take the debug lock from the root at "
+               << rt.config().root_addr << ": "
+               << (status.ok() ? "the stream ended" : status.error_message())
+               << "; not stopping";
+    return;
+  }
+  if (reply.granted().host_id() == discovery::HostId()) {
+    devx::StopInDebugger(stop);
+  } else {
+    devx::WaitForExternalDebugger(stop.banner);
+  }
+  v1::DebugLockMsg release;
+  release.mutable_release();
+  stream->Write(release);
+  stream->WritesDone();
+  stream->Finish();
+}
+
+void InstallPostMortem() {
+  devx::SetPostMortemHook(
+      [](const std::exception_ptr& error, const std::string& where) {
+        // Cancellations are not failures, and a relayed error was already
+        // examined where it was raised.
+        try {
+          std::rethrow_exception(error);
+        } catch (const Cancelled&) {
+          return;
+        } catch (const RemoteActorError&) {
+          return;
+        } catch (...) {
+        }
+        const std::string trace = devx::ThrowSiteTrace(error);
+        EnterDebugger(
+            absl::StrCat("post-mortem of ", where),
+            "tractor::devx::PostMortem",
+            absl::StrCat("[tractor] ", Describe(error), "\n",
+                         trace.empty() ? "" : "[tractor] thrown at:\n",
+                         trace));
+      });
+}
+
+}  // namespace tractor::internal

@@ -24,6 +24,15 @@
 #include "devx/stack.h"
 #include "devx/throw_trace.h"
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TRACTOR_UNDER_ASAN 1
+#endif
+#endif
+#ifndef TRACTOR_UNDER_ASAN
+#define TRACTOR_UNDER_ASAN 0
+#endif
+
 namespace tractor::devx {
 namespace {
 
@@ -139,7 +148,14 @@ void RunAddr2line(const DebugObject& obj, void* const* frames, int n,
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return;
   static char* const envp[] = {nullptr};
+#if defined(__SANITIZE_ADDRESS__) || TRACTOR_UNDER_ASAN
+  // ASan's vfork interceptor unpoisons the stack from the stack pointer to
+  // the thread's stack top, which faults when the handler runs on the
+  // alternate signal stack: a sanitized build forks instead.
+  pid_t pid = fork();
+#else
   pid_t pid = vfork();
+#endif
   if (pid == 0) {
     dup2(fds[1], 1);
     int devnull = open("/dev/null", O_WRONLY);

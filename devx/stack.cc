@@ -380,7 +380,11 @@ std::vector<Frame> Symbolize(const std::vector<void*>& pcs) {
   }
   // Inlined calls add frames before the one they were inlined into.
   std::map<size_t, std::vector<Frame>> inlined;
-  for (const auto& [object, pending] : by_object) {
+  for (const auto& entry : by_object) {
+    // Named references, not a structured binding: clang 14 cannot capture
+    // a binding in the lambda below.
+    const auto& object = entry.first;
+    const auto& pending = entry.second;
     std::vector<uintptr_t> offsets;
     for (const Pending& p : pending) offsets.push_back(p.offset);
     const std::string text = RunAddr2line(object, offsets);

@@ -9,6 +9,8 @@
 #include <iomanip>
 #include <mutex>
 #include <ostream>
+#include <set>
+#include <string>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -74,11 +76,15 @@ void InitLogging(const char* argv0) {
 }
 
 void SetLogActor(const std::string& name, const std::string& uuid) {
-  // The previous string may be in use by a line being written: it is
-  // leaked, not freed (a process names its actor once or twice).
-  g_actor.store(new std::string(absl::StrCat(name, "[", uuid.substr(0, 8),
-                                             "]")),
-                std::memory_order_release);
+  // A name may be in use by a line being written, so none is ever freed:
+  // every name set stays in `names` (reachable, and each distinct name
+  // kept once), and `g_actor` points at one of them.
+  static std::mutex mu;
+  static auto* names = new std::set<std::string>();
+  std::string actor = absl::StrCat(name, "[", uuid.substr(0, 8), "]");
+  std::lock_guard<std::mutex> lk(mu);
+  const std::string& kept = *names->insert(std::move(actor)).first;
+  g_actor.store(&kept, std::memory_order_release);
 }
 
 std::optional<std::string> LogLevelOverride() {

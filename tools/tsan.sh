@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: AGPL-3.0-or-later
+# Runs the suite under ThreadSanitizer (--config=tsan), by hand; not part of
+# CI. The in-process tests run with no suppressions at all; the multi-process
+# suites run with tools/sanitizers/tsan.supp, which may silence only races
+# whose two stacks both run through the uninstrumented libgrpc or libabsl.
+# Usage: tools/tsan.sh [in-process|multi-process|all] [bazel flags]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+which=${1:-all}
+[ $# -gt 0 ] && shift
+IN_PROCESS=(
+  //tests/actor/internal:dialog_protocol_test
+  //tests/actor/internal:dialog_test
+  //tests/actor/internal:error_codec_test
+  //tests/actor/internal:gate_test
+  //tests/actor/internal:scope_test
+  //tests/actor/internal:thread_pool_test
+  //tests/actor:cancel_test
+  //tests/actor:payload_test
+  //tests/discovery:mutex_test
+  //tests/registrar:registrar_service_test
+)
+base_options="halt_on_error=1:second_deadlock_stack=1:history_size=4"
+rc=0
+if [ "$which" = in-process ] || [ "$which" = all ]; then
+  bazel test --config=tsan --cache_test_results=no \
+    --test_env=TSAN_OPTIONS="$base_options" "$@" "${IN_PROCESS[@]}" || rc=1
+fi
+if [ "$which" = multi-process ] || [ "$which" = all ]; then
+  exclude=$(printf -- ' -%s' "${IN_PROCESS[@]}")
+  # shellcheck disable=SC2086
+  bazel test --config=tsan --cache_test_results=no \
+    --test_tag_filters=-etcd,-debugger,-netns \
+    --test_env=TSAN_OPTIONS="$base_options:suppressions=$PWD/tools/sanitizers/tsan.supp" \
+    "$@" -- //... $exclude || rc=1
+fi
+exit $rc

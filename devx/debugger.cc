@@ -174,6 +174,9 @@ std::string StopInDebugger(const DebuggerStop& stop) {
     }
     usleep(10 * 1000);
   }
+  // gdb has read the script by now (or is gone): no file is left behind
+  // even when this process is killed in the debugger.
+  unlink(path);
   if (!gdb_exited && TracerPid() != 0) {
     // gdb stops this thread here, with the frame of interest selected.
     raise(SIGTRAP);
@@ -183,7 +186,6 @@ std::string StopInDebugger(const DebuggerStop& stop) {
     while (waitpid(gdb, &status, 0) < 0 && errno == EINTR) {
     }
   }
-  unlink(path);
   if (gdb_exited && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
     return "gdb could not attach";
   }

@@ -72,19 +72,31 @@ class DebugLockReactor
       }
       requested_ = true;
       const v1::DebugLockRequest& req = in_.request();
-      who_ = absl::StrCat("actor '", req.requester().name(), "' ",
-                          req.requester().uuid().substr(0, 8), " (pid ",
-                          req.pid(), ")");
-      TRACTOR_LOG(devx) << "debug lock requested by " << who_ << " for "
+      const std::string who = absl::StrCat(
+          "actor '", req.requester().name(), "' ",
+          req.requester().uuid().substr(0, 8), " (pid ", req.pid(), ")");
+      TRACTOR_LOG(devx) << "debug lock requested by " << who << " for "
                         << req.reason();
-      ticket_ = TtyLock::Process().Request(
-          who_, [state = state_, this, who = who_] {
+      const TtyLock::Ticket ticket = TtyLock::Process().Request(
+          who, [state = state_, this, who] {
             MutexLock lock(&state->mu);
             if (state->done) return;
             TRACTOR_LOG(devx) << "debug lock granted to " << who;
             out_.mutable_granted()->set_host_id(discovery::HostId());
             StartWrite(&out_);
           });
+      bool ended;
+      {
+        MutexLock lock(&state_->mu);
+        state_->ticket = ticket;
+        state_->who = who;
+        ended = state_->done;
+      }
+      // The stream ended (OnCancel) while the request was being queued.
+      if (ended) {
+        TtyLock::Process().Release(ticket);
+        return;
+      }
     } else if (in_.has_release()) {
       End();
       return;
@@ -99,17 +111,26 @@ class DebugLockReactor
   struct State {
     Mutex mu;
     bool done ABSL_GUARDED_BY(mu) = false;
+    // The queued request (0: none yet) and who made it.
+    TtyLock::Ticket ticket ABSL_GUARDED_BY(mu) = 0;
+    std::string who ABSL_GUARDED_BY(mu);
   };
 
+  // Runs once, on a release, the end of the stream or a cancelled RPC
+  // (possibly on another thread than the reads).
   void End() {
+    TtyLock::Ticket ticket;
+    std::string who;
     {
       MutexLock lock(&state_->mu);
       if (state_->done) return;
       state_->done = true;
+      ticket = state_->ticket;
+      who = state_->who;
     }
-    if (requested_) {
-      TtyLock::Process().Release(ticket_);
-      TRACTOR_LOG(devx) << "debug lock released by " << who_;
+    if (ticket != 0) {
+      TtyLock::Process().Release(ticket);
+      TRACTOR_LOG(devx) << "debug lock released by " << who;
     }
     FinishOnce(grpc::Status::OK);
   }
@@ -121,8 +142,6 @@ class DebugLockReactor
   std::shared_ptr<State> state_;
   v1::DebugLockMsg in_, out_;
   bool requested_ = false;  // read and written by the read callbacks only
-  std::string who_;
-  TtyLock::Ticket ticket_ = 0;
   std::atomic<bool> finished_{false};
 };
 

@@ -119,7 +119,7 @@ const DebugObject* ObjectOf(uintptr_t pc) {
 
 // Runs addr2line (pretty-printed, inlined calls included) on the frames
 // of `frames` that lie in `obj`; appends its output to `out`. Uses vfork
-// and execve only; gives addr2line up to 5 s.
+// (fork under ASan) and execve only; gives addr2line up to 5 s.
 void RunAddr2line(const DebugObject& obj, void* const* frames, int n,
                   signal_safe::Out& out) {
   if (g_addr2line[0] == '\0') return;
@@ -136,7 +136,9 @@ void RunAddr2line(const DebugObject& obj, void* const* frames, int n,
   argv[argc++] = const_cast<char*>(obj.path);
   int count = 0;
   for (int i = 0; i < n && count < kMaxFrames; ++i) {
-    const uintptr_t pc = reinterpret_cast<uintptr_t>(frames[i]) - 1;
+    // Frame #0 is where the signal struck, the faulting instruction itself;
+    // the others are return addresses: look their calls up.
+    const uintptr_t pc = reinterpret_cast<uintptr_t>(frames[i]) - (i == 0 ? 0 : 1);
     if (ObjectOf(pc) != &obj) continue;
     signal_safe::Out h(hex[count], sizeof hex[count] - 1);
     h.PutNumber(obj.pie ? pc - obj.base : pc, true);

@@ -336,6 +336,12 @@ void WarmUp() {
 }
 
 int CaptureStack(void** frames, int max_frames, int skip) {
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  // ASan intercepts backtrace(): its interceptor is one more frame.
+  ++skip;
+#endif
+#endif
   void* raw[kMaxFrames + 16];
   const int want = std::min<int>(kMaxFrames + 16, max_frames + skip + 1);
   const int n = backtrace(raw, want);

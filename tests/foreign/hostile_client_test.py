@@ -124,9 +124,10 @@ def settle(pid, target=None, timeout=30.0):
         time.sleep(0.1)  # the poll interval of a wait with a deadline
         now = proc_figures(pid)
         if target is not None:
-            base_names = target[3] if len(target) > 3 else {}
-            extra = thread_names(pid).get(GRPC_TIMER, 0) - base_names.get(
-                GRPC_TIMER, 0)
+            extra = 0
+            if len(target) > 3:  # the warm-up's thread names are known
+                extra = thread_names(pid).get(GRPC_TIMER, 0) - target[3].get(
+                    GRPC_TIMER, 0)
             if now[1] == target[1] and now[0] - max(0, min(extra, 1)) == target[0]:
                 return now, True
         elif now[:2] != last[:2]:

@@ -19,6 +19,8 @@
 #include <string>
 #include <utility>
 
+#include "devx/debugger.h"
+
 namespace tractor::devx {
 
 // Installs the fatal-signal handler for the whole process (idempotent; a
@@ -48,15 +50,20 @@ std::string ReportEscapingException(const std::exception_ptr& e);
 
 // Runs `fn` with the crash handler installed; an exception escaping `fn`
 // is reported (ReportEscapingException: its throw site's stack on stderr)
-// and rethrown. A `tractor::Cancelled` is rethrown without a report. Works
-// in any code, in an actor or not. Returns what `fn` returns.
+// and rethrown. A `tractor::Cancelled` is rethrown without a report. In an
+// actor in debug mode the actor first stops in the debugger under the
+// tree-wide lock (`PostMortem`, devx/debugger.h), once per exception: the
+// task the error then escapes does not stop for it again. Works in any
+// code, in an actor or not. Returns what `fn` returns.
 template <class F>
 decltype(auto) OpenCrashHandler(F&& fn) {
   InstallCrashHandler();
   try {
     return std::forward<F>(fn)();
   } catch (...) {
-    ReportEscapingException(std::current_exception());
+    const std::exception_ptr error = std::current_exception();
+    ReportEscapingException(error);
+    PostMortem(error, "OpenCrashHandler");
     throw;
   }
 }

@@ -211,12 +211,17 @@ void SetPostMortemHook(PostMortemHook hook) {
 }
 
 void PostMortem(const std::exception_ptr& error, const std::string& where) {
+  // The last error this thread examined: a rethrow of the same object
+  // compares equal.
+  thread_local std::exception_ptr examined;
   PostMortemHook hook;
   {
     std::lock_guard<std::mutex> lock(g_hook_mu);
     if (g_hook == nullptr) return;
     hook = *g_hook;
   }
+  if (error != nullptr && error == examined) return;
+  examined = error;
   try {
     hook(error, where);
   } catch (const std::exception& e) {

@@ -45,8 +45,10 @@ void WaitForExternalDebugger(const std::string& banner);
 using PostMortemHook =
     std::function<void(const std::exception_ptr& error, const std::string& where)>;
 void SetPostMortemHook(PostMortemHook hook);
-// Runs the hook, if any, on the calling thread; exceptions it throws are
-// swallowed (logged to stderr).
+// Runs the hook, if any, on the calling thread, once per exception object:
+// an error examined already (by OpenCrashHandler, then by the task it
+// escapes) is not examined again. Exceptions the hook throws are swallowed
+// (logged to stderr).
 void PostMortem(const std::exception_ptr& error, const std::string& where);
 
 }  // namespace tractor::devx

@@ -16,9 +16,11 @@
 int main(int argc, char** argv) {
   return tractor::Main(argc, argv, [] {
     int rc = 0;
-    // A long hang timeout: while this root is stopped, only the leaf's own
-    // side of its link gives up (its keepalive, about 4 s).
-    tractor::OpenRootActor({.name = "fault-root", .hang_timeout = absl::Seconds(60)}, [&] {
+    // While this root is stopped, only the leaf's own side of its link can
+    // give up: its keepalive, a ping every hang_timeout / 2 with
+    // hang_timeout to answer, at least 2 s + 4 s (discovery::LinkChannelArgs),
+    // so the leaf exits about 6 s after the stop.
+    tractor::OpenRootActor({.name = "fault-root", .hang_timeout = absl::Seconds(4)}, [&] {
       try {
         tractor::OpenNursery([](tractor::ActorNursery& an) {
           tractor::Portal leaf = an.StartActor("leaf");

@@ -225,8 +225,9 @@ TEST_F(ParentFaultTest, AChildWhoseLinkBrokeWhileItsParentWasStoppedIsReportedOn
 
   ASSERT_EQ(kill(root->pid(), SIGSTOP), 0);
   const absl::Time stopped = absl::Now();
-  // The leaf's keepalive towards its stopped parent gives up (2 s + 2 s),
-  // and the leaf exits: a zombie until the parent runs again.
+  // The leaf's keepalive towards its stopped parent gives up (2 s + 4 s
+  // with the root's 4 s hang timeout), and the leaf exits: a zombie until
+  // the parent runs again.
   const bool exited = testing::WaitFor([&] { return Gone(leaf); }, absl::Seconds(15));
   const absl::Duration leaf_exit = absl::Now() - stopped;
   kill(root->pid(), SIGCONT);

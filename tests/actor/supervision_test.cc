@@ -261,7 +261,8 @@ void RunManyFailing(const std::string& func) {
   absl::Duration took = absl::Now() - t0;
   printf("25 failing children (%s) to error group: %.0f ms\n", func.c_str(),
          absl::ToDoubleMilliseconds(took));
-  EXPECT_LT(took, absl::Seconds(30));  // tractor's budget
+  // tractor's budget (scaled only in sanitizer builds).
+  EXPECT_LT(took, discovery::ScaleTimeout(absl::Seconds(30)));
 }
 
 TEST_F(SupervisionTest, TwentyFiveFailingChildrenRaiseAGroupOfTwentyFive) {
@@ -374,7 +375,7 @@ void RunTree(int depth, absl::Duration budget) {
   absl::Duration took = absl::Now() - t0;
   printf("depth-%d failing tree torn down: %.0f ms\n", depth,
          absl::ToDoubleMilliseconds(took));
-  EXPECT_LT(took, budget);
+  EXPECT_LT(took, discovery::ScaleTimeout(budget));
 }
 
 TEST_F(SupervisionTest, NestedMultiErrorsDepthOne) {
@@ -419,7 +420,7 @@ TEST_F(SupervisionTest, GrandchildStuckInSyncCodeIsStillReaped) {
   absl::Duration took = absl::Now() - t0;
   printf("stuck grandchild reaped after: %.0f ms\n",
          absl::ToDoubleMilliseconds(took));
-  EXPECT_LT(took, absl::Seconds(4));
+  EXPECT_LT(took, discovery::ScaleTimeout(absl::Seconds(4)));
 }
 
 TEST_F(SupervisionTest, CancelWhileWaitingOnADaemonUsesTheGracefulPath) {
@@ -438,7 +439,7 @@ TEST_F(SupervisionTest, CancelWhileWaitingOnADaemonUsesTheGracefulPath) {
                  std::runtime_error);
   });
   absl::Duration took = absl::Now() - t0;
-  EXPECT_LT(took, absl::Milliseconds(2900));
+  EXPECT_LT(took, discovery::ScaleTimeout(absl::Milliseconds(2900)));
 }
 
 TEST_F(SupervisionTest, RegisteredUserErrorIsRethrownAsItself) {

@@ -306,9 +306,14 @@ TEST_F(EtcdRegistrarTest, CrashedActorsEntryExpiresWithinTwiceItsLeaseAcrossLead
   const int leader = cluster_->LeaderIndex();
   ASSERT_GE(leader, 0) << "no etcd member is the leader";
 
-  ASSERT_TRUE(Register(0, Reg("crash", "u-crash", 4251, 2000), &reply).ok());
+  // A 4 s lease: the leader change adds a constant (the election, then the
+  // new leader's renewal by a full TTL plus an election timeout, then its
+  // 500 ms expiry check: 2.1 s measured), which a lease of etcd's 2 s
+  // minimum does not cover (4.13 s for a 2 s lease, once).
+  ASSERT_TRUE(Register(0, Reg("crash", "u-crash", 4251, 4000), &reply).ok());
   const absl::Time registered = absl::Now();
   const absl::Duration lease = absl::Milliseconds(reply.lease_ms());
+  ASSERT_EQ(lease, absl::Seconds(4));
   // The new leader renews every lease it takes over.
   cluster_->Kill(leader);
   bool expired = false;

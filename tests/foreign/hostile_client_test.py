@@ -45,6 +45,8 @@ subprocess.run(
 sys.path.insert(0, gen)
 from tractor.v1 import actor_pb2, msg_pb2, registrar_pb2  # noqa: E402
 from google.protobuf import any_pb2, struct_pb2, json_format  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wire_bytes import field  # noqa: E402
 
 
 def value(obj):
@@ -53,21 +55,6 @@ def value(obj):
     return v
 
 
-def varint(n):
-    out = bytearray()
-    while True:
-        bits = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(bits | 0x80)
-        else:
-            out.append(bits)
-            return bytes(out)
-
-
-def field(number, payload):
-    """One length-delimited field, encoded by hand."""
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
 def deep_value(depth):

@@ -37,6 +37,8 @@ subprocess.run(
 sys.path.insert(0, gen)
 from tractor.v1 import actor_pb2, msg_pb2  # noqa: E402
 from google.protobuf import struct_pb2, json_format  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wire_bytes import field  # noqa: E402
 
 
 def value(obj):
@@ -178,21 +180,6 @@ class ActorFromPython(ActorProcessTest):
         self.assertEqual(replies[-1].returned.payload.value.number_value, 3)
 
 
-def varint(n):
-    out = bytearray()
-    while True:
-        bits = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(bits | 0x80)
-        else:
-            out.append(bits)
-            return bytes(out)
-
-
-def field(number, payload):
-    """One length-delimited field, encoded by hand."""
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
 def raw_start(func, value_bytes):

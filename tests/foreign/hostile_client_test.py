@@ -95,10 +95,13 @@ def thread_names(pid):
     return names
 
 
-# gRPC's global timer pool starts a thread when timers pile up and keeps it
-# (named "grpc_global_tim"): gRPC's, not this project's; it may be one more
-# after the second round.
+# gRPC's global timer pool (threads named "grpc_global_tim") starts another
+# thread whenever every one of its threads is busy running a timer callback,
+# and never stops one until gRPC shuts down: its size is the high-water mark of
+# timer callbacks that ran at once, which depends on scheduling, not a count of
+# anything the runtime holds. Rounds may raise it; it is checked against a cap.
 GRPC_TIMER = "grpc_global_tim"
+GRPC_TIMER_CAP = 16
 
 
 def settle(pid, target=None, timeout=30.0):
@@ -115,7 +118,7 @@ def settle(pid, target=None, timeout=30.0):
             if len(target) > 3:  # the warm-up's thread names are known
                 extra = thread_names(pid).get(GRPC_TIMER, 0) - target[3].get(
                     GRPC_TIMER, 0)
-            if now[1] == target[1] and now[0] - max(0, min(extra, 1)) == target[0]:
+            if now[1] == target[1] and now[0] - max(0, extra) == target[0]:
                 return now, True
         elif now[:2] != last[:2]:
             stable_since = time.monotonic()
@@ -731,7 +734,8 @@ class HostileLoadTest(unittest.TestCase):
                     print("  threads whose count changed: %s" % changed)
                     for n, (was, is_) in changed.items():
                         if n == GRPC_TIMER:
-                            self.assertLessEqual(is_, was + 1)
+                            self.assertLessEqual(is_, GRPC_TIMER_CAP,
+                                                 "%s: gRPC timer threads" % name)
                         else:
                             self.assertEqual(is_, was, "%s: threads named %s"
                                              % (name, n))

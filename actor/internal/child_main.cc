@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "actor/internal/debugger.h"
+#include "actor/internal/log_setup.h"
 #include "actor/internal/runtime.h"
 #include "actor/internal/signals.h"
 #include "actor/internal/wire.h"

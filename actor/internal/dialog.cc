@@ -1,4 +1,7 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
+// A dialog as its task sees it: opening, sending, receiving, flow control
+// and closing. Who drives the completion queue is in dialog_driver.cc; the
+// stream's operations and their completions in dialog_io.cc.
 #include "actor/internal/dialog.h"
 
 #include <algorithm>
@@ -8,7 +11,6 @@
 #include "absl/strings/str_cat.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
-#include "actor/internal/thread_pool.h"
 #include "actor/internal/wire.h"
 #include "discovery/log_level.h"
 #include "glog/logging.h"
@@ -20,17 +22,12 @@ namespace {
 // always accepted into an empty queue).
 constexpr size_t kMaxPendingWrites = 64;
 constexpr size_t kMaxPendingBytes = 1 << 20;
-// Bounds of one Batch message.
-constexpr int kMaxBatchItems = 64;
-constexpr size_t kMaxBatchBytes = 256 * 1024;
 
 std::atomic<size_t> g_live_dialogs{0};
-std::atomic<uint64_t> g_overruns{0};
 
 }  // namespace
 
 size_t Dialog::LiveCount() { return g_live_dialogs.load(); }
-uint64_t Dialog::OverrunCount() { return g_overruns.load(); }
 
 size_t Dialog::RecvQueueDepth() const {
   MutexLock lk(&mu_);
@@ -106,103 +103,6 @@ class Dialog::Waiting {
  private:
   Dialog* d_;
 };
-
-void Dialog::DriveBlocker::Block(Mutex& mu, absl::Time deadline) {
-  Dialog& d = *d_;
-  d.mu_.AssertHeld();
-  CqTransport* t = d.owned_.get();
-  if (t != nullptr && !t->finished()) {
-    if (d.driver_ == Driver::kNone) {
-      d.DriveOnceLocked(deadline);
-      return;
-    }
-    if (d.driver_ == Driver::kBackground && !d.task_wants_queue_ &&
-        !d.close_requested_) {
-      d.task_wants_queue_ = true;
-      t->Kick();
-    }
-  }
-  if (deadline == absl::InfiniteFuture()) {
-    cv_->Wait(&d.mu_);
-  } else {
-    cv_->WaitWithDeadline(&d.mu_, deadline);
-  }
-}
-
-void Dialog::DriveOnceLocked(absl::Time deadline) {
-  driver_ = Driver::kTask;
-  mu_.Unlock();
-  owned_->DriveOnce(deadline);
-  mu_.Lock();
-  driver_ = Driver::kNone;
-  undriven_since_ = absl::Now();
-  // Another waiter (a sender while this one receives) may drive now.
-  SignalWaitersLocked();
-}
-
-void Dialog::DriveBlocker::Wake() {
-  // Called with mu_ held (by the cancel's waker).
-  Dialog& d = *d_;
-  d.mu_.AssertHeld();
-  if (d.driver_ != Driver::kNone && d.owned_ && !d.owned_->finished()) {
-    d.owned_->Kick();
-  }
-}
-
-void Dialog::AfterWaitLocked() {
-  if (close_requested_) StartBackgroundLocked();
-}
-
-void Dialog::StartBackgroundLocked(bool writes_only) {
-  CqTransport* t = owned_.get();
-  // A closed dialog is driven until its RPC is over (the thread holds it
-  // alive); an open one only while something is in flight.
-  if (t == nullptr || t->finished() || driver_ != Driver::kNone ||
-      (!close_requested_ && !t->busy())) {
-    return;
-  }
-  driver_ = Driver::kBackground;
-  writes_only_ = writes_only;
-  RunPooled([self = shared_from_this()] { self->DriveInBackground(); });
-}
-
-void Dialog::DriveInBackground() {
-  CqTransport* t = owned_.get();
-  for (;;) {
-    {
-      MutexLock lk(&mu_);
-      // A waiting task takes the queue over; with nothing in flight there
-      // is nothing to drive (the watcher comes back when there is).
-      // A closed dialog is driven to its end here, even when a task asked
-      // for the queue (it may have stopped waiting meanwhile).
-      if ((task_wants_queue_ && !close_requested_) || t->finished() ||
-          (!close_requested_ && !t->busy()) ||
-          (writes_only_ && !close_requested_ && !write_busy_ &&
-           outbox_.empty())) {
-        writes_only_ = false;
-        driver_ = Driver::kNone;
-        task_wants_queue_ = false;
-        undriven_since_ = absl::Now();
-        SignalWaitersLocked();
-        return;
-      }
-    }
-    // Bounded: a closed dialog may have nothing in flight for a moment
-    // (its last operation being posted), and then this looks again.
-    t->DriveOnce(absl::Now() + absl::Milliseconds(100));
-  }
-}
-
-void Dialog::CheckAway(absl::Time now) {
-  MutexLock lk(&mu_);
-  CqTransport* t = owned_.get();
-  if (t == nullptr || driver_ != Driver::kNone || t->finished() || !t->busy()) {
-    return;
-  }
-  if (close_requested_ || now - undriven_since_ >= kAwayAfter) {
-    StartBackgroundLocked();
-  }
-}
 
 void Dialog::AwaitFirst(absl::Time until) {
   {
@@ -281,97 +181,6 @@ void Dialog::ResumeReads() {
   Pump();
 }
 
-bool Dialog::WantReadLocked() const {
-  if (reads_paused_) return false;
-  if (policy_ != v1::OVERRUN_POLICY_BACKPRESSURE) return true;
-  return inbox_.size() < capacity_;
-}
-
-void Dialog::Pump() {
-  for (;;) {
-    bool do_read = false, do_write = false, do_release = false;
-    bool do_write_finish = false;
-    bool abort = false;
-    grpc::WriteOptions options;
-    grpc::Status status;
-    DialogTransport* t;
-    {
-      MutexLock lk(&mu_);
-      t = transport_;
-      if (released_ || t == nullptr) return;
-      // A corked message alone in the queue waits for the next one (or the
-      // close) so that both leave in one flush.
-      bool held = outbox_.size() == 1 && !close_requested_ &&
-                  outbox_.front().flush == Flush::kCorked;
-      if (!write_busy_ && !outbox_.empty() && !held && !broken_ &&
-          !write_failed_ && !abort_) {
-        Outgoing out = std::move(outbox_.front());
-        outbox_.pop_front();
-        outbox_bytes_ -= out.bytes;
-        write_buf_ = std::move(out.msg);
-        if (batch_ok_ && write_buf_.has_yielded() && !outbox_.empty() &&
-            outbox_.front().msg.has_yielded()) {
-          // Items queued behind a busy write leave together.
-          v1::Batch batch;
-          size_t bytes = out.bytes;
-          *batch.add_items() = std::move(*write_buf_.mutable_yielded());
-          while (!outbox_.empty() && outbox_.front().msg.has_yielded() &&
-                 batch.items_size() < kMaxBatchItems &&
-                 bytes < kMaxBatchBytes) {
-            bytes += outbox_.front().bytes;
-            outbox_bytes_ -= outbox_.front().bytes;
-            *batch.add_items() =
-                std::move(*outbox_.front().msg.mutable_yielded());
-            outbox_.pop_front();
-          }
-          *write_buf_.mutable_batch() = std::move(batch);
-        }
-        // gRPC completes a corked write only once something flushes it; the
-        // first write also carries the initial metadata, which must leave.
-        if (!outbox_.empty() && wrote_once_) options.set_buffer_hint();
-        write_busy_ = true;
-        if (outbox_.empty() && close_requested_ && in_call_ == 0 &&
-            t->CanWriteAndFinish()) {
-          // The dialog's last message and the RPC's status leave together.
-          released_ = true;
-          do_write_finish = true;
-          status = close_status_;
-        } else {
-          do_write = true;
-        }
-      }
-      if (!do_write_finish && !read_busy_ && !reads_ended_ && !broken_ &&
-          !close_requested_ && WantReadLocked()) {
-        read_busy_ = true;
-        do_read = true;
-      }
-      if (!do_read && !do_write && !do_write_finish && close_requested_ &&
-          in_call_ == 0 &&
-          (abort_ || broken_ || write_failed_ ||
-           (!write_busy_ && outbox_.empty()))) {
-        released_ = true;
-        do_release = true;
-        status = close_status_;
-        abort = abort_;
-      }
-      if (!do_read && !do_write && !do_release && !do_write_finish) return;
-      ++in_call_;
-    }
-    if (do_write_finish) t->WriteAndFinish(&write_buf_, options, status);
-    if (do_write) t->Write(&write_buf_, options);
-    if (do_read) t->Read(&read_buf_);
-    if (do_release) t->Release(status, abort);
-    {
-      MutexLock lk(&mu_);
-      --in_call_;
-      // The dialog's last operations complete without its task: a pooled
-      // thread drives them (unless someone drives already).
-      if (do_release || do_write_finish) StartBackgroundLocked();
-    }
-    if (do_release || do_write_finish) return;
-  }
-}
-
 void Dialog::Send(v1::Msg msg) {
   const bool item = msg.has_yielded();
   {
@@ -419,16 +228,6 @@ bool Dialog::SendNoWait(v1::Msg msg, Flush flush) {
   Pump();
   DriveQueuedWrites();
   return true;
-}
-
-void Dialog::DriveQueuedWrites() {
-  // A message queued behind a write in flight leaves when that write's
-  // completion is taken. Nobody may wait on this dialog soon (a sender
-  // streams on), so a pooled thread drives the queue until the outbox is
-  // empty; the messages that queue meanwhile leave together (a Batch).
-  MutexLock lk(&mu_);
-  if (!write_busy_ || outbox_.empty() || driver_ != Driver::kNone) return;
-  StartBackgroundLocked(/*writes_only=*/true);
 }
 
 bool Dialog::SendAndClose(v1::Msg msg, const grpc::Status& status) {
@@ -552,20 +351,6 @@ void Dialog::Close(const grpc::Status& status, bool abort) {
   DriveToTheEnd();
 }
 
-void Dialog::DriveToTheEnd() {
-  // Closed: what is still in flight usually completes within microseconds
-  // (the peer's status is on its way), so this thread drives the queue a
-  // little while before it hands it to a pooled thread.
-  MutexLock lk(&mu_);
-  CqTransport* t = owned_.get();
-  const absl::Time until = absl::Now() + kLinger;
-  while (t != nullptr && driver_ == Driver::kNone && !t->finished() &&
-         t->busy() && absl::Now() < until) {
-    DriveOnceLocked(until);
-  }
-  StartBackgroundLocked();
-}
-
 void Dialog::SetUndecodableHook(
     std::function<void(const std::string&)> hook) {
   std::string why;
@@ -617,162 +402,6 @@ std::string Dialog::WaitDoneReason(absl::Duration bound) {
         absl::Now() + bound, &recv_blocker_);
   }
   return EndReason();
-}
-
-void Dialog::OnReadDone(bool ok) {
-  bool overrun = false;
-  bool credited = false;
-  uint64_t dropped = 0;  // items dropped under OVERRUN_POLICY_ERROR
-  std::function<void(const v1::Msg&)> hook;
-  v1::Msg arrived;
-  {
-    MutexLock lk(&mu_);
-    read_busy_ = false;
-    if (!ok) {
-      reads_ended_ = true;
-      // The server's read fails when the caller half-closes (or when the
-      // RPC ends, which OnCancel or OnDone then tells apart).
-      if (!client_) half_closed_ = true;
-    } else if (read_buf_.has_credit()) {
-      // A grant for this side's sends: never queued for the task.
-      limited_by_credits_ = true;
-      allowed_total_ =
-          std::max<uint64_t>(allowed_total_, read_buf_.credit().allowed_total());
-      read_buf_.Clear();
-      credited = true;
-    } else if (read_buf_.has_batch()) {
-      // A batch is its items, queued one by one under the same policy.
-      for (auto& item : *read_buf_.mutable_batch()->mutable_items()) {
-        if (policy_ == v1::OVERRUN_POLICY_ERROR && inbox_.size() >= capacity_) {
-          overrun = true;
-          ++dropped;
-          continue;
-        }
-        v1::Msg m;
-        *m.mutable_yielded() = std::move(item);
-        inbox_.push_back(std::move(m));
-      }
-      read_buf_.Clear();
-    } else if (read_buf_.has_yielded() &&
-               policy_ == v1::OVERRUN_POLICY_ERROR &&
-               inbox_.size() >= capacity_) {
-      overrun = true;
-      ++dropped;
-    } else {
-      if (pause_after_first_) {
-        pause_after_first_ = false;
-        reads_paused_ = true;
-      }
-      // The caller reads nothing after the callee's Return or Error (a
-      // StreamOverrun notice is not final); the RPC's status still arrives.
-      if (client_ && (read_buf_.has_returned() ||
-                      (read_buf_.has_error() &&
-                       ErrorKindOf(read_buf_.error()) != ErrorKind::kStreamOverrun))) {
-        reads_ended_ = true;
-      }
-      inbox_.push_back(std::move(read_buf_));
-      read_buf_.Clear();
-      if (arrival_hook_ && !inbox_.back().has_yielded()) {
-        hook = arrival_hook_;
-        arrived = inbox_.back();
-      }
-    }
-  }
-  if (hook) hook(arrived);
-  if (credited) send_cv_.SignalAll();
-  if (overrun) {
-    g_overruns.fetch_add(dropped);
-    std::function<void()> h;
-    {
-      MutexLock lk(&mu_);
-      h = overrun_hook_;
-    }
-    if (h) h();
-  }
-  recv_cv_.SignalAll();
-  Pump();
-}
-
-void Dialog::OnReadUndecodable(std::string why) {
-  std::function<void(const std::string&)> hook;
-  {
-    MutexLock lk(&mu_);
-    read_busy_ = false;
-    reads_ended_ = true;
-    read_buf_.Clear();
-    if (undecodable_.empty()) {
-      undecodable_ = why;
-      hook = undecodable_hook_;
-    }
-    if (end_reason_.empty()) {
-      end_reason_ = absl::StrCat(
-          "the peer sent a message that does not decode (", why, ")");
-    }
-  }
-  if (hook) hook(why);
-  recv_cv_.SignalAll();
-  Pump();
-}
-
-void Dialog::OnWriteDone(bool ok) {
-  {
-    MutexLock lk(&mu_);
-    write_busy_ = false;
-    if (ok) wrote_once_ = true;
-    if (!ok && !write_failed_) {
-      // The RPC is ending (the peer finished, left or the connection
-      // broke). Stop writing but keep reading: what the peer sent before
-      // it finished is still to be delivered.
-      write_failed_ = true;
-      outbox_.clear();
-      outbox_bytes_ = 0;
-      if (end_reason_.empty()) end_reason_ = "the peer is gone (write failed)";
-    }
-  }
-  send_cv_.SignalAll();
-  Pump();
-}
-
-void Dialog::OnCancel() {
-  std::function<void()> hook;
-  {
-    MutexLock lk(&mu_);
-    if (!broken_) {
-      broken_ = true;
-      end_reason_ = "the caller cancelled the dialog or vanished";
-      hook = broken_hook_;
-    }
-  }
-  recv_cv_.SignalAll();
-  send_cv_.SignalAll();
-  if (hook) hook();
-  Pump();
-}
-
-void Dialog::OnDone(const grpc::Status& status) {
-  std::function<void()> hook;
-  {
-    MutexLock lk(&mu_);
-    TRACTOR_LOG(transport) << "dialog stream " << this << " closed ("
-                           << (client_ ? "caller" : "callee") << " side): "
-                           << (status.ok() ? "OK"
-                                           : absl::StrCat(status.error_code(),
-                                                          " ",
-                                                          status.error_message()));
-    done_ = true;
-    done_status_ = status;
-    transport_ = nullptr;
-    reads_ended_ = true;
-    if (!status.ok() && !broken_) {
-      broken_ = true;
-      end_reason_ = absl::StrCat("RPC ended with status ", status.error_code(),
-                                 ": ", status.error_message());
-      hook = broken_hook_;
-    }
-  }
-  recv_cv_.SignalAll();
-  send_cv_.SignalAll();
-  if (hook) hook();
 }
 
 }  // namespace tractor::internal

@@ -159,15 +159,7 @@ void Runtime::Start() {
   builder.RegisterCallbackGenericService(unknown_methods_.get());
   if (config_.registrar) {
     config_.self.set_is_registrar(true);
-    registrar::RegistrarService::Options options;
-    options.self = config_.self;
-    // Only members of this tree's mesh may change its registry.
-    options.members_only = true;
-    if (config_.registry_lease > absl::ZeroDuration()) {
-      options.default_lease = config_.registry_lease;
-    }
-    options.store = config_.registry_store;
-    registrar_ = std::make_unique<registrar::RegistrarService>(options);
+    registrar_ = NewRegistrar();
     builder.RegisterService(registrar_.get());
   }
   accept_cq_ = builder.AddCompletionQueue();
@@ -207,138 +199,6 @@ void Runtime::Start() {
       });
   acceptor_->Start();
   StartRegistration();
-}
-
-void Runtime::StartRegistration() {
-  const std::vector<std::string> accept = accept_addrs();
-  if (registrar_) {
-    // The embedded registrar: the registry is this actor's own addresses
-    // (those bound for the registry addresses, listed first), and it lists
-    // itself without a lease.
-    const size_t n = config_.registry_addrs.empty()
-                         ? accept.size()
-                         : std::min(config_.registry_addrs.size(),
-                                    accept.size());
-    config_.registry_addrs.assign(accept.begin(), accept.begin() + n);
-    if (config_.registry_store == nullptr) {
-      v1::Registration self;
-      *self.mutable_aid() = config_.self;
-      for (const auto& a : accept) self.add_addrs(a);
-      if (absl::Status st = registrar_->AddPinnedRegistration(self); !st.ok()) {
-        LOG(ERROR) << "actor '" << config_.self.name()
-                   << "' cannot register itself: " << st;
-      }
-      return;
-    }
-    // With a shared store (etcd), the actor's own entry lives there under a
-    // lease like any other, registered through its own registrar: every
-    // registrar in front of the store lists it, and it expires when this
-    // process dies without unregistering.
-  }
-  if (config_.registry_addrs.empty()) return;
-  discovery::Registrant::Options options;
-  options.aid = config_.self;
-  options.addrs = accept;
-  options.lease = config_.registry_lease;
-  for (const auto& r : config_.registry_addrs) {
-    auto parsed = discovery::Address::Parse(r);
-    if (!parsed.ok()) {
-      throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(),
-                                        "': bad registry address: ",
-                                        parsed.status().message()));
-    }
-    options.registrars.push_back(*parsed);
-  }
-  registrant_ = std::make_unique<discovery::Registrant>(std::move(options));
-  registrant_->Start();
-  if (config_.registry_takeover && config_.parent.uuid().empty() &&
-      !registrar_) {
-    takeover_thread_ = std::thread([this] { TakeoverLoop(); });
-  }
-}
-
-namespace {
-// How often a root probes a default registry that stopped answering.
-constexpr absl::Duration kTakeoverCheckPeriod = absl::Milliseconds(500);
-}  // namespace
-
-void Runtime::TakeoverLoop() {
-  discovery::NameThisThread("takeover");
-  std::vector<discovery::Address> registry;
-  for (const auto& r : config_.registry_addrs) {
-    registry.push_back(*discovery::Address::Parse(r));  // parsed at Start
-  }
-  for (;;) {
-    {
-      MutexLock lock(&mu_);
-      takeover_cv_.WaitWithTimeout(&mu_, kTakeoverCheckPeriod);
-      if (shutting_down_) return;
-    }
-    bool answered = false;
-    for (const auto& p : discovery::ProbeRegistryAddrs(registry)) {
-      // Held by something else: nothing to take over (and no bind over it).
-      if (p.kind != discovery::ProbeKind::kAbsent) answered = true;
-    }
-    if (answered) continue;
-    if (TryServeRegistry()) return;
-  }
-}
-
-bool Runtime::TryServeRegistry() {
-  std::vector<discovery::Address> registry;
-  for (const auto& r : config_.registry_addrs) {
-    registry.push_back(*discovery::Address::Parse(r));
-  }
-  grpc::ServerBuilder builder;
-  discovery::ApplyServerArgs(builder);
-  auto ports = discovery::BindAll(builder, registry);
-  if (!ports.ok()) {
-    VLOG(1) << "registry takeover: " << ports.status();
-    return false;
-  }
-  registrar::RegistrarService::Options options;
-  options.self = config_.self;
-  // As the embedded registrar: only members of the mesh change the registry.
-  options.members_only = true;
-  if (config_.registry_lease > absl::ZeroDuration()) {
-    options.default_lease = config_.registry_lease;
-  }
-  options.store = config_.registry_store;
-  auto service = std::make_unique<registrar::RegistrarService>(options);
-  builder.RegisterService(service.get());
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server) {
-    // Another root bound it first; it answers at the next probe.
-    VLOG(1) << "registry takeover: could not bind "
-            << absl::StrJoin(config_.registry_addrs, ",");
-    return false;
-  }
-  // With a shared store the actor's own entry is already there (its
-  // Registrant keeps it, now through this registrar).
-  if (config_.registry_store == nullptr) {
-    v1::Registration self;
-    *self.mutable_aid() = config_.self;
-    for (const auto& a : accept_addrs()) self.add_addrs(a);
-    if (absl::Status st = service->AddPinnedRegistration(self); !st.ok()) {
-      LOG(ERROR) << "registry takeover: cannot list actor '"
-                 << config_.self.name() << "': " << st;
-    }
-  }
-  LOG(WARNING) << "no registrar answers at "
-               << absl::StrJoin(config_.registry_addrs, ",") << ": actor '"
-               << config_.self.name() << "' serves the registry there now";
-  MutexLock lock(&mu_);
-  if (shutting_down_) {
-    service->Shutdown();
-    server->Shutdown(std::chrono::system_clock::now());
-    server->Wait();
-    ports->RemoveSocketFiles();
-    return true;
-  }
-  takeover_registrar_ = std::move(service);
-  takeover_server_ = std::move(server);
-  takeover_ports_ = std::make_unique<discovery::ListeningPorts>(*std::move(ports));
-  return true;
 }
 
 void Runtime::AddLifetimeCallback(std::function<void()> fn) {
@@ -424,48 +284,6 @@ void Runtime::Shutdown() {
                          << " peer address(es)";
 }
 
-void Runtime::StartLinkServer() {
-  grpc::ServerBuilder builder;
-  discovery::ApplyServerArgs(builder);
-  // In debug mode a child stopped in the debugger answers no ping; its
-  // heartbeats on the link tell the parent it is alive instead.
-  if (!config_.debug_mode) {
-    discovery::ApplyServerKeepalive(builder, config_.hang_timeout);
-  }
-  std::vector<discovery::Address> addrs = {
-      *discovery::Address::Parse("127.0.0.1:0")};
-  auto ports = discovery::BindAll(builder, std::move(addrs));
-  if (!ports.ok()) {
-    throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(),
-                                      "' link server: ",
-                                      ports.status().message()));
-  }
-  link_service_ = std::make_unique<LinkService>(this);
-  builder.RegisterService(link_service_.get());
-  link_server_ = builder.BuildAndStart();
-  if (!link_server_) {
-    throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(),
-                                      "' could not start its link server"));
-  }
-  auto resolved = ports->Resolve(link_server_.get());
-  if (!resolved.ok() || resolved->empty()) {
-    throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(),
-                                      "' link server: ",
-                                      resolved.status().message()));
-  }
-  link_addr_ = resolved->front().ToString();
-}
-
-std::string Runtime::link_addr() {
-  MutexLock lock(&link_mu_);
-  if (link_closed_) {
-    throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(),
-                                      "' is shutting down: no new children"));
-  }
-  if (!link_server_) StartLinkServer();
-  return link_addr_;
-}
-
 std::string Runtime::local_addr() const {
   MutexLock lk(&mu_);
   return local_addr_;
@@ -512,108 +330,6 @@ bool Runtime::KnowsLiveActorAt(const std::string& addr,
   return channel->GetState(/*try_to_connect=*/false) == GRPC_CHANNEL_READY;
 }
 
-std::shared_ptr<ChildProc> Runtime::ExpectChild(const std::string& uuid,
-                                                std::string link_secret) {
-  auto proc = std::make_shared<ChildProc>();
-  proc->link_secret = std::move(link_secret);
-  MutexLock lock(&mu_);
-  children_[uuid] = proc;
-  return proc;
-}
-
-std::shared_ptr<ChildProc> Runtime::OnChildLinked(const v1::LinkHello& hello,
-                                                  grpc::Status* refused) {
-  std::shared_ptr<ChildProc> proc;
-  {
-    MutexLock lock(&mu_);
-    auto it = children_.find(hello.aid().uuid());
-    if (it == children_.end()) {
-      *refused = grpc::Status(
-          grpc::StatusCode::FAILED_PRECONDITION,
-          absl::StrCat("this actor did not spawn ", hello.aid().uuid()));
-      return nullptr;
-    }
-    if (!discovery::SecretsEqual(hello.link_secret(),
-                                 it->second->link_secret)) {
-      *refused = grpc::Status(
-          grpc::StatusCode::PERMISSION_DENIED,
-          absl::StrCat("Link refused: the child ", hello.aid().uuid(),
-                       " did not present the per-spawn secret its parent "
-                       "gave it"));
-      LOG(WARNING) << "actor '" << config_.self.name() << "': "
-                   << refused->error_message();
-      return nullptr;
-    }
-    proc = it->second;
-    child_aids_[hello.aid().uuid()] = hello.aid();
-  }
-  {
-    MutexLock lk(&proc->mu);
-    proc->linked = true;
-    proc->accept_addrs.assign(hello.accept_addrs().begin(),
-                              hello.accept_addrs().end());
-    if (hello.host_id() == discovery::HostId()) {
-      proc->local_addr = hello.local_addr();
-    }
-  }
-  proc->cv.SignalAll();
-  return proc;
-}
-
-void Runtime::ForgetChild(const std::string& uuid) {
-  MutexLock lock(&mu_);
-  children_.erase(uuid);
-  child_aids_.erase(uuid);
-}
-
-std::vector<std::pair<v1::Aid, std::string>> Runtime::ChildLinks() const {
-  std::vector<std::pair<v1::Aid, std::shared_ptr<ChildProc>>> linked;
-  {
-    MutexLock lock(&mu_);
-    for (const auto& [uuid, aid] : child_aids_) {
-      auto it = children_.find(uuid);
-      if (it != children_.end()) linked.emplace_back(aid, it->second);
-    }
-  }
-  std::vector<std::pair<v1::Aid, std::string>> out;
-  for (const auto& [aid, proc] : linked) {
-    MutexLock lk(&proc->mu);
-    if (!proc->local_addr.empty()) {
-      out.emplace_back(aid, proc->local_addr);
-    } else if (!proc->accept_addrs.empty()) {
-      out.emplace_back(aid, proc->accept_addrs.front());
-    }
-  }
-  return out;
-}
-
-std::vector<v1::Aid> Runtime::Children() const {
-  MutexLock lock(&mu_);
-  std::vector<v1::Aid> out;
-  for (const auto& [uuid, aid] : child_aids_) out.push_back(aid);
-  return out;
-}
-
-std::vector<v1::ChildAddrs> Runtime::ChildAddrs() const {
-  std::vector<std::pair<v1::Aid, std::shared_ptr<ChildProc>>> linked;
-  {
-    MutexLock lock(&mu_);
-    for (const auto& [uuid, aid] : child_aids_) {
-      auto it = children_.find(uuid);
-      linked.emplace_back(aid, it == children_.end() ? nullptr : it->second);
-    }
-  }
-  std::vector<v1::ChildAddrs> out;
-  for (const auto& [aid, proc] : linked) {
-    v1::ChildAddrs& c = out.emplace_back();
-    *c.mutable_aid() = aid;
-    if (proc == nullptr) continue;
-    MutexLock lk(&proc->mu);
-    for (const auto& a : proc->accept_addrs) c.add_accept_addrs(a);
-  }
-  return out;
-}
-
 void Runtime::RequestExit(const std::string& why) {
   std::function<void()> hook;
   {
@@ -646,13 +362,6 @@ std::string Runtime::WaitForExitRequest() {
   MutexLock lock(&mu_);
   while (!exit_requested_) exit_cv_.Wait(&mu_);
   return exit_reason_;
-}
-
-void ApplyLogLevel(const std::string& level) {
-  FLAGS_logtostderr = true;
-  if (absl::Status st = discovery::ApplyLogLevel(level); !st.ok()) {
-    throw UsageError(std::string(st.message()));
-  }
 }
 
 }  // namespace tractor::internal

@@ -180,6 +180,10 @@ class Runtime {
   // with every registrar of its registry list (a Registrant that Shutdown()
   // stops, unregistering, before the server stops).
   void StartRegistration();
+  // A registrar service for this actor to serve (embedded, or in a registry
+  // it took over): its default lease and store are the runtime's, and only
+  // members of this tree's mesh may change the registry.
+  std::unique_ptr<registrar::RegistrarService> NewRegistrar() const;
   // The registry takeover (Config::registry_takeover): every
   // kTakeoverCheckPeriod, probes the registry addresses; when none answers
   // and none is held by something else, binds them all in a second server
@@ -234,11 +238,6 @@ class Runtime {
   std::string exit_reason_ ABSL_GUARDED_BY(mu_);
   std::function<void()> exit_hook_ ABSL_GUARDED_BY(mu_);
 };
-
-// Applies a log level name (discovery/log_level.h; TRACTOR_LOGLEVEL
-// overrides it) to glog, logging to stderr. Throws UsageError for a name
-// that is not a level.
-void ApplyLogLevel(const std::string& level);
 
 }  // namespace tractor::internal
 

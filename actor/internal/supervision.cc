@@ -1,0 +1,323 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+// A nursery's supervision of its children: reaping, hang checks, the
+// teardown ladder.
+#include "actor/internal/supervision.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <optional>
+#include <thread>
+#include <functional>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "actor/errors.h"
+#include "actor/internal/scope.h"
+#include "actor/internal/spawn.h"
+#include "actor/runtime.h"
+#include "discovery/listen.h"
+#include "discovery/log_level.h"
+#include "discovery/mutex.h"
+#include "glog/logging.h"
+#include "discovery/thread_name.h"
+
+namespace tractor::internal {
+namespace {
+
+constexpr absl::Duration kCancelAckWindow = absl::Milliseconds(500);
+constexpr absl::Duration kExitAfterAck = absl::Seconds(3);
+constexpr absl::Duration kTermGrace = absl::Milliseconds(1600);
+// How long a child whose link was dropped gets to turn out to have died (a
+// crash, a kill) before it is declared unresponsive; a dead child is a
+// zombie by the time its connection drops, so this is short.
+constexpr absl::Duration kExitAfterLinkLoss = discovery::kHangVerdictTime;
+
+// The state letter of `pid` in /proc (R, S, D, T, t, Z, ...); 'X' when it
+// is gone.
+char ProcState(pid_t pid) {
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  if (!std::getline(stat, line)) return 'X';
+  // "<pid> (<comm>) <state> ...": the state follows the last ')'.
+  const size_t paren = line.rfind(')');
+  if (paren == std::string::npos || paren + 2 >= line.size()) return '?';
+  return line[paren + 2];
+}
+
+// True when `pid` is gone or a zombie (it died; the reaper reports how).
+bool Died(pid_t pid) {
+  const char state = ProcState(pid);
+  return state == 'Z' || state == 'X';
+}
+
+// True when `pid` is stopped (SIGSTOP, a debugger's stop).
+bool Stopped(pid_t pid) {
+  const char state = ProcState(pid);
+  return state == 'T' || state == 't';
+}
+// How long a broken transport waits for its child's exit to be reaped, to
+// report the exit (a signal, a crash report) rather than the transport.
+constexpr absl::Duration kDeathWindow = absl::Seconds(2);
+
+// Waits for the child process to exit, up to `until`. Returns true if it
+// exited. A checkpoint unless called shielded.
+bool WaitExited(ChildProc& proc, absl::Time until) {
+  MutexLock lk(&proc.mu);
+  return Wait(
+      proc.cv, proc.mu,
+      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(proc.mu) { return proc.exited; },
+      until);
+}
+
+std::string DescribeStatus(int status) {
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    const char* abbrev = sigabbrev_np(sig);
+    return absl::StrCat("was killed by signal ", sig, " (",
+                        abbrev ? absl::StrCat("SIG", abbrev, ", ") : "",
+                        strsignal(sig), ")");
+  }
+  if (WEXITSTATUS(status) == kLinkLostExitStatus) {
+    return absl::StrCat("exited with status ", kLinkLostExitStatus,
+                        " after its link to this parent broke (the link "
+                        "stopped answering keepalive pings)");
+  }
+  return absl::StrCat("exited with status ", WEXITSTATUS(status));
+}
+
+}  // namespace
+
+std::exception_ptr ExitFailure(const v1::Aid& aid, pid_t pid, int status,
+                               const std::string& crash) {
+  return std::make_exception_ptr(ActorFailure(absl::StrCat(
+      "child actor '", aid.name(), "' (pid ", pid, ") ", DescribeStatus(status),
+      crash.empty() ? "" : "; its crash report:\n", crash)));
+}
+
+std::exception_ptr TakeExitFailure(ChildProc& proc, const v1::Aid& aid,
+                                   bool* reported_elsewhere) {
+  *reported_elsewhere = false;
+  {
+    auto shielded = NewScope(nullptr, absl::InfiniteFuture(), true);
+    ScopeBinding bind(shielded);
+    if (!WaitExited(proc, absl::Now() + kDeathWindow)) return nullptr;
+  }
+  MutexLock lk(&proc.mu);
+  if (WIFEXITED(proc.wait_status) && WEXITSTATUS(proc.wait_status) == 0) {
+    return nullptr;
+  }
+  if (proc.exit_reported) {
+    *reported_elsewhere = true;
+    return nullptr;
+  }
+  proc.exit_reported = true;
+  return ExitFailure(aid, proc.pid, proc.wait_status, proc.crash_report);
+}
+
+// Reaps the child on a helper thread and wakes waiters. A child that dies
+// abnormally while its nursery is not cancelling is a failure of the tree:
+// it is recorded and its siblings are cancelled. The thread holds the
+// nursery's gate (`hold`) until it is done, instead of being joined.
+void StartReaper(std::shared_ptr<ChildProc> proc, v1::Aid aid,
+                 std::weak_ptr<NurseryState> nursery, Gate::Holder hold) {
+  std::thread([proc, aid, nursery, hold = std::move(hold)]() mutable {
+    discovery::NameThisThread("reaper");
+    int status = 0;
+    while (waitpid(proc->pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    // The child is gone: whatever its crash handler wrote is in the pipe.
+    const std::string crash = ReadCrashReport(proc->crash_fd);
+    bool linked;
+    {
+      MutexLock lk(&proc->mu);
+      linked = proc->linked;
+    }
+    // The failure is recorded before the exit is announced, so a block that
+    // wakes on the exit always sees it.
+    bool abnormal = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    bool reported = false;
+    if (abnormal && linked) {
+      if (auto st = nursery.lock()) {
+        bool cancelling;
+        {
+          MutexLock lock(&st->mu);
+          cancelling = st->cancel_called;
+        }
+        if (!cancelling) {
+          st->RecordError(ExitFailure(aid, proc->pid, status, crash),
+                          /*cancel_siblings=*/true);
+          reported = true;
+        }
+      }
+    }
+    {
+      MutexLock lk(&proc->mu);
+      proc->exited = true;
+      proc->in_debugger = false;
+      proc->wait_status = status;
+      proc->crash_report = crash;
+      proc->exit_reported = reported;
+    }
+    proc->cv.SignalAll();
+    hold.Leave();  // the last thing this thread does with the nursery
+  }).detach();
+}
+
+// Called when the child's link was dropped while it neither exited nor said
+// bye: its connection stopped answering the server's keepalive pings (see
+// `RootOptions::hang_timeout`). Unless the child turns out to have exited
+// (reaped within `kExitAfterLinkLoss`), it is a failure of the tree, like a
+// crash: recorded as ActorFailure, and its siblings are cancelled; the
+// teardown ladder then stops it (SIGTERM, SIGKILL). Runs on its own thread,
+// holding the nursery's gate.
+void SuspectHang(std::weak_ptr<ChildProc> weak_proc, v1::Aid aid,
+                 std::weak_ptr<NurseryState> nursery,
+                 absl::Duration hang_timeout) {
+  std::thread([weak_proc, aid, nursery, hang_timeout] {
+    discovery::NameThisThread("hang-check");
+    std::shared_ptr<NurseryState> st = nursery.lock();
+    std::shared_ptr<ChildProc> proc = weak_proc.lock();
+    if (!st || !proc) return;
+    std::optional<Gate::Holder> hold = st->helpers.TryEnter();
+    if (!hold) return;
+    if (WaitExited(*proc, absl::Now() + kExitAfterLinkLoss)) return;
+    if (Died(proc->pid)) return;  // the reaper reports the death
+    if (!Stopped(proc->pid)) {
+      // A running child whose link ended may be on its way out (its own
+      // side of the link broke, and it exits for that): it gets the hang
+      // timeout again to do so before it counts as wedged.
+      if (WaitExited(*proc, absl::Now() + hang_timeout)) return;
+      if (Died(proc->pid)) return;
+    }
+    {
+      MutexLock lock(&st->mu);
+      if (st->cancel_called) return;
+    }
+    const std::string what = absl::StrCat(
+        "child actor '", aid.name(), "' (pid ", proc->pid,
+        ") is unresponsive: its connection stopped answering keepalive pings");
+    LOG(WARNING) << what << "; cancelling its nursery";
+    st->RecordError(std::make_exception_ptr(ActorFailure(what)),
+                    /*cancel_siblings=*/true);
+  }).detach();
+}
+
+// Debug mode: the child's link server pings nobody, and the child sends
+// heartbeats on its link instead (actor/internal/child_main.cc). A child
+// not in the debugger that sends none for `hang_timeout` is suspected of a
+// hang as if its link had been dropped (`on_link_lost`); one in the
+// debugger is not, however long it stays there, and the count starts again
+// from zero when it leaves. Runs on its own thread until the child exits,
+// says bye or loses its link.
+void WatchHeartbeats(std::weak_ptr<ChildProc> weak_proc,
+                     absl::Duration hang_timeout) {
+  std::thread([weak_proc, hang_timeout] {
+    discovery::NameThisThread("heartbeat-check");
+    std::shared_ptr<ChildProc> proc = weak_proc.lock();
+    if (!proc) return;
+    std::function<void()> suspect;
+    {
+      MutexLock lk(&proc->mu);
+      while (!proc->exited && !proc->link_lost && !proc->said_bye) {
+        const absl::Time now = absl::Now();
+        if (proc->linked && proc->last_heard == absl::InfinitePast()) {
+          proc->last_heard = now;
+        }
+        if (proc->linked && !proc->in_debugger &&
+            now - proc->last_heard > hang_timeout) {
+          suspect = std::exchange(proc->on_link_lost, nullptr);
+          TRACTOR_LOG(transport) << "keepalive failure: child pid "
+                                 << proc->pid << " sent no heartbeat for "
+                               << absl::FormatDuration(now - proc->last_heard);
+          break;
+        }
+        proc->cv.WaitWithTimeout(&proc->mu, hang_timeout / 4);
+      }
+    }
+    if (suspect) suspect();
+  }).detach();
+}
+
+// Graceful cancel, then SIGTERM, then SIGKILL; returns once reaped.
+// `portal` and `aid` are the entry's, read by the caller (an empty portal:
+// the child has not linked back yet, so it is not asked, only signalled).
+void TearDownChild(ChildProc& proc, Portal portal, const v1::Aid& aid,
+                   bool hard_kill) {
+  auto shielded = NewScope(nullptr, absl::InfiniteFuture(), true);
+  ScopeBinding bind(shielded);
+  {
+    // A child in the debugger (it holds or waits for the tree's terminal
+    // lock) is let finish there first: stopped under ptrace, it could
+    // neither answer a cancel nor handle a signal.
+    MutexLock lk(&proc.mu);
+    if (proc.in_debugger && !proc.exited) {
+      TRACTOR_LOG(cancel) << "teardown of child '" << aid.name() << "' "
+                          << aid.uuid() << " waits for it to leave the "
+                          << "debugger";
+      while (proc.in_debugger && !proc.exited) proc.cv.Wait(&proc.mu);
+    }
+  }
+  if (!hard_kill) {
+    bool acked = false;
+    {
+      MutexLock lk(&proc.mu);
+      acked = proc.exited;
+    }
+    if (!acked) acked = portal.CancelActor(kCancelAckWindow);
+    if (acked && WaitExited(proc, absl::Now() + kExitAfterAck)) return;
+    if (!acked) {
+      TRACTOR_LOG(cancel) << "child '" << aid.name() << "' " << aid.uuid()
+                          << " did not acknowledge cancel within "
+                          << absl::FormatDuration(kCancelAckWindow)
+                          << "; SIGTERM";
+    }
+  }
+  if (WaitExited(proc, absl::Now())) return;
+  kill(proc.pid, SIGTERM);
+  // A stopped child (SIGSTOP, a hang detected as such) handles SIGTERM only
+  // once continued.
+  kill(proc.pid, SIGCONT);
+  if (WaitExited(proc, absl::Now() + kTermGrace)) return;
+  LOG(WARNING) << "child '" << aid.name() << "' (pid " << proc.pid
+               << ") ignored SIGTERM; SIGKILL";
+  kill(proc.pid, SIGKILL);
+  WaitExited(proc, absl::InfiniteFuture());
+}
+
+void CancelAll(NurseryState& st, bool hard_kill) ABSL_LOCKS_EXCLUDED(st.mu) {
+  struct Child {
+    std::shared_ptr<ChildProc> proc;
+    Portal portal;
+    v1::Aid aid;
+  };
+  std::vector<Child> children;
+  {
+    MutexLock lock(&st.mu);
+    st.cancel_called = true;
+    for (const auto& c : st.children) {
+      children.push_back({c->proc, c->portal, c->aid});
+    }
+  }
+  for (const auto& c : children) {
+    TRACTOR_LOG(cancel) << "nursery of actor '" << CurrentActor().name()
+                        << "' " << CurrentActor().uuid()
+                        << " cancels child '" << c.aid.name() << "' "
+                        << c.aid.uuid() << " (pid " << c.proc->pid << ")"
+                        << (hard_kill ? " by signal" : "");
+  }
+  std::vector<std::thread> threads;
+  for (auto& c : children) {
+    threads.emplace_back([c, hard_kill] {
+      discovery::NameThisThread("teardown");
+      TearDownChild(*c.proc, c.portal, c.aid, hard_kill);
+    });
+  }
+  for (auto& t : threads) t.join();
+}
+
+}  // namespace tractor::internal

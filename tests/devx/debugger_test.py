@@ -17,6 +17,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -122,12 +123,19 @@ class DebuggerTest(unittest.TestCase):
         os.mkfifo(path)
         return path
 
-    @staticmethod
-    def say_go(fifo):
+    def say_go(self, fifo):
         # The tree opens the FIFO for reading before it waits on it: this
-        # open returns once it has.
-        with open(fifo, "w") as f:
-            f.write("go\n")
+        # open returns once it has, within STEP or the test fails.
+        def write():
+            with open(fifo, "w") as f:
+                f.write("go\n")
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        writer.join(STEP)
+        if writer.is_alive():
+            # Unblock the writer's open before failing.
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+            self.fail("the tree never opened %s" % fifo)
 
     def test_pause_in_child(self):
         self.start("pause")

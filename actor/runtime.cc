@@ -202,7 +202,7 @@ void OpenRootActor(const RootOptions& given, const std::function<void()>& fn) {
       internal::Runtime& rt;
       ~Unhook() { rt.SetExitHook(nullptr); }
     } unhook{*rt};
-    root_scope.Run(fn);
+    root_scope.Run([&fn] { internal::RunRootBlock(fn); });
     interrupted = watch.fired();
   }
   if (interrupted) throw KeyboardInterrupt();

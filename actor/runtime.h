@@ -114,8 +114,9 @@ struct RootOptions {
   std::string secret;
   // Debug mode (docs/debugging.md, "The debugger"): `Pause()` works, and an
   // error escaping a task stops its actor in gdb on the root's terminal
-  // before it travels up the tree; the root serves the tree-wide terminal
-  // lock. TRACTOR_DEBUG=1 in the environment turns it on too. Children
+  // before it travels up the tree (an error the root's own block raised
+  // stops the root before OpenRootActor rethrows it); the root serves the
+  // tree-wide terminal lock. TRACTOR_DEBUG=1 in the environment turns it on too. Children
   // inherit it.
   bool debug_mode = false;
 };
@@ -220,7 +221,9 @@ bool DebugMode();
 // counts no missing heartbeat against it meanwhile. An actor on another
 // host than the root prints how to attach (`gdb -p PID` on its host) and
 // waits for a debugger to attach and detach. Throws UsageError outside
-// debug mode, NoRuntime without a runtime. Blocks; not a checkpoint.
+// debug mode, NoRuntime without a runtime. A checkpoint while it waits for
+// the lock: a cancel of the calling task's scope withdraws its request and
+// throws Cancelled; once stopped in gdb, it returns only on continue.
 void Pause();
 
 // Returns true when this actor already verified (by an `Actor.Info` answer)

@@ -8,17 +8,20 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "actor/errors.h"
 #include "actor/internal/error_codec.h"
 #include "actor/internal/runtime.h"
+#include "actor/internal/scope.h"
 #include "devx/debugger.h"
 #include "devx/throw_trace.h"
 #include "discovery/address.h"
 #include "discovery/credentials.h"
 #include "discovery/log_level.h"
+#include "discovery/thread_name.h"
 #include "glog/logging.h"
 
 namespace tractor::internal {
@@ -153,22 +156,86 @@ class RefuseDebugLock
 };
 
 // The root's process id is the terminal's owner: a requester in the root
-// itself queues on the lock without an RPC.
+// itself queues on the lock without an RPC. The wait for the grant is a
+// checkpoint; a cancelled request is withdrawn.
 void StopUnderRootLock(const std::string& who, const devx::DebuggerStop& stop) {
-  Mutex mu;
-  CondVar cv;
-  bool granted = false;
-  const TtyLock::Ticket ticket = TtyLock::Process().Request(who, [&] {
-    MutexLock lock(&mu);
-    granted = true;
-    cv.SignalAll();
+  // Shared with the grant callback, which may still run on a releasing
+  // thread after a cancelled wait has returned.
+  struct Grant {
+    Mutex mu;
+    CondVar cv;
+    bool granted ABSL_GUARDED_BY(mu) = false;
+  };
+  auto grant = std::make_shared<Grant>();
+  const TtyLock::Ticket ticket = TtyLock::Process().Request(who, [grant] {
+    {
+      MutexLock lock(&grant->mu);
+      grant->granted = true;
+    }
+    grant->cv.SignalAll();
   });
-  {
-    MutexLock lock(&mu);
-    while (!granted) cv.Wait(&mu);
+  try {
+    MutexLock lock(&grant->mu);
+    Wait(grant->cv, grant->mu,
+         [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(grant->mu) {
+           return grant->granted;
+         });
+  } catch (...) {
+    TRACTOR_LOG(devx) << who << " gives up waiting for the debug lock";
+    TtyLock::Process().Release(ticket);
+    throw;
   }
   devx::StopInDebugger(stop);
   TtyLock::Process().Release(ticket);
+}
+
+// What the root answered a child's `DebugLock` request: a reader thread
+// fills it in, while the requesting task waits at a checkpoint.
+struct GrantReply {
+  Mutex mu;
+  CondVar cv;
+  bool done ABSL_GUARDED_BY(mu) = false;
+  bool granted ABSL_GUARDED_BY(mu) = false;
+  std::string host_id ABSL_GUARDED_BY(mu);
+};
+
+// Waits for the root's answer on `stream` (the request is written). Returns
+// whether the lock was granted, and on which host. When the calling
+// thread's scope is cancelled first, ends the call (the root then withdraws
+// the request) and throws `Cancelled`.
+bool AwaitGrant(grpc::ClientContext& ctx,
+                grpc::ClientReaderWriter<v1::DebugLockMsg, v1::DebugLockMsg>&
+                    stream,
+                const std::string& who, std::string* host_id) {
+  auto reply = std::make_shared<GrantReply>();
+  std::thread reader([reply, &stream] {
+    discovery::NameThisThread("debug-lock");
+    v1::DebugLockMsg m;
+    const bool ok = stream.Read(&m);
+    {
+      MutexLock lock(&reply->mu);
+      reply->done = true;
+      reply->granted = ok && m.has_granted();
+      if (reply->granted) reply->host_id = m.granted().host_id();
+    }
+    reply->cv.SignalAll();
+  });
+  try {
+    MutexLock lock(&reply->mu);
+    Wait(reply->cv, reply->mu,
+         [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reply->mu) {
+           return reply->done;
+         });
+  } catch (...) {
+    TRACTOR_LOG(devx) << who << " gives up waiting for the debug lock";
+    ctx.TryCancel();
+    reader.join();
+    throw;
+  }
+  reader.join();
+  MutexLock lock(&reply->mu);
+  *host_id = reply->host_id;
+  return reply->granted;
 }
 
 }  // namespace
@@ -281,9 +348,17 @@ void EnterDebugger(const std::string& reason,
   req->set_host_id(discovery::HostId());
   req->set_reason(reason);
   TRACTOR_LOG(devx) << who << " waits for the debug lock (" << reason << ")";
-  v1::DebugLockMsg reply;
-  if (!stream->Write(request) || !stream->Read(&reply) ||
-      !reply.has_granted()) {
+  std::string host_id;
+  bool granted = false;
+  if (stream->Write(request)) {
+    try {
+      granted = AwaitGrant(ctx, *stream, who, &host_id);
+    } catch (...) {
+      stream->Finish();
+      throw;
+    }
+  }
+  if (!granted) {
     ctx.TryCancel();
     const grpc::Status status = stream->Finish();
     LOG(ERROR) << who << " could not take the debug lock from the root at "
@@ -292,7 +367,7 @@ void EnterDebugger(const std::string& reason,
                << "; not stopping";
     return;
   }
-  if (reply.granted().host_id() == discovery::HostId()) {
+  if (host_id == discovery::HostId()) {
     devx::StopInDebugger(stop);
   } else {
     devx::WaitForExternalDebugger(stop.banner);
@@ -304,27 +379,70 @@ void EnterDebugger(const std::string& reason,
   stream->Finish();
 }
 
+bool ExaminedWhereRaised(const std::exception_ptr& error) {
+  if (error == nullptr) return true;
+  try {
+    std::rethrow_exception(error);
+  } catch (const Cancelled&) {
+    return true;
+  } catch (const RemoteActorError&) {
+    return true;
+  } catch (const ActorFailure&) {
+    return true;
+  } catch (const ActorErrorGroup& group) {
+    for (const std::exception_ptr& e : group.errors()) {
+      if (!ExaminedWhereRaised(e)) return false;
+    }
+    return true;
+  } catch (...) {
+  }
+  return false;
+}
+
+namespace {
+
+// The error a post-mortem shows: `error` itself, or the first error of a
+// group that this actor raised.
+std::exception_ptr OwnError(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const ActorErrorGroup& group) {
+    for (const std::exception_ptr& e : group.errors()) {
+      if (!ExaminedWhereRaised(e)) return OwnError(e);
+    }
+  } catch (...) {
+  }
+  return error;
+}
+
+}  // namespace
+
 void InstallPostMortem() {
   devx::SetPostMortemHook(
       [](const std::exception_ptr& error, const std::string& where) {
-        // Cancellations are not failures, and a relayed error was already
-        // examined where it was raised.
-        try {
-          std::rethrow_exception(error);
-        } catch (const Cancelled&) {
-          return;
-        } catch (const RemoteActorError&) {
-          return;
-        } catch (...) {
-        }
-        const std::string trace = devx::ThrowSiteTrace(error);
+        if (ExaminedWhereRaised(error)) return;
+        const std::exception_ptr own = OwnError(error);
+        const std::string trace = devx::ThrowSiteTrace(own);
+        // The task has failed already: a cancel of its scope (its actor's
+        // teardown) does not end the wait for the lock.
+        auto shielded = NewScope(nullptr, absl::InfiniteFuture(), true);
+        ScopeBinding bind(shielded);
         EnterDebugger(
             absl::StrCat("post-mortem of ", where),
             "tractor::devx::PostMortem",
-            absl::StrCat("[tractor] ", Describe(error), "\n",
+            absl::StrCat("[tractor] ", Describe(own), "\n",
                          trace.empty() ? "" : "[tractor] thrown at:\n",
                          trace));
       });
+}
+
+void RunRootBlock(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (...) {
+    devx::PostMortem(std::current_exception(), "the root actor's block");
+    throw;
+  }
 }
 
 }  // namespace tractor::internal

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <string>
 #include <utility>
@@ -72,13 +73,32 @@ void SetDebugHoldAnnouncer(std::function<void(bool)> announce);
 // file comment). `reason` heads the banner; `select_caller_of` is the
 // function whose caller gdb selects. Blocks until the user continues.
 // Logs and returns when the root cannot be reached.
+//
+// The wait for the lock is a checkpoint: when the calling thread's scope is
+// cancelled while another actor holds the lock, the request is withdrawn
+// from the root's queue and `Cancelled` is thrown (the post-mortem waits in
+// a shielded scope instead). Once the lock is granted, the stop in gdb is
+// not interrupted.
 void EnterDebugger(const std::string& reason,
                    const std::string& select_caller_of,
                    const std::string& details = "");
 
-// In debug mode, makes an error that escapes a task stop the actor in the
-// debugger before it is boxed (devx::SetPostMortemHook).
+// In debug mode, makes an error that escapes a task, or the root actor's
+// block, stop the actor in the debugger before it is boxed
+// (devx::SetPostMortemHook), unless `ExaminedWhereRaised`.
 void InstallPostMortem();
+
+// True for an error that the post-mortem skips because it was not raised by
+// this actor's own code or was examined where it was: a cancellation, an
+// error relayed from another actor (`RemoteActorError`, `ActorFailure`), or
+// an `ActorErrorGroup` made only of such errors.
+bool ExaminedWhereRaised(const std::exception_ptr& error);
+
+// Runs the root actor's block `fn`. In debug mode an error escaping it that
+// the root's own code raised stops the root in the debugger, under the
+// tree-wide lock, before it is rethrown (the post-mortem hook above; once
+// per exception object, as for OpenCrashHandler).
+void RunRootBlock(const std::function<void()>& fn);
 
 }  // namespace tractor::internal
 

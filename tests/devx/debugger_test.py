@@ -17,6 +17,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -87,8 +88,8 @@ class DebuggerTest(unittest.TestCase):
             os.kill(pid, signal.SIGKILL)
         return True
 
-    def start(self, scenario):
-        self.tty = pexpect.spawn(TREE, [scenario], env=self.env,
+    def start(self, scenario, *args):
+        self.tty = pexpect.spawn(TREE, [scenario] + list(args), env=self.env,
                                  encoding="utf-8", timeout=STEP,
                                  dimensions=(60, 200))
         self.tty.logfile_read = sys.stdout
@@ -116,6 +117,25 @@ class DebuggerTest(unittest.TestCase):
     def continue_to(self, pattern):
         self.tty.sendline("continue")
         self.tty.expect(pattern, timeout=STEP)
+
+    def fifo(self):
+        path = os.path.join(self.dir, "go")
+        os.mkfifo(path)
+        return path
+
+    def say_go(self, fifo):
+        # The tree opens the FIFO for reading before it waits on it: this
+        # open returns once it has, within STEP or the test fails.
+        def write():
+            with open(fifo, "w") as f:
+                f.write("go\n")
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        writer.join(STEP)
+        if writer.is_alive():
+            # Unblock the writer's open before failing.
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+            self.fail("the tree never opened %s" % fifo)
 
     def test_pause_in_child(self):
         self.start("pause")
@@ -149,9 +169,71 @@ class DebuggerTest(unittest.TestCase):
         bt = self.command("bt")
         self.assertIn("tractor::devx::PostMortem", bt)
         self.assertIn("TaskServer::Invoke", bt)
-        # On continue the error goes up the tree as usual.
-        self.continue_to(r"root caught: .*out_of_range")
+        # On continue the error goes up the tree as usual; the root, which
+        # receives it relayed, does not stop for it a second time.
+        self.tty.sendline("continue")
+        index = self.tty.expect([r"\[tractor\] post-mortem of the root",
+                                 r"root caught: .*out_of_range"],
+                                timeout=STEP)
+        self.assertEqual(index, 1, "the root stopped again for the error "
+                         "its child examined")
         self.finish(1)
+
+    def test_post_mortem_in_the_root(self):
+        self.start("root_error")
+        self.tty.expect(r"\[tractor\] post-mortem of the root actor's block "
+                        r"in actor '\w+'", timeout=ATTACH)
+        self.tty.expect(r"\[tractor\] std::out_of_range: ", timeout=STEP)
+        # The throw site's frames, three calls below the root's block.
+        self.tty.expect(r"thrown at:", timeout=STEP)
+        self.tty.expect(PROMPT, timeout=ATTACH)
+        self.assertIn("RootLookUp", self.tty.before)
+        self.assertIn("RootSumAround", self.tty.before)
+        bt = self.command("bt")
+        self.assertIn("tractor::devx::PostMortem", bt)
+        self.assertIn("RunRootBlock", bt)
+        self.assertIn("tractor::OpenRootActor", bt)
+        # On continue the error leaves OpenRootActor as usual (the root
+        # catches the std::out_of_range itself, not a box).
+        self.continue_to(r"root caught: vector::_M_range_check")
+        self.finish(1)
+
+    def test_pause_gives_up_the_wait_when_cancelled(self):
+        fifo = self.fifo()
+        self.start("give_up", fifo)
+        self.expect_banner("alice")
+        # While alice holds the lock, bob pauses under a 3 s deadline: his
+        # wait for the lock is cancelled, and he never stops.
+        self.say_go(fifo)
+        index = self.tty.expect([r"in actor 'bob'", r"bob returned -1"],
+                                timeout=STEP)
+        self.assertEqual(index, 1, "bob stopped instead of giving up")
+        self.continue_to(r"root got 41")
+        # Bob's withdrawn request left no waiter behind: the next pause gets
+        # the lock.
+        self.expect_banner("carol")
+        self.assertIn("InspectMe", self.command("bt"))
+        self.continue_to(r"root got 7")
+        self.finish(0)
+
+    def test_child_killed_in_the_debugger_during_teardown(self):
+        self.env["TRACTOR_LOGLEVEL"] = "cancel"
+        fifo = self.fifo()
+        self.start("cancel", fifo)
+        _, pid = self.expect_banner("alice")
+        self.say_go(fifo)
+        # The teardown waits, without a time limit, for alice to leave the
+        # debugger...
+        self.tty.expect(r"teardown of child 'alice' \S+ waits for it to "
+                        r"leave the debugger", timeout=STEP)
+        # ... and goes on as soon as her process dies.
+        killed = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        self.tty.expect(r"root cancelled its nursery", timeout=STEP)
+        elapsed = time.monotonic() - killed
+        self.assertLess(elapsed, 10, "the teardown took %.1f s after the "
+                        "child died" % elapsed)
+        self.finish(0)
 
     def test_two_children_race_for_the_lock(self):
         self.start("race")
@@ -168,7 +250,10 @@ class DebuggerTest(unittest.TestCase):
         self.finish(0)
 
     def test_child_killed_while_holding_the_lock(self):
-        self.start("race")
+        # Shielded pauses: the other child keeps waiting for the lock when
+        # the holder's death cancels the tree (an unshielded Pause() would
+        # give up its wait, see test_pause_gives_up_the_wait_when_cancelled).
+        self.start("race_shielded")
         first, pid = self.expect_banner()
         other = "bob" if first == "alice" else "alice"
         os.kill(pid, signal.SIGKILL)

@@ -1,17 +1,22 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 // The root's tree-wide terminal lock: first come, first served, and
 // released when its holder's `Actor.DebugLock` stream ends without a
-// release (the holder died or was cancelled).
+// release (the holder died or was cancelled); `Pause()` waiting for it is a
+// checkpoint; which errors the post-mortem skips.
 #include "actor/internal/debugger.h"
 
 #include <atomic>
+#include <exception>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "actor/cancel.h"
+#include "actor/errors.h"
 #include "actor/runtime.h"
 #include "discovery/credentials.h"
 #include "grpcpp/grpcpp.h"
@@ -126,6 +131,75 @@ TEST_F(DebugLockRpcTest, RefusesCallersOutsideTheMesh) {
               grpc::StatusCode::PERMISSION_DENIED);
     EXPECT_FALSE(TtyLock::Process().Held());
   });
+}
+
+TEST_F(DebugLockRpcTest, PauseWaitingBehindAHolderIsCancelledAndLeavesTheQueue) {
+  RootOptions options;
+  options.debug_mode = true;
+  OpenRootActor(options, [] {
+    // Another actor holds the terminal.
+    const TtyLock::Ticket holder = TtyLock::Process().Request("holder", [] {});
+    const absl::Time start = absl::Now();
+    bool returned = false;
+    const bool finished = MoveOnAfter(absl::Milliseconds(300), [&] {
+      Pause();
+      returned = true;
+    });
+    EXPECT_FALSE(finished) << "Pause() returned without the lock";
+    EXPECT_FALSE(returned);
+    EXPECT_LT(absl::Now() - start, absl::Seconds(20));
+    EXPECT_EQ(TtyLock::Process().Holder(), "holder");
+    // The cancelled request was withdrawn: once the holder releases, nobody
+    // holds the lock.
+    TtyLock::Process().Release(holder);
+    EXPECT_FALSE(TtyLock::Process().Held());
+  });
+}
+
+TEST_F(DebugLockRpcTest, PauseInACancelledScopeDoesNotQueue) {
+  RootOptions options;
+  options.debug_mode = true;
+  OpenRootActor(options, [] {
+    const TtyLock::Ticket holder = TtyLock::Process().Request("holder", [] {});
+    CancelScope scope;
+    scope.Cancel();
+    bool returned = false;
+    scope.Run([&] {
+      Pause();
+      returned = true;
+    });
+    EXPECT_FALSE(returned);
+    EXPECT_TRUE(scope.cancelled_caught());
+    TtyLock::Process().Release(holder);
+    EXPECT_FALSE(TtyLock::Process().Held());
+  });
+}
+
+template <class E>
+std::exception_ptr Raised(const std::string& what) {
+  try {
+    throw E(what);
+  } catch (...) {
+    return std::current_exception();
+  }
+}
+
+TEST(PostMortemTest, SkipsErrorsRaisedElsewhereAndStopsForOwnOnes) {
+  const std::exception_ptr own = Raised<std::out_of_range>("own");
+  v1::Error boxed;
+  boxed.set_src_type("std::out_of_range");
+  boxed.set_boxed_type("std::out_of_range");
+  const std::exception_ptr relayed =
+      std::make_exception_ptr(RemoteActorError(boxed));
+  const std::exception_ptr died = Raised<ActorFailure>("child died");
+  EXPECT_FALSE(ExaminedWhereRaised(own));
+  EXPECT_FALSE(ExaminedWhereRaised(Raised<UsageError>("own usage error")));
+  EXPECT_TRUE(ExaminedWhereRaised(relayed));
+  EXPECT_TRUE(ExaminedWhereRaised(died));
+  EXPECT_TRUE(ExaminedWhereRaised(
+      std::make_exception_ptr(ActorErrorGroup("2 errors", {relayed, died}))));
+  EXPECT_FALSE(ExaminedWhereRaised(
+      std::make_exception_ptr(ActorErrorGroup("2 errors", {relayed, own}))));
 }
 
 }  // namespace

@@ -23,9 +23,11 @@ constexpr absl::Duration kIdleExit = absl::Seconds(1);
 // `exited_` and wakes the reaper, which joins it. A thread cannot join
 // itself, and joining only on a later `Run` would leave the last worker of
 // a burst unjoined for as long as no work comes (ThreadSanitizer reports it
-// as a leaked thread when the process ends). The pool itself is never
-// destroyed (see thread_pool.h), so the workers parked when the process
-// ends, and the reaper, are never joined.
+// as a leaked thread when the process ends). The reaper is started by the
+// first worker that exits while none runs, and ends (detached) once every
+// worker has exited and been joined, so an idle pool holds no thread. The
+// pool itself is never destroyed (see thread_pool.h), so the workers parked
+// when the process ends are never joined.
 class ThreadPool {
  public:
   void Run(std::function<void()> fn) ABSL_LOCKS_EXCLUDED(mu_) {
@@ -71,8 +73,8 @@ class ThreadPool {
           exited_.push_back(std::move(self->second));
           workers_.erase(self);
           ++unjoined_;
-          if (!reaper_started_) {
-            reaper_started_ = true;
+          if (!reaper_running_) {
+            reaper_running_ = true;
             std::thread([this] { Reaper(); }).detach();
           }
           reaper_cv_.Signal();
@@ -88,12 +90,18 @@ class ThreadPool {
     }
   }
 
-  // Joins every worker that exits, for the life of the process.
+  // Joins every worker that exits, until no worker is left.
   void Reaper() ABSL_LOCKS_EXCLUDED(mu_) {
     discovery::NameThisThread("pool-reaper");
     MutexLock lock(&mu_);
     for (;;) {
-      while (exited_.empty()) reaper_cv_.Wait(&mu_);
+      while (exited_.empty() && !workers_.empty()) reaper_cv_.Wait(&mu_);
+      if (exited_.empty()) {
+        // Every worker has exited and been joined; the next worker to exit
+        // starts a reaper again.
+        reaper_running_ = false;
+        return;
+      }
       std::vector<std::thread> exited;
       exited.swap(exited_);
       mu_.Unlock();
@@ -111,7 +119,7 @@ class ThreadPool {
   std::map<std::thread::id, std::thread> workers_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> exited_ ABSL_GUARDED_BY(mu_);  // to be joined
   size_t unjoined_ ABSL_GUARDED_BY(mu_) = 0;  // exited, not yet joined
-  bool reaper_started_ ABSL_GUARDED_BY(mu_) = false;
+  bool reaper_running_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 ThreadPool& Pool() {

@@ -23,9 +23,9 @@ constexpr absl::Duration kIdleExit = absl::Seconds(1);
 // `exited_` and wakes the reaper, which joins it. A thread cannot join
 // itself, and joining only on a later `Run` would leave the last worker of
 // a burst unjoined for as long as no work comes (ThreadSanitizer reports it
-// as a leaked thread when the process ends). The reaper is started by the
-// first worker that exits while none runs, and ends (detached) once every
-// worker has exited and been joined, so an idle pool holds no thread. The
+// as a leaked thread when the process ends). The reaper is started by a
+// worker that exits while none runs, and ends (detached) once it has joined
+// every worker that exited meanwhile, so an idle pool holds no thread. The
 // pool itself is never destroyed (see thread_pool.h), so the workers parked
 // when the process ends are never joined.
 class ThreadPool {
@@ -68,7 +68,8 @@ class ThreadPool {
         --idle_;
         if (work_.empty()) {
           // Idle for too long: leave, handing this thread to the reaper
-          // (which joins it once it has left this function).
+          // (which joins it once it has left this function), started if
+          // none runs.
           auto self = workers_.find(std::this_thread::get_id());
           exited_.push_back(std::move(self->second));
           workers_.erase(self);
@@ -77,7 +78,6 @@ class ThreadPool {
             reaper_running_ = true;
             std::thread([this] { Reaper(); }).detach();
           }
-          reaper_cv_.Signal();
           return;
         }
       }
@@ -90,15 +90,16 @@ class ThreadPool {
     }
   }
 
-  // Joins every worker that exits, until no worker is left.
+  // Joins the workers that exit, until none is left to join (a pooled task
+  // may run for the life of the process, so it does not wait for every
+  // worker to exit).
   void Reaper() ABSL_LOCKS_EXCLUDED(mu_) {
     discovery::NameThisThread("pool-reaper");
     MutexLock lock(&mu_);
     for (;;) {
-      while (exited_.empty() && !workers_.empty()) reaper_cv_.Wait(&mu_);
       if (exited_.empty()) {
-        // Every worker has exited and been joined; the next worker to exit
-        // starts a reaper again.
+        // Every exited worker is joined; the next worker to exit starts a
+        // reaper again.
         reaper_running_ = false;
         return;
       }
@@ -113,7 +114,6 @@ class ThreadPool {
 
   Mutex mu_;
   CondVar cv_;         // signalled when work is queued
-  CondVar reaper_cv_;  // signalled when a worker exits
   std::deque<std::function<void()>> work_ ABSL_GUARDED_BY(mu_);
   size_t idle_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::thread::id, std::thread> workers_ ABSL_GUARDED_BY(mu_);

@@ -17,8 +17,8 @@ namespace tractor::internal {
 // Thread-safe. The pool is process-wide and never destroyed; it owns its
 // workers: a worker that exits after being idle is joined at once by the
 // pool's reaper thread ("tr-pool-reaper", which runs while workers exit and
-// ends once none is left), so no exited worker is left unjoined and an idle
-// pool holds no thread. Workers still parked when the process ends are
+// ends once it has joined them all), so no exited worker is left unjoined
+// and an idle pool holds no thread. Workers still parked when the process ends are
 // process-lifetime threads.
 void RunPooled(std::function<void()> fn);
 

@@ -125,7 +125,10 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
                                   "' was started while its nursery was "
                                   "cancelled or exited"));
   }
-  // Wait until it linked back, exited, or the spawn timeout passed.
+  // Wait until it linked back, exited, or the spawn timeout passed (scaled
+  // like the runtime's other timeouts under the sanitizer configurations).
+  const absl::Duration spawn_timeout =
+      discovery::ScaleTimeout(options.spawn_timeout);
   bool ok;
   try {
     MutexLock lk(&proc->mu);
@@ -134,7 +137,7 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
         [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(proc->mu) {
           return proc->linked || proc->exited;
         },
-        absl::Now() + options.spawn_timeout);
+        absl::Now() + spawn_timeout);
   } catch (...) {
     TearDownChild(*entry->proc, Portal(), entry->aid, /*hard_kill=*/true);
     throw;
@@ -144,7 +147,7 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
     MutexLock lk(&proc->mu);
     if (!ok) {
       failure = absl::StrCat("did not link back within ",
-                             absl::FormatDuration(options.spawn_timeout));
+                             absl::FormatDuration(spawn_timeout));
     } else if (!proc->linked) {
       failure = absl::StrCat("exited during boot with status ",
                              WIFEXITED(proc->wait_status)

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "absl/time/time.h"
 #include "discovery/credentials.h"
 #include "discovery/listen.h"
 
@@ -19,6 +20,10 @@ std::atomic<bool> g_actor_keepalive{true};
 void SetActorKeepalive(bool on) { g_actor_keepalive.store(on); }
 
 namespace {
+
+// gRPC's default time for one connection attempt (its
+// GRPC_ARG_MIN_RECONNECT_BACKOFF_MS).
+constexpr int kLinkConnectTimeoutMs = 20000;
 
 // What every channel has: message limits and reconnect backoff, no
 // keepalive (each purpose sets its own, once: see ClientChannelArgs).
@@ -36,13 +41,23 @@ grpc::ChannelArguments BaseArgs() {
 
 grpc::ChannelArguments LinkChannelArgs(int64_t hang_timeout_ms,
                                        bool keepalive) {
-  const int patience_ms = static_cast<int>(
-      std::max<int64_t>(hang_timeout_ms, kLinkMinKeepaliveTimeoutMs));
+  // Scaled by TRACTOR_TIMEOUT_SCALE, as the parent's side of the link is
+  // (its hang timeout): under the sanitizer configurations both sides run
+  // several times slower.
+  const int patience_ms = static_cast<int>(absl::ToInt64Milliseconds(
+      ScaleTimeout(absl::Milliseconds(
+          std::max<int64_t>(hang_timeout_ms, kLinkMinKeepaliveTimeoutMs)))));
   grpc::ChannelArguments args = BaseArgs();
   if (keepalive) {
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, patience_ms / 2);
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, patience_ms);
   }
+  // How long one connection attempt to the parent may take (gRPC's default,
+  // 20 s, scaled): a parent starting many children at once on a slow build
+  // may take longer than that to complete the handshakes.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(
+                  ScaleTimeout(absl::Milliseconds(kLinkConnectTimeoutMs)))));
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   AddSecurityChannelArgs(args);
   return args;
@@ -54,7 +69,11 @@ grpc::ChannelArguments ClientChannelArgs(ChannelPurpose purpose) {
     case ChannelPurpose::kActor:
       if (!g_actor_keepalive.load()) break;
       args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kActorKeepaliveTimeMs);
-      args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kActorKeepaliveTimeoutMs);
+      // The answer window is scaled under the sanitizer configurations,
+      // where a loaded peer answers several times slower.
+      args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                  static_cast<int>(absl::ToInt64Milliseconds(ScaleTimeout(
+                      absl::Milliseconds(kActorKeepaliveTimeoutMs)))));
       break;
     case ChannelPurpose::kRegistrar:
       args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/time/clock.h"
+#include "discovery/listen.h"
 
 namespace tractor::testing {
 
@@ -61,7 +62,9 @@ bool WaitFor(const std::function<bool()>& pred, absl::Duration timeout) {
 
 void ProcessTest::SetUp() {
   std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-  absl::Duration limit = TestTimeout();
+  // Stretched like the runtime's timeouts under the sanitizer
+  // configurations (TRACTOR_TIMEOUT_SCALE).
+  absl::Duration limit = discovery::ScaleTimeout(TestTimeout());
   watchdog_ = std::thread([this, name, limit] {
     std::unique_lock<std::mutex> lk(mu_);
     if (!cv_.wait_for(lk, absl::ToChronoNanoseconds(limit),

@@ -20,19 +20,21 @@ namespace {
 constexpr absl::Duration kIdleExit = absl::Seconds(1);
 
 // Owns its workers: a worker that exits (idle) hands its thread to
-// `exited_` and joins the workers that exited before it; the next `Run`
-// joins whatever is left, so at most one exited worker is unjoined. The pool itself is never destroyed
-// (see thread_pool.h), so the workers parked when the process ends are
-// never joined.
+// `exited_` and wakes the reaper, which joins it. A thread cannot join
+// itself, and joining only on a later `Run` would leave the last worker of
+// a burst unjoined for as long as no work comes (ThreadSanitizer reports it
+// as a leaked thread when the process ends). The reaper is started by a
+// worker that exits while none runs, and ends (detached) once it has joined
+// every worker that exited meanwhile, so an idle pool holds no thread. The
+// pool itself is never destroyed (see thread_pool.h), so the workers parked
+// when the process ends are never joined.
 class ThreadPool {
  public:
   void Run(std::function<void()> fn) ABSL_LOCKS_EXCLUDED(mu_) {
-    std::vector<std::thread> exited;
     bool spawned = false;
     {
       MutexLock lock(&mu_);
       work_.push_back(std::move(fn));
-      exited.swap(exited_);
       if (work_.size() > idle_) {
         // Started with mu_ held, so the worker is registered before it can
         // look itself up.
@@ -44,7 +46,11 @@ class ThreadPool {
     }
     // Signalled after unlocking, so the woken worker does not block on mu_.
     if (!spawned) cv_.Signal();
-    for (std::thread& t : exited) t.join();  // has left Worker() or will
+  }
+
+  PoolThreadCounts Counts() ABSL_LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
+    return {workers_.size(), unjoined_};
   }
 
  private:
@@ -61,17 +67,17 @@ class ThreadPool {
         }
         --idle_;
         if (work_.empty()) {
-          // Idle for too long: leave, handing this thread to whoever comes
-          // next, and join those that left before (they released mu_, so
-          // they are finishing).
-          std::vector<std::thread> earlier;
-          earlier.swap(exited_);
+          // Idle for too long: leave, handing this thread to the reaper
+          // (which joins it once it has left this function), started if
+          // none runs.
           auto self = workers_.find(std::this_thread::get_id());
           exited_.push_back(std::move(self->second));
           workers_.erase(self);
-          mu_.Unlock();
-          for (std::thread& t : earlier) t.join();
-          mu_.Lock();
+          ++unjoined_;
+          if (!reaper_running_) {
+            reaper_running_ = true;
+            std::thread([this] { Reaper(); }).detach();
+          }
           return;
         }
       }
@@ -84,12 +90,36 @@ class ThreadPool {
     }
   }
 
+  // Joins the workers that exit, until none is left to join (a pooled task
+  // may run for the life of the process, so it does not wait for every
+  // worker to exit).
+  void Reaper() ABSL_LOCKS_EXCLUDED(mu_) {
+    discovery::NameThisThread("pool-reaper");
+    MutexLock lock(&mu_);
+    for (;;) {
+      if (exited_.empty()) {
+        // Every exited worker is joined; the next worker to exit starts a
+        // reaper again.
+        reaper_running_ = false;
+        return;
+      }
+      std::vector<std::thread> exited;
+      exited.swap(exited_);
+      mu_.Unlock();
+      for (std::thread& t : exited) t.join();  // has left Worker() or will
+      mu_.Lock();
+      unjoined_ -= exited.size();
+    }
+  }
+
   Mutex mu_;
-  CondVar cv_;  // signalled when work is queued
+  CondVar cv_;         // signalled when work is queued
   std::deque<std::function<void()>> work_ ABSL_GUARDED_BY(mu_);
   size_t idle_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::thread::id, std::thread> workers_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> exited_ ABSL_GUARDED_BY(mu_);  // to be joined
+  size_t unjoined_ ABSL_GUARDED_BY(mu_) = 0;  // exited, not yet joined
+  bool reaper_running_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 ThreadPool& Pool() {
@@ -100,5 +130,7 @@ ThreadPool& Pool() {
 }  // namespace
 
 void RunPooled(std::function<void()> fn) { Pool().Run(std::move(fn)); }
+
+PoolThreadCounts PooledThreadCounts() { return Pool().Counts(); }
 
 }  // namespace tractor::internal

@@ -3,6 +3,7 @@
 #ifndef TRACTOR_ACTOR_INTERNAL_THREAD_POOL_H_
 #define TRACTOR_ACTOR_INTERNAL_THREAD_POOL_H_
 
+#include <cstddef>
 #include <functional>
 
 namespace tractor::internal {
@@ -10,15 +11,23 @@ namespace tractor::internal {
 // Runs `fn` on a pooled thread. Every queued item gets a worker of its own
 // (items may block for long, e.g. a remote task waiting on its stream): an
 // idle worker is woken while there are more idle workers than queued items,
-// else a new worker starts. Workers idle for 1 s exit (and are joined), so
-// the threads of a burst of tasks are released promptly. Every worker is
-// named "tr-task".
+// else a new worker starts. Workers idle for 1 s exit, so the threads of a
+// burst of tasks are released promptly. Every worker is named "tr-task".
 //
 // Thread-safe. The pool is process-wide and never destroyed; it owns its
-// workers: one that exits after being idle is joined by the pool (on a
-// later `RunPooled`), and those still parked when the process ends are
-// process-lifetime threads, never joined.
+// workers: a worker that exits after being idle is joined at once by the
+// pool's reaper thread ("tr-pool-reaper", which runs while workers exit and
+// ends once it has joined them all), so no exited worker is left unjoined
+// and an idle pool holds no thread. Workers still parked when the process ends are
+// process-lifetime threads.
 void RunPooled(std::function<void()> fn);
+
+// The pool's threads, for tests and diagnostics.
+struct PoolThreadCounts {
+  size_t workers = 0;   // running or idle workers
+  size_t unjoined = 0;  // workers that exited and are not joined yet
+};
+PoolThreadCounts PooledThreadCounts();
 
 }  // namespace tractor::internal
 

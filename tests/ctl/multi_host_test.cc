@@ -23,7 +23,6 @@
 #include <fstream>
 #include <memory>
 #include <optional>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -50,25 +49,11 @@ using testing::TempDir;
 
 constexpr char kRegistrar[] = "10.77.0.1:7400";
 
-// Output of a shell command (first line of it), or "".
-std::string ShOut(const std::string& cmd) {
-  std::string out;
-  FILE* f = popen(cmd.c_str(), "r");
-  if (f == nullptr) return out;
-  char buf[512];
-  while (fgets(buf, sizeof(buf), f) != nullptr) out += buf;
-  pclose(f);
-  return out;
-}
-
 // A fourth namespace host, D (10.77.0.4), on A's bridge.
 class FourthHost {
  public:
-  explicit FourthHost(const testing::Hosts& hosts) : hosts_(hosts) {
-    std::random_device rd;
-    id_ = absl::StrFormat("%05x", (rd() ^ getpid()) & 0xfffff);
-    ns_ = absl::StrCat("trd", id_);
-  }
+  explicit FourthHost(const testing::Hosts& hosts)
+      : hosts_(hosts), ns_(names_.Namespace("d")) {}
   ~FourthHost() {
     if (created_) Sh(absl::StrCat("ip netns del ", ns_));
     Sh(absl::StrCat("ip link del ", Link("0")));
@@ -76,9 +61,11 @@ class FourthHost {
 
   // Returns "" or what failed.
   std::string SetUp() {
+    testing::RemoveStaleNetns();
+    Sh(absl::StrCat("ip link del ", Link("0")));
     // The bridge: "N: <name>: <FLAGS> ..." of the one bridge in A.
     const std::string line =
-        ShOut(absl::StrCat("ip -n ", hosts_.A(), " -o link show type bridge"));
+        testing::ShOutput(absl::StrCat("ip -n ", hosts_.A(), " -o link show type bridge"));
     std::vector<std::string> parts = absl::StrSplit(line, ": ");
     if (parts.size() < 2) return "no bridge in host A";
     const std::string bridge(absl::StripSuffix(parts[1], "@NONE"));
@@ -127,11 +114,11 @@ class FourthHost {
 
  private:
   std::string Link(const std::string& suffix) const {
-    return absl::StrCat("tw", id_, suffix);  // <= 15 bytes (IFNAMSIZ)
+    return names_.Link(absl::StrCat("d", suffix));
   }
   const testing::Hosts& hosts_;
-  std::string id_;
-  std::string ns_;
+  const testing::NetnsNames names_;
+  const std::string ns_;
   bool created_ = false;
 };
 

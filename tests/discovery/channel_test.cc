@@ -31,6 +31,13 @@ std::map<std::string, int> IntArgs(const grpc::ChannelArguments& args) {
   return out;
 }
 
+// `ms` multiplied by TRACTOR_TIMEOUT_SCALE (1 outside the sanitizer
+// configurations), as the runtime scales its timeouts.
+int Scaled(int ms) {
+  return static_cast<int>(
+      absl::ToInt64Milliseconds(ScaleTimeout(absl::Milliseconds(ms))));
+}
+
 // A silent peer is noticed within gRPC's one-ping-a-second limit plus the
 // timeout, under 1.5 s (measured in cross_host_test).
 TEST(ClientChannelArgsTest, ActorChannelsPingOftenAndWaitLessThanHalfASecond) {
@@ -38,8 +45,9 @@ TEST(ClientChannelArgsTest, ActorChannelsPingOftenAndWaitLessThanHalfASecond) {
       IntArgs(ClientChannelArgs(ChannelPurpose::kActor));
   EXPECT_LE(a[GRPC_ARG_KEEPALIVE_TIME_MS], 1000);
   EXPECT_EQ(a[GRPC_ARG_KEEPALIVE_TIME_MS], kActorKeepaliveTimeMs);
-  EXPECT_EQ(a[GRPC_ARG_KEEPALIVE_TIMEOUT_MS], kActorKeepaliveTimeoutMs);
-  EXPECT_LT(a[GRPC_ARG_KEEPALIVE_TIMEOUT_MS], 500);
+  // Scaled by TRACTOR_TIMEOUT_SCALE (1 outside the sanitizer builds).
+  EXPECT_EQ(a[GRPC_ARG_KEEPALIVE_TIMEOUT_MS], Scaled(kActorKeepaliveTimeoutMs));
+  EXPECT_LT(a[GRPC_ARG_KEEPALIVE_TIMEOUT_MS], Scaled(500));
   EXPECT_EQ(a[GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA], 0);
   EXPECT_EQ(a[GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS], 100);
   EXPECT_EQ(a[GRPC_ARG_MAX_RECONNECT_BACKOFF_MS], 1000);
@@ -83,14 +91,16 @@ TEST(ClientChannelArgsTest, NoArgumentIsGivenTwice) {
 
 TEST(LinkChannelArgsTest, AsPatientWithTheParentAsTheParentIsWithTheChild) {
   std::map<std::string, int> a = IntArgs(LinkChannelArgs(10000));
-  EXPECT_EQ(a[GRPC_ARG_KEEPALIVE_TIME_MS], 5000);
-  EXPECT_EQ(a[GRPC_ARG_KEEPALIVE_TIMEOUT_MS], 10000);
+  EXPECT_EQ(a[GRPC_ARG_KEEPALIVE_TIME_MS], Scaled(10000) / 2);
+  EXPECT_EQ(a[GRPC_ARG_KEEPALIVE_TIMEOUT_MS], Scaled(10000));
   EXPECT_EQ(a[GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL], 1);
   EXPECT_EQ(a[GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH], kMaxMessageBytes);
-  // The default hang timeout (3 s) gets the floor: 2 s + 4 s.
+  // One connection attempt may take gRPC's default 20 s, scaled.
+  EXPECT_EQ(a[GRPC_ARG_MIN_RECONNECT_BACKOFF_MS], Scaled(20000));
+  // The default hang timeout (3 s) gets the floor: 2 s + 4 s (scaled).
   a = IntArgs(LinkChannelArgs(3000));
-  EXPECT_EQ(a[GRPC_ARG_KEEPALIVE_TIME_MS], 2000);
-  EXPECT_EQ(a[GRPC_ARG_KEEPALIVE_TIMEOUT_MS], kLinkMinKeepaliveTimeoutMs);
+  EXPECT_EQ(a[GRPC_ARG_KEEPALIVE_TIME_MS], Scaled(kLinkMinKeepaliveTimeoutMs) / 2);
+  EXPECT_EQ(a[GRPC_ARG_KEEPALIVE_TIMEOUT_MS], Scaled(kLinkMinKeepaliveTimeoutMs));
 }
 
 class NoService final : public v1::Registrar::CallbackService {};

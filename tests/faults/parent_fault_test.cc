@@ -31,6 +31,7 @@
 #include "actor/export.h"
 #include "actor/nursery.h"
 #include "actor/runtime.h"
+#include "discovery/listen.h"
 #include "gtest/gtest.h"
 #include "tests/discovery/test_procs.h"
 #include "tests/faults/proc_scan.h"
@@ -226,9 +227,10 @@ TEST_F(ParentFaultTest, AChildWhoseLinkBrokeWhileItsParentWasStoppedIsReportedOn
   ASSERT_EQ(kill(root->pid(), SIGSTOP), 0);
   const absl::Time stopped = absl::Now();
   // The leaf's keepalive towards its stopped parent gives up (2 s + 4 s
-  // with the root's 4 s hang timeout), and the leaf exits: a zombie until
-  // the parent runs again.
-  const bool exited = testing::WaitFor([&] { return Gone(leaf); }, absl::Seconds(15));
+  // with the root's 4 s hang timeout, scaled by TRACTOR_TIMEOUT_SCALE), and
+  // the leaf exits: a zombie until the parent runs again.
+  const bool exited = testing::WaitFor([&] { return Gone(leaf); },
+                                       discovery::ScaleTimeout(absl::Seconds(15)));
   const absl::Duration leaf_exit = absl::Now() - stopped;
   kill(root->pid(), SIGCONT);
   ASSERT_TRUE(exited) << "the leaf did not exit while its parent was stopped";
@@ -243,7 +245,7 @@ TEST_F(ParentFaultTest, AChildWhoseLinkBrokeWhileItsParentWasStoppedIsReportedOn
               absl::ToDoubleMilliseconds(absl::Now() - resumed), failure->c_str());
   EXPECT_TRUE(absl::StrContains(*failure, "'leaf'")) << *failure;
   EXPECT_TRUE(absl::StrContains(*failure, "link to this parent broke")) << *failure;
-  EXPECT_LT(absl::Now() - resumed, absl::Seconds(3));
+  EXPECT_LT(absl::Now() - resumed, discovery::ScaleTimeout(absl::Seconds(3)));
   auto status = root->Wait(absl::Seconds(10));
   ASSERT_TRUE(status.has_value());
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1) << *status;

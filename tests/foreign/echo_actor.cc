@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 // A standalone actor for foreign-client tests: serves the "demo" namespace
-// on 127.0.0.1:0, prints "ready <addr>" on stdout, and runs until SIGTERM or
-// until its stdin closes. `--max_tasks N` sets RootOptions::max_tasks.
+// on 127.0.0.1:0, prints "ready <addr>" on stdout ("ready <addr> asan" when
+// built with AddressSanitizer, whose allocator holds memory a test that
+// reads RSS must account for), and runs until SIGTERM or until its stdin
+// closes. `--max_tasks N` sets RootOptions::max_tasks.
 #include <unistd.h>
 
 #include <cstdio>
@@ -16,7 +18,21 @@
 #include "actor/export.h"
 #include "actor/runtime.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define ECHO_ACTOR_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ECHO_ACTOR_ASAN 1
+#endif
+#endif
+
 namespace {
+
+#ifdef ECHO_ACTOR_ASAN
+constexpr char kBuild[] = " asan";
+#else
+constexpr char kBuild[] = "";
+#endif
 
 tractor::Payload Echo(const tractor::Payload& p) { return p; }
 TRACTOR_EXPORT("demo:echo", Echo);
@@ -109,7 +125,8 @@ int main(int argc, char** argv) {
     }
     tractor::OpenRootActor({.name = "echo", .enable_modules = {"demo"},
                             .max_tasks = max_tasks}, [] {
-      std::printf("ready %s\n", tractor::AcceptAddrs().at(0).c_str());
+      std::printf("ready %s%s\n", tractor::AcceptAddrs().at(0).c_str(),
+                  kBuild);
       std::fflush(stdout);
       // Run until stdin closes (the test's end of the pipe).
       std::thread([] {

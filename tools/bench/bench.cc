@@ -57,6 +57,7 @@
 #include "actor/runtime.h"
 #include "bench.grpc.pb.h"
 #include "discovery/discovery.h"
+#include "discovery/listen.h"
 #include "grpcpp/grpcpp.h"
 #include "registrar/registrar_service.h"
 #include "tools/bench/raw_process.h"
@@ -1608,7 +1609,10 @@ int BenchMain(int argc, char** argv) {
   g_side = flags.side == "raw"    ? Side::kRaw
            : flags.side == "ours" ? Side::kOurs
                                   : Side::kBoth;
-  Watchdog watchdog(flags.quick ? absl::Seconds(50) : absl::Minutes(9));
+  // Stretched like the runtime's timeouts under the sanitizer
+  // configurations (TRACTOR_TIMEOUT_SCALE).
+  Watchdog watchdog(discovery::ScaleTimeout(flags.quick ? absl::Seconds(50)
+                                                        : absl::Minutes(9)));
   // --only 3 selects 3.64.bp etc.; --only 6 selects 6 and 6b.
   auto wanted = [&](const std::string& id) {
     if (flags.only.empty()) return true;

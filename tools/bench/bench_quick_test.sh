@@ -19,8 +19,13 @@ fail() {
   exit 1
 }
 
+# 55 s for the whole run, stretched like the runtime's own timeouts under
+# the sanitizer configurations (TRACTOR_TIMEOUT_SCALE, 1 elsewhere).
+LIMIT=$(awk -v s="${TRACTOR_TIMEOUT_SCALE:-1}" \
+  'BEGIN { if (!(s > 0)) s = 1; printf "%d", 55 * s }')
+
 start=$(date +%s)
-BENCH_QUICK_TEST_TAG="$TAG" timeout -k 2 55 \
+BENCH_QUICK_TEST_TAG="$TAG" timeout -k 2 "$LIMIT" \
   "$BENCH" --quick --json "$OUT" --raw_server "$RAW"
 rc=$?
 elapsed=$(( $(date +%s) - start ))

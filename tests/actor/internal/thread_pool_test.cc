@@ -91,11 +91,20 @@ TEST(ThreadPoolTest, WorkersAreNamedAfterTheirRoleAndReleasedPromptlyWhenIdle) {
   }
   cv.SignalAll();
   const absl::Time released = absl::Now();
-  // Idle workers exit after 1 s and are joined; allow one left unjoined.
-  EXPECT_TRUE(WaitUntil([&] { return ThreadCount() <= before + 1; },
-                        absl::Seconds(4)))
+  // Idle workers exit after 1 s and every one of them is joined without
+  // waiting for more work (by the pool's reaper, which then ends too): the
+  // pool holds no thread.
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        const PoolThreadCounts c = PooledThreadCounts();
+        std::map<std::string, int> names = ThreadNames();
+        return c.workers == 0 && c.unjoined == 0 && names["tr-task"] == 0 &&
+               names["tr-pool-reaper"] == 0;
+      },
+      absl::Seconds(4)))
       << ThreadCount() << " threads 4 s after the tasks ended, " << before
-      << " before them";
+      << " before them; pool workers " << PooledThreadCounts().workers
+      << ", exited but not joined " << PooledThreadCounts().unjoined;
   printf("%d pool threads released %.0f ms after their tasks ended\n", kTasks,
          absl::ToDoubleMilliseconds(absl::Now() - released));
   // The pool still works afterwards.

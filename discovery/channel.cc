@@ -20,12 +20,15 @@ void SetActorKeepalive(bool on) { g_actor_keepalive.store(on); }
 
 namespace {
 
-// What every channel has: message limits and reconnect backoff, no
-// keepalive (each purpose sets its own, once: see ClientChannelArgs).
+// What every channel has: message limits, the fixed receive window of
+// discovery/listen.h, and reconnect backoff; no keepalive (each purpose
+// sets its own, once: see ClientChannelArgs).
 grpc::ChannelArguments BaseArgs() {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kFlowControlWindowBytes);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);

@@ -25,12 +25,15 @@ namespace {
 // GRPC_ARG_MIN_RECONNECT_BACKOFF_MS).
 constexpr int kLinkConnectTimeoutMs = 20000;
 
-// What every channel has: message limits and reconnect backoff, no
-// keepalive (each purpose sets its own, once: see ClientChannelArgs).
+// What every channel has: message limits, the fixed receive window of
+// discovery/listen.h, and reconnect backoff; no keepalive (each purpose
+// sets its own, once: see ClientChannelArgs).
 grpc::ChannelArguments BaseArgs() {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kFlowControlWindowBytes);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);

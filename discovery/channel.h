@@ -62,7 +62,9 @@ void SetActorKeepalive(bool on);
 
 // Returns the channel arguments for `purpose`: keepalive and backoff as
 // described at `ChannelPurpose`, send and receive limits of
-// `kMaxMessageBytes`, and the TLS name override of this process's security
+// `kMaxMessageBytes`, the fixed receive window `kFlowControlWindowBytes`
+// without bandwidth-delay probing (discovery/listen.h: it bounds the data a
+// keepalive ping waits behind), and the TLS name override of this process's security
 // configuration (discovery/credentials.h). Callers may add arguments to the
 // copy (e.g. GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL), but never one it already
 // sets: gRPC keeps the first value of an argument given twice, so a second

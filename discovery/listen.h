@@ -34,6 +34,20 @@ namespace tractor::discovery {
 // in bytes (64 MiB; gRPC's default receive limit is 4 MiB).
 inline constexpr int kMaxMessageBytes = 64 << 20;
 
+// The HTTP/2 receive window of every tractor connection, both ends (servers
+// through `ApplyServerArgs`, channels through discovery/channel.h), in
+// bytes: a fixed 256 KiB per stream (GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES),
+// with gRPC's bandwidth-delay probing off (GRPC_ARG_HTTP2_BDP_PROBE = 0).
+// A keepalive ping, and its answer, travel behind whatever data the sender
+// already wrote on the connection, and the receiver reads that data first.
+// With probing on, gRPC grows the window of a busy stream to several MB,
+// and on a loaded machine (or under TLS, which decrypts every byte) reading
+// that much took longer than an actor channel's 0.4 s ping timeout: live
+// connections were cut as silent (docs/reliability.md, "Silent link
+// loss"). A fixed window bounds the data ahead of a ping; a single message
+// larger than the window still goes ahead whole.
+inline constexpr int kFlowControlWindowBytes = 256 << 10;
+
 // Sets the server arguments every tractor server needs:
 // - send and receive limits of `kMaxMessageBytes`;
 // - GRPC_ARG_ALLOW_REUSEPORT = 0: gRPC binds TCP ports with SO_REUSEPORT by
@@ -44,7 +58,9 @@ inline constexpr int kMaxMessageBytes = 64 << 20;
 //   (GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS = 1,
 //   GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS = 200,
 //   GRPC_ARG_HTTP2_MAX_PING_STRIKES = 0). Without them a server answers a
-//   client's keepalive pings during a long call with GOAWAY.
+//   client's keepalive pings during a long call with GOAWAY;
+// - the fixed receive window `kFlowControlWindowBytes`, without
+//   bandwidth-delay probing.
 // Every server linking this library also serves gRPC's standard services:
 // grpc.health.v1.Health (the default health service: "" is SERVING until the
 // server shuts down or its owner sets it NOT_SERVING), server reflection

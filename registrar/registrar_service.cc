@@ -480,7 +480,7 @@ std::optional<v1::Aid> RegistrarService::RemoveAddr(const std::string& addr) {
 }
 
 absl::StatusOr<std::vector<v1::Registration>> RegistrarService::ReadWithStore(
-    const std::string* name) const {
+    const std::string* name, int64_t* revision) const {
   std::vector<v1::Registration> result;
   {
     MutexLock lock(&mu_);
@@ -490,6 +490,7 @@ absl::StatusOr<std::vector<v1::Registration>> RegistrarService::ReadWithStore(
   }
   absl::StatusOr<Store::Read> read = options_.store->Get(name);
   if (!read.ok()) return read.status();
+  if (revision != nullptr) *revision = read->revision;
   for (v1::Registration& registration : read->registrations) {
     result.push_back(std::move(registration));
   }
@@ -831,21 +832,23 @@ grpc::ServerUnaryReactor* RegistrarService::WaitForStore(
     grpc::CallbackServerContext* context, const v1::FindRequest* request,
     v1::FindReply* reply) {
   const std::string& name = request->name();
-  absl::StatusOr<std::vector<v1::Registration>> matches = ReadWithStore(&name);
-  absl::StatusOr<Store::Read> read =
-      matches.ok() ? options_.store->Get(nullptr) : matches.status();
-  if (!read.ok() || !matches->empty()) {
+  // One read of the name's entries, which also gives the revision to follow
+  // the store from (a read of the whole table would cost as many entries
+  // as are registered).
+  int64_t revision = 0;
+  absl::StatusOr<std::vector<v1::Registration>> matches =
+      ReadWithStore(&name, &revision);
+  if (!matches.ok() || !matches->empty()) {
     if (matches.ok()) {
       for (v1::Registration& r : *matches) {
         *reply->add_registrations() = std::move(r);
       }
     }
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(ToGrpcStatus(read.status()));
+    reactor->Finish(ToGrpcStatus(matches.status()));
     return reactor;
   }
-  // Nothing yet: follow the store from the revision read (the second read
-  // saw at least what the first did).
+  // Nothing yet: follow the store from the revision after the read.
   const absl::Time now = Now();
   absl::Time deadline = absl::InfiniteFuture();
   const auto call_deadline = context->deadline();
@@ -865,7 +868,7 @@ grpc::ServerUnaryReactor* RegistrarService::WaitForStore(
   // Under mu_: the callbacks wait for it, so `set_source` comes first.
   absl::StatusOr<std::unique_ptr<Store::Watch>> watch =
       options_.store->StartWatch(
-          read->revision + 1,
+          revision + 1,
           [this, waiter](v1::WatchEvent event) {
             OnStoreWaitEvent(waiter, event);
           },

@@ -220,9 +220,12 @@ class RegistrarService final : public tractor::v1::Registrar::CallbackService {
   // are meaningful.
   static absl::Time Now();
 
-  // Find/List from the store, with the pinned local entries first.
+  // Find/List from the store, with the pinned local entries first. With
+  // `revision`, also the store's revision the read saw (a watch from the
+  // next one misses no later change).
   absl::StatusOr<std::vector<tractor::v1::Registration>> ReadWithStore(
-      const std::string* name) const ABSL_LOCKS_EXCLUDED(mu_);
+      const std::string* name, int64_t* revision = nullptr) const
+      ABSL_LOCKS_EXCLUDED(mu_);
   // A store watch feeding a pending WaitFor saw `event`.
   void OnStoreWaitEvent(internal::WaitForReactor* waiter,
                         const tractor::v1::WatchEvent& event)

@@ -89,6 +89,22 @@ TEST(ClientChannelArgsTest, NoArgumentIsGivenTwice) {
   }
 }
 
+// A keepalive ping waits behind the data already sent on its connection:
+// every channel keeps a fixed receive window, never one grown by
+// bandwidth-delay probing.
+TEST(ClientChannelArgsTest, EveryChannelHasAFixedFlowControlWindow) {
+  for (const grpc::ChannelArguments& args :
+       {ClientChannelArgs(ChannelPurpose::kActor),
+        ClientChannelArgs(ChannelPurpose::kRegistrar),
+        LinkChannelArgs(3000)}) {
+    std::map<std::string, int> a = IntArgs(args);
+    ASSERT_EQ(a.count(GRPC_ARG_HTTP2_BDP_PROBE), 1u);
+    EXPECT_EQ(a[GRPC_ARG_HTTP2_BDP_PROBE], 0);
+    EXPECT_EQ(a[GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES],
+              kFlowControlWindowBytes);
+  }
+}
+
 TEST(LinkChannelArgsTest, AsPatientWithTheParentAsTheParentIsWithTheChild) {
   std::map<std::string, int> a = IntArgs(LinkChannelArgs(10000));
   EXPECT_EQ(a[GRPC_ARG_KEEPALIVE_TIME_MS], Scaled(10000) / 2);

@@ -36,6 +36,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "tests/discovery/test_procs.h"
+#include "tests/faults/proc_scan.h"
 
 namespace tractor::testing {
 
@@ -61,19 +62,8 @@ inline std::string ShOutput(const std::string& cmd) {
 // ticks since boot), or 0 when there is no such process. With the pid it
 // names one process for good: a pid is reused, a (pid, start time) is not.
 inline uint64_t ProcessStartTime(pid_t pid) {
-  std::ifstream f(absl::StrCat("/proc/", pid, "/stat"));
-  std::string stat;
-  if (!std::getline(f, stat)) return 0;
-  // The command name (field 2) is in parentheses and may hold spaces.
-  const size_t paren = stat.rfind(')');
-  if (paren == std::string::npos) return 0;
-  std::istringstream rest(stat.substr(paren + 1));
-  std::string field;
-  for (int i = 3; i <= 22; ++i) {
-    if (!(rest >> field)) return 0;
-  }
   uint64_t start = 0;
-  return absl::SimpleAtoi(field, &start) ? start : 0;
+  return absl::SimpleAtoi(ProcStatField(pid, 22), &start) ? start : 0;
 }
 
 // The names of the network namespaces and links one test run makes. Each

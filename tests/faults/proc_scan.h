@@ -11,6 +11,7 @@
 
 #include <fstream>
 #include <iterator>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -46,14 +47,28 @@ inline std::vector<pid_t> MarkedProcesses(const std::string& mark) {
   return out;
 }
 
+// Field `n` (n >= 3, numbered as in proc(5)) of /proc/<pid>/stat, or ""
+// when there is no such process or field. The command name (field 2) is in
+// parentheses and may hold spaces, so fields are counted after its ')'.
+inline std::string ProcStatField(pid_t pid, int n) {
+  std::ifstream f(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  if (!std::getline(f, line)) return "";
+  const size_t paren = line.rfind(')');
+  if (paren == std::string::npos) return "";
+  std::istringstream rest(line.substr(paren + 1));
+  std::string field;
+  for (int i = 3; i <= n; ++i) {
+    if (!(rest >> field)) return "";
+  }
+  return field;
+}
+
 // The state letter of a process ('R', 'S', 'T', 'Z', ...), or 0 when there
 // is no such process.
 inline char ProcState(pid_t pid) {
-  std::ifstream f(absl::StrCat("/proc/", pid, "/stat"));
-  std::string line;
-  if (!std::getline(f, line)) return 0;
-  const size_t r = line.rfind(')');
-  return r == std::string::npos || r + 2 >= line.size() ? 0 : line[r + 2];
+  const std::string state = ProcStatField(pid, 3);
+  return state.empty() ? 0 : state[0];
 }
 
 }  // namespace tractor::testing

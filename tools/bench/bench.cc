@@ -79,6 +79,9 @@ ABSL_FLAG(std::string, tls, "",
           "run everything in mutual TLS with DIR/ca.pem, DIR/node.pem and "
           "DIR/node.key (tests/make_test_pki.sh DIR makes them); row ids get "
           ".mtls");
+ABSL_FLAG(int, rounds_scale, 1,
+          "multiply the rounds of the latency rows 1, 2 and 4 (with --side, "
+          "a long steady run to profile; 1 for the published figures)");
 ABSL_FLAG(std::string, side, "both",
           "both, raw or ours: run one side of every row alone (for "
           "profiling)");
@@ -1503,6 +1506,7 @@ struct Flags {
   std::vector<std::string> only;
   std::string side = "both";
   std::string tls;
+  int rounds_scale = 1;
 };
 
 // Reads the absl flags (defined at the top of this file) once
@@ -1514,6 +1518,11 @@ bool ReadFlags(Flags* f) {
   f->only = absl::GetFlag(FLAGS_only);
   f->side = absl::GetFlag(FLAGS_side);
   f->tls = absl::GetFlag(FLAGS_tls);
+  f->rounds_scale = absl::GetFlag(FLAGS_rounds_scale);
+  if (f->rounds_scale < 1) {
+    std::fprintf(stderr, "bench: --rounds_scale must be at least 1\n");
+    return false;
+  }
   if (f->side != "both" && f->side != "raw" && f->side != "ours") {
     std::fprintf(stderr, "bench: --side must be both, raw or ours, got '%s'\n",
                  f->side.c_str());
@@ -1654,6 +1663,9 @@ int BenchMain(int argc, char** argv) {
 
   Env env;
   env.plan = flags.quick ? QuickPlan() : FullPlan();
+  env.plan.call_rounds *= flags.rounds_scale;
+  env.plan.pp_rounds *= flags.rounds_scale;
+  env.plan.open_rounds *= flags.rounds_scale;
   try {
     env.raw_server_path = FindRawServer(flags.raw_server);
   } catch (const std::exception& e) {

@@ -189,8 +189,11 @@ EtcdCluster::EtcdCluster(int size) {
             "--advertise-client-urls", client_url, "--listen-peer-urls",
             peer_url, "--initial-advertise-peer-urls", peer_url,
             "--initial-cluster", cluster, "--initial-cluster-state", "new",
-            "--initial-cluster-token", token, "--heartbeat-interval", "50",
-            "--election-timeout", "500", "--logger", "zap", "--log-level",
+            "--initial-cluster-token", token, "--heartbeat-interval",
+            absl::StrCat(absl::ToInt64Milliseconds(kHeartbeat)),
+            "--election-timeout",
+            absl::StrCat(absl::ToInt64Milliseconds(kElectionTimeout)),
+            "--logger", "zap", "--log-level",
             "warn"},
         absl::StrCat(log_dir, "/", token, "-m", i)));
   }

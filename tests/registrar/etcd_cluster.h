@@ -55,6 +55,9 @@ class Child {
 // 500 ms so that a lost leader is replaced within about a second.
 class EtcdCluster {
  public:
+  static constexpr absl::Duration kHeartbeat = absl::Milliseconds(50);
+  static constexpr absl::Duration kElectionTimeout = absl::Milliseconds(500);
+
   explicit EtcdCluster(int size = 3);
   ~EtcdCluster();  // kills the members and removes their data
 

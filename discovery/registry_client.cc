@@ -141,6 +141,11 @@ ProbeResult ProbeOne(const Address& addr, absl::Time deadline) {
     ctx.set_deadline(absl::ToChronoTime(
         absl::Now() + std::max(absl::Milliseconds(50),
                                std::min(kProbeAttemptTimeout, left))));
+    // The socket accepted a connection, so something listens there: a
+    // gRPC handshake that fails (a loaded registrar sends its SETTINGS
+    // late) is retried within the attempt's deadline instead of failing
+    // the attempt at once.
+    ctx.set_wait_for_ready(true);
     v1::HelloRequest req;
     v1::HelloReply rep;
     status = stub->Hello(&ctx, req, &rep);

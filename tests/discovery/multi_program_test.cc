@@ -67,6 +67,15 @@ bool Lists(const std::string& registrar, const std::string& uuid) {
   return false;
 }
 
+// Waits until `registrar` lists `uuid`. An actor prints "ready" once its
+// first registration round ended, which under load may have timed out (the
+// registration then goes on in the background): tests that start from a
+// listed actor wait for the listing first.
+bool ListedWithin(const std::string& registrar, const std::string& uuid,
+                  absl::Duration timeout = absl::Seconds(5)) {
+  return testing::WaitFor([&] { return Lists(registrar, uuid); }, timeout);
+}
+
 // A discovery_actor serving process, ready.
 struct Served {
   std::unique_ptr<Proc> proc;
@@ -131,7 +140,7 @@ TEST_F(MultiProgramTest, SigkilledActorExpiresFromTheRegistryWithinTheLease) {
   Served victim = Serve("victim", reg.addrs);
   ASSERT_TRUE(victim.proc);
   OpenRootActor({}, [&] {
-    ASSERT_TRUE(Lists(reg.addrs[0], victim.uuid));
+    ASSERT_TRUE(ListedWithin(reg.addrs[0], victim.uuid));
     victim.proc->Signal(SIGKILL);
     ASSERT_TRUE(victim.proc->Wait(absl::Seconds(5)).has_value());
     const absl::Time killed = absl::Now();
@@ -156,7 +165,7 @@ TEST_F(MultiProgramTest, GracefulExitUnregistersAtOnce) {
   Served s = Serve("polite", reg.addrs);
   ASSERT_TRUE(s.proc);
   OpenRootActor({}, [&] {
-    ASSERT_TRUE(Lists(reg.addrs[0], s.uuid));
+    ASSERT_TRUE(ListedWithin(reg.addrs[0], s.uuid));
     s.proc->Signal(SIGINT);
     auto status = s.proc->Wait(absl::Seconds(5));
     ASSERT_TRUE(status.has_value());
@@ -275,7 +284,7 @@ TEST_F(MultiProgramTest, FindActorKeepsALiveEntryWhileItsOwnChannelBacksOff) {
     }
     Served late = Serve("late", reg.addrs, {"--bind", sock});
     ASSERT_TRUE(late.proc);
-    ASSERT_TRUE(Lists(reg.addrs[0], late.uuid));
+    ASSERT_TRUE(ListedWithin(reg.addrs[0], late.uuid));
     bool backing_off = false;
     try {
       Portal::Connect(sock, {}, absl::Milliseconds(50));

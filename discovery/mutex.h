@@ -56,6 +56,27 @@ namespace tractor {
 
 class CondVar;
 
+// A hand-off through code ThreadSanitizer cannot see, such as gRPC's
+// completion queues (an operation's tag is posted on one thread and comes
+// back from `Next` on another): the posting thread calls `HandOff(x)`
+// before posting, the receiving thread `TakeOver(x)` once it has the tag,
+// both with the same `x`. Under TSan they are a release and an acquire of
+// `x`; otherwise nothing.
+inline void HandOff(const void* x) {
+#ifdef TRACTOR_THREAD_SANITIZER
+  __tsan_release(const_cast<void*>(x));
+#else
+  (void)x;
+#endif
+}
+inline void TakeOver(const void* x) {
+#ifdef TRACTOR_THREAD_SANITIZER
+  __tsan_acquire(const_cast<void*>(x));
+#else
+  (void)x;
+#endif
+}
+
 // An exclusive, non-reentrant mutex. Thread-safe; not copyable or movable.
 // A `Mutex` must not be destroyed while held or waited on.
 class ABSL_LOCKABLE Mutex {

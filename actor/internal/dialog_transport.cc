@@ -39,6 +39,7 @@ void CqTransport::DriveOnce(absl::Time deadline) {
   }
   if (st != grpc::CompletionQueue::GOT_EVENT) return;
   auto* tag = static_cast<Tag*>(raw);
+  TakeOver(tag->owner);
   if (tag->op == Op::kKick) {
     delete static_cast<KickTag*>(tag);
   } else {
@@ -347,6 +348,7 @@ void DialogAcceptor::Request(const std::shared_ptr<Shared>& sh) {
   MutexLock lk(&sh->mu);
   if (sh->stopping) return;
   sh->requested[t] = dialog;
+  HandOff(t);
   sh->request(&t->context_, &t->stream_, &t->cq_, sh->cq, &t->accept_tag_);
 }
 
@@ -356,6 +358,7 @@ void DialogAcceptor::Loop(std::shared_ptr<Shared> sh) {
     void* raw = nullptr;
     bool ok = false;
     const bool got = sh->cq->Next(&raw, &ok);
+    if (got) TakeOver(static_cast<CqTransport::Tag*>(raw)->owner);
     std::shared_ptr<Dialog> dialog;
     bool another = false;
     {

@@ -79,7 +79,12 @@ class CqTransport : public DialogTransport {
   explicit CqTransport(Dialog* dialog);
 
   // Every posted operation is counted until its tag comes back.
-  void Posted() { pending_.fetch_add(1, std::memory_order_acq_rel); }
+  // (What the posting thread wrote is handed to whichever thread takes the
+  // completion: see `HandOff`.)
+  void Posted() {
+    HandOff(this);
+    pending_.fetch_add(1, std::memory_order_acq_rel);
+  }
   // Handles a completed operation of this side (not kKick).
   // (kReadEnd: the server's timer for a failed read, see
   // CqServerTransport.)

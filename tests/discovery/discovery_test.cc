@@ -287,6 +287,65 @@ TEST_F(DiscoveryTest, RaiseOnNoneThrowsWhenNoActorHasThatName) {
   });
 }
 
+// FindActor is a hedged lookup (docs/design.md#hedged-lookups): the
+// registrar of the last positive answer (else the first in the list) is
+// asked alone; another only after a miss, an error, a refused connection
+// or the hedge delay.
+TEST_F(DiscoveryTest, FindActorAsksASecondRegistrarOnlyWhenTheFirstFails) {
+  TempDir dir;
+  testing::FindRegistrar a(testing::FindRegistrar::Mode::kAnswer);
+  testing::FindRegistrar b(testing::FindRegistrar::Mode::kAnswer);
+  testing::FindRegistrar held(testing::FindRegistrar::Mode::kHold);
+  testing::FindRegistrar empty(testing::FindRegistrar::Mode::kAnswer);
+  const std::string down = dir.Sock("down.sock");  // nothing listens there
+  OpenRootActor({}, [&] {
+    OpenNursery([&](ActorNursery& an) {
+      const std::string uuid = an.StartActor("kid", kDisc).aid().uuid();
+      const std::vector<v1::Registration> registry = GetRegistry();
+      const v1::Registration* kid = Entry(registry, uuid);
+      ASSERT_NE(kid, nullptr);
+      for (const std::string& addr : kid->addrs()) {
+        a.Add("kid", uuid, addr);
+        b.Add("kid", uuid, addr);
+      }
+      auto find = [&](const std::vector<std::string>& registrars) {
+        const absl::Time start = absl::Now();
+        auto p = FindActor("kid", registrars);
+        const absl::Duration took = absl::Now() - start;
+        EXPECT_TRUE(p.has_value());
+        if (p) {
+          EXPECT_EQ(p->aid().uuid(), uuid);
+        }
+        return took;
+      };
+      // The first in the list answers: the second is never asked, and the
+      // first stays first wherever it is in the list.
+      for (int i = 0; i < 5; ++i) find({a.addr, b.addr});
+      find({b.addr, a.addr});
+      EXPECT_EQ(a.finds(), 6);
+      EXPECT_EQ(b.finds(), 0);
+      // A miss on the first: the other is asked at once.
+      EXPECT_LT(find({empty.addr, b.addr}), absl::Seconds(1));
+      EXPECT_EQ(empty.finds(), 1);
+      EXPECT_EQ(b.finds(), 1);
+      // A registrar that is down: no delay.
+      EXPECT_LT(find({down, a.addr}), absl::Seconds(1));
+      // One that holds the call: the hedge delay, and no more.
+      const absl::Duration took = find({held.addr, b.addr});
+      printf("FindActor with the first registrar holding the call: %.2f ms "
+             "(hedge delay now %.2f ms)\n",
+             absl::ToDoubleMilliseconds(took),
+             absl::ToDoubleMilliseconds(discovery::HedgeDelay()));
+      EXPECT_LT(took, discovery::kHedgeCeiling + absl::Milliseconds(500));
+      EXPECT_EQ(held.finds(), 1);
+      // `b` answered last: it is asked first now.
+      find({held.addr, b.addr});
+      EXPECT_EQ(held.finds(), 1);
+      an.Cancel();
+    });
+  });
+}
+
 TEST_F(DiscoveryTest, QueryActorReturnsThePreferredAddressWithoutConnecting) {
   TempDir dir;
   OpenRootActor({}, [&] {

@@ -451,14 +451,20 @@ FindHistory& History() {
   return *history;
 }
 
-void RecordFindAnswer(const Address& registrar, absl::Duration took,
-                      bool positive) {
+// Records one Find answer: its time (`took`, or nullopt when the call
+// also had to connect, which says nothing of the registrar's answer time),
+// and whether `registrar` gave the lookup's first positive answer.
+void RecordFindAnswer(const Address& registrar,
+                      std::optional<absl::Duration> took, bool first_positive) {
   FindHistory& h = History();
   MutexLock lock(&h.mu);
-  h.samples[h.next] = took;
-  h.next = (h.next + 1) % kHedgeSamples;
-  h.count = std::min(h.count + 1, kHedgeSamples);
-  if (positive && (!h.preferred.has_value() || !(*h.preferred == registrar))) {
+  if (took.has_value()) {
+    h.samples[h.next] = *took;
+    h.next = (h.next + 1) % kHedgeSamples;
+    h.count = std::min(h.count + 1, kHedgeSamples);
+  }
+  if (first_positive &&
+      (!h.preferred.has_value() || !(*h.preferred == registrar))) {
     h.preferred = registrar;
   }
 }
@@ -497,6 +503,8 @@ struct Lookup::Call {
   v1::FindRequest req;
   v1::FindReply rep;
   absl::Time started;
+  // The channel was connected when the call started.
+  bool connected = false;
 };
 
 Lookup::Lookup(std::vector<Address> registrars, std::string name, Mode mode,
@@ -568,13 +576,17 @@ void Lookup::StartCall(const std::shared_ptr<State>& state, size_t index) {
     } else if (find && absl::Now() >= state->deadline) {
       now = grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
                          "lookup deadline passed");
-    } else if (find && channel->GetState(/*try_to_connect=*/true) ==
-                           GRPC_CHANNEL_TRANSIENT_FAILURE) {
+    } else if (find) {
+      const grpc_connectivity_state channel_state =
+          channel->GetState(/*try_to_connect=*/true);
+      call->connected = channel_state == GRPC_CHANNEL_READY;
       // A Find on a channel that is failing to connect would fail at once
       // (no wait_for_ready): answer that without the RPC. The channel keeps
       // reconnecting in the background.
-      now = grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                         "registrar unreachable (connection failing)");
+      if (channel_state == GRPC_CHANNEL_TRANSIENT_FAILURE) {
+        now = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                           "registrar unreachable (connection failing)");
+      }
     }
     if (now.has_value()) {
       FinishLocked(*state, LookupResult{index, addr.ToString(), *now, {}},
@@ -590,21 +602,29 @@ void Lookup::StartCall(const std::shared_ptr<State>& state, size_t index) {
   }
   call->started = absl::Now();
   auto done = [state, call, find](grpc::Status s) {
+    const absl::Duration took = absl::Now() - call->started;
+    const bool r_ok = s.ok();
     LookupResult r{call->index, state->registrars[call->index].ToString(),
                    std::move(s), {}};
     if (r.status.ok()) {
       r.registrations.assign(call->rep.registrations().begin(),
                              call->rep.registrations().end());
-      if (find) {
-        RecordFindAnswer(state->registrars[call->index],
-                         absl::Now() - call->started,
-                         !r.registrations.empty());
-      }
     }
+    const bool positive = !r.registrations.empty();
     std::vector<size_t> ask;
     {
       MutexLock lock(&state->mu);
       if (state->calls[call->index] == call) state->calls[call->index].reset();
+      const bool first_positive = positive && !state->answered_positively;
+      if (positive) state->answered_positively = true;
+      // Recorded before the waiter wakes: the caller's next lookup asks
+      // this registrar first.
+      if (find && r_ok) {
+        RecordFindAnswer(state->registrars[call->index],
+                         call->connected ? std::optional<absl::Duration>(took)
+                                         : std::nullopt,
+                         first_positive);
+      }
       FinishLocked(*state, std::move(r), &ask);
     }
     for (size_t i : ask) StartCall(state, i);

@@ -203,7 +203,7 @@ class Registrant {
 //
 // The hedge delay is `kHedgeMultiple` times the median of the last
 // `kHedgeSamples` answer times of `Find` calls in this process (OK answers,
-// positive or not), clamped to [`kHedgeFloor`, `kHedgeCeiling`];
+// positive or not, on a channel already connected), clamped to [`kHedgeFloor`, `kHedgeCeiling`];
 // `kHedgeCeiling` before any answer. The floor is above the p99 of one
 // `Find` on a loaded 2-core machine (about 0.7 ms at load 6), so a healthy
 // registrar rarely triggers the hedge; the ceiling bounds what a silent or
@@ -216,9 +216,9 @@ inline constexpr absl::Duration kHedgeCeiling = absl::Milliseconds(5);
 // The current hedge delay (see above). Thread-safe.
 absl::Duration HedgeDelay();
 
-// The position in `registrars` of the registrar that gave this process's
-// last positive `Find` answer (one with an entry), or 0 when it is not in
-// the list. Thread-safe.
+// The position in `registrars` of the registrar that gave the first
+// positive `Find` answer (one with an entry) of this process's last lookup
+// that had one, or 0 when it is not in the list. Thread-safe.
 size_t PreferredRegistrar(const std::vector<Address>& registrars);
 
 // One registrar's answer to a lookup.
@@ -359,6 +359,8 @@ class Lookup {
     // Registrars not asked yet (hedged), and when they are due.
     std::vector<size_t> held ABSL_GUARDED_BY(mu);
     absl::Time hedge_at ABSL_GUARDED_BY(mu) = absl::InfiniteFuture();
+    // A call answered with an entry.
+    bool answered_positively ABSL_GUARDED_BY(mu) = false;
     bool cancelled ABSL_GUARDED_BY(mu) = false;
   };
 

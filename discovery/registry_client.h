@@ -203,11 +203,11 @@ class Registrant {
 //
 // The hedge delay is `kHedgeMultiple` times the median of the last
 // `kHedgeSamples` answer times of `Find` calls in this process (OK answers,
-// positive or not, on a channel already connected), clamped to [`kHedgeFloor`, `kHedgeCeiling`];
-// `kHedgeCeiling` before any answer. The floor is above the p99 of one
-// `Find` on a loaded 2-core machine (about 0.7 ms at load 6), so a healthy
-// registrar rarely triggers the hedge; the ceiling bounds what a silent or
-// partitioned registrar asked first adds to a lookup.
+// positive or not, on a channel already connected), clamped to
+// [`kHedgeFloor`, `kHedgeCeiling`]; `kHedgeCeiling` before any answer. The floor is above the p99 of one
+// `Find` on a loaded 2-core machine (0.5-0.95 ms at load 5-14), so a
+// healthy registrar rarely triggers the hedge; the ceiling bounds what a
+// silent or partitioned registrar asked first adds to a lookup.
 inline constexpr int kHedgeMultiple = 4;
 inline constexpr size_t kHedgeSamples = 32;
 inline constexpr absl::Duration kHedgeFloor = absl::Milliseconds(1);

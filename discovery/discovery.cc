@@ -160,18 +160,27 @@ RuntimeFailure NoneFound(const std::string& name,
                                      absl::StrJoin(texts, ", "), "]"));
 }
 
-// Waits (a checkpoint) for the next answer of `lookup` until `until`.
+// Waits (a checkpoint) for the next answer of `lookup` until `until`; asks
+// the registrars a hedged lookup held back when they are due. With
+// `stop_when_idle`, returns nullopt once every registrar has answered.
 std::optional<LookupResult> NextAnswer(Lookup& lookup, absl::Time until,
                                        bool stop_when_idle) {
-  MutexLock lock(&lookup.mu());
-  internal::Wait(
-      lookup.cv(), lookup.mu(),
-      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(lookup.mu()) {
-        return lookup.HasResultLocked() ||
-               (stop_when_idle && lookup.InFlightLocked() == 0);
-      },
-      until);
-  return lookup.PopLocked();
+  for (;;) {
+    {
+      MutexLock lock(&lookup.mu());
+      internal::Wait(
+          lookup.cv(), lookup.mu(),
+          [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(lookup.mu()) {
+            return lookup.HasResultLocked() ||
+                   (stop_when_idle && lookup.IdleLocked()) ||
+                   lookup.HedgeDueLocked(absl::Now());
+          },
+          std::min(until, lookup.HedgeAtLocked()));
+      if (lookup.HasResultLocked()) return lookup.PopLocked();
+      if (!lookup.HedgeDueLocked(absl::Now())) return std::nullopt;
+    }
+    lookup.AskHeld();
+  }
 }
 
 }  // namespace
@@ -180,7 +189,11 @@ std::optional<Portal> FindActor(const std::string& name,
                                 const std::vector<std::string>& registry_addrs,
                                 absl::Duration timeout, bool raise_on_none) {
   const std::vector<Address> registrars = Registrars(registry_addrs);
-  Lookup lookup(registrars, name, Lookup::Mode::kFind, absl::Now() + timeout);
+  // Hedged: the registrar of the last positive answer first, the others
+  // after a miss, an error or the hedge delay.
+  Lookup lookup(registrars, name, Lookup::Mode::kFind, absl::Now() + timeout,
+                Lookup::Hedge{.first = PreferredRegistrar(registrars),
+                              .delay = HedgeDelay()});
   for (;;) {
     std::optional<LookupResult> answer =
         NextAnswer(lookup, absl::InfiniteFuture(), /*stop_when_idle=*/true);

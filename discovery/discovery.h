@@ -43,10 +43,15 @@ inline constexpr absl::Duration kFindTimeout = absl::Seconds(1);
 inline constexpr absl::Duration kConnectTimeout = absl::Seconds(1);
 
 // Returns a portal to an actor named `name`, or nullopt when no registrar
-// knows a live one. Queries every registrar concurrently; the first
-// positive answer whose actor accepts a connection wins, without waiting
-// for the others. A registrar that is down answers at once (as absent); one
-// that is silent is given up after `timeout`. An entry whose address
+// knows a live one. A hedged lookup (docs/design.md#hedged-lookups): asks
+// the registrar that gave this process's last positive answer (else the
+// first), and the others at once when it answers with no entry or an error
+// or is known unreachable, or after the hedge delay (1-5 ms,
+// `discovery::HedgeDelay`) when it has not answered; the first positive
+// answer whose actor accepts a connection wins, without waiting for the
+// others. A registrar that is down costs no delay (as absent); one that is
+// silent costs at most the hedge delay when asked first, and is given up
+// after `timeout`. An entry whose address
 // refuses a fresh connection (or is now served by another actor) is stale:
 // it is deleted from the registrar that returned it (`DeleteAddr` with the
 // revision the lookup saw; the registrar checks the evidence again) and the

@@ -439,106 +439,236 @@ size_t Registrant::good_rounds() const {
 // ---------------------------------------------------------------------------
 // Lookup.
 
+namespace {
+
+// What this process's Find calls taught it: recent answer times (for the
+// hedge delay) and the registrar of the last positive answer.
+struct FindHistory {
+  Mutex mu;
+  absl::Duration samples[kHedgeSamples] ABSL_GUARDED_BY(mu);
+  size_t count ABSL_GUARDED_BY(mu) = 0;  // samples filled
+  size_t next ABSL_GUARDED_BY(mu) = 0;   // the oldest, overwritten next
+  std::optional<Address> preferred ABSL_GUARDED_BY(mu);
+};
+
+FindHistory& History() {
+  static FindHistory* history = new FindHistory;
+  return *history;
+}
+
+// Records one Find answer: its time (`took`, or nullopt when the call
+// also had to connect, which says nothing of the registrar's answer time),
+// and whether `registrar` gave the lookup's first positive answer.
+void RecordFindAnswer(const Address& registrar,
+                      std::optional<absl::Duration> took, bool first_positive) {
+  FindHistory& h = History();
+  MutexLock lock(&h.mu);
+  if (took.has_value()) {
+    h.samples[h.next] = *took;
+    h.next = (h.next + 1) % kHedgeSamples;
+    h.count = std::min(h.count + 1, kHedgeSamples);
+  }
+  if (first_positive &&
+      (!h.preferred.has_value() || !(*h.preferred == registrar))) {
+    h.preferred = registrar;
+  }
+}
+
+}  // namespace
+
+absl::Duration HedgeDelay() {
+  absl::Duration samples[kHedgeSamples];
+  size_t count = 0;
+  {
+    FindHistory& h = History();
+    MutexLock lock(&h.mu);
+    count = h.count;
+    std::copy(h.samples, h.samples + count, samples);
+  }
+  if (count == 0) return kHedgeCeiling;
+  std::nth_element(samples, samples + count / 2, samples + count);
+  return std::clamp(kHedgeMultiple * samples[count / 2], kHedgeFloor,
+                    kHedgeCeiling);
+}
+
+size_t PreferredRegistrar(const std::vector<Address>& registrars) {
+  FindHistory& h = History();
+  MutexLock lock(&h.mu);
+  if (!h.preferred.has_value()) return 0;
+  for (size_t i = 0; i < registrars.size(); ++i) {
+    if (registrars[i] == *h.preferred) return i;
+  }
+  return 0;
+}
+
 struct Lookup::Call {
   size_t index = 0;
   std::unique_ptr<v1::Registrar::Stub> stub;
   grpc::ClientContext ctx;
   v1::FindRequest req;
   v1::FindReply rep;
+  absl::Time started;
+  // The channel was connected when the call started.
+  bool connected = false;
 };
 
 Lookup::Lookup(std::vector<Address> registrars, std::string name, Mode mode,
-               absl::Time deadline)
-    : registrars_(std::move(registrars)),
-      name_(std::move(name)),
-      mode_(mode),
-      deadline_(deadline),
-      state_(std::make_shared<State>()) {
+               absl::Time deadline, std::optional<Hedge> hedge)
+    : state_(std::make_shared<State>(std::move(registrars), std::move(name),
+                                     mode, deadline)) {
+  const size_t n = state_->registrars.size();
+  std::vector<size_t> start;
   {
     MutexLock lock(&state_->mu);  // not shared yet; for the analysis
-    state_->calls.resize(registrars_.size());
+    state_->calls.resize(n);
+    if (hedge.has_value() && mode == Mode::kFind && n > 1 && hedge->first < n) {
+      start.push_back(hedge->first);
+      for (size_t i = 0; i < n; ++i) {
+        if (i != hedge->first) state_->held.push_back(i);
+      }
+      state_->hedge_at = absl::Now() + hedge->delay;
+    } else {
+      for (size_t i = 0; i < n; ++i) start.push_back(i);
+    }
+    state_->in_flight += start.size();
   }
-  for (size_t i = 0; i < registrars_.size(); ++i) StartCall(i);
+  for (size_t i : start) StartCall(state_, i);
 }
 
-Lookup::~Lookup() {
-  // A Find with a deadline ends by it on its own; cancelling the losers here
-  // would put their cancellation on the path that returns the answer.
-  if (mode_ == Mode::kWaitFor || deadline_ == absl::InfiniteFuture()) Cancel();
+Lookup::~Lookup() { Cancel(); }
+
+std::vector<size_t> Lookup::TakeHeldLocked(State& state) {
+  std::vector<size_t> out = std::move(state.held);
+  state.held.clear();
+  state.hedge_at = absl::InfiniteFuture();
+  state.in_flight += out.size();
+  return out;
 }
 
-void Lookup::StartCall(size_t index) {
+void Lookup::FinishLocked(State& state, LookupResult result,
+                          std::vector<size_t>* ask) {
+  --state.in_flight;
+  const bool find = state.mode == Mode::kFind;
+  const bool positive = result.status.ok() && !result.registrations.empty();
+  // A miss or an error on the registrar asked first: ask the others now.
+  if (find && !positive && !state.held.empty()) *ask = TakeHeldLocked(state);
+  // A Find waiter wants the first entry: a miss or an error wakes it only
+  // once no other answer is to come (it is queued, and read then).
+  const bool wake = !find || positive || state.in_flight == 0;
+  state.results.push_back(std::move(result));
+  if (wake) state.cv.SignalAll();
+}
+
+void Lookup::StartCall(const std::shared_ptr<State>& state, size_t index) {
+  const Address& addr = state->registrars[index];
+  const bool find = state->mode == Mode::kFind;
   auto call = std::make_shared<Call>();
   call->index = index;
-  call->req.set_name(name_);
-  if (deadline_ != absl::InfiniteFuture()) {
-    call->ctx.set_deadline(absl::ToChronoTime(deadline_));
+  call->req.set_name(state->name);
+  if (state->deadline != absl::InfiniteFuture()) {
+    call->ctx.set_deadline(absl::ToChronoTime(state->deadline));
   }
-  if (mode_ == Mode::kWaitFor) call->ctx.set_wait_for_ready(true);
-  std::shared_ptr<grpc::Channel> channel = RegistrarChannel(registrars_[index]);
+  if (!find) call->ctx.set_wait_for_ready(true);
+  std::shared_ptr<grpc::Channel> channel = RegistrarChannel(addr);
   call->stub = v1::Registrar::NewStub(channel);
-  std::shared_ptr<State> state = state_;
-  const std::string registrar = registrars_[index].ToString();
+  std::vector<size_t> ask;
+  bool answered = false;
   {
     MutexLock lock(&state->mu);
+    std::optional<grpc::Status> now;  // an answer without the RPC
     if (state->cancelled) {
-      state->results.push_back(LookupResult{
-          index, registrar,
-          grpc::Status(grpc::StatusCode::CANCELLED, "lookup cancelled"),
-          {}});
-      state->cv.SignalAll();
-      return;
+      now = grpc::Status(grpc::StatusCode::CANCELLED, "lookup cancelled");
+    } else if (find && absl::Now() >= state->deadline) {
+      now = grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                         "lookup deadline passed");
+    } else if (find) {
+      const grpc_connectivity_state channel_state =
+          channel->GetState(/*try_to_connect=*/true);
+      call->connected = channel_state == GRPC_CHANNEL_READY;
+      // A Find on a channel that is failing to connect would fail at once
+      // (no wait_for_ready): answer that without the RPC. The channel keeps
+      // reconnecting in the background.
+      if (channel_state == GRPC_CHANNEL_TRANSIENT_FAILURE) {
+        now = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                           "registrar unreachable (connection failing)");
+      }
     }
-    // A Find on a channel that is failing to connect would fail at once
-    // (no wait_for_ready): answer that without the RPC. The channel keeps
-    // reconnecting in the background.
-    if (mode_ == Mode::kFind &&
-        channel->GetState(/*try_to_connect=*/true) ==
-            GRPC_CHANNEL_TRANSIENT_FAILURE) {
-      state->results.push_back(LookupResult{
-          index, registrar,
-          grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                       "registrar unreachable (connection failing)"),
-          {}});
-      if (state->in_flight == 0) state->cv.SignalAll();
-      return;
+    if (now.has_value()) {
+      FinishLocked(*state, LookupResult{index, addr.ToString(), *now, {}},
+                   &ask);
+    } else {
+      state->calls[index] = call;
     }
-    ++state->in_flight;
-    state->calls[index] = call;
+    answered = now.has_value();
   }
-  const bool find = mode_ == Mode::kFind;
-  auto done = [state, call, registrar, find](grpc::Status s) {
-    LookupResult r{call->index, registrar, std::move(s), {}};
+  if (answered) {
+    for (size_t i : ask) StartCall(state, i);
+    return;
+  }
+  call->started = absl::Now();
+  auto done = [state, call, find](grpc::Status s) {
+    const absl::Duration took = absl::Now() - call->started;
+    const bool r_ok = s.ok();
+    LookupResult r{call->index, state->registrars[call->index].ToString(),
+                   std::move(s), {}};
     if (r.status.ok()) {
       r.registrations.assign(call->rep.registrations().begin(),
                              call->rep.registrations().end());
     }
-    MutexLock lock(&state->mu);
-    --state->in_flight;
-    if (state->calls[call->index] == call) state->calls[call->index].reset();
-    // A Find waiter wants the first entry: a miss or an error wakes it only
-    // once no other answer is to come (it is queued, and read then).
-    const bool wake = !find || !r.registrations.empty() || state->in_flight == 0;
-    state->results.push_back(std::move(r));
-    if (wake) state->cv.SignalAll();
+    const bool positive = !r.registrations.empty();
+    std::vector<size_t> ask;
+    {
+      MutexLock lock(&state->mu);
+      if (state->calls[call->index] == call) state->calls[call->index].reset();
+      const bool first_positive = positive && !state->answered_positively;
+      if (positive) state->answered_positively = true;
+      // Recorded before the waiter wakes: the caller's next lookup asks
+      // this registrar first.
+      if (find && r_ok) {
+        RecordFindAnswer(state->registrars[call->index],
+                         call->connected ? std::optional<absl::Duration>(took)
+                                         : std::nullopt,
+                         first_positive);
+      }
+      FinishLocked(*state, std::move(r), &ask);
+    }
+    for (size_t i : ask) StartCall(state, i);
   };
-  if (mode_ == Mode::kFind) {
+  if (find) {
     call->stub->async()->Find(&call->ctx, &call->req, &call->rep, done);
   } else {
     call->stub->async()->WaitFor(&call->ctx, &call->req, &call->rep, done);
   }
 }
 
-void Lookup::Reissue(size_t index) { StartCall(index); }
+void Lookup::Reissue(size_t index) {
+  {
+    MutexLock lock(&state_->mu);
+    ++state_->in_flight;
+  }
+  StartCall(state_, index);
+}
+
+void Lookup::AskHeld() {
+  std::vector<size_t> ask;
+  {
+    MutexLock lock(&state_->mu);
+    ask = TakeHeldLocked(*state_);
+  }
+  for (size_t i : ask) StartCall(state_, i);
+}
 
 void Lookup::Cancel() {
   std::vector<std::shared_ptr<Call>> calls;
   {
     MutexLock lock(&state_->mu);
     state_->cancelled = true;
+    state_->held.clear();
+    state_->hedge_at = absl::InfiniteFuture();
     for (auto& c : state_->calls) {
       if (c) calls.push_back(c);
     }
+    state_->cv.SignalAll();
   }
   for (auto& c : calls) c->ctx.TryCancel();
 }
@@ -551,15 +681,24 @@ std::optional<LookupResult> Lookup::PopLocked() {
 }
 
 std::optional<LookupResult> Lookup::Next(absl::Time until) {
-  MutexLock lock(&state_->mu);
-  while (!ReadyLocked()) {
-    if (until == absl::InfiniteFuture()) {
-      state_->cv.Wait(&state_->mu);
-    } else if (state_->cv.WaitWithDeadline(&state_->mu, until)) {
-      break;
+  for (;;) {
+    {
+      MutexLock lock(&state_->mu);
+      for (;;) {
+        if (HasResultLocked()) return PopLocked();
+        const absl::Time now = absl::Now();
+        if (HedgeDueLocked(now)) break;
+        if (IdleLocked() || now >= until) return std::nullopt;
+        const absl::Time wake = std::min(until, HedgeAtLocked());
+        if (wake == absl::InfiniteFuture()) {
+          state_->cv.Wait(&state_->mu);
+        } else {
+          state_->cv.WaitWithDeadline(&state_->mu, wake);
+        }
+      }
     }
+    AskHeld();
   }
-  return PopLocked();
 }
 
 // ---------------------------------------------------------------------------

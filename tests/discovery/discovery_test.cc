@@ -287,6 +287,90 @@ TEST_F(DiscoveryTest, RaiseOnNoneThrowsWhenNoActorHasThatName) {
   });
 }
 
+// FindActor is a hedged lookup (docs/design.md#hedged-lookups): the
+// registrar of the last positive answer (else the first in the list) is
+// asked alone; another only after a miss, an error, a refused connection
+// or the hedge delay.
+TEST_F(DiscoveryTest, FindActorAsksASecondRegistrarOnlyWhenTheFirstFails) {
+  TempDir dir;
+  testing::FindRegistrar a(testing::FindRegistrar::Mode::kAnswer);
+  testing::FindRegistrar b(testing::FindRegistrar::Mode::kAnswer);
+  testing::FindRegistrar held(testing::FindRegistrar::Mode::kHold);
+  testing::FindRegistrar empty(testing::FindRegistrar::Mode::kAnswer);
+  const std::string down = dir.Sock("down.sock");  // nothing listens there
+  OpenRootActor({}, [&] {
+    OpenNursery([&](ActorNursery& an) {
+      const std::string uuid = an.StartActor("kid", kDisc).aid().uuid();
+      // The checks, in a function of their own so that a failed ASSERT
+      // still reaches the nursery's cancel.
+      [&] {
+        // Registered at boot, or on the next retry on a loaded machine.
+        std::vector<v1::Registration> registry;
+        ASSERT_TRUE(testing::WaitFor(
+            [&] {
+              registry = GetRegistry();
+              return Entry(registry, uuid) != nullptr;
+            },
+            absl::Seconds(5)));
+        const v1::Registration* kid = Entry(registry, uuid);
+        for (const std::string& addr : kid->addrs()) {
+          a.Add("kid", uuid, addr);
+          b.Add("kid", uuid, addr);
+        }
+        auto find = [&](const std::vector<std::string>& registrars) {
+          const absl::Time start = absl::Now();
+          auto p = FindActor("kid", registrars);
+          const absl::Duration took = absl::Now() - start;
+          EXPECT_TRUE(p.has_value());
+          if (p) {
+            EXPECT_EQ(p->aid().uuid(), uuid);
+          }
+          return took;
+        };
+        // Connections up (a first connection takes longer than the hedge
+        // delay), `a` last: it gave the last positive answer.
+        EXPECT_TRUE(QueryActor("kid", b.addr).has_value());
+        EXPECT_FALSE(QueryActor("kid", empty.addr).has_value());
+        EXPECT_TRUE(QueryActor("kid", a.addr).has_value());
+        // A miss on the first (neither `empty` nor `b` answered last): the
+        // other is asked at once.
+        const int empty0 = empty.finds(), a0 = a.finds(), b0 = b.finds();
+        EXPECT_LT(find({empty.addr, b.addr}), absl::Seconds(1));
+        EXPECT_EQ(empty.finds() - empty0, 1);
+        EXPECT_EQ(b.finds() - b0, 1);
+        EXPECT_EQ(a.finds() - a0, 0);
+        // Six lookups over {a, b} and {b, a}: `b` answered last, so it is
+        // asked first, alone. (A loaded machine may answer a lookup later
+        // than the hedge delay, which asks the other too: two such in six
+        // are allowed; asking both every time makes 12. Which registrar is
+        // asked first, and that the other is never asked when it answers,
+        // is asserted in process, by HedgedLookupTest.)
+        const int a1 = a.finds(), b1 = b.finds();
+        for (int i = 0; i < 6; ++i) {
+          find(i % 2 == 0 ? std::vector<std::string>{a.addr, b.addr}
+                          : std::vector<std::string>{b.addr, a.addr});
+        }
+        printf("Find requests for 6 lookups over two registrars: %d\n",
+               a.finds() - a1 + b.finds() - b1);
+        EXPECT_LE(a.finds() - a1 + b.finds() - b1, 6 + 2);
+        // A registrar that is down and asked first: no delay.
+        EXPECT_LT(find({down, a.addr}), absl::Seconds(1));
+        // One that holds the call (`a` answered last; it is not in the list):
+        // the hedge delay, and no more.
+        const int held0 = held.finds();
+        const absl::Duration took = find({held.addr, b.addr});
+        printf("FindActor with the first registrar holding the call: %.2f ms "
+               "(hedge delay now %.2f ms)\n",
+               absl::ToDoubleMilliseconds(took),
+               absl::ToDoubleMilliseconds(discovery::HedgeDelay()));
+        EXPECT_LT(took, discovery::kHedgeCeiling + absl::Milliseconds(500));
+        EXPECT_EQ(held.finds() - held0, 1);
+      }();
+      an.Cancel();
+    });
+  });
+}
+
 TEST_F(DiscoveryTest, QueryActorReturnsThePreferredAddressWithoutConnecting) {
   TempDir dir;
   OpenRootActor({}, [&] {

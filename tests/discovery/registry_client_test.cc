@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -262,6 +263,179 @@ TEST(LookupTest, WaitForAnswersWhenTheEntryAppears) {
   ASSERT_TRUE(r.has_value());
   ASSERT_TRUE(r->status.ok());
   EXPECT_EQ(r->registrations.size(), 1u);
+}
+
+// --- Hedged lookups ---------------------------------------------------------
+
+using tractor::testing::FindRegistrar;
+
+// Long enough that a lookup which waited for it would miss every bound
+// below: the hedge must not be what lets these lookups finish.
+constexpr absl::Duration kNeverHedge = absl::Seconds(30);
+
+// Pops answers until a positive one, or nullopt when every registrar
+// answered without an entry.
+std::optional<LookupResult> FirstPositive(Lookup& lookup, absl::Time until) {
+  for (;;) {
+    std::optional<LookupResult> r = lookup.Next(until);
+    if (!r.has_value()) return r;
+    if (r->status.ok() && !r->registrations.empty()) return r;
+  }
+}
+
+TEST(HedgedLookupTest, ThePreferredRegistrarAnswersAloneAndIsRemembered) {
+  FindRegistrar a(FindRegistrar::Mode::kAnswer);
+  FindRegistrar b(FindRegistrar::Mode::kAnswer);
+  a.Add("x", "x-uuid", "127.0.0.1:7777");
+  b.Add("x", "x-uuid", "127.0.0.1:7777");
+  const std::vector<Address> ab = {Parse(a.addr), Parse(b.addr)};
+  const absl::Time start = absl::Now();
+  {
+    Lookup lookup(ab, "x", Lookup::Mode::kFind,
+                  absl::Now() + absl::Seconds(5),
+                  Lookup::Hedge{.first = 0, .delay = kNeverHedge});
+    auto r = FirstPositive(lookup, absl::Now() + absl::Seconds(5));
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->index, 0u);
+  }
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_EQ(a.finds(), 1);
+  EXPECT_EQ(b.finds(), 0) << "the second registrar was asked although the "
+                             "first answered with an entry";
+  // `a` gave this process's last positive answer: it is asked first
+  // wherever it is in the list.
+  const std::vector<Address> ba = {Parse(b.addr), Parse(a.addr)};
+  EXPECT_EQ(PreferredRegistrar(ba), 1u);
+  EXPECT_EQ(PreferredRegistrar({Parse(b.addr)}), 0u);
+  {
+    Lookup lookup(ba, "x", Lookup::Mode::kFind,
+                  absl::Now() + absl::Seconds(5),
+                  Lookup::Hedge{.first = PreferredRegistrar(ba),
+                                .delay = kNeverHedge});
+    auto r = FirstPositive(lookup, absl::Now() + absl::Seconds(5));
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->index, 1u);
+  }
+  EXPECT_EQ(a.finds(), 2);
+  EXPECT_EQ(b.finds(), 0);
+}
+
+TEST(HedgedLookupTest, AMissOnTheFirstAsksTheOthersAtOnce) {
+  FindRegistrar a(FindRegistrar::Mode::kAnswer);  // no entry
+  FindRegistrar b(FindRegistrar::Mode::kAnswer);
+  FindRegistrar c(FindRegistrar::Mode::kAnswer);
+  c.Add("x", "x-uuid", "127.0.0.1:7777");
+  const absl::Time start = absl::Now();
+  Lookup lookup({Parse(a.addr), Parse(b.addr), Parse(c.addr)}, "x",
+                Lookup::Mode::kFind, absl::Now() + absl::Seconds(5),
+                Lookup::Hedge{.first = 0, .delay = kNeverHedge});
+  auto r = FirstPositive(lookup, absl::Now() + absl::Seconds(5));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->index, 2u);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_EQ(a.finds(), 1);
+  EXPECT_EQ(c.finds(), 1);
+  // Both others were asked together: `b` answers too (a miss).
+  EXPECT_TRUE(b.WaitForFinds(1, absl::Seconds(5)));
+}
+
+TEST(HedgedLookupTest, ADownFirstRegistrarCostsNoHedgeDelay) {
+  TempDir dir;
+  FindRegistrar b(FindRegistrar::Mode::kAnswer);
+  b.Add("x", "x-uuid", "127.0.0.1:7777");
+  // Nothing listens at either address: a unix socket without its file, a
+  // refused TCP port.
+  for (const std::string& down :
+       {dir.Sock("down.sock"), absl::StrCat("127.0.0.1:", ClosedPort())}) {
+    // Twice: with the channel idle, then with the channel known to be
+    // failing (answered without an RPC).
+    for (int round = 0; round < 2; ++round) {
+      const absl::Time start = absl::Now();
+      Lookup lookup({Parse(down), Parse(b.addr)}, "x", Lookup::Mode::kFind,
+                    absl::Now() + absl::Seconds(5),
+                    Lookup::Hedge{.first = 0, .delay = kNeverHedge});
+      auto first = lookup.Next(absl::Now() + absl::Seconds(5));
+      ASSERT_TRUE(first.has_value()) << down;
+      // The down registrar's answer (queued first) or the entry.
+      std::optional<LookupResult> r = first;
+      if (r->registrations.empty()) {
+        EXPECT_FALSE(r->status.ok()) << down;
+        r = FirstPositive(lookup, absl::Now() + absl::Seconds(5));
+      }
+      ASSERT_TRUE(r.has_value()) << down;
+      EXPECT_EQ(r->index, 1u);
+      EXPECT_LT(absl::Now() - start, absl::Seconds(5)) << down;
+    }
+  }
+}
+
+TEST(HedgedLookupTest, ASilentFirstRegistrarDelaysTheLookupByTheHedgeDelay) {
+  FindRegistrar held(FindRegistrar::Mode::kHold);
+  FindRegistrar b(FindRegistrar::Mode::kAnswer);
+  b.Add("x", "x-uuid", "127.0.0.1:7777");
+  // Connections ready, so that the hedge delay is all the lookup waits for.
+  {
+    Lookup warm({Parse(b.addr)}, "x", Lookup::Mode::kFind,
+                absl::Now() + absl::Seconds(5));
+    ASSERT_TRUE(FirstPositive(warm, absl::Now() + absl::Seconds(5)));
+  }
+  const std::vector<Address> list = {Parse(held.addr), Parse(b.addr)};
+  // An explicit delay, long enough to see, and the delay FindActor uses.
+  for (const absl::Duration delay : {absl::Milliseconds(300), HedgeDelay()}) {
+    const absl::Time start = absl::Now();
+    Lookup lookup(list, "x", Lookup::Mode::kFind,
+                  absl::Now() + absl::Seconds(5),
+                  Lookup::Hedge{.first = 0, .delay = delay});
+    auto r = FirstPositive(lookup, absl::Now() + absl::Seconds(5));
+    const absl::Duration took = absl::Now() - start;
+    printf("hedge delay %.2f ms: lookup with the first registrar silent "
+           "took %.2f ms\n",
+           absl::ToDoubleMilliseconds(delay), absl::ToDoubleMilliseconds(took));
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->index, 1u);
+    EXPECT_GE(took, delay);
+    EXPECT_LT(took, delay + absl::Milliseconds(500));
+  }
+  EXPECT_EQ(held.finds(), 2);
+  EXPECT_GE(HedgeDelay(), kHedgeFloor);
+  EXPECT_LE(HedgeDelay(), kHedgeCeiling);
+}
+
+TEST(HedgedLookupTest, ThePositiveFirstAnswerIsNotTheLastWhenTheCallerWantsMore) {
+  FindRegistrar a(FindRegistrar::Mode::kAnswer);
+  FindRegistrar b(FindRegistrar::Mode::kAnswer);
+  a.Add("x", "x-uuid", "127.0.0.1:7777");
+  b.Add("x", "x-uuid-2", "127.0.0.1:7778");
+  const absl::Time start = absl::Now();
+  Lookup lookup({Parse(a.addr), Parse(b.addr)}, "x", Lookup::Mode::kFind,
+                absl::Now() + absl::Seconds(5),
+                Lookup::Hedge{.first = 0, .delay = kNeverHedge});
+  auto first = lookup.Next(absl::Now() + absl::Seconds(5));
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->index, 0u);
+  // The entry turned out stale, say: the held registrar is asked now.
+  auto second = lookup.Next(absl::Now() + absl::Seconds(5));
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->index, 1u);
+  ASSERT_EQ(second->registrations.size(), 1u);
+  EXPECT_EQ(second->registrations[0].aid().uuid(), "x-uuid-2");
+  EXPECT_FALSE(lookup.Next(absl::Now() + absl::Seconds(5)).has_value());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+TEST(HedgedLookupTest, HeldRegistrarsAreNeverAskedOnceTheLookupIsGone) {
+  FindRegistrar held(FindRegistrar::Mode::kHold);
+  FindRegistrar b(FindRegistrar::Mode::kAnswer);
+  {
+    Lookup lookup({Parse(held.addr), Parse(b.addr)}, "x", Lookup::Mode::kFind,
+                  absl::Now() + absl::Seconds(5),
+                  Lookup::Hedge{.first = 0, .delay = absl::Milliseconds(50)});
+    ASSERT_TRUE(held.WaitForFinds(1, absl::Seconds(5)));
+  }
+  // The destructor cancelled the held call; its CANCELLED answer, a
+  // negative one, must not release the held registrar either.
+  EXPECT_FALSE(b.WaitForFinds(1, absl::Milliseconds(500)))
+      << "a registrar was asked after its lookup was destroyed";
 }
 
 TEST(CheckActorAtTest, OnlyRefusalOrAnotherServerIsEvidenceOfAGoneActor) {

@@ -1397,9 +1397,10 @@ std::vector<Row> MeasureLookup(Env& env, ActorNursery& an) {
   SetStats(row, raw, ours3, true);
   row.note = absl::StrCat(
       "raw: sync unary Registrar.Find on one registrar; ours: FindActor(\"",
-      name, "\") over {down, A, B}: Find on all three at once, the first "
-      "positive answer wins, then Portal::Connect (Info round trip) to the "
-      "actor; A and B are RegistrarService on their own gRPC server, each in "
+      name, "\") over {down, A, B}, hedged: Find on the registrar of the "
+      "last positive answer (A) alone, the others after a miss, an error, a "
+      "failing channel or the hedge delay (1-5 ms), then Portal::Connect "
+      "(Info round trip unless already verified) to the actor; A and B are RegistrarService on their own gRPC server, each in "
       "a child actor process; nothing listens on the down address");
   Row live{.id = "9.live", .name = "lookup: FindActor, 2 live registrars (ref)",
            .unit = "us"};

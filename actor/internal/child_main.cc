@@ -46,7 +46,9 @@ int ChildMain(const v1::SpawnSpec& spec) {
   if (spec.crash_fd() > 0) fcntl(spec.crash_fd(), F_SETFD, FD_CLOEXEC);
   devx::SetProcessLabel(absl::StrCat("actor '", spec.aid().name(), "' ",
                                      spec.aid().uuid().substr(0, 8)));
-  devx::InstallCrashHandler(spec.crash_fd() > 0 ? spec.crash_fd() : -1);
+  // Prepared by the connector thread below, while this one boots.
+  devx::InstallCrashHandler(spec.crash_fd() > 0 ? spec.crash_fd() : -1,
+                            devx::CrashHandlerPreparation::kByCaller);
   devx::InstallStackDumpOnSignal();
   ApplyLogLevel(spec.loglevel());
   // SIGINT goes to the whole foreground process group on ctrl-c; the root
@@ -69,8 +71,8 @@ int ChildMain(const v1::SpawnSpec& spec) {
   // the parent is with this child).
   //
   // The boot's connections, to the parent's link server and to each
-  // registrar, are opened on a thread of their own while this one starts
-  // the actor's server: their TCP and HTTP/2 handshakes, and gRPC's
+  // registrar, are opened on a thread of their own (which then prepares the
+  // crash handler) while this one starts the actor's server: their TCP and HTTP/2 handshakes, and gRPC's
   // client-side setup on a process's first channel, overlap the server's
   // start instead of following it. The registrar channels are the
   // process's shared ones, which the registration uses. The thread keeps
@@ -99,6 +101,9 @@ int ChildMain(const v1::SpawnSpec& spec) {
         discovery::RegistrarChannel(*addr)->GetState(/*try_to_connect=*/true);
       }
     }
+    // Then, while the handshakes travel, the crash handler's preparation
+    // (mostly file reads), also off the boot's path.
+    devx::PrepareCrashHandler();
   });
   // Joined once the runtime started (or failed to), and on every return.
   struct Joiner {

@@ -166,14 +166,12 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
   ps->aid = entry->aid;
   {
     MutexLock lk(&proc->mu);
-    std::vector<discovery::Address> child_addrs;
-    for (const auto& a : proc->accept_addrs) {
-      if (auto p = discovery::Address::Parse(a); p.ok()) child_addrs.push_back(*p);
-    }
-    auto pick = discovery::PreferAddress(child_addrs);
-    ps->addr = !proc->local_addr.empty() ? proc->local_addr
-               : pick                    ? pick->ToString()
-                                         : proc->accept_addrs.at(0);
+    ps->addr = proc->portal_addr;
+  }
+  if (ps->addr.empty()) {
+    TearDownChild(*entry->proc, Portal(), entry->aid, /*hard_kill=*/true);
+    throw RuntimeFailure(absl::StrCat("child actor '", name,
+                                      "' linked back without an address"));
   }
   ps->aid.set_pid(proc->pid);
   ps->channel = rt.ChannelTo(ps->addr);

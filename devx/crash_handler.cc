@@ -54,6 +54,12 @@ DebugObject g_objects[kMaxObjects];
 int g_num_objects = 0;
 char g_addr2line[64];  // full path, or empty when not installed
 std::atomic<int> g_crash_fd{-1};
+// Set (release) once PrepareCrashHandler is done: g_objects, g_num_objects
+// and g_addr2line are then written for good.
+std::atomic<bool> g_prepared{false};
+// The thread running PrepareCrashHandler (0: none), which must not wait
+// for itself.
+std::atomic<long> g_preparing_tid{0};
 char g_label[256];
 std::atomic<int> g_crashing{0};
 // The report is built here: nothing is allocated in the handler.
@@ -217,13 +223,26 @@ void OnFatal(int sig, siginfo_t* info, void*) {
     out.Put("\nCrashing ");
     signal_safe::PutSelfLabel(out);
     out.Put(":\n");
+    // A signal during the preparation waits for it (at most 2 s), except
+    // on the thread doing it.
+    const long tid = syscall(SYS_gettid);
+    for (int waited_ms = 0; waited_ms < 2000; ++waited_ms) {
+      const long preparing = g_preparing_tid.load();
+      if (g_prepared.load(std::memory_order_acquire) || preparing == 0 ||
+          preparing == tid) {
+        break;
+      }
+      struct timespec ms = {0, 1000000};
+      nanosleep(&ms, nullptr);
+    }
+    const bool prepared = g_prepared.load(std::memory_order_acquire);
     void* frames[kMaxFrames];
     // Skip this handler and the signal trampoline: frame #0 is where the
     // signal struck.
     const int n = CaptureStack(frames, kMaxFrames, 2);
     signal_safe::PutFrames(out, frames, n);
     bool any_debug = false;
-    for (int i = 0; i < n; ++i) {
+    for (int i = 0; prepared && i < n; ++i) {
       if (ObjectOf(reinterpret_cast<uintptr_t>(frames[i]) - 1) != nullptr) {
         any_debug = true;
       }
@@ -280,11 +299,21 @@ std::string Demangle(const char* name) {
 
 }  // namespace
 
-void InstallCrashHandler(int crash_fd) {
+void PrepareCrashHandler() {
   static std::once_flag once;
   std::call_once(once, [] {
+    g_preparing_tid.store(syscall(SYS_gettid));
     WarmUp();
     RecordDebugObjects();
+    g_prepared.store(true, std::memory_order_release);
+    g_preparing_tid.store(0);
+  });
+}
+
+void InstallCrashHandler(int crash_fd, CrashHandlerPreparation preparation) {
+  if (preparation == CrashHandlerPreparation::kNow) PrepareCrashHandler();
+  static std::once_flag once;
+  std::call_once(once, [] {
     // The crashing thread may be out of stack (a runaway recursion): the
     // handler of the thread that installs runs on an alternate stack.
     static char alt[1 << 16];
@@ -324,10 +353,12 @@ std::string StackReport() {
 void InstallStackDumpOnSignal() {
   static std::once_flag once;
   std::call_once(once, [] {
-    WarmUp();
     sem_init(&g_dump_sem, 0, 0);
     std::thread([] {
       pthread_setname_np(pthread_self(), "tr-stackdump");
+      // Here rather than in the caller: the caller may be booting. A
+      // SIGUSR1 that comes first is counted and answered after it.
+      WarmUp();
       for (;;) {
         while (sem_wait(&g_dump_sem) != 0 && errno == EINTR) {
         }

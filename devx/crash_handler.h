@@ -23,12 +23,31 @@
 
 namespace tractor::devx {
 
+// When the crash handler does its preparation: loading the unwinder and
+// the symbolizer, and finding which loaded binaries carry debug
+// information (a few milliseconds, mostly file reads).
+enum class CrashHandlerPreparation {
+  kNow,       // before InstallCrashHandler returns
+  kByCaller,  // when the caller calls PrepareCrashHandler, on any thread
+};
+
 // Installs the fatal-signal handler for the whole process (idempotent; a
 // later call with `crash_fd >= 0` sets the crash pipe). The report also
 // goes to `crash_fd` when it is >= 0; the handler never blocks on it (the
 // descriptor is made non-blocking; a report that does not fit is cut).
-// Thread-safe.
-void InstallCrashHandler(int crash_fd = -1);
+// With `kByCaller` the handler is installed at once and the caller runs
+// PrepareCrashHandler soon after, e.g. on a thread of its own while it
+// does other work. A fatal signal while the preparation runs waits for it
+// (at most 2 s; not on the thread preparing); a report written without
+// the preparation (a signal before it started, or on its thread) has no
+// source lines, and its unwinder is loaded in the handler. Thread-safe.
+void InstallCrashHandler(
+    int crash_fd = -1,
+    CrashHandlerPreparation preparation = CrashHandlerPreparation::kNow);
+
+// The crash handler's preparation (see CrashHandlerPreparation).
+// Idempotent; thread-safe; returns once it is done.
+void PrepareCrashHandler();
 
 // Names the process in crash reports and stack dumps ("actor 'worker'
 // 1a2b3c4d pid 1234"). Thread-safe; call before other threads crash.

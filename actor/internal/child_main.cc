@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -26,6 +27,7 @@
 #include "discovery/channel.h"
 #include "discovery/credentials.h"
 #include "discovery/mutex.h"
+#include "discovery/registry_client.h"
 #include "glog/logging.h"
 #include "tractor/v1/actor.grpc.pb.h"
 #include "discovery/thread_name.h"
@@ -44,7 +46,9 @@ int ChildMain(const v1::SpawnSpec& spec) {
   if (spec.crash_fd() > 0) fcntl(spec.crash_fd(), F_SETFD, FD_CLOEXEC);
   devx::SetProcessLabel(absl::StrCat("actor '", spec.aid().name(), "' ",
                                      spec.aid().uuid().substr(0, 8)));
-  devx::InstallCrashHandler(spec.crash_fd() > 0 ? spec.crash_fd() : -1);
+  // Prepared by the connector thread below, while this one boots.
+  devx::InstallCrashHandler(spec.crash_fd() > 0 ? spec.crash_fd() : -1,
+                            devx::CrashHandlerPreparation::kByCaller);
   devx::InstallStackDumpOnSignal();
   ApplyLogLevel(spec.loglevel());
   // SIGINT goes to the whole foreground process group on ctrl-c; the root
@@ -61,6 +65,53 @@ int ChildMain(const v1::SpawnSpec& spec) {
     return 1;
   }
   discovery::InstallSecurity({*std::move(tls), spec.mesh_secret()});
+
+  // Link to the parent: on its link server, through a connection of the
+  // link's own (discovery::LinkChannelArgs: as patient with the parent as
+  // the parent is with this child).
+  //
+  // The boot's connections, to the parent's link server and to each
+  // registrar, are opened on a thread of their own (which then prepares the
+  // crash handler) while this one starts the actor's server: their TCP and HTTP/2 handshakes, and gRPC's
+  // client-side setup on a process's first channel, overlap the server's
+  // start instead of following it. The registrar channels are the
+  // process's shared ones, which the registration uses. The thread keeps
+  // the actor's name: a gRPC thread it starts inherits that name, as it
+  // would from this thread.
+  std::shared_ptr<grpc::Channel> channel;  // written by `connector`
+  std::string linked_at = spec.parent_addr();
+  std::optional<discovery::Address> link_addr;
+  if (auto parsed = discovery::Address::Parse(spec.link_addr()); parsed.ok()) {
+    link_addr = *std::move(parsed);
+    linked_at = spec.link_addr();
+  }
+  std::thread connector([&spec, &link_addr, &channel] {
+    if (link_addr) {
+      grpc::ChannelArguments args = discovery::LinkChannelArgs(
+          spec.hang_timeout_ms(),
+          // In debug mode the parent may be stopped in a debugger: no pings.
+          /*keepalive=*/!spec.debug_mode());
+      channel = grpc::CreateCustomChannel(
+          link_addr->GrpcTarget(), discovery::ProcessChannelCredentials(),
+          args);
+      channel->GetState(/*try_to_connect=*/true);
+    }
+    for (const std::string& r : spec.registry_addrs()) {
+      if (auto addr = discovery::Address::Parse(r); addr.ok()) {
+        discovery::RegistrarChannel(*addr)->GetState(/*try_to_connect=*/true);
+      }
+    }
+    // Then, while the handshakes travel, the crash handler's preparation
+    // (mostly file reads), also off the boot's path.
+    devx::PrepareCrashHandler();
+  });
+  // Joined once the runtime started (or failed to), and on every return.
+  struct Joiner {
+    std::thread& thread;
+    ~Joiner() {
+      if (thread.joinable()) thread.join();
+    }
+  } join_connector{connector};
 
   Runtime::Config config;
   config.self = spec.aid();
@@ -88,29 +139,13 @@ int ChildMain(const v1::SpawnSpec& spec) {
                << e.what();
     return 1;
   }
+  connector.join();
   // Lives until the process ends (with _exit below), or is joined when
   // ChildMain returns early.
   SigtermWatch sigterm([r = rt.get()] { r->RequestExit("SIGTERM"); });
 
-  // Link to the parent: on its link server, through a connection of the
-  // link's own (discovery::LinkChannelArgs: as patient with the parent as
-  // the parent is with this child).
-  std::shared_ptr<grpc::Channel> channel;
-  std::string linked_at = spec.parent_addr();
+  if (!channel) channel = rt->ChannelTo(spec.parent_addr());
   const absl::Time link_start = absl::Now();
-  if (auto link_addr = discovery::Address::Parse(spec.link_addr());
-      link_addr.ok()) {
-    grpc::ChannelArguments args = discovery::LinkChannelArgs(
-        spec.hang_timeout_ms(),
-        // In debug mode the parent may be stopped in a debugger: no pings.
-        /*keepalive=*/!spec.debug_mode());
-    linked_at = spec.link_addr();
-    channel = grpc::CreateCustomChannel(link_addr->GrpcTarget(),
-                                        discovery::ProcessChannelCredentials(),
-                                        args);
-  } else {
-    channel = rt->ChannelTo(spec.parent_addr());
-  }
   auto stub = v1::Actor::NewStub(channel);
   grpc::ClientContext link_ctx;
   auto link = stub->Link(&link_ctx);

@@ -43,6 +43,9 @@ struct ChildProc {
   std::vector<std::string> accept_addrs ABSL_GUARDED_BY(mu);
   // The child's same-host socket, when it runs on this host; else empty.
   std::string local_addr ABSL_GUARDED_BY(mu);
+  // Where this actor's portal to the child connects: its same-host socket
+  // when it has one, else its preferred accept address; set when it links.
+  std::string portal_addr ABSL_GUARDED_BY(mu);
   std::string boot_error ABSL_GUARDED_BY(mu);
   // What the child's crash handler wrote before it died (set with `exited`).
   std::string crash_report ABSL_GUARDED_BY(mu);

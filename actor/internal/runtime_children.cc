@@ -92,6 +92,7 @@ std::shared_ptr<ChildProc> Runtime::OnChildLinked(const v1::LinkHello& hello,
     proc = it->second;
     child_aids_[hello.aid().uuid()] = hello.aid();
   }
+  std::string portal_addr;
   {
     MutexLock lk(&proc->mu);
     proc->linked = true;
@@ -100,6 +101,25 @@ std::shared_ptr<ChildProc> Runtime::OnChildLinked(const v1::LinkHello& hello,
     if (hello.host_id() == discovery::HostId()) {
       proc->local_addr = hello.local_addr();
     }
+    if (!proc->local_addr.empty()) {
+      proc->portal_addr = proc->local_addr;
+    } else {
+      std::vector<discovery::Address> addrs;
+      for (const auto& a : proc->accept_addrs) {
+        if (auto p = discovery::Address::Parse(a); p.ok()) addrs.push_back(*p);
+      }
+      auto pick = discovery::PreferAddress(addrs);
+      proc->portal_addr = pick                        ? pick->ToString()
+                          : proc->accept_addrs.empty() ? std::string()
+                                                       : proc->accept_addrs[0];
+    }
+    portal_addr = proc->portal_addr;
+  }
+  // The connection the parent's portal will use is opened now, while
+  // `StartActor` wakes up and the link's answer travels, so that the first
+  // call does not wait for its TCP and HTTP/2 handshakes.
+  if (!portal_addr.empty()) {
+    ChannelTo(portal_addr)->GetState(/*try_to_connect=*/true);
   }
   proc->cv.SignalAll();
   return proc;

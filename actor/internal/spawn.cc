@@ -2,6 +2,8 @@
 #include "actor/internal/spawn.h"
 
 #include <fcntl.h>
+#include <sched.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -25,11 +27,27 @@
 
 extern char** environ;
 
+// Under the sanitizers the child is forked: their instrumented code would
+// run in a child that shares the parent's memory and shadow state.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+#define TRACTOR_SPAWN_WITH_FORK 1
+#endif
+#endif
+#if !defined(TRACTOR_SPAWN_WITH_FORK) && defined(__SANITIZE_ADDRESS__)
+#define TRACTOR_SPAWN_WITH_FORK 1
+#endif
+#ifndef TRACTOR_SPAWN_WITH_FORK
+#define TRACTOR_SPAWN_WITH_FORK 0
+#endif
+
 namespace tractor::internal {
 namespace {
 
-// fork+exec runs on one long-lived thread: PR_SET_PDEATHSIG fires when the
-// forking *thread* exits, so it must not be a short-lived task thread.
+// Children are created (then exec) on one long-lived thread:
+// PR_SET_PDEATHSIG fires when the creating *thread* exits, so it must not
+// be a short-lived task thread.
 //
 // The spawner is process-wide and never destroyed (`GetSpawner`); it owns
 // its thread, which runs for the whole process and is never joined.
@@ -81,28 +99,73 @@ class Spawner {
     }
   }
 
+  // What the child needs between its creation and its exec.
+  struct ChildArgs {
+    char* const* argv;
+    char* const* envp;
+    int inherit_fd;
+    pid_t parent;
+  };
+
+  // The child, until exec: async-signal-safe calls only. Where it shares
+  // the spawner's memory (see DoSpawn) it writes nothing but its own stack.
+  static int ChildEntry(void* p) {
+    const ChildArgs& args = *static_cast<const ChildArgs*>(p);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != args.parent) _exit(1);
+    if (args.inherit_fd >= 0) fcntl(args.inherit_fd, F_SETFD, 0);
+    // The parent's signal handlers are the parent's code: a signal that
+    // arrives before the exec gets the default action instead.
+    for (int sig = 1; sig < NSIG; ++sig) {
+      struct sigaction sa;
+      if (sigaction(sig, nullptr, &sa) != 0 || sa.sa_handler == SIG_DFL ||
+          sa.sa_handler == SIG_IGN) {
+        continue;
+      }
+      sa = {};
+      sa.sa_handler = SIG_DFL;
+      sigaction(sig, &sa, nullptr);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    execve("/proc/self/exe", args.argv, args.envp);
+    _exit(127);
+  }
+
   static void DoSpawn(Request& req) {
     std::vector<char*> envp;
     for (auto& e : req.env) envp.push_back(e.data());
     envp.push_back(nullptr);
-    char exe[] = "/proc/self/exe";
     std::string self_path = "tractor-actor";
     char* argv[] = {self_path.data(), nullptr};
-    pid_t parent = getpid();
+    const ChildArgs args{argv, envp.data(), req.inherit_fd, getpid()};
+    // Every signal stays blocked in this thread until the child has
+    // exec'd, so that no handler of this process runs in the child; the
+    // child resets the handlers, then unblocks.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+#if TRACTOR_SPAWN_WITH_FORK
     pid_t pid = fork();
-    if (pid == 0) {
-      // Async-signal-safe calls only until exec.
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(1);
-      if (req.inherit_fd >= 0) fcntl(req.inherit_fd, F_SETFD, 0);
-      sigset_t all;
-      sigemptyset(&all);
-      sigprocmask(SIG_SETMASK, &all, nullptr);
-      execve(exe, argv, envp.data());
-      _exit(127);
-    }
+    if (pid == 0) ChildEntry(const_cast<ChildArgs*>(&args));
+#else
+    // The child shares this process's memory until its exec, and this
+    // thread waits until then (CLONE_VM | CLONE_VFORK, as posix_spawn
+    // does): a fork would first copy the page tables of the whole process,
+    // which for a parent with many threads and a large heap costs
+    // milliseconds per spawn, and the exec would then tear the copy down.
+    // The child's stack is reserved for this thread, which spawns one
+    // child at a time.
+    alignas(64) static char child_stack[64 * 1024];
+    pid_t pid = clone(ChildEntry, child_stack + sizeof child_stack,
+                      CLONE_VM | CLONE_VFORK | SIGCHLD,
+                      const_cast<ChildArgs*>(&args));
+#endif
+    const int err = errno;
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
     req.pid = pid;
-    req.err = pid < 0 ? errno : 0;
+    req.err = pid < 0 ? err : 0;
   }
 
   Mutex mu_;

@@ -129,9 +129,17 @@ __attribute__((noinline)) void WriteThroughNull(int* volatile p) {
 }
 constexpr int kSegvLine = __LINE__ - 2;
 
+// How CrashInChild's process prepares its crash handler.
+enum class Prep {
+  kAtInstall,       // InstallCrashHandler(fd) prepares before returning
+  kOnThread,        // kByCaller, then PrepareCrashHandler on another thread
+  kNever,           // kByCaller, and nobody prepares
+};
+
 // Forks a process that installs the crash handler with a crash pipe and
 // then runs `crash`; returns what the pipe received and the wait status.
-std::string CrashInChild(void (*crash)(), int* status) {
+std::string CrashInChild(void (*crash)(), int* status,
+                         Prep prep = Prep::kAtInstall) {
   int fds[2];
   EXPECT_EQ(pipe(fds), 0);
   pid_t pid = fork();
@@ -139,7 +147,12 @@ std::string CrashInChild(void (*crash)(), int* status) {
     close(fds[0]);
     int devnull = open("/dev/null", O_WRONLY);
     dup2(devnull, 2);  // keep the test's output readable
-    InstallCrashHandler(fds[1]);
+    if (prep == Prep::kAtInstall) {
+      InstallCrashHandler(fds[1]);
+    } else {
+      InstallCrashHandler(fds[1], CrashHandlerPreparation::kByCaller);
+    }
+    if (prep == Prep::kOnThread) std::thread(PrepareCrashHandler).join();
     SetProcessLabel("actor 'crasher' 0123abcd");
     std::thread other([] {
       TaskLabel label("task 'demo:idle' cid 9 for 'root'");
@@ -176,6 +189,38 @@ TEST(CrashHandlerTest, SegfaultWritesSignalStacksAndSourceLineThenDies) {
   // The other thread, with its task label.
   EXPECT_TRUE(absl::StrContains(report, "(task 'demo:idle' cid 9 for 'root')"))
       << report;
+  EXPECT_TRUE(absl::StrContains(report, "*** end of crash report")) << report;
+}
+
+// A handler installed first and prepared by another thread afterwards (a
+// child actor's boot) reports like one prepared at install.
+TEST(CrashHandlerTest, HandlerPreparedOnAnotherThreadReportsTheSourceLine) {
+  int status = 0;
+  const std::string report = CrashInChild([] { WriteThroughNull(nullptr); },
+                                          &status, Prep::kOnThread);
+  ASSERT_TRUE(WIFSIGNALED(status)) << status;
+  EXPECT_EQ(WTERMSIG(status), SIGSEGV);
+  EXPECT_TRUE(absl::StrContains(report, "fatal signal SIGSEGV (11) in actor "
+                                        "'crasher' 0123abcd"))
+      << report;
+  EXPECT_TRUE(absl::StrContains(
+      report, "tests/devx/stack_test.cc:" + std::to_string(kSegvLine)))
+      << report;
+  EXPECT_TRUE(absl::StrContains(report, "*** end of crash report")) << report;
+}
+
+// A crash before any preparation still gets a report (without waiting:
+// nobody is preparing) and the process still dies by its signal.
+TEST(CrashHandlerTest, HandlerNeverPreparedStillReportsAndDies) {
+  int status = 0;
+  const std::string report = CrashInChild([] { WriteThroughNull(nullptr); },
+                                          &status, Prep::kNever);
+  ASSERT_TRUE(WIFSIGNALED(status)) << status;
+  EXPECT_EQ(WTERMSIG(status), SIGSEGV);
+  EXPECT_TRUE(absl::StrContains(report, "fatal signal SIGSEGV (11) in actor "
+                                        "'crasher' 0123abcd"))
+      << report;
+  EXPECT_TRUE(absl::StrContains(report, "WriteThroughNull")) << report;
   EXPECT_TRUE(absl::StrContains(report, "*** end of crash report")) << report;
 }
 

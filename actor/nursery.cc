@@ -135,7 +135,7 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
     ok = Wait(
         proc->cv, proc->mu,
         [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(proc->mu) {
-          return proc->linked || proc->exited;
+          return proc->link_confirmed || proc->link_lost || proc->exited;
         },
         absl::Now() + spawn_timeout);
   } catch (...) {
@@ -148,7 +148,9 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
     if (!ok) {
       failure = absl::StrCat("did not link back within ",
                              absl::FormatDuration(spawn_timeout));
-    } else if (!proc->linked) {
+    } else if (proc->linked && !proc->link_confirmed && !proc->exited) {
+      failure = "lost its link to this actor before the link was confirmed";
+    } else if (!proc->link_confirmed) {
       failure = absl::StrCat("exited during boot with status ",
                              WIFEXITED(proc->wait_status)
                                  ? WEXITSTATUS(proc->wait_status)

@@ -84,7 +84,15 @@ class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
     }
     StartRead(&in_);
   }
-  void OnWriteDone(bool) override {}
+  void OnWriteDone(bool ok) override {
+    // The only write is the answer to the hello.
+    if (!ok || !child_) return;
+    {
+      MutexLock lk(&child_->mu);
+      child_->link_confirmed = true;
+    }
+    child_->cv.SignalAll();
+  }
   void OnCancel() override { Lost(); }
   void OnDone() override { delete this; }
 

@@ -31,6 +31,10 @@ struct ChildProc {
   bool exited ABSL_GUARDED_BY(mu) = false;
   int wait_status ABSL_GUARDED_BY(mu) = 0;
   bool linked ABSL_GUARDED_BY(mu) = false;
+  // The parent's answer to the child's hello (`accepted`) was written: the
+  // child gets it even if this process stops right after. The spawn is
+  // complete only then.
+  bool link_confirmed ABSL_GUARDED_BY(mu) = false;
   bool link_lost ABSL_GUARDED_BY(mu) = false;
   // The child said it is exiting on purpose (`LinkBye`) before its link
   // ended.

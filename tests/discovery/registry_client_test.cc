@@ -128,15 +128,17 @@ TEST(RegistrantTest, RegistersRefreshesBeyondTheLeaseAndUnregistersOnStop) {
   o.aid = MakeAid("worker");
   o.addrs = {"127.0.0.1:5555", dir.Sock("worker.sock")};
   o.registrars = {Parse(reg.addr)};
-  o.lease = absl::Milliseconds(600);
+  // Refreshed every third of the lease: a lease of 1.2 s leaves a refresh
+  // 800 ms of scheduling delay on a loaded machine before the entry lapses.
+  o.lease = absl::Milliseconds(1200);
   Registrant r(o);
   ASSERT_EQ(r.Start(), 1u);
   auto found = reg.service->Lookup("worker");
   ASSERT_EQ(found.size(), 1u);
   EXPECT_EQ(found[0].addrs_size(), 2);  // the registrar is local: unix too
-  EXPECT_EQ(found[0].lease_ms(), 600u);
+  EXPECT_EQ(found[0].lease_ms(), 1200u);
   // Three leases later the entry is still there: it was refreshed.
-  const absl::Time until = absl::Now() + absl::Milliseconds(1800);
+  const absl::Time until = absl::Now() + absl::Milliseconds(3600);
   while (absl::Now() < until) {
     ASSERT_TRUE(reg.Has("worker")) << "the lease ran out: no refresh";
     absl::SleepFor(absl::Milliseconds(50));

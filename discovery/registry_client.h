@@ -74,8 +74,9 @@ inline constexpr absl::Duration kProbeConnectTimeout = absl::Milliseconds(200);
 // Probes every address concurrently: a plain socket connect, given at most
 // `kProbeConnectTimeout`, tells absent (refused, or silent) from listening;
 // a listener then gets `Registrar.Hello` with a `kProbeAttemptTimeout`
-// deadline, retried once on a timeout while `budget` lasts. Returns one
-// result per address, in order. Blocks at most about `budget`, and at most
+// deadline, retried once on a timeout while `budget` lasts (both scaled by
+// `ScaleTimeout`, discovery/listen.h). Returns one result per address, in
+// order. Blocks at most about `budget`, and at most
 // about `kProbeConnectTimeout` when every address is a registrar that
 // answers, refuses, or is silent. Thread-safe.
 std::vector<ProbeResult> ProbeRegistryAddrs(

@@ -337,7 +337,14 @@ absl::StatusOr<Address> Address::MakeTcp(absl::string_view host, int port) {
     return Address(Kind::kTcp4, *std::move(v4), port, "");
   }
   if (IsDnsName(host)) {
-    return Address(Kind::kTcp4, absl::AsciiStrToLower(host), port, "");
+    std::string name = absl::AsciiStrToLower(host);
+    // "unix:<port>" would read back as a unix socket path.
+    if (name == kUnixPrefix.substr(0, kUnixPrefix.size() - 1)) {
+      return absl::InvalidArgumentError(
+          "the host name \"unix\" cannot be told from the unix: prefix "
+          "(use its IP address, or a fully qualified name)");
+    }
+    return Address(Kind::kTcp4, std::move(name), port, "");
   }
   return absl::InvalidArgumentError(absl::StrCat(
       Quote(host), " is neither an IP address nor a valid DNS name"));

@@ -21,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "discovery/channel.h"
 #include "discovery/credentials.h"
+#include "discovery/listen.h"
 #include "tractor/v1/actor.grpc.pb.h"
 #include "glog/logging.h"
 #include "discovery/thread_name.h"
@@ -139,8 +140,9 @@ ProbeResult ProbeOne(const Address& addr, absl::Time deadline) {
     if (attempt > 0 && left < absl::Milliseconds(50)) break;
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(
-        absl::Now() + std::max(absl::Milliseconds(50),
-                               std::min(kProbeAttemptTimeout, left))));
+        absl::Now() +
+        std::max(absl::Milliseconds(50),
+                 std::min(ScaleTimeout(kProbeAttemptTimeout), left))));
     // The socket accepted a connection, so something listens there: a
     // gRPC handshake that fails (a loaded registrar sends its SETTINGS
     // late) is retried within the attempt's deadline instead of failing
@@ -192,7 +194,11 @@ std::shared_ptr<grpc::Channel> RegistrarChannel(const Address& addr) {
 
 std::vector<ProbeResult> ProbeRegistryAddrs(const std::vector<Address>& addrs,
                                             absl::Duration budget) {
-  const absl::Time deadline = absl::Now() + budget;
+  // The answer to Hello comes from a process that runs several times slower
+  // under the sanitizer configurations: the budget and each attempt's
+  // deadline are scaled there. The connection attempt is not (the kernel
+  // accepts it, however slow the listener).
+  const absl::Time deadline = absl::Now() + ScaleTimeout(budget);
   std::vector<std::optional<ProbeResult>> results(addrs.size());
   std::vector<std::thread> threads;
   for (size_t i = 0; i < addrs.size(); ++i) {

@@ -75,8 +75,9 @@ inline constexpr absl::Duration kProbeConnectTimeout = absl::Milliseconds(200);
 // `kProbeConnectTimeout`, tells absent (refused, or silent) from listening;
 // a listener then gets `Registrar.Hello` with a `kProbeAttemptTimeout`
 // deadline (waiting for ready: a gRPC handshake that fails is retried within
-// it), retried once on a timeout while `budget` lasts. Returns one
-// result per address, in order. Blocks at most about `budget`, and at most
+// it), retried once on a timeout while `budget` lasts (both scaled by
+// `ScaleTimeout`, discovery/listen.h). Returns one result per address, in
+// order. Blocks at most about `budget`, and at most
 // about `kProbeConnectTimeout` when every address is a registrar that
 // answers, refuses, or is silent. Thread-safe.
 std::vector<ProbeResult> ProbeRegistryAddrs(

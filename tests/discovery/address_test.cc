@@ -205,6 +205,14 @@ TEST(AddressParseTest, RejectsBadHosts) {
               HasSubstr("port \"8a\" is not a decimal number"));
   EXPECT_THAT(ParseError("host:-1"),
               HasSubstr("port \"-1\" is not a decimal number"));
+  // A host named "unix" would be written "unix:<port>", which reads back
+  // as a unix socket path (found by the address fuzz target).
+  for (const char* text : {"/dns/unix/tcp/0", "/dns4/UNIX/tcp/80", "UNIX:80"}) {
+    EXPECT_THAT(ParseError(text),
+                HasSubstr("the host name \"unix\" cannot be told from the "
+                          "unix: prefix"))
+        << text;
+  }
 }
 
 TEST(AddressParseTest, RejectsRelativeUnixPath) {

@@ -28,6 +28,7 @@
 #include "actor/nursery.h"
 #include "actor/runtime.h"
 #include "discovery/discovery.h"
+#include "discovery/listen.h"
 #include "gtest/gtest.h"
 #include "tests/discovery/test_procs.h"
 #include "tests/process_fixture.h"
@@ -183,7 +184,9 @@ TEST_F(RegistrarFaultTest, AStoppedRegistrarDelaysNoLookupNorRegistrationAndHeal
       std::printf("child spawned with one registrar stopped in %.0f ms, listed "
                   "by the live one\n",
                   Ms(spawn));
-      EXPECT_LT(spawn, absl::Seconds(3));
+      // Scaled under the sanitizer configurations (TRACTOR_TIMEOUT_SCALE):
+      // the bound is a plain build's spawn time.
+      EXPECT_LT(spawn, discovery::ScaleTimeout(absl::Seconds(3)));
       EXPECT_EQ(late.Run("regfault:square", int64_t{9}).AsInt(), 81);
 
       // The worker's and the child's entries with the live registrar stay
@@ -277,7 +280,9 @@ TEST_F(RegistrarFaultTest, ARegistrarKilledMidStreamAndMidSpawnGoesUnnoticed) {
                   "items in order, %lld of 4 children up in %.0f ms\n",
                   static_cast<long long>(next), static_cast<long long>(kN),
                   static_cast<long long>(spawned.load()), Ms(spawns_took));
-      EXPECT_LT(spawns_took, absl::Seconds(10));
+      // Four instrumented children take longer to start: scaled under the
+      // sanitizer configurations (TRACTOR_TIMEOUT_SCALE).
+      EXPECT_LT(spawns_took, discovery::ScaleTimeout(absl::Seconds(10)));
       an.Cancel();
     });
   });

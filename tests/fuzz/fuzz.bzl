@@ -10,7 +10,8 @@ def tractor_fuzz_test(name, srcs, deps = [], corpus = None):
     runs it. Otherwise it links `replay_main`, and `bazel test` feeds it
     every file of its seed corpus `corpus/<corpus>/` once. Under
     `--config=fuzz`, `bazel test` replays the corpus through libFuzzer
-    (`-runs=0`).
+    (`-runs=0`). Tagged `asan`: CI's ASan phase replays the corpus under
+    `--config=asan` as well.
 
     Args:
       name: target name, `<x>_fuzz_test`.
@@ -38,4 +39,5 @@ def tractor_fuzz_test(name, srcs, deps = [], corpus = None):
             "//tests/fuzz:fuzzing": [],
             "//conditions:default": [":replay_main"],
         }),
+        tags = ["asan"],
     )

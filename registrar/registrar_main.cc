@@ -59,6 +59,7 @@
 #include "discovery/credentials.h"
 #include "discovery/listen.h"
 #include "discovery/log_level.h"
+#include "discovery/process_usage.h"
 #include "discovery/uuid.h"
 #include "glog/logging.h"
 #include "grpcpp/grpcpp.h"
@@ -302,12 +303,14 @@ absl::StatusOr<discovery::Security> LoadSecurity() {
 }
 
 int Main(int argc, char** argv) {
-  // Block the shutdown signals before any thread starts, so every thread
-  // inherits the mask and only sigwait below receives them.
+  // Block the shutdown signals, and SIGUSR1 (print this process's usage),
+  // before any thread starts, so every thread inherits the mask and only
+  // sigwait below receives them.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   FLAGS_logtostderr = true;
@@ -398,7 +401,14 @@ int Main(int argc, char** argv) {
             << ") listening on " << absl::StrJoin(bound, ",");
 
   int signo = 0;
-  while (sigwait(&signals, &signo) != 0) {
+  while (sigwait(&signals, &signo) != 0 || signo == SIGUSR1) {
+    if (signo != SIGUSR1) continue;
+    // One line on stdout, for an operator or a test watching the process's
+    // memory: "usage threads=N rss_bytes=N heap_bytes=N".
+    std::cout << "usage "
+              << discovery::FormatProcessUsage(discovery::ReadProcessUsage())
+              << std::endl;
+    signo = 0;
   }
   LOG(INFO) << "registrar: received " << strsignal(signo) << ", shutting down";
   service.Shutdown();

@@ -2,7 +2,6 @@
 #include "actor/internal/actor_service.h"
 
 #include <atomic>
-#include <fstream>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -11,9 +10,7 @@
 #include <utility>
 
 #include "actor/export.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "actor/internal/debugger.h"
 #include "actor/internal/dialog.h"
 #include "actor/internal/wire.h"
@@ -21,6 +18,7 @@
 #include "devx/crash_handler.h"
 #include "discovery/address.h"
 #include "discovery/log_level.h"
+#include "discovery/process_usage.h"
 #include "discovery/thread_name.h"
 #include "discovery/credentials.h"
 #include "glog/logging.h"
@@ -135,31 +133,6 @@ class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
 
 // Decodes a unary request; on failure finishes `reactor` with
 // INVALID_ARGUMENT saying why and returns false.
-struct ProcessUsage {
-  uint32_t threads = 0;
-  uint64_t rss_bytes = 0;
-};
-
-// Reads the thread count and resident set size from /proc/self/status
-// (zeros where it cannot be read).
-ProcessUsage ReadProcessUsage() {
-  ProcessUsage usage;
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::vector<std::string> words =
-        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
-    if (words.size() < 2) continue;
-    if (words[0] == "Threads:") {
-      absl::SimpleAtoi(words[1], &usage.threads);
-    } else if (words[0] == "VmRSS:") {
-      uint64_t kib = 0;
-      if (absl::SimpleAtoi(words[1], &kib)) usage.rss_bytes = kib * 1024;
-    }
-  }
-  return usage;
-}
-
 bool DecodeRequest(const char* method, const grpc::ByteBuffer& bytes,
                    google::protobuf::Message* request,
                    grpc::ServerUnaryReactor* reactor) {
@@ -296,9 +269,10 @@ grpc::ServerUnaryReactor* ActorService::Stats(grpc::CallbackServerContext* ctx,
   stats.set_open_dialogs(static_cast<uint32_t>(Dialog::LiveCount()));
   stats.set_overruns(Dialog::OverrunCount());
   stats.set_children(static_cast<uint32_t>(rt_->Children().size()));
-  ProcessUsage usage = ReadProcessUsage();
+  discovery::ProcessUsage usage = discovery::ReadProcessUsage();
   stats.set_threads(usage.threads);
   stats.set_rss_bytes(usage.rss_bytes);
+  stats.set_heap_bytes(usage.heap_bytes);
   SerializeToByteBuffer(stats, response);
   r->Finish(grpc::Status::OK);
   return r;

@@ -246,6 +246,7 @@ class ActorCommands(Mesh):
         self.assertEqual(stats["aid"]["name"], "bob")
         self.assertGreater(stats["threads"], 1)
         self.assertGreater(int(stats["rss_bytes"]), 1 << 20)
+        self.assertGreater(int(stats["heap_bytes"]), 0)
         self.assertEqual(stats["max_tasks"], 1024)
         self.assertNotIn("tasks", stats)
         nap = subprocess.Popen(

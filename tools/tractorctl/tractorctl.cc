@@ -543,6 +543,7 @@ int Stats(const std::string& text) {
               {"overruns", absl::StrCat(stats.overruns())},
               {"threads", absl::StrCat(stats.threads())},
               {"rss", Bytes(stats.rss_bytes())},
+              {"heap", Bytes(stats.heap_bytes())},
               {"children", absl::StrCat(stats.children())}});
   std::cout << "tasks:\n";
   std::vector<std::vector<std::string>> rows = {

@@ -19,8 +19,12 @@ namespace tractor::internal {
 namespace {
 
 // Writes queued beyond either bound make `Send` block (one message is
-// always accepted into an empty queue).
-constexpr size_t kMaxPendingWrites = 64;
+// always accepted into an empty queue). A fast sender's items queue behind
+// the write in flight and leave as one `Batch` (up to 256 items, 256 KiB,
+// dialog_io.cc), so the message bound is also the largest batch: one write
+// for 256 small items, where a bound of 64 needed four
+// (docs/architecture.md, walk 2).
+constexpr size_t kMaxPendingWrites = 256;
 constexpr size_t kMaxPendingBytes = 1 << 20;
 
 std::atomic<size_t> g_live_dialogs{0};
@@ -257,6 +261,7 @@ bool Dialog::SendAndClose(v1::Msg msg, const grpc::Status& status) {
 
 std::optional<v1::Msg> Dialog::Receive(absl::Time until, bool* timed_out) {
   std::optional<v1::Msg> out;
+  bool pump;
   {
     MutexLock lk(&mu_);
     Waiting waiting(this);
@@ -271,8 +276,11 @@ std::optional<v1::Msg> Dialog::Receive(absl::Time until, bool* timed_out) {
     out = std::move(inbox_.front());
     inbox_.pop_front();
     TookLocked(*out);
+    // With a read in flight, nothing to write and no close, `Pump` has
+    // nothing to start: skip its lock round.
+    pump = !read_busy_ || !outbox_.empty() || close_requested_;
   }
-  Pump();
+  if (pump) Pump();
   return out;
 }
 
@@ -291,14 +299,18 @@ std::optional<v1::Error> Dialog::TakeFinalError() {
 
 std::optional<v1::Msg> Dialog::TryReceive() {
   std::optional<v1::Msg> out;
+  bool pump;
   {
     MutexLock lk(&mu_);
     if (inbox_.empty()) return std::nullopt;
     out = std::move(inbox_.front());
     inbox_.pop_front();
     TookLocked(*out);
+    // With a read in flight, nothing to write and no close, `Pump` has
+    // nothing to start: skip its lock round.
+    pump = !read_busy_ || !outbox_.empty() || close_requested_;
   }
-  Pump();
+  if (pump) Pump();
   return out;
 }
 

@@ -18,8 +18,11 @@ void Dialog::DriveBlocker::Block(Mutex& mu, absl::Time deadline) {
       d.DriveOnceLocked(deadline);
       return;
     }
+    // A receiver takes the queue over from a pooled thread, so the message
+    // it waits for wakes no other thread first. A sender waiting for room
+    // leaves it there: the pooled thread's write completions wake it.
     if (d.driver_ == Driver::kBackground && !d.task_wants_queue_ &&
-        !d.close_requested_) {
+        !d.close_requested_ && cv_ != &d.send_cv_) {
       d.task_wants_queue_ = true;
       t->Kick();
     }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "actor/errors.h"
@@ -18,7 +19,7 @@ namespace tractor::internal {
 namespace {
 
 // Bounds of one Batch message.
-constexpr int kMaxBatchItems = 64;
+constexpr int kMaxBatchItems = 256;
 constexpr size_t kMaxBatchBytes = 256 * 1024;
 
 std::atomic<uint64_t> g_overruns{0};
@@ -57,20 +58,19 @@ void Dialog::Pump() {
         write_buf_ = std::move(out.msg);
         if (batch_ok_ && write_buf_.has_yielded() && !outbox_.empty() &&
             outbox_.front().msg.has_yielded()) {
-          // Items queued behind a busy write leave together.
-          v1::Batch batch;
+          // Items queued behind a busy write leave together. The items
+          // move into the batch as they are (no copy, no allocation).
           size_t bytes = out.bytes;
-          *batch.add_items() = std::move(*write_buf_.mutable_yielded());
+          v1::Yield* first = write_buf_.release_yielded();
+          auto* items = write_buf_.mutable_batch()->mutable_items();
+          items->AddAllocated(first);
           while (!outbox_.empty() && outbox_.front().msg.has_yielded() &&
-                 batch.items_size() < kMaxBatchItems &&
-                 bytes < kMaxBatchBytes) {
+                 items->size() < kMaxBatchItems && bytes < kMaxBatchBytes) {
             bytes += outbox_.front().bytes;
             outbox_bytes_ -= outbox_.front().bytes;
-            *batch.add_items() =
-                std::move(*outbox_.front().msg.mutable_yielded());
+            items->AddAllocated(outbox_.front().msg.release_yielded());
             outbox_.pop_front();
           }
-          *write_buf_.mutable_batch() = std::move(batch);
         }
         // gRPC completes a corked write only once something flushes it; the
         // first write also carries the initial metadata, which must leave.
@@ -141,14 +141,19 @@ void Dialog::OnReadDone(bool ok) {
       credited = true;
     } else if (read_buf_.has_batch()) {
       // A batch is its items, queued one by one under the same policy.
-      for (auto& item : *read_buf_.mutable_batch()->mutable_items()) {
+      // Each item moves out of the batch as it is (no copy).
+      auto* items = read_buf_.mutable_batch()->mutable_items();
+      std::vector<v1::Yield*> taken(items->size());
+      items->ExtractSubrange(0, items->size(), taken.data());
+      for (v1::Yield* item : taken) {
         if (policy_ == v1::OVERRUN_POLICY_ERROR && inbox_.size() >= capacity_) {
           overrun = true;
           ++dropped;
+          delete item;
           continue;
         }
         v1::Msg m;
-        *m.mutable_yielded() = std::move(item);
+        m.set_allocated_yielded(item);
         inbox_.push_back(std::move(m));
       }
       read_buf_.Clear();

@@ -79,6 +79,12 @@ class Counter {
     std::lock_guard<std::mutex> lk(mu_);
     return n_;
   }
+  // True once `pred` holds, checked now and after each Add; false when
+  // `until` passed first.
+  bool WaitUntil(const std::function<bool()>& pred, absl::Time until) {
+    std::unique_lock<std::mutex> lk(mu_);
+    return cv_.wait_until(lk, absl::ToChronoTime(until), pred);
+  }
 
  private:
   std::mutex mu_;
@@ -330,6 +336,103 @@ TEST_F(DialogPairTest, YieldsQueuedWithBatchesOnArriveAllInOrder) {
   EXPECT_TRUE(stop->has_stop()) << stop->ShortDebugString();
 }
 
+TEST_F(DialogPairTest, ErrorPolicyDropsEachItemOfABatchBeyondTheQueue) {
+  Counter overruns;
+  service_.setup = [&](Dialog& d) {
+    d.Configure(2, v1::OVERRUN_POLICY_ERROR);
+    d.SetOverrunHook([&] { overruns.Add(); });
+  };
+  ASSERT_NO_FATAL_FAILURE(Connect());
+  client_->SetPeerAcceptsBatches(true);
+  const uint64_t dropped_before = Dialog::OverrunCount();
+  // The items queue behind the call's first write and leave batched. The
+  // server reads nothing yet, and takes the batch item by item: 0 and 1
+  // fill its queue, 2 to 9 are dropped one by one, and the Stop after them
+  // is queued (it is not a stream item).
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(client_->SendNoWait(YieldMsg(i)));
+  ASSERT_TRUE(client_->SendNoWait(StopMsg()));
+  ASSERT_TRUE(overruns.WaitUntil(
+      [&] { return Dialog::OverrunCount() - dropped_before >= 8; },
+      Deadline()))
+      << "dropped " << Dialog::OverrunCount() - dropped_before << " of 8";
+
+  for (int i = 0; i < 2; ++i) {
+    auto m = ReceiveOn(*server_dialog_);
+    ASSERT_TRUE(m.has_value());
+    ASSERT_TRUE(m->has_yielded()) << m->ShortDebugString();
+    EXPECT_EQ(m->yielded().payload().raw(), std::to_string(i));
+  }
+  auto stop = ReceiveOn(*server_dialog_);
+  ASSERT_TRUE(stop.has_value());
+  EXPECT_TRUE(stop->has_stop()) << stop->ShortDebugString();
+  EXPECT_EQ(Dialog::OverrunCount() - dropped_before, 8u);
+  EXPECT_GE(overruns.value(), 1);
+}
+
+// A fast sender's stream, batched, under each overrun policy of the
+// receiver: every item arrives once and in order, past the outbox's and
+// the batch's bound (256 items), and nothing overruns.
+class DialogPolicyTest
+    : public DialogPairTest,
+      public testing::WithParamInterface<v1::OverrunPolicy> {};
+
+TEST_P(DialogPolicyTest, BatchedStreamArrivesWholeAndInOrder) {
+  constexpr int kItems = 3000;
+  const v1::OverrunPolicy policy = GetParam();
+  Counter overruns;
+  service_.setup = [&](Dialog& d) {
+    // kError: a queue that holds the whole stream, so nothing overruns.
+    d.Configure(policy == v1::OVERRUN_POLICY_ERROR ? kItems + 1 : 64, policy);
+    d.SetOverrunHook([&] { overruns.Add(); });
+  };
+  ASSERT_NO_FATAL_FAILURE(Connect());
+  client_->SetPeerAcceptsBatches(true);
+  const uint64_t dropped_before = Dialog::OverrunCount();
+
+  std::exception_ptr send_error;
+  std::thread sender([&] {
+    try {
+      FailAfter(kWait, [&] {
+        for (int i = 0; i < kItems; ++i) client_->Send(YieldMsg(i));
+        client_->Send(StopMsg());
+      });
+    } catch (...) {
+      send_error = std::current_exception();
+    }
+  });
+  int received = 0;
+  for (int i = 0; i < kItems; ++i) {
+    auto m = ReceiveOn(*server_dialog_);
+    if (!m.has_value() || !m->has_yielded() ||
+        m->yielded().payload().raw() != std::to_string(i)) {
+      ADD_FAILURE() << "item " << i << ": "
+                    << (m ? m->ShortDebugString() : "stream ended");
+      break;
+    }
+    ++received;
+  }
+  if (received == kItems) {
+    auto stop = ReceiveOn(*server_dialog_);
+    ASSERT_TRUE(stop.has_value());
+    EXPECT_TRUE(stop->has_stop()) << stop->ShortDebugString();
+  } else {
+    client_->Close(grpc::Status::OK, /*abort=*/true);  // unblocks the sender
+  }
+  sender.join();
+  EXPECT_EQ(received, kItems);
+  EXPECT_FALSE(send_error) << Describe(send_error);
+  EXPECT_EQ(overruns.value(), 0);
+  EXPECT_EQ(Dialog::OverrunCount() - dropped_before, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryPolicy, DialogPolicyTest,
+    testing::Values(v1::OVERRUN_POLICY_BACKPRESSURE, v1::OVERRUN_POLICY_ERROR,
+                    v1::OVERRUN_POLICY_UNBOUNDED),
+    [](const testing::TestParamInfo<v1::OverrunPolicy>& info) {
+      return std::string(v1::OverrunPolicy_Name(info.param));
+    });
+
 TEST_F(DialogPairTest, AbortMakesThePeerSeeTheStreamBrokenAndRunsItsHookOnce) {
   Counter broken_hook;
   service_.setup = [&](Dialog& d) { d.SetBrokenHook([&] { broken_hook.Add(); }); };
@@ -410,21 +513,21 @@ TEST(DialogOutboxTest, YieldsQueuedBehindABusyWriteLeaveAsBatchesInOrder) {
   RecordingTransport t;
   d->Attach(&t);
   d->SetPeerAcceptsBatches(true);
-  for (int i = 0; i < 100; ++i) ASSERT_TRUE(d->SendNoWait(YieldMsg(i)));
-  // The first write is busy; the other 99 wait behind it.
+  for (int i = 0; i < 300; ++i) ASSERT_TRUE(d->SendNoWait(YieldMsg(i)));
+  // The first write is busy; the other 299 wait behind it.
   ASSERT_EQ(t.writes.size(), 1u);
   ASSERT_TRUE(t.writes[0].has_yielded());
   EXPECT_EQ(t.writes[0].yielded().payload().raw(), "0");
 
-  d->OnWriteDone(true);  // a Batch holds at most 64 items
+  d->OnWriteDone(true);  // a Batch holds at most 256 items
   ASSERT_EQ(t.writes.size(), 2u);
   ASSERT_TRUE(t.writes[1].has_batch()) << t.writes[1].ShortDebugString();
-  EXPECT_EQ(Raws(t.writes[1].batch()), Range(1, 65));
+  EXPECT_EQ(Raws(t.writes[1].batch()), Range(1, 257));
 
   d->OnWriteDone(true);
   ASSERT_EQ(t.writes.size(), 3u);
   ASSERT_TRUE(t.writes[2].has_batch()) << t.writes[2].ShortDebugString();
-  EXPECT_EQ(Raws(t.writes[2].batch()), Range(65, 100));
+  EXPECT_EQ(Raws(t.writes[2].batch()), Range(257, 300));
 
   d->OnWriteDone(true);
   EXPECT_EQ(t.writes.size(), 3u);

@@ -85,7 +85,9 @@ CqServerTransport* Dialog::AdoptServerTransport() {
   }
   TRACTOR_LOG(transport) << "dialog stream " << this
                          << " accepted (callee side)";
-  DialogWatcher::Get().Add(shared_from_this());
+  // Watched once its call arrives (DialogAcceptor::Loop): until then it is
+  // a request the acceptor holds, with nothing of its own in flight, and
+  // an idle actor's watcher would wake every `kAwayAfter` for it.
   return raw;
 }
 

@@ -385,6 +385,7 @@ void DialogAcceptor::Loop(std::shared_ptr<Shared> sh) {
         t->matched_ = true;
       }
       t->Posted();
+      DialogWatcher::Get().Add(dialog);
     }
     // A request cancelled by the shutdown, or a call that arrived during
     // it, is dropped (which cancels the call).
@@ -454,7 +455,8 @@ void DialogWatcher::Add(std::weak_ptr<Dialog> dialog) {
 
 void DialogWatcher::Loop() {
   pthread_setname_np(pthread_self(), "tractor-dwatch");
-  absl::Time last_seen = absl::Now();
+  // No dialog seen yet: it sleeps until the first one is added.
+  absl::Time last_seen = absl::InfinitePast();
   std::vector<std::shared_ptr<Dialog>> live;
   for (;;) {
     {

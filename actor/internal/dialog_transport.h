@@ -228,8 +228,11 @@ class DialogAcceptor {
 };
 
 // Drives the queues of dialogs that nobody waits on (`Dialog::kAwayAfter`):
-// one thread per process, which looks at every live dialog every
-// `kAwayAfter` while there are any, and sleeps after a second without.
+// one thread per process, which looks at every live dialog (a caller's from
+// its start, a callee's from the arrival of its call) every `kAwayAfter`
+// while there are any, and sleeps after a second without, or until the
+// first. An idle actor's watcher sleeps: the calls its acceptor requested
+// are not watched before they arrive.
 // Created on first use and never destroyed (dialogs live in any process,
 // with or without a runtime); it holds no dialog alive.
 class DialogWatcher {

@@ -232,6 +232,20 @@ void Runtime::Shutdown() {
   }
   if (takeover_thread_.joinable()) takeover_thread_.join();
   SetNotServing();
+  // Unregistering is a round trip to every registrar (bounded by the
+  // registrant's unregister timeout). When no registrar of this process
+  // takes it, it runs while the tasks are cancelled and the servers shut
+  // down, instead of before them: the actor's exit then takes the longest
+  // of the steps rather than their sum. A registrar this actor serves
+  // itself (embedded, or taken over) must still answer, so that
+  // unregistration comes first, below.
+  std::thread unregister;
+  if (registrant_ && !registrar_ && !takeover_registrar_) {
+    unregister = std::thread([this] {
+      discovery::NameThisThread("unregister");
+      registrant_->Stop();
+    });
+  }
   tasks_.Close();
   struct AllCancelled {
     Mutex mu;
@@ -253,7 +267,7 @@ void Runtime::Shutdown() {
   // Unregister at once (bounded), while the server still answers; then end
   // the embedded registrar's pending WaitFor/Watch calls so the server's
   // shutdown does not wait for them.
-  if (registrant_) registrant_->Stop();
+  if (registrant_ && !unregister.joinable()) registrant_->Stop();
   if (registrar_) registrar_->Shutdown();
   if (takeover_registrar_) {
     takeover_registrar_->Shutdown();
@@ -278,6 +292,7 @@ void Runtime::Shutdown() {
     server_->Wait();
   }
   if (acceptor_) acceptor_->Stop();
+  if (unregister.joinable()) unregister.join();
   MutexLock lock(&mu_);
   if (ports_) ports_->RemoveSocketFiles();
   TRACTOR_LOG(transport) << "closing the connections to " << channels_.size()

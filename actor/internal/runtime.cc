@@ -238,10 +238,11 @@ void Runtime::Shutdown() {
   // down, instead of before them: the actor's exit then takes the longest
   // of the steps rather than their sum. A registrar this actor serves
   // itself (embedded, or taken over) must still answer, so that
-  // unregistration comes first, below.
-  std::thread unregister;
+  // unregistration comes first, below. A jthread: joined on every way out
+  // of this function, an exception's included.
+  std::jthread unregister;
   if (registrant_ && !registrar_ && !takeover_registrar_) {
-    unregister = std::thread([this] {
+    unregister = std::jthread([this] {
       discovery::NameThisThread("unregister");
       registrant_->Stop();
     });

@@ -1,13 +1,10 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #include "actor/internal/actor_service.h"
 
-#include <atomic>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <vector>
-#include <thread>
 #include <utility>
+#include <vector>
 
 #include "actor/export.h"
 #include "absl/strings/str_cat.h"
@@ -19,208 +16,100 @@
 #include "discovery/address.h"
 #include "discovery/log_level.h"
 #include "discovery/process_usage.h"
-#include "discovery/thread_name.h"
 #include "discovery/credentials.h"
 #include "glog/logging.h"
 
 namespace tractor::internal {
 namespace {
 
-// Parent side of a child's Link stream: the child says hello, the parent
-// accepts it, and either side sees the other go when the stream ends.
-class LinkReactor : public grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg> {
- public:
-  explicit LinkReactor(Runtime* rt) : rt_(rt) { StartRead(&in_); }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      Lost();
-      return;
-    }
-    if (!child_) {
-      if (!in_.has_hello()) {
-        FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                "the first Link message must be hello"));
-        return;
-      }
-      const uint32_t version = in_.hello().protocol_version();
-      if (version != 0 && version != kProtocolVersion) {
-        // 0 is a child too old to say: it speaks version 1.
-        FinishOnce(grpc::Status(
-            grpc::StatusCode::FAILED_PRECONDITION,
-            absl::StrCat("the child speaks tractor protocol version ", version,
-                         "; this actor speaks version ", kProtocolVersion)));
-        return;
-      }
-      grpc::Status refused;
-      child_ = rt_->OnChildLinked(in_.hello(), &refused);
-      if (!child_) {
-        FinishOnce(refused);
-        return;
-      }
-      TRACTOR_LOG(transport) << "link from child '" << in_.hello().aid().name()
-                             << "' " << in_.hello().aid().uuid() << " up";
-      aid_ = in_.hello().aid();
-      out_.mutable_accepted();
-      StartWrite(&out_);
-    } else if (in_.has_error()) {
-      MutexLock lk(&child_->mu);
-      child_->boot_error = in_.error().message();
-    } else if (in_.has_bye()) {
-      MutexLock lk(&child_->mu);
-      child_->said_bye = true;
-    } else if (in_.kind_case() == v1::LinkMsg::kDebugHold) {
-      {
-        MutexLock lk(&child_->mu);
-        child_->in_debugger = in_.debug_hold();
-        child_->last_heard = absl::Now();
-      }
-      child_->cv.SignalAll();
-    } else if (in_.has_heartbeat()) {
-      MutexLock lk(&child_->mu);
-      child_->last_heard = absl::Now();
-    }
-    StartRead(&in_);
-  }
-  void OnWriteDone(bool ok) override {
-    // The only write is the answer to the hello.
-    if (!ok || !child_) return;
-    {
-      MutexLock lk(&child_->mu);
-      child_->link_confirmed = true;
-    }
-    child_->cv.SignalAll();
-  }
-  void OnCancel() override { Lost(); }
-  void OnDone() override { delete this; }
-
- private:
-  void Lost() {
-    if (child_ && !lost_.exchange(true)) {
-      std::function<void()> suspect;
-      {
-        MutexLock lk(&child_->mu);
-        TRACTOR_LOG(transport)
-            << "link from child '" << aid_.name() << "' " << aid_.uuid()
-            << " down: "
-            << (child_->said_bye ? "the child said bye"
-                : child_->exited ? "the child exited"
-                                 : "dropped (keepalive failure or connection "
-                                   "closed) before the child said bye");
-        child_->link_lost = true;
-        child_->in_debugger = false;
-        if (!child_->said_bye && !child_->exited) {
-          suspect = std::exchange(child_->on_link_lost, nullptr);
-        }
-      }
-      child_->cv.SignalAll();
-      if (suspect) suspect();
-    }
-    FinishOnce(grpc::Status::OK);
-  }
-  void FinishOnce(const grpc::Status& s) {
-    if (finished_.exchange(true)) return;
-    Finish(s);
-  }
-
-  Runtime* rt_;
-  std::shared_ptr<ChildProc> child_;
-  v1::Aid aid_;  // the child's, once linked
-  v1::LinkMsg in_, out_;
-  std::atomic<bool> finished_{false};
-  std::atomic<bool> lost_{false};
-};
-
-// Decodes a unary request; on failure finishes `reactor` with
-// INVALID_ARGUMENT saying why and returns false.
-bool DecodeRequest(const char* method, const grpc::ByteBuffer& bytes,
-                   google::protobuf::Message* request,
-                   grpc::ServerUnaryReactor* reactor) {
+// Decodes a unary request; on failure returns INVALID_ARGUMENT saying why.
+grpc::Status DecodeRequest(const char* method, const grpc::ByteBuffer& bytes,
+                           google::protobuf::Message* request) {
   std::string why;
-  if (ParseFromByteBuffer(bytes, request, &why)) return true;
-  reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                               absl::StrCat(method, " request: ", why)));
-  return false;
+  if (ParseFromByteBuffer(bytes, request, &why)) return grpc::Status::OK;
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                      absl::StrCat(method, " request: ", why));
 }
 
 }  // namespace
 
-grpc::ServerUnaryReactor* ActorService::CancelTask(
-    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
-    grpc::ByteBuffer* response) {
-  auto* r = ctx->DefaultReactor();
+namespace {
+
+grpc::Status CancelTask(Runtime* rt, grpc::ServerContext* ctx,
+                        const grpc::ByteBuffer& request,
+                        grpc::ByteBuffer* response) {
   v1::CancelTaskRequest req;
-  if (!DecodeRequest("Actor.CancelTask", *request, &req, r)) return r;
+  if (grpc::Status s = DecodeRequest("Actor.CancelTask", request, &req);
+      !s.ok()) {
+    return s;
+  }
   if (grpc::Status member = discovery::CheckMember(*ctx, "CancelTask");
       !member.ok()) {
-    r->Finish(member);
-    return r;
+    return member;
   }
   v1::CancelTaskReply reply;
-  reply.set_found(rt_->tasks().CancelTask(req.cid(), req.requester()));
+  reply.set_found(rt->tasks().CancelTask(req.cid(), req.requester()));
   TRACTOR_LOG(cancel) << "task cid " << req.cid() << " of actor '"
-                      << rt_->self().name() << "' " << rt_->self().uuid()
+                      << rt->self().name() << "' " << rt->self().uuid()
                       << " cancelled by '" << req.requester().name() << "' "
                       << req.requester().uuid()
                       << (reply.found() ? "" : " (no such task running)");
   SerializeToByteBuffer(reply, response);
-  r->Finish(grpc::Status::OK);
-  return r;
+  return grpc::Status::OK;
 }
 
-grpc::ServerUnaryReactor* ActorService::CancelActor(
-    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
-    grpc::ByteBuffer* response) {
-  auto* r = ctx->DefaultReactor();
+grpc::Status CancelActor(Runtime* rt, grpc::ServerContext* ctx,
+                         const grpc::ByteBuffer& request,
+                         grpc::ByteBuffer* response) {
   v1::CancelActorRequest req;
-  if (!DecodeRequest("Actor.CancelActor", *request, &req, r)) return r;
+  if (grpc::Status s = DecodeRequest("Actor.CancelActor", request, &req);
+      !s.ok()) {
+    return s;
+  }
   if (grpc::Status member = discovery::CheckMember(*ctx, "CancelActor");
       !member.ok()) {
-    r->Finish(member);
-    return r;
+    return member;
   }
   const v1::Aid& requester = req.requester();
-  TRACTOR_LOG(cancel) << "actor '" << rt_->self().name() << "' "
-                      << rt_->self().uuid() << " cancelled by '"
+  TRACTOR_LOG(cancel) << "actor '" << rt->self().name() << "' "
+                      << rt->self().uuid() << " cancelled by '"
                       << requester.name() << "' " << requester.uuid();
-  Runtime* rt = rt_;
-  rt_->tasks().CancelAllTasks(requester, absl::Seconds(2), [r, response, rt] {
-    // The exit is under way before the requester hears back (the root's
-    // block is cancelled by then).
-    rt->RequestExit("cancelled by request");
-    v1::CancelActorReply reply;
-    reply.set_ok(true);
-    SerializeToByteBuffer(reply, response);
-    r->Finish(grpc::Status::OK);
+  struct AllCancelled {
+    Mutex mu;
+    CondVar cv;
+    bool done ABSL_GUARDED_BY(mu) = false;
+  };
+  // Shared: the callback may still be leaving it when the wait returns.
+  auto cancelled = std::make_shared<AllCancelled>();
+  rt->tasks().CancelAllTasks(requester, absl::Seconds(2), [cancelled] {
+    MutexLock lock(&cancelled->mu);
+    cancelled->done = true;
+    cancelled->cv.SignalAll();
   });
-  return r;
+  {
+    MutexLock lock(&cancelled->mu);
+    while (!cancelled->done) cancelled->cv.Wait(&cancelled->mu);
+  }
+  // The exit is under way before the requester hears back (the root's
+  // block is cancelled by then).
+  rt->RequestExit("cancelled by request");
+  v1::CancelActorReply reply;
+  reply.set_ok(true);
+  SerializeToByteBuffer(reply, response);
+  return grpc::Status::OK;
 }
 
-grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg>* ActorService::Link(
-    grpc::CallbackServerContext*) {
-  return new LinkReactor(rt_);
-}
-
-grpc::ServerBidiReactor<v1::DebugLockMsg, v1::DebugLockMsg>*
-ActorService::DebugLock(grpc::CallbackServerContext* ctx) {
-  return NewDebugLockReactor(rt_, ctx);
-}
-
-grpc::ServerBidiReactor<v1::LinkMsg, v1::LinkMsg>* LinkService::Link(
-    grpc::CallbackServerContext*) {
-  return new LinkReactor(rt_);
-}
-
-grpc::ServerUnaryReactor* ActorService::Info(grpc::CallbackServerContext* ctx,
-                                             const grpc::ByteBuffer* request,
-                                             grpc::ByteBuffer* response) {
-  auto* r = ctx->DefaultReactor();
+grpc::Status Info(Runtime* rt, grpc::ServerContext*,
+                  const grpc::ByteBuffer& request,
+                  grpc::ByteBuffer* response) {
   v1::InfoRequest req;
-  if (!DecodeRequest("Actor.Info", *request, &req, r)) return r;
+  if (grpc::Status s = DecodeRequest("Actor.Info", request, &req); !s.ok()) {
+    return s;
+  }
   v1::ActorInfo info;
-  *info.mutable_aid() = rt_->self();
-  for (const auto& a : rt_->accept_addrs()) info.add_accept_addrs(a);
-  for (const auto& ns : rt_->tasks().enable_modules()) {
+  *info.mutable_aid() = rt->self();
+  for (const auto& a : rt->accept_addrs()) info.add_accept_addrs(a);
+  for (const auto& ns : rt->tasks().enable_modules()) {
     info.add_enable_modules(ns);
     for (const auto& f : EndpointNames(ns)) {
       info.add_functions(f);
@@ -241,42 +130,79 @@ grpc::ServerUnaryReactor* ActorService::Info(grpc::CallbackServerContext* ctx,
       sig->set_result_type(ep->result_spec);
     }
   }
-  for (v1::ChildAddrs& c : rt_->ChildAddrs()) {
+  for (v1::ChildAddrs& c : rt->ChildAddrs()) {
     *info.add_children() = c.aid();
     *info.add_child_addrs() = std::move(c);
   }
-  *info.mutable_parent() = rt_->config().parent;
-  if (!rt_->config().parent_addr.empty()) {
-    info.add_parent_addrs(rt_->config().parent_addr);
+  *info.mutable_parent() = rt->config().parent;
+  if (!rt->config().parent_addr.empty()) {
+    info.add_parent_addrs(rt->config().parent_addr);
   }
   info.set_protocol_version(kProtocolVersion);
-  info.set_local_addr(rt_->local_addr());
+  info.set_local_addr(rt->local_addr());
   info.set_host_id(discovery::HostId());
   SerializeToByteBuffer(info, response);
-  r->Finish(grpc::Status::OK);
-  return r;
+  return grpc::Status::OK;
 }
 
-grpc::ServerUnaryReactor* ActorService::Stats(grpc::CallbackServerContext* ctx,
-                                              const grpc::ByteBuffer* request,
-                                              grpc::ByteBuffer* response) {
-  auto* r = ctx->DefaultReactor();
+grpc::Status Stats(Runtime* rt, grpc::ServerContext*,
+                   const grpc::ByteBuffer& request,
+                   grpc::ByteBuffer* response) {
   v1::StatsRequest req;
-  if (!DecodeRequest("Actor.Stats", *request, &req, r)) return r;
+  if (grpc::Status s = DecodeRequest("Actor.Stats", request, &req); !s.ok()) {
+    return s;
+  }
   v1::ActorStats stats;
-  *stats.mutable_aid() = rt_->self();
-  rt_->tasks().FillStats(&stats);
+  *stats.mutable_aid() = rt->self();
+  rt->tasks().FillStats(&stats);
   stats.set_open_dialogs(static_cast<uint32_t>(Dialog::LiveCount()));
   stats.set_overruns(Dialog::OverrunCount());
-  stats.set_children(static_cast<uint32_t>(rt_->Children().size()));
+  stats.set_children(static_cast<uint32_t>(rt->Children().size()));
   discovery::ProcessUsage usage = discovery::ReadProcessUsage();
   stats.set_threads(usage.threads);
   stats.set_rss_bytes(usage.rss_bytes);
   stats.set_heap_bytes(usage.heap_bytes);
   SerializeToByteBuffer(stats, response);
-  r->Finish(grpc::Status::OK);
-  return r;
+  return grpc::Status::OK;
 }
+
+// Gathers on the gRPC thread: a child's answer may take a while, and a sync
+// server's thread may block.
+grpc::Status Stacks(Runtime* rt, grpc::ServerContext*,
+                    const grpc::ByteBuffer& request,
+                    grpc::ByteBuffer* response) {
+  v1::StacksRequest req;
+  if (grpc::Status s = DecodeRequest("Actor.Stacks", request, &req);
+      !s.ok()) {
+    return s;
+  }
+  const absl::Duration per_child =
+      req.timeout_ms() > 0 ? absl::Milliseconds(req.timeout_ms())
+                           : absl::Seconds(10);
+  SerializeToByteBuffer(GatherStacks(*rt, req.tree(), per_child), response);
+  return grpc::Status::OK;
+}
+
+using ControlFn = grpc::Status (*)(Runtime*, grpc::ServerContext*,
+                                   const grpc::ByteBuffer&, grpc::ByteBuffer*);
+
+// A unary method of `service` on the sync API, with raw bytes.
+grpc::internal::RpcServiceMethod* UnaryMethod(const char* name,
+                                              grpc::Service* service,
+                                              Runtime* rt, ControlFn fn) {
+  return new grpc::internal::RpcServiceMethod(
+      name, grpc::internal::RpcMethod::NORMAL_RPC,
+      new grpc::internal::RpcMethodHandler<grpc::Service, grpc::ByteBuffer,
+                                           grpc::ByteBuffer>(
+          [rt, fn](grpc::Service*, grpc::ServerContext* ctx,
+                   const grpc::ByteBuffer* request,
+                   grpc::ByteBuffer* response) {
+            return fn(rt, ctx, *request, response);
+          },
+          service));
+}
+
+}  // namespace
 
 v1::StacksReply GatherStacks(Runtime& rt, bool tree,
                              absl::Duration per_child) {
@@ -309,38 +235,18 @@ v1::StacksReply GatherStacks(Runtime& rt, bool tree,
   return reply;
 }
 
-grpc::ServerUnaryReactor* ActorService::Stacks(grpc::CallbackServerContext* ctx,
-                                               const grpc::ByteBuffer* request,
-                                               grpc::ByteBuffer* response) {
-  auto* r = ctx->DefaultReactor();
-  v1::StacksRequest req;
-  if (!DecodeRequest("Actor.Stacks", *request, &req, r)) return r;
-  const absl::Duration per_child =
-      req.timeout_ms() > 0 ? absl::Milliseconds(req.timeout_ms())
-                           : absl::Seconds(10);
-  Runtime* rt = rt_;
-  // The gRPC thread must not block: the gathering runs on its own thread,
-  // which ends the RPC; the server's shutdown waits for that.
-  std::thread([rt, r, response, tree = req.tree(), per_child] {
-    discovery::NameThisThread("stacks");
-    const v1::StacksReply reply = GatherStacks(*rt, tree, per_child);
-    SerializeToByteBuffer(reply, response);
-    r->Finish(grpc::Status::OK);
-  }).detach();
-  return r;
+ControlService::ControlService(Runtime* rt) {
+  AddMethod(UnaryMethod("/tractor.v1.Actor/CancelTask", this, rt, CancelTask));
+  AddMethod(
+      UnaryMethod("/tractor.v1.Actor/CancelActor", this, rt, CancelActor));
+  AddMethod(UnaryMethod("/tractor.v1.Actor/Info", this, rt, Info));
+  AddMethod(UnaryMethod("/tractor.v1.Actor/Stats", this, rt, Stats));
+  AddMethod(UnaryMethod("/tractor.v1.Actor/Stacks", this, rt, Stacks));
 }
 
-grpc::ServerGenericBidiReactor* UnknownMethodService::CreateReactor(
-    grpc::GenericCallbackServerContext* context) {
-  class Refuse : public grpc::ServerGenericBidiReactor {
-   public:
-    explicit Refuse(const std::string& method) {
-      Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                          "unknown method " + method));
-    }
-    void OnDone() override { delete this; }
-  };
-  return new Refuse(context->method());
+grpc::ServerBidiReactor<v1::DebugLockMsg, v1::DebugLockMsg>*
+DebugLockService::DebugLock(grpc::CallbackServerContext* ctx) {
+  return NewDebugLockReactor(rt_, ctx);
 }
 
 CallService::CallService(Runtime* rt) {

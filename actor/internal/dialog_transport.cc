@@ -358,6 +358,12 @@ void DialogAcceptor::Loop(std::shared_ptr<Shared> sh) {
     void* raw = nullptr;
     bool ok = false;
     const bool got = sh->cq->Next(&raw, &ok);
+    if (got && static_cast<CqTransport::Tag*>(raw)->op ==
+                   CqTransport::Op::kService) {
+      auto* tag = static_cast<ServiceTag*>(static_cast<CqTransport::Tag*>(raw));
+      tag->call->Proceed(tag, ok);
+      continue;
+    }
     if (got) TakeOver(static_cast<CqTransport::Tag*>(raw)->owner);
     std::shared_ptr<Dialog> dialog;
     bool another = false;
@@ -404,6 +410,15 @@ void DialogAcceptor::Loop(std::shared_ptr<Shared> sh) {
   }
 }
 
+grpc::ServerCompletionQueue* DialogAcceptor::cq() { return shared_->cq; }
+
+bool DialogAcceptor::Post(absl::FunctionRef<void()> post) {
+  MutexLock lk(&shared_->mu);
+  if (shared_->cq_shut) return false;
+  post();
+  return true;
+}
+
 void DialogAcceptor::StopRequesting() {
   MutexLock lk(&shared_->mu);
   shared_->stopping = true;
@@ -422,8 +437,14 @@ void DialogAcceptor::Stop() {
   void* raw;
   bool ok;
   while (sh->cq->Next(&raw, &ok)) {
+    auto* tag = static_cast<CqTransport::Tag*>(raw);
+    if (tag->op == CqTransport::Op::kService) {
+      auto* service_tag = static_cast<ServiceTag*>(tag);
+      service_tag->call->Proceed(service_tag, ok);
+      continue;
+    }
     MutexLock lk(&sh->mu);
-    sh->requested.erase(static_cast<CqTransport::Tag*>(raw)->owner);
+    sh->requested.erase(tag->owner);
   }
   std::map<CqTransport*, std::shared_ptr<Dialog>> left;
   {

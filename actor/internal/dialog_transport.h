@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
 #include "absl/time/time.h"
 #include "discovery/mutex.h"
 #include "grpcpp/alarm.h"
@@ -68,13 +69,25 @@ class CqTransport : public DialogTransport {
   // True once the RPC is over and every operation completed.
   bool finished() const { return finished_.load(std::memory_order_acquire); }
 
- protected:
-  friend class DialogAcceptor;
-  enum class Op { kAccept, kRead, kWrite, kFinish, kDone, kKick, kReadEnd };
+  // What every tag on a dialog's queue or the accept queue points to.
+  // kService: another service's operation (a `ServiceTag`, no owner).
+  enum class Op {
+    kAccept,
+    kRead,
+    kWrite,
+    kFinish,
+    kDone,
+    kKick,
+    kReadEnd,
+    kService
+  };
   struct Tag {
     Op op;
     CqTransport* owner;
   };
+
+ protected:
+  friend class DialogAcceptor;
   struct KickTag;
   explicit CqTransport(Dialog* dialog);
 
@@ -191,12 +204,45 @@ class CqServerTransport final : public CqTransport {
   grpc::ByteBuffer write_bytes_;
 };
 
+// One call of another async service whose completions arrive on a queue a
+// runtime thread already waits on (the accept queue below, or a
+// `ServiceThread`'s): a parent's `Link` streams and the unknown-method
+// answers (actor/internal/async_services.h). No callback API, and no thread
+// of its own per call.
+class ServiceCall;
+// A completion for a `ServiceCall`; pass it to gRPC as
+// `static_cast<CqTransport::Tag*>(&tag)`.
+struct ServiceTag : CqTransport::Tag {
+  explicit ServiceTag(ServiceCall* c)
+      : Tag{CqTransport::Op::kService, nullptr}, call(c) {}
+  ServiceCall* const call;
+};
+class ServiceCall {
+ public:
+  virtual ~ServiceCall() = default;
+  // `tag` completed with `ok` (gRPC's meaning). Runs on the thread waiting
+  // on the queue, which serves everything else on it: must not block.
+  virtual void Proceed(ServiceTag* tag, bool ok) = 0;
+};
+// A server completion queue that a runtime thread drives, delivering each
+// `ServiceTag` to its call. Thread-safe.
+class ServiceQueue {
+ public:
+  virtual ~ServiceQueue() = default;
+  virtual grpc::ServerCompletionQueue* cq() = 0;
+  // Runs `post`, which posts operations on `cq()` (never blocks), unless
+  // the queue is shutting down; returns whether it ran. Every operation is
+  // posted through here: nothing may be posted on a shut-down queue.
+  virtual bool Post(absl::FunctionRef<void()> post) = 0;
+};
+
 // The service of `Actor/Open` on gRPC's async API: requests calls on the
 // server's completion queue and gives each new stream, as a `Dialog`, to
 // `serve` on the thread that accepted it, which then serves it (a callee's
 // task runs on that thread, with no hand-off) while another thread waits for
-// the next call. Thread-safe.
-class DialogAcceptor {
+// the next call. Other services' calls may share the queue (`ServiceQueue`):
+// the waiting thread delivers their completions in between. Thread-safe.
+class DialogAcceptor final : public ServiceQueue {
  public:
   // Requests the next call (the generated `RequestOpen` of a service whose
   // `Open` is an async raw method).
@@ -216,8 +262,12 @@ class DialogAcceptor {
   void StopRequesting();
   // After the server's Shutdown: shuts the queue down and waits until no
   // thread waits on it (threads serving a dialog are not waited for; they
-  // no longer touch the acceptor).
+  // no longer touch the acceptor). Service calls still on the queue get
+  // their completions (their posts are refused from then on).
   void Stop();
+
+  grpc::ServerCompletionQueue* cq() override;
+  bool Post(absl::FunctionRef<void()> post) override;
 
  private:
   struct Shared;

@@ -17,6 +17,7 @@
 #include "actor/cancel.h"
 #include "actor/errors.h"
 #include "actor/internal/actor_service.h"
+#include "actor/internal/async_services.h"
 #include "actor/internal/debugger.h"
 #include "devx/debugger.h"
 #include "actor/internal/wire.h"
@@ -29,6 +30,7 @@
 #include "discovery/uuid.h"
 #include "discovery/registry_client.h"
 #include "glog/logging.h"
+#include "grpcpp/ext/health_check_service_server_builder_option.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "registrar/registrar_service.h"
 
@@ -105,6 +107,28 @@ bool Runtime::SetCurrent(Runtime* rt) {
   return true;
 }
 
+namespace {
+
+// The server's health service as the builder option wants it (owned by
+// the server): forwards to the runtime's `HealthService`.
+class HealthForwarder final : public grpc::HealthCheckServiceInterface {
+ public:
+  explicit HealthForwarder(HealthService* health) : health_(health) {}
+  void SetServingStatus(const std::string& service_name,
+                        bool serving) override {
+    health_->SetServingStatus(service_name, serving);
+  }
+  void SetServingStatus(bool serving) override {
+    health_->SetServingStatus(serving);
+  }
+  void Shutdown() override { health_->Shutdown(); }
+
+ private:
+  HealthService* const health_;
+};
+
+}  // namespace
+
 Runtime::Runtime(Config config)
     : config_(WithDefaults(std::move(config))),
       tasks_(config_.self, config_.enable_modules, config_.max_tasks) {
@@ -151,12 +175,25 @@ void Runtime::Start() {
     throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(), "' ",
                                       ports.status().message()));
   }
-  service_ = std::make_unique<ActorService>(this);
+  // No callback API outside debug mode (actor/internal/async_services.h).
+  service_ = std::make_unique<ActorService>();
   builder.RegisterService(service_.get());
   call_service_ = std::make_unique<CallService>(this);
   builder.RegisterService(call_service_.get());
+  control_service_ = std::make_unique<ControlService>(this);
+  builder.RegisterService(control_service_.get());
+  if (config_.debug_mode) {
+    debug_lock_service_ = std::make_unique<DebugLockService>(this);
+    builder.RegisterService(debug_lock_service_.get());
+  }
   unknown_methods_ = std::make_unique<UnknownMethodService>();
-  builder.RegisterCallbackGenericService(unknown_methods_.get());
+  builder.RegisterAsyncGenericService(unknown_methods_.get());
+  // The server's health service is this one, not gRPC's default, which is
+  // on the callback API. The option takes a non-owning stand-in.
+  health_ = std::make_unique<HealthService>();
+  builder.SetOption(std::make_unique<grpc::HealthCheckServiceServerBuilderOption>(
+      std::make_unique<HealthForwarder>(health_.get())));
+  builder.RegisterService(health_->service());
   if (config_.registrar) {
     config_.self.set_is_registrar(true);
     registrar_ = NewRegistrar();
@@ -198,6 +235,16 @@ void Runtime::Start() {
         tasks->ServeDialog(std::move(dialog));
       });
   acceptor_->Start();
+  ServeLinks(this, acceptor_.get(),
+             [service](grpc::ServerContext* ctx,
+                       grpc::ServerAsyncReaderWriter<v1::LinkMsg, v1::LinkMsg>*
+                           stream,
+                       grpc::ServerCompletionQueue* cq, void* tag) {
+               service->RequestLink(ctx, stream, cq, cq, tag);
+             });
+  ServeUnknownMethods(config_.self.name(), unknown_methods_.get(),
+                      acceptor_.get());
+  health_->Serve(acceptor_.get());
   StartRegistration();
 }
 
@@ -285,6 +332,7 @@ void Runtime::Shutdown() {
                              std::chrono::milliseconds(500));
       link_server_->Wait();
     }
+    if (link_queue_) link_queue_->Stop();
   }
   if (acceptor_) acceptor_->StopRequesting();
   if (server_) {

@@ -32,12 +32,20 @@ class ListeningPorts;
 class Registrant;
 }  // namespace tractor::discovery
 
+namespace grpc {
+class AsyncGenericService;
+}  // namespace grpc
+
 namespace tractor::internal {
 
+using UnknownMethodService = grpc::AsyncGenericService;
 class ActorService;
 class CallService;
+class ControlService;
+class DebugLockService;
+class HealthService;
 class LinkService;
-class UnknownMethodService;
+class ServiceThread;
 
 // One per actor process, reached through `Runtime::Get()`. Thread-safe.
 // Lives from `OpenRootActor` (root) or `ChildMain` (child) until `Shutdown`
@@ -202,11 +210,22 @@ class Runtime {
   Mutex link_mu_;
   bool link_closed_ ABSL_GUARDED_BY(link_mu_) = false;
   std::unique_ptr<LinkService> link_service_ ABSL_GUARDED_BY(link_mu_);
+  std::unique_ptr<UnknownMethodService> link_unknown_methods_
+      ABSL_GUARDED_BY(link_mu_);
+  // The link server's queue and the one thread serving it; stopped after
+  // the link server, destroyed after it.
+  std::unique_ptr<ServiceThread> link_queue_ ABSL_GUARDED_BY(link_mu_);
   std::unique_ptr<grpc::Server> link_server_ ABSL_GUARDED_BY(link_mu_);
   std::string link_addr_ ABSL_GUARDED_BY(link_mu_);
   std::unique_ptr<CallService> call_service_;
+  std::unique_ptr<ControlService> control_service_;
+  std::unique_ptr<DebugLockService> debug_lock_service_;  // debug mode only
   std::unique_ptr<UnknownMethodService> unknown_methods_;
-  // Accepts `Actor/Open` calls; its queue is shut down after the server.
+  // The server's grpc.health.v1.Health (owned here, not by the server).
+  std::unique_ptr<HealthService> health_;
+  // Accepts `Actor/Open` calls, and serves `Link`, `Health/Watch` and the
+  // unknown methods from the same queue (DialogAcceptor); the queue is shut
+  // down after the server.
   std::unique_ptr<grpc::ServerCompletionQueue> accept_cq_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<DialogAcceptor> acceptor_;

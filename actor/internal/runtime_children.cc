@@ -8,10 +8,12 @@
 #include "absl/strings/str_cat.h"
 #include "actor/errors.h"
 #include "actor/internal/actor_service.h"
+#include "actor/internal/async_services.h"
 #include "discovery/address.h"
 #include "discovery/credentials.h"
 #include "discovery/listen.h"
 #include "glog/logging.h"
+#include "grpcpp/ext/health_check_service_server_builder_option.h"
 
 namespace tractor::internal {
 
@@ -31,13 +33,31 @@ void Runtime::StartLinkServer() {
                                       "' link server: ",
                                       ports.status().message()));
   }
-  link_service_ = std::make_unique<LinkService>(this);
+  // Async methods only, served by one thread (no callback API, and no
+  // health service: the main server has it).
+  link_service_ = std::make_unique<LinkService>();
   builder.RegisterService(link_service_.get());
+  link_unknown_methods_ = std::make_unique<UnknownMethodService>();
+  builder.RegisterAsyncGenericService(link_unknown_methods_.get());
+  builder.SetOption(
+      std::make_unique<grpc::HealthCheckServiceServerBuilderOption>(nullptr));
+  link_queue_ = std::make_unique<ServiceThread>(builder.AddCompletionQueue());
   link_server_ = builder.BuildAndStart();
   if (!link_server_) {
     throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(),
                                       "' could not start its link server"));
   }
+  link_queue_->Start("links");
+  LinkService* service = link_service_.get();
+  ServeLinks(this, link_queue_.get(),
+             [service](grpc::ServerContext* ctx,
+                       grpc::ServerAsyncReaderWriter<v1::LinkMsg, v1::LinkMsg>*
+                           stream,
+                       grpc::ServerCompletionQueue* cq, void* tag) {
+               service->RequestLink(ctx, stream, cq, cq, tag);
+             });
+  ServeUnknownMethods(config_.self.name(), link_unknown_methods_.get(),
+                      link_queue_.get());
   auto resolved = ports->Resolve(link_server_.get());
   if (!resolved.ok() || resolved->empty()) {
     throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(),

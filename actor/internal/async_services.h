@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+// The runtime's long-lived and catch-all calls on gRPC's async API, served
+// from a completion queue a runtime thread already waits on
+// (`ServiceQueue`, actor/internal/dialog_transport.h): a parent's `Link`
+// streams, the answer to methods nobody serves, and the standard health
+// service's `Watch`. An actor process uses no callback API outside debug
+// mode (docs/architecture.md#threads): gRPC's callback threads would wait
+// in the same poller as every other thread and hand events over.
+#ifndef TRACTOR_ACTOR_INTERNAL_ASYNC_SERVICES_H_
+#define TRACTOR_ACTOR_INTERNAL_ASYNC_SERVICES_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "actor/internal/dialog_transport.h"
+#include "discovery/mutex.h"
+#include "grpcpp/generic/async_generic_service.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "tractor/v1/actor.grpc.pb.h"
+
+namespace tractor::internal {
+
+class Runtime;
+
+// A `ServiceQueue` with a thread of its own (the link server's). Thread-safe.
+class ServiceThread final : public ServiceQueue {
+ public:
+  // `cq` is the server's, from ServerBuilder::AddCompletionQueue.
+  explicit ServiceThread(std::unique_ptr<grpc::ServerCompletionQueue> cq);
+  // Stops first if Stop was not called.
+  ~ServiceThread() override;
+
+  // Once the server is built.
+  void Start(const std::string& thread_name);
+  // After the server's Shutdown: refuses new posts, shuts the queue down
+  // and joins the thread once every completion was delivered.
+  void Stop();
+
+  grpc::ServerCompletionQueue* cq() override { return cq_.get(); }
+  bool Post(absl::FunctionRef<void()> post) override;
+
+ private:
+  std::unique_ptr<grpc::ServerCompletionQueue> cq_;
+  Mutex mu_;
+  bool shut_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+// Requests one `Actor/Link` call on a queue (the generated `RequestLink`
+// of a service whose `Link` is an async method).
+using LinkRequestFn = std::function<void(
+    grpc::ServerContext*,
+    grpc::ServerAsyncReaderWriter<v1::LinkMsg, v1::LinkMsg>*,
+    grpc::ServerCompletionQueue*, void*)>;
+
+// Serves `Link` (the parent's side of a child's link: the child says hello,
+// the parent accepts it, and either side sees the other go when the stream
+// ends) on `queue`, one call at a time requested: each arrival requests the
+// next. Call once the server is built; the calls end with the server.
+void ServeLinks(Runtime* rt, ServiceQueue* queue, LinkRequestFn request);
+
+// Answers every method no service registered (on `service`, registered
+// with RegisterAsyncGenericService) with UNIMPLEMENTED naming it; the debug
+// lock of an actor not in debug mode with FAILED_PRECONDITION saying so.
+void ServeUnknownMethods(const std::string& actor_name,
+                         grpc::AsyncGenericService* service,
+                         ServiceQueue* queue);
+
+// The standard health service (grpc.health.v1.Health) without gRPC's
+// default implementation, which uses the callback API: `Check` on the sync
+// API, `Watch` on a `ServiceQueue`. One overall status (the service name
+// is not looked at), SERVING until `SetServingStatus(false)`. Register it
+// with the builder's `HealthCheckServiceServerBuilderOption` (as the
+// server's health service) and `RegisterService(service())`, then call
+// `Serve` once the server is built. Thread-safe.
+class HealthService final : public grpc::HealthCheckServiceInterface {
+ public:
+  HealthService();
+  ~HealthService() override;
+
+  grpc::Service* service();
+  void Serve(ServiceQueue* queue);
+
+  void SetServingStatus(const std::string& service_name,
+                        bool serving) override;
+  void SetServingStatus(bool serving) override;
+  void Shutdown() override;
+
+  class WatchCall;
+
+ private:
+  class Impl;
+  // The encoded HealthCheckResponse of the current status.
+  std::string Response() ABSL_LOCKS_EXCLUDED(mu_);
+  void Request(ServiceQueue* queue);
+  void Forget(WatchCall* call) ABSL_LOCKS_EXCLUDED(mu_);
+
+  std::unique_ptr<Impl> service_;
+  Mutex mu_;
+  // 1 SERVING, 2 NOT_SERVING (the proto's values).
+  int status_ ABSL_GUARDED_BY(mu_) = 1;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<WatchCall*> watchers_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace tractor::internal
+
+#endif  // TRACTOR_ACTOR_INTERNAL_ASYNC_SERVICES_H_

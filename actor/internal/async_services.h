@@ -64,6 +64,18 @@ using LinkRequestFn = std::function<void(
 // next. Call once the server is built; the calls end with the server.
 void ServeLinks(Runtime* rt, ServiceQueue* queue, LinkRequestFn request);
 
+// The same for a generated service whose `Link` is an async method.
+template <typename Service>
+void ServeLinksOf(Runtime* rt, ServiceQueue* queue, Service* service) {
+  ServeLinks(rt, queue,
+             [service](grpc::ServerContext* ctx,
+                       grpc::ServerAsyncReaderWriter<v1::LinkMsg, v1::LinkMsg>*
+                           stream,
+                       grpc::ServerCompletionQueue* cq, void* tag) {
+               service->RequestLink(ctx, stream, cq, cq, tag);
+             });
+}
+
 // Answers every method no service registered (on `service`, registered
 // with RegisterAsyncGenericService) with UNIMPLEMENTED naming it; the debug
 // lock of an actor not in debug mode with FAILED_PRECONDITION saying so.

@@ -235,13 +235,7 @@ void Runtime::Start() {
         tasks->ServeDialog(std::move(dialog));
       });
   acceptor_->Start();
-  ServeLinks(this, acceptor_.get(),
-             [service](grpc::ServerContext* ctx,
-                       grpc::ServerAsyncReaderWriter<v1::LinkMsg, v1::LinkMsg>*
-                           stream,
-                       grpc::ServerCompletionQueue* cq, void* tag) {
-               service->RequestLink(ctx, stream, cq, cq, tag);
-             });
+  ServeLinksOf(this, acceptor_.get(), service);
   ServeUnknownMethods(config_.self.name(), unknown_methods_.get(),
                       acceptor_.get());
   health_->Serve(acceptor_.get());

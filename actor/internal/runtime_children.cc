@@ -48,14 +48,7 @@ void Runtime::StartLinkServer() {
                                       "' could not start its link server"));
   }
   link_queue_->Start("links");
-  LinkService* service = link_service_.get();
-  ServeLinks(this, link_queue_.get(),
-             [service](grpc::ServerContext* ctx,
-                       grpc::ServerAsyncReaderWriter<v1::LinkMsg, v1::LinkMsg>*
-                           stream,
-                       grpc::ServerCompletionQueue* cq, void* tag) {
-               service->RequestLink(ctx, stream, cq, cq, tag);
-             });
+  ServeLinksOf(this, link_queue_.get(), link_service_.get());
   ServeUnknownMethods(config_.self.name(), link_unknown_methods_.get(),
                       link_queue_.get());
   auto resolved = ports->Resolve(link_server_.get());

@@ -192,6 +192,44 @@ class DialogPairTest : public testing::Test {
   std::shared_ptr<grpc::Channel> channel_;
   std::shared_ptr<Dialog> client_;
   std::shared_ptr<Dialog> server_dialog_;
+
+  // Sends items 0..items-1 and a Stop from a thread of their own (FailAfter
+  // bounds each blocked Send) while the server's side receives: expects
+  // every item once and in order, then the Stop, and no send error.
+  void StreamInOrder(int items) {
+    std::exception_ptr send_error;
+    std::thread sender([&] {
+      try {
+        FailAfter(kWait, [&] {
+          for (int i = 0; i < items; ++i) client_->Send(YieldMsg(i));
+          client_->Send(StopMsg());
+        });
+      } catch (...) {
+        send_error = std::current_exception();
+      }
+    });
+    int received = 0;
+    for (int i = 0; i < items; ++i) {
+      auto m = ReceiveOn(*server_dialog_);
+      if (!m.has_value() || !m->has_yielded() ||
+          m->yielded().payload().raw() != std::to_string(i)) {
+        ADD_FAILURE() << "item " << i << ": "
+                      << (m ? m->ShortDebugString() : "stream ended");
+        break;
+      }
+      ++received;
+    }
+    if (received == items) {
+      auto stop = ReceiveOn(*server_dialog_);
+      EXPECT_TRUE(stop.has_value() && stop->has_stop())
+          << (stop ? stop->ShortDebugString() : "stream ended");
+    } else {
+      client_->Close(grpc::Status::OK, /*abort=*/true);  // unblocks the sender
+    }
+    sender.join();
+    EXPECT_EQ(received, items);
+    EXPECT_FALSE(send_error) << Describe(send_error);
+  }
 };
 
 TEST_F(DialogPairTest, ClientMessageReachesTheServerAndItsEchoComesBack) {
@@ -280,38 +318,7 @@ TEST_F(DialogPairTest, BackpressureLosesNothingThroughATinyQueue) {
 
   // The sender outruns a receiver whose queue holds one item, so its Send
   // blocks on flow control; FailAfter bounds each blocked Send.
-  std::exception_ptr send_error;
-  std::thread sender([&] {
-    try {
-      FailAfter(kWait, [&] {
-        for (int i = 0; i < kItems; ++i) client_->Send(YieldMsg(i));
-        client_->Send(StopMsg());
-      });
-    } catch (...) {
-      send_error = std::current_exception();
-    }
-  });
-  int received = 0;
-  for (int i = 0; i < kItems; ++i) {
-    auto m = ReceiveOn(*server_dialog_);
-    if (!m.has_value() || !m->has_yielded()) {
-      ADD_FAILURE() << "item " << i << ": "
-                    << (m ? m->ShortDebugString() : "stream ended");
-      break;
-    }
-    EXPECT_EQ(m->yielded().payload().raw(), std::to_string(i));
-    ++received;
-  }
-  if (received == kItems) {
-    auto stop = ReceiveOn(*server_dialog_);
-    ASSERT_TRUE(stop.has_value());
-    EXPECT_TRUE(stop->has_stop()) << stop->ShortDebugString();
-  } else {
-    client_->Close(grpc::Status::OK, /*abort=*/true);  // unblocks the sender
-  }
-  sender.join();
-  EXPECT_EQ(received, kItems);
-  EXPECT_FALSE(send_error) << Describe(send_error);
+  StreamInOrder(kItems);
   EXPECT_EQ(overruns.value(), 0);
 }
 
@@ -389,38 +396,7 @@ TEST_P(DialogPolicyTest, BatchedStreamArrivesWholeAndInOrder) {
   client_->SetPeerAcceptsBatches(true);
   const uint64_t dropped_before = Dialog::OverrunCount();
 
-  std::exception_ptr send_error;
-  std::thread sender([&] {
-    try {
-      FailAfter(kWait, [&] {
-        for (int i = 0; i < kItems; ++i) client_->Send(YieldMsg(i));
-        client_->Send(StopMsg());
-      });
-    } catch (...) {
-      send_error = std::current_exception();
-    }
-  });
-  int received = 0;
-  for (int i = 0; i < kItems; ++i) {
-    auto m = ReceiveOn(*server_dialog_);
-    if (!m.has_value() || !m->has_yielded() ||
-        m->yielded().payload().raw() != std::to_string(i)) {
-      ADD_FAILURE() << "item " << i << ": "
-                    << (m ? m->ShortDebugString() : "stream ended");
-      break;
-    }
-    ++received;
-  }
-  if (received == kItems) {
-    auto stop = ReceiveOn(*server_dialog_);
-    ASSERT_TRUE(stop.has_value());
-    EXPECT_TRUE(stop->has_stop()) << stop->ShortDebugString();
-  } else {
-    client_->Close(grpc::Status::OK, /*abort=*/true);  // unblocks the sender
-  }
-  sender.join();
-  EXPECT_EQ(received, kItems);
-  EXPECT_FALSE(send_error) << Describe(send_error);
+  StreamInOrder(kItems);
   EXPECT_EQ(overruns.value(), 0);
   EXPECT_EQ(Dialog::OverrunCount() - dropped_before, 0u);
 }

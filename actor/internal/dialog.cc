@@ -236,23 +236,29 @@ bool Dialog::SendNoWait(v1::Msg msg, Flush flush) {
   return true;
 }
 
-bool Dialog::SendAndClose(v1::Msg msg, const grpc::Status& status) {
+bool Dialog::QueueLastLocked(v1::Msg msg, const grpc::Status& status) {
   bool queued = false;
+  if (!(broken_ || write_failed_ || released_ || last_queued_ ||
+        close_requested_)) {
+    // Never marked "last" for gRPC: a server write marked so is held
+    // until Finish. The message leaves with WriteAndFinish, or plainly
+    // before the release.
+    last_queued_ = true;
+    Push(std::move(msg), Flush::kNow);
+    queued = true;
+  }
+  if (!close_requested_) {
+    close_requested_ = true;
+    close_status_ = status;
+  }
+  return queued;
+}
+
+bool Dialog::SendAndClose(v1::Msg msg, const grpc::Status& status) {
+  bool queued;
   {
     MutexLock lk(&mu_);
-    if (!(broken_ || write_failed_ || released_ || last_queued_ ||
-          close_requested_)) {
-      // Never marked "last" for gRPC: a server write marked so is held
-      // until Finish. The message leaves with WriteAndFinish, or plainly
-      // before the release.
-      last_queued_ = true;
-      Push(std::move(msg), Flush::kNow);
-      queued = true;
-    }
-    if (!close_requested_) {
-      close_requested_ = true;
-      close_status_ = status;
-    }
+    queued = QueueLastLocked(std::move(msg), status);
   }
   recv_cv_.SignalAll();
   send_cv_.SignalAll();
@@ -366,14 +372,23 @@ void Dialog::Close(const grpc::Status& status, bool abort) {
 }
 
 void Dialog::SetUndecodableHook(
-    std::function<void(const std::string&)> hook) {
-  std::string why;
+    std::function<v1::Msg(const std::string& why)> reply,
+    std::function<void()> then) {
   {
     MutexLock lk(&mu_);
-    undecodable_hook_ = hook;
-    why = undecodable_;
+    if (undecodable_.empty()) {
+      undecodable_reply_ = std::move(reply);
+      undecodable_then_ = std::move(then);
+      return;
+    }
+    // A message did not decode before the hook was set.
+    QueueLastLocked(reply(undecodable_), grpc::Status::OK);
   }
-  if (!why.empty() && hook) hook(why);
+  if (then) then();
+  recv_cv_.SignalAll();
+  send_cv_.SignalAll();
+  Pump();
+  DriveToTheEnd();
 }
 
 bool Dialog::broken() const {

@@ -119,11 +119,17 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   void SetOverrunHook(std::function<void()> hook) ABSL_LOCKS_EXCLUDED(mu_);
   // Called once when the transport breaks (peer gone, RPC cancelled).
   void SetBrokenHook(std::function<void()> hook) ABSL_LOCKS_EXCLUDED(mu_);
-  // Server side: called once (on a gRPC thread, must not block), with the
-  // explanation, when an arriving message does not decode; at once when
-  // one already did.
-  void SetUndecodableHook(std::function<void(const std::string&)> hook)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // Server side, when an arriving message does not decode (at once when
+  // one already did): `reply(why)` makes the dialog's terminal message,
+  // which is queued and the dialog closed in the same step that ends its
+  // reads, so a task that sees its reads end finds the dialog already
+  // closed with that message queued (it can never close it first, losing
+  // the message). `reply` runs with the dialog's lock held: it must not
+  // call into the dialog. `then` runs afterwards without the lock (on a
+  // gRPC thread, must not block). Called once.
+  void SetUndecodableHook(
+      std::function<v1::Msg(const std::string& why)> reply,
+      std::function<void()> then) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Ends the dialog once queued writes are flushed. `abort` cancels the RPC
   // (the peer sees it as cancelled). Idempotent.
@@ -217,6 +223,11 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   // After the close: drives the queue from a pooled thread until the RPC is
   // over (unless someone drives it already).
   void DriveToTheEnd() ABSL_LOCKS_EXCLUDED(mu_);
+  // `SendAndClose`'s step under the lock: queues `msg` as the last message
+  // (unless the dialog can send nothing more) and requests the close.
+  // True when queued.
+  bool QueueLastLocked(v1::Msg msg, const grpc::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // After a send: drives the queue from a pooled thread while messages wait
   // behind a write in flight.
   void DriveQueuedWrites() ABSL_LOCKS_EXCLUDED(mu_);
@@ -297,7 +308,9 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   std::function<void(const v1::Msg&)> arrival_hook_ ABSL_GUARDED_BY(mu_);
   std::function<void()> overrun_hook_ ABSL_GUARDED_BY(mu_);
   std::function<void()> broken_hook_ ABSL_GUARDED_BY(mu_);
-  std::function<void(const std::string&)> undecodable_hook_
+  std::function<v1::Msg(const std::string&)> undecodable_reply_
+      ABSL_GUARDED_BY(mu_);
+  std::function<void()> undecodable_then_
       ABSL_GUARDED_BY(mu_);
   // The messages of the read and of the write in flight (at most one of
   // each): gRPC fills `read_buf_` and reads `write_buf_` without `mu_`, so

@@ -198,7 +198,8 @@ void Dialog::OnReadDone(bool ok) {
 }
 
 void Dialog::OnReadUndecodable(std::string why) {
-  std::function<void(const std::string&)> hook;
+  std::function<void()> then;
+  bool closing = false;
   {
     MutexLock lk(&mu_);
     read_busy_ = false;
@@ -206,16 +207,25 @@ void Dialog::OnReadUndecodable(std::string why) {
     read_buf_.Clear();
     if (undecodable_.empty()) {
       undecodable_ = why;
-      hook = undecodable_hook_;
+      if (undecodable_reply_) {
+        // The reply is queued in the step that ends the reads (see
+        // SetUndecodableHook).
+        QueueLastLocked(undecodable_reply_(why), grpc::Status::OK);
+        then = std::move(undecodable_then_);
+        undecodable_reply_ = nullptr;
+        closing = true;
+      }
     }
     if (end_reason_.empty()) {
       end_reason_ = absl::StrCat(
           "the peer sent a message that does not decode (", why, ")");
     }
   }
-  if (hook) hook(why);
+  if (then) then();
   recv_cv_.SignalAll();
+  if (closing) send_cv_.SignalAll();
   Pump();
+  if (closing) DriveToTheEnd();
 }
 
 void Dialog::OnWriteDone(bool ok) {

@@ -317,22 +317,26 @@ void TaskServer::ServeDialog(std::shared_ptr<Dialog> dialog) {
     c->scope->Cancel();
   });
   // A message that does not decode ends the dialog at once with a
-  // MessagingError saying why; the task is cancelled (its own terminal
-  // message then finds the dialog closed).
-  dialog->SetUndecodableHook([weak](const std::string& why) {
-    auto c = weak.lock();
-    if (!c) return;
-    c->dialog->SendAndClose(ErrorMsg(MakeError(
-        c->self, ErrorKind::kMessagingError,
-        absl::StrCat("actor '", c->self.name(), "' could not decode a message "
-                     "of its dialog '", c->func, "': ", why),
-        c->cid)));
-    {
-      MutexLock lk(&c->mu);
-      if (c->cancel_requester.uuid().empty()) c->cancel_requester = c->peer;
-    }
-    c->scope->Cancel();
-  });
+  // MessagingError saying why, queued in the step that ends the dialog's
+  // reads; the task is cancelled (its own terminal message then finds the
+  // dialog closed).
+  dialog->SetUndecodableHook(
+      [self = s->self, cid = s->cid, func = s->func](const std::string& why) {
+        return ErrorMsg(MakeError(
+            self, ErrorKind::kMessagingError,
+            absl::StrCat("actor '", self.name(), "' could not decode a "
+                         "message of its dialog '", func, "': ", why),
+            cid));
+      },
+      [weak] {
+        auto c = weak.lock();
+        if (!c) return;
+        {
+          MutexLock lk(&c->mu);
+          if (c->cancel_requester.uuid().empty()) c->cancel_requester = c->peer;
+        }
+        c->scope->Cancel();
+      });
   if (!start.no_ack()) {
     // The task was validated and admitted: say so before invoking it (it
     // carries the function's kind), so the ack is the callee's first

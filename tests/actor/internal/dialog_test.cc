@@ -274,6 +274,90 @@ TEST_F(DialogPairTest, ServerSendAndCloseDeliversTheLastMessageAndEndsReads) {
   EXPECT_FALSE(client_->broken());
 }
 
+grpc::ByteBuffer BytesOf(const std::string& bytes) {
+  grpc::Slice slice(bytes);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+std::string StringOf(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  EXPECT_TRUE(buffer.Dump(&slices).ok());
+  std::string out;
+  for (const auto& s : slices) {
+    out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  return out;
+}
+
+// A message that does not decode in the middle of a dialog ends it with the
+// reply the undecodable hook makes, also when the server's task, like a
+// context endpoint's, sees its reads end at that moment and closes the
+// dialog itself: the reply is queued in the step that ends the reads, so
+// that close never comes first and the reply is never lost. The task sends
+// while the garbage arrives, so a pooled thread drives the stream then.
+TEST_F(DialogPairTest, UndecodableMessageEndsTheDialogWithTheHooksReply) {
+  Counter thens;
+  service_.setup = [&](Dialog& d) {
+    d.SetUndecodableHook(
+        [](const std::string& why) {
+          v1::Msg m;
+          m.mutable_error()->set_message("could not decode: " + why);
+          return m;
+        },
+        [&] { thens.Add(); });
+  };
+  constexpr int kRounds = 100;
+  const grpc::internal::RpcMethod open(
+      "/tractor.v1.Actor/Open", grpc::internal::RpcMethod::BIDI_STREAMING);
+  for (int round = 0; round < kRounds; ++round) {
+    SCOPED_TRACE(round);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(Deadline()));
+    std::unique_ptr<grpc::ClientReaderWriter<grpc::ByteBuffer,
+                                             grpc::ByteBuffer>>
+        stream(grpc::internal::ClientReaderWriterFactory<
+               grpc::ByteBuffer, grpc::ByteBuffer>::Create(channel_.get(),
+                                                           open, &ctx));
+    std::string item;
+    ASSERT_TRUE(YieldMsg(1).SerializeToString(&item));
+    ASSERT_TRUE(stream->Write(BytesOf(item)));
+    std::shared_ptr<Dialog> d = service_.AwaitOpened(round, Deadline());
+    ASSERT_NE(d, nullptr);
+    std::thread task([d] {
+      // As a context endpoint does: take the item, answer it, take the next
+      // message; when its reads end, close the dialog.
+      auto first = ReceiveOn(*d);
+      EXPECT_TRUE(first.has_value() && first->has_yielded());
+      try {
+        d->Send(YieldMsg(2));
+      } catch (const std::exception&) {
+        // The garbage may have ended the dialog first.
+      }
+      EXPECT_FALSE(ReceiveOn(*d).has_value());
+      d->Close(grpc::Status::OK, /*abort=*/false);
+    });
+    // Field 1, 16 bytes long, 14 bytes given.
+    ASSERT_TRUE(stream->Write(BytesOf(std::string("\x0a\x10not a protobuf"))));
+    stream->WritesDone();
+    std::vector<v1::Msg> replies;
+    grpc::ByteBuffer reply;
+    while (stream->Read(&reply)) {
+      v1::Msg m;
+      ASSERT_TRUE(m.ParseFromString(StringOf(reply)));
+      replies.push_back(std::move(m));
+    }
+    grpc::Status status = stream->Finish();
+    task.join();
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    ASSERT_FALSE(replies.empty());
+    EXPECT_TRUE(replies.back().has_error()) << replies.back().ShortDebugString();
+    EXPECT_NE(replies.back().error().message().find("could not decode"),
+              std::string::npos);
+    EXPECT_TRUE(thens.WaitFor(round + 1, Deadline()));
+    if (HasFailure()) break;
+  }
+}
+
 TEST_F(DialogPairTest, OverrunUnderErrorPolicyRunsTheHookAndDropsTheItem) {
   Counter overruns;
   service_.setup = [&](Dialog& d) {

@@ -279,4 +279,25 @@ void ListeningPorts::RemoveSocketFiles() const {
   }
 }
 
+std::optional<Address> PrivateSocketAddress(const std::string& name,
+                                            const std::string& dir_in) {
+  const std::string dir =
+      dir_in.empty() ? absl::StrCat("/tmp/tractor-", geteuid()) : dir_in;
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    VLOG(1) << "no private socket: cannot make " << dir << ": "
+            << strerror(errno);
+    return std::nullopt;
+  }
+  struct stat st;
+  if (lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
+      st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+    VLOG(1) << "no private socket: " << dir
+            << " is not a directory private to this user";
+    return std::nullopt;
+  }
+  auto addr = Address::Parse(absl::StrCat("unix:", dir, "/", name, ".sock"));
+  if (!addr.ok()) return std::nullopt;
+  return *addr;
+}
+
 }  // namespace tractor::discovery

@@ -20,6 +20,8 @@
 #define TRACTOR_DISCOVERY_LISTEN_H_
 
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -176,6 +178,16 @@ class ListeningPorts {
   // builder holds valid.
   std::unique_ptr<int[]> selected_;
 };
+
+// The address of a unix socket named `<name>.sock` in a directory only this
+// user may enter: `<dir>/<name>.sock`, with `dir` "/tmp/tractor-<euid>" by
+// default, made with mode 0700 when missing. Nullopt when that directory
+// cannot be made or is not private to this user (not a directory, another
+// owner, or open to group or others: a socket there could be reached or
+// replaced by others), or `name` does not make a valid address; the reason
+// is logged at verbosity 1. An actor's same-host socket lives there.
+std::optional<Address> PrivateSocketAddress(const std::string& name,
+                                            const std::string& dir = "");
 
 }  // namespace tractor::discovery
 

@@ -1,15 +1,10 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #include "actor/internal/runtime.h"
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <optional>
-#include <cctype>
-#include <cstdlib>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -46,29 +41,6 @@ struct Installed {
 Installed& GetInstalled() {
   static auto* installed = new Installed;
   return *installed;
-}
-
-// The same-host socket's address, in a directory only this user may enter
-// ("/tmp/tractor-<euid>", mode 0700, made if missing). Nullopt (and no
-// same-host socket) when that directory is not safe to use.
-std::optional<discovery::Address> SameHostSocket(const std::string& uuid) {
-  const std::string dir = absl::StrCat("/tmp/tractor-", geteuid());
-  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    VLOG(1) << "no same-host socket: cannot make " << dir << ": "
-            << strerror(errno);
-    return std::nullopt;
-  }
-  struct stat st;
-  if (lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
-      st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
-    VLOG(1) << "no same-host socket: " << dir
-            << " is not a directory private to this user";
-    return std::nullopt;
-  }
-  auto addr =
-      discovery::Address::Parse(absl::StrCat("unix:", dir, "/", uuid, ".sock"));
-  if (!addr.ok()) return std::nullopt;
-  return *addr;
 }
 
 // Fills in the pid, a uuid when none was chosen, and the default timeouts.
@@ -167,7 +139,7 @@ void Runtime::Start() {
       });
   std::optional<discovery::Address> local;
   if (config_.same_host_socket && !has_unix) {
-    local = SameHostSocket(config_.self.uuid());
+    local = discovery::PrivateSocketAddress(config_.self.uuid());
     if (local) addrs.push_back(*local);
   }
   auto ports = discovery::BindAll(builder, std::move(addrs));

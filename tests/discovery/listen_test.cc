@@ -177,6 +177,37 @@ TEST(BindAllTest, TakenTcpPortFailsNamingItAndLeavesNoSocketFile) {
 
 // Without GRPC_ARG_ALLOW_REUSEPORT = 0 the second server would start on the
 // same port and split the traffic.
+TEST(PrivateSocketAddressTest, MakesAPrivateDirectoryAndNamesTheSocketInIt) {
+  TempDir parent;
+  const std::string dir = parent.path() + "/private";
+  auto addr = PrivateSocketAddress("abc", dir);
+  ASSERT_TRUE(addr.has_value());
+  EXPECT_EQ(addr->ToString(), "unix:" + dir + "/abc.sock");
+  struct stat st;
+  ASSERT_EQ(lstat(dir.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  // Made once, used again.
+  EXPECT_TRUE(PrivateSocketAddress("def", dir).has_value());
+}
+
+TEST(PrivateSocketAddressTest, RefusesADirectoryOthersMayEnter) {
+  TempDir parent;
+  const std::string dir = parent.path() + "/shared";
+  ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
+  ASSERT_EQ(chmod(dir.c_str(), 0755), 0);  // whatever the umask
+  EXPECT_FALSE(PrivateSocketAddress("abc", dir).has_value());
+  // A file, or a symbolic link to a private directory, is not one either.
+  const std::string file = parent.path() + "/file";
+  std::ofstream(file) << "x";
+  EXPECT_FALSE(PrivateSocketAddress("abc", file).has_value());
+  const std::string target = parent.path() + "/target";
+  ASSERT_EQ(mkdir(target.c_str(), 0700), 0);
+  const std::string link = parent.path() + "/link";
+  ASSERT_EQ(symlink(target.c_str(), link.c_str()), 0);
+  EXPECT_FALSE(PrivateSocketAddress("abc", link).has_value());
+}
+
 TEST(BindAllTest, SecondServerOnTheSamePortFails) {
   grpc::ServerBuilder first_builder;
   ApplyServerArgs(first_builder);

@@ -272,6 +272,7 @@ bool Dialog::SendAndClose(v1::Msg msg, const grpc::Status& status) {
       close_requested_ = true;
       close_status_ = status;
     }
+    closer_lingers_ = true;
   }
   recv_cv_.SignalAll();
   send_cv_.SignalAll();
@@ -388,6 +389,7 @@ void Dialog::Close(const grpc::Status& status, bool abort) {
       outbox_.clear();
       outbox_bytes_ = 0;
     }
+    closer_lingers_ = true;
   }
   recv_cv_.SignalAll();
   send_cv_.SignalAll();

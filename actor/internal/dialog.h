@@ -250,6 +250,9 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   bool writes_only_ ABSL_GUARDED_BY(mu_) = false;
   // The background driver is asked to hand the queue to a waiting task.
   bool task_wants_queue_ ABSL_GUARDED_BY(mu_) = false;
+  // A closing thread is about to drive the queue itself for up to `kLinger`
+  // (`DriveToTheEnd`): the release it posts starts no pooled driver.
+  bool closer_lingers_ ABSL_GUARDED_BY(mu_) = false;
   // When the queue was last left without a driver.
   absl::Time undriven_since_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   DialogTransport* transport_ ABSL_GUARDED_BY(mu_) = nullptr;

@@ -140,6 +140,7 @@ void Dialog::DriveToTheEnd() {
          t->busy() && absl::Now() < until) {
     DriveOnceLocked(until);
   }
+  closer_lingers_ = false;
   StartBackgroundLocked();
 }
 

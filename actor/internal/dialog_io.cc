@@ -111,8 +111,12 @@ void Dialog::Pump() {
       MutexLock lk(&mu_);
       --in_call_;
       // The dialog's last operations complete without its task: a pooled
-      // thread drives them (unless someone drives already).
-      if (do_release || do_write_finish) StartBackgroundLocked();
+      // thread drives them (unless someone drives already, or the closing
+      // thread drives them a while first: it starts that thread if they
+      // are not done by then).
+      if ((do_release || do_write_finish) && !closer_lingers_) {
+        StartBackgroundLocked();
+      }
     }
     if (do_release || do_write_finish) return;
   }

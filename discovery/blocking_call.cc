@@ -2,8 +2,85 @@
 #include "discovery/blocking_call.h"
 
 #include <optional>
+#include <thread>
+
+#include "discovery/thread_name.h"
 
 namespace tractor::discovery {
+namespace {
+
+// How long the driving thread stays after the last RPC completed: the next
+// RPC of a burst (a hedged lookup's, a registration's refresh of several
+// registrars) finds it there.
+constexpr absl::Duration kDriverLinger = absl::Milliseconds(5);
+
+// The queue of `DrivenQueue()` and who drives it. Never destroyed (RPCs may
+// be in flight when the process ends).
+struct Driver {
+  grpc::CompletionQueue cq;
+  Mutex mu;
+  int in_flight ABSL_GUARDED_BY(mu) = 0;
+  bool running ABSL_GUARDED_BY(mu) = false;
+};
+
+Driver& TheDriver() {
+  static Driver* const driver = new Driver;
+  return *driver;
+}
+
+// The driving thread: delivers completions until nothing was in flight for
+// `kDriverLinger`, then leaves (a later RPC starts another). It waits with
+// no timeout while an RPC is in flight (a WaitFor may take long).
+void Drive(Driver& d) {
+  NameThisThread("calls");
+  for (;;) {
+    bool idle;
+    {
+      MutexLock lock(&d.mu);
+      idle = d.in_flight == 0;
+    }
+    void* tag = nullptr;
+    bool ok = false;
+    const grpc::CompletionQueue::NextStatus st =
+        idle ? d.cq.AsyncNext(&tag, &ok,
+                              absl::ToChronoTime(absl::Now() + kDriverLinger))
+             : d.cq.AsyncNext(&tag, &ok, gpr_inf_future(GPR_CLOCK_REALTIME));
+    if (st == grpc::CompletionQueue::GOT_EVENT) {
+      static_cast<blocking_call_internal::DrivenOp*>(tag)->Complete(ok);
+      MutexLock lock(&d.mu);
+      --d.in_flight;
+      continue;
+    }
+    MutexLock lock(&d.mu);
+    if (d.in_flight == 0) {
+      d.running = false;
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+grpc::CompletionQueue* DrivenQueue() { return &TheDriver().cq; }
+
+namespace blocking_call_internal {
+
+void Issue(DrivenOp* op, absl::FunctionRef<void()> post) {
+  Driver& d = TheDriver();
+  bool start;
+  {
+    MutexLock lock(&d.mu);
+    ++d.in_flight;
+    start = !d.running;
+    d.running = true;
+  }
+  // Detached: it touches nothing but the never-destroyed driver once its
+  // last RPC completed, and leaves soon after.
+  if (start) std::thread([&d] { Drive(d); }).detach();
+  post();
+}
+
+}  // namespace blocking_call_internal
 
 void CallWaiter::WaitUncancellable(Mutex& mu, CondVar& cv,
                                    absl::FunctionRef<bool()> done) {

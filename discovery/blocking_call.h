@@ -37,6 +37,7 @@
 #include "absl/time/time.h"
 #include "discovery/mutex.h"
 #include "grpcpp/grpcpp.h"
+#include "grpcpp/support/async_unary_call.h"
 
 namespace tractor::discovery {
 
@@ -133,8 +134,85 @@ class Completion {
 
 }  // namespace blocking_call_internal
 
-// One unary RPC issued with gRPC's callback API, whose completion is awaited
-// later; several can be in flight at once (start them all, then await each).
+// gRPC's callback API without its threads. A unary RPC prepared on
+// `DrivenQueue()` (`stub->PrepareAsyncMethod(context, request,
+// DrivenQueue())`) and handed to `StartDriven` runs `done` with its status
+// once it completes, like `stub->async()->Method(context, request, reply,
+// done)`, on a thread of this library's that waits on that queue only while
+// such RPCs are in flight (and a moment after the last, for the next of a
+// burst), then leaves.
+//
+// Why: the callback API starts two threads (`nexting_thread`) that wait in
+// gRPC's poller for as long as the process keeps a channel that used it.
+// With gRPC's Linux poller every thread waiting on a completion queue may
+// take another queue's socket events and must then wake that queue's
+// owner, and two threads on one queue keep that role between them: in an
+// actor that registered, they took most of the socket events of its calls
+// and dialogs (docs/architecture.md#threads). A registering actor's
+// registry calls are rare; this thread is there only while one runs.
+//
+// `done` runs on that thread, must not block, and may start more RPCs. The
+// context and the reply must outlive the RPC (until `done` is called);
+// `done` is called after the library dropped every reference to them.
+grpc::CompletionQueue* DrivenQueue();
+
+namespace blocking_call_internal {
+
+// An operation on `DrivenQueue()`: its tag, completed once on the driving
+// thread (which then forgets it).
+class DrivenOp {
+ public:
+  virtual ~DrivenOp() = default;
+  virtual void Complete(bool ok) = 0;
+};
+
+// Counts `op` as in flight, makes sure a thread drives the queue, then runs
+// `post`, which posts `op`'s one operation with `op` as its tag.
+void Issue(DrivenOp* op, absl::FunctionRef<void()> post);
+
+template <class Reply>
+class DrivenUnary final : public DrivenOp {
+ public:
+  DrivenUnary(std::unique_ptr<grpc::ClientAsyncResponseReader<Reply>> reader,
+              std::function<void(grpc::Status)> done)
+      : reader_(std::move(reader)), done_(std::move(done)) {}
+
+  void Post(Reply* reply) {
+    reader_->StartCall();
+    reader_->Finish(reply, &status_, static_cast<DrivenOp*>(this));
+  }
+
+  void Complete(bool) override {
+    // The reader lives in the call's arena, which the caller's context
+    // owns: it goes before `done`, after which the context may go.
+    reader_.reset();
+    std::function<void(grpc::Status)> done = std::move(done_);
+    grpc::Status status = std::move(status_);
+    delete this;
+    done(std::move(status));
+  }
+
+ private:
+  std::unique_ptr<grpc::ClientAsyncResponseReader<Reply>> reader_;
+  std::function<void(grpc::Status)> done_;
+  grpc::Status status_;
+};
+
+}  // namespace blocking_call_internal
+
+// Starts the unary RPC `reader` (prepared on `DrivenQueue()`, not started)
+// and calls `done` with its status once it completed and `*reply` is
+// filled. See `DrivenQueue`. Thread-safe.
+template <class Reply>
+void StartDriven(std::unique_ptr<grpc::ClientAsyncResponseReader<Reply>> reader,
+                 Reply* reply, std::function<void(grpc::Status)> done) {
+  auto* op = new blocking_call_internal::DrivenUnary<Reply>(std::move(reader),
+                                                            std::move(done));
+  blocking_call_internal::Issue(op, [op, reply] { op->Post(reply); });
+}
+
+// One unary RPC issued with gRPC's callback API (or `StartDriven`), whose
+// completion is awaited later; several can be in flight at once (start them all, then await each).
 // Owns the request, the reply and the ClientContext. Destroying a call that
 // has not completed cancels the RPC and waits for it to end (promptly), so
 // nothing gRPC uses outlives the object.
@@ -145,7 +223,9 @@ template <class Request, class Reply>
 class UnaryCall {
  public:
   // Issues the RPC: calls `start(context, request, reply, done)`, which must
-  // call `stub->async()->Method(context, request, reply, std::move(done))`
+  // call `stub->async()->Method(context, request, reply, std::move(done))`,
+  // or `StartDriven(stub->PrepareAsyncMethod(context, *request,
+  // DrivenQueue()), reply, std::move(done))` (no callback threads),
   // exactly once (`done` is a `std::function<void(grpc::Status)>`).
   template <class StartFn>
   static std::unique_ptr<UnaryCall> Start(StartFn&& start, Request request,

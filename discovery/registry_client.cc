@@ -333,7 +333,8 @@ size_t Registrant::RegisterRound(absl::Duration timeout) {
     calls.push_back(Call::Start(
         [&](auto* ctx, auto* request, auto* reply, auto done) {
           AttachSecret(ctx);
-          stub->async()->Register(ctx, request, reply, std::move(done));
+          StartDriven(stub->PrepareAsyncRegister(ctx, *request, DrivenQueue()),
+                      reply, std::move(done));
         },
         std::move(req), call_options));
   }
@@ -425,7 +426,8 @@ void Registrant::Stop() {
     calls.push_back(Call::Start(
         [&](auto* ctx, auto* request, auto* reply, auto done) {
           AttachSecret(ctx);
-          stub->async()->Unregister(ctx, request, reply, std::move(done));
+          StartDriven(stub->PrepareAsyncUnregister(ctx, *request, DrivenQueue()),
+                      reply, std::move(done));
         },
         std::move(req), call_options));
   }
@@ -641,9 +643,13 @@ void Lookup::StartCall(const std::shared_ptr<State>& state, size_t index) {
     for (size_t i : ask) StartCall(state, i);
   };
   if (find) {
-    call->stub->async()->Find(&call->ctx, &call->req, &call->rep, done);
+    StartDriven(call->stub->PrepareAsyncFind(&call->ctx, call->req,
+                                             DrivenQueue()),
+                &call->rep, std::function<void(grpc::Status)>(done));
   } else {
-    call->stub->async()->WaitFor(&call->ctx, &call->req, &call->rep, done);
+    StartDriven(call->stub->PrepareAsyncWaitFor(&call->ctx, call->req,
+                                                DrivenQueue()),
+                &call->rep, std::function<void(grpc::Status)>(done));
   }
 }
 
@@ -722,7 +728,8 @@ grpc::Status DeleteAddr(const Address& registrar, const std::string& addr,
   return BlockingUnaryCall(
       [&](auto* ctx, auto* request, auto* reply, auto done) {
         AttachSecret(ctx);
-        stub->async()->DeleteAddr(ctx, request, reply, std::move(done));
+        StartDriven(stub->PrepareAsyncDeleteAddr(ctx, *request, DrivenQueue()),
+                    reply, std::move(done));
       },
       std::move(req), &rep,
       {.deadline = absl::Now() + timeout, .waiter = waiter});
@@ -735,7 +742,8 @@ grpc::Status ListRegistrations(const Address& registrar,
   v1::ListReply rep;
   grpc::Status s = BlockingUnaryCall(
       [&](auto* ctx, auto* request, auto* reply, auto done) {
-        stub->async()->List(ctx, request, reply, std::move(done));
+        StartDriven(stub->PrepareAsyncList(ctx, *request, DrivenQueue()), reply,
+                    std::move(done));
       },
       v1::ListRequest(), &rep,
       {.deadline = absl::Now() + timeout, .waiter = waiter});

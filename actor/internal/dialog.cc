@@ -110,6 +110,19 @@ class Dialog::Waiting {
   Dialog* d_;
 };
 
+// Marks a task waiting in `Receive` (see `OnReadDone`), until the wait
+// returns or throws (with `mu_` held either way).
+class Dialog::Receiving {
+ public:
+  explicit Receiving(Dialog* d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(d->mu_) : d_(d) {
+    d_->task_receiving_ = true;
+  }
+  ~Receiving() ABSL_NO_THREAD_SAFETY_ANALYSIS { d_->task_receiving_ = false; }
+
+ private:
+  Dialog* d_;
+};
+
 void Dialog::AwaitFirst(absl::Time until) {
   {
     MutexLock lk(&mu_);
@@ -183,6 +196,10 @@ void Dialog::ResumeReads() {
     MutexLock lk(&mu_);
     pause_after_first_ = false;
     reads_paused_ = false;
+    // The next read starts with the task's first operation on the dialog
+    // (usually `Started`, whose data then carries the read's window
+    // update), or after `kAwayAfter` (CheckAway).
+    read_deferred_ = true;
   }
   Pump();
 }
@@ -220,6 +237,7 @@ void Dialog::Send(v1::Msg msg) {
     }
     if (item) ++items_sent_;
     Push(std::move(msg), Flush::kNow);
+    UndeferReadLocked();
   }
   Pump();
   DriveQueuedWrites();
@@ -230,6 +248,7 @@ bool Dialog::SendNoWait(v1::Msg msg, Flush flush) {
     MutexLock lk(&mu_);
     if (broken_ || write_failed_ || released_ || last_queued_) return false;
     Push(std::move(msg), flush);
+    UndeferReadLocked();
   }
   Pump();
   DriveQueuedWrites();
@@ -251,6 +270,8 @@ bool Dialog::QueueLastLocked(v1::Msg msg, const grpc::Status& status) {
     close_requested_ = true;
     close_status_ = status;
   }
+  // The caller drives the close itself next (`DriveToTheEnd`).
+  closer_lingers_ = true;
   return queued;
 }
 
@@ -270,9 +291,16 @@ bool Dialog::SendAndClose(v1::Msg msg, const grpc::Status& status) {
 std::optional<v1::Msg> Dialog::Receive(absl::Time until, bool* timed_out) {
   std::optional<v1::Msg> out;
   bool pump;
+  bool undeferred;
+  {
+    MutexLock lk(&mu_);
+    undeferred = inbox_.empty() && UndeferReadLocked();
+  }
+  if (undeferred) Pump();
   {
     MutexLock lk(&mu_);
     Waiting waiting(this);
+    Receiving receiving(this);
     bool ok = Wait(
         recv_cv_, mu_,
         [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -310,13 +338,17 @@ std::optional<v1::Msg> Dialog::TryReceive() {
   bool pump;
   {
     MutexLock lk(&mu_);
-    if (inbox_.empty()) return std::nullopt;
-    out = std::move(inbox_.front());
-    inbox_.pop_front();
-    TookLocked(*out);
-    // With a read in flight, nothing to write and no close, `Pump` has
-    // nothing to start: skip its lock round.
-    pump = !read_busy_ || !outbox_.empty() || close_requested_;
+    if (inbox_.empty()) {
+      // Nothing taken: a deferred read starts now.
+      pump = UndeferReadLocked();
+    } else {
+      out = std::move(inbox_.front());
+      inbox_.pop_front();
+      TookLocked(*out);
+      // With a read in flight, nothing to write and no close, `Pump` has
+      // nothing to start: skip its lock round.
+      pump = !read_busy_ || !outbox_.empty() || close_requested_;
+    }
   }
   if (pump) Pump();
   return out;
@@ -364,6 +396,7 @@ void Dialog::Close(const grpc::Status& status, bool abort) {
       outbox_.clear();
       outbox_bytes_ = 0;
     }
+    closer_lingers_ = true;
   }
   recv_cv_.SignalAll();
   send_cv_.SignalAll();

@@ -12,6 +12,12 @@
 // the queue: at once after the dialog is closed, and after `kAwayAfter`
 // otherwise, so that an arriving `Error` still interrupts a busy task.
 //
+// Reads run ahead of the task, except after a `Receive` that drove the
+// queue for the one message it took: the next read then starts with the
+// task's next `Send` or `Receive` (or after `kAwayAfter`), so that gRPC's
+// window update for it leaves with the next send's data instead of in a
+// packet of its own (see `OnReadDone`).
+//
 // At most one read and one write are outstanding, and the stream is
 // released (server `Finish`, client `Finish`) only when no thread is between
 // deciding on an operation and starting it, so `OnDone` is always last.
@@ -167,7 +173,8 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   // Gives up at `until`.
   void AwaitFirst(absl::Time until = absl::InfiniteFuture())
       ABSL_LOCKS_EXCLUDED(mu_);
-  // Reads on after the first message (server side).
+  // Reads on after the first message (server side), from the task's first
+  // operation on the dialog or after `kAwayAfter`, whichever comes first.
   void ResumeReads() ABSL_LOCKS_EXCLUDED(mu_);
   // The peer accepts `Batch` messages: Yields queued behind a busy write
   // then leave as one message.
@@ -198,6 +205,7 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   bool WantReadLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   class Waiting;
+  class Receiving;
   // Who drives the completion queue now.
   enum class Driver { kNone, kTask, kBackground };
   // A wait on `cv` that drives the queue when nobody else does.
@@ -224,8 +232,8 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   // over (unless someone drives it already).
   void DriveToTheEnd() ABSL_LOCKS_EXCLUDED(mu_);
   // `SendAndClose`'s step under the lock: queues `msg` as the last message
-  // (unless the dialog can send nothing more) and requests the close.
-  // True when queued.
+  // (unless the dialog can send nothing more) and requests the close, which
+  // the caller then drives (`DriveToTheEnd`). True when queued.
   bool QueueLastLocked(v1::Msg msg, const grpc::Status& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // After a send: drives the queue from a pooled thread while messages wait
@@ -253,6 +261,9 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   bool writes_only_ ABSL_GUARDED_BY(mu_) = false;
   // The background driver is asked to hand the queue to a waiting task.
   bool task_wants_queue_ ABSL_GUARDED_BY(mu_) = false;
+  // A closing thread is about to drive the queue itself for up to `kLinger`
+  // (`DriveToTheEnd`): the release it posts starts no pooled driver.
+  bool closer_lingers_ ABSL_GUARDED_BY(mu_) = false;
   // When the queue was last left without a driver.
   absl::Time undriven_since_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   DialogTransport* transport_ ABSL_GUARDED_BY(mu_) = nullptr;
@@ -285,6 +296,17 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   v1::OverrunPolicy policy_ ABSL_GUARDED_BY(mu_) =
       v1::OVERRUN_POLICY_BACKPRESSURE;
   bool read_busy_ ABSL_GUARDED_BY(mu_) = false;
+  // The next read waits for the task's next operation on the dialog (or
+  // for the watcher, after `kAwayAfter`): see `OnReadDone`.
+  bool read_deferred_ ABSL_GUARDED_BY(mu_) = false;
+  // A task waits in `Receive` (and may drive the queue there).
+  bool task_receiving_ ABSL_GUARDED_BY(mu_) = false;
+  // Ends a deferral of the next read; true when `Pump` has a read to start.
+  bool UndeferReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!read_deferred_) return false;
+    read_deferred_ = false;
+    return true;
+  }
   bool write_busy_ ABSL_GUARDED_BY(mu_) = false;
   bool reads_ended_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;

@@ -99,6 +99,16 @@ void Dialog::DriveInBackground() {
 }
 
 void Dialog::CheckAway(absl::Time now) {
+  bool undeferred = false;
+  {
+    MutexLock lk(&mu_);
+    // The task took a message and has done nothing on the dialog since:
+    // the next read starts now, so that what arrives (an Error) is seen.
+    if (driver_ == Driver::kNone && now - undriven_since_ >= kAwayAfter) {
+      undeferred = UndeferReadLocked();
+    }
+  }
+  if (undeferred) Pump();
   MutexLock lk(&mu_);
   CqTransport* t = owned_.get();
   if (t == nullptr || driver_ != Driver::kNone || t->finished() || !t->busy()) {
@@ -130,6 +140,7 @@ void Dialog::DriveToTheEnd() {
          t->busy() && absl::Now() < until) {
     DriveOnceLocked(until);
   }
+  closer_lingers_ = false;
   StartBackgroundLocked();
 }
 

@@ -86,8 +86,8 @@ void Dialog::Pump() {
           do_write = true;
         }
       }
-      if (!do_write_finish && !read_busy_ && !reads_ended_ && !broken_ &&
-          !close_requested_ && WantReadLocked()) {
+      if (!do_write_finish && !read_busy_ && !read_deferred_ &&
+          !reads_ended_ && !broken_ && !close_requested_ && WantReadLocked()) {
         read_busy_ = true;
         do_read = true;
       }
@@ -111,8 +111,12 @@ void Dialog::Pump() {
       MutexLock lk(&mu_);
       --in_call_;
       // The dialog's last operations complete without its task: a pooled
-      // thread drives them (unless someone drives already).
-      if (do_release || do_write_finish) StartBackgroundLocked();
+      // thread drives them (unless someone drives already, or the closing
+      // thread drives them a while first: it starts that thread if they
+      // are not done by then).
+      if ((do_release || do_write_finish) && !closer_lingers_) {
+        StartBackgroundLocked();
+      }
     }
     if (do_release || do_write_finish) return;
   }
@@ -176,6 +180,16 @@ void Dialog::OnReadDone(bool ok) {
       }
       inbox_.push_back(std::move(read_buf_));
       read_buf_.Clear();
+      // The task waiting in Receive took this read's completion itself and
+      // takes the message next: the next read starts with its next
+      // operation on the dialog (or after `kAwayAfter`, CheckAway). A read
+      // posted now would make gRPC send a window update of its own at once
+      // (a packet, and a wake-up of the peer); posted with the next send,
+      // the update leaves with that send's data. (One message at a time, a
+      // ping-pong: a stream that queues keeps reading ahead.)
+      if (driver_ == Driver::kTask && task_receiving_ && inbox_.size() == 1) {
+        read_deferred_ = true;
+      }
       if (arrival_hook_ && !inbox_.back().has_yielded()) {
         hook = arrival_hook_;
         arrived = inbox_.back();

@@ -346,8 +346,10 @@ void TaskServer::ServeDialog(std::shared_ptr<Dialog> dialog) {
     ack.mutable_start_ack()->set_functype(ep->type);
     dialog->SendNoWait(std::move(ack), Dialog::Flush::kNow);
   }
-  // Reads go on only now: every hook is in place and the ack (if any) is
+  // Reads are resumed only now, every hook in place and the ack (if any)
   // queued first, so whatever the caller sends next is answered after it.
+  // The next read itself starts with the task's first operation on the
+  // dialog (or after `kAwayAfter`, see `Dialog::ResumeReads`).
   if (s->is_context) dialog->ResumeReads();
   v1::Msg terminal = Invoke(s, *ep, start.args());
   dialog->SendAndClose(std::move(terminal));

@@ -83,8 +83,9 @@ ABSL_FLAG(int, rounds_scale, 1,
           "multiply the rounds of the latency rows 1, 2 and 4 (with --side, "
           "a long steady run to profile; 1 for the published figures)");
 ABSL_FLAG(std::string, side, "both",
-          "both, raw or ours: run one side of every row alone (for "
-          "profiling)");
+          "both, raw, raw_sync or ours: run one side of every row alone (for "
+          "profiling); raw_sync is the raw side without the callback-API "
+          "variants of rows 1, 2 and 4");
 
 namespace tractor::bench {
 namespace {
@@ -332,7 +333,7 @@ struct Env {
 };
 
 // Which sides run (--side, for profiling one side alone).
-enum class Side { kBoth, kRaw, kOurs };
+enum class Side { kBoth, kRaw, kRawSync, kOurs };
 Side g_side = Side::kBoth;
 
 // One side of a row: a raw baseline or ours. `fn(record)` runs one round
@@ -340,8 +341,12 @@ Side g_side = Side::kBoth;
 struct Variant {
   bool raw;
   std::function<void(bool record)> fn;
+  bool callback = false;  // a raw variant on gRPC's callback API
 };
 Variant Raw(std::function<void(bool)> fn) { return {true, std::move(fn)}; }
+Variant RawCallback(std::function<void(bool)> fn) {
+  return {true, std::move(fn), true};
+}
 Variant Ours(std::function<void(bool)> fn) { return {false, std::move(fn)}; }
 
 // Runs every variant once as a warm-up (dropped), then `rounds` rounds of
@@ -350,9 +355,11 @@ Variant Ours(std::function<void(bool)> fn) { return {false, std::move(fn)}; }
 void Interleave(int rounds, const std::vector<Variant>& all) {
   std::vector<const Variant*> variants;
   for (const auto& v : all) {
-    if (g_side == Side::kBoth || (g_side == Side::kRaw) == v.raw) {
-      variants.push_back(&v);
-    }
+    const bool run = g_side == Side::kBoth ||
+                     (g_side == Side::kOurs && !v.raw) ||
+                     (g_side == Side::kRaw && v.raw) ||
+                     (g_side == Side::kRawSync && v.raw && !v.callback);
+    if (run) variants.push_back(&v);
   }
   for (const auto* v : variants) v->fn(false);
   for (int r = 0; r < rounds; ++r) {
@@ -507,7 +514,7 @@ std::vector<Row> CallRoundTrip(Env& env, Endpoints& ep, const std::string& id) {
           if (record) sync.push_back(us);
         }
       }),
-      Raw([&](bool record) {
+      RawCallback([&](bool record) {
         for (int i = 0; i < iters; ++i) {
           auto t0 = Clock::now();
           grpc::ClientContext ctx;
@@ -579,7 +586,7 @@ std::vector<Row> PingPong(Env& env, Endpoints& ep, const std::string& id) {
         grpc::Status st = stream->Finish();
         if (!st.ok()) Fail("raw sync PingPong: " + st.error_message());
       }),
-      Raw([&](bool record) {
+      RawCallback([&](bool record) {
         PingPongClient client(ep.raw_callback.get());
         pb::Blob pong;
         for (int i = 0; i < iters; ++i) {
@@ -813,7 +820,7 @@ std::vector<Row> DialogOpen(Env& env) {
           if (record) sync.push_back(us);
         }
       }),
-      Raw([&](bool record) {
+      RawCallback([&](bool record) {
         for (int i = 0; i < iters; ++i) {
           auto t0 = Clock::now();
           PingPongClient client(ep.raw_callback.get());
@@ -1490,7 +1497,7 @@ std::vector<Row> ThrowTrace(Env& env) {
       raw.push_back(TryLoopNs(calls, INT64_MAX));
       raw_throw.push_back(TryLoopNs(throws, -1));
     }
-    if (g_side != Side::kRaw) {
+    if (g_side != Side::kRaw && g_side != Side::kRawSync) {
       devx::SetThrowCapture(true);
       ours.push_back(TryLoopNs(calls, INT64_MAX));
       ours_throw.push_back(TryLoopNs(throws, -1));
@@ -1541,8 +1548,11 @@ bool ReadFlags(Flags* f) {
     std::fprintf(stderr, "bench: --rounds_scale must be at least 1\n");
     return false;
   }
-  if (f->side != "both" && f->side != "raw" && f->side != "ours") {
-    std::fprintf(stderr, "bench: --side must be both, raw or ours, got '%s'\n",
+  if (f->side != "both" && f->side != "raw" && f->side != "raw_sync" &&
+      f->side != "ours") {
+    std::fprintf(stderr,
+                 "bench: --side must be both, raw, raw_sync or ours, got "
+                 "'%s'\n",
                  f->side.c_str());
     return false;
   }
@@ -1626,16 +1636,17 @@ int BenchMain(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "the benchmark suite: raw gRPC baselines against the actor runtime\n"
       "  bench [--quick] [--json=FILE] [--raw_server=PATH] [--only=ID,...] "
-      "[--side=both|raw|ours]");
+      "[--side=both|raw|raw_sync|ours]");
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() > 1) {
     std::fprintf(stderr, "bench: unexpected argument '%s'\n", positional[1]);
     return 2;
   }
   if (!ReadFlags(&flags)) return 2;
-  g_side = flags.side == "raw"    ? Side::kRaw
-           : flags.side == "ours" ? Side::kOurs
-                                  : Side::kBoth;
+  g_side = flags.side == "raw"        ? Side::kRaw
+           : flags.side == "raw_sync" ? Side::kRawSync
+           : flags.side == "ours"     ? Side::kOurs
+                                      : Side::kBoth;
   // Stretched like the runtime's timeouts under the sanitizer
   // configurations (TRACTOR_TIMEOUT_SCALE).
   Watchdog watchdog(discovery::ScaleTimeout(flags.quick ? absl::Seconds(50)
@@ -1796,7 +1807,7 @@ int BenchMain(int argc, char** argv) {
       an.Cancel();
     });
     run({{.id = "5", .name = "spawn"}}, one([&] { return Spawn(env); }));
-    if (g_side != Side::kRaw) {  // ours-only rows
+    if (g_side != Side::kRaw && g_side != Side::kRawSync) {  // ours-only rows
       run({{.id = "7a", .name = "teardown"}},
           one([&] { return Teardown(env); }));
       run({{.id = "7b", .name = "tree failure"}},

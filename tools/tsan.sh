@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: AGPL-3.0-or-later
 # Runs the suite under ThreadSanitizer (--config=tsan), by hand; not part of
-# CI. The in-process tests run with no suppressions at all; the multi-process
-# suites run with tools/sanitizers/tsan.supp, which may silence only races
-# whose two stacks both run through the uninstrumented libgrpc or libabsl.
+# CI, against the Abseil and gRPC that tools/tsan_deps.sh builds with
+# -fsanitize=thread (it stops here if they are missing). The in-process
+# tests run with no suppressions at all; the multi-process suites run with
+# tools/sanitizers/tsan.supp, which may silence only races whose two stacks
+# both run through libgrpc or libabsl.
 # Usage: tools/tsan.sh [in-process|multi-process|all] [bazel flags]
 set -uo pipefail
 cd "$(dirname "$0")/.."
+
+# Fails, saying to run tools/tsan_deps.sh, unless the instrumented libraries
+# are there; (re)writes tsan_deps.bazelrc, which --config=tsan imports.
+tools/tsan_deps.sh --check || exit 2
 
 which=${1:-all}
 [ $# -gt 0 ] && shift

@@ -181,11 +181,14 @@ done
 # prefix.
 for l in "${grpc_libs[@]}" absl_synchronization absl_base; do
   f="$prefix/lib/lib$l.so"
-  nm -D "$f" | grep -q __tsan_func_entry || die "$f is not instrumented"
+  # (grep -c reads all of nm's output: grep -q would cut it off, and the
+  # pipeline fail under pipefail.)
+  nm -D "$f" | grep -c ' U __tsan_init$' >/dev/null || die "$f is not instrumented"
 done
-if ldd "$prefix/lib/libgrpc++.so" | grep -E 'lib(grpc|gpr|upb|absl_)' | grep -v "$prefix/lib" | grep -q .; then
-  die "libgrpc++.so resolves some of its libraries outside $prefix/lib"
-fi
+outside=$(ldd "$prefix/lib/libgrpc++.so" | grep -E 'lib(grpc|gpr|upb|address_sorting|absl_)' |
+  grep -v "$prefix/lib" || true)
+[ -z "$outside" ] ||
+  die "libgrpc++.so resolves some of its libraries outside $prefix/lib: $outside"
 
 cd "$prefix"
 rm -rf "$work" "$absl_stamp"

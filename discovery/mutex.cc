@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 // Process-wide set-up for the project's `Mutex` (mutex.h) under
-// ThreadSanitizer; empty in every other build.
+// ThreadSanitizer with Debian's uninstrumented Abseil; empty in every other
+// build (with the instrumented Abseil of tools/tsan_deps.sh, TSan sees
+// Abseil's own spin lock around that graph, and its deadlock detection stays
+// on as in a plain build).
 #include "discovery/mutex.h"
 
-#ifdef TRACTOR_THREAD_SANITIZER
+#ifdef TRACTOR_TSAN_ANNOUNCE
 namespace tractor {
 namespace {
 

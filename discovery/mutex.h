@@ -27,12 +27,16 @@
 // theirs. A task of the actor runtime waits with `internal::Wait` (a
 // cancellation checkpoint) rather than with `CondVar::Wait` directly.
 //
-// ThreadSanitizer: the system's Abseil is not built with -fsanitize=thread,
-// so TSan cannot see its locking and would report every access guarded by an
-// `absl::Mutex` as a race. Under TSan these wrappers announce each lock,
-// unlock and wait with the `__tsan_mutex_*` interface, which gives TSan the
-// happens-before edges (and lock-order checks) of a mutex of its own.
-// Outside TSan they compile to the bare Abseil calls.
+// ThreadSanitizer: `--config=tsan` links the Abseil and gRPC that
+// tools/tsan_deps.sh builds with -fsanitize=thread, and defines
+// TRACTOR_TSAN_INSTRUMENTED_DEPS. That Abseil announces each lock, unlock
+// and wait of an `absl::Mutex` to TSan itself, so these wrappers add
+// nothing: announcing the same mutex twice would be a double lock to TSan.
+// Built with TSan against Debian's uninstrumented Abseil instead (without
+// that define), TSan cannot see Abseil's locking; these wrappers then
+// announce each lock, unlock and wait with the `__tsan_mutex_*` interface,
+// which gives TSan the happens-before edges (and lock-order checks) of a
+// mutex of its own. Outside TSan they compile to the bare Abseil calls.
 #ifndef TRACTOR_DISCOVERY_MUTEX_H_
 #define TRACTOR_DISCOVERY_MUTEX_H_
 
@@ -48,7 +52,11 @@
 #endif
 #endif
 
-#ifdef TRACTOR_THREAD_SANITIZER
+// Whether this file announces locking and hand-offs to TSan (TSan, with
+// Abseil and gRPC not instrumented).
+#if defined(TRACTOR_THREAD_SANITIZER) && \
+    !defined(TRACTOR_TSAN_INSTRUMENTED_DEPS)
+#define TRACTOR_TSAN_ANNOUNCE 1
 #include <sanitizer/tsan_interface.h>
 #endif
 
@@ -56,21 +64,22 @@ namespace tractor {
 
 class CondVar;
 
-// A hand-off through code ThreadSanitizer cannot see, such as gRPC's
-// completion queues (an operation's tag is posted on one thread and comes
-// back from `Next` on another): the posting thread calls `HandOff(x)`
-// before posting, the receiving thread `TakeOver(x)` once it has the tag,
-// both with the same `x`. Under TSan they are a release and an acquire of
-// `x`; otherwise nothing.
+// A hand-off through code ThreadSanitizer cannot see, such as an
+// uninstrumented gRPC's completion queues (an operation's tag is posted on
+// one thread and comes back from `Next` on another): the posting thread
+// calls `HandOff(x)` before posting, the receiving thread `TakeOver(x)` once
+// it has the tag, both with the same `x`. Under TSan with Debian's gRPC they
+// are a release and an acquire of `x`; otherwise (and with the instrumented
+// gRPC, whose own synchronization TSan sees) nothing, so they hide no race.
 inline void HandOff(const void* x) {
-#ifdef TRACTOR_THREAD_SANITIZER
+#ifdef TRACTOR_TSAN_ANNOUNCE
   __tsan_release(const_cast<void*>(x));
 #else
   (void)x;
 #endif
 }
 inline void TakeOver(const void* x) {
-#ifdef TRACTOR_THREAD_SANITIZER
+#ifdef TRACTOR_TSAN_ANNOUNCE
   __tsan_acquire(const_cast<void*>(x));
 #else
   (void)x;
@@ -87,26 +96,26 @@ class ABSL_LOCKABLE Mutex {
   explicit constexpr Mutex(absl::ConstInitType) : mu_(absl::kConstInit) {}
   Mutex(const Mutex&) = delete;
   Mutex& operator=(const Mutex&) = delete;
-#ifdef TRACTOR_THREAD_SANITIZER
+#ifdef TRACTOR_TSAN_ANNOUNCE
   ~Mutex() { __tsan_mutex_destroy(&mu_, __tsan_mutex_not_static); }
 #endif
 
   void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() {
-#ifdef TRACTOR_THREAD_SANITIZER
+#ifdef TRACTOR_TSAN_ANNOUNCE
     __tsan_mutex_pre_lock(&mu_, 0);
 #endif
     mu_.Lock();
-#ifdef TRACTOR_THREAD_SANITIZER
+#ifdef TRACTOR_TSAN_ANNOUNCE
     __tsan_mutex_post_lock(&mu_, 0, 0);
 #endif
   }
 
   void Unlock() ABSL_UNLOCK_FUNCTION() {
-#ifdef TRACTOR_THREAD_SANITIZER
+#ifdef TRACTOR_TSAN_ANNOUNCE
     __tsan_mutex_pre_unlock(&mu_, 0);
 #endif
     mu_.Unlock();
-#ifdef TRACTOR_THREAD_SANITIZER
+#ifdef TRACTOR_TSAN_ANNOUNCE
     __tsan_mutex_post_unlock(&mu_, 0);
 #endif
   }
@@ -122,13 +131,13 @@ class ABSL_LOCKABLE Mutex {
   // (before the wait) and acquired it again (after it): the real unlock and
   // lock happen inside Abseil.
   void AnnotateWaitBegin() {
-#ifdef TRACTOR_THREAD_SANITIZER
+#ifdef TRACTOR_TSAN_ANNOUNCE
     __tsan_mutex_pre_unlock(&mu_, 0);
     __tsan_mutex_post_unlock(&mu_, 0);
 #endif
   }
   void AnnotateWaitEnd() {
-#ifdef TRACTOR_THREAD_SANITIZER
+#ifdef TRACTOR_TSAN_ANNOUNCE
     __tsan_mutex_pre_lock(&mu_, 0);
     __tsan_mutex_post_lock(&mu_, 0, 0);
 #endif

@@ -34,6 +34,14 @@ std::set<pid_t> Descendants(pid_t root) {
     pid_t ppid;
     rest >> state >> ppid;
     if (state == 'Z' || state == 'X') continue;  // exited, not yet reaped
+    // ThreadSanitizer's symbolizer, which the sanitizer runtime starts (and
+    // keeps until exit) the first time it symbolizes a stack, a suppressed
+    // report's too: the sanitizer's helper, not a process of the test.
+    const auto lparen = line.find('(');
+    if (lparen != std::string::npos &&
+        line.compare(lparen + 1, rparen - lparen - 1, "llvm-symbolizer") == 0) {
+      continue;
+    }
     kids[ppid].push_back(pid);
   }
   closedir(d);

@@ -18,7 +18,8 @@
 
 namespace tractor::testing {
 
-// Returns every live descendant of `root` (children, grandchildren, ...).
+// Returns every live descendant of `root` (children, grandchildren, ...),
+// except the sanitizer runtime's llvm-symbolizer.
 std::set<pid_t> Descendants(pid_t root);
 
 // Waits until `pred()` holds or `timeout` passes; returns pred().

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: AGPL-3.0-or-later
 # Runs the suite under ThreadSanitizer (--config=tsan), by hand; not part of
-# CI. The in-process tests run with no suppressions at all; the multi-process
-# suites run with tools/sanitizers/tsan.supp, which may silence only races
-# whose two stacks both run through the uninstrumented libgrpc or libabsl.
+# CI, against the Abseil and gRPC that tools/tsan_deps.sh builds with
+# -fsanitize=thread (it stops here if they are missing). Both phases run
+# with tools/sanitizers/tsan.supp, which may silence only races whose two
+# stacks both run inside libgrpc or libabsl.
 # Usage: tools/tsan.sh [in-process|multi-process|all] [bazel flags]
 set -uo pipefail
 cd "$(dirname "$0")/.."
+
+# Fails, saying to run tools/tsan_deps.sh, unless the instrumented libraries
+# are there; (re)writes tsan_deps.bazelrc, which --config=tsan imports.
+tools/tsan_deps.sh --check || exit 2
 
 which=${1:-all}
 [ $# -gt 0 ] && shift
@@ -22,14 +27,11 @@ IN_PROCESS=(
   //tests/discovery:mutex_test
   //tests/registrar:registrar_service_test
 )
-# ignore_noninstrumented_modules: the libc calls that libgrpc, libabsl and
-# libprotobuf make themselves (memcpy, free, epoll_wait on gRPC's own
-# descriptors, ...) are not checked. Those libraries are not instrumented,
-# so TSan cannot see the locks around those calls and would report every
-# hand-off between gRPC's threads (thousands per test, starting with the
-# poller gRPC creates and hands to its own thread pool). The project's own
-# code, and everything it does with its memory, is still checked.
-base_options="halt_on_error=1:second_deadlock_stack=1:history_size=4:ignore_noninstrumented_modules=1"
+# No ignore_noninstrumented_modules: on Linux TSan marks no module as
+# instrumented, so that flag turns off the checks of every intercepted call,
+# the project's own delete, free and memcpy included (docs/testing.md).
+supp="suppressions=$PWD/tools/sanitizers/tsan.supp"
+base_options="halt_on_error=1:second_deadlock_stack=1:history_size=4:$supp"
 rc=0
 if [ "$which" = in-process ] || [ "$which" = all ]; then
   bazel test --config=tsan --cache_test_results=no \
@@ -40,7 +42,7 @@ if [ "$which" = multi-process ] || [ "$which" = all ]; then
   # shellcheck disable=SC2086
   bazel test --config=tsan --cache_test_results=no \
     --test_tag_filters=-etcd,-debugger,-netns \
-    --test_env=TSAN_OPTIONS="$base_options:suppressions=$PWD/tools/sanitizers/tsan.supp" \
+    --test_env=TSAN_OPTIONS="$base_options" \
     "$@" -- //... $exclude || rc=1
 fi
 exit $rc

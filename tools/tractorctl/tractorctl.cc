@@ -631,9 +631,12 @@ class Watchdog {
             fn();
           }
         }) {}
-  ~Watchdog() {
+  ~Watchdog() { Stop(); }
+  // Disarms the watchdog and joins its thread (also before an exit that
+  // runs no destructors: a finished thread nobody joined is a leak).
+  void Stop() {
     Disarm();
-    thread_.join();
+    if (thread_.joinable()) thread_.join();
   }
   void Disarm() {
     std::lock_guard<std::mutex> lk(mu_);
@@ -766,6 +769,7 @@ int Stream(const std::string& text, const std::string& func,
   }
   // The stdin thread may still run (blocked on a read, or just cancelling
   // the call): the process exits from here without unwinding what it uses.
+  std::string message;
   if (code < 0) try {
     first_answer.Disarm();
     grpc::Status s = rw->Finish();
@@ -782,9 +786,14 @@ int Stream(const std::string& text, const std::string& func,
     }
     FailRpc(absl::StrCat("Open of ", func, " on ", t.label), s);
   } catch (const Exit& e) {
-    ExitNow(e.code, e.message);
+    code = e.code;
+    message = e.message;
   }
-  ExitNow(code, "");
+  // The watchdog is disarmed: join it. The stdin thread cannot be joined
+  // (it may be blocked on a read): it is let go.
+  first_answer.Stop();
+  if (input.joinable()) input.detach();
+  ExitNow(code, message);
 }
 
 // Presents the mesh secret (--secret_file, else TRACTOR_SECRET) on a

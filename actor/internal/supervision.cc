@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -17,13 +18,18 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "actor/errors.h"
+#include "actor/internal/portal_state.h"
+#include "actor/internal/runtime.h"
 #include "actor/internal/scope.h"
 #include "actor/internal/spawn.h"
 #include "actor/runtime.h"
+#include "discovery/credentials.h"
 #include "discovery/listen.h"
 #include "discovery/log_level.h"
 #include "discovery/mutex.h"
 #include "glog/logging.h"
+#include "grpcpp/grpcpp.h"
+#include "tractor/v1/actor.grpc.pb.h"
 #include "discovery/thread_name.h"
 
 namespace tractor::internal {
@@ -289,10 +295,156 @@ void TearDownChild(ChildProc& proc, Portal portal, const v1::Aid& aid,
   WaitExited(proc, absl::InfiniteFuture());
 }
 
+namespace {
+
+// Waits, without a checkpoint and without handing over the task lock (as
+// the join of a helper thread would), for the child to exit, up to
+// `until`. Returns true if it exited.
+bool WaitExitedPlain(ChildProc& proc, absl::Time until) {
+  MutexLock lk(&proc.mu);
+  while (!proc.exited) {
+    if (proc.cv.WaitWithDeadline(&proc.mu, until) && !proc.exited) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool HasExited(ChildProc& proc) {
+  MutexLock lk(&proc.mu);
+  return proc.exited;
+}
+
+// One child on the ladder run by `TearDownChildren`.
+struct Rung {
+  std::shared_ptr<ChildProc> proc;
+  std::shared_ptr<PortalState> portal;  // null: not linked back yet
+  v1::Aid aid;
+  enum class Step { kAsked, kAcked, kTermed, kKilled } step = Step::kAsked;
+  absl::Time deadline = absl::InfiniteFuture();  // of the current step
+  // The CancelActor call (while `step` is kAsked and it was sent).
+  grpc::ClientContext ctx;
+  v1::CancelActorReply reply;
+  grpc::Status status;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<v1::CancelActorReply>> call;
+};
+
+void Signal(Rung& r) {
+  kill(r.proc->pid, SIGTERM);
+  // A stopped child (SIGSTOP, a hang detected as such) handles SIGTERM only
+  // once continued.
+  kill(r.proc->pid, SIGCONT);
+  r.step = Rung::Step::kTermed;
+  r.deadline = absl::Now() + kTermGrace;
+}
+
+// The next step of a child whose step's deadline passed and that has not
+// exited.
+void Escalate(Rung& r) {
+  switch (r.step) {
+    case Rung::Step::kAsked:
+    case Rung::Step::kAcked:
+      Signal(r);
+      break;
+    case Rung::Step::kTermed:
+      LOG(WARNING) << "child '" << r.aid.name() << "' (pid " << r.proc->pid
+                   << ") ignored SIGTERM; SIGKILL";
+      kill(r.proc->pid, SIGKILL);
+      r.step = Rung::Step::kKilled;
+      r.deadline = absl::InfiniteFuture();
+      break;
+    case Rung::Step::kKilled:
+      break;
+  }
+}
+
+// The teardown ladder of `TearDownChild` for many children at once, on the
+// calling thread: every CancelActor is sent before any answer is awaited
+// (on one completion queue), and each child then climbs its own ladder on
+// its own deadlines (acknowledged: `kExitAfterAck` to exit; not, or not in
+// time: SIGTERM, `kTermGrace`, SIGKILL), as if each had a thread of its
+// own. Returns once every child is reaped.
+void TearDownChildren(std::vector<std::unique_ptr<Rung>>& rungs,
+                      bool hard_kill) {
+  if (rungs.empty()) return;
+  Runtime* rt = Runtime::Get();
+  grpc::CompletionQueue cq;
+  std::vector<std::unique_ptr<v1::Actor::Stub>> stubs;
+  size_t pending = 0;
+  for (size_t i = 0; i < rungs.size(); ++i) {
+    Rung& r = *rungs[i];
+    if (HasExited(*r.proc)) {
+      r.step = Rung::Step::kAcked;
+      r.deadline = absl::Now();
+      continue;
+    }
+    if (hard_kill || r.portal == nullptr || rt == nullptr) {
+      Signal(r);
+      continue;
+    }
+    TRACTOR_LOG(cancel) << "actor '" << rt->self().name() << "' "
+                        << rt->self().uuid() << " cancels actor '"
+                        << r.aid.name() << "' " << r.aid.uuid();
+    v1::CancelActorRequest req;
+    *req.mutable_requester() = rt->self();
+    r.ctx.set_deadline(absl::ToChronoTime(absl::Now() + kCancelAckWindow));
+    discovery::AttachSecret(&r.ctx);
+    stubs.push_back(v1::Actor::NewStub(r.portal->channel));
+    r.call = stubs.back()->AsyncCancelActor(&r.ctx, req, &cq);
+    r.call->Finish(&r.reply, &r.status, reinterpret_cast<void*>(i));
+    ++pending;
+  }
+  // Each answer (or its deadline) moves its child on at once: an
+  // acknowledged child gets `kExitAfterAck` to exit, the others SIGTERM.
+  for (; pending > 0; --pending) {
+    void* tag = nullptr;
+    bool ok = false;
+    if (!cq.Next(&tag, &ok)) break;
+    Rung& r = *rungs[reinterpret_cast<uintptr_t>(tag)];
+    r.call.reset();
+    if (ok && r.status.ok() && r.reply.ok()) {
+      r.step = Rung::Step::kAcked;
+      r.deadline = absl::Now() + kExitAfterAck;
+      continue;
+    }
+    if (HasExited(*r.proc)) continue;
+    TRACTOR_LOG(cancel) << "child '" << r.aid.name() << "' " << r.aid.uuid()
+                        << " did not acknowledge cancel within "
+                        << absl::FormatDuration(kCancelAckWindow)
+                        << "; SIGTERM";
+    Signal(r);
+  }
+  cq.Shutdown();
+  {
+    void* tag;
+    bool ok;
+    while (cq.Next(&tag, &ok)) {
+    }
+  }
+  // Wait for the child whose deadline comes first; when it passes, move on
+  // every child whose deadline passed.
+  for (;;) {
+    Rung* first = nullptr;
+    for (auto& r : rungs) {
+      if (HasExited(*r->proc)) continue;
+      if (first == nullptr || r->deadline < first->deadline) first = r.get();
+    }
+    if (first == nullptr) return;
+    if (WaitExitedPlain(*first->proc, first->deadline)) continue;
+    const absl::Time now = absl::Now();
+    for (auto& r : rungs) {
+      if (r->deadline <= now && !HasExited(*r->proc)) Escalate(*r);
+    }
+  }
+}
+
+}  // namespace
+
 void CancelAll(NurseryState& st, bool hard_kill) ABSL_LOCKS_EXCLUDED(st.mu) {
   struct Child {
     std::shared_ptr<ChildProc> proc;
     Portal portal;
+    std::shared_ptr<PortalState> portal_state;
     v1::Aid aid;
   };
   std::vector<Child> children;
@@ -300,7 +452,7 @@ void CancelAll(NurseryState& st, bool hard_kill) ABSL_LOCKS_EXCLUDED(st.mu) {
     MutexLock lock(&st.mu);
     st.cancel_called = true;
     for (const auto& c : st.children) {
-      children.push_back({c->proc, c->portal, c->aid});
+      children.push_back({c->proc, c->portal, c->portal_state, c->aid});
     }
   }
   for (const auto& c : children) {
@@ -310,13 +462,31 @@ void CancelAll(NurseryState& st, bool hard_kill) ABSL_LOCKS_EXCLUDED(st.mu) {
                         << c.aid.uuid() << " (pid " << c.proc->pid << ")"
                         << (hard_kill ? " by signal" : "");
   }
+  // A child in the debugger is let finish there before it is asked
+  // (`TearDownChild` waits for it), on a thread of its own; all the others
+  // go down together on this thread.
   std::vector<std::thread> threads;
+  std::vector<std::unique_ptr<Rung>> rungs;
   for (auto& c : children) {
-    threads.emplace_back([c, hard_kill] {
-      discovery::NameThisThread("teardown");
-      TearDownChild(*c.proc, c.portal, c.aid, hard_kill);
-    });
+    bool in_debugger;
+    {
+      MutexLock lk(&c.proc->mu);
+      in_debugger = c.proc->in_debugger && !c.proc->exited;
+    }
+    if (in_debugger) {
+      threads.emplace_back([c, hard_kill] {
+        discovery::NameThisThread("teardown");
+        TearDownChild(*c.proc, c.portal, c.aid, hard_kill);
+      });
+      continue;
+    }
+    auto r = std::make_unique<Rung>();
+    r->proc = c.proc;
+    r->portal = c.portal_state;
+    r->aid = c.aid;
+    rungs.push_back(std::move(r));
   }
+  TearDownChildren(rungs, hard_kill);
   for (auto& t : threads) t.join();
 }
 

@@ -4,11 +4,15 @@
 #include "actor/internal/supervision.h"
 
 #include <signal.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <string>
 #include <optional>
 #include <thread>
@@ -125,52 +129,158 @@ std::exception_ptr TakeExitFailure(ChildProc& proc, const v1::Aid& aid,
   return ExitFailure(aid, proc.pid, proc.wait_status, proc.crash_report);
 }
 
-// Reaps the child on a helper thread and wakes waiters. A child that dies
+namespace {
+
+// The process's reaper: one thread waits for the exit of every child
+// watched here, through each child's pidfd in one epoll set, reaps it and
+// runs its `done`. Process-wide and never destroyed, like the spawner; its
+// thread starts with the first child and is never joined.
+class Reaper {
+ public:
+  // Watches `pid`, which this process must reap. False when it cannot
+  // (no pidfd): the caller reaps it itself.
+  bool Watch(pid_t pid, std::function<void(int status)> done)
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    const int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    if (fd < 0) return false;
+    MutexLock lock(&mu_);
+    if (epoll_fd_ < 0) {
+      epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+      if (epoll_fd_ < 0) {
+        close(fd);
+        return false;
+      }
+      std::thread([this] {
+        discovery::NameThisThread("reaper");
+        Loop();
+      }).detach();
+    }
+    watched_[fd] = Watched{pid, std::move(done)};
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      watched_.erase(fd);
+      close(fd);
+      return false;
+    }
+    return true;
+  }
+
+ private:
+  struct Watched {
+    pid_t pid;
+    std::function<void(int status)> done;
+  };
+
+  void Loop() ABSL_LOCKS_EXCLUDED(mu_) {
+    int epoll_fd;
+    {
+      MutexLock lock(&mu_);
+      epoll_fd = epoll_fd_;
+    }
+    epoll_event events[64];
+    for (;;) {
+      const int n = epoll_wait(epoll_fd, events, 64, -1);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        LOG(FATAL) << "the reaper's epoll_wait failed: " << strerror(errno);
+      }
+      for (int i = 0; i < n; ++i) {
+        const int fd = events[i].data.fd;
+        Watched w;
+        {
+          MutexLock lock(&mu_);
+          auto it = watched_.find(fd);
+          if (it == watched_.end()) continue;
+          w = std::move(it->second);
+          watched_.erase(it);
+          epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
+        }
+        // Readable: the child has exited, so this does not block.
+        int status = 0;
+        while (waitpid(w.pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        close(fd);
+        w.done(status);
+      }
+    }
+  }
+
+  Mutex mu_;
+  int epoll_fd_ ABSL_GUARDED_BY(mu_) = -1;
+  std::map<int, Watched> watched_ ABSL_GUARDED_BY(mu_);
+};
+
+Reaper& GetReaper() {
+  static auto* reaper = new Reaper;
+  return *reaper;
+}
+
+// What the reaper does once the child is reaped: records an abnormal exit
+// as a failure of the tree (cancelling the siblings) unless the nursery is
+// cancelling, then announces the exit and leaves the nursery's gate.
+void OnReaped(const std::shared_ptr<ChildProc>& proc, const v1::Aid& aid,
+              const std::weak_ptr<NurseryState>& nursery, int status,
+              Gate::Holder& hold) {
+  // The child is gone: whatever its crash handler wrote is in the pipe.
+  const std::string crash = ReadCrashReport(proc->crash_fd);
+  bool linked;
+  {
+    MutexLock lk(&proc->mu);
+    linked = proc->linked;
+  }
+  // The failure is recorded before the exit is announced, so a block that
+  // wakes on the exit always sees it.
+  bool abnormal = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  bool reported = false;
+  if (abnormal && linked) {
+    if (auto st = nursery.lock()) {
+      bool cancelling;
+      {
+        MutexLock lock(&st->mu);
+        cancelling = st->cancel_called;
+      }
+      if (!cancelling) {
+        st->RecordError(ExitFailure(aid, proc->pid, status, crash),
+                        /*cancel_siblings=*/true);
+        reported = true;
+      }
+    }
+  }
+  {
+    MutexLock lk(&proc->mu);
+    proc->exited = true;
+    proc->in_debugger = false;
+    proc->wait_status = status;
+    proc->crash_report = crash;
+    proc->exit_reported = reported;
+  }
+  proc->cv.SignalAll();
+  hold.Leave();  // the last thing done with the nursery
+}
+
+}  // namespace
+
+// Reaps the child (on the process's reaper thread, or on a helper thread of
+// its own where pidfds are missing) and wakes waiters. A child that dies
 // abnormally while its nursery is not cancelling is a failure of the tree:
-// it is recorded and its siblings are cancelled. The thread holds the
-// nursery's gate (`hold`) until it is done, instead of being joined.
+// it is recorded and its siblings are cancelled. The nursery's gate
+// (`hold`) is held until that is done.
 void StartReaper(std::shared_ptr<ChildProc> proc, v1::Aid aid,
                  std::weak_ptr<NurseryState> nursery, Gate::Holder hold) {
-  std::thread([proc, aid, nursery, hold = std::move(hold)]() mutable {
+  auto shared_hold = std::make_shared<Gate::Holder>(std::move(hold));
+  const bool watched = GetReaper().Watch(
+      proc->pid, [proc, aid, nursery, shared_hold](int status) {
+        OnReaped(proc, aid, nursery, status, *shared_hold);
+      });
+  if (watched) return;
+  std::thread([proc, aid, nursery, shared_hold] {
     discovery::NameThisThread("reaper");
     int status = 0;
     while (waitpid(proc->pid, &status, 0) < 0 && errno == EINTR) {
     }
-    // The child is gone: whatever its crash handler wrote is in the pipe.
-    const std::string crash = ReadCrashReport(proc->crash_fd);
-    bool linked;
-    {
-      MutexLock lk(&proc->mu);
-      linked = proc->linked;
-    }
-    // The failure is recorded before the exit is announced, so a block that
-    // wakes on the exit always sees it.
-    bool abnormal = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    bool reported = false;
-    if (abnormal && linked) {
-      if (auto st = nursery.lock()) {
-        bool cancelling;
-        {
-          MutexLock lock(&st->mu);
-          cancelling = st->cancel_called;
-        }
-        if (!cancelling) {
-          st->RecordError(ExitFailure(aid, proc->pid, status, crash),
-                          /*cancel_siblings=*/true);
-          reported = true;
-        }
-      }
-    }
-    {
-      MutexLock lk(&proc->mu);
-      proc->exited = true;
-      proc->in_debugger = false;
-      proc->wait_status = status;
-      proc->crash_report = crash;
-      proc->exit_reported = reported;
-    }
-    proc->cv.SignalAll();
-    hold.Leave();  // the last thing this thread does with the nursery
+    OnReaped(proc, aid, nursery, status, *shared_hold);
   }).detach();
 }
 

@@ -74,22 +74,7 @@ grpc::Status CancelActor(Runtime* rt, grpc::ServerContext* ctx,
   TRACTOR_LOG(cancel) << "actor '" << rt->self().name() << "' "
                       << rt->self().uuid() << " cancelled by '"
                       << requester.name() << "' " << requester.uuid();
-  struct AllCancelled {
-    Mutex mu;
-    CondVar cv;
-    bool done ABSL_GUARDED_BY(mu) = false;
-  };
-  // Shared: the callback may still be leaving it when the wait returns.
-  auto cancelled = std::make_shared<AllCancelled>();
-  rt->tasks().CancelAllTasks(requester, absl::Seconds(2), [cancelled] {
-    MutexLock lock(&cancelled->mu);
-    cancelled->done = true;
-    cancelled->cv.SignalAll();
-  });
-  {
-    MutexLock lock(&cancelled->mu);
-    while (!cancelled->done) cancelled->cv.Wait(&cancelled->mu);
-  }
+  rt->tasks().CancelAllTasks(requester, absl::Seconds(2));
   // The exit is under way before the requester hears back (the root's
   // block is cancelled by then).
   rt->RequestExit("cancelled by request");

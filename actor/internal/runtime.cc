@@ -261,22 +261,7 @@ void Runtime::Shutdown() {
     });
   }
   tasks_.Close();
-  struct AllCancelled {
-    Mutex mu;
-    CondVar cv;
-    bool done ABSL_GUARDED_BY(mu) = false;
-  };
-  // Shared: the callback may still be leaving it when the wait returns.
-  auto cancelled = std::make_shared<AllCancelled>();
-  tasks_.CancelAllTasks(self(), absl::Seconds(2), [cancelled] {
-    MutexLock lock(&cancelled->mu);
-    cancelled->done = true;
-    cancelled->cv.SignalAll();
-  });
-  {
-    MutexLock lock(&cancelled->mu);
-    while (!cancelled->done) cancelled->cv.Wait(&cancelled->mu);
-  }
+  tasks_.CancelAllTasks(self(), absl::Seconds(2));
   RunLifetimeCallbacks();
   // Unregister at once (bounded), while the server still answers; then end
   // the embedded registrar's pending WaitFor/Watch calls so the server's

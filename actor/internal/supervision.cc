@@ -4,10 +4,15 @@
 #include "actor/internal/supervision.h"
 
 #include <signal.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <string>
 #include <optional>
 #include <thread>
@@ -17,13 +22,18 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "actor/errors.h"
+#include "actor/internal/portal_state.h"
+#include "actor/internal/runtime.h"
 #include "actor/internal/scope.h"
 #include "actor/internal/spawn.h"
 #include "actor/runtime.h"
+#include "discovery/credentials.h"
 #include "discovery/listen.h"
 #include "discovery/log_level.h"
 #include "discovery/mutex.h"
 #include "glog/logging.h"
+#include "grpcpp/grpcpp.h"
+#include "tractor/v1/actor.grpc.pb.h"
 #include "discovery/thread_name.h"
 
 namespace tractor::internal {
@@ -119,52 +129,158 @@ std::exception_ptr TakeExitFailure(ChildProc& proc, const v1::Aid& aid,
   return ExitFailure(aid, proc.pid, proc.wait_status, proc.crash_report);
 }
 
-// Reaps the child on a helper thread and wakes waiters. A child that dies
+namespace {
+
+// The process's reaper: one thread waits for the exit of every child
+// watched here, through each child's pidfd in one epoll set, reaps it and
+// runs its `done`. Process-wide and never destroyed, like the spawner; its
+// thread starts with the first child and is never joined.
+class Reaper {
+ public:
+  // Watches `pid`, which this process must reap. False when it cannot
+  // (no pidfd): the caller reaps it itself.
+  bool Watch(pid_t pid, std::function<void(int status)> done)
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    const int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    if (fd < 0) return false;
+    MutexLock lock(&mu_);
+    if (epoll_fd_ < 0) {
+      epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+      if (epoll_fd_ < 0) {
+        close(fd);
+        return false;
+      }
+      std::thread([this] {
+        discovery::NameThisThread("reaper");
+        Loop();
+      }).detach();
+    }
+    watched_[fd] = Watched{pid, std::move(done)};
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      watched_.erase(fd);
+      close(fd);
+      return false;
+    }
+    return true;
+  }
+
+ private:
+  struct Watched {
+    pid_t pid;
+    std::function<void(int status)> done;
+  };
+
+  void Loop() ABSL_LOCKS_EXCLUDED(mu_) {
+    int epoll_fd;
+    {
+      MutexLock lock(&mu_);
+      epoll_fd = epoll_fd_;
+    }
+    epoll_event events[64];
+    for (;;) {
+      const int n = epoll_wait(epoll_fd, events, 64, -1);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        LOG(FATAL) << "the reaper's epoll_wait failed: " << strerror(errno);
+      }
+      for (int i = 0; i < n; ++i) {
+        const int fd = events[i].data.fd;
+        Watched w;
+        {
+          MutexLock lock(&mu_);
+          auto it = watched_.find(fd);
+          if (it == watched_.end()) continue;
+          w = std::move(it->second);
+          watched_.erase(it);
+          epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
+        }
+        // Readable: the child has exited, so this does not block.
+        int status = 0;
+        while (waitpid(w.pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        close(fd);
+        w.done(status);
+      }
+    }
+  }
+
+  Mutex mu_;
+  int epoll_fd_ ABSL_GUARDED_BY(mu_) = -1;
+  std::map<int, Watched> watched_ ABSL_GUARDED_BY(mu_);
+};
+
+Reaper& GetReaper() {
+  static auto* reaper = new Reaper;
+  return *reaper;
+}
+
+// What the reaper does once the child is reaped: records an abnormal exit
+// as a failure of the tree (cancelling the siblings) unless the nursery is
+// cancelling, then announces the exit and leaves the nursery's gate.
+void OnReaped(const std::shared_ptr<ChildProc>& proc, const v1::Aid& aid,
+              const std::weak_ptr<NurseryState>& nursery, int status,
+              Gate::Holder& hold) {
+  // The child is gone: whatever its crash handler wrote is in the pipe.
+  const std::string crash = ReadCrashReport(proc->crash_fd);
+  bool linked;
+  {
+    MutexLock lk(&proc->mu);
+    linked = proc->linked;
+  }
+  // The failure is recorded before the exit is announced, so a block that
+  // wakes on the exit always sees it.
+  bool abnormal = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  bool reported = false;
+  if (abnormal && linked) {
+    if (auto st = nursery.lock()) {
+      bool cancelling;
+      {
+        MutexLock lock(&st->mu);
+        cancelling = st->cancel_called;
+      }
+      if (!cancelling) {
+        st->RecordError(ExitFailure(aid, proc->pid, status, crash),
+                        /*cancel_siblings=*/true);
+        reported = true;
+      }
+    }
+  }
+  {
+    MutexLock lk(&proc->mu);
+    proc->exited = true;
+    proc->in_debugger = false;
+    proc->wait_status = status;
+    proc->crash_report = crash;
+    proc->exit_reported = reported;
+  }
+  proc->cv.SignalAll();
+  hold.Leave();  // the last thing done with the nursery
+}
+
+}  // namespace
+
+// Reaps the child (on the process's reaper thread, or on a helper thread of
+// its own where pidfds are missing) and wakes waiters. A child that dies
 // abnormally while its nursery is not cancelling is a failure of the tree:
-// it is recorded and its siblings are cancelled. The thread holds the
-// nursery's gate (`hold`) until it is done, instead of being joined.
+// it is recorded and its siblings are cancelled. The nursery's gate
+// (`hold`) is held until that is done.
 void StartReaper(std::shared_ptr<ChildProc> proc, v1::Aid aid,
                  std::weak_ptr<NurseryState> nursery, Gate::Holder hold) {
-  std::thread([proc, aid, nursery, hold = std::move(hold)]() mutable {
+  auto shared_hold = std::make_shared<Gate::Holder>(std::move(hold));
+  const bool watched = GetReaper().Watch(
+      proc->pid, [proc, aid, nursery, shared_hold](int status) {
+        OnReaped(proc, aid, nursery, status, *shared_hold);
+      });
+  if (watched) return;
+  std::thread([proc, aid, nursery, shared_hold] {
     discovery::NameThisThread("reaper");
     int status = 0;
     while (waitpid(proc->pid, &status, 0) < 0 && errno == EINTR) {
     }
-    // The child is gone: whatever its crash handler wrote is in the pipe.
-    const std::string crash = ReadCrashReport(proc->crash_fd);
-    bool linked;
-    {
-      MutexLock lk(&proc->mu);
-      linked = proc->linked;
-    }
-    // The failure is recorded before the exit is announced, so a block that
-    // wakes on the exit always sees it.
-    bool abnormal = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    bool reported = false;
-    if (abnormal && linked) {
-      if (auto st = nursery.lock()) {
-        bool cancelling;
-        {
-          MutexLock lock(&st->mu);
-          cancelling = st->cancel_called;
-        }
-        if (!cancelling) {
-          st->RecordError(ExitFailure(aid, proc->pid, status, crash),
-                          /*cancel_siblings=*/true);
-          reported = true;
-        }
-      }
-    }
-    {
-      MutexLock lk(&proc->mu);
-      proc->exited = true;
-      proc->in_debugger = false;
-      proc->wait_status = status;
-      proc->crash_report = crash;
-      proc->exit_reported = reported;
-    }
-    proc->cv.SignalAll();
-    hold.Leave();  // the last thing this thread does with the nursery
+    OnReaped(proc, aid, nursery, status, *shared_hold);
   }).detach();
 }
 
@@ -289,10 +405,156 @@ void TearDownChild(ChildProc& proc, Portal portal, const v1::Aid& aid,
   WaitExited(proc, absl::InfiniteFuture());
 }
 
+namespace {
+
+// Waits, without a checkpoint and without handing over the task lock (as
+// the join of a helper thread would), for the child to exit, up to
+// `until`. Returns true if it exited.
+bool WaitExitedPlain(ChildProc& proc, absl::Time until) {
+  MutexLock lk(&proc.mu);
+  while (!proc.exited) {
+    if (proc.cv.WaitWithDeadline(&proc.mu, until) && !proc.exited) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool HasExited(ChildProc& proc) {
+  MutexLock lk(&proc.mu);
+  return proc.exited;
+}
+
+// One child on the ladder run by `TearDownChildren`.
+struct Rung {
+  std::shared_ptr<ChildProc> proc;
+  std::shared_ptr<PortalState> portal;  // null: not linked back yet
+  v1::Aid aid;
+  enum class Step { kAsked, kAcked, kTermed, kKilled } step = Step::kAsked;
+  absl::Time deadline = absl::InfiniteFuture();  // of the current step
+  // The CancelActor call (while `step` is kAsked and it was sent).
+  grpc::ClientContext ctx;
+  v1::CancelActorReply reply;
+  grpc::Status status;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<v1::CancelActorReply>> call;
+};
+
+void Signal(Rung& r) {
+  kill(r.proc->pid, SIGTERM);
+  // A stopped child (SIGSTOP, a hang detected as such) handles SIGTERM only
+  // once continued.
+  kill(r.proc->pid, SIGCONT);
+  r.step = Rung::Step::kTermed;
+  r.deadline = absl::Now() + kTermGrace;
+}
+
+// The next step of a child whose step's deadline passed and that has not
+// exited.
+void Escalate(Rung& r) {
+  switch (r.step) {
+    case Rung::Step::kAsked:
+    case Rung::Step::kAcked:
+      Signal(r);
+      break;
+    case Rung::Step::kTermed:
+      LOG(WARNING) << "child '" << r.aid.name() << "' (pid " << r.proc->pid
+                   << ") ignored SIGTERM; SIGKILL";
+      kill(r.proc->pid, SIGKILL);
+      r.step = Rung::Step::kKilled;
+      r.deadline = absl::InfiniteFuture();
+      break;
+    case Rung::Step::kKilled:
+      break;
+  }
+}
+
+// The teardown ladder of `TearDownChild` for many children at once, on the
+// calling thread: every CancelActor is sent before any answer is awaited
+// (on one completion queue), and each child then climbs its own ladder on
+// its own deadlines (acknowledged: `kExitAfterAck` to exit; not, or not in
+// time: SIGTERM, `kTermGrace`, SIGKILL), as if each had a thread of its
+// own. Returns once every child is reaped.
+void TearDownChildren(std::vector<std::unique_ptr<Rung>>& rungs,
+                      bool hard_kill) {
+  if (rungs.empty()) return;
+  Runtime* rt = Runtime::Get();
+  grpc::CompletionQueue cq;
+  std::vector<std::unique_ptr<v1::Actor::Stub>> stubs;
+  size_t pending = 0;
+  for (size_t i = 0; i < rungs.size(); ++i) {
+    Rung& r = *rungs[i];
+    if (HasExited(*r.proc)) {
+      r.step = Rung::Step::kAcked;
+      r.deadline = absl::Now();
+      continue;
+    }
+    if (hard_kill || r.portal == nullptr || rt == nullptr) {
+      Signal(r);
+      continue;
+    }
+    TRACTOR_LOG(cancel) << "actor '" << rt->self().name() << "' "
+                        << rt->self().uuid() << " cancels actor '"
+                        << r.aid.name() << "' " << r.aid.uuid();
+    v1::CancelActorRequest req;
+    *req.mutable_requester() = rt->self();
+    r.ctx.set_deadline(absl::ToChronoTime(absl::Now() + kCancelAckWindow));
+    discovery::AttachSecret(&r.ctx);
+    stubs.push_back(v1::Actor::NewStub(r.portal->channel));
+    r.call = stubs.back()->AsyncCancelActor(&r.ctx, req, &cq);
+    r.call->Finish(&r.reply, &r.status, reinterpret_cast<void*>(i));
+    ++pending;
+  }
+  // Each answer (or its deadline) moves its child on at once: an
+  // acknowledged child gets `kExitAfterAck` to exit, the others SIGTERM.
+  for (; pending > 0; --pending) {
+    void* tag = nullptr;
+    bool ok = false;
+    if (!cq.Next(&tag, &ok)) break;
+    Rung& r = *rungs[reinterpret_cast<uintptr_t>(tag)];
+    r.call.reset();
+    if (ok && r.status.ok() && r.reply.ok()) {
+      r.step = Rung::Step::kAcked;
+      r.deadline = absl::Now() + kExitAfterAck;
+      continue;
+    }
+    if (HasExited(*r.proc)) continue;
+    TRACTOR_LOG(cancel) << "child '" << r.aid.name() << "' " << r.aid.uuid()
+                        << " did not acknowledge cancel within "
+                        << absl::FormatDuration(kCancelAckWindow)
+                        << "; SIGTERM";
+    Signal(r);
+  }
+  cq.Shutdown();
+  {
+    void* tag;
+    bool ok;
+    while (cq.Next(&tag, &ok)) {
+    }
+  }
+  // Wait for the child whose deadline comes first; when it passes, move on
+  // every child whose deadline passed.
+  for (;;) {
+    Rung* first = nullptr;
+    for (auto& r : rungs) {
+      if (HasExited(*r->proc)) continue;
+      if (first == nullptr || r->deadline < first->deadline) first = r.get();
+    }
+    if (first == nullptr) return;
+    if (WaitExitedPlain(*first->proc, first->deadline)) continue;
+    const absl::Time now = absl::Now();
+    for (auto& r : rungs) {
+      if (r->deadline <= now && !HasExited(*r->proc)) Escalate(*r);
+    }
+  }
+}
+
+}  // namespace
+
 void CancelAll(NurseryState& st, bool hard_kill) ABSL_LOCKS_EXCLUDED(st.mu) {
   struct Child {
     std::shared_ptr<ChildProc> proc;
     Portal portal;
+    std::shared_ptr<PortalState> portal_state;
     v1::Aid aid;
   };
   std::vector<Child> children;
@@ -300,7 +562,7 @@ void CancelAll(NurseryState& st, bool hard_kill) ABSL_LOCKS_EXCLUDED(st.mu) {
     MutexLock lock(&st.mu);
     st.cancel_called = true;
     for (const auto& c : st.children) {
-      children.push_back({c->proc, c->portal, c->aid});
+      children.push_back({c->proc, c->portal, c->portal_state, c->aid});
     }
   }
   for (const auto& c : children) {
@@ -310,13 +572,31 @@ void CancelAll(NurseryState& st, bool hard_kill) ABSL_LOCKS_EXCLUDED(st.mu) {
                         << c.aid.uuid() << " (pid " << c.proc->pid << ")"
                         << (hard_kill ? " by signal" : "");
   }
+  // A child in the debugger is let finish there before it is asked
+  // (`TearDownChild` waits for it), on a thread of its own; all the others
+  // go down together on this thread.
   std::vector<std::thread> threads;
+  std::vector<std::unique_ptr<Rung>> rungs;
   for (auto& c : children) {
-    threads.emplace_back([c, hard_kill] {
-      discovery::NameThisThread("teardown");
-      TearDownChild(*c.proc, c.portal, c.aid, hard_kill);
-    });
+    bool in_debugger;
+    {
+      MutexLock lk(&c.proc->mu);
+      in_debugger = c.proc->in_debugger && !c.proc->exited;
+    }
+    if (in_debugger) {
+      threads.emplace_back([c, hard_kill] {
+        discovery::NameThisThread("teardown");
+        TearDownChild(*c.proc, c.portal, c.aid, hard_kill);
+      });
+      continue;
+    }
+    auto r = std::make_unique<Rung>();
+    r->proc = c.proc;
+    r->portal = c.portal_state;
+    r->aid = c.aid;
+    rungs.push_back(std::move(r));
   }
+  TearDownChildren(rungs, hard_kill);
   for (auto& t : threads) t.join();
 }
 

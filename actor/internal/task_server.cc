@@ -12,7 +12,6 @@
 #include "actor/errors.h"
 #include "actor/internal/error_codec.h"
 #include "actor/internal/payload_check.h"
-#include "actor/internal/thread_pool.h"
 #include "actor/internal/wire.h"
 #include "devx/debugger.h"
 #include "devx/stack.h"
@@ -488,8 +487,8 @@ bool TaskServer::CancelTask(const std::string& cid, const v1::Aid& requester) {
   return true;
 }
 
-void TaskServer::CancelAllTasks(const v1::Aid& requester, absl::Duration bound,
-                                std::function<void()> done) {
+void TaskServer::CancelAllTasks(const v1::Aid& requester,
+                                absl::Duration bound) {
   std::vector<std::shared_ptr<DialogSession>> tasks;
   {
     MutexLock lk(&mu_);
@@ -501,15 +500,10 @@ void TaskServer::CancelAllTasks(const v1::Aid& requester, absl::Duration bound,
     if (s->cancel_requester.uuid().empty()) s->cancel_requester = requester;
   }
   service_scope_->Cancel();
-  RunPooled([this, bound, done = std::move(done)] {
-    {
-      MutexLock lk(&mu_);
-      const absl::Time deadline = absl::Now() + bound;
-      while (!tasks_.empty() && !drained_cv_.WaitWithDeadline(&mu_, deadline)) {
-      }
-    }
-    done();
-  });
+  MutexLock lk(&mu_);
+  const absl::Time deadline = absl::Now() + bound;
+  while (!tasks_.empty() && !drained_cv_.WaitWithDeadline(&mu_, deadline)) {
+  }
 }
 
 void TaskServer::Close() {

@@ -131,10 +131,12 @@ class TaskServer {
   bool CancelTask(const std::string& cid, const v1::Aid& requester)
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Cancels every task and refuses new ones (naming `requester`); calls
-  // `done` on another thread once they ended or `bound` passed.
-  void CancelAllTasks(const v1::Aid& requester, absl::Duration bound,
-                      std::function<void()> done) ABSL_LOCKS_EXCLUDED(mu_);
+  // Cancels every task and refuses new ones (naming `requester`); returns
+  // once they ended or `bound` passed. Waits on the calling thread (not a
+  // checkpoint): with no task running it returns at once, without waking
+  // any other thread.
+  void CancelAllTasks(const v1::Aid& requester, absl::Duration bound)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Fills the task fields of `Actor/Stats`: running tasks, the limit, and
   // one entry per task in the table.

@@ -3,6 +3,7 @@
 // processes (docs/behaviour.md#supervision and the scenarios of tractor's
 // test_cancellation.py, test_spawning.py, test_reg_err_types.py and
 // test_runtime.py).
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include <fstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -118,6 +120,41 @@ void TmpThenSleep(const std::string& path) {
   Sleep(absl::Hours(1));
 }
 TRACTOR_EXPORT("sup:tmp_then_sleep", TmpThenSleep);
+
+// Arms a barrier at this actor's exit: its lifetime callback (run once the
+// actor was cancelled and its tasks ended) makes `<dir>/<pid>`, then waits
+// until `n` such files exist (up to 10 s) and, if they all did, makes
+// `<dir>/<pid>.all`. An actor whose siblings are asked to exit only after
+// it exited never sees them all.
+void ExitBarrier(const Payload& args) {
+  const std::string dir = args["dir"].AsString();
+  const int64_t n = args["n"].AsInt();
+  AddLifetimeCallback([dir, n] {
+    const std::string self = absl::StrCat(dir, "/", getpid());
+    std::ofstream(self) << "x";
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    for (;;) {
+      int64_t arrived = 0;
+      if (DIR* d = ::opendir(dir.c_str())) {
+        while (dirent* e = ::readdir(d)) {
+          const std::string name = e->d_name;
+          if (name != "." && name != ".." &&
+              name.find('.') == std::string::npos) {
+            ++arrived;
+          }
+        }
+        ::closedir(d);
+      }
+      if (arrived >= n) {
+        std::ofstream(self + ".all") << "x";
+        return;
+      }
+      if (absl::Now() > deadline) return;
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+  });
+}
+TRACTOR_EXPORT("sup:exit_barrier", ExitBarrier);
 
 // True when two tasks of this actor ran at the same time: each spins
 // (without a checkpoint) until both are inside, or 300 ms pass.
@@ -440,6 +477,38 @@ TEST_F(SupervisionTest, CancelWhileWaitingOnADaemonUsesTheGracefulPath) {
   });
   absl::Duration took = absl::Now() - t0;
   EXPECT_LT(took, discovery::ScaleTimeout(absl::Milliseconds(2900)));
+}
+
+// Cancelling a nursery asks every child to exit before it waits for any
+// of them: each child, on its way out, waits for all its siblings to be on
+// their way out too (a barrier in its lifetime callback), which a teardown
+// of one child after the other would never let happen.
+TEST_F(SupervisionTest, CancelTearsTheChildrenDownConcurrently) {
+  constexpr int kChildren = 6;
+  char dir_template[] = "/tmp/tr.XXXXXX";
+  const std::string dir = mkdtemp(dir_template);
+  std::vector<pid_t> pids;
+  OpenRootActor({}, [&] {
+    OpenNursery([&](ActorNursery& an) {
+      for (int i = 0; i < kChildren; ++i) {
+        Portal p = an.StartActor(absl::StrCat("c", i), kSup);
+        p.Run("sup:exit_barrier",
+              Payload::Object({{"dir", dir}, {"n", int64_t{kChildren}}}));
+        pids.push_back(p.aid().pid());
+      }
+      an.Cancel();
+    });
+  });
+  ASSERT_EQ(pids.size(), kChildren);
+  for (pid_t pid : pids) {
+    const std::string self = absl::StrCat(dir, "/", pid);
+    EXPECT_TRUE(Exists(self)) << "child " << pid << " never reached its exit";
+    EXPECT_TRUE(Exists(self + ".all"))
+        << "child " << pid << " exited before all its siblings were asked to";
+    ::unlink(self.c_str());
+    ::unlink((self + ".all").c_str());
+  }
+  ::rmdir(dir.c_str());
 }
 
 TEST_F(SupervisionTest, RegisteredUserErrorIsRethrownAsItself) {

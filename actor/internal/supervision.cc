@@ -4,8 +4,6 @@
 #include "actor/internal/supervision.h"
 
 #include <signal.h>
-#include <sys/epoll.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "actor/errors.h"
 #include "actor/internal/portal_state.h"
+#include "actor/internal/reaper.h"
 #include "actor/internal/runtime.h"
 #include "actor/internal/scope.h"
 #include "actor/internal/spawn.h"
@@ -131,92 +130,6 @@ std::exception_ptr TakeExitFailure(ChildProc& proc, const v1::Aid& aid,
 
 namespace {
 
-// The process's reaper: one thread waits for the exit of every child
-// watched here, through each child's pidfd in one epoll set, reaps it and
-// runs its `done`. Process-wide and never destroyed, like the spawner; its
-// thread starts with the first child and is never joined.
-class Reaper {
- public:
-  // Watches `pid`, which this process must reap. False when it cannot
-  // (no pidfd): the caller reaps it itself.
-  bool Watch(pid_t pid, std::function<void(int status)> done)
-      ABSL_LOCKS_EXCLUDED(mu_) {
-    const int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-    if (fd < 0) return false;
-    MutexLock lock(&mu_);
-    if (epoll_fd_ < 0) {
-      epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-      if (epoll_fd_ < 0) {
-        close(fd);
-        return false;
-      }
-      std::thread([this] {
-        discovery::NameThisThread("reaper");
-        Loop();
-      }).detach();
-    }
-    watched_[fd] = Watched{pid, std::move(done)};
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = fd;
-    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
-      watched_.erase(fd);
-      close(fd);
-      return false;
-    }
-    return true;
-  }
-
- private:
-  struct Watched {
-    pid_t pid;
-    std::function<void(int status)> done;
-  };
-
-  void Loop() ABSL_LOCKS_EXCLUDED(mu_) {
-    int epoll_fd;
-    {
-      MutexLock lock(&mu_);
-      epoll_fd = epoll_fd_;
-    }
-    epoll_event events[64];
-    for (;;) {
-      const int n = epoll_wait(epoll_fd, events, 64, -1);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        LOG(FATAL) << "the reaper's epoll_wait failed: " << strerror(errno);
-      }
-      for (int i = 0; i < n; ++i) {
-        const int fd = events[i].data.fd;
-        Watched w;
-        {
-          MutexLock lock(&mu_);
-          auto it = watched_.find(fd);
-          if (it == watched_.end()) continue;
-          w = std::move(it->second);
-          watched_.erase(it);
-          epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
-        }
-        // Readable: the child has exited, so this does not block.
-        int status = 0;
-        while (waitpid(w.pid, &status, 0) < 0 && errno == EINTR) {
-        }
-        close(fd);
-        w.done(status);
-      }
-    }
-  }
-
-  Mutex mu_;
-  int epoll_fd_ ABSL_GUARDED_BY(mu_) = -1;
-  std::map<int, Watched> watched_ ABSL_GUARDED_BY(mu_);
-};
-
-Reaper& GetReaper() {
-  static auto* reaper = new Reaper;
-  return *reaper;
-}
-
 // What the reaper does once the child is reaped: records an abnormal exit
 // as a failure of the tree (cancelling the siblings) unless the nursery is
 // cancelling, then announces the exit and leaves the nursery's gate.
@@ -270,7 +183,7 @@ void OnReaped(const std::shared_ptr<ChildProc>& proc, const v1::Aid& aid,
 void StartReaper(std::shared_ptr<ChildProc> proc, v1::Aid aid,
                  std::weak_ptr<NurseryState> nursery, Gate::Holder hold) {
   auto shared_hold = std::make_shared<Gate::Holder>(std::move(hold));
-  const bool watched = GetReaper().Watch(
+  const bool watched = WatchChildExit(
       proc->pid, [proc, aid, nursery, shared_hold](int status) {
         OnReaped(proc, aid, nursery, status, *shared_hold);
       });

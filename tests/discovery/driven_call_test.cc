@@ -5,9 +5,7 @@
 // the queue is there only while calls are in flight. The registrar here is
 // served on gRPC's sync API, so nothing else in the process uses the
 // callback API either.
-#include <dirent.h>
 
-#include <fstream>
 #include <memory>
 #include <stop_token>
 #include <string>
@@ -26,6 +24,7 @@
 #include "grpcpp/ext/health_check_service_server_builder_option.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "tests/thread_census.h"
 #include "tractor/v1/registrar.grpc.pb.h"
 
 namespace tractor::discovery {
@@ -33,21 +32,7 @@ namespace {
 
 namespace v1 = ::tractor::v1;
 
-// How many threads of this process have the name `name`.
-int ThreadsNamed(const std::string& name) {
-  int n = 0;
-  DIR* dir = opendir("/proc/self/task");
-  if (dir == nullptr) return -1;
-  while (dirent* e = readdir(dir)) {
-    if (e->d_name[0] == '.') continue;
-    std::ifstream comm(absl::StrCat("/proc/self/task/", e->d_name, "/comm"));
-    std::string comm_name;
-    std::getline(comm, comm_name);
-    if (comm_name == name) ++n;
-  }
-  closedir(dir);
-  return n;
-}
+using ::tractor::testing::ThreadsNamed;
 
 // Waits up to `bound` for no thread named `name` to be left.
 bool NoThreadNamedWithin(const std::string& name, absl::Duration bound) {

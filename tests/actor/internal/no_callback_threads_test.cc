@@ -10,9 +10,7 @@
 //
 // The runtime here has no registry: the registry client and the embedded
 // registrar are still on the callback API.
-#include <dirent.h>
 
-#include <fstream>
 #include <memory>
 #include <string>
 
@@ -25,6 +23,7 @@
 #include "grpcpp/impl/codegen/sync_stream.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/thread_census.h"
 #include "tractor/v1/actor.grpc.pb.h"
 
 namespace tractor::internal {
@@ -33,20 +32,7 @@ namespace {
 using ::testing::HasSubstr;
 
 // How many threads of this process are gRPC's callback threads.
-int CallbackThreads() {
-  int n = 0;
-  DIR* dir = opendir("/proc/self/task");
-  if (dir == nullptr) return -1;
-  while (dirent* e = readdir(dir)) {
-    if (e->d_name[0] == '.') continue;
-    std::ifstream comm(absl::StrCat("/proc/self/task/", e->d_name, "/comm"));
-    std::string name;
-    std::getline(comm, name);
-    if (name == "nexting_thread") ++n;
-  }
-  closedir(dir);
-  return n;
-}
+int CallbackThreads() { return testing::ThreadsNamed("nexting_thread"); }
 
 std::chrono::system_clock::time_point In(int seconds) {
   return absl::ToChronoTime(absl::Now() + absl::Seconds(seconds));

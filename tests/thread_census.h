@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+// Counting this process's threads by name, for tests that check which
+// threads a component starts (gRPC's callback threads, the runtime's own).
+#ifndef TRACTOR_TESTS_THREAD_CENSUS_H_
+#define TRACTOR_TESTS_THREAD_CENSUS_H_
+
+#include <dirent.h>
+
+#include <fstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+
+namespace tractor::testing {
+
+// How many threads of this process have the name `name` (as
+// /proc/self/task/*/comm gives it); -1 when /proc cannot be read.
+inline int ThreadsNamed(const std::string& name) {
+  int n = 0;
+  DIR* dir = opendir("/proc/self/task");
+  if (dir == nullptr) return -1;
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream comm(absl::StrCat("/proc/self/task/", e->d_name, "/comm"));
+    std::string comm_name;
+    std::getline(comm, comm_name);
+    if (comm_name == name) ++n;
+  }
+  closedir(dir);
+  return n;
+}
+
+}  // namespace tractor::testing
+
+#endif  // TRACTOR_TESTS_THREAD_CENSUS_H_

@@ -23,6 +23,7 @@ ACTOR = os.path.join(RUNFILES, "tests/foreign/echo_actor")
 PROTO_ROOT = os.path.join(RUNFILES, "protos")
 
 gen = tempfile.mkdtemp(prefix="tractor_py_")
+atexit.register(shutil.rmtree, gen, ignore_errors=True)
 # The echo actor's registry: a unix socket of this test, never the
 # well-known 127.0.0.1:1616.
 # (under /tmp: a unix socket path must fit 107 bytes).

@@ -7,7 +7,9 @@ functions but not the control RPCs (docs/security.md).
 
 The certificates are made at test time by tests/make_test_pki.sh (openssl).
 """
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +25,7 @@ MAKE_PKI = os.path.join(RUNFILES, "tests/make_test_pki.sh")
 PROTO_ROOT = os.path.join(RUNFILES, "protos")
 
 gen = tempfile.mkdtemp(prefix="tractor_py_")
+atexit.register(shutil.rmtree, gen, ignore_errors=True)
 subprocess.run(
     ["protoc", "-I" + PROTO_ROOT, "-I/usr/include", "--python_out=" + gen,
      "tractor/v1/msg.proto", "tractor/v1/actor.proto",
@@ -33,6 +36,7 @@ from tractor.v1 import actor_pb2, msg_pb2, registrar_pb2  # noqa: E402
 from google.protobuf import struct_pb2, json_format  # noqa: E402
 
 PKI = tempfile.mkdtemp(prefix="tractor_pki_")
+atexit.register(shutil.rmtree, PKI, ignore_errors=True)
 subprocess.run([MAKE_PKI, PKI], check=True)
 
 

@@ -30,6 +30,7 @@ OWN_PROTOS = os.path.join(RUNFILES, "tests/foreign/protos")
 TRACTOR_PROTOS = os.path.join(RUNFILES, "protos")
 
 gen = tempfile.mkdtemp(prefix="tractor_std_", dir="/tmp")
+atexit.register(shutil.rmtree, gen, ignore_errors=True)
 subprocess.run(
     ["protoc", "-I" + OWN_PROTOS, "--python_out=" + gen,
      "grpc/health/v1/health.proto",

@@ -366,7 +366,7 @@ size_t Registrant::RegisterRound(absl::Duration timeout) {
 
 size_t Registrant::Start() {
   if (targets_.empty()) return 0;
-  size_t ok = RegisterRound(options_.first_timeout);
+  size_t ok = RegisterRound(ScaleTimeout(options_.first_timeout));
   thread_ = std::thread([this] {
     NameThisThread("registrant");
     RefreshLoop();
@@ -415,7 +415,7 @@ void Registrant::Stop() {
   if (thread_.joinable()) thread_.join();
   using Call = UnaryCall<v1::UnregisterRequest, v1::UnregisterReply>;
   const CallOptions call_options{.deadline =
-                                     absl::Now() + options_.unregister_timeout};
+                                     absl::Now() + ScaleTimeout(options_.unregister_timeout)};
   std::vector<std::unique_ptr<v1::Registrar::Stub>> stubs;
   std::vector<std::unique_ptr<Call>> calls;
   for (const Target& t : targets_) {

@@ -127,7 +127,8 @@ AddrCheck CheckActorAt(const Address& addr, const std::string& uuid,
 // its table) gets the entry back within a third of the lease plus gRPC's
 // reconnect backoff. A registrar that is down is retried every 0.5 s. `Stop`
 // ends the thread and unregisters from every registrar concurrently, bounded
-// by `unregister_timeout` in total.
+// by `unregister_timeout` in total. Both bounds are stretched by
+// TRACTOR_TIMEOUT_SCALE (`ScaleTimeout`), like the runtime's other timeouts.
 //
 // Unix and loopback addresses are registered only with registrars on this
 // host (`Address::IsLocalHost`): another host cannot reach them (its

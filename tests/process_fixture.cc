@@ -94,7 +94,7 @@ void ProcessTest::TearDown() {
   watchdog_.join();
   pid_t self = getpid();
   bool clean = WaitFor([&] { return Descendants(self).empty(); },
-                       absl::Seconds(3));
+                       discovery::ScaleTimeout(absl::Seconds(3)));
   if (!clean) {
     auto left = Descendants(self);
     std::string pids;

@@ -27,7 +27,8 @@ bool WaitFor(const std::function<bool()>& pred, absl::Duration timeout);
 
 // Fixture: a watchdog aborts the process (with the test's name) if one test
 // runs longer than `TestTimeout()`; TearDown fails the test if descendants
-// are still alive 3 s after it ended, and kills them.
+// are still alive 3 s (scaled by TRACTOR_TIMEOUT_SCALE) after it ended,
+// and kills them.
 class ProcessTest : public ::testing::Test {
  protected:
   void SetUp() override;

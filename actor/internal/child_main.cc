@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "actor/internal/debugger.h"
 #include "actor/internal/log_setup.h"
+#include "actor/internal/parent_link.h"
 #include "actor/internal/runtime.h"
 #include "actor/internal/signals.h"
 #include "actor/internal/wire.h"
@@ -36,6 +37,9 @@ namespace tractor::internal {
 
 namespace {
 constexpr char kParentLinkLost[] = "parent link lost";
+// How long the exit waits for its bye to leave on the link, and then for
+// the link to end.
+constexpr absl::Duration kByeWait = absl::Seconds(2);
 }  // namespace
 
 int ChildMain(const v1::SpawnSpec& spec) {
@@ -146,9 +150,9 @@ int ChildMain(const v1::SpawnSpec& spec) {
 
   if (!channel) channel = rt->ChannelTo(spec.parent_addr());
   const absl::Time link_start = absl::Now();
-  auto stub = v1::Actor::NewStub(channel);
-  grpc::ClientContext link_ctx;
-  auto link = stub->Link(&link_ctx);
+  // The link's completions are delivered by the accept queue's waiting
+  // thread (actor/internal/parent_link.h): no thread of its own.
+  ParentLink link(channel, rt->accept_queue());
   v1::LinkMsg hello;
   *hello.mutable_hello()->mutable_aid() = rt->self();
   for (const auto& a : rt->accept_addrs()) hello.mutable_hello()->add_accept_addrs(a);
@@ -157,13 +161,13 @@ int ChildMain(const v1::SpawnSpec& spec) {
   hello.mutable_hello()->set_host_id(discovery::HostId());
   hello.mutable_hello()->set_link_secret(spec.link_secret());
   v1::LinkMsg reply;
-  const bool wrote = link->Write(hello);
-  const bool read = wrote && link->Read(&reply);
+  bool wrote = false;
+  const bool read = link.Exchange(hello, &reply, &wrote);
   if (!read || !reply.has_accepted()) {
     // A parent that refused the link (e.g. for another protocol version)
     // ended the stream with a status that says why; otherwise end it here.
-    if (!wrote || read) link_ctx.TryCancel();
-    const grpc::Status status = link->Finish();
+    if (!wrote || read) link.Cancel();
+    const grpc::Status status = link.Finish(absl::InfiniteFuture());
     LOG(ERROR) << "actor '" << spec.aid().name()
                << "' could not link to its parent at " << linked_at
                << " (after "
@@ -174,22 +178,27 @@ int ChildMain(const v1::SpawnSpec& spec) {
   }
   TRACTOR_LOG(transport) << "link to parent '" << spec.parent().name()
                          << "' at " << spec.link_addr() << " up";
-  std::thread link_thread([&link, r = rt.get(), &spec] {
-    discovery::NameThisThread("parent-link");
-    v1::LinkMsg m;
-    while (link->Read(&m)) {
-    }
+  link.StartReading([r = rt.get(), &spec] {
     TRACTOR_LOG(transport) << "link to parent '" << spec.parent().name()
                            << "' down";
     r->RequestExit(kParentLinkLost);
   });
+  // Tells the parent that the end of the link is an exit, not a hang, and
+  // ends the link: the last of the lifetime callbacks, run by Shutdown once
+  // the tasks are over and before the accept queue is shut down (which
+  // delivers the link's completions).
+  std::string why;
+  rt->AddLifetimeCallback([&link, &why] {
+    v1::LinkMsg bye;
+    bye.mutable_bye()->set_reason(why);
+    link.Write(bye);
+    link.Flush(absl::Now() + kByeWait);
+    link.Cancel();
+    link.Finish(absl::Now() + kByeWait);
+  });
   // Writes on the link come from several threads (the debugger's
-  // announcements, the heartbeats, the bye below).
-  Mutex link_write_mu;
-  auto write_link = [&link, &link_write_mu](const v1::LinkMsg& m) {
-    MutexLock lock(&link_write_mu);
-    link->Write(m);
-  };
+  // announcements, the heartbeats); the link queues them.
+  auto write_link = [&link](const v1::LinkMsg& m) { link.Write(m); };
   // Debug mode: the parent's link server pings nobody (a child stopped in
   // the debugger could not answer); the child says it is alive instead,
   // every quarter of the hang timeout, and says when it enters and leaves
@@ -217,7 +226,7 @@ int ChildMain(const v1::SpawnSpec& spec) {
     });
   }
 
-  std::string why = rt->WaitForExitRequest();
+  why = rt->WaitForExitRequest();
   TRACTOR_LOG(cancel) << "actor '" << spec.aid().name() << "' "
                       << spec.aid().uuid() << " exiting: " << why;
   rt->Shutdown();
@@ -230,12 +239,6 @@ int ChildMain(const v1::SpawnSpec& spec) {
     heartbeat.join();
   }
   SetDebugHoldAnnouncer(nullptr);
-  // Tells the parent that the end of the link is an exit, not a hang.
-  v1::LinkMsg bye;
-  bye.mutable_bye()->set_reason(why);
-  write_link(bye);
-  link_ctx.TryCancel();
-  link_thread.join();
   google::FlushLogFiles(google::GLOG_INFO);
   fflush(stdout);
   fflush(stderr);

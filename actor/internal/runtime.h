@@ -173,6 +173,12 @@ class Runtime {
   // requested; returns why.
   std::string WaitForExitRequest() ABSL_LOCKS_EXCLUDED(mu_);
 
+  // The accept queue, for other async calls whose completions its waiting
+  // thread may deliver (`ServiceCall`: a child's link to its parent, see
+  // actor/internal/parent_link.h). Set by Start; shut down by Shutdown,
+  // after the lifetime callbacks.
+  ServiceQueue* accept_queue() { return acceptor_.get(); }
+
   // Actor-lifetime callbacks, run (last first) at the start of Shutdown.
   void AddLifetimeCallback(std::function<void()> fn) ABSL_LOCKS_EXCLUDED(mu_);
 

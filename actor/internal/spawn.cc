@@ -144,10 +144,8 @@ class Spawner {
     ChildArgs args{"/proc/self/exe", argv, envp.data(), req.inherit_fd,
                    getpid()};
     // kChildWrapperEnv (spawn.h): `<wrapper> <this program>`.
-    static const std::string wrapper = [] {
-      const char* w = getenv(kChildWrapperEnv);
-      return std::string(w == nullptr ? "" : w);
-    }();
+    const char* w = getenv(kChildWrapperEnv);
+    const std::string wrapper = w == nullptr ? "" : w;
     static const std::string exe = [] {
       char buf[PATH_MAX];
       ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);

@@ -23,7 +23,7 @@ inline constexpr char kSpawnSpecEnv[] = "TRACTOR_SPAWN_SPEC";
 // debugging them (e.g. a script running `valgrind "$1"`): when set, a child
 // is exec'd as `<wrapper> <path of this program>`, with the same
 // environment. The wrapper must exec the program in its own place (same
-// pid), as valgrind does. Read once, at the first spawn.
+// pid), as valgrind does. Read at each spawn.
 inline constexpr char kChildWrapperEnv[] = "TRACTOR_CHILD_WRAPPER";
 
 // The exit status of a child that exits because its link to its parent

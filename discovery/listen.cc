@@ -2,6 +2,7 @@
 #include "discovery/listen.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -17,27 +18,81 @@
 #include <string>
 #include <utility>
 
+#include "absl/base/call_once.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "discovery/credentials.h"
 #include "glog/logging.h"
-#include "grpcpp/ext/channelz_service_plugin.h"
-#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 
 namespace tractor::discovery {
 namespace {
 
-// The standard services (listen.h): a ServerBuilder takes its plugins from
-// the process-wide list when it is constructed, so they are registered at
-// program start rather than in ApplyServerArgs.
-bool EnableStandardServices() {
+// The health service (listen.h) is part of libgrpc++ and costs nothing
+// until a server is built; it is enabled at program start, before any
+// builder exists.
+bool EnableHealthService() {
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::channelz::experimental::InitChannelzService();
   return true;
 }
-[[maybe_unused]] const bool kStandardServices = EnableStandardServices();
+[[maybe_unused]] const bool kHealthService = EnableHealthService();
+
+// Loads gRPC's plugin library `lib` (libgrpc++_reflection or
+// libgrpcpp_channelz) of the gRPC version this program runs with, and calls
+// its plugin initialiser `init` (a mangled C++ name: both are `void f()`),
+// which adds the plugin to the process-wide list every ServerBuilder
+// constructed afterwards takes its plugins from.
+absl::Status LoadPlugin(absl::string_view service, absl::string_view lib,
+                        const char* init) {
+  // grpc::Version() is "1.51.1"; the library's soname ends in "1.51".
+  std::vector<absl::string_view> v = absl::StrSplit(grpc::Version(), '.');
+  std::vector<std::string> names;
+  if (v.size() >= 2) names.push_back(absl::StrCat(lib, ".so.", v[0], ".", v[1]));
+  names.push_back(absl::StrCat(lib, ".so"));
+  std::string errors;
+  for (const auto& name : names) {
+    void* handle = dlopen(name.c_str(), RTLD_NOW | RTLD_GLOBAL | RTLD_NODELETE);
+    if (handle == nullptr) {
+      const char* e = dlerror();
+      absl::StrAppend(&errors, errors.empty() ? "" : "; ", e ? e : name);
+      continue;
+    }
+    auto* fn = reinterpret_cast<void (*)()>(dlsym(handle, init));
+    if (fn == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(kStandardServicesEnv, " asks for ", service, ", but ",
+                       name, " has no ", init));
+    }
+    fn();
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat(kStandardServicesEnv, " asks for ", service,
+                   ", but its library cannot be loaded: ", errors));
+}
+
+absl::Status LoadStandardServicesOnce() {
+  const char* env = std::getenv(kStandardServicesEnv);
+  absl::StatusOr<StandardServices> which =
+      ParseStandardServices(env == nullptr ? "" : env);
+  if (!which.ok()) return which.status();
+  if (which->reflection) {
+    absl::Status st =
+        LoadPlugin("reflection", "libgrpc++_reflection",
+                   "_ZN4grpc10reflection38InitProtoReflectionServerBuilderPluginEv");
+    if (!st.ok()) return st;
+  }
+  if (which->channelz) {
+    absl::Status st =
+        LoadPlugin("channelz", "libgrpcpp_channelz",
+                   "_ZN4grpc8channelz12experimental19InitChannelzServiceEv");
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
 
 constexpr size_t kSunPathMax = sizeof(sockaddr_un{}.sun_path) - 1;
 static_assert(static_cast<size_t>(Address::kMaxUnixPathLength) <= kSunPathMax,
@@ -118,6 +173,39 @@ absl::Status BindFailure(const Address& addr) {
 }
 
 }  // namespace
+
+absl::StatusOr<StandardServices> ParseStandardServices(absl::string_view spec) {
+  StandardServices out;
+  spec = absl::StripAsciiWhitespace(spec);
+  if (spec.empty() || spec == "0" || spec == "none") return out;
+  if (spec == "1" || spec == "all") {
+    out.reflection = out.channelz = true;
+    return out;
+  }
+  for (absl::string_view item : absl::StrSplit(spec, ',')) {
+    item = absl::StripAsciiWhitespace(item);
+    if (item == "reflection") {
+      out.reflection = true;
+    } else if (item == "channelz") {
+      out.channelz = true;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          kStandardServicesEnv, "='", spec, "': unknown service '", item,
+          "' (expected all, none, or a comma-separated list of reflection "
+          "and channelz)"));
+    }
+  }
+  return out;
+}
+
+absl::Status LoadStandardServices() {
+  static absl::once_flag once;
+  static absl::Status* status = nullptr;
+  absl::call_once(once, [] {
+    status = new absl::Status(LoadStandardServicesOnce());
+  });
+  return *status;
+}
 
 void ApplyServerArgs(grpc::ServerBuilder& builder) {
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);

@@ -26,6 +26,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "discovery/address.h"
 #include "grpcpp/grpcpp.h"
@@ -63,13 +64,37 @@ inline constexpr int kFlowControlWindowBytes = 256 << 10;
 //   client's keepalive pings during a long call with GOAWAY;
 // - the fixed receive window `kFlowControlWindowBytes`, without
 //   bandwidth-delay probing.
-// Every server linking this library also serves gRPC's standard services:
-// grpc.health.v1.Health (the default health service: "" is SERVING until the
-// server shuts down or its owner sets it NOT_SERVING), server reflection
-// (grpc.reflection.v1alpha) and channelz (grpc.channelz.v1). They are
-// enabled process-wide when the program starts, before any builder exists.
+// Every server linking this library also serves grpc.health.v1.Health (the
+// default health service: "" is SERVING until the server shuts down or its
+// owner sets it NOT_SERVING), enabled process-wide when the program starts;
+// reflection and channelz only when `LoadStandardServices` loaded them.
 // Call before `BuildAndStart`. Thread-compatible, like the builder.
 void ApplyServerArgs(grpc::ServerBuilder& builder);
+
+// The environment variable that asks for gRPC's server reflection
+// (grpc.reflection.v1alpha) and channelz (grpc.channelz.v1): "all" or "1"
+// for both, "reflection", "channelz" or both comma-separated, "none", "0"
+// or unset for neither. Children inherit it with the environment.
+inline constexpr const char* kStandardServicesEnv = "TRACTOR_STANDARD_SERVICES";
+
+struct StandardServices {
+  bool reflection = false;
+  bool channelz = false;
+};
+
+// Parses a value of `kStandardServicesEnv`; InvalidArgument naming the
+// variable and the unknown word for anything else.
+absl::StatusOr<StandardServices> ParseStandardServices(absl::string_view spec);
+
+// Loads what `kStandardServicesEnv` asks for: their libraries
+// (libgrpc++_reflection, libgrpcpp_channelz, of the running gRPC's version)
+// are not linked, so a process that does not serve them does not map them,
+// run their static initialisers or register their descriptors (about
+// 1.5 MiB of an idle actor's RSS). Every ServerBuilder constructed after the
+// first call serves them. The first call does the work; later calls return
+// its result: an error for a bad value or a library that cannot be loaded.
+// Thread-safe.
+absl::Status LoadStandardServices();
 
 // The default of `ApplyServerKeepalive`'s `hang_timeout`.
 inline constexpr absl::Duration kDefaultHangTimeout = absl::Seconds(3);

@@ -361,6 +361,10 @@ int Main(int argc, char** argv) {
   // Declared before the server: it must outlive it.
   RegistrarService service(options);
 
+  if (absl::Status st = discovery::LoadStandardServices(); !st.ok()) {
+    std::cerr << "registrar: " << st.message() << std::endl;
+    return kExitUsage;
+  }
   grpc::ServerBuilder builder;
   discovery::ApplyServerArgs(builder);
   absl::StatusOr<discovery::ListeningPorts> ports = discovery::BindAll(

@@ -120,6 +120,10 @@ Runtime::~Runtime() {
 }
 
 void Runtime::Start() {
+  if (absl::Status st = discovery::LoadStandardServices(); !st.ok()) {
+    throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(), "': ",
+                                      st.message()));
+  }
   grpc::ServerBuilder builder;
   discovery::ApplyServerArgs(builder);
   std::vector<std::string> binds = config_.bind_addrs;

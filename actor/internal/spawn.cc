@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -101,6 +102,7 @@ class Spawner {
 
   // What the child needs between its creation and its exec.
   struct ChildArgs {
+    const char* path;
     char* const* argv;
     char* const* envp;
     int inherit_fd;
@@ -129,7 +131,7 @@ class Spawner {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    execve("/proc/self/exe", args.argv, args.envp);
+    execve(args.path, args.argv, args.envp);
     _exit(127);
   }
 
@@ -139,7 +141,22 @@ class Spawner {
     envp.push_back(nullptr);
     std::string self_path = "tractor-actor";
     char* argv[] = {self_path.data(), nullptr};
-    const ChildArgs args{argv, envp.data(), req.inherit_fd, getpid()};
+    ChildArgs args{"/proc/self/exe", argv, envp.data(), req.inherit_fd,
+                   getpid()};
+    // kChildWrapperEnv (spawn.h): `<wrapper> <this program>`.
+    const char* w = getenv(kChildWrapperEnv);
+    const std::string wrapper = w == nullptr ? "" : w;
+    static const std::string exe = [] {
+      char buf[PATH_MAX];
+      ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+      return std::string(buf, n > 0 ? n : 0);
+    }();
+    std::string wrapper_arg = wrapper, exe_arg = exe;
+    char* wrapped_argv[] = {wrapper_arg.data(), exe_arg.data(), nullptr};
+    if (!wrapper.empty() && !exe.empty()) {
+      args.path = wrapper.c_str();
+      args.argv = wrapped_argv;
+    }
     // Every signal stays blocked in this thread until the child has
     // exec'd, so that no handler of this process runs in the child; the
     // child resets the handlers, then unblocks.

@@ -19,6 +19,13 @@ namespace tractor::internal {
 // base64 of the serialized message).
 inline constexpr char kSpawnSpecEnv[] = "TRACTOR_SPAWN_SPEC";
 
+// A program that children are started through, for profiling and
+// debugging them (e.g. a script running `valgrind "$1"`): when set, a child
+// is exec'd as `<wrapper> <path of this program>`, with the same
+// environment. The wrapper must exec the program in its own place (same
+// pid), as valgrind does. Read at each spawn.
+inline constexpr char kChildWrapperEnv[] = "TRACTOR_CHILD_WRAPPER";
+
 // The exit status of a child that exits because its link to its parent
 // broke (not because it was cancelled): the parent's nursery, if it is
 // still there and did not cancel the child, reports it as a failure instead

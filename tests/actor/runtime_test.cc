@@ -575,6 +575,38 @@ TEST_F(RuntimeTest, AChildProcessIsNamedAfterItsActor) {
   });
 }
 
+// TRACTOR_CHILD_WRAPPER: a child is exec'd through the wrapper, with this
+// program's path as its argument, and runs as usual.
+TEST_F(RuntimeTest, AChildStartsThroughTheWrapperProgram) {
+  char dir_template[] = "/tmp/tr_wrap.XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  const std::string wrapper = dir + "/wrap", ran = dir + "/ran";
+  {
+    std::ofstream w(wrapper);
+    w << "#!/bin/sh\necho \"$1\" > " << ran << "\nexec \"$1\"\n";
+  }
+  ASSERT_EQ(chmod(wrapper.c_str(), 0755), 0);
+  ASSERT_EQ(setenv("TRACTOR_CHILD_WRAPPER", wrapper.c_str(), 1), 0);
+  OpenRootActor({}, [] {
+    OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("wrapped", kTestNs);
+      EXPECT_EQ(p.Run("test:pid").AsInt(), p.aid().pid());
+      an.Cancel();
+    });
+  });
+  unsetenv("TRACTOR_CHILD_WRAPPER");
+  std::string path;
+  std::getline(std::ifstream(ran), path);
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  ASSERT_GT(n, 0);
+  EXPECT_EQ(path, std::string(self, n));
+  unlink(ran.c_str());
+  unlink(wrapper.c_str());
+  rmdir(dir.c_str());
+}
+
 TEST_F(RuntimeTest, RunInActorResultIsReadableAfterTheNurseryExits) {
   OpenRootActor({}, [] {
     Portal p;

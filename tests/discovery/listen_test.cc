@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 // Tests discovery/listen.h: making unix socket paths bindable without taking
 // over a live socket, binding a server on several addresses with port 0
-// resolved, and clear errors for addresses that cannot be bound.
+// resolved, clear errors for addresses that cannot be bound, and gRPC's
+// reflection and channelz loaded only when TRACTOR_STANDARD_SERVICES asks.
 #include "discovery/listen.h"
 
 #include <netinet/in.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -20,8 +22,11 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "discovery/address.h"
 #include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "tests/discovery/test_procs.h"
@@ -259,6 +264,100 @@ TEST(BindAllTest, EmptyListIsAnError) {
   grpc::ServerBuilder builder;
   EXPECT_EQ(BindAll(builder, {}).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ParseStandardServicesTest, AcceptsAllNoneAndLists) {
+  struct Case {
+    const char* spec;
+    bool reflection, channelz;
+  };
+  for (const Case& c : {Case{"", false, false}, Case{"0", false, false},
+                        Case{"none", false, false}, Case{"1", true, true},
+                        Case{"all", true, true},
+                        Case{"reflection", true, false},
+                        Case{"channelz", false, true},
+                        Case{" channelz , reflection ", true, true}}) {
+    absl::StatusOr<StandardServices> s = ParseStandardServices(c.spec);
+    ASSERT_TRUE(s.ok()) << c.spec << ": " << s.status();
+    EXPECT_EQ(s->reflection, c.reflection) << c.spec;
+    EXPECT_EQ(s->channelz, c.channelz) << c.spec;
+  }
+}
+
+TEST(ParseStandardServicesTest, NamesTheVariableAndTheUnknownWord) {
+  for (const char* spec : {"yes", "reflection,gdb", "reflection,", "ALL"}) {
+    absl::StatusOr<StandardServices> s = ParseStandardServices(spec);
+    ASSERT_FALSE(s.ok()) << spec;
+    EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(s.status().message(), HasSubstr("TRACTOR_STANDARD_SERVICES"));
+    EXPECT_THAT(s.status().message(), HasSubstr("unknown service"));
+  }
+}
+
+bool Mapped(const std::string& library) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    if (line.find(library) != std::string::npos) return true;
+  }
+  return false;
+}
+
+// The status of an empty unary call to `method` on a server at `target`.
+grpc::Status UnaryStatus(const std::string& target, const std::string& method) {
+  auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::Slice empty("");  // an empty message (every field default)
+  grpc::ByteBuffer request(&empty, 1), response;
+  grpc::Status status;
+  absl::Notification done;
+  stub.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response,
+                 [&](grpc::Status s) {
+                   status = std::move(s);
+                   done.Notify();
+                 });
+  EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  return status;
+}
+
+// One test, in this order: the process-wide load happens once.
+TEST(StandardServicesTest, LoadedOnlyWhenAskedThenServedByLaterServers) {
+  const std::string kChannelz = "/grpc.channelz.v1.Channelz/GetServers";
+  EXPECT_FALSE(Mapped("libgrpc++_reflection"));
+  EXPECT_FALSE(Mapped("libgrpcpp_channelz"));
+  NoService service;
+  auto serve = [&service] {
+    grpc::ServerBuilder builder;
+    ApplyServerArgs(builder);
+    auto ports = BindAll(builder, {Parse("127.0.0.1:0")});
+    EXPECT_TRUE(ports.ok()) << ports.status();
+    builder.RegisterService(&service);
+    std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+    EXPECT_NE(server, nullptr);
+    auto addrs = ports->Resolve(server.get());
+    EXPECT_TRUE(addrs.ok()) << addrs.status();
+    return std::make_pair(std::move(server), (*addrs)[0].ToString());
+  };
+  {
+    auto [server, addr] = serve();
+    EXPECT_EQ(UnaryStatus(addr, kChannelz).error_code(),
+              grpc::StatusCode::UNIMPLEMENTED);
+    server->Shutdown(std::chrono::system_clock::now());
+    server->Wait();
+  }
+  ASSERT_EQ(setenv(kStandardServicesEnv, "all", 1), 0);
+  absl::Status st = LoadStandardServices();
+  unsetenv(kStandardServicesEnv);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_TRUE(Mapped("libgrpc++_reflection"));
+  EXPECT_TRUE(Mapped("libgrpcpp_channelz"));
+  EXPECT_TRUE(LoadStandardServices().ok());  // later calls: the same result
+  auto [server, addr] = serve();
+  EXPECT_TRUE(UnaryStatus(addr, kChannelz).ok());
+  server->Shutdown(std::chrono::system_clock::now());
+  server->Wait();
 }
 
 }  // namespace

@@ -2,9 +2,11 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """gRPC's standard services on an actor and on the registrar daemon, used
 from Python as any gRPC tool would: grpc.health.v1.Health (SERVING while
-serving, NOT_SERVING as soon as the exit starts), server reflection
-(grpc.reflection.v1alpha) and channelz (grpc.channelz.v1, its messages
-built from the descriptors reflection serves).
+serving, NOT_SERVING as soon as the exit starts), always served; server
+reflection (grpc.reflection.v1alpha) and channelz (grpc.channelz.v1, its
+messages built from the descriptors reflection serves), served when
+TRACTOR_STANDARD_SERVICES asks for them. Without it they are UNIMPLEMENTED,
+and a bad value stops the program with an error naming the variable.
 
 The health and reflection messages come from the test's own copies of
 their public definitions (protos/ next to this file), compiled with protoc
@@ -78,10 +80,15 @@ STANDARD = {"grpc.health.v1.Health",
             "grpc.channelz.v1.Channelz"}
 
 
-def start(args, ready_prefix):
-    """Starts a program; returns (process, its address) from its ready
-    line: '<prefix> <uuid> listening on <addr>,...'."""
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+def start(args, ready_prefix, services="all"):
+    """Starts a program with TRACTOR_STANDARD_SERVICES=`services` (unset
+    when None); returns (process, its address) from its ready line:
+    '<prefix> <uuid> listening on <addr>,...'."""
+    env = dict(os.environ)
+    env.pop("TRACTOR_STANDARD_SERVICES", None)
+    if services is not None:
+        env["TRACTOR_STANDARD_SERVICES"] = services
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
     timer = threading.Timer(TIMEOUT, proc.kill)
     timer.start()
     line = proc.stdout.readline().split()
@@ -251,6 +258,52 @@ class ActorStandardServicesTest(unittest.TestCase):
                 metadata=(("tractor-secret", SECRET),))))
         self.assertEqual(seen, [SERVING, NOT_SERVING])
         self.assertEqual(stop(self.proc), 0)
+
+
+class ReflectionAndChannelzAreOptInTest(unittest.TestCase):
+    """Without TRACTOR_STANDARD_SERVICES an actor serves health only: the
+    reflection and channelz libraries are not even loaded."""
+
+    def test_unset_serves_health_only(self):
+        proc, addr = start([ACTOR, "--daemon", "--name=plain"], "plain",
+                           services=None)
+        client = Client(addr)
+        try:
+            self.assertEqual(client.health(), SERVING)
+            with self.assertRaises(grpc.RpcError) as e:
+                client.services()
+            self.assertEqual(e.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+            maps = open("/proc/%d/maps" % proc.pid).read()
+            self.assertNotIn("libgrpc++_reflection", maps)
+            self.assertNotIn("libgrpcpp_channelz", maps)
+        finally:
+            client.close()
+            stop(proc, signal.SIGKILL)
+            proc.stdout.close()
+
+    def test_one_service_alone(self):
+        proc, addr = start([ACTOR, "--daemon", "--name=refl"], "refl",
+                           services="reflection")
+        client = Client(addr)
+        try:
+            services = client.services()
+            self.assertIn("grpc.reflection.v1alpha.ServerReflection", services)
+            self.assertNotIn("grpc.channelz.v1.Channelz", services)
+        finally:
+            client.close()
+            stop(proc, signal.SIGKILL)
+            proc.stdout.close()
+
+    def test_a_bad_value_is_a_clear_error(self):
+        for program in ([ACTOR, "--daemon", "--name=bad"],
+                        [REGISTRAR, "--listen",
+                         "unix:" + os.path.join(gen, "bad.sock")]):
+            env = dict(os.environ, TRACTOR_STANDARD_SERVICES="reflection,gdb")
+            proc = subprocess.run(program, env=env, capture_output=True,
+                                  text=True, timeout=TIMEOUT)
+            self.assertNotEqual(proc.returncode, 0, program)
+            self.assertIn("TRACTOR_STANDARD_SERVICES", proc.stderr)
+            self.assertIn("unknown service 'gdb'", proc.stderr)
 
 
 class RegistrarDaemonStandardServicesTest(unittest.TestCase):

@@ -177,8 +177,8 @@ absl::Status BindFailure(const Address& addr) {
 absl::StatusOr<StandardServices> ParseStandardServices(absl::string_view spec) {
   StandardServices out;
   spec = absl::StripAsciiWhitespace(spec);
-  if (spec.empty() || spec == "0" || spec == "none") return out;
-  if (spec == "1" || spec == "all") {
+  if (spec == "0" || spec == "none") return out;
+  if (spec.empty() || spec == "1" || spec == "all") {
     out.reflection = out.channelz = true;
     return out;
   }

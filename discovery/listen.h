@@ -71,10 +71,13 @@ inline constexpr int kFlowControlWindowBytes = 256 << 10;
 // Call before `BuildAndStart`. Thread-compatible, like the builder.
 void ApplyServerArgs(grpc::ServerBuilder& builder);
 
-// The environment variable that asks for gRPC's server reflection
-// (grpc.reflection.v1alpha) and channelz (grpc.channelz.v1): "all" or "1"
-// for both, "reflection", "channelz" or both comma-separated, "none", "0"
-// or unset for neither. Children inherit it with the environment.
+// The environment variable that chooses which of gRPC's server reflection
+// (grpc.reflection.v1alpha) and channelz (grpc.channelz.v1) a process
+// serves: unset, "all" or "1" for both (the default: every actor and the
+// registrar daemon serve them), "reflection", "channelz" or both
+// comma-separated, "none" or "0" for neither (health only, and about
+// 1.5 MiB less memory per process). Children inherit it with the
+// environment.
 inline constexpr const char* kStandardServicesEnv = "TRACTOR_STANDARD_SERVICES";
 
 struct StandardServices {
@@ -86,9 +89,10 @@ struct StandardServices {
 // variable and the unknown word for anything else.
 absl::StatusOr<StandardServices> ParseStandardServices(absl::string_view spec);
 
-// Loads what `kStandardServicesEnv` asks for: their libraries
-// (libgrpc++_reflection, libgrpcpp_channelz, of the running gRPC's version)
-// are not linked, so a process that does not serve them does not map them,
+// Loads what `kStandardServicesEnv` asks for (both unless it says
+// otherwise): their libraries (libgrpc++_reflection, libgrpcpp_channelz, of
+// the running gRPC's version) are not linked, so a process that opts out
+// does not map them,
 // run their static initialisers or register their descriptors (about
 // 1.5 MiB of an idle actor's RSS). Every ServerBuilder constructed after the
 // first call serves them. The first call does the work; later calls return

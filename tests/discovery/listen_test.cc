@@ -2,7 +2,8 @@
 // Tests discovery/listen.h: making unix socket paths bindable without taking
 // over a live socket, binding a server on several addresses with port 0
 // resolved, clear errors for addresses that cannot be bound, and gRPC's
-// reflection and channelz loaded only when TRACTOR_STANDARD_SERVICES asks.
+// reflection and channelz loaded by LoadStandardServices (both unless
+// TRACTOR_STANDARD_SERVICES opts out), not before.
 #include "discovery/listen.h"
 
 #include <netinet/in.h>
@@ -271,7 +272,7 @@ TEST(ParseStandardServicesTest, AcceptsAllNoneAndLists) {
     const char* spec;
     bool reflection, channelz;
   };
-  for (const Case& c : {Case{"", false, false}, Case{"0", false, false},
+  for (const Case& c : {Case{"", true, true}, Case{"0", false, false},
                         Case{"none", false, false}, Case{"1", true, true},
                         Case{"all", true, true},
                         Case{"reflection", true, false},
@@ -322,7 +323,9 @@ grpc::Status UnaryStatus(const std::string& target, const std::string& method) {
   return status;
 }
 
-// One test, in this order: the process-wide load happens once.
+// One test, in this order: the process-wide load happens once. (Nothing in
+// this program calls LoadStandardServices before this test, so the
+// libraries are not mapped until it does.)
 TEST(StandardServicesTest, LoadedOnlyWhenAskedThenServedByLaterServers) {
   const std::string kChannelz = "/grpc.channelz.v1.Channelz/GetServers";
   EXPECT_FALSE(Mapped("libgrpc++_reflection"));

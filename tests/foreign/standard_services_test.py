@@ -4,9 +4,10 @@
 from Python as any gRPC tool would: grpc.health.v1.Health (SERVING while
 serving, NOT_SERVING as soon as the exit starts), always served; server
 reflection (grpc.reflection.v1alpha) and channelz (grpc.channelz.v1, its
-messages built from the descriptors reflection serves), served when
-TRACTOR_STANDARD_SERVICES asks for them. Without it they are UNIMPLEMENTED,
-and a bad value stops the program with an error naming the variable.
+messages built from the descriptors reflection serves), served by default;
+with TRACTOR_STANDARD_SERVICES=none they are UNIMPLEMENTED (and their
+libraries not loaded), one can be served alone, and a bad value stops the
+program with an error naming the variable.
 
 The health and reflection messages come from the test's own copies of
 their public definitions (protos/ next to this file), compiled with protoc
@@ -80,7 +81,7 @@ STANDARD = {"grpc.health.v1.Health",
             "grpc.channelz.v1.Channelz"}
 
 
-def start(args, ready_prefix, services="all"):
+def start(args, ready_prefix, services=None):
     """Starts a program with TRACTOR_STANDARD_SERVICES=`services` (unset
     when None); returns (process, its address) from its ready line:
     '<prefix> <uuid> listening on <addr>,...'."""
@@ -260,13 +261,13 @@ class ActorStandardServicesTest(unittest.TestCase):
         self.assertEqual(stop(self.proc), 0)
 
 
-class ReflectionAndChannelzAreOptInTest(unittest.TestCase):
-    """Without TRACTOR_STANDARD_SERVICES an actor serves health only: the
+class ReflectionAndChannelzOptOutTest(unittest.TestCase):
+    """With TRACTOR_STANDARD_SERVICES=none an actor serves health only: the
     reflection and channelz libraries are not even loaded."""
 
-    def test_unset_serves_health_only(self):
+    def test_none_serves_health_only(self):
         proc, addr = start([ACTOR, "--daemon", "--name=plain"], "plain",
-                           services=None)
+                           services="none")
         client = Client(addr)
         try:
             self.assertEqual(client.health(), SERVING)

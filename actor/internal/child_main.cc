@@ -23,6 +23,7 @@
 #include "devx/crash_handler.h"
 #include "discovery/log_level.h"
 #include "actor/internal/spawn.h"
+#include "actor/internal/thread_pool.h"
 #include "discovery/address.h"
 #include "discovery/channel.h"
 #include "discovery/credentials.h"
@@ -239,6 +240,7 @@ int ChildMain(const v1::SpawnSpec& spec) {
   google::FlushLogFiles(google::GLOG_INFO);
   fflush(stdout);
   fflush(stderr);
+  QuiescePoolForExit();
   _exit(why == kParentLinkLost ? kLinkLostExitStatus : 0);
 }
 

@@ -23,6 +23,7 @@ IN_PROCESS=(
   //tests/actor/internal:gate_test
   //tests/actor/internal:scope_test
   //tests/actor/internal:thread_pool_test
+  //tests/actor/internal:thread_pool_exit_test
   //tests/actor:cancel_test
   //tests/actor:payload_test
   //tests/discovery:mutex_test

@@ -20,6 +20,7 @@
 #include "actor/internal/runtime.h"
 #include "actor/internal/signals.h"
 #include "actor/internal/spawn.h"
+#include "actor/internal/thread_pool.h"
 #include "actor/runtime.h"
 #include "discovery/log_level.h"
 #include "glog/logging.h"
@@ -101,7 +102,9 @@ int Main(int& argc, char** argv, const std::function<int()>& root_main) {
   if (std::optional<v1::SpawnSpec> spec = internal::TakeSpawnSpec()) {
     discovery::SetLogActor(spec->aid().name(), spec->aid().uuid());
     discovery::InitLogging(argc > 0 ? argv[0] : "tractor");
-    _exit(internal::ChildMain(*spec));
+    const int rc = internal::ChildMain(*spec);
+    internal::QuiescePoolForExit();
+    _exit(rc);
   }
   const std::string program = ProgramName(argc > 0 ? argv[0] : nullptr);
   if (argc > 0) {
@@ -132,6 +135,7 @@ int Main(int& argc, char** argv, const std::function<int()>& root_main) {
     // gRPC's own threads may outlive the runtime: no static destructors.
     fflush(stdout);
     fflush(stderr);
+    internal::QuiescePoolForExit();
     _exit(rc);
   }
   try {

@@ -110,6 +110,48 @@ bool RequestSample(pid_t tid, int timeout_ms) {
   }
 }
 
+// True when thread `tid` blocks signal `sig` (the SigBlk mask of
+// /proc/self/task/<tid>/status; raw system calls): such a thread would never
+// run the handler, so it is not asked. The sanitizers' runtime threads are
+// such (ThreadSanitizer's background thread blocks every signal).
+bool BlocksSignal(pid_t tid, int sig) {
+  char path[64] = "/proc/self/task/";
+  size_t len = strlen(path);
+  char digits[16];
+  int nd = 0;
+  for (pid_t t = tid; t > 0 && nd < 15; t /= 10) digits[nd++] = '0' + t % 10;
+  while (nd > 0) path[len++] = digits[--nd];
+  memcpy(path + len, "/status", 8);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[4096];
+  size_t have = 0;
+  for (;;) {
+    const ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
+    if (n <= 0) break;
+    have += n;
+  }
+  close(fd);
+  buf[have] = '\0';
+  const char* line = strstr(buf, "\nSigBlk:");
+  if (line == nullptr) return false;
+  const char* p = line + strlen("\nSigBlk:");
+  while (*p == ' ' || *p == '\t') ++p;
+  uint64_t mask = 0;
+  for (;; ++p) {
+    int v;
+    if (*p >= '0' && *p <= '9') {
+      v = *p - '0';
+    } else if (*p >= 'a' && *p <= 'f') {
+      v = *p - 'a' + 10;
+    } else {
+      break;
+    }
+    mask = mask << 4 | v;
+  }
+  return sig >= 1 && sig <= 64 && (mask >> (sig - 1) & 1) != 0;
+}
+
 // Lists the thread ids of this process with raw system calls (usable from
 // a signal handler). Returns how many were written.
 int ListThreads(pid_t* out, int max) {
@@ -505,6 +547,8 @@ std::vector<ThreadStack> SampleThreads() {
       t.frames.assign(frames, frames + depth);
       t.label = t_label;
       t.answered = true;
+    } else if (BlocksSignal(t.tid, g_sample_signal)) {
+      t.blocks_signal = true;
     } else if (RequestSample(t.tid, 200)) {
       t.frames.assign(g_slot.frames, g_slot.frames + g_slot.depth);
       t.label = g_slot.label;
@@ -522,6 +566,10 @@ std::string DumpThreads() {
   for (const ThreadStack& t : threads) {
     absl::StrAppend(&text, "Thread ", t.tid, " '", t.name, "'");
     if (!t.label.empty()) absl::StrAppend(&text, " (", t.label, ")");
+    if (t.blocks_signal) {
+      absl::StrAppend(&text, ": blocks the sampling signal\n");
+      continue;
+    }
     if (!t.answered) {
       absl::StrAppend(&text, ": did not answer within 200 ms\n");
       continue;
@@ -632,6 +680,10 @@ void PutOtherThreads(Out& out, int per_thread_ms) {
     out.Put(" '");
     out.Put(name);
     out.Put("'");
+    if (BlocksSignal(tids[i], g_sample_signal)) {
+      out.Put(": blocks the sampling signal\n");
+      continue;
+    }
     if (!RequestSample(tids[i], per_thread_ms)) {
       out.Put(": did not answer\n");
       continue;

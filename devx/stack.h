@@ -86,13 +86,17 @@ struct ThreadStack {
   std::string name;   // the thread's name (/proc/self/task/<tid>/comm)
   std::string label;  // its TaskLabel, or empty
   bool answered = false;  // false: the thread did not answer in time
+  // The thread blocks the sampling signal, so it was not asked (and
+  // `answered` is false): a sanitizer's runtime thread, for one.
+  bool blocks_signal = false;
   std::vector<void*> frames;
 };
 
 // Captures the stack of every thread of this process (the caller's own
 // included), each thread capturing its own in a signal handler
 // (`kSampleSignal`). A thread that does not answer within 200 ms is listed
-// with `answered == false`. Thread-safe: concurrent calls are serialized.
+// with `answered == false`; one that blocks the signal is not asked, and is
+// listed with `blocks_signal` too. Thread-safe: concurrent calls are serialized.
 std::vector<ThreadStack> SampleThreads();
 
 // Formats every thread's stack, symbolized, labelled with its task:

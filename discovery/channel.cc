@@ -79,7 +79,12 @@ grpc::ChannelArguments ClientChannelArgs(ChannelPurpose purpose) {
                       absl::Milliseconds(kActorKeepaliveTimeoutMs)))));
       break;
     case ChannelPurpose::kRegistrar:
-      args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+      // Also how long one connection attempt may take, the handshake
+      // included: scaled, since a TLS handshake under ThreadSanitizer
+      // takes longer than 100 ms.
+      args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+                  static_cast<int>(absl::ToInt64Milliseconds(
+                      ScaleTimeout(absl::Milliseconds(100)))));
       args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kRegistrarKeepaliveTimeMs);
       args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kRegistrarKeepaliveTimeoutMs);
       break;

@@ -11,15 +11,17 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TRACTOR_ASAN 1
+// AddressSanitizer and ThreadSanitizer replace malloc with their own
+// allocator: glibc's figures would say nothing.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define TRACTOR_SANITIZER_ALLOCATOR 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TRACTOR_ASAN 1
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define TRACTOR_SANITIZER_ALLOCATOR 1
 #endif
 #endif
 
-#ifdef TRACTOR_ASAN
+#ifdef TRACTOR_SANITIZER_ALLOCATOR
 #include <sanitizer/allocator_interface.h>
 #endif
 
@@ -27,8 +29,9 @@ namespace tractor::discovery {
 namespace {
 
 uint64_t LiveHeapBytes() {
-#ifdef TRACTOR_ASAN
-  // ASan replaces malloc: glibc's figures would say nothing.
+#ifdef TRACTOR_SANITIZER_ALLOCATOR
+  // What the sanitizer's allocator holds for the program (ASan's
+  // quarantine left out).
   return __sanitizer_get_current_allocated_bytes();
 #else
   struct mallinfo2 info = mallinfo2();

@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
 # Runs the suite under ThreadSanitizer (--config=tsan), by hand; not part of
 # CI, against the Abseil and gRPC that tools/tsan_deps.sh builds with
-# -fsanitize=thread (it stops here if they are missing). Both phases run
-# with tools/sanitizers/tsan.supp, which may silence only races whose two
-# stacks both run inside libgrpc or libabsl.
+# -fsanitize=thread (it stops here if they are missing). The in-process
+# phase runs with no suppression at all; the multi-process phase with
+# tools/sanitizers/tsan.supp, which may silence only races whose two stacks
+# both run inside libgrpc or libabsl.
 # Usage: tools/tsan.sh [in-process|multi-process|all] [bazel flags]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,7 @@ IN_PROCESS=(
   //tests/actor/internal:gate_test
   //tests/actor/internal:scope_test
   //tests/actor/internal:thread_pool_test
+  //tests/actor/internal:thread_pool_exit_test
   //tests/actor:cancel_test
   //tests/actor:payload_test
   //tests/discovery:mutex_test
@@ -30,8 +32,8 @@ IN_PROCESS=(
 # No ignore_noninstrumented_modules: on Linux TSan marks no module as
 # instrumented, so that flag turns off the checks of every intercepted call,
 # the project's own delete, free and memcpy included (docs/testing.md).
+base_options="halt_on_error=1:second_deadlock_stack=1:history_size=4"
 supp="suppressions=$PWD/tools/sanitizers/tsan.supp"
-base_options="halt_on_error=1:second_deadlock_stack=1:history_size=4:$supp"
 rc=0
 if [ "$which" = in-process ] || [ "$which" = all ]; then
   bazel test --config=tsan --cache_test_results=no \
@@ -42,7 +44,7 @@ if [ "$which" = multi-process ] || [ "$which" = all ]; then
   # shellcheck disable=SC2086
   bazel test --config=tsan --cache_test_results=no \
     --test_tag_filters=-etcd,-debugger,-netns \
-    --test_env=TSAN_OPTIONS="$base_options" \
+    --test_env=TSAN_OPTIONS="$base_options:$supp" \
     "$@" -- //... $exclude || rc=1
 fi
 exit $rc

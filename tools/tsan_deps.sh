@@ -9,13 +9,19 @@
 # project links (third_party/system.BUILD) are built; the headers stay
 # Debian's in /usr/include, which match because the sources, patches and
 # ABI options (absl/base/options.h) are the same: the script checks that.
+# Abseil gets one patch of ours first (tools/sanitizers/abseil-tsan-*.patch,
+# which says what it fixes); it changes no declaration, so the ABI stays
+# Debian's.
 #
 # Usage: tools/tsan_deps.sh [--check] [prefix]   (default prefix
 #        $TRACTOR_TSAN_PREFIX or ~/.cache/tractor-tsan). Takes an hour or
 #        more on two cores; run it as `nice -n 10 tools/tsan_deps.sh`.
 #        JOBS=N overrides -j2. --check builds nothing: it fails unless the
 #        prefix is complete (tools/tsan.sh runs it so).
-# A second run with the prefix complete builds nothing. Every run ends by
+# A second run with the prefix complete builds nothing. A prefix complete
+# but for Abseil's patch (built before the patch, or with another version of
+# it) gets only libabsl_synchronization rebuilt, the one library the patch
+# changes: a few minutes. Every run ends by
 # writing tsan_deps.bazelrc at the top of the repository (not checked in;
 # .bazelrc imports it), which points --config=tsan at the prefix.
 # Needs root (or sudo) only if the apt sources lack a deb-src entry, to add
@@ -55,14 +61,25 @@ absl_version=$(src_version libabsl-dev)
 grpc_version=$(src_version libgrpc++-dev)
 stamp="$prefix/.complete"
 want="abseil=$absl_version grpc=$grpc_version cc=$cc flags=v1"
+# Abseil's patches: their content is part of what the Abseil libraries in
+# the prefix were built from ($absl_stamp).
+absl_patches=("$repo"/tools/sanitizers/abseil-tsan-*.patch)
+[ -f "${absl_patches[0]}" ] || die "no tools/sanitizers/abseil-tsan-*.patch"
+patch_id=$(cat "${absl_patches[@]}" | sha256sum | cut -c1-16)
+absl_stamp="$prefix/.abseil-complete"
+absl_want="$want patch=$patch_id"
 
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+stamp_is() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
+if stamp_is "$stamp" "$want" && stamp_is "$absl_stamp" "$absl_want"; then
   write_bazelrc
-  [ "$check_only" = 1 ] || echo "tsan_deps.sh: $prefix is complete ($want); nothing to build"
+  [ "$check_only" = 1 ] || echo "tsan_deps.sh: $prefix is complete ($absl_want); nothing to build"
   exit 0
 fi
-[ "$check_only" = 0 ] ||
+if [ "$check_only" = 1 ]; then
+  stamp_is "$stamp" "$want" &&
+    die "$prefix holds Abseil built without its current patch (tools/sanitizers/abseil-tsan-*.patch): run tools/tsan_deps.sh (rebuilds libabsl_synchronization only, minutes)"
   die "$prefix has no complete TSan build of $want: run tools/tsan_deps.sh (an hour or more)"
+fi
 
 command -v "$cc" >/dev/null || die "$cc not found (apt-get install clang-14)"
 command -v cmake >/dev/null || die "cmake not found"
@@ -96,12 +113,18 @@ fi
 # an interrupted run resumes where it stopped (ninja rebuilds nothing it
 # has built).
 work="$prefix/.build"
-if [ ! -f "$work/.sources" ] || [ "$(cat "$work/.sources")" != "$want" ]; then
+if ! stamp_is "$work/.sources" "$absl_want"; then
   rm -rf "$work"
   mkdir -p "$work"
-  # apt-get source downloads and unpacks, applying Debian's patches.
+  # apt-get source downloads and unpacks, applying Debian's patches; then
+  # Abseil gets ours.
   (cd "$work" && apt-get source -qq "abseil=$absl_version" "grpc=$grpc_version")
-  echo "$want" >"$work/.sources"
+  absl_src=$(find "$work" -maxdepth 1 -type d -name 'abseil-*' | head -1)
+  [ -n "$absl_src" ] || die "apt-get source unpacked no Abseil"
+  for p in "${absl_patches[@]}"; do
+    patch -d "$absl_src" -p1 --forward --quiet <"$p" || die "$p does not apply to Abseil $absl_version"
+  done
+  echo "$absl_want" >"$work/.sources"
 fi
 mkdir -p "$prefix/lib"
 cd "$work"
@@ -130,17 +153,39 @@ common=(
   -DBUILD_SHARED_LIBS=ON
 )
 
+# The patch's calls into TSan must be in the library it changes.
+check_patched() {
+  nm -D "$prefix/lib/libabsl_synchronization.so" | grep -c ' U __tsan_acquire$' >/dev/null ||
+    die "$prefix/lib/libabsl_synchronization.so lacks the patch's __tsan_acquire"
+}
+
 # Abseil, whole (as Debian builds it, minus the tests); skipped when an
 # earlier run installed it and stopped in gRPC.
-absl_stamp="$prefix/.abseil-complete"
-if [ -f "$absl_stamp" ] && [ "$(cat "$absl_stamp")" = "$want" ]; then
+if stamp_is "$absl_stamp" "$absl_want"; then
   echo "tsan_deps.sh: Abseil $absl_version already in $prefix"
+elif stamp_is "$stamp" "$want"; then
+  # Everything else is there, built from the same sources but for the
+  # patch, which only touches libabsl_synchronization.
+  echo "tsan_deps.sh: rebuilding libabsl_synchronization with the patch"
+  cmake -S "$absl_src" -B absl-build "${common[@]}" -DBUILD_TESTING=OFF >absl-configure.log
+  cmake --build absl-build -j "$jobs" --target synchronization
+  found=$(find absl-build -name 'libabsl_synchronization.so*')
+  [ -n "$found" ] || die "libabsl_synchronization.so was not built"
+  cp -P $found "$prefix/lib/"
+  check_patched
+  echo "$absl_want" >"$absl_stamp"
+  cd "$prefix"
+  rm -rf "$work"
+  write_bazelrc
+  echo "tsan_deps.sh: done; $prefix/lib holds the instrumented libraries"
+  exit 0
 else
   echo "tsan_deps.sh: building Abseil $absl_version"
   cmake -S "$absl_src" -B absl-build "${common[@]}" -DBUILD_TESTING=OFF >absl-configure.log
   cmake --build absl-build -j "$jobs"
   cmake --install absl-build >/dev/null
-  echo "$want" >"$absl_stamp"
+  check_patched
+  echo "$absl_want" >"$absl_stamp"
 fi
 
 echo "tsan_deps.sh: building gRPC $grpc_version"
@@ -191,7 +236,7 @@ outside=$(ldd "$prefix/lib/libgrpc++.so" | grep -E 'lib(grpc|gpr|upb|address_sor
   die "libgrpc++.so resolves some of its libraries outside $prefix/lib: $outside"
 
 cd "$prefix"
-rm -rf "$work" "$absl_stamp"
+rm -rf "$work"
 echo "$want" >"$stamp"
 write_bazelrc
 echo "tsan_deps.sh: done; $prefix/lib holds the instrumented libraries"

@@ -24,6 +24,7 @@
 #include "devx/crash_handler.h"
 #include "discovery/log_level.h"
 #include "actor/internal/spawn.h"
+#include "actor/internal/thread_pool.h"
 #include "discovery/address.h"
 #include "discovery/channel.h"
 #include "discovery/credentials.h"
@@ -242,6 +243,7 @@ int ChildMain(const v1::SpawnSpec& spec) {
   google::FlushLogFiles(google::GLOG_INFO);
   fflush(stdout);
   fflush(stderr);
+  QuiescePoolForExit();
   _exit(why == kParentLinkLost ? kLinkLostExitStatus : 0);
 }
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #include "actor/internal/thread_pool.h"
 
+#include <cstdlib>
 #include <deque>
 #include <map>
 #include <thread>
@@ -48,6 +49,24 @@ class ThreadPool {
     if (!spawned) cv_.Signal();
   }
 
+  // See QuiescePoolForExit (thread_pool.h).
+  void QuiesceForExit(absl::Duration bound) ABSL_LOCKS_EXCLUDED(mu_) {
+    std::vector<std::thread> exited;
+    {
+      MutexLock lock(&mu_);
+      quiescing_ = true;
+      exited.swap(exited_);
+    }
+    // Each has left Worker() or is about to: the joins are immediate.
+    for (std::thread& t : exited) t.join();
+    MutexLock lock(&mu_);
+    unjoined_ -= exited.size();
+    // The rest are being joined by the reaper.
+    const absl::Time deadline = absl::Now() + bound;
+    while (unjoined_ > 0 && !joined_cv_.WaitWithDeadline(&mu_, deadline)) {
+    }
+  }
+
   PoolThreadCounts Counts() ABSL_LOCKS_EXCLUDED(mu_) {
     MutexLock lock(&mu_);
     return {workers_.size(), unjoined_};
@@ -66,6 +85,9 @@ class ThreadPool {
           timed_out = cv_.WaitWithDeadline(&mu_, deadline);
         }
         --idle_;
+        // The process is ending: stay parked (a thread still running then
+        // is no leak; one that left and was not joined would be).
+        if (work_.empty() && quiescing_) continue;
         if (work_.empty()) {
           // Idle for too long: leave, handing this thread to the reaper
           // (which joins it once it has left this function), started if
@@ -109,21 +131,30 @@ class ThreadPool {
       for (std::thread& t : exited) t.join();  // has left Worker() or will
       mu_.Lock();
       unjoined_ -= exited.size();
+      joined_cv_.SignalAll();
     }
   }
 
   Mutex mu_;
   CondVar cv_;         // signalled when work is queued
+  CondVar joined_cv_;  // signalled when the reaper has joined workers
   std::deque<std::function<void()>> work_ ABSL_GUARDED_BY(mu_);
   size_t idle_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::thread::id, std::thread> workers_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> exited_ ABSL_GUARDED_BY(mu_);  // to be joined
   size_t unjoined_ ABSL_GUARDED_BY(mu_) = 0;  // exited, not yet joined
   bool reaper_running_ ABSL_GUARDED_BY(mu_) = false;
+  bool quiescing_ ABSL_GUARDED_BY(mu_) = false;  // no worker leaves
 };
 
 ThreadPool& Pool() {
-  static auto* pool = new ThreadPool;
+  static auto* pool = [] {
+    auto* p = new ThreadPool;
+    // exit() quiesces the pool by itself; the paths that leave by _exit()
+    // call QuiescePoolForExit first.
+    std::atexit([] { QuiescePoolForExit(); });
+    return p;
+  }();
   return *pool;
 }
 
@@ -132,5 +163,7 @@ ThreadPool& Pool() {
 void RunPooled(std::function<void()> fn) { Pool().Run(std::move(fn)); }
 
 PoolThreadCounts PooledThreadCounts() { return Pool().Counts(); }
+
+void QuiescePoolForExit(absl::Duration bound) { Pool().QuiesceForExit(bound); }
 
 }  // namespace tractor::internal

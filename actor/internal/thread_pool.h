@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <functional>
 
+#include "absl/time/time.h"
+
 namespace tractor::internal {
 
 // Runs `fn` on a pooled thread. Every queued item gets a worker of its own
@@ -28,6 +30,15 @@ struct PoolThreadCounts {
   size_t unjoined = 0;  // workers that exited and are not joined yet
 };
 PoolThreadCounts PooledThreadCounts();
+
+// For the way out of the process: from now on no worker leaves when idle
+// (the parked ones are process-lifetime threads), and the workers that
+// already left are joined, waiting up to `bound` for those the reaper is
+// joining, so that no thread is left finished and unjoined when the process
+// ends (ThreadSanitizer reports such a thread as leaked). `exit` runs it by
+// itself (atexit); a path that leaves by `_exit` calls it first. Work may
+// still be queued afterwards, and runs as before.
+void QuiescePoolForExit(absl::Duration bound = absl::Seconds(2));
 
 }  // namespace tractor::internal
 

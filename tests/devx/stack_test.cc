@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -117,6 +118,31 @@ TEST(SampleThreadsTest, EveryThreadIsListedWithItsTaskLabel) {
   // The calling thread is listed too.
   EXPECT_TRUE(absl::StrContains(dump, "DumpThreads")) << dump;
   EXPECT_FALSE(absl::StrContains(dump, "did not answer")) << dump;
+}
+
+TEST(SampleThreadsTest, AThreadThatBlocksTheSignalIsListedAndNotAsked) {
+  std::atomic<int> state{0};
+  std::atomic<pid_t> tid{0};
+  std::thread t([&] {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);
+    tid.store(static_cast<pid_t>(syscall(SYS_gettid)));
+    state.store(1);
+    while (state.load() == 1) usleep(1000);
+  });
+  while (state.load() == 0) usleep(1000);
+  const std::vector<ThreadStack> threads = SampleThreads();
+  state.store(2);
+  t.join();
+  int listed = 0;
+  for (const ThreadStack& s : threads) {
+    if (s.tid != tid.load()) continue;
+    ++listed;
+    EXPECT_TRUE(s.blocks_signal);
+    EXPECT_FALSE(s.answered);
+  }
+  EXPECT_EQ(listed, 1);
 }
 
 // UBSan (--config=asan) would stop the write before it faults: the crash

@@ -16,6 +16,7 @@
 #include "actor/cancel.h"
 #include "actor/context.h"
 #include "actor/export.h"
+#include "actor/internal/thread_pool.h"
 #include "actor/runtime.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -133,6 +134,8 @@ int main(int argc, char** argv) {
         char buf[64];
         while (read(0, buf, sizeof buf) > 0) {
         }
+        // Leaves no finished pool thread unjoined (see thread_pool.h).
+        tractor::internal::QuiescePoolForExit();
         _exit(0);
       }).detach();
       for (;;) tractor::Sleep(absl::Hours(1));

@@ -704,8 +704,10 @@ class HostileLoad:
         c = self.c
         # Thousands of dialogs opened and abandoned: 2,000 at once (beyond
         # the default max_tasks of 1,024: refused with ActorTooBusy), then
-        # every one cancelled by the client.
-        calls = [c.open(iter([start("demo:sleep", 60)]), timeout=60)
+        # every one cancelled by the client. The actor answers them all
+        # several times slower under the sanitizer configurations.
+        calls = [c.open(iter([start("demo:sleep", 60)]),
+                        timeout=60 * timeout_scale())
                  for _ in range(2000)]
         kinds = {}
         for call in calls:

@@ -51,10 +51,10 @@ namespace v1 = ::tractor::bench::v1;
 class StopSignal {
  public:
   void Notify() {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      stop_ = true;
-    }
+    // Notified with the lock held: the waiter may destroy this object as
+    // soon as it sees `stop_`, so the notification must be over by then.
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
     cv_.notify_all();
   }
   void Wait() {

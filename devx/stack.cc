@@ -110,18 +110,28 @@ bool RequestSample(pid_t tid, int timeout_ms) {
   }
 }
 
+// Writes "/proc/self/task/<tid>/<file>" into `path` (64 bytes; `file` at
+// most 16 characters), without allocating: async-signal-safe.
+void TaskFilePath(pid_t tid, const char* file, char path[64]) {
+  static constexpr char kPrefix[] = "/proc/self/task/";
+  size_t len = sizeof kPrefix - 1;
+  memcpy(path, kPrefix, len);
+  char digits[16];
+  int nd = 0;
+  for (pid_t t = tid; t > 0 && nd < 15; t /= 10) digits[nd++] = '0' + t % 10;
+  while (nd > 0) path[len++] = digits[--nd];
+  path[len++] = '/';
+  const size_t flen = strlen(file);
+  memcpy(path + len, file, flen + 1);
+}
+
 // True when thread `tid` blocks signal `sig` (the SigBlk mask of
 // /proc/self/task/<tid>/status; raw system calls): such a thread would never
 // run the handler, so it is not asked. The sanitizers' runtime threads are
 // such (ThreadSanitizer's background thread blocks every signal).
 bool BlocksSignal(pid_t tid, int sig) {
-  char path[64] = "/proc/self/task/";
-  size_t len = strlen(path);
-  char digits[16];
-  int nd = 0;
-  for (pid_t t = tid; t > 0 && nd < 15; t /= 10) digits[nd++] = '0' + t % 10;
-  while (nd > 0) path[len++] = digits[--nd];
-  memcpy(path + len, "/status", 8);
+  char path[64];
+  TaskFilePath(tid, "status", path);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
   char buf[4096];
@@ -186,13 +196,8 @@ int ListThreads(pid_t* out, int max) {
 
 // Reads the name of thread `tid` into `out` (raw system calls).
 void ThreadName(pid_t tid, char* out, size_t cap) {
-  char path[64] = "/proc/self/task/";
-  size_t len = strlen(path);
-  char digits[16];
-  int nd = 0;
-  for (pid_t t = tid; t > 0 && nd < 15; t /= 10) digits[nd++] = '0' + t % 10;
-  while (nd > 0) path[len++] = digits[--nd];
-  memcpy(path + len, "/comm", 6);
+  char path[64];
+  TaskFilePath(tid, "comm", path);
   out[0] = '\0';
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return;

@@ -48,7 +48,8 @@ bool EnableHealthService() {
 absl::Status LoadPlugin(absl::string_view service, absl::string_view lib,
                         const char* init) {
   // grpc::Version() is "1.51.1"; the library's soname ends in "1.51".
-  std::vector<absl::string_view> v = absl::StrSplit(grpc::Version(), '.');
+  const std::string version = grpc::Version();
+  std::vector<absl::string_view> v = absl::StrSplit(version, '.');
   std::vector<std::string> names;
   if (v.size() >= 2) names.push_back(absl::StrCat(lib, ".so.", v[0], ".", v[1]));
   names.push_back(absl::StrCat(lib, ".so"));
@@ -63,15 +64,15 @@ absl::Status LoadPlugin(absl::string_view service, absl::string_view lib,
     auto* fn = reinterpret_cast<void (*)()>(dlsym(handle, init));
     if (fn == nullptr) {
       return absl::FailedPreconditionError(
-          absl::StrCat(kStandardServicesEnv, " asks for ", service, ", but ",
-                       name, " has no ", init));
+          absl::StrCat("cannot serve ", service, ": ", name, " has no ", init,
+                       " (", kStandardServicesEnv, "=none turns it off)"));
     }
     fn();
     return absl::OkStatus();
   }
   return absl::FailedPreconditionError(
-      absl::StrCat(kStandardServicesEnv, " asks for ", service,
-                   ", but its library cannot be loaded: ", errors));
+      absl::StrCat("cannot serve ", service, ": its library cannot be loaded: ",
+                   errors, " (", kStandardServicesEnv, "=none turns it off)"));
 }
 
 absl::Status LoadStandardServicesOnce() {

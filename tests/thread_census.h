@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 // Counting this process's threads by name, for tests that check which
-// threads a component starts (gRPC's callback threads, the runtime's own).
+// threads a component starts (gRPC's callback threads, the runtime's own),
+// and waiting with a deadline for such a count to settle.
 #ifndef TRACTOR_TESTS_THREAD_CENSUS_H_
 #define TRACTOR_TESTS_THREAD_CENSUS_H_
 
@@ -10,6 +11,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 namespace tractor::testing {
 
@@ -28,6 +31,18 @@ inline int ThreadsNamed(const std::string& name) {
   }
   closedir(dir);
   return n;
+}
+
+// Polls `pred` every 20 ms until it holds or `timeout` passes (for states
+// nobody signals, such as the thread list in /proc); returns `pred()`.
+template <class Pred>
+bool WaitUntil(Pred pred, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!pred()) {
+    if (absl::Now() >= deadline) return pred();
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return true;
 }
 
 }  // namespace tractor::testing

@@ -7,25 +7,13 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "actor/internal/thread_pool.h"
-#include "discovery/mutex.h"
 #include "gtest/gtest.h"
+#include "tests/thread_census.h"
 
 namespace tractor::internal {
 namespace {
 
-// Waits (with a deadline) until `pred` holds; returns it.
-template <class Pred>
-bool WaitUntil(Pred pred, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  Mutex mu;
-  CondVar cv;
-  MutexLock lock(&mu);
-  while (!pred()) {
-    if (absl::Now() >= deadline) return pred();
-    cv.WaitWithTimeout(&mu, absl::Milliseconds(20));
-  }
-  return true;
-}
+using ::tractor::testing::WaitUntil;
 
 TEST(ThreadPoolExitTest, QuiescedWorkersStayParkedAndWorkStillRuns) {
   // The worker is busy while the pool is quiesced, so it cannot have left

@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "discovery/mutex.h"
 #include "gtest/gtest.h"
+#include "tests/thread_census.h"
 
 namespace tractor::internal {
 namespace {
@@ -40,19 +41,7 @@ int ThreadCount() {
   return n;
 }
 
-// Waits (with a deadline) until `pred` holds; returns it.
-template <class Pred>
-bool WaitUntil(Pred pred, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  Mutex mu;
-  CondVar cv;
-  MutexLock lock(&mu);
-  while (!pred()) {
-    if (absl::Now() >= deadline) return pred();
-    cv.WaitWithTimeout(&mu, absl::Milliseconds(20));  // polls /proc
-  }
-  return true;
-}
+using ::tractor::testing::WaitUntil;
 
 TEST(ThreadPoolTest, WorkersAreNamedAfterTheirRoleAndReleasedPromptlyWhenIdle) {
   constexpr int kTasks = 50;

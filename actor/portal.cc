@@ -48,7 +48,7 @@ Payload CallFunction(PortalState& portal, const std::string& func,
   const v1::Msg request = MakeStart(NewCid(rt.self()), func, args, rt.self(),
                                     v1::FUNC_TYPE_FUNCTION, {});
   v1::Msg reply;
-  auto stub = v1::Actor::NewStub(portal.channel);
+  v1::Actor::Stub* stub = portal.stub().get();
   grpc::ClientContext context;
   TRACTOR_LOG(transport) << "call stream '" << func << "' to actor '"
                          << portal.aid.name() << "' opened";
@@ -119,7 +119,7 @@ std::shared_ptr<DialogSession> OpenDialog(PortalState& portal,
   }
   s->caller_stream = own;
   // Start leaves together with the call's initial metadata.
-  s->dialog = Dialog::Connect(portal.channel, std::move(start));
+  s->dialog = Dialog::Connect(portal.stub(), std::move(start));
   if (own) {
     s->dialog->Configure(own->msg_buffer_size, ToProtoPolicy(own->overrun));
     if (own_strict) s->dialog->GrantCredits(/*announce=*/false);
@@ -262,7 +262,7 @@ bool Portal::CancelActor(absl::Duration timeout, bool raise_on_timeout) {
   v1::CancelActorRequest req;
   *req.mutable_requester() = rt.self();
   v1::CancelActorReply reply;
-  auto stub = v1::Actor::NewStub(state_->channel);
+  v1::Actor::Stub* stub = state_->stub().get();
   grpc::ClientContext context;
   grpc::Status status = internal::CallUnary(
       context,

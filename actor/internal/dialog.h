@@ -63,6 +63,10 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   static std::shared_ptr<Dialog> Connect(
       const std::shared_ptr<grpc::Channel>& channel,
       std::optional<v1::Msg> first = std::nullopt);
+  // The same through `stub` (a portal's, made once for all its calls).
+  static std::shared_ptr<Dialog> Connect(
+      std::shared_ptr<v1::Actor::Stub> stub,
+      std::optional<v1::Msg> first = std::nullopt);
 
   Dialog();
   ~Dialog();

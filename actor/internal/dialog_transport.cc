@@ -72,9 +72,10 @@ void CqTransport::DrainAndShutdown() {
 
 // --- caller ----------------------------------------------------------------
 
-CqClientTransport::CqClientTransport(
-    Dialog* dialog, const std::shared_ptr<grpc::Channel>& channel, bool cork)
-    : CqTransport(dialog), stub_(v1::Actor::NewStub(channel)) {
+CqClientTransport::CqClientTransport(Dialog* dialog,
+                                     std::shared_ptr<v1::Actor::Stub> stub,
+                                     bool cork)
+    : CqTransport(dialog), stub_(std::move(stub)) {
   context_.set_initial_metadata_corked(cork);
   stream_ = stub_->PrepareAsyncOpen(&context_, &cq_);
   if (cork) {

@@ -124,13 +124,13 @@ class CqTransport : public DialogTransport {
   std::atomic<bool> finished_{false};
 };
 
-// The caller's half: a new `Actor/Open` call on `channel`.
+// The caller's half: a new `Actor/Open` call through `stub`.
 class CqClientTransport final : public CqTransport {
  public:
   // With `cork`, the initial metadata waits for the first Write; without,
   // it leaves at once, as an operation that completes as a write.
-  CqClientTransport(Dialog* dialog,
-                    const std::shared_ptr<grpc::Channel>& channel, bool cork);
+  CqClientTransport(Dialog* dialog, std::shared_ptr<v1::Actor::Stub> stub,
+                    bool cork);
   ~CqClientTransport() override;
 
   void Read(v1::Msg* msg) override;
@@ -149,7 +149,7 @@ class CqClientTransport final : public CqTransport {
   bool finish_done_ ABSL_GUARDED_BY(mu_) = false;
   bool abandoned_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext context_;
-  std::unique_ptr<v1::Actor::Stub> stub_;
+  std::shared_ptr<v1::Actor::Stub> stub_;
   std::unique_ptr<grpc::ClientAsyncReaderWriter<v1::Msg, v1::Msg>> stream_;
   grpc::Status status_;  // filled by the Finish operation
 };

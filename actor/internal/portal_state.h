@@ -8,11 +8,13 @@
 #include <optional>
 #include <string>
 
+#include "absl/base/call_once.h"
 #include "absl/base/thread_annotations.h"
 #include "actor/internal/child_proc.h"
 #include "actor/payload.h"
 #include "discovery/mutex.h"
 #include "grpcpp/grpcpp.h"
+#include "tractor/v1/actor.grpc.pb.h"
 #include "tractor/v1/msg.pb.h"
 
 namespace tractor::internal {
@@ -27,12 +29,28 @@ struct PortalState {
   std::shared_ptr<grpc::Channel> channel;
   std::shared_ptr<ChildProc> proc;  // set for children of this actor
 
+  // The `Actor` stub on `channel`, made by the first call and kept for the
+  // portal's calls and dialogs: gRPC registers each of the service's methods
+  // with the channel when a stub is made (a lock and a table lookup each),
+  // work a call would otherwise repeat every time. `channel` must not change
+  // once this was called.
+  const std::shared_ptr<v1::Actor::Stub>& stub() {
+    absl::call_once(stub_once_, [this] {
+      stub_ = std::shared_ptr<v1::Actor::Stub>(v1::Actor::NewStub(channel));
+    });
+    return stub_;
+  }
+
   Mutex mu;
   CondVar cv;
   bool has_result_task ABSL_GUARDED_BY(mu) = false;
   bool result_ready ABSL_GUARDED_BY(mu) = false;
   std::optional<Payload> result ABSL_GUARDED_BY(mu);
   std::exception_ptr error ABSL_GUARDED_BY(mu);
+
+ private:
+  absl::once_flag stub_once_;
+  std::shared_ptr<v1::Actor::Stub> stub_;  // set once, by `stub()`
 };
 
 }  // namespace tractor::internal

@@ -404,38 +404,68 @@ void Registrant::RefreshLoop() {
   }
 }
 
-void Registrant::Stop() {
+struct Registrant::Unregistering {
+  struct Call {
+    std::unique_ptr<v1::Registrar::Stub> stub;
+    grpc::ClientContext ctx;
+    v1::UnregisterReply reply;
+    grpc::Status status;
+    std::unique_ptr<grpc::ClientAsyncResponseReader<v1::UnregisterReply>>
+        reader;
+  };
+  grpc::CompletionQueue cq;
+  std::vector<std::unique_ptr<Call>> calls;
+};
+
+void Registrant::BeginStop() {
+  MutexLock stop_lock(&stop_mu_);
+  if (stop_begun_) return;
+  stop_begun_ = true;
   {
     MutexLock lock(&mu_);
-    if (stopped_) return;
-    stopped_ = true;
     stopping_ = true;
   }
   cv_.SignalAll();
   if (thread_.joinable()) thread_.join();
-  using Call = UnaryCall<v1::UnregisterRequest, v1::UnregisterReply>;
-  const CallOptions call_options{.deadline =
-                                     absl::Now() + ScaleTimeout(options_.unregister_timeout)};
-  std::vector<std::unique_ptr<v1::Registrar::Stub>> stubs;
-  std::vector<std::unique_ptr<Call>> calls;
-  for (const Target& t : targets_) {
+  // Each call carries its deadline, so each completes by then, answered or
+  // not: Stop needs no timer of its own.
+  const auto deadline = absl::ToChronoTime(
+      absl::Now() + ScaleTimeout(options_.unregister_timeout));
+  auto u = std::make_unique<Unregistering>();
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    auto call = std::make_unique<Unregistering::Call>();
+    call->stub = v1::Registrar::NewStub(RegistrarChannel(targets_[i].registrar));
+    call->ctx.set_deadline(deadline);
+    AttachSecret(&call->ctx);
     v1::UnregisterRequest req;
     req.set_uuid(options_.aid.uuid());
-    stubs.push_back(v1::Registrar::NewStub(RegistrarChannel(t.registrar)));
-    v1::Registrar::Stub* stub = stubs.back().get();
-    calls.push_back(Call::Start(
-        [&](auto* ctx, auto* request, auto* reply, auto done) {
-          AttachSecret(ctx);
-          StartDriven(stub->PrepareAsyncUnregister(ctx, *request, DrivenQueue()),
-                      reply, std::move(done));
-        },
-        std::move(req), call_options));
+    call->reader = call->stub->AsyncUnregister(&call->ctx, req, &u->cq);
+    call->reader->Finish(&call->reply, &call->status,
+                         reinterpret_cast<void*>(i));
+    u->calls.push_back(std::move(call));
   }
-  for (size_t i = 0; i < calls.size(); ++i) {
-    const grpc::Status status = calls[i]->Await();
+  unregistering_ = std::move(u);
+}
+
+void Registrant::Stop() {
+  BeginStop();
+  MutexLock stop_lock(&stop_mu_);
+  std::unique_ptr<Unregistering> u = std::move(unregistering_);
+  if (u == nullptr) return;
+  for (size_t n = 0; n < u->calls.size(); ++n) {
+    void* tag = nullptr;
+    bool ok = false;
+    if (!u->cq.Next(&tag, &ok)) break;
+    const size_t i = reinterpret_cast<uintptr_t>(tag);
+    const grpc::Status& status = u->calls[i]->status;
     VLOG(1) << "actor '" << options_.aid.name() << "' unregister from "
             << targets_[i].registrar << ": "
             << (status.ok() ? "ok" : status.error_message());
+  }
+  u->cq.Shutdown();
+  void* tag;
+  bool ok;
+  while (u->cq.Next(&tag, &ok)) {
   }
 }
 

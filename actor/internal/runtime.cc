@@ -21,7 +21,6 @@
 #include "discovery/credentials.h"
 #include "discovery/listen.h"
 #include "discovery/log_level.h"
-#include "discovery/thread_name.h"
 #include "discovery/uuid.h"
 #include "discovery/registry_client.h"
 #include "glog/logging.h"
@@ -251,26 +250,23 @@ void Runtime::Shutdown() {
   SetNotServing();
   // Unregistering is a round trip to every registrar (bounded by the
   // registrant's unregister timeout). When no registrar of this process
-  // takes it, it runs while the tasks are cancelled and the servers shut
-  // down, instead of before them: the actor's exit then takes the longest
-  // of the steps rather than their sum. A registrar this actor serves
-  // itself (embedded, or taken over) must still answer, so that
-  // unregistration comes first, below. A jthread: joined on every way out
-  // of this function, an exception's included.
-  std::jthread unregister;
-  if (registrant_ && !registrar_ && !takeover_registrar_) {
-    unregister = std::jthread([this] {
-      discovery::NameThisThread("unregister");
-      registrant_->Stop();
-    });
-  }
+  // takes it, the calls are sent now and answered while the tasks are
+  // cancelled and the servers shut down, instead of before them: the
+  // actor's exit then takes the longest of the steps rather than their sum.
+  // A registrar this actor serves itself (embedded, or taken over) must
+  // still answer, so that unregistration comes first, below. (Should this
+  // function leave by an exception, the registrant's destructor collects
+  // the calls.)
+  const bool unregister_early =
+      registrant_ && !registrar_ && !takeover_registrar_;
+  if (unregister_early) registrant_->BeginStop();
   tasks_.Close();
   tasks_.CancelAllTasks(self(), absl::Seconds(2));
   RunLifetimeCallbacks();
   // Unregister at once (bounded), while the server still answers; then end
   // the embedded registrar's pending WaitFor/Watch calls so the server's
   // shutdown does not wait for them.
-  if (registrant_ && !unregister.joinable()) registrant_->Stop();
+  if (registrant_ && !unregister_early) registrant_->Stop();
   if (registrar_) registrar_->Shutdown();
   if (takeover_registrar_) {
     takeover_registrar_->Shutdown();
@@ -296,7 +292,7 @@ void Runtime::Shutdown() {
     server_->Wait();
   }
   if (acceptor_) acceptor_->Stop();
-  if (unregister.joinable()) unregister.join();
+  if (unregister_early) registrant_->Stop();
   MutexLock lock(&mu_);
   if (ports_) ports_->RemoveSocketFiles();
   TRACTOR_LOG(transport) << "closing the connections to " << channels_.size()

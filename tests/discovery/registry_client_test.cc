@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -216,6 +217,73 @@ TEST(RegistrantTest, ASilentRegistrarDelaysStartBriefly) {
   EXPECT_LT(took, absl::Milliseconds(450));
   EXPECT_TRUE(reg.Has("w"));
   r.Stop();
+}
+
+// A gRPC server whose connections come up and whose calls are never
+// answered (nobody asks for them): a registrar hung in the middle of its
+// work. Each call ends at its deadline.
+struct HungServer {
+  grpc::AsyncGenericService generic;
+  std::unique_ptr<grpc::ServerCompletionQueue> cq;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+  HungServer() {
+    grpc::ServerBuilder b;
+    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                       &port);
+    b.RegisterAsyncGenericService(&generic);
+    cq = b.AddCompletionQueue();
+    server = b.BuildAndStart();
+  }
+  ~HungServer() {
+    server->Shutdown(std::chrono::system_clock::now());
+    cq->Shutdown();
+    void* tag;
+    bool ok;
+    while (cq->Next(&tag, &ok)) {
+    }
+  }
+  std::string addr() const { return absl::StrCat("127.0.0.1:", port); }
+};
+
+// An actor on its way out sends its unregistrations (BeginStop) and goes on
+// with its teardown: BeginStop waits for no answer, a hung registrar's
+// included; Stop then collects the answers, bounded by the unregister
+// timeout, and the registrar that answers no longer lists the actor.
+TEST(RegistrantTest, BeginStopSendsWithoutWaitingAndStopCollects) {
+  TempDir dir;
+  LocalRegistrar reg(dir.Sock("reg.sock"), absl::Seconds(5));
+  HungServer hung;
+  ASSERT_GT(hung.port, 0);
+  Registrant::Options o;
+  o.aid = MakeAid("w");
+  o.addrs = {"127.0.0.1:5555"};
+  o.registrars = {Parse(hung.addr()), Parse(reg.addr)};
+  o.first_timeout = absl::Milliseconds(300);
+  o.unregister_timeout = absl::Seconds(1);
+  Registrant r(o);
+  EXPECT_EQ(r.Start(), 1u);
+  ASSERT_TRUE(reg.Has("w"));
+  const absl::Duration timeout = ScaleTimeout(o.unregister_timeout);
+  const absl::Time begin = absl::Now();
+  r.BeginStop();
+  const absl::Duration began = absl::Now() - begin;
+  r.BeginStop();  // idempotent
+  r.Stop();
+  const absl::Duration stopped = absl::Now() - begin;
+  printf("BeginStop %.1f ms, Stop %.0f ms (unregister timeout %.0f ms)\n",
+         absl::ToDoubleMilliseconds(began),
+         absl::ToDoubleMilliseconds(stopped),
+         absl::ToDoubleMilliseconds(timeout));
+  // The hung registrar holds Stop until the calls' deadline, not
+  // BeginStop.
+  EXPECT_LT(began, timeout / 4);
+  EXPECT_GE(stopped, timeout - absl::Milliseconds(50));
+  EXPECT_LT(stopped, timeout + absl::Milliseconds(700));
+  EXPECT_FALSE(reg.Has("w"));
+  const absl::Time again = absl::Now();
+  r.Stop();  // idempotent: nothing left to wait for
+  EXPECT_LT(absl::Now() - again, absl::Milliseconds(100));
 }
 
 TEST(RegistrantTest, ARegistrarThatStartsLaterIsRegisteredWith) {

@@ -237,6 +237,8 @@ class ActorStandardServicesTest(unittest.TestCase):
                              self.client.services())
         self.assertTrue(self.mapped("libgrpc++_reflection"))
         self.assertTrue(self.mapped("libgrpcpp_channelz"))
+        # The in-process server they run in does not hold the exit up.
+        self.assertEqual(stop(self.proc), 0)
 
     def test_one_reflection_stream_answers_each_request_in_order(self):
         requests = [

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -22,11 +23,18 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "discovery/credentials.h"
 #include "glog/logging.h"
 #include "grpcpp/grpcpp.h"
+#include "google/protobuf/stubs/common.h"
+#include "google/protobuf/unknown_field_set.h"
+#include "grpcpp/ext/health_check_service_server_builder_option.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/impl/server_builder_option.h"
+#include "grpcpp/impl/server_builder_plugin.h"
+#include "grpcpp/impl/server_initializer.h"
 
 namespace tractor::discovery {
 namespace {
@@ -75,10 +83,12 @@ absl::Status LoadPlugin(absl::string_view service, absl::string_view lib,
                    errors, " (", kStandardServicesEnv, "=none turns it off)"));
 }
 
+// Set once `LoadStandardServicesOnce` loaded what was asked for: every
+// ServerBuilder constructed afterwards registers the real services.
+std::atomic<bool> plugins_loaded{false};
+
 absl::Status LoadStandardServicesOnce() {
-  const char* env = std::getenv(kStandardServicesEnv);
-  absl::StatusOr<StandardServices> which =
-      ParseStandardServices(env == nullptr ? "" : env);
+  absl::StatusOr<StandardServices> which = RequestedStandardServices();
   if (!which.ok()) return which.status();
   if (which->reflection) {
     absl::Status st =
@@ -92,7 +102,100 @@ absl::Status LoadStandardServicesOnce() {
                    "_ZN4grpc8channelz12experimental19InitChannelzServiceEv");
     if (!st.ok()) return st;
   }
+  plugins_loaded.store(true, std::memory_order_release);
   return absl::OkStatus();
+}
+
+constexpr char kReflectionService[] = "grpc.reflection.v1alpha.ServerReflection";
+constexpr char kReflectionMethod[] =
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
+constexpr char kChannelzService[] = "grpc.channelz.v1.Channelz";
+constexpr char kChannelzPrefix[] = "/grpc.channelz.v1.Channelz/";
+
+// Records the list of services of the server being built, when it is
+// built (`Finish` runs at the end of BuildAndStart, as for reflection's
+// own plugin).
+class ServiceListPlugin final : public grpc::ServerBuilderPlugin {
+ public:
+  explicit ServiceListPlugin(std::shared_ptr<LazyStandardServices> lazy)
+      : lazy_(std::move(lazy)) {}
+  std::string name() override { return "tractor_service_list"; }
+  // Runs where the real services' plugins register them: after the
+  // builder's services, before those the server adds when it starts
+  // (gRPC's default health service).
+  void InitServer(grpc::ServerInitializer* si) override {
+    const std::vector<std::string>* list = si->GetServiceList();
+    registered_ = list != nullptr ? list->size() : 0;
+  }
+  void Finish(grpc::ServerInitializer* si) override {
+    const std::vector<std::string>* list = si->GetServiceList();
+    lazy_->SetServiceList(
+        list != nullptr ? *list : std::vector<std::string>(), registered_);
+  }
+  void ChangeArguments(const std::string&, void*) override {}
+
+ private:
+  const std::shared_ptr<LazyStandardServices> lazy_;
+  size_t registered_ = 0;
+};
+
+class ServiceListOption final : public grpc::ServerBuilderOption {
+ public:
+  explicit ServiceListOption(std::shared_ptr<LazyStandardServices> lazy)
+      : lazy_(std::move(lazy)) {}
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(
+      std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins)
+      override {
+    plugins->push_back(std::make_unique<ServiceListPlugin>(lazy_));
+  }
+
+ private:
+  const std::shared_ptr<LazyStandardServices> lazy_;
+};
+
+struct BackendServer {
+  absl::Status status;
+  std::unique_ptr<grpc::Server> server;
+  std::shared_ptr<grpc::Channel> channel;
+};
+
+std::atomic<bool> backend_ready{false};
+
+// Loads the libraries and builds the in-process server; never destroyed
+// (its threads wait until the process exits).
+BackendServer* MakeBackend() {
+  auto* b = new BackendServer;
+  b->status = LoadStandardServices();
+  if (!b->status.ok()) return b;
+  grpc::ServerBuilder builder;
+  ApplyServerArgs(builder);
+  // Neither gRPC's default health service (on the callback API) nor a
+  // channelz entry of its own: channelz lists the process's real servers
+  // and channels only.
+  builder.SetOption(
+      std::make_unique<grpc::HealthCheckServiceServerBuilderOption>(nullptr));
+  builder.AddChannelArgument(GRPC_ARG_ENABLE_CHANNELZ, 0);
+  // One thread serves the calls: a client rarely has more than one open.
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS,
+                              1);
+  builder.SetSyncServerOption(
+      grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
+  builder.SetSyncServerOption(
+      grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 1);
+  b->server = builder.BuildAndStart();
+  if (b->server == nullptr) {
+    b->status = absl::InternalError(
+        "cannot serve reflection and channelz: their in-process server did "
+        "not start");
+    return b;
+  }
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_ENABLE_CHANNELZ, 0);
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  b->channel = b->server->InProcessChannel(args);
+  return b;
 }
 
 constexpr size_t kSunPathMax = sizeof(sockaddr_un{}.sun_path) - 1;
@@ -197,6 +300,111 @@ absl::StatusOr<StandardServices> ParseStandardServices(absl::string_view spec) {
     }
   }
   return out;
+}
+
+absl::StatusOr<StandardServices> RequestedStandardServices() {
+  static const absl::StatusOr<StandardServices>* const which = [] {
+    const char* env = std::getenv(kStandardServicesEnv);
+    return new absl::StatusOr<StandardServices>(
+        ParseStandardServices(env == nullptr ? "" : env));
+  }();
+  return *which;
+}
+
+std::shared_ptr<LazyStandardServices> LazyStandardServices::AttachTo(
+    grpc::ServerBuilder& builder) {
+  absl::StatusOr<StandardServices> which = RequestedStandardServices();
+  if (!which.ok() || (!which->reflection && !which->channelz)) return nullptr;
+  if (plugins_loaded.load(std::memory_order_acquire)) return nullptr;
+  auto lazy = std::make_shared<LazyStandardServices>(*which);
+  builder.SetOption(std::make_unique<ServiceListOption>(lazy));
+  return lazy;
+}
+
+LazyStandardServices::LazyStandardServices(StandardServices which)
+    : which_(which) {}
+
+bool LazyStandardServices::Serves(absl::string_view method) const {
+  return (which_.reflection && method == kReflectionMethod) ||
+         (which_.channelz && absl::StartsWith(method, kChannelzPrefix));
+}
+
+bool LazyStandardServices::IsReflection(absl::string_view method) {
+  return method == kReflectionMethod;
+}
+
+void LazyStandardServices::SetServiceList(
+    const std::vector<std::string>& services, size_t standard_at) {
+  std::vector<std::string> standard;
+  if (which_.reflection) standard.push_back(kReflectionService);
+  if (which_.channelz) standard.push_back(kChannelzService);
+  MutexLock lock(&mu_);
+  services_ = services;
+  services_.insert(services_.begin() + std::min(standard_at, services.size()),
+                   standard.begin(), standard.end());
+}
+
+std::optional<std::string> LazyStandardServices::AnswerListServices(
+    const std::string& request) const {
+  // The request as gRPC's reflection service reads it (proto3): the last
+  // `host` and the last field of the oneof win; a field with an unexpected
+  // wire type is kept as an unknown field, and so is every other number.
+  google::protobuf::UnknownFieldSet fields;
+  if (!fields.ParseFromString(request)) return std::nullopt;
+  std::string host, list_services;
+  int oneof = 0;
+  google::protobuf::UnknownFieldSet unknown;
+  for (int i = 0; i < fields.field_count(); ++i) {
+    const google::protobuf::UnknownField& f = fields.field(i);
+    const bool bytes =
+        f.type() == google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED;
+    if (bytes && f.number() == 1) {
+      host = f.length_delimited();
+    } else if (bytes && f.number() >= 3 && f.number() <= 7) {
+      oneof = f.number();
+      list_services = f.length_delimited();
+    } else {
+      unknown.AddField(f);
+    }
+  }
+  if (oneof != 7) return std::nullopt;
+  // Strings that are not UTF-8 fail the real service's parse: let it answer.
+  if (!google::protobuf::internal::IsStructurallyValidUTF8(host) ||
+      !google::protobuf::internal::IsStructurallyValidUTF8(list_services)) {
+    return std::nullopt;
+  }
+  // The original request as the real service re-encodes it.
+  google::protobuf::UnknownFieldSet original;
+  if (!host.empty()) original.AddLengthDelimited(1, host);
+  original.AddLengthDelimited(7, list_services);
+  original.MergeFrom(unknown);
+  google::protobuf::UnknownFieldSet list;
+  {
+    MutexLock lock(&mu_);
+    for (const std::string& name : services_) {
+      google::protobuf::UnknownFieldSet service;
+      service.AddLengthDelimited(1, name);
+      service.SerializeToString(list.AddLengthDelimited(1));
+    }
+  }
+  google::protobuf::UnknownFieldSet response;
+  if (!host.empty()) response.AddLengthDelimited(1, host);  // valid_host
+  original.SerializeToString(response.AddLengthDelimited(2));
+  list.SerializeToString(response.AddLengthDelimited(6));
+  std::string out;
+  response.SerializeToString(&out);
+  return out;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> LazyStandardServices::Backend() {
+  static BackendServer* const backend = MakeBackend();
+  backend_ready.store(true, std::memory_order_release);
+  if (!backend->status.ok()) return backend->status;
+  return backend->channel;
+}
+
+bool LazyStandardServices::BackendReady() {
+  return backend_ready.load(std::memory_order_acquire);
 }
 
 absl::Status LoadStandardServices() {

@@ -29,6 +29,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "discovery/address.h"
+#include "discovery/mutex.h"
 #include "grpcpp/grpcpp.h"
 
 namespace tractor::discovery {
@@ -67,7 +68,8 @@ inline constexpr int kFlowControlWindowBytes = 256 << 10;
 // Every server linking this library also serves grpc.health.v1.Health (the
 // default health service: "" is SERVING until the server shuts down or its
 // owner sets it NOT_SERVING), enabled process-wide when the program starts;
-// reflection and channelz only when `LoadStandardServices` loaded them.
+// reflection and channelz only when `LoadStandardServices` loaded them, or
+// through `LazyStandardServices`.
 // Call before `BuildAndStart`. Thread-compatible, like the builder.
 void ApplyServerArgs(grpc::ServerBuilder& builder);
 
@@ -75,9 +77,8 @@ void ApplyServerArgs(grpc::ServerBuilder& builder);
 // (grpc.reflection.v1alpha) and channelz (grpc.channelz.v1) a process
 // serves: unset, "all" or "1" for both (the default: every actor and the
 // registrar daemon serve them), "reflection", "channelz" or both
-// comma-separated, "none" or "0" for neither (health only, and about
-// 1.5 MiB less memory per process). Children inherit it with the
-// environment.
+// comma-separated, "none" or "0" for neither (health only). Children
+// inherit it with the environment.
 inline constexpr const char* kStandardServicesEnv = "TRACTOR_STANDARD_SERVICES";
 
 struct StandardServices {
@@ -91,14 +92,77 @@ absl::StatusOr<StandardServices> ParseStandardServices(absl::string_view spec);
 
 // Loads what `kStandardServicesEnv` asks for (both unless it says
 // otherwise): their libraries (libgrpc++_reflection, libgrpcpp_channelz, of
-// the running gRPC's version) are not linked, so a process that opts out
-// does not map them,
-// run their static initialisers or register their descriptors (about
-// 1.5 MiB of an idle actor's RSS). Every ServerBuilder constructed after the
-// first call serves them. The first call does the work; later calls return
+// the running gRPC's version) are not linked, so a process that does not
+// load them does not map them, run their static initialisers or register
+// their descriptors (about 1.5 MiB of an idle actor's RSS; an actor loads
+// them when first called, `LazyStandardServices`). Every ServerBuilder
+// constructed after the first call serves them. The first call does the work; later calls return
 // its result: an error for a bad value or a library that cannot be loaded.
 // Thread-safe.
 absl::Status LoadStandardServices();
+
+// What `kStandardServicesEnv` asks for, parsed once, without loading
+// anything: the same error as `LoadStandardServices` for a bad value.
+// Thread-safe.
+absl::StatusOr<StandardServices> RequestedStandardServices();
+
+// Reflection and channelz served by a server without loading them until a
+// client calls one of their methods. The server's catch-all service for
+// methods nobody registered (its async generic service) hands those calls
+// here: the first one loads the libraries (`LoadStandardServices`) and
+// builds an in-process gRPC server with the real services, and each call is
+// forwarded to it. What clients see is what a server with the services
+// registered would answer: reflection reads the process's descriptor pool
+// and channelz gRPC's process-wide registry either way, and reflection's
+// `list_services` is answered here, with this server's services (recorded
+// when it is built), reflection and channelz among them where they would
+// be. The in-process
+// server and its channel are left out of channelz. Thread-safe.
+class LazyStandardServices {
+ public:
+  // For a server about to be built from `builder`: what records its list of
+  // services when it is built (an option of the builder). Null when the
+  // process serves neither service (`kStandardServicesEnv`), or when their
+  // libraries are loaded already: then the server registers the real
+  // services itself. Call before `BuildAndStart`.
+  static std::shared_ptr<LazyStandardServices> AttachTo(
+      grpc::ServerBuilder& builder);
+
+  explicit LazyStandardServices(StandardServices which);
+
+  // Whether calls to `method` ("/package.Service/Method") are to be
+  // forwarded here.
+  bool Serves(absl::string_view method) const;
+  // Whether `method` is reflection's one method, a bidirectional stream of
+  // one response per request; channelz's methods are unary.
+  static bool IsReflection(absl::string_view method);
+
+  // When `request` (an encoded grpc.reflection.v1alpha
+  // ServerReflectionRequest) asks for `list_services`, the encoded
+  // ServerReflectionResponse that answers it with this server's services;
+  // nullopt for any other request, which the real service answers.
+  std::optional<std::string> AnswerListServices(
+      const std::string& request) const;
+
+  // The channel to the in-process server with the real services, loaded and
+  // built by the first call (it may take some milliseconds: call it off
+  // threads that must not block), or the error of loading them.
+  static absl::StatusOr<std::shared_ptr<grpc::Channel>> Backend();
+  // Whether `Backend` would return at once.
+  static bool BackendReady();
+
+  // Called when the server is built, with its services' names (as
+  // reflection lists them); reflection and channelz are listed before
+  // `services[standard_at]`, where their plugins would have registered
+  // them.
+  void SetServiceList(const std::vector<std::string>& services,
+                      size_t standard_at);
+
+ private:
+  const StandardServices which_;
+  mutable Mutex mu_;
+  std::vector<std::string> services_ ABSL_GUARDED_BY(mu_);
+};
 
 // The default of `ApplyServerKeepalive`'s `hang_timeout`.
 inline constexpr absl::Duration kDefaultHangTimeout = absl::Seconds(3);

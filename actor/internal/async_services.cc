@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "actor/internal/runtime.h"
+#include "actor/internal/standard_services.h"
 #include "actor/internal/wire.h"
 #include "discovery/log_level.h"
 #include "discovery/thread_name.h"
@@ -211,18 +212,21 @@ class LinkCall final : public ServiceCall {
   v1::LinkMsg in_, out_;
 };
 
-// One call to a method nobody serves: answered at once.
+// One call to a method nobody serves: answered at once, unless it is one
+// of the standard services loaded on first use (handed on).
 class UnknownCall final : public ServiceCall {
  public:
   UnknownCall(std::string actor_name, grpc::AsyncGenericService* service,
-              ServiceQueue* queue)
+              ServiceQueue* queue,
+              std::shared_ptr<discovery::LazyStandardServices> standard)
       : actor_name_(std::move(actor_name)),
         service_(service),
-        queue_(queue) {}
+        queue_(queue),
+        standard_(std::move(standard)) {}
 
   static void Request(UnknownCall* call) {
     if (!call->queue_->Post([call] {
-          call->service_->RequestCall(&call->ctx_, &call->stream_,
+          call->service_->RequestCall(&call->call_->ctx, &call->call_->stream,
                                       call->queue_->cq(), call->queue_->cq(),
                                       AsTag(&call->accept_tag_));
         })) {
@@ -232,17 +236,23 @@ class UnknownCall final : public ServiceCall {
 
   void Proceed(ServiceTag* tag, bool ok) override {
     if (tag == &accept_tag_ && ok) {
-      Request(new UnknownCall(actor_name_, service_, queue_));
+      Request(new UnknownCall(actor_name_, service_, queue_, standard_));
+      const std::string& method = call_->ctx.method();
+      if (standard_ != nullptr && standard_->Serves(method)) {
+        ForwardStandardCall(standard_, std::move(call_), queue_);
+        delete this;
+        return;
+      }
       grpc::Status status =
-          ctx_.method() == "/tractor.v1.Actor/DebugLock"
+          method == "/tractor.v1.Actor/DebugLock"
               ? grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                              absl::StrCat("actor '", actor_name_,
                                           "' is not in debug mode: it serves "
                                           "no debug lock"))
               : grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                             "unknown method " + ctx_.method());
+                             "unknown method " + method);
       if (queue_->Post(
-              [&] { stream_.Finish(status, AsTag(&finish_tag_)); })) {
+              [&] { call_->stream.Finish(status, AsTag(&finish_tag_)); })) {
         return;
       }
     }
@@ -254,8 +264,8 @@ class UnknownCall final : public ServiceCall {
   const std::string actor_name_;
   grpc::AsyncGenericService* const service_;
   ServiceQueue* const queue_;
-  grpc::GenericServerContext ctx_;
-  grpc::GenericServerAsyncReaderWriter stream_{&ctx_};
+  const std::shared_ptr<discovery::LazyStandardServices> standard_;
+  std::unique_ptr<GenericCall> call_ = std::make_unique<GenericCall>();
   ServiceTag accept_tag_{this}, finish_tag_{this};
 };
 
@@ -348,10 +358,12 @@ void ServeLinks(Runtime* rt, ServiceQueue* queue, LinkRequestFn request) {
   LinkCall::Request(new LinkCall(rt, queue, std::move(request)));
 }
 
-void ServeUnknownMethods(const std::string& actor_name,
-                         grpc::AsyncGenericService* service,
-                         ServiceQueue* queue) {
-  UnknownCall::Request(new UnknownCall(actor_name, service, queue));
+void ServeUnknownMethods(
+    const std::string& actor_name, grpc::AsyncGenericService* service,
+    ServiceQueue* queue,
+    std::shared_ptr<discovery::LazyStandardServices> standard) {
+  UnknownCall::Request(
+      new UnknownCall(actor_name, service, queue, std::move(standard)));
 }
 
 // --- HealthService ------------------------------------------------------------

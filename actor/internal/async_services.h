@@ -17,6 +17,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "actor/internal/dialog_transport.h"
+#include "discovery/listen.h"
 #include "discovery/mutex.h"
 #include "grpcpp/generic/async_generic_service.h"
 #include "grpcpp/grpcpp.h"
@@ -79,9 +80,13 @@ void ServeLinksOf(Runtime* rt, ServiceQueue* queue, Service* service) {
 // Answers every method no service registered (on `service`, registered
 // with RegisterAsyncGenericService) with UNIMPLEMENTED naming it; the debug
 // lock of an actor not in debug mode with FAILED_PRECONDITION saying so.
-void ServeUnknownMethods(const std::string& actor_name,
-                         grpc::AsyncGenericService* service,
-                         ServiceQueue* queue);
+// Calls to reflection and channelz, when `standard` (the server's
+// `LazyStandardServices`, or null) serves them, go to
+// `ForwardStandardCall` (actor/internal/standard_services.h).
+void ServeUnknownMethods(
+    const std::string& actor_name, grpc::AsyncGenericService* service,
+    ServiceQueue* queue,
+    std::shared_ptr<discovery::LazyStandardServices> standard = nullptr);
 
 // The standard health service (grpc.health.v1.Health) without gRPC's
 // default implementation, which uses the callback API: `Check` on the sync

@@ -119,12 +119,18 @@ Runtime::~Runtime() {
 }
 
 void Runtime::Start() {
-  if (absl::Status st = discovery::LoadStandardServices(); !st.ok()) {
+  // Reflection and channelz are loaded when first called
+  // (discovery::LazyStandardServices); a bad value stops the actor now.
+  if (absl::StatusOr<discovery::StandardServices> st =
+          discovery::RequestedStandardServices();
+      !st.ok()) {
     throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(), "': ",
-                                      st.message()));
+                                      st.status().message()));
   }
   grpc::ServerBuilder builder;
   discovery::ApplyServerArgs(builder);
+  std::shared_ptr<discovery::LazyStandardServices> standard =
+      discovery::LazyStandardServices::AttachTo(builder);
   std::vector<std::string> binds = config_.bind_addrs;
   if (binds.empty()) binds.push_back("127.0.0.1:0");
   std::vector<discovery::Address> addrs;
@@ -212,7 +218,7 @@ void Runtime::Start() {
   acceptor_->Start();
   ServeLinksOf(this, acceptor_.get(), service);
   ServeUnknownMethods(config_.self.name(), unknown_methods_.get(),
-                      acceptor_.get());
+                      acceptor_.get(), std::move(standard));
   health_->Serve(acceptor_.get());
   StartRegistration();
 }

@@ -112,6 +112,11 @@ bool Runtime::TryServeRegistry() {
   for (const auto& r : config_.registry_addrs) {
     registry.push_back(*discovery::Address::Parse(r));
   }
+  // The registry's address serves reflection and channelz itself, as the
+  // registrar daemon does: loaded now, unless opted out.
+  if (absl::Status st = discovery::LoadStandardServices(); !st.ok()) {
+    LOG(WARNING) << "registry takeover: " << st.message();
+  }
   grpc::ServerBuilder builder;
   discovery::ApplyServerArgs(builder);
   auto ports = discovery::BindAll(builder, registry);

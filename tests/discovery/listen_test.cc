@@ -18,6 +18,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,7 @@
 #include "absl/time/time.h"
 #include "discovery/address.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/unknown_field_set.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -295,6 +297,94 @@ TEST(ParseStandardServicesTest, NamesTheVariableAndTheUnknownWord) {
   }
 }
 
+// The names in an encoded ServerReflectionResponse's list_services_response,
+// and its valid_host and original request's fields 1 and 7.
+struct ListAnswer {
+  std::string host, original_host, original_list;
+  std::vector<std::string> names;
+};
+ListAnswer DecodeListAnswer(const std::string& bytes) {
+  ListAnswer out;
+  google::protobuf::UnknownFieldSet response;
+  EXPECT_TRUE(response.ParseFromString(bytes));
+  for (int i = 0; i < response.field_count(); ++i) {
+    const auto& f = response.field(i);
+    google::protobuf::UnknownFieldSet inner;
+    if (f.number() == 1) out.host = f.length_delimited();
+    if (f.number() == 2) {
+      EXPECT_TRUE(inner.ParseFromString(f.length_delimited()));
+      for (int j = 0; j < inner.field_count(); ++j) {
+        if (inner.field(j).number() == 1) {
+          out.original_host = inner.field(j).length_delimited();
+        }
+        if (inner.field(j).number() == 7) {
+          out.original_list = inner.field(j).length_delimited();
+        }
+      }
+    }
+    if (f.number() == 6) {
+      EXPECT_TRUE(inner.ParseFromString(f.length_delimited()));
+      for (int j = 0; j < inner.field_count(); ++j) {
+        google::protobuf::UnknownFieldSet service;
+        EXPECT_TRUE(service.ParseFromString(inner.field(j).length_delimited()));
+        EXPECT_EQ(service.field_count(), 1);
+        out.names.push_back(service.field(0).length_delimited());
+      }
+    }
+  }
+  return out;
+}
+
+std::string Encode(const google::protobuf::UnknownFieldSet& fields) {
+  std::string out;
+  fields.SerializeToString(&out);
+  return out;
+}
+
+TEST(LazyStandardServicesTest, ServesTheMethodsOfWhatIsAskedFor) {
+  LazyStandardServices refl({.reflection = true, .channelz = false});
+  const std::string kInfo =
+      "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
+  EXPECT_TRUE(refl.Serves(kInfo));
+  EXPECT_FALSE(refl.Serves("/grpc.channelz.v1.Channelz/GetServers"));
+  EXPECT_FALSE(refl.Serves("/grpc.reflection.v1.ServerReflection/"
+                           "ServerReflectionInfo"));
+  LazyStandardServices channelz({.reflection = false, .channelz = true});
+  EXPECT_FALSE(channelz.Serves(kInfo));
+  EXPECT_TRUE(channelz.Serves("/grpc.channelz.v1.Channelz/GetServers"));
+  EXPECT_TRUE(LazyStandardServices::IsReflection(kInfo));
+  EXPECT_FALSE(
+      LazyStandardServices::IsReflection("/grpc.channelz.v1.Channelz/GetServers"));
+}
+
+TEST(LazyStandardServicesTest, AnswersListServicesWithTheServersServices) {
+  LazyStandardServices lazy({.reflection = true, .channelz = true});
+  lazy.SetServiceList({"tractor.v1.Actor", "grpc.health.v1.Health"}, 1);
+  google::protobuf::UnknownFieldSet request;
+  request.AddLengthDelimited(1, "host1");
+  request.AddLengthDelimited(3, "a.proto");  // the oneof's last field wins
+  request.AddLengthDelimited(7, "*");
+  std::optional<std::string> answer = lazy.AnswerListServices(Encode(request));
+  ASSERT_TRUE(answer.has_value());
+  ListAnswer a = DecodeListAnswer(*answer);
+  EXPECT_EQ(a.host, "host1");
+  EXPECT_EQ(a.original_host, "host1");
+  EXPECT_EQ(a.original_list, "*");
+  EXPECT_EQ(a.names, (std::vector<std::string>{
+                         "tractor.v1.Actor",
+                         "grpc.reflection.v1alpha.ServerReflection",
+                         "grpc.channelz.v1.Channelz",
+                         "grpc.health.v1.Health"}));
+
+  // Any other request is the real service's to answer.
+  google::protobuf::UnknownFieldSet other;
+  other.AddLengthDelimited(7, "*");
+  other.AddLengthDelimited(4, "tractor.v1.Actor");
+  EXPECT_FALSE(lazy.AnswerListServices(Encode(other)).has_value());
+  EXPECT_FALSE(lazy.AnswerListServices("").has_value());
+  EXPECT_FALSE(lazy.AnswerListServices("\xff\xff").has_value());
+}
+
 bool Mapped(const std::string& library) {
   std::ifstream maps("/proc/self/maps");
   std::string line;
@@ -350,6 +440,31 @@ TEST(StandardServicesTest, LoadedOnlyWhenAskedThenServedByLaterServers) {
     server->Shutdown(std::chrono::system_clock::now());
     server->Wait();
   }
+  {
+    // Served lazily, a server's list of services is recorded when it is
+    // built, without loading anything.
+    grpc::ServerBuilder builder;
+    std::shared_ptr<LazyStandardServices> lazy =
+        LazyStandardServices::AttachTo(builder);
+    ASSERT_NE(lazy, nullptr);
+    builder.RegisterService(&service);
+    std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+    ASSERT_NE(server, nullptr);
+    google::protobuf::UnknownFieldSet request;
+    request.AddLengthDelimited(7, "");
+    std::optional<std::string> answer =
+        lazy->AnswerListServices(Encode(request));
+    ASSERT_TRUE(answer.has_value());
+    EXPECT_EQ(DecodeListAnswer(*answer).names,
+              (std::vector<std::string>{
+                  "tractor.v1.Registrar",
+                  "grpc.reflection.v1alpha.ServerReflection",
+                  "grpc.channelz.v1.Channelz", "grpc.health.v1.Health"}));
+    server->Shutdown(std::chrono::system_clock::now());
+    server->Wait();
+    EXPECT_FALSE(Mapped("libgrpc++_reflection"));
+    EXPECT_FALSE(Mapped("libgrpcpp_channelz"));
+  }
   ASSERT_EQ(setenv(kStandardServicesEnv, "all", 1), 0);
   absl::Status st = LoadStandardServices();
   unsetenv(kStandardServicesEnv);
@@ -357,6 +472,11 @@ TEST(StandardServicesTest, LoadedOnlyWhenAskedThenServedByLaterServers) {
   EXPECT_TRUE(Mapped("libgrpc++_reflection"));
   EXPECT_TRUE(Mapped("libgrpcpp_channelz"));
   EXPECT_TRUE(LoadStandardServices().ok());  // later calls: the same result
+  {
+    // Once loaded, a server registers the real services itself.
+    grpc::ServerBuilder builder;
+    EXPECT_EQ(LazyStandardServices::AttachTo(builder), nullptr);
+  }
   auto [server, addr] = serve();
   EXPECT_TRUE(UnaryStatus(addr, kChannelz).ok());
   server->Shutdown(std::chrono::system_clock::now());

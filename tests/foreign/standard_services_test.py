@@ -4,7 +4,8 @@
 from Python as any gRPC tool would: grpc.health.v1.Health (SERVING while
 serving, NOT_SERVING as soon as the exit starts), always served; server
 reflection (grpc.reflection.v1alpha) and channelz (grpc.channelz.v1, its
-messages built from the descriptors reflection serves), served by default;
+messages built from the descriptors reflection serves), served by default
+(an actor loads them when a client first calls one);
 with TRACTOR_STANDARD_SERVICES=none they are UNIMPLEMENTED (and their
 libraries not loaded), one can be served alone, and a bad value stops the
 program with an error naming the variable.
@@ -222,6 +223,55 @@ class ActorStandardServicesTest(unittest.TestCase):
         reply = self.client.channelz_servers()
         self.assertGreaterEqual(len(reply.server), 1)
         self.assertTrue(reply.end)
+
+    def mapped(self, library):
+        return library in open("/proc/%d/maps" % self.proc.pid).read()
+
+    def test_loaded_when_first_called(self):
+        """Reflection and channelz cost nothing until a client calls one of
+        them: their libraries are mapped then, not at start-up."""
+        self.assertEqual(self.client.health(), SERVING)
+        self.assertFalse(self.mapped("libgrpc++_reflection"))
+        self.assertFalse(self.mapped("libgrpcpp_channelz"))
+        self.assertLessEqual(STANDARD | {"tractor.v1.Actor"},
+                             self.client.services())
+        self.assertTrue(self.mapped("libgrpc++_reflection"))
+        self.assertTrue(self.mapped("libgrpcpp_channelz"))
+        # The in-process server they run in does not hold the exit up.
+        self.assertEqual(stop(self.proc), 0)
+
+    def test_one_reflection_stream_answers_each_request_in_order(self):
+        requests = [
+            reflection_pb2.ServerReflectionRequest(list_services="*"),
+            reflection_pb2.ServerReflectionRequest(
+                file_containing_symbol="tractor.v1.Actor"),
+            reflection_pb2.ServerReflectionRequest(host="h", list_services=""),
+            reflection_pb2.ServerReflectionRequest(
+                file_containing_symbol="no.such.Symbol"),
+        ]
+        responses = list(self.client.reflect(iter(requests), timeout=TIMEOUT))
+        self.assertEqual(len(responses), len(requests))
+        for request, response in zip(requests, responses):
+            self.assertEqual(response.original_request, request)
+            self.assertEqual(response.valid_host, request.host)
+        self.assertEqual(
+            [r.WhichOneof("message_response") for r in responses],
+            ["list_services_response", "file_descriptor_response",
+             "list_services_response", "error_response"])
+        self.assertEqual(responses[0].list_services_response,
+                         responses[2].list_services_response)
+        self.assertEqual(responses[3].error_response.error_code,
+                         grpc.StatusCode.NOT_FOUND.value[0])
+
+    def test_channelz_lists_only_servers_that_listen(self):
+        """The server the services run in, in-process, is not listed."""
+        for server in self.client.channelz_servers().server:
+            self.assertGreaterEqual(len(server.listen_socket), 1, server)
+        nope = self.client.channel.unary_unary(
+            "/grpc.channelz.v1.Channelz/Nope")
+        with self.assertRaises(grpc.RpcError) as e:
+            nope(b"", timeout=TIMEOUT)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
 
     def watch_until_not_serving(self, trigger):
         """Starts a Health.Watch, fires `trigger` once SERVING arrived, and

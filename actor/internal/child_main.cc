@@ -59,7 +59,13 @@ int ChildMain(const v1::SpawnSpec& spec) {
   // SIGINT goes to the whole foreground process group on ctrl-c; the root
   // handles it and cancels the tree, so children ignore it.
   signal(SIGINT, SIG_IGN);
-  BlockSignals({SIGTERM});
+  // SIGUSR1 too, so that it reaches the stack-dump thread started above
+  // (the one thread left with it unblocked, asleep in sem_wait) rather
+  // than whichever thread the kernel picks. Under ThreadSanitizer a handler
+  // runs only when its thread next enters a call TSan intercepts: one
+  // asleep in Abseil's futex wait (this thread, a parked task) could leave
+  // the dump pending indefinitely.
+  BlockSignals({SIGTERM, SIGUSR1});
 
   // The tree's transport security and mesh secret, inherited.
   absl::StatusOr<discovery::TlsMaterial> tls =

@@ -151,8 +151,8 @@ int ChildMain(const v1::SpawnSpec& spec) {
     return 1;
   }
   connector.join();
-  // Lives until the process ends (with _exit below), or is joined when
-  // ChildMain returns early.
+  // Lives until just before the _exit below, or is joined when ChildMain
+  // returns early.
   SigtermWatch sigterm([r = rt.get()] { r->RequestExit("SIGTERM"); });
 
   if (!channel) channel = rt->ChannelTo(spec.parent_addr());
@@ -250,6 +250,7 @@ int ChildMain(const v1::SpawnSpec& spec) {
   fflush(stdout);
   fflush(stderr);
   QuiescePoolForExit();
+  sigterm.Stop();
   _exit(why == kParentLinkLost ? kLinkLostExitStatus : 0);
 }
 

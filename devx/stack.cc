@@ -402,8 +402,14 @@ int CaptureStack(void** frames, int max_frames, int skip) {
   return out;
 }
 
-std::vector<Frame> Symbolize(const std::vector<void*>& pcs) {
+std::vector<std::vector<Frame>> SymbolizeEach(
+    const std::vector<std::vector<void*>>& stacks) {
   WarmUp();
+  // The stacks' frames end to end: one lookup of each object for them all.
+  std::vector<void*> pcs;
+  for (const auto& stack : stacks) {
+    pcs.insert(pcs.end(), stack.begin(), stack.end());
+  }
   struct Pending {
     size_t index;
     uintptr_t offset;
@@ -484,15 +490,21 @@ std::vector<Frame> Symbolize(const std::vector<void*>& pcs) {
     }
     flush();
   }
-  if (inlined.empty()) return frames;
-  std::vector<Frame> out;
-  for (size_t i = 0; i < frames.size(); ++i) {
-    if (auto it = inlined.find(i); it != inlined.end()) {
-      for (Frame& c : it->second) out.push_back(std::move(c));
+  std::vector<std::vector<Frame>> out(stacks.size());
+  size_t i = 0;
+  for (size_t k = 0; k < stacks.size(); ++k) {
+    for (const size_t end = i + stacks[k].size(); i < end; ++i) {
+      if (auto it = inlined.find(i); it != inlined.end()) {
+        for (Frame& c : it->second) out[k].push_back(std::move(c));
+      }
+      out[k].push_back(std::move(frames[i]));
     }
-    out.push_back(std::move(frames[i]));
   }
   return out;
+}
+
+std::vector<Frame> Symbolize(const std::vector<void*>& pcs) {
+  return std::move(SymbolizeEach({pcs})[0]);
 }
 
 std::string FormatFrames(const std::vector<Frame>& frames,
@@ -573,7 +585,14 @@ std::vector<ThreadStack> SampleThreads() {
 std::string DumpThreads() {
   std::string text;
   const std::vector<ThreadStack> threads = SampleThreads();
-  for (const ThreadStack& t : threads) {
+  std::vector<std::vector<void*>> stacks;
+  for (const ThreadStack& t : threads) stacks.push_back(t.frames);
+  // All threads at once: one addr2line run per object, not one per thread
+  // and object (a library with line tables, like the instrumented gRPC of
+  // the TSan build, takes seconds to load).
+  std::vector<std::vector<Frame>> symbolized = SymbolizeEach(stacks);
+  for (size_t k = 0; k < threads.size(); ++k) {
+    const ThreadStack& t = threads[k];
     absl::StrAppend(&text, "Thread ", t.tid, " '", t.name, "'");
     if (!t.label.empty()) absl::StrAppend(&text, " (", t.label, ")");
     if (t.blocks_signal) {
@@ -584,7 +603,7 @@ std::string DumpThreads() {
       absl::StrAppend(&text, ": did not answer within 200 ms\n");
       continue;
     }
-    absl::StrAppend(&text, ":\n", FormatStack(t.frames, "    "));
+    absl::StrAppend(&text, ":\n", FormatFrames(symbolized[k], "    "));
   }
   return text;
 }

@@ -47,6 +47,11 @@ struct Frame {
 // only). Thread-safe; not for signal handlers.
 std::vector<Frame> Symbolize(const std::vector<void*>& frames);
 
+// Symbolizes several stacks as Symbolize does each, with one addr2line run
+// per binary for them all.
+std::vector<std::vector<Frame>> SymbolizeEach(
+    const std::vector<std::vector<void*>>& stacks);
+
 // The path of this process's program (what /proc/self/exe links to, which
 // another process cannot open as "/proc/self/exe").
 std::string MainProgramPath();

@@ -59,7 +59,13 @@ int ChildMain(const v1::SpawnSpec& spec) {
   // SIGINT goes to the whole foreground process group on ctrl-c; the root
   // handles it and cancels the tree, so children ignore it.
   signal(SIGINT, SIG_IGN);
-  BlockSignals({SIGTERM});
+  // SIGUSR1 too, so that it reaches the stack-dump thread started above
+  // (the one thread left with it unblocked, asleep in sem_wait) rather
+  // than whichever thread the kernel picks. Under ThreadSanitizer a handler
+  // runs only when its thread next enters a call TSan intercepts: one
+  // asleep in Abseil's futex wait (this thread, a parked task) could leave
+  // the dump pending indefinitely.
+  BlockSignals({SIGTERM, SIGUSR1});
 
   // The tree's transport security and mesh secret, inherited.
   absl::StatusOr<discovery::TlsMaterial> tls =
@@ -145,8 +151,8 @@ int ChildMain(const v1::SpawnSpec& spec) {
     return 1;
   }
   connector.join();
-  // Lives until the process ends (with _exit below), or is joined when
-  // ChildMain returns early.
+  // Lives until just before the _exit below, or is joined when ChildMain
+  // returns early.
   SigtermWatch sigterm([r = rt.get()] { r->RequestExit("SIGTERM"); });
 
   if (!channel) channel = rt->ChannelTo(spec.parent_addr());
@@ -244,6 +250,7 @@ int ChildMain(const v1::SpawnSpec& spec) {
   fflush(stdout);
   fflush(stderr);
   QuiescePoolForExit();
+  sigterm.Stop();
   _exit(why == kParentLinkLost ? kLinkLostExitStatus : 0);
 }
 

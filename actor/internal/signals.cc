@@ -71,7 +71,10 @@ SigtermWatch::SigtermWatch(std::function<void()> on_term)
         if (!stop_.load()) on_term();
       }) {}
 
-SigtermWatch::~SigtermWatch() {
+SigtermWatch::~SigtermWatch() { Stop(); }
+
+void SigtermWatch::Stop() {
+  if (!thread_.joinable()) return;
   stop_.store(true);
   // A SIGTERM aimed at the watcher's thread (blocked everywhere, so it stays
   // pending there) ends its sigwait.

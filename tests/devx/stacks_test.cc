@@ -19,6 +19,7 @@
 #include "actor/nursery.h"
 #include "actor/portal.h"
 #include "actor/runtime.h"
+#include "discovery/listen.h"
 #include "gtest/gtest.h"
 #include "tests/process_fixture.h"
 
@@ -83,11 +84,15 @@ TEST_F(StacksTest, Sigusr1PrintsEveryThreadLabelledWithItsTask) {
       // The parked task runs while the block polls.
       Portal p = an.RunInActor("sleeper", "stacks:park");
       // Signal until the dump shows the parked task (it may not have
-      // started yet when the first signal arrives).
-      const absl::Time deadline = absl::Now() + absl::Seconds(20);
+      // started yet when the first signal arrives). Both waits stretch with
+      // TRACTOR_TIMEOUT_SCALE: a dump symbolizes every thread's stack,
+      // seconds under the sanitizers.
+      const absl::Time deadline =
+          absl::Now() + discovery::ScaleTimeout(absl::Seconds(20));
       while (absl::Now() < deadline && !absl::StrContains(text, "ParkHere")) {
         kill(p.aid().pid(), SIGUSR1);
-        const absl::Time wait_until = absl::Now() + absl::Seconds(2);
+        const absl::Time wait_until =
+            absl::Now() + discovery::ScaleTimeout(absl::Seconds(2));
         while (absl::Now() < wait_until) {
           text = err.Read();
           if (absl::StrContains(text, "ParkHere") &&
@@ -113,7 +118,11 @@ TEST_F(StacksTest, DumpTreeStacksGathersEveryActorOfTheTree) {
   OpenRootActor({}, [&] {
     OpenNursery([&](ActorNursery& an) {
       an.RunInActor("middle", "stacks:park_leaf");
-      const absl::Time deadline = absl::Now() + absl::Seconds(20);
+      // DumpTreeStacks blocks this task (the root's only one runs at a
+      // time), so the middle actor gets its call only between two dumps;
+      // each takes seconds under the sanitizers.
+      const absl::Time deadline =
+          absl::Now() + discovery::ScaleTimeout(absl::Seconds(20));
       for (;;) {
         stacks = DumpTreeStacks();
         if (stacks.size() == 3 && absl::StrContains(stacks[2].text, "ParkHere")) {

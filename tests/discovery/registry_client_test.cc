@@ -132,16 +132,19 @@ TEST(RegistrantTest, RegistersRefreshesBeyondTheLeaseAndUnregistersOnStop) {
   o.addrs = {"127.0.0.1:5555", dir.Sock("worker.sock")};
   o.registrars = {Parse(reg.addr)};
   // Refreshed every third of the lease: a lease of 1.2 s leaves a refresh
-  // 800 ms of scheduling delay on a loaded machine before the entry lapses.
-  o.lease = absl::Milliseconds(1200);
+  // 800 ms of scheduling delay on a loaded machine before the entry lapses
+  // (times TRACTOR_TIMEOUT_SCALE: the sanitized builds run slower).
+  const absl::Duration lease = ScaleTimeout(absl::Milliseconds(1200));
+  o.lease = lease;
   Registrant r(o);
   ASSERT_EQ(r.Start(), 1u);
   auto found = reg.service->Lookup("worker");
   ASSERT_EQ(found.size(), 1u);
   EXPECT_EQ(found[0].addrs_size(), 2);  // the registrar is local: unix too
-  EXPECT_EQ(found[0].lease_ms(), 1200u);
+  EXPECT_EQ(found[0].lease_ms(),
+            static_cast<uint32_t>(absl::ToInt64Milliseconds(lease)));
   // Three leases later the entry is still there: it was refreshed.
-  const absl::Time until = absl::Now() + absl::Milliseconds(3600);
+  const absl::Time until = absl::Now() + 3 * lease;
   while (absl::Now() < until) {
     ASSERT_TRUE(reg.Has("worker")) << "the lease ran out: no refresh";
     absl::SleepFor(absl::Milliseconds(50));
@@ -198,7 +201,8 @@ TEST(RegistrantTest, ARegistrarThatIsDownDoesNotDelayTheOthers) {
 
 // One registrar host drops connection attempts, another accepts them and
 // never answers: neither holds up the actor's first registration by more
-// than a registrar channel's connection timeout (100 ms).
+// than a registrar channel's connection timeout (100 ms, scaled by
+// TRACTOR_TIMEOUT_SCALE as the channel's is).
 TEST(RegistrantTest, ASilentRegistrarDelaysStartBriefly) {
   TempDir dir;
   LocalRegistrar reg(dir.Sock("reg.sock"), absl::Seconds(5));
@@ -214,7 +218,7 @@ TEST(RegistrantTest, ASilentRegistrarDelaysStartBriefly) {
   const absl::Duration took = absl::Now() - start;
   printf("first registration with one registrar silent: %.0f ms\n",
          absl::ToDoubleMilliseconds(took));
-  EXPECT_LT(took, absl::Milliseconds(450));
+  EXPECT_LT(took, ScaleTimeout(absl::Milliseconds(450)));
   EXPECT_TRUE(reg.Has("w"));
   r.Stop();
 }

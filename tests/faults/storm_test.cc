@@ -48,6 +48,7 @@
 #include "actor/portal.h"
 #include "actor/runtime.h"
 #include "discovery/address.h"
+#include "discovery/listen.h"
 #include "discovery/registry_client.h"
 #include "gtest/gtest.h"
 #include "tests/faults/proc_scan.h"
@@ -114,8 +115,12 @@ constexpr absl::Duration kStorm = absl::Seconds(5);
 constexpr absl::Duration kLease = absl::Seconds(2);
 // A dialog of 100 items takes a few ms; a dead peer on loopback is noticed
 // at once (a reset). The longest measured on the loaded 2-core machine was
-// 9.9 s (a respawn under way); 30 s is a hang, whatever the load.
-constexpr absl::Duration kDialogBound = absl::Seconds(30);
+// 9.9 s (a respawn under way); 30 s is a hang, whatever the load (times
+// TRACTOR_TIMEOUT_SCALE: a sanitized build runs several times slower; one
+// took 37.6 s under TSan).
+absl::Duration DialogBound() {
+  return discovery::ScaleTimeout(absl::Seconds(30));
+}
 constexpr char kMarkVar[] = "TRACTOR_STORM_MARK";
 
 std::string Name(int i) { return absl::StrCat("storm-", i); }
@@ -244,7 +249,7 @@ bool RunDialog(Slots& slots, Tally& tally, int i) {
   const absl::Time start = absl::Now();
   try {
     int64_t confirmed = 0;
-    FailAfter(kDialogBound, [&] {
+    FailAfter(DialogBound(), [&] {
       confirmed = producer
                       .Run("storm:produce",
                            Payload{{"addr", consumer.addr()},

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 // A standalone actor for foreign-client tests: serves the "demo" namespace
 // on 127.0.0.1:0, prints "ready <addr>" on stdout ("ready <addr> asan" when
-// built with AddressSanitizer, whose allocator holds memory a test that
-// reads RSS must account for), and runs until SIGTERM or until its stdin
+// built with AddressSanitizer, "ready <addr> tsan" with ThreadSanitizer,
+// whose allocators and shadow memory move RSS, which a test that reads RSS
+// must account for), and runs until SIGTERM or until its stdin
 // closes. `--max_tasks N` sets RootOptions::max_tasks.
 #include <unistd.h>
 
@@ -27,10 +28,20 @@
 #endif
 #endif
 
+#if defined(__SANITIZE_THREAD__)
+#define ECHO_ACTOR_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define ECHO_ACTOR_TSAN 1
+#endif
+#endif
+
 namespace {
 
 #ifdef ECHO_ACTOR_ASAN
 constexpr char kBuild[] = " asan";
+#elif defined(ECHO_ACTOR_TSAN)
+constexpr char kBuild[] = " tsan";
 #else
 constexpr char kBuild[] = "";
 #endif

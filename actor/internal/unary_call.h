@@ -9,6 +9,7 @@
 #include <optional>
 #include <stop_token>
 
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "actor/cancel.h"
 #include "grpcpp/grpcpp.h"
@@ -30,9 +31,11 @@ template <class CallFn>
 grpc::Status CallUnary(grpc::ClientContext& context, const CallFn& call,
                        absl::Time deadline, bool shielded) {
   std::shared_ptr<ScopeState> scope = shielded ? nullptr : CurrentScope();
+  absl::Time scope_deadline = absl::InfiniteFuture();
   if (scope) {
     ThrowIfCancelled();
-    deadline = std::min(deadline, EffectiveDeadline(scope.get()));
+    scope_deadline = EffectiveDeadline(scope.get());
+    deadline = std::min(deadline, scope_deadline);
   }
   if (deadline != absl::InfiniteFuture()) {
     context.set_deadline(absl::ToChronoTime(deadline));
@@ -53,7 +56,18 @@ grpc::Status CallUnary(grpc::ClientContext& context, const CallFn& call,
     status = call(&context);
     if (handed_over) AcquireTaskLock();
   }
-  if (scope) ThrowIfCancelled();
+  if (scope) {
+    // gRPC times the deadline on a clock of its own, which can end the call
+    // a little before absl::Now() reaches it: a call that ran out of the
+    // scope's time ends in the scope's cancellation, not in a transport
+    // error, so wait out that difference before looking.
+    if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
+        deadline == scope_deadline) {
+      const absl::Duration early = deadline - absl::Now();
+      if (early > absl::ZeroDuration()) absl::SleepFor(early);
+    }
+    ThrowIfCancelled();
+  }
   return status;
 }
 

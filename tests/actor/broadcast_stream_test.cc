@@ -17,6 +17,7 @@
 #include "actor/runtime.h"
 #include "discovery/listen.h"
 #include "gtest/gtest.h"
+#include "tests/actor/with_child.h"
 #include "tests/process_fixture.h"
 
 namespace tractor {
@@ -64,7 +65,7 @@ class BroadcastStreamTest : public testing::ProcessTest {
 
 TEST_F(BroadcastStreamTest, TwentyTwoLocalSubscribersAllSeeEveryItem) {
   OpenRootActor({}, [] {
-    OpenNursery([](ActorNursery& an) {
+    testing::OpenNurseryThenCancel([](ActorNursery& an) {
       Portal p = an.StartActor("inf_streamer", {.enable_modules = {"bcast"}});
       constexpr int kConsumers = 22;
       constexpr int64_t kStopAfter = 100;
@@ -107,7 +108,6 @@ TEST_F(BroadcastStreamTest, TwentyTwoLocalSubscribersAllSeeEveryItem) {
         EXPECT_EQ(counts[i], result.AsInt()) << "subscriber " << i;
         EXPECT_TRUE(in_order[i]) << "subscriber " << i;
       }
-      an.Cancel();
     });
   });
 }
@@ -116,7 +116,7 @@ TEST_F(BroadcastStreamTest, TwentyTwoLocalSubscribersAllSeeEveryItem) {
 // afterwards the stream's own Receive is one more consumer.
 TEST_F(BroadcastStreamTest, StreamReceiveBecomesAConsumerAfterSubscribe) {
   OpenRootActor({}, [] {
-    OpenNursery([](ActorNursery& an) {
+    testing::OpenNurseryThenCancel([](ActorNursery& an) {
       Portal p = an.StartActor("inf_streamer", {.enable_modules = {"bcast"}});
       Payload result = p.OpenContext(
           "bcast:inf_streamer", Payload(), [&](Context& ctx, const Payload&) {
@@ -159,7 +159,6 @@ TEST_F(BroadcastStreamTest, StreamReceiveBecomesAConsumerAfterSubscribe) {
             EXPECT_FALSE(stream.Receive().has_value());
           });
       EXPECT_GE(result.AsInt(), 40);
-      an.Cancel();
     });
   });
 }

@@ -643,7 +643,7 @@ TEST_F(ContextTest, CancelFromAThirdActorNamesTheCanceller) {
 
 TEST_F(ContextTest, SlowConsumerKeepsTheProducersMemoryBounded) {
   OpenRootActor({}, [] {
-    OpenNursery([](ActorNursery& an) {
+    testing::OpenNurseryThenCancel([](ActorNursery& an) {
       Portal p = an.StartActor("producer", kCtxNs);
       int64_t before_kb = p.Run("ctx:peak_rss_kb").AsInt();
       constexpr int64_t kN = 1500;  // 1500 x 64 KiB = 94 MiB if unbounded
@@ -667,7 +667,6 @@ TEST_F(ContextTest, SlowConsumerKeepsTheProducersMemoryBounded) {
              static_cast<long long>(growth_kb),
              static_cast<long long>(StatusKb("VmHWM")));
       EXPECT_LT(growth_kb, 24 * 1024) << "producer memory grew by " << growth_kb << " kB";
-      an.Cancel();
     });
   });
 }
@@ -936,7 +935,7 @@ TEST_F(ContextTest, OpeningAContextWithItselfIsRefused) {
 
 TEST_F(ContextTest, CalleeBlockedInReceiveWakesWithTransportClosedWhenItsCallerIsKilled) {
   OpenRootActor({}, [] {
-    OpenNursery([](ActorNursery& an) {
+    testing::OpenNurseryThenCancel([](ActorNursery& an) {
       Portal callee = an.StartActor("callee", kCtxNs);
       absl::Time killed_at;
       // The caller's own nursery sees it die (ActorFailure).
@@ -972,7 +971,6 @@ TEST_F(ContextTest, CalleeBlockedInReceiveWakesWithTransportClosedWhenItsCallerI
           absl::Seconds(3)));
       EXPECT_EQ(outcome, "TransportClosed");
       EXPECT_LT(absl::Now() - killed_at, absl::Milliseconds(1500));
-      an.Cancel();
     });
   });
 }

@@ -646,7 +646,7 @@ TEST_F(RuntimeTest, ErrorInNurseryBodyCancelsChildren) {
 
 TEST_F(RuntimeTest, MalformedDialogGetsAnErrorAndTheActorSurvives) {
   OpenRootActor({}, [] {
-    OpenNursery([](ActorNursery& an) {
+    testing::OpenNurseryThenCancel([](ActorNursery& an) {
       Portal p = an.StartActor("robust", kTestNs);
       auto stub = v1::Actor::NewStub(grpc::CreateChannel(
           p.addr(), grpc::InsecureChannelCredentials()));
@@ -679,7 +679,6 @@ TEST_F(RuntimeTest, MalformedDialogGetsAnErrorAndTheActorSurvives) {
         stream->Finish();
       }
       EXPECT_EQ(p.Run("test:echo", "still alive").AsString(), "still alive");
-      an.Cancel();
     });
   });
 }

@@ -30,6 +30,7 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "tests/actor/with_child.h"
 #include "tests/discovery/test_procs.h"
 #include "tests/process_fixture.h"
 #include "tests/test_pki.h"
@@ -150,7 +151,7 @@ TEST_F(SecurityTest, MutualTlsTreeWorksAcrossTheApi) {
   root.enable_modules = {"sec"};
   root.tls = Pki().Config("node", /*mutual=*/true);
   OpenRootActor(root, [&] {
-    OpenNursery([&](ActorNursery& an) {
+    testing::OpenNurseryThenCancel([&](ActorNursery& an) {
       Portal a = an.StartActor("a", kSec);
       Portal b = an.StartActor("b", kSec);
       EXPECT_EQ(a.Run<int64_t>("sec:echo", int64_t{41}), 41);
@@ -186,7 +187,6 @@ TEST_F(SecurityTest, MutualTlsTreeWorksAcrossTheApi) {
                       .ok());
       // A sibling cancels `a`, found by name.
       EXPECT_TRUE(b.Run<bool>("sec:cancel_by_name", std::string("a")));
-      an.Cancel();
     });
   });
 }
@@ -220,7 +220,7 @@ TEST_F(SecurityTest, PlaintextControlRpcsNeedTheMeshSecret) {
 
 TEST_F(SecurityTest, LinkWithoutThePerSpawnSecretIsRefused) {
   OpenRootActor({}, [&] {
-    OpenNursery([&](ActorNursery& an) {
+    testing::OpenNurseryThenCancel([&](ActorNursery& an) {
       Portal p = an.StartActor("child", kSec);
       // Pose as the child on the parent's Link, without its secret.
       auto stub = ActorStub(AcceptAddrs().at(0),
@@ -243,7 +243,6 @@ TEST_F(SecurityTest, LinkWithoutThePerSpawnSecretIsRefused) {
                                          "secret")));
       // The real child is unaffected.
       EXPECT_EQ(p.Run<int64_t>("sec:echo", int64_t{5}), 5);
-      an.Cancel();
     });
   });
 }
@@ -362,12 +361,11 @@ TEST_F(SecurityTest, RegistrarDaemonInMutualTls) {
   root.registry_addrs = {addr};
   root.tls = Pki().Config("node", true);
   OpenRootActor(root, [&] {
-    OpenNursery([&](ActorNursery& an) {
+    testing::OpenNurseryThenCancel([&](ActorNursery& an) {
       an.StartActor("listed", kSec);
       std::optional<Portal> found = FindActor("listed");
       ASSERT_TRUE(found.has_value());
       EXPECT_EQ(found->Run<int64_t>("sec:echo", int64_t{9}), 9);
-      an.Cancel();
     });
   });
   auto stub = v1::Registrar::NewStub(grpc::CreateChannel(addr, ClientCreds("")));

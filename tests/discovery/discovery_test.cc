@@ -29,6 +29,7 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "tests/actor/with_child.h"
 #include "tests/discovery/local_registrar.h"
 #include "tests/discovery/test_procs.h"
 #include "tests/process_fixture.h"
@@ -300,7 +301,7 @@ TEST_F(DiscoveryTest, FindActorAsksASecondRegistrarOnlyWhenTheFirstFails) {
   testing::FindRegistrar empty(testing::FindRegistrar::Mode::kAnswer);
   const std::string down = dir.Sock("down.sock");  // nothing listens there
   OpenRootActor({}, [&] {
-    OpenNursery([&](ActorNursery& an) {
+    testing::OpenNurseryThenCancel([&](ActorNursery& an) {
       const std::string uuid = an.StartActor("kid", kDisc).aid().uuid();
       // The checks, in a function of their own so that a failed ASSERT
       // still reaches the nursery's cancel.
@@ -376,7 +377,6 @@ TEST_F(DiscoveryTest, FindActorAsksASecondRegistrarOnlyWhenTheFirstFails) {
             [&] { return held.finds() - held0 == 1; }, absl::Seconds(2)))
             << held.finds() - held0 << " Find requests at the holding registrar";
       }();
-      an.Cancel();
     });
   });
 }
@@ -403,7 +403,7 @@ TEST_F(DiscoveryTest, MultiHomedChildRegistersAndAnswersOnEveryAddress) {
   std::vector<std::string> binds = {"127.0.0.1:0", dir.Sock("child.sock")};
   if (CanBindIpv6Loopback()) binds.push_back("[::1]:0");
   OpenRootActor({}, [&] {
-    OpenNursery([&](ActorNursery& an) {
+    testing::OpenNurseryThenCancel([&](ActorNursery& an) {
       ActorOptions opts = kDisc;
       opts.bind_addrs = binds;
       Portal p = an.StartActor("multi", opts);
@@ -422,7 +422,6 @@ TEST_F(DiscoveryTest, MultiHomedChildRegistersAndAnswersOnEveryAddress) {
         EXPECT_EQ(direct.Run("disc:hi").AsString(), "Hi my name is multi")
             << addr;
       }
-      an.Cancel();
     });
   });
 }
@@ -570,13 +569,12 @@ void ExpectChildRegisteredWithTheRootsLease(RootOptions opts, bool registrar) {
   opts.registry_lease = absl::Milliseconds(1234);
   OpenRootActor(opts, [&] {
     EXPECT_EQ(IsRegistrar(), registrar);
-    OpenNursery([](ActorNursery& an) {
+    testing::OpenNurseryThenCancel([](ActorNursery& an) {
       Portal p = an.StartActor("leased", kDisc);
       const std::vector<v1::Registration> registry = GetRegistry();
       const v1::Registration* entry = Entry(registry, p.aid().uuid());
       ASSERT_NE(entry, nullptr);
       EXPECT_EQ(entry->lease_ms(), 1234u);
-      an.Cancel();
     });
   });
 }

@@ -30,6 +30,7 @@
 #include "discovery/discovery.h"
 #include "discovery/listen.h"
 #include "gtest/gtest.h"
+#include "tests/actor/with_child.h"
 #include "tests/discovery/test_procs.h"
 #include "tests/process_fixture.h"
 
@@ -176,7 +177,7 @@ TEST_F(RegistrarFaultTest, AStoppedRegistrarDelaysNoLookupNorRegistrationAndHeal
 
     // Registration with the live registrar goes on: a new child is listed
     // there at once, its boot not held up by the stopped one.
-    OpenNursery([&](ActorNursery& an) {
+    testing::OpenNurseryThenCancel([&](ActorNursery& an) {
       const absl::Time spawn_start = absl::Now();
       Portal late = an.StartActor("late", kOpts);
       const absl::Duration spawn = absl::Now() - spawn_start;
@@ -222,7 +223,6 @@ TEST_F(RegistrarFaultTest, AStoppedRegistrarDelaysNoLookupNorRegistrationAndHeal
                   "after SIGCONT (lease %.0f ms)\n",
                   Ms(healed), Ms(kLease));
       EXPECT_LT(healed, kLease);
-      an.Cancel();
     });
   });
   worker_proc->Signal(SIGINT);
@@ -240,7 +240,7 @@ TEST_F(RegistrarFaultTest, ARegistrarKilledMidStreamAndMidSpawnGoesUnnoticed) {
   OpenRootActor({.registry_addrs = reg.addrs, .registry_lease = kLease,
                  .single_task = false},
                 [&] {
-    OpenNursery([&](ActorNursery& an) {
+    testing::OpenNurseryThenCancel([&](ActorNursery& an) {
       Portal streamer = an.StartActor("streamer", kOpts);
       constexpr int64_t kN = 300;
       int64_t next = 0;
@@ -283,7 +283,6 @@ TEST_F(RegistrarFaultTest, ARegistrarKilledMidStreamAndMidSpawnGoesUnnoticed) {
       // Four instrumented children take longer to start: scaled under the
       // sanitizer configurations (TRACTOR_TIMEOUT_SCALE).
       EXPECT_LT(spawns_took, discovery::ScaleTimeout(absl::Seconds(10)));
-      an.Cancel();
     });
   });
 }

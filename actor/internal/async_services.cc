@@ -490,7 +490,11 @@ class HealthService::WatchCall final : public ServiceCall {
   void WriteLocked(const std::string& bytes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     out_ = ToByteBuffer(bytes);
-    if (queue_->Post([this] { writer_.Write(out_, AsTag(&write_tag_)); })) {
+    // The buffer belongs to the write in flight until its tag returns
+    // (`writing_`), so the queue's thread reads it without the lock.
+    const grpc::ByteBuffer* out = &out_;
+    if (queue_->Post(
+            [this, out] { writer_.Write(*out, AsTag(&write_tag_)); })) {
       ++pending_;
       writing_ = true;
     }

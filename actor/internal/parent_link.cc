@@ -41,8 +41,11 @@ void ParentLink::PostNextWriteLocked() {
   write_msg_ = std::move(queued_.front());
   queued_.pop_front();
   writing_ = true;
+  // The message belongs to the write in flight until its tag returns
+  // (`writing_`), so the queue's thread reads it without the lock.
+  const v1::LinkMsg* msg = &write_msg_;
   if (!queue_->Post(
-          [this] { stream_->Write(write_msg_, AsTag(&write_tag_)); })) {
+          [this, msg] { stream_->Write(*msg, AsTag(&write_tag_)); })) {
     writing_ = false;
     write_failed_ = true;
     over_ = true;

@@ -8,6 +8,7 @@
 #include <link.h>
 #include <execinfo.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/syscall.h>
@@ -17,6 +18,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -36,10 +38,96 @@ namespace {
 
 // The calling thread's task label: read by the thread itself, in the
 // sample signal's handler, so it is plain storage of the initial-exec
-// model (no lazy allocation on first access from a handler).
+// model (no lazy allocation on first access from a handler). Other
+// threads read the copy it publishes (PublishLabel below).
 __attribute__((tls_model("initial-exec"))) thread_local char t_label[256];
 
 pid_t Gettid() { return static_cast<pid_t>(syscall(SYS_gettid)); }
+
+// Every labelled thread's task label, published where the sampler reads it
+// without the thread's help: a thread that does not answer the sample
+// signal, or blocks it, is still named with its task. A slot belongs to a
+// thread while its label is not empty (`TaskLabel` is scoped, so a thread
+// has none when it ends). The text is written and read as relaxed atomic
+// words under a sequence count (odd while the owner writes), so a reader
+// never races the owner and retries a copy it tore. Async-signal-safe on
+// both sides.
+constexpr int kLabelSlots = 1024;
+constexpr int kLabelWords = sizeof t_label / sizeof(uint64_t);
+
+struct PublishedLabel {
+  std::atomic<pid_t> tid{0};
+  std::atomic<uint32_t> seq{0};
+  std::atomic<uint64_t> words[kLabelWords];
+};
+
+PublishedLabel g_published[kLabelSlots];
+// The calling thread's slot in g_published, or -1.
+__attribute__((tls_model("initial-exec"))) thread_local int t_published = -1;
+
+// Publishes the calling thread's t_label (claiming a slot when it becomes
+// non-empty, giving it back when it becomes empty). When every slot is
+// taken the label is not published; the thread's own handler still
+// reports it.
+void PublishLabel() {
+  if (t_label[0] == '\0') {
+    if (t_published < 0) return;
+    g_published[t_published].tid.store(0, std::memory_order_release);
+    t_published = -1;
+    return;
+  }
+  if (t_published < 0) {
+    const pid_t self = Gettid();
+    for (int i = 0; i < kLabelSlots; ++i) {
+      const int k = (static_cast<int>(self) + i) % kLabelSlots;
+      pid_t expected = 0;
+      if (g_published[k].tid.compare_exchange_strong(expected, self)) {
+        t_published = k;
+        break;
+      }
+    }
+    if (t_published < 0) return;
+  }
+  PublishedLabel& p = g_published[t_published];
+  const uint32_t seq = p.seq.load(std::memory_order_relaxed);
+  p.seq.store(seq + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  for (int w = 0; w < kLabelWords; ++w) {
+    uint64_t word;
+    memcpy(&word, t_label + w * sizeof word, sizeof word);
+    p.words[w].store(word, std::memory_order_relaxed);
+  }
+  p.seq.store(seq + 2, std::memory_order_release);
+}
+
+// Copies the published label of thread `tid` into `out` (256 bytes; empty
+// when it has none). Async-signal-safe.
+void ReadPublishedLabel(pid_t tid, char* out) {
+  out[0] = '\0';
+  for (int i = 0; i < kLabelSlots; ++i) {
+    const int k = (static_cast<int>(tid) + i) % kLabelSlots;
+    PublishedLabel& p = g_published[k];
+    if (p.tid.load(std::memory_order_acquire) != tid) continue;
+    // The owner rewrites its label only when it enters or leaves a task: a
+    // few tries suffice.
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      const uint32_t before = p.seq.load(std::memory_order_acquire);
+      if (before & 1) continue;
+      for (int w = 0; w < kLabelWords; ++w) {
+        const uint64_t word = p.words[w].load(std::memory_order_relaxed);
+        memcpy(out + w * sizeof word, &word, sizeof word);
+      }
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (p.tid.load(std::memory_order_relaxed) != tid) break;
+      if (p.seq.load(std::memory_order_relaxed) == before) {
+        out[sizeof t_label - 1] = '\0';
+        return;
+      }
+    }
+    out[0] = '\0';
+    return;
+  }
+}
 
 // One sample request at a time. `state` is `seq << 2 | phase`: the
 // requester publishes kRequested for the target `tid`; the target's
@@ -83,9 +171,66 @@ void SleepMs(int ms) {
   nanosleep(&ts, nullptr);
 }
 
+void TaskFilePath(pid_t tid, const char* file, char path[64]);
+
+// Wakes thread `tid` if it sleeps in a futex wait (read from
+// /proc/self/task/<tid>/syscall: the system call's number and arguments),
+// by a FUTEX_WAKE of every waiter of the word it waits on. Under
+// ThreadSanitizer a signal that reaches a thread asleep in a call TSan does
+// not intercept (Abseil's Mutex and CondVar wait on a raw futex) is only
+// recorded; its handler runs when the thread next enters TSan's runtime,
+// which a woken waiter does at once (its next atomic operation), while an
+// untimed wait would not end by itself. A spurious wake-up is one every
+// futex user already handles: the kernel gives one for a signal, and
+// Abseil, glibc and libstdc++ recheck their condition and wait again. The
+// other builds run the handler in the wait itself, so this does not happen
+// there unless a thread is slow to answer. Raw system calls:
+// async-signal-safe.
+void WakeIfInFutexWait(pid_t tid) {
+  char path[64];
+  TaskFilePath(tid, "syscall", path);
+  const int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  char buf[256];
+  const ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return;
+  buf[n] = '\0';
+  // "202 0x7f... 0x80 ..." : the number (decimal), then the arguments (hex).
+  const char* p = buf;
+  long nr = 0;
+  if (*p < '0' || *p > '9') return;  // "running" or "-1 ..."
+  while (*p >= '0' && *p <= '9') nr = nr * 10 + (*p++ - '0');
+  if (nr != SYS_futex) return;
+  unsigned long args[2] = {0, 0};
+  for (unsigned long& a : args) {
+    while (*p == ' ') ++p;
+    if (p[0] != '0' || p[1] != 'x') return;
+    p += 2;
+    for (;; ++p) {
+      int v;
+      if (*p >= '0' && *p <= '9') {
+        v = *p - '0';
+      } else if (*p >= 'a' && *p <= 'f') {
+        v = *p - 'a' + 10;
+      } else {
+        break;
+      }
+      a = a << 4 | v;
+    }
+  }
+  const int op = static_cast<int>(args[1]);
+  const int cmd = op & FUTEX_CMD_MASK;
+  if (cmd != FUTEX_WAIT && cmd != FUTEX_WAIT_BITSET) return;
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(args[0]),
+          FUTEX_WAKE | (op & FUTEX_PRIVATE_FLAG), INT32_MAX, nullptr, nullptr,
+          0);
+}
+
 // Asks thread `tid` for its stack; on success the slot holds it. Returns
-// false when it did not answer within `timeout_ms`. The caller holds the
-// sampling right.
+// false when it did not answer within `timeout_ms`. A thread that has not
+// answered after 20 ms is woken from a futex wait (WakeIfInFutexWait),
+// every 50 ms. The caller holds the sampling right.
 bool RequestSample(pid_t tid, int timeout_ms) {
   const uint64_t seq = g_seq.fetch_add(1) + 1;
   g_slot.tid.store(tid);
@@ -106,6 +251,7 @@ bool RequestSample(pid_t tid, int timeout_ms) {
       while (g_slot.state.load() != (seq << 2 | kDone)) SleepMs(1);
       return true;
     }
+    if (waited >= 20 && waited % 50 == 20) WakeIfInFutexWait(tid);
     SleepMs(1);
   }
 }
@@ -537,12 +683,14 @@ TaskLabel::TaskLabel(const std::string& text) {
   memcpy(t_label + 1, text.data() + 1, n - 1);
   t_label[n] = '\0';
   t_label[0] = text[0];
+  PublishLabel();
 }
 
 TaskLabel::~TaskLabel() {
   t_label[0] = '\0';
   memcpy(t_label + 1, previous_ + 1, sizeof t_label - 1);
   t_label[0] = previous_[0];
+  PublishLabel();
 }
 
 std::vector<ThreadStack> SampleThreads() {
@@ -569,12 +717,18 @@ std::vector<ThreadStack> SampleThreads() {
       t.frames.assign(frames, frames + depth);
       t.label = t_label;
       t.answered = true;
-    } else if (BlocksSignal(t.tid, g_sample_signal)) {
-      t.blocks_signal = true;
-    } else if (RequestSample(t.tid, 200)) {
-      t.frames.assign(g_slot.frames, g_slot.frames + g_slot.depth);
-      t.label = g_slot.label;
-      t.answered = true;
+    } else {
+      t.blocks_signal = BlocksSignal(t.tid, g_sample_signal);
+      if (!t.blocks_signal && RequestSample(t.tid, kSampleTimeoutMs)) {
+        t.frames.assign(g_slot.frames, g_slot.frames + g_slot.depth);
+        t.label = g_slot.label;
+        t.answered = true;
+      } else {
+        // Not sampled: named with the task it published.
+        char label[sizeof t_label];
+        ReadPublishedLabel(t.tid, label);
+        t.label = label;
+      }
     }
     out.push_back(std::move(t));
   }
@@ -596,11 +750,12 @@ std::string DumpThreads() {
     absl::StrAppend(&text, "Thread ", t.tid, " '", t.name, "'");
     if (!t.label.empty()) absl::StrAppend(&text, " (", t.label, ")");
     if (t.blocks_signal) {
-      absl::StrAppend(&text, ": blocks the sampling signal\n");
+      absl::StrAppend(&text, ": not sampled (it blocks the sampling signal)\n");
       continue;
     }
     if (!t.answered) {
-      absl::StrAppend(&text, ": did not answer within 200 ms\n");
+      absl::StrAppend(&text, ": not sampled (it did not answer within ",
+                      kSampleTimeoutMs, " ms)\n");
       continue;
     }
     absl::StrAppend(&text, ":\n", FormatFrames(symbolized[k], "    "));
@@ -709,12 +864,17 @@ void PutOtherThreads(Out& out, int per_thread_ms) {
     out.Put(" '");
     out.Put(name);
     out.Put("'");
-    if (BlocksSignal(tids[i], g_sample_signal)) {
-      out.Put(": blocks the sampling signal\n");
-      continue;
-    }
-    if (!RequestSample(tids[i], per_thread_ms)) {
-      out.Put(": did not answer\n");
+    const bool blocks = BlocksSignal(tids[i], g_sample_signal);
+    if (blocks || !RequestSample(tids[i], per_thread_ms)) {
+      char label[sizeof t_label];
+      ReadPublishedLabel(tids[i], label);
+      if (label[0] != '\0') {
+        out.Put(" (");
+        out.Put(label);
+        out.Put(")");
+      }
+      out.Put(blocks ? ": not sampled (it blocks the sampling signal)\n"
+                     : ": not sampled (it did not answer)\n");
       continue;
     }
     if (g_slot.label[0] != '\0') {

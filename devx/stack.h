@@ -73,7 +73,9 @@ std::string FormatStack(const std::vector<void*>& frames,
 // The task label of the calling thread, shown in stack dumps: which remote
 // task it runs ("task 'ns:f' cid ... for 'caller' ..."). Set for the
 // lifetime of a `TaskLabel` object; the previous label comes back when it
-// is destroyed. Bound to the creating thread.
+// is destroyed. Bound to the creating thread. The label is also published
+// (a slot per labelled thread, up to 1024 at once) where the stack sampler
+// reads it without the thread's help.
 class TaskLabel {
  public:
   explicit TaskLabel(const std::string& text);
@@ -85,11 +87,16 @@ class TaskLabel {
   char previous_[256];
 };
 
+// How long `SampleThreads` waits for one thread to answer.
+inline constexpr int kSampleTimeoutMs = 200;
+
 // The stack of one thread, captured by `SampleThreads`.
 struct ThreadStack {
   pid_t tid = 0;
   std::string name;   // the thread's name (/proc/self/task/<tid>/comm)
-  std::string label;  // its TaskLabel, or empty
+  // Its TaskLabel, or empty; known whether or not the thread answered (a
+  // thread publishes its label where the sampler reads it).
+  std::string label;
   bool answered = false;  // false: the thread did not answer in time
   // The thread blocks the sampling signal, so it was not asked (and
   // `answered` is false): a sanitizer's runtime thread, for one.
@@ -99,14 +106,22 @@ struct ThreadStack {
 
 // Captures the stack of every thread of this process (the caller's own
 // included), each thread capturing its own in a signal handler
-// (`kSampleSignal`). A thread that does not answer within 200 ms is listed
-// with `answered == false`; one that blocks the signal is not asked, and is
-// listed with `blocks_signal` too. Thread-safe: concurrent calls are serialized.
+// (`SampleSignal()`). A thread that does not answer within
+// `kSampleTimeoutMs` is listed with `answered == false` and no frames, still
+// named with its task; one asleep in a futex wait that has not answered
+// after 20 ms is woken (a spurious wake-up, which every futex user
+// tolerates), because under ThreadSanitizer the handler of a signal that
+// reaches a thread in a wait TSan does not intercept runs only when the
+// thread wakes. A thread that blocks the signal is not asked, and is listed
+// with `blocks_signal` too. Thread-safe: concurrent calls are serialized.
 std::vector<ThreadStack> SampleThreads();
 
 // Formats every thread's stack, symbolized, labelled with its task:
 //   Thread 12345 'tr-task' (task 'ns:f' cid 7 for 'root' 1a2b3c4d):
 //       #0 ...
+// A thread not sampled is listed on one line, with its task:
+//   Thread 12346 'tr-task' (task 'ns:g' ...): not sampled (it did not
+//   answer within 200 ms)
 std::string DumpThreads();
 
 // The realtime signal the runtime uses to ask a thread for its stack.

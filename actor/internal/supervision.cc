@@ -39,8 +39,18 @@ namespace tractor::internal {
 namespace {
 
 constexpr absl::Duration kCancelAckWindow = absl::Milliseconds(500);
-constexpr absl::Duration kExitAfterAck = absl::Seconds(3);
-constexpr absl::Duration kTermGrace = absl::Milliseconds(1600);
+// The teardown ladder's waits for a child's exit: after it acknowledged
+// the cancel, and after SIGTERM. Scaled by TRACTOR_TIMEOUT_SCALE
+// (`discovery::ScaleTimeout`, 1 in the plain build) like the runtime's
+// other bounds: a sanitizer build's child takes several times longer to
+// exit (under TSan it symbolizes its exit-time report), and a child killed
+// mid-exit loses the rest of that report.
+absl::Duration ExitAfterAck() {
+  return discovery::ScaleTimeout(absl::Seconds(3));
+}
+absl::Duration TermGrace() {
+  return discovery::ScaleTimeout(absl::Milliseconds(1600));
+}
 // How long a child whose link was dropped gets to turn out to have died (a
 // crash, a kill) before it is declared unresponsive; a dead child is a
 // zombie by the time its connection drops, so this is short.
@@ -298,7 +308,7 @@ void TearDownChild(ChildProc& proc, Portal portal, const v1::Aid& aid,
       acked = proc.exited;
     }
     if (!acked) acked = portal.CancelActor(kCancelAckWindow);
-    if (acked && WaitExited(proc, absl::Now() + kExitAfterAck)) return;
+    if (acked && WaitExited(proc, absl::Now() + ExitAfterAck())) return;
     if (!acked) {
       TRACTOR_LOG(cancel) << "child '" << aid.name() << "' " << aid.uuid()
                           << " did not acknowledge cancel within "
@@ -311,7 +321,7 @@ void TearDownChild(ChildProc& proc, Portal portal, const v1::Aid& aid,
   // A stopped child (SIGSTOP, a hang detected as such) handles SIGTERM only
   // once continued.
   kill(proc.pid, SIGCONT);
-  if (WaitExited(proc, absl::Now() + kTermGrace)) return;
+  if (WaitExited(proc, absl::Now() + TermGrace())) return;
   LOG(WARNING) << "child '" << aid.name() << "' (pid " << proc.pid
                << ") ignored SIGTERM; SIGKILL";
   kill(proc.pid, SIGKILL);
@@ -358,7 +368,7 @@ void Signal(Rung& r) {
   // once continued.
   kill(r.proc->pid, SIGCONT);
   r.step = Rung::Step::kTermed;
-  r.deadline = absl::Now() + kTermGrace;
+  r.deadline = absl::Now() + TermGrace();
 }
 
 // The next step of a child whose step's deadline passed and that has not
@@ -384,8 +394,8 @@ void Escalate(Rung& r) {
 // The teardown ladder of `TearDownChild` for many children at once, on the
 // calling thread: every CancelActor is sent before any answer is awaited
 // (on one completion queue), and each child then climbs its own ladder on
-// its own deadlines (acknowledged: `kExitAfterAck` to exit; not, or not in
-// time: SIGTERM, `kTermGrace`, SIGKILL), as if each had a thread of its
+// its own deadlines (acknowledged: `ExitAfterAck()` to exit; not, or not in
+// time: SIGTERM, `TermGrace()`, SIGKILL), as if each had a thread of its
 // own. Returns once every child is reaped.
 void TearDownChildren(std::vector<std::unique_ptr<Rung>>& rungs,
                       bool hard_kill) {
@@ -418,7 +428,7 @@ void TearDownChildren(std::vector<std::unique_ptr<Rung>>& rungs,
     ++pending;
   }
   // Each answer (or its deadline) moves its child on at once: an
-  // acknowledged child gets `kExitAfterAck` to exit, the others SIGTERM.
+  // acknowledged child gets `ExitAfterAck()` to exit, the others SIGTERM.
   for (; pending > 0; --pending) {
     void* tag = nullptr;
     bool ok = false;
@@ -427,7 +437,7 @@ void TearDownChildren(std::vector<std::unique_ptr<Rung>>& rungs,
     r.call.reset();
     if (ok && r.status.ok() && r.reply.ok()) {
       r.step = Rung::Step::kAcked;
-      r.deadline = absl::Now() + kExitAfterAck;
+      r.deadline = absl::Now() + ExitAfterAck();
       continue;
     }
     if (HasExited(*r.proc)) continue;

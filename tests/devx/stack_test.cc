@@ -2,12 +2,15 @@
 #include "devx/stack.h"
 
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdint>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -141,6 +144,104 @@ TEST(SampleThreadsTest, AThreadThatBlocksTheSignalIsListedAndNotAsked) {
     ++listed;
     EXPECT_TRUE(s.blocks_signal);
     EXPECT_FALSE(s.answered);
+  }
+  EXPECT_EQ(listed, 1);
+}
+
+// A thread that cannot answer is still named with its task: it published
+// its label when it set it.
+TEST(SampleThreadsTest, AThreadNotSampledIsNamedWithItsTask) {
+  std::atomic<int> state{0};
+  std::atomic<pid_t> tid{0};
+  std::thread t([&] {
+    TaskLabel label("task 'demo:deaf' cid 5 for 'root'");
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);
+    tid.store(static_cast<pid_t>(syscall(SYS_gettid)));
+    state.store(1);
+    while (state.load() == 1) usleep(1000);
+  });
+  while (state.load() == 0) usleep(1000);
+  const std::vector<ThreadStack> threads = SampleThreads();
+  const std::string dump = DumpThreads();
+  state.store(2);
+  t.join();
+  int listed = 0;
+  for (const ThreadStack& s : threads) {
+    if (s.tid != tid.load()) continue;
+    ++listed;
+    EXPECT_FALSE(s.answered);
+    EXPECT_TRUE(s.frames.empty());
+    EXPECT_EQ(s.label, "task 'demo:deaf' cid 5 for 'root'");
+  }
+  EXPECT_EQ(listed, 1);
+  EXPECT_TRUE(absl::StrContains(
+      dump,
+      "(task 'demo:deaf' cid 5 for 'root'): not sampled (it blocks the "
+      "sampling signal)"))
+      << dump;
+  // Once the task is over, the thread has no label any more.
+  bool unlabelled = false;
+  std::thread([&] {
+    { TaskLabel label("task 'demo:brief' cid 6 for 'root'"); }
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);
+    const pid_t self = static_cast<pid_t>(syscall(SYS_gettid));
+    for (const ThreadStack& s : SampleThreads()) {
+      if (s.tid == self) unlabelled = s.label.empty();
+    }
+  }).join();
+  EXPECT_TRUE(unlabelled);
+}
+
+// A thread asleep in an untimed futex wait (as in Abseil's Mutex and
+// CondVar) answers: under ThreadSanitizer its handler would run only once
+// it woke, so the sampler wakes it.
+__attribute__((noinline)) void ParkedInFutexWait(std::atomic<uint32_t>* word,
+                                                 std::atomic<pid_t>* tid) {
+  TaskLabel label("task 'demo:futex' cid 8 for 'root'");
+  tid->store(static_cast<pid_t>(syscall(SYS_gettid)));
+  while (word->load() == 0) {
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE,
+            0, nullptr, nullptr, 0);
+  }
+  asm volatile("");  // keeps the frame (no tail call)
+}
+
+TEST(SampleThreadsTest, AThreadParkedInAFutexWaitIsSampled) {
+  std::atomic<uint32_t> word{0};
+  std::atomic<pid_t> tid{0};
+  std::thread t([&] { ParkedInFutexWait(&word, &tid); });
+  while (tid.load() == 0) usleep(1000);
+  // Until it sleeps in the wait: the kernel shows the system call the
+  // thread is blocked in (its number first), "running" otherwise.
+  const std::string path =
+      "/proc/self/task/" + std::to_string(tid.load()) + "/syscall";
+  const std::string futex_nr = std::to_string(SYS_futex);
+  bool waiting = false;
+  for (int i = 0; i < 10000 && !waiting; ++i) {
+    std::ifstream f(path);
+    std::string nr;
+    f >> nr;
+    waiting = nr == futex_nr;
+    if (!waiting) usleep(1000);
+  }
+  EXPECT_TRUE(waiting);
+  const std::vector<ThreadStack> threads = SampleThreads();
+  word.store(1);
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAKE_PRIVATE,
+          1, nullptr, nullptr, 0);
+  t.join();
+  int listed = 0;
+  for (const ThreadStack& s : threads) {
+    if (s.tid != tid.load()) continue;
+    ++listed;
+    EXPECT_TRUE(s.answered);
+    EXPECT_EQ(s.label, "task 'demo:futex' cid 8 for 'root'");
+    EXPECT_TRUE(absl::StrContains(FormatStack(s.frames), "ParkedInFutexWait"))
+        << FormatStack(s.frames);
   }
   EXPECT_EQ(listed, 1);
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #include "actor/internal/actor_service.h"
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <utility>
@@ -10,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "actor/internal/debugger.h"
 #include "actor/internal/dialog.h"
+#include "actor/internal/task_server.h"
 #include "actor/internal/wire.h"
 #include "absl/time/time.h"
 #include "devx/crash_handler.h"
@@ -234,16 +236,161 @@ DebugLockService::DebugLock(grpc::CallbackServerContext* ctx) {
   return NewDebugLockReactor(rt_, ctx);
 }
 
-CallService::CallService(Runtime* rt) {
-  AddMethod(new grpc::internal::RpcServiceMethod(
-      "/tractor.v1.Actor/Call", grpc::internal::RpcMethod::NORMAL_RPC,
-      new grpc::internal::RpcMethodHandler<CallService, grpc::ByteBuffer,
-                                           grpc::ByteBuffer>(
-          [rt](CallService*, grpc::ServerContext* ctx,
-               const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
-            return rt->tasks().ServeCall(ctx, *request, response);
-          },
-          this)));
+namespace {
+
+void* AsTag(CqTransport::Tag* tag) { return tag; }
+
+// One `Actor/Call`, from its request to its last completion (see
+// ServeUnaryCalls). Counted references: the request (then the thread that
+// answers or serves the call), the done tag (which may come back as soon as
+// the call arrived) and the reply posted, each until its completion came
+// back; the last one deletes the call.
+class UnaryCall final : public AcceptedCall,
+                        public ServiceCall,
+                        public CallClient {
+ public:
+  UnaryCall(Runtime* rt, ActorService* service, DialogAcceptor* acceptor)
+      : rt_(rt),
+        service_(service),
+        acceptor_(acceptor),
+        gate_(acceptor->gate()),
+        watcher_(&rt->tasks().call_watcher()) {}
+
+  // Requests one call on the acceptor's queue, unless it stopped.
+  static void Request(Runtime* rt, ActorService* service,
+                      DialogAcceptor* acceptor) {
+    auto* call = new UnaryCall(rt, service, acceptor);
+    if (!acceptor->Post([call] {
+          HandOff(call);
+          call->ctx_.AsyncNotifyWhenDone(AsTag(&call->done_tag_));
+          call->service_->RequestCall(
+              &call->ctx_, &call->request_, &call->responder_,
+              call->watcher_->cq(), call->acceptor_->cq(),
+              AsTag(&call->accept_tag_));
+        })) {
+      delete call;
+    }
+  }
+
+  bool Arrived(bool ok, bool can_serve) override {
+    TakeOver(this);
+    if (!ok) {
+      // Cancelled by the shutdown: no done tag comes.
+      Unref();
+      Unref();
+      return false;
+    }
+    id_ = watcher_->Add();
+    grpc::Status refusal;
+    if (!can_serve) {
+      refusal = grpc::Status(
+          grpc::StatusCode::UNAVAILABLE,
+          absl::StrCat("actor '", rt_->self().name(), "' is shutting down"));
+    } else if (rt_->tasks().OpenCall(request_, &msg_, &refusal)) {
+      request_.Clear();
+      return true;
+    }
+    request_.Clear();
+    Reply(refusal, nullptr);
+    return false;
+  }
+
+  void Serve() override {
+    const v1::Msg reply = rt_->tasks().ServeCall(msg_, this);
+    msg_.Clear();
+    SerializeToByteBuffer(reply, &reply_bytes_);
+    Reply(grpc::Status::OK, &reply_bytes_);
+  }
+
+  // The reply's and the done tag's completions, on the watcher's thread.
+  void Proceed(ServiceTag* tag, bool) override {
+    if (tag == &done_tag_) {
+      std::shared_ptr<DialogSession> cancel;
+      {
+        MutexLock lk(&mu_);
+        // Valid now that the done tag came: the client went away (or the
+        // server cancelled the call) rather than the reply ending it.
+        if (ctx_.IsCancelled()) {
+          gone_ = true;
+          cancel = std::move(session_);
+        }
+      }
+      if (cancel) CancelForCaller(cancel);
+    }
+    Unref();
+  }
+
+  void Watch(std::shared_ptr<DialogSession> s) override {
+    {
+      MutexLock lk(&mu_);
+      if (!gone_) {
+        session_ = std::move(s);
+        return;
+      }
+    }
+    CancelForCaller(s);
+  }
+
+  void Unwatch() override {
+    std::shared_ptr<DialogSession> s;
+    MutexLock lk(&mu_);
+    s = std::move(session_);
+  }
+
+ private:
+  ~UnaryCall() override {
+    if (id_ != kNoId) watcher_->Forget(id_);
+  }
+
+  // Answers the call with `status` and `bytes` (a success) or `status`
+  // alone, unless the server is going away; then lets go of the call.
+  void Reply(const grpc::Status& status, const grpc::ByteBuffer* bytes) {
+    refs_.fetch_add(1, std::memory_order_relaxed);  // the reply's completion
+    if (gate_->Enter()) {
+      if (bytes != nullptr) {
+        responder_.Finish(*bytes, status, AsTag(&finish_tag_));
+      } else {
+        responder_.FinishWithError(status, AsTag(&finish_tag_));
+      }
+      gate_->Leave();
+    } else {
+      Unref();
+    }
+    Unref();
+  }
+
+  void Unref() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  static constexpr uint64_t kNoId = ~uint64_t{0};
+
+  Runtime* const rt_;
+  ActorService* const service_;
+  DialogAcceptor* const acceptor_;
+  const std::shared_ptr<ServerGate> gate_;
+  CallWatcher* const watcher_;
+  std::atomic<int> refs_{2};  // the request and the done tag
+  uint64_t id_ = kNoId;
+  grpc::ServerContext ctx_;
+  grpc::ByteBuffer request_;
+  grpc::ServerAsyncResponseWriter<grpc::ByteBuffer> responder_{&ctx_};
+  CallTag accept_tag_{this};
+  ServiceTag done_tag_{this}, finish_tag_{this};
+  v1::Msg msg_;  // the decoded request, while the call is served
+  grpc::ByteBuffer reply_bytes_;
+  Mutex mu_;
+  bool gone_ ABSL_GUARDED_BY(mu_) = false;
+  std::shared_ptr<DialogSession> session_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+void ServeUnaryCalls(Runtime* rt, ActorService* service,
+                     DialogAcceptor* acceptor) {
+  acceptor->ServeCalls([rt, service, acceptor] {
+    UnaryCall::Request(rt, service, acceptor);
+  });
 }
 
 }  // namespace tractor::internal

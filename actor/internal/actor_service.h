@@ -4,6 +4,7 @@
 #ifndef TRACTOR_ACTOR_INTERNAL_ACTOR_SERVICE_H_
 #define TRACTOR_ACTOR_INTERNAL_ACTOR_SERVICE_H_
 
+#include "actor/internal/dialog_transport.h"
 #include "actor/internal/runtime.h"
 #include "grpcpp/generic/async_generic_service.h"
 #include "grpcpp/grpcpp.h"
@@ -12,16 +13,17 @@
 namespace tractor::internal {
 
 // The generated service, reduced to the methods served on gRPC's async
-// API from the runtime's accept queue: `Open` (raw bytes, accepted by the
-// runtime's `DialogAcceptor`, actor/internal/dialog_transport.h) and `Link`
-// (actor/internal/async_services.h). Every other method is taken out
-// ("generic"): the unary ones are served by `CallService` and
-// `ControlService` on the sync API, `DebugLock` by `DebugLockService` in
-// debug mode only, and a call of a method no service serves is answered by
-// the unknown-method service. No method is on the callback API outside
-// debug mode (docs/architecture.md#threads).
+// API from the runtime's accept queue: `Open` and `Call` (raw bytes: a
+// dialog accepted by the runtime's `DialogAcceptor`,
+// actor/internal/dialog_transport.h; a unary call served by
+// `ServeUnaryCalls`, below) and `Link` (actor/internal/async_services.h).
+// Every other method is taken out ("generic"): the unary control methods
+// are served by `ControlService` on the sync API, `DebugLock` by
+// `DebugLockService` in debug mode only, and a call of a method no service
+// serves is answered by the unknown-method service. No method is on the
+// callback API outside debug mode (docs/architecture.md#threads).
 using RawActorService = v1::Actor::WithRawMethod_Open<
-    v1::Actor::WithGenericMethod_Call<
+    v1::Actor::WithRawMethod_Call<
         v1::Actor::WithGenericMethod_CancelTask<
             v1::Actor::WithGenericMethod_CancelActor<
                 v1::Actor::WithAsyncMethod_Link<
@@ -55,9 +57,25 @@ class LinkService final
                                       v1::Actor::WithGenericMethod_DebugLock<
                                           v1::Actor::Service>>>>>>>>> {};
 
-// `Open` and `Link`, requested by the runtime (see RawActorService). Owned
-// by the `Runtime` it serves, which outlives the gRPC server.
+// `Open`, `Call` and `Link`, requested by the runtime (see
+// RawActorService). Owned by the `Runtime` it serves, which outlives the
+// gRPC server.
 class ActorService final : public RawActorService {};
+
+// Serves `tractor.v1.Actor/Call` from `acceptor`'s queue (call it before
+// the acceptor's Start). Each call arrives on a thread waiting on the queue
+// (`AcceptedCall`), which decodes the request and takes a `max_tasks` slot
+// there (`TaskServer::OpenCall`): a refusal is answered at once from that
+// thread (INVALID_ARGUMENT, RESOURCE_EXHAUSTED; UNAVAILABLE once the
+// acceptor is stopping). Otherwise that thread becomes the task's (another
+// waits on the queue in its place): it validates, runs the function and
+// writes the reply (`TaskServer::ServeCall`). The call's reply and its
+// `AsyncNotifyWhenDone` tag complete on the `CallWatcher`'s queue, which
+// cancels the task when the client goes away; a reply is posted through
+// the acceptor's gate, so a task that outlives the server's shutdown sends
+// none.
+void ServeUnaryCalls(Runtime* rt, ActorService* service,
+                     DialogAcceptor* acceptor);
 
 // The unary control methods `Info`, `CancelTask`, `CancelActor`, `Stats` and
 // `Stacks`, on gRPC's sync API with raw bytes: each runs on the gRPC thread
@@ -67,16 +85,6 @@ class ActorService final : public RawActorService {};
 class ControlService final : public grpc::Service {
  public:
   explicit ControlService(Runtime* rt);
-};
-
-// `tractor.v1.Actor/Call`, served on gRPC's sync API with raw bytes: the
-// gRPC thread that reads the request is the task's thread (it validates,
-// runs the function and writes the reply, with no hand-off), and the
-// request is decoded by the runtime, so an undecodable one gets
-// INVALID_ARGUMENT saying why. Owned by the `Runtime`, like ActorService.
-class CallService final : public grpc::Service {
- public:
-  explicit CallService(Runtime* rt);
 };
 
 // The root's tree-wide terminal lock (actor/internal/debugger.h), on the

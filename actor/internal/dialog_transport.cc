@@ -304,8 +304,35 @@ void CqServerTransport::Complete(Op op, bool ok) {
 
 // --- acceptor --------------------------------------------------------------
 
+// --- server gate -----------------------------------------------------------
+
+bool ServerGate::Enter() {
+  MutexLock lk(&mu_);
+  if (closed_) return false;
+  ++inside_;
+  return true;
+}
+
+void ServerGate::Leave() {
+  bool last;
+  {
+    MutexLock lk(&mu_);
+    last = --inside_ == 0 && closed_;
+  }
+  if (last) cv_.SignalAll();
+}
+
+void ServerGate::Close() {
+  MutexLock lk(&mu_);
+  closed_ = true;
+  while (inside_ > 0) cv_.Wait(&mu_);
+}
+
 struct DialogAcceptor::Shared {
   RequestFn request;
+  // Requests one `AcceptedCall` (see ServeCalls); empty if none is served.
+  std::function<void()> request_call;
+  const std::shared_ptr<ServerGate> gate = std::make_shared<ServerGate>();
   grpc::ServerCompletionQueue* cq;
   std::function<void(std::shared_ptr<Dialog>)> serve;
   Mutex mu;
@@ -329,11 +356,19 @@ DialogAcceptor::DialogAcceptor(RequestFn request,
 
 DialogAcceptor::~DialogAcceptor() { Stop(); }
 
+void DialogAcceptor::ServeCalls(std::function<void()> request) {
+  shared_->request_call = std::move(request);
+}
+
 void DialogAcceptor::Start() {
   // Two requests outstanding, so that a call arriving while the next one
   // is being requested is matched at once.
   Request(shared_);
   Request(shared_);
+  if (shared_->request_call) {
+    shared_->request_call();
+    shared_->request_call();
+  }
   {
     MutexLock lk(&shared_->mu);
     ++shared_->waiting;
@@ -364,6 +399,29 @@ void DialogAcceptor::Loop(std::shared_ptr<Shared> sh) {
       auto* tag = static_cast<ServiceTag*>(static_cast<CqTransport::Tag*>(raw));
       tag->call->Proceed(tag, ok);
       continue;
+    }
+    if (got && static_cast<CqTransport::Tag*>(raw)->op ==
+                   CqTransport::Op::kCall) {
+      AcceptedCall* call =
+          static_cast<CallTag*>(static_cast<CqTransport::Tag*>(raw))->call;
+      bool can_serve;
+      {
+        MutexLock lk(&sh->mu);
+        can_serve = !sh->stopping;
+      }
+      if (!call->Arrived(ok, can_serve)) {
+        // Refused (answered on this thread), or cancelled by the shutdown.
+        if (ok && can_serve) sh->request_call();
+        continue;
+      }
+      // As for a dialog: this thread serves the call, a new one requests
+      // the next and waits (`waiting` stays as it is).
+      RunPooled([sh] {
+        sh->request_call();
+        Loop(sh);
+      });
+      call->Serve();
+      return;
     }
     if (got) TakeOver(static_cast<CqTransport::Tag*>(raw)->owner);
     std::shared_ptr<Dialog> dialog;
@@ -420,6 +478,10 @@ bool DialogAcceptor::Post(absl::FunctionRef<void()> post) {
   return true;
 }
 
+const std::shared_ptr<ServerGate>& DialogAcceptor::gate() const {
+  return shared_->gate;
+}
+
 void DialogAcceptor::StopRequesting() {
   MutexLock lk(&shared_->mu);
   shared_->stopping = true;
@@ -433,6 +495,9 @@ void DialogAcceptor::Stop() {
     sh->cq_shut = true;
     sh->stopping = true;
   }
+  // The server may be destroyed from now on: calls still serving post
+  // their replies no more.
+  sh->gate->Close();
   sh->cq->Shutdown();
   // Drain here as well: every accepting thread may be gone serving.
   void* raw;
@@ -442,6 +507,10 @@ void DialogAcceptor::Stop() {
     if (tag->op == CqTransport::Op::kService) {
       auto* service_tag = static_cast<ServiceTag*>(tag);
       service_tag->call->Proceed(service_tag, ok);
+      continue;
+    }
+    if (tag->op == CqTransport::Op::kCall) {
+      static_cast<CallTag*>(tag)->call->Arrived(ok, /*can_serve=*/false);
       continue;
     }
     MutexLock lk(&sh->mu);

@@ -71,6 +71,8 @@ class CqTransport : public DialogTransport {
 
   // What every tag on a dialog's queue or the accept queue points to.
   // kService: another service's operation (a `ServiceTag`, no owner).
+  // kCall: the arrival of a call served on the thread that takes it (a
+  // `CallTag`, no owner).
   enum class Op {
     kAccept,
     kRead,
@@ -79,7 +81,8 @@ class CqTransport : public DialogTransport {
     kDone,
     kKick,
     kReadEnd,
-    kService
+    kService,
+    kCall
   };
   struct Tag {
     Op op;
@@ -236,12 +239,58 @@ class ServiceQueue {
   virtual bool Post(absl::FunctionRef<void()> post) = 0;
 };
 
+// A call of an async unary method that is served on the thread that takes
+// its arrival off the accept queue (a unary `Actor/Call`,
+// actor/internal/actor_service.h): that thread decides at once, without
+// blocking, whether the call is refused (answered there) or served; to serve
+// it, it gives the queue to another thread and runs `Serve`.
+class AcceptedCall;
+// The request tag of an `AcceptedCall`; pass it to gRPC as
+// `static_cast<CqTransport::Tag*>(&tag)`.
+struct CallTag : CqTransport::Tag {
+  explicit CallTag(AcceptedCall* c)
+      : Tag{CqTransport::Op::kCall, nullptr}, call(c) {}
+  AcceptedCall* const call;
+};
+class AcceptedCall {
+ public:
+  virtual ~AcceptedCall() = default;
+  // The request came back with `ok` (false: cancelled by the shutdown).
+  // Must not block. Returns true to be served on this thread; never when
+  // `can_serve` is false (the queue is stopping: the call is refused).
+  virtual bool Arrived(bool ok, bool can_serve) = 0;
+  // After Arrived returned true, once another thread waits on the queue.
+  // May block (it runs the task).
+  virtual void Serve() = 0;
+};
+
+// Lets threads that are not the queue's post operations on the server's
+// calls while the server is alive: `Enter` fails once the acceptor stopped
+// (after the server's Shutdown and Wait, before the server is destroyed).
+// Shared by the acceptor and the calls that may outlive it. Thread-safe.
+class ServerGate {
+ public:
+  // True: post, then Leave. False: the server is going away.
+  bool Enter() ABSL_LOCKS_EXCLUDED(mu_);
+  void Leave() ABSL_LOCKS_EXCLUDED(mu_);
+  // Refuses every later Enter and waits for the threads inside to leave.
+  void Close() ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  Mutex mu_;
+  CondVar cv_;  // signalled when the last thread inside leaves a closed gate
+  int inside_ ABSL_GUARDED_BY(mu_) = 0;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 // The service of `Actor/Open` on gRPC's async API: requests calls on the
 // server's completion queue and gives each new stream, as a `Dialog`, to
 // `serve` on the thread that accepted it, which then serves it (a callee's
 // task runs on that thread, with no hand-off) while another thread waits for
-// the next call. Other services' calls may share the queue (`ServiceQueue`):
-// the waiting thread delivers their completions in between. Thread-safe.
+// the next call. Unary `Actor/Call`s arrive on it the same way
+// (`AcceptedCall`, `ServeCalls`). Other services' calls may share the queue
+// (`ServiceQueue`): the waiting thread delivers their completions in
+// between. Thread-safe.
 class DialogAcceptor final : public ServiceQueue {
  public:
   // Requests the next call (the generated `RequestOpen` of a service whose
@@ -256,18 +305,27 @@ class DialogAcceptor final : public ServiceQueue {
   // Stops first if Stop was not called.
   ~DialogAcceptor();
 
+  // Serves calls of `AcceptedCall`s as well: `request` requests one (on
+  // this queue, through `Post`). Once, before Start. Two requests are
+  // outstanding from Start on; each arrival requests the next (a call
+  // served: on the thread that then waits for the next arrival).
+  void ServeCalls(std::function<void()> request);
   // Starts accepting, once the server is built.
   void Start();
   // Before the server's Shutdown: no new call is requested.
   void StopRequesting();
-  // After the server's Shutdown: shuts the queue down and waits until no
-  // thread waits on it (threads serving a dialog are not waited for; they
-  // no longer touch the acceptor). Service calls still on the queue get
-  // their completions (their posts are refused from then on).
+  // After the server's Shutdown: closes the gate (waiting for the posts in
+  // progress), shuts the queue down and waits until no thread waits on it
+  // (threads serving a dialog or a call are not waited for; they no longer
+  // touch the acceptor). Service calls still on the queue get their
+  // completions (their posts are refused from then on); a call arriving
+  // then is refused.
   void Stop();
 
   grpc::ServerCompletionQueue* cq() override;
   bool Post(absl::FunctionRef<void()> post) override;
+  // Closed by Stop (see ServerGate).
+  const std::shared_ptr<ServerGate>& gate() const;
 
  private:
   struct Shared;

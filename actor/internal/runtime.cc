@@ -159,8 +159,6 @@ void Runtime::Start() {
   // No callback API outside debug mode (actor/internal/async_services.h).
   service_ = std::make_unique<ActorService>();
   builder.RegisterService(service_.get());
-  call_service_ = std::make_unique<CallService>(this);
-  builder.RegisterService(call_service_.get());
   control_service_ = std::make_unique<ControlService>(this);
   builder.RegisterService(control_service_.get());
   if (config_.debug_mode) {
@@ -215,6 +213,7 @@ void Runtime::Start() {
       [tasks](std::shared_ptr<Dialog> dialog) {
         tasks->ServeDialog(std::move(dialog));
       });
+  ServeUnaryCalls(this, service, acceptor_.get());
   acceptor_->Start();
   ServeLinksOf(this, acceptor_.get(), service);
   ServeUnknownMethods(config_.self.name(), unknown_methods_.get(),

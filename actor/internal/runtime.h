@@ -40,7 +40,6 @@ namespace tractor::internal {
 
 using UnknownMethodService = grpc::AsyncGenericService;
 class ActorService;
-class CallService;
 class ControlService;
 class DebugLockService;
 class HealthService;
@@ -223,7 +222,6 @@ class Runtime {
   std::unique_ptr<ServiceThread> link_queue_ ABSL_GUARDED_BY(link_mu_);
   std::unique_ptr<grpc::Server> link_server_ ABSL_GUARDED_BY(link_mu_);
   std::string link_addr_ ABSL_GUARDED_BY(link_mu_);
-  std::unique_ptr<CallService> call_service_;
   std::unique_ptr<ControlService> control_service_;
   std::unique_ptr<DebugLockService> debug_lock_service_;  // debug mode only
   std::unique_ptr<UnknownMethodService> unknown_methods_;

@@ -11,6 +11,7 @@
 #include "actor/context.h"
 #include "actor/errors.h"
 #include "actor/internal/error_codec.h"
+#include "actor/internal/dialog_transport.h"
 #include "actor/internal/payload_check.h"
 #include "actor/internal/wire.h"
 #include "devx/debugger.h"
@@ -355,52 +356,74 @@ void TaskServer::ServeDialog(std::shared_ptr<Dialog> dialog) {
   Leave(s);
 }
 
-grpc::Status TaskServer::ServeCall(grpc::ServerContext* context,
-                                   const grpc::ByteBuffer& request,
-                                   grpc::ByteBuffer* response) {
-  v1::Msg msg;
+bool TaskServer::OpenCall(const grpc::ByteBuffer& request, v1::Msg* msg,
+                          grpc::Status* refusal) {
   std::string why;
-  if (!ParseFromByteBuffer(request, &msg, &why)) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("Actor.Call request: ", why));
+  if (!ParseFromByteBuffer(request, msg, &why)) {
+    *refusal = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            absl::StrCat("Actor.Call request: ", why));
+    return false;
   }
   if (!TakeSlot()) {
     // The details carry the Error, for callers that want the boxed type.
-    const v1::Error busy = TooBusyError(msg.start().cid());
-    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, busy.message(),
-                        busy.SerializeAsString());
+    const v1::Error busy = TooBusyError(msg->start().cid());
+    *refusal = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                            busy.message(), busy.SerializeAsString());
+    return false;
   }
+  return true;
+}
+
+v1::Msg TaskServer::ServeCall(const v1::Msg& msg, CallClient* client) {
   absl::Cleanup release = [this] { ReleaseSlot(); };
-  v1::Msg reply;
   if (!msg.has_start()) {
-    reply = ErrorMsg(MakeError(
+    return ErrorMsg(MakeError(
         self_, ErrorKind::kMessagingError,
         absl::StrCat("Actor.Call takes a Msg holding Start, got ",
                      msg.ShortDebugString())));
-  } else {
-    const v1::Start& start = msg.start();
-    v1::Error error;
-    const Endpoint* ep = Validate(start, /*unary=*/true, &error);
-    std::shared_ptr<DialogSession> s;
-    if (ep != nullptr) {
-      s = NewSession(start, *ep);
-      if (!Admit(s, &error)) s = nullptr;
-    }
-    if (s == nullptr) {
-      reply = ErrorMsg(std::move(error));
-    } else {
-      // This thread is the task's: the function runs here.
-      CallWatcher::Watch watch(watcher_, context, s);
-      reply = Invoke(s, *ep, start.args());
-      Leave(s);
-    }
   }
-  SerializeToByteBuffer(reply, response);
-  return grpc::Status::OK;
+  const v1::Start& start = msg.start();
+  v1::Error error;
+  const Endpoint* ep = Validate(start, /*unary=*/true, &error);
+  std::shared_ptr<DialogSession> s;
+  if (ep != nullptr) {
+    s = NewSession(start, *ep);
+    if (!Admit(s, &error)) s = nullptr;
+  }
+  if (s == nullptr) return ErrorMsg(std::move(error));
+  // This thread is the task's: the function runs here.
+  client->Watch(s);
+  v1::Msg reply = Invoke(s, *ep, start.args());
+  client->Unwatch();
+  Leave(s);
+  return reply;
 }
 
+void CancelForCaller(const std::shared_ptr<DialogSession>& s) {
+  {
+    MutexLock lk(&s->mu);
+    if (s->cancel_requester.uuid().empty()) s->cancel_requester = s->peer;
+  }
+  s->scope->Cancel();
+}
+
+namespace {
+
+// A queue that polls no socket (what the sync API's queues are in a server
+// with an application queue): waiting on it is waiting on a condition
+// variable, and a completion wakes only a thread waiting on it.
+class NonPollingQueue final : public grpc::CompletionQueue {
+ public:
+  NonPollingQueue()
+      : grpc::CompletionQueue(grpc_completion_queue_attributes{
+            GRPC_CQ_CURRENT_VERSION, GRPC_CQ_NEXT, GRPC_CQ_NON_POLLING,
+            nullptr}) {}
+};
+
+}  // namespace
+
 CallWatcher::CallWatcher()
-    : thread_([this] {
+    : cq_(std::make_unique<NonPollingQueue>()), thread_([this] {
         discovery::NameThisThread("call-watcher");
         Loop();
       }) {}
@@ -412,63 +435,79 @@ CallWatcher::~CallWatcher() {
   }
   cv_.SignalAll();
   thread_.join();
-}
-
-CallWatcher::Watch::Watch(CallWatcher& watcher, grpc::ServerContext* context,
-                          std::shared_ptr<DialogSession> s)
-    : watcher_(watcher) {
-  bool wake;
-  {
-    MutexLock lk(&watcher_.mu_);
-    id_ = watcher_.next_id_++;
-    watcher_.calls_.emplace(id_, Entry{context, std::move(s)});
-    // Only a sleeping watcher is woken: while calls keep coming it polls,
-    // so a call costs it no wake-up.
-    wake = watcher_.sleeping_;
-    watcher_.sleeping_ = false;
+  cq_->Shutdown();
+  while (DeliverOne(absl::InfiniteFuture())) {
   }
-  if (wake) watcher_.cv_.SignalAll();
 }
 
-CallWatcher::Watch::~Watch() {
-  // Under the lock, so that the watcher is not inside IsCancelled when
-  // gRPC finishes the call.
-  MutexLock lk(&watcher_.mu_);
-  watcher_.calls_.erase(id_);
+uint64_t CallWatcher::Add() {
+  bool wake;
+  uint64_t id;
+  {
+    MutexLock lk(&mu_);
+    id = next_id_++;
+    calls_.emplace(id, absl::Now());
+    // Only a sleeping watcher is woken: while calls keep coming it takes
+    // their completions every kPollInterval, so a call costs it no
+    // wake-up.
+    wake = sleeping_;
+    sleeping_ = false;
+  }
+  if (wake) cv_.SignalAll();
+  return id;
+}
+
+void CallWatcher::Forget(uint64_t id) {
+  MutexLock lk(&mu_);
+  calls_.erase(id);
+}
+
+bool CallWatcher::DeliverOne(absl::Time deadline) {
+  void* raw = nullptr;
+  bool ok = false;
+  grpc::CompletionQueue::NextStatus st;
+  if (deadline == absl::InfiniteFuture()) {
+    st = cq_->Next(&raw, &ok) ? grpc::CompletionQueue::GOT_EVENT
+                              : grpc::CompletionQueue::SHUTDOWN;
+  } else if (deadline == absl::InfinitePast()) {
+    st = cq_->AsyncNext(&raw, &ok, gpr_inf_past(GPR_CLOCK_REALTIME));
+  } else {
+    st = cq_->AsyncNext(&raw, &ok, absl::ToChronoTime(deadline));
+  }
+  if (st != grpc::CompletionQueue::GOT_EVENT) return false;
+  auto* tag = static_cast<ServiceTag*>(static_cast<CqTransport::Tag*>(raw));
+  tag->call->Proceed(tag, ok);
+  return true;
 }
 
 void CallWatcher::Loop() {
-  mu_.Lock();
   absl::Time last_call = absl::Now();
-  while (!stop_) {
-    if (!calls_.empty()) last_call = absl::Now();
-    if (calls_.empty() && absl::Now() - last_call > kIdleAfter) {
-      sleeping_ = true;
-      while (!stop_ && sleeping_) cv_.Wait(&mu_);
-      last_call = absl::Now();
-      continue;
-    }
-    const absl::Time poll = absl::Now() + absl::FromChrono(kPollInterval);
-    while (!stop_ && !cv_.WaitWithDeadline(&mu_, poll)) {
-    }
-    std::vector<std::shared_ptr<DialogSession>> gone;
-    for (auto& [id, entry] : calls_) {
-      if (entry.session && entry.context->IsCancelled()) {
-        gone.push_back(std::move(entry.session));
+  for (;;) {
+    absl::Time tick;
+    bool wait_on_queue;
+    {
+      MutexLock lk(&mu_);
+      if (stop_) break;
+      const absl::Time now = absl::Now();
+      if (!calls_.empty()) last_call = now;
+      if (calls_.empty() && now - last_call > kIdleAfter) {
+        sleeping_ = true;
+        while (!stop_ && sleeping_) cv_.Wait(&mu_);
+        last_call = absl::Now();
+        continue;
       }
+      tick = now + absl::FromChrono(kPollInterval);
+      // The oldest live call arrived a poll ago: its task runs long (or
+      // its reply is still being sent); wait on the queue itself.
+      wait_on_queue = !calls_.empty() &&
+                      calls_.begin()->second <
+                          now - absl::FromChrono(kPollInterval);
+      if (!wait_on_queue) cv_.WaitWithDeadline(&mu_, tick);
     }
-    if (gone.empty()) continue;
-    mu_.Unlock();
-    for (auto& s : gone) {
-      {
-        MutexLock slk(&s->mu);
-        if (s->cancel_requester.uuid().empty()) s->cancel_requester = s->peer;
-      }
-      s->scope->Cancel();
+    if (wait_on_queue) DeliverOne(tick);
+    while (DeliverOne(absl::InfinitePast())) {
     }
-    mu_.Lock();
   }
-  mu_.Unlock();
 }
 
 bool TaskServer::CancelTask(const std::string& cid, const v1::Aid& requester) {

@@ -23,9 +23,10 @@
 //                `Error` the function raised, or `ContextCancelled` naming
 //                who cancelled it; then leave the task table.
 //
-// A unary call enters as itself, on gRPC's sync API: the gRPC thread that
-// read the request runs the task and writes its terminal message as the
-// reply, with no hand-off and no stream inbox or outbox. A dialog's task
+// A unary call enters as itself, on gRPC's async API from the accept queue:
+// the thread that took its arrival runs the task (another thread waits on
+// the queue in its place) and writes its terminal message as the reply,
+// with no stream inbox or outbox. A dialog's task
 // runs on the thread that accepted its stream, which drives the stream's
 // completion queue whenever the task waits on it (actor/internal/dialog.h).
 // docs/architecture.md follows one call through these steps.
@@ -53,16 +54,37 @@
 
 namespace tractor::internal {
 
-// Cancels the task of a sync-API call whose client went away (cancelled
-// its RPC, or the connection broke): gRPC's sync API does not notify a
-// running handler, so one thread polls the running calls' contexts every
-// `kPollInterval` while calls run (and for `kIdleAfter` after the last),
-// and sleeps otherwise. Thread-safe;
-// owns its thread and joins it on destruction.
+// What the transport of a unary call tells the call's task about its
+// client (see `UnaryCallServer`, actor/internal/actor_service.h).
+class CallClient {
+ public:
+  virtual ~CallClient() = default;
+  // The task `s` runs: the client going away (it cancelled its RPC, or the
+  // connection broke) cancels it, at once if it went already.
+  virtual void Watch(std::shared_ptr<DialogSession> s) = 0;
+  // The task ended.
+  virtual void Unwatch() = 0;
+};
+
+// Cancels a task on behalf of its own caller, who went away.
+void CancelForCaller(const std::shared_ptr<DialogSession>& s);
+
+// The completion queue of the unary calls' replies and of their
+// `AsyncNotifyWhenDone` tags (the client went away, or the call is over),
+// and the thread that delivers them (`ServiceCall::Proceed`). The queue
+// polls no socket: a completion on it wakes no thread unless the watcher
+// waits on it. While calls are live the thread takes what the queue holds
+// every `kPollInterval`, so that a call's end costs no wake-up; once a call
+// has been live that long (its task runs long), it waits on the queue
+// itself, so that a client going away is acted on at once. It sleeps once
+// no call was live for `kIdleAfter`, and a call arriving then wakes it.
+// Thread-safe; owns its thread and joins it on destruction, after which it
+// shuts the queue down and delivers what is left: every operation on the
+// queue must complete by then (the server was shut down).
 class CallWatcher {
  public:
   static constexpr std::chrono::milliseconds kPollInterval{20};
-  // The watcher sleeps (no polling) once no call ran for this long.
+  // The watcher sleeps (no polling) once no call was live for this long.
   static constexpr absl::Duration kIdleAfter = absl::Seconds(1);
 
   CallWatcher();
@@ -70,33 +92,26 @@ class CallWatcher {
   CallWatcher(const CallWatcher&) = delete;
   CallWatcher& operator=(const CallWatcher&) = delete;
 
-  // Watches one running call for its lifetime (the handler's scope).
-  class Watch {
-   public:
-    Watch(CallWatcher& watcher, grpc::ServerContext* context,
-          std::shared_ptr<DialogSession> s);
-    ~Watch();
-    Watch(const Watch&) = delete;
-    Watch& operator=(const Watch&) = delete;
+  // Bind the calls to this queue (their `new_call_cq`).
+  grpc::CompletionQueue* cq() { return cq_.get(); }
 
-   private:
-    CallWatcher& watcher_;
-    uint64_t id_;
-  };
+  // A call bound to cq() arrived: live until Forget(id).
+  uint64_t Add() ABSL_LOCKS_EXCLUDED(mu_);
+  void Forget(uint64_t id) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  struct Entry {
-    grpc::ServerContext* context;
-    std::shared_ptr<DialogSession> session;  // null once cancelled
-  };
   void Loop() ABSL_LOCKS_EXCLUDED(mu_);
+  // Delivers one completion, waiting until `deadline`; false if none came.
+  bool DeliverOne(absl::Time deadline);
 
+  std::unique_ptr<grpc::CompletionQueue> cq_;
   Mutex mu_;
   CondVar cv_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool sleeping_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<uint64_t, Entry> calls_ ABSL_GUARDED_BY(mu_);
+  // Live calls, by id (in order of arrival), and when each arrived.
+  std::map<uint64_t, absl::Time> calls_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 
@@ -117,15 +132,22 @@ class TaskServer {
   // `Start` and runs its task on this thread; returns when the task ended.
   void ServeDialog(std::shared_ptr<Dialog> dialog);
 
-  // A unary `Actor/Call`, as the bytes that arrived, on gRPC's sync API:
-  // the calling thread is the task's thread and blocks until the task ends.
-  // The response is the task's terminal message. A request that does not
-  // decode is answered with INVALID_ARGUMENT saying why. The client
-  // cancelling its RPC (or vanishing) cancels the task within
-  // `CallWatcher::kPollInterval`.
-  grpc::Status ServeCall(grpc::ServerContext* context,
-                         const grpc::ByteBuffer& request,
-                         grpc::ByteBuffer* response);
+  // A unary `Actor/Call` arrived, as the bytes in `request`: on the thread
+  // that took its arrival, without blocking, decodes it into `*msg` and
+  // takes one of the `max_tasks` slots. False: the call is refused with
+  // `*refusal` (INVALID_ARGUMENT saying why for a request that does not
+  // decode; RESOURCE_EXHAUSTED, the `ActorTooBusy` error as its details,
+  // beyond `max_tasks`). True: `ServeCall` must follow.
+  bool OpenCall(const grpc::ByteBuffer& request, v1::Msg* msg,
+                grpc::Status* refusal) ABSL_LOCKS_EXCLUDED(mu_);
+  // Serves the call `OpenCall` accepted: the calling thread is the task's
+  // and blocks until the task ends; returns the task's terminal message,
+  // the reply. `client` cancels the task if the caller goes away.
+  v1::Msg ServeCall(const v1::Msg& msg, CallClient* client)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The queue unary calls are bound to (see CallWatcher).
+  CallWatcher& call_watcher() { return watcher_; }
 
   // Cancels the task `cid` on behalf of `requester`. False: no such task.
   bool CancelTask(const std::string& cid, const v1::Aid& requester)

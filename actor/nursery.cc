@@ -106,7 +106,8 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
   proc->pid = spawned.pid;
   proc->crash_fd = spawned.crash_fd;
   entry->proc = proc;
-  StartReaper(proc, entry->aid, shared, *std::move(reaper_hold));
+  entry->reaper_hold = std::make_shared<ReaperHold>(*std::move(reaper_hold));
+  StartReaper(proc, entry->aid, shared, entry->reaper_hold);
   if (rt.config().debug_mode) {
     WatchHeartbeats(proc, discovery::ScaleTimeout(rt.config().hang_timeout));
   }
@@ -362,7 +363,15 @@ void OpenNursery(const std::function<void(ActorNursery&)>& body) {
   // with their child, result waiters once their child is gone).
   st.helpers.Close(failed ? internal::CloseReason::kCancel
                           : internal::CloseReason::kExit);
-  internal::CancelAll(st, /*hard_kill=*/false);
+  // In a child actor, a child that said bye is reaped before this process
+  // exits rather than before the block ends (`CancelAll`): its exit, most
+  // of it the kernel freeing its memory, overlaps this actor's own work
+  // (its error on its way up, its own teardown). A root's block reaps
+  // everything before it returns, so once the root's block is over every
+  // descendant is gone (each actor reaps its children before it exits).
+  auto& rt = internal::Runtime::Require();
+  internal::CancelAll(st, /*hard_kill=*/false,
+                      /*defer_reaping=*/!rt.config().parent.uuid().empty());
   {
     auto shielded = internal::NewScope(nullptr, absl::InfiniteFuture(), true);
     internal::ScopeBinding bind(shielded);
@@ -376,7 +385,6 @@ void OpenNursery(const std::function<void(ActorNursery&)>& body) {
     children = st.children;
     errors.insert(errors.end(), st.errors.begin(), st.errors.end());
   }
-  auto& rt = internal::Runtime::Require();
   for (auto& c : children) rt.ForgetChild(c->aid.uuid());
   if (errors.size() == 1) std::rethrow_exception(errors[0]);
   if (errors.size() > 1) {

@@ -128,8 +128,11 @@ class LinkCall final : public ServiceCall {
       MutexLock lk(&child_->mu);
       child_->boot_error = in_.error().message();
     } else if (in_.has_bye()) {
-      MutexLock lk(&child_->mu);
-      child_->said_bye = true;
+      {
+        MutexLock lk(&child_->mu);
+        child_->said_bye = true;
+      }
+      *wake = true;  // a nursery's teardown may wait for it
     } else if (in_.kind_case() == v1::LinkMsg::kDebugHold) {
       {
         MutexLock lk(&child_->mu);

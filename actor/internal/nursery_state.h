@@ -7,6 +7,8 @@
 
 #include <exception>
 #include <memory>
+#include <optional>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -20,6 +22,26 @@
 
 namespace tractor::internal {
 
+// A child's reaper's entry into its nursery's gate. The reaper leaves once
+// the child is reaped; a nursery that goes on without waiting for the reap
+// (the child said bye: `CancelAll` with `defer_reaping`) lets it go
+// earlier. Thread-safe; leaving twice is harmless.
+class ReaperHold {
+ public:
+  explicit ReaperHold(Gate::Holder hold) : hold_(std::move(hold)) {}
+  void Leave() ABSL_LOCKS_EXCLUDED(mu_) {
+    std::optional<Gate::Holder> hold;
+    {
+      MutexLock lock(&mu_);
+      hold.swap(hold_);
+    }
+  }
+
+ private:
+  Mutex mu_;
+  std::optional<Gate::Holder> hold_ ABSL_GUARDED_BY(mu_);
+};
+
 // One child of a nursery, filled in by `Spawn`: `portal`, `portal_state` and
 // the final `aid` once the child linked back (it is listed in the nursery's
 // `children` before that, so `Spawn` writes them, and `CancelAll` reads
@@ -29,6 +51,8 @@ struct ChildEntry {
   Portal portal;
   std::shared_ptr<PortalState> portal_state;  // `portal`'s
   std::shared_ptr<ChildProc> proc;
+  // Its reaper's entry into the nursery's gate; set before it is listed.
+  std::shared_ptr<ReaperHold> reaper_hold;
   bool one_shot = false;
 };
 
@@ -54,7 +78,8 @@ class NurseryState {
   std::shared_ptr<ScopeState> scope;
   // Held by every child's reaper and every RunInActor result waiter, the
   // helper threads of the block; the block's exit closes it (no child is
-  // started after that) and waits for them all to leave.
+  // started after that) and waits for them all to leave (a reaper whose
+  // child said bye may be let go first: `CancelAll`).
   Gate helpers;
 };
 

@@ -11,6 +11,8 @@
 
 #include <functional>
 
+#include "absl/time/time.h"
+
 namespace tractor::internal {
 
 // Watches `pid`, a child this process must reap, and runs `done` with its
@@ -19,6 +21,14 @@ namespace tractor::internal {
 // False when it cannot (no pidfd on this kernel): the caller reaps the
 // child itself.
 bool WatchChildExit(pid_t pid, std::function<void(int status)> done);
+
+// The rest of the teardown ladder for a watched child nobody waits on any
+// more (a nursery that went on once the child said bye): unless it has
+// exited by `term_at`, the reaper's thread sends it SIGTERM (and SIGCONT)
+// then, and SIGKILL `term_grace` later. False when `pid` is not watched
+// here (no pidfd, or already reaped).
+bool EscalateChildExit(pid_t pid, absl::Time term_at,
+                       absl::Duration term_grace);
 
 }  // namespace tractor::internal
 

@@ -298,10 +298,35 @@ void Runtime::Shutdown() {
   }
   if (acceptor_) acceptor_->Stop();
   if (unregister_early) registrant_->Stop();
+  // Children that said bye to a nursery which went on without them are
+  // reaped by now, or soon: no process outlives this one. The wait is
+  // bounded by their ladder, which the reaper runs (SIGTERM when overdue,
+  // then SIGKILL).
+  std::vector<std::shared_ptr<ChildProc>> unreaped;
+  {
+    MutexLock lock(&unreaped_mu_);
+    unreaped.swap(unreaped_);
+  }
+  for (const auto& proc : unreaped) {
+    MutexLock lk(&proc->mu);
+    while (!proc->exited) proc->cv.Wait(&proc->mu);
+  }
   MutexLock lock(&mu_);
   if (ports_) ports_->RemoveSocketFiles();
   TRACTOR_LOG(transport) << "closing the connections to " << channels_.size()
                          << " peer address(es)";
+}
+
+void Runtime::KeepUnreaped(std::shared_ptr<ChildProc> proc) {
+  MutexLock lock(&unreaped_mu_);
+  // Those reaped since are let go.
+  unreaped_.erase(std::remove_if(unreaped_.begin(), unreaped_.end(),
+                                 [](const std::shared_ptr<ChildProc>& p) {
+                                   MutexLock lk(&p->mu);
+                                   return p->exited;
+                                 }),
+                  unreaped_.end());
+  unreaped_.push_back(std::move(proc));
 }
 
 std::string Runtime::local_addr() const {

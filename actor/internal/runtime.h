@@ -109,9 +109,16 @@ class Runtime {
 
   // Binds and starts the server; throws RuntimeFailure on failure.
   void Start() ABSL_LOCKS_EXCLUDED(mu_);
-  // Cancels every remote task, runs the lifetime callbacks, unregisters and
-  // stops the server. Idempotent.
+  // Cancels every remote task, runs the lifetime callbacks, unregisters,
+  // stops the server, and waits for the children kept by `KeepUnreaped` to
+  // be reaped. Idempotent.
   void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
+  // A child that a nursery of this actor went on without once it said bye
+  // (`CancelAll` with `defer_reaping`; the process's reaper escalates its
+  // exit when overdue): `Shutdown` returns only once it is reaped, so no
+  // process outlives this one.
+  void KeepUnreaped(std::shared_ptr<ChildProc> proc)
+      ABSL_LOCKS_EXCLUDED(unreaped_mu_);
 
   const v1::Aid& self() const { return config_.self; }
   const Config& config() const { return config_; }
@@ -260,6 +267,11 @@ class Runtime {
   bool exit_requested_ ABSL_GUARDED_BY(mu_) = false;
   std::string exit_reason_ ABSL_GUARDED_BY(mu_);
   std::function<void()> exit_hook_ ABSL_GUARDED_BY(mu_);
+  // `KeepUnreaped`'s children not yet seen reaped. Taken before a child's
+  // `mu`, never after.
+  Mutex unreaped_mu_;
+  std::vector<std::shared_ptr<ChildProc>> unreaped_
+      ABSL_GUARDED_BY(unreaped_mu_);
 };
 
 }  // namespace tractor::internal

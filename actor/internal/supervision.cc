@@ -145,7 +145,7 @@ namespace {
 // cancelling, then announces the exit and leaves the nursery's gate.
 void OnReaped(const std::shared_ptr<ChildProc>& proc, const v1::Aid& aid,
               const std::weak_ptr<NurseryState>& nursery, int status,
-              Gate::Holder& hold) {
+              ReaperHold& hold) {
   // The child is gone: whatever its crash handler wrote is in the pipe.
   const std::string crash = ReadCrashReport(proc->crash_fd);
   bool linked;
@@ -180,7 +180,7 @@ void OnReaped(const std::shared_ptr<ChildProc>& proc, const v1::Aid& aid,
     proc->exit_reported = reported;
   }
   proc->cv.SignalAll();
-  hold.Leave();  // the last thing done with the nursery
+  hold.Leave();  // the last thing done with the nursery (if not let go)
 }
 
 }  // namespace
@@ -191,8 +191,8 @@ void OnReaped(const std::shared_ptr<ChildProc>& proc, const v1::Aid& aid,
 // it is recorded and its siblings are cancelled. The nursery's gate
 // (`hold`) is held until that is done.
 void StartReaper(std::shared_ptr<ChildProc> proc, v1::Aid aid,
-                 std::weak_ptr<NurseryState> nursery, Gate::Holder hold) {
-  auto shared_hold = std::make_shared<Gate::Holder>(std::move(hold));
+                 std::weak_ptr<NurseryState> nursery,
+                 std::shared_ptr<ReaperHold> shared_hold) {
   const bool watched = WatchChildExit(
       proc->pid, [proc, aid, nursery, shared_hold](int status) {
         OnReaped(proc, aid, nursery, status, *shared_hold);
@@ -330,19 +330,6 @@ void TearDownChild(ChildProc& proc, Portal portal, const v1::Aid& aid,
 
 namespace {
 
-// Waits, without a checkpoint and without handing over the task lock (as
-// the join of a helper thread would), for the child to exit, up to
-// `until`. Returns true if it exited.
-bool WaitExitedPlain(ChildProc& proc, absl::Time until) {
-  MutexLock lk(&proc.mu);
-  while (!proc.exited) {
-    if (proc.cv.WaitWithDeadline(&proc.mu, until) && !proc.exited) {
-      return false;
-    }
-  }
-  return true;
-}
-
 bool HasExited(ChildProc& proc) {
   MutexLock lk(&proc.mu);
   return proc.exited;
@@ -353,6 +340,12 @@ struct Rung {
   std::shared_ptr<ChildProc> proc;
   std::shared_ptr<PortalState> portal;  // null: not linked back yet
   v1::Aid aid;
+  std::shared_ptr<ReaperHold> reaper_hold;
+  // Reaped later (`defer_reaping`): it said bye, and the process's reaper
+  // took over the rest of its ladder.
+  bool deferred = false;
+  // The reaper could not take it over: wait for its exit here.
+  bool no_defer = false;
   enum class Step { kAsked, kAcked, kTermed, kKilled } step = Step::kAsked;
   absl::Time deadline = absl::InfiniteFuture();  // of the current step
   // The CancelActor call (while `step` is kAsked and it was sent).
@@ -391,14 +384,61 @@ void Escalate(Rung& r) {
   }
 }
 
+// True once the rung needs nothing more from this thread: the child was
+// reaped, or (`defer_reaping`) it acknowledged the cancel and said bye, so
+// its tasks are over and it has nothing left to tell its parent.
+bool Finished(Rung& r, bool defer_reaping) {
+  MutexLock lk(&r.proc->mu);
+  return r.proc->exited ||
+         (defer_reaping && !r.no_defer && r.step == Rung::Step::kAcked &&
+          r.proc->said_bye);
+}
+
+// Waits, without a checkpoint and without handing over the task lock (as
+// the join of a helper thread would), until `Finished(r)` or `until`.
+bool WaitFinishedPlain(Rung& r, bool defer_reaping, absl::Time until) {
+  ChildProc& proc = *r.proc;
+  MutexLock lk(&proc.mu);
+  auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(proc.mu) {
+    return proc.exited ||
+           (defer_reaping && !r.no_defer && r.step == Rung::Step::kAcked &&
+            proc.said_bye);
+  };
+  while (!done()) {
+    if (proc.cv.WaitWithDeadline(&proc.mu, until) && !done()) return false;
+  }
+  return true;
+}
+
+// Hands a child that said bye to the process's reaper: the rest of its
+// ladder (SIGTERM at its deadline, then SIGKILL) is the reaper's, the
+// runtime reaps it before this process exits, and its reaper leaves the
+// nursery's gate now. False when the reaper cannot take it (no pidfd, or
+// it was reaped meanwhile): then it is waited for here.
+bool Defer(Rung& r) {
+  if (HasExited(*r.proc)) return false;
+  Runtime* rt = Runtime::Get();
+  if (rt == nullptr ||
+      !EscalateChildExit(r.proc->pid, r.deadline, TermGrace())) {
+    return false;
+  }
+  rt->KeepUnreaped(r.proc);
+  TRACTOR_LOG(cancel) << "child '" << r.aid.name() << "' " << r.aid.uuid()
+                      << " (pid " << r.proc->pid
+                      << ") said bye; reaped before this actor exits";
+  if (r.reaper_hold) r.reaper_hold->Leave();
+  return true;
+}
+
 // The teardown ladder of `TearDownChild` for many children at once, on the
 // calling thread: every CancelActor is sent before any answer is awaited
 // (on one completion queue), and each child then climbs its own ladder on
 // its own deadlines (acknowledged: `ExitAfterAck()` to exit; not, or not in
 // time: SIGTERM, `TermGrace()`, SIGKILL), as if each had a thread of its
-// own. Returns once every child is reaped.
+// own. Returns once every child is reaped, or with `defer_reaping`, once
+// every child is reaped or acknowledged the cancel and said bye (`Defer`).
 void TearDownChildren(std::vector<std::unique_ptr<Rung>>& rungs,
-                      bool hard_kill) {
+                      bool hard_kill, bool defer_reaping) {
   if (rungs.empty()) return;
   Runtime* rt = Runtime::Get();
   grpc::CompletionQueue cq;
@@ -457,35 +497,44 @@ void TearDownChildren(std::vector<std::unique_ptr<Rung>>& rungs,
   // Wait for the child whose deadline comes first; when it passes, move on
   // every child whose deadline passed.
   for (;;) {
+    const absl::Time now = absl::Now();
     Rung* first = nullptr;
     for (auto& r : rungs) {
-      if (HasExited(*r->proc)) continue;
+      if (r->deferred || HasExited(*r->proc)) continue;
+      if (defer_reaping && Finished(*r, defer_reaping)) {
+        if (Defer(*r)) {
+          r->deferred = true;
+          continue;
+        }
+        r->no_defer = true;
+        if (HasExited(*r->proc)) continue;
+      }
+      if (r->deadline <= now) Escalate(*r);
       if (first == nullptr || r->deadline < first->deadline) first = r.get();
     }
     if (first == nullptr) return;
-    if (WaitExitedPlain(*first->proc, first->deadline)) continue;
-    const absl::Time now = absl::Now();
-    for (auto& r : rungs) {
-      if (r->deadline <= now && !HasExited(*r->proc)) Escalate(*r);
-    }
+    WaitFinishedPlain(*first, defer_reaping, first->deadline);
   }
 }
 
 }  // namespace
 
-void CancelAll(NurseryState& st, bool hard_kill) ABSL_LOCKS_EXCLUDED(st.mu) {
+void CancelAll(NurseryState& st, bool hard_kill, bool defer_reaping)
+    ABSL_LOCKS_EXCLUDED(st.mu) {
   struct Child {
     std::shared_ptr<ChildProc> proc;
     Portal portal;
     std::shared_ptr<PortalState> portal_state;
     v1::Aid aid;
+    std::shared_ptr<ReaperHold> reaper_hold;
   };
   std::vector<Child> children;
   {
     MutexLock lock(&st.mu);
     st.cancel_called = true;
     for (const auto& c : st.children) {
-      children.push_back({c->proc, c->portal, c->portal_state, c->aid});
+      children.push_back(
+          {c->proc, c->portal, c->portal_state, c->aid, c->reaper_hold});
     }
   }
   for (const auto& c : children) {
@@ -517,9 +566,10 @@ void CancelAll(NurseryState& st, bool hard_kill) ABSL_LOCKS_EXCLUDED(st.mu) {
     r->proc = c.proc;
     r->portal = c.portal_state;
     r->aid = c.aid;
+    r->reaper_hold = c.reaper_hold;
     rungs.push_back(std::move(r));
   }
-  TearDownChildren(rungs, hard_kill);
+  TearDownChildren(rungs, hard_kill, defer_reaping);
   for (auto& t : threads) t.join();
 }
 

@@ -27,9 +27,11 @@ namespace tractor::internal {
 std::exception_ptr TakeExitFailure(ChildProc& proc, const v1::Aid& aid,
                                    bool* reported_elsewhere);
 
-// Reaps the child on a helper thread holding `hold` (the nursery's gate).
+// Reaps the child on the process's reaper thread (or a helper thread of its
+// own) holding `hold` (the nursery's gate) until it is reaped.
 void StartReaper(std::shared_ptr<ChildProc> proc, v1::Aid aid,
-                 std::weak_ptr<NurseryState> nursery, Gate::Holder hold);
+                 std::weak_ptr<NurseryState> nursery,
+                 std::shared_ptr<ReaperHold> hold);
 
 // A child whose link was dropped: on its own thread, a failure of the tree
 // unless it turns out to have exited.
@@ -45,8 +47,17 @@ void WatchHeartbeats(std::weak_ptr<ChildProc> weak_proc,
 void TearDownChild(ChildProc& proc, Portal portal, const v1::Aid& aid,
                    bool hard_kill);
 
-// Marks the nursery cancelled and tears every child down, in parallel.
-void CancelAll(NurseryState& st, bool hard_kill) ABSL_LOCKS_EXCLUDED(st.mu);
+// Marks the nursery cancelled and tears every child down, in parallel;
+// returns once every child is reaped. With `defer_reaping`, a child that
+// acknowledged the cancel and then said bye on its link (its tasks are
+// over; it has nothing left to tell this actor) is not waited for: the
+// process's reaper takes the rest of its ladder over (SIGTERM when its
+// exit is overdue, then SIGKILL), its reaper leaves the nursery's gate,
+// and the runtime reaps it before this process exits
+// (`Runtime::KeepUnreaped`). Only a child actor's nursery defers: a root's
+// `OpenNursery` returns with every descendant reaped.
+void CancelAll(NurseryState& st, bool hard_kill, bool defer_reaping = false)
+    ABSL_LOCKS_EXCLUDED(st.mu);
 
 }  // namespace tractor::internal
 

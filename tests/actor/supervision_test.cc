@@ -4,6 +4,7 @@
 // test_cancellation.py, test_spawning.py, test_reg_err_types.py and
 // test_runtime.py).
 #include <dirent.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <stdexcept>
 #include <string>
@@ -88,6 +90,21 @@ void RelayGrandchildError() {
   });
 }
 TRACTOR_EXPORT("sup:relay", RelayGrandchildError);
+
+// Starts a daemon and a one-shot child, then fails with their pids in the
+// error ("pids <daemon> <one-shot>"): its block cancels both, and this
+// actor goes on once they said bye, reaping them before it exits.
+void SpawnThenThrow() {
+  OpenNursery([](ActorNursery& an) {
+    const ActorOptions sup = {.enable_modules = {"sup"}};
+    Portal daemon = an.StartActor("gc_daemon", sup);
+    Portal one_shot =
+        an.RunInActor("gc_one_shot", "sup:sleep_forever", {}, sup);
+    throw std::logic_error(absl::StrCat("pids ", daemon.aid().pid(), " ",
+                                        one_shot.aid().pid()));
+  });
+}
+TRACTOR_EXPORT("sup:spawn_then_throw", SpawnThenThrow);
 
 // Spins without any checkpoint for `seconds`.
 void BusyWait(double seconds) {
@@ -439,6 +456,47 @@ TEST_F(SupervisionTest, RelayedErrorKeepsItsOriginAndRecordsThePath) {
       EXPECT_TRUE(e.IsInception());
     }
   });
+}
+
+// A child actor's block goes on once its cancelled children said bye, and
+// reaps them before the actor exits: when the root's block ends, every
+// descendant is gone. The test process is a subreaper meanwhile, so a
+// grandchild whose parent exited without reaping it would be left here
+// (as a zombie at least) instead of vanishing into init.
+TEST_F(SupervisionTest, TheRootsBlockEndsWithEveryDescendantReaped) {
+  ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  for (int round = 0; round < 3; ++round) {
+    std::vector<pid_t> pids;
+    OpenRootActor({}, [&] {
+      try {
+        OpenNursery([&](ActorNursery& an) {
+          pids.push_back(an.StartActor("idle", kSup).aid().pid());
+          pids.push_back(
+              an.RunInActor("middle", "sup:spawn_then_throw", {}, kSup)
+                  .aid()
+                  .pid());
+        });
+        ADD_FAILURE() << "no error";
+      } catch (const RemoteActorError& e) {
+        EXPECT_EQ(e.src().name(), "middle");
+        long daemon = 0, one_shot = 0;  // NOLINT(runtime/int): sscanf's %ld
+        const char* at = strstr(e.what(), "pids ");
+        ASSERT_NE(at, nullptr) << e.what();
+        ASSERT_EQ(sscanf(at, "pids %ld %ld", &daemon, &one_shot), 2)
+            << e.what();
+        pids.push_back(static_cast<pid_t>(daemon));
+        pids.push_back(static_cast<pid_t>(one_shot));
+      }
+      // At once, not eventually: the block's end is the guarantee.
+      for (pid_t pid : pids) {
+        EXPECT_EQ(kill(pid, 0), -1) << "pid " << pid << " is still there";
+        EXPECT_EQ(errno, ESRCH);
+      }
+      EXPECT_TRUE(testing::Descendants(getpid()).empty());
+    });
+    ASSERT_EQ(pids.size(), 4u);
+  }
+  ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 0), 0);
 }
 
 TEST_F(SupervisionTest, GrandchildStuckInSyncCodeIsStillReaped) {

@@ -299,7 +299,20 @@ class UnaryCall final : public AcceptedCall,
     const v1::Msg reply = rt_->tasks().ServeCall(msg_, this);
     msg_.Clear();
     SerializeToByteBuffer(reply, &reply_bytes_);
+    // Copied first: once the reply is posted, the watcher may let go of
+    // this call at any time.
+    const std::shared_ptr<ServerGate> gate = gate_;
+    CallWatcher* const watcher = watcher_;
     Reply(grpc::Status::OK, &reply_bytes_);
+    // With the reply on its way, this thread delivers the completions
+    // that are ready (usually this call's own reply and done tag), so
+    // that the watcher does not take a burst of them every poll while
+    // calls keep coming. Inside the gate: the watcher outlives the
+    // acceptor's Stop, which waits for the threads inside.
+    if (gate->Enter()) {
+      watcher->Reap(CallWatcher::kReapPerCall);
+      gate->Leave();
+    }
   }
 
   // The reply's and the done tag's completions, on the watcher's thread.

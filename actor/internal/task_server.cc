@@ -480,6 +480,12 @@ bool CallWatcher::DeliverOne(absl::Time deadline) {
   return true;
 }
 
+size_t CallWatcher::Reap(size_t max) {
+  size_t n = 0;
+  while (n < max && DeliverOne(absl::InfinitePast())) ++n;
+  return n;
+}
+
 void CallWatcher::Loop() {
   absl::Time last_call = absl::Now();
   for (;;) {

@@ -78,6 +78,10 @@ void CancelForCaller(const std::shared_ptr<DialogSession>& s);
 // has been live that long (its task runs long), it waits on the queue
 // itself, so that a client going away is acted on at once. It sleeps once
 // no call was live for `kIdleAfter`, and a call arriving then wakes it.
+// The thread that served a call also delivers what is ready once it sent
+// the reply (`Reap`), so that the watcher's poll finds little: a poll that
+// delivers a whole interval's completions at once (a few hundred calls'
+// clean-up) delays the calls running meanwhile.
 // Thread-safe; owns its thread and joins it on destruction, after which it
 // shuts the queue down and delivers what is left: every operation on the
 // queue must complete by then (the server was shut down).
@@ -94,6 +98,13 @@ class CallWatcher {
 
   // Bind the calls to this queue (their `new_call_cq`).
   grpc::CompletionQueue* cq() { return cq_.get(); }
+
+  // Delivers at most `max` completions that are ready, without waiting;
+  // returns how many it delivered. Any thread, while the watcher exists.
+  size_t Reap(size_t max);
+  // What a call's serving thread reaps after its reply: its own reply's
+  // and done tag's completions, and some left over by others.
+  static constexpr size_t kReapPerCall = 8;
 
   // A call bound to cq() arrived: live until Forget(id).
   uint64_t Add() ABSL_LOCKS_EXCLUDED(mu_);

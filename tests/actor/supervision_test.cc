@@ -306,6 +306,10 @@ void RunManyFailing(const std::string& func) {
           std::rethrow_exception(e);
         } catch (const RemoteActorError& r) {
           EXPECT_EQ(r.boxed_type(), "std::logic_error");
+        } catch (const std::exception& other) {
+          ADD_FAILURE() << "not a RemoteActorError: "
+                        << ::testing::internal::GetTypeName(typeid(other))
+                        << ": " << other.what();
         } catch (...) {
           ADD_FAILURE() << "not a RemoteActorError";
         }

@@ -151,8 +151,8 @@ int ChildMain(const v1::SpawnSpec& spec) {
     return 1;
   }
   connector.join();
-  // Lives until just before the _exit below, or is joined when ChildMain
-  // returns early.
+  // Let go (not joined) just before the _exit below, or joined when
+  // ChildMain returns early.
   SigtermWatch sigterm([r = rt.get()] { r->RequestExit("SIGTERM"); });
 
   if (!channel) channel = rt->ChannelTo(spec.parent_addr());
@@ -250,7 +250,7 @@ int ChildMain(const v1::SpawnSpec& spec) {
   fflush(stdout);
   fflush(stderr);
   QuiescePoolForExit();
-  sigterm.Stop();
+  sigterm.LeaveForExit();
   _exit(why == kParentLinkLost ? kLinkLostExitStatus : 0);
 }
 

@@ -60,7 +60,7 @@ SigintWatch::~SigintWatch() {
 }
 
 SigtermWatch::SigtermWatch(std::function<void()> on_term)
-    : thread_([this, on_term = std::move(on_term)] {
+    : thread_([stop = stop_, on_term = std::move(on_term)] {
         discovery::NameThisThread("sigterm");
         sigset_t set;
         sigemptyset(&set);
@@ -68,18 +68,24 @@ SigtermWatch::SigtermWatch(std::function<void()> on_term)
         int sig = 0;
         while (sigwait(&set, &sig) != 0) {
         }
-        if (!stop_.load()) on_term();
+        if (!stop->load()) on_term();
       }) {}
 
 SigtermWatch::~SigtermWatch() { Stop(); }
 
 void SigtermWatch::Stop() {
   if (!thread_.joinable()) return;
-  stop_.store(true);
+  stop_->store(true);
   // A SIGTERM aimed at the watcher's thread (blocked everywhere, so it stays
   // pending there) ends its sigwait.
   pthread_kill(thread_.native_handle(), SIGTERM);
   thread_.join();
+}
+
+void SigtermWatch::LeaveForExit() {
+  if (!thread_.joinable()) return;
+  stop_->store(true);
+  thread_.detach();
 }
 
 }  // namespace tractor::internal

@@ -47,22 +47,31 @@ class SigintWatch {
 // While alive, a thread of its own waits for SIGTERM (which the caller must
 // have blocked in every thread) and then calls `on_term` once. Owns that
 // thread and joins it: the destructor wakes it without calling `on_term`.
-// A child actor keeps one for its whole life (`ChildMain`, which stops it
-// just before it ends the process with `_exit`).
+// A child actor keeps one for its whole life (`ChildMain`, which lets it go
+// with `LeaveForExit` just before it ends the process with `_exit`).
 class SigtermWatch {
  public:
   explicit SigtermWatch(std::function<void()> on_term);
   ~SigtermWatch();
-  // Ends the watch and joins its thread (what the destructor does), for a
-  // process about to leave by _exit: a watcher thread that has handled a
-  // SIGTERM has finished, and one left unjoined is a thread leak (as
-  // ThreadSanitizer reports it). Idempotent.
+  // Ends the watch and joins its thread (what the destructor does).
+  // Idempotent.
   void Stop();
+  // Ends the watch without waking or joining its thread, for a process
+  // about to leave by `_exit`: the thread is detached and, unless a SIGTERM
+  // woke it already, stays blocked in `sigwait` until the `_exit` ends it; a
+  // SIGTERM from now on no longer calls `on_term`. (Waking the thread to
+  // join it made an exiting child wait, on its way to `_exit`, for that
+  // thread to be scheduled and to exit; a detached thread, finished or not,
+  // is no thread leak to ThreadSanitizer.) Afterwards `Stop` and the
+  // destructor do nothing. Idempotent.
+  void LeaveForExit();
   SigtermWatch(const SigtermWatch&) = delete;
   SigtermWatch& operator=(const SigtermWatch&) = delete;
 
  private:
-  std::atomic<bool> stop_{false};
+  // Shared with the thread, which may outlive this object once detached.
+  std::shared_ptr<std::atomic<bool>> stop_ =
+      std::make_shared<std::atomic<bool>>(false);
   std::thread thread_;
 };
 

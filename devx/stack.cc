@@ -11,11 +11,14 @@
 #include <linux/futex.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
@@ -27,6 +30,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/debugging/internal/demangle.h"
 #include "absl/debugging/symbolize.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -357,11 +361,23 @@ void ThreadName(pid_t tid, char* out, size_t cap) {
   out[n] = '\0';
 }
 
+// Where one symbol table and its string table lie in a binary's file.
+struct SymbolSection {
+  uint64_t offset = 0;  // 0 with size 0: the binary has no such table
+  uint64_t size = 0;
+  uint64_t names_offset = 0;
+  uint64_t names_size = 0;
+};
+
 // ELF facts about one binary, read once: whether it carries DWARF line
-// information and whether it is position-independent.
+// information, whether it is position-independent, and where its symbol
+// tables are (the first SHT_SYMTAB and SHT_DYNSYM, as absl::Symbolize
+// picks them).
 struct ElfInfo {
   bool debug_info = false;
   bool pie = true;
+  SymbolSection symtab;
+  SymbolSection dynsym;
 };
 
 ElfInfo ReadElfInfo(const std::string& path) {
@@ -387,6 +403,17 @@ ElfInfo ReadElfInfo(const std::string& path) {
               strcmp(names.c_str() + sh[i].sh_name, ".debug_line") == 0) {
             info.debug_info = true;
           }
+          SymbolSection* table = sh[i].sh_type == SHT_SYMTAB   ? &info.symtab
+                                 : sh[i].sh_type == SHT_DYNSYM ? &info.dynsym
+                                                               : nullptr;
+          if (table != nullptr && table->size == 0 &&
+              sh[i].sh_entsize == sizeof(Elf64_Sym) &&
+              sh[i].sh_link < eh.e_shnum) {
+            table->offset = sh[i].sh_offset;
+            table->size = sh[i].sh_size;
+            table->names_offset = sh[sh[i].sh_link].sh_offset;
+            table->names_size = sh[sh[i].sh_link].sh_size;
+          }
         }
       }
     }
@@ -411,6 +438,117 @@ std::string Demangle(const char* name) {
   std::string s(out);
   std::free(out);
   return s;
+}
+
+// One frame dladdr could not name, to look up in its object's symbol table.
+struct SymbolLookup {
+  uintptr_t pc;  // the call's address (the return address - 1)
+  size_t index;  // the frame's index in SymbolizeEach
+  bool found = false;
+  Elf64_Sym best{};
+};
+
+// Names `lookups`, frames of the binary at `path` loaded at `bias` (its
+// link map's l_addr), from its .symtab, else its .dynsym, with the rules
+// of absl::Symbolize so that the names are the same: a symbol holds the
+// address when it has a value and a section and is not thread-local; of
+// several, one with a size wins over one without, else the later one.
+// absl::Symbolize reads the whole table through lseek and read, 1 KiB at
+// a time, for every frame it is asked about: a few hundred system calls
+// per frame of a program of 11,000 symbols. Here the tables are mapped,
+// read once for all the frames of the object, and unmapped. Returns false
+// when the file cannot be read as it describes itself.
+bool LookUpSymbols(const std::string& path, const ElfInfo& elf, uintptr_t bias,
+                   std::vector<SymbolLookup>& lookups,
+                   std::vector<std::string>& names) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct stat st {};
+  if (fstat(fd, &st) != 0) {
+    close(fd);
+    return false;
+  }
+  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
+  auto fits = [file_size](uint64_t offset, uint64_t size) {
+    return offset <= file_size && size <= file_size - offset;
+  };
+  std::sort(lookups.begin(), lookups.end(),
+            [](const SymbolLookup& a, const SymbolLookup& b) {
+              return a.pc < b.pc;
+            });
+  bool read_any = false;
+  for (const SymbolSection* table : {&elf.symtab, &elf.dynsym}) {
+    if (table->size == 0 || !fits(table->offset, table->size) ||
+        !fits(table->names_offset, table->names_size)) {
+      continue;
+    }
+    bool all_found = true;
+    for (const SymbolLookup& l : lookups) all_found = all_found && l.found;
+    if (all_found) break;
+    // One mapping over both tables (they are usually adjacent).
+    const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    const uint64_t begin =
+        std::min(table->offset, table->names_offset) / page * page;
+    const uint64_t end = std::max(table->offset + table->size,
+                                  table->names_offset + table->names_size);
+    if (end <= begin) continue;
+    void* map = mmap(nullptr, end - begin, PROT_READ, MAP_PRIVATE, fd,
+                     static_cast<off_t>(begin));
+    if (map == MAP_FAILED) continue;
+    read_any = true;
+    const char* base = static_cast<const char*>(map);
+    const auto* syms =
+        reinterpret_cast<const Elf64_Sym*>(base + (table->offset - begin));
+    const char* strings = base + (table->names_offset - begin);
+    const size_t count = table->size / sizeof(Elf64_Sym);
+    // The lookups still unnamed, by address (already sorted); a table
+    // answers only those the tables before it did not.
+    std::vector<SymbolLookup*> open;
+    for (SymbolLookup& l : lookups) {
+      if (!l.found) open.push_back(&l);
+    }
+    for (size_t i = 0; i < count; ++i) {
+      const Elf64_Sym& sym = syms[i];
+      if (sym.st_value == 0 || sym.st_shndx == SHN_UNDEF ||
+          ELF64_ST_TYPE(sym.st_info) == STT_TLS) {
+        continue;
+      }
+      const uintptr_t start = sym.st_value + bias;
+      const uintptr_t stop = start + sym.st_size;
+      auto it = std::lower_bound(
+          open.begin(), open.end(), start,
+          [](const SymbolLookup* l, uintptr_t a) { return l->pc < a; });
+      for (; it != open.end() && ((*it)->pc < stop ||
+                                  ((*it)->pc == start && start == stop));
+           ++it) {
+        SymbolLookup& l = **it;
+        if (!l.found || !(sym.st_size == 0 && l.best.st_size != 0)) {
+          l.found = true;
+          l.best = sym;
+        }
+      }
+    }
+    for (SymbolLookup* l : open) {
+      if (!l->found) continue;
+      if (l->best.st_name >= table->names_size) {
+        l->found = false;
+        continue;
+      }
+      const char* name = strings + l->best.st_name;
+      const std::string mangled(
+          name, strnlen(name, table->names_size - l->best.st_name));
+      // Abseil's demangler, as absl::Symbolize demangles.
+      char demangled[1024];
+      names[l->index] =
+          absl::debugging_internal::Demangle(mangled.c_str(), demangled,
+                                             sizeof demangled)
+              ? std::string(demangled)
+              : mangled;
+    }
+    munmap(map, end - begin);
+  }
+  close(fd);
+  return read_any;
 }
 
 // Runs addr2line on `object` for `offsets`; returns its output ("" on any
@@ -550,7 +688,6 @@ int CaptureStack(void** frames, int max_frames, int skip) {
 
 std::vector<std::vector<Frame>> SymbolizeEach(
     const std::vector<std::vector<void*>>& stacks) {
-  WarmUp();
   // The stacks' frames end to end: one lookup of each object for them all.
   std::vector<void*> pcs;
   for (const auto& stack : stacks) {
@@ -562,6 +699,16 @@ std::vector<std::vector<Frame>> SymbolizeEach(
   };
   std::vector<Frame> frames(pcs.size());
   std::map<std::string, std::vector<Pending>> by_object;
+  // Frames dladdr could not name (functions a binary does not export), by
+  // object: looked up in its symbol table below, all at once.
+  struct Unnamed {
+    const ElfInfo* elf;
+    uintptr_t bias;
+    std::vector<SymbolLookup> lookups;
+  };
+  std::map<std::string, Unnamed> unnamed;
+  std::vector<size_t> no_object;  // frames for absl::Symbolize alone
+  std::string main_program;       // MainProgramPath(), read once
   for (size_t i = 0; i < pcs.size(); ++i) {
     Frame& f = frames[i];
     f.pc = pcs[i];
@@ -569,24 +716,51 @@ std::vector<std::vector<Frame>> SymbolizeEach(
     // A return address points after the call: look the call itself up.
     const void* lookup = static_cast<const char*>(pcs[i]) - 1;
     Dl_info info{};
-    if (dladdr(lookup, &info) != 0 && info.dli_fname != nullptr) {
+    struct link_map* map = nullptr;
+    if (dladdr1(lookup, &info, reinterpret_cast<void**>(&map),
+                RTLD_DL_LINKMAP) != 0 &&
+        info.dli_fname != nullptr) {
       f.object = info.dli_fname;
       if (info.dli_sname != nullptr) f.function = Demangle(info.dli_sname);
       std::string path = f.object;
       if (path.empty() || info.dli_fbase == MainProgramBase()) {
-        path = MainProgramPath();
+        if (main_program.empty()) main_program = MainProgramPath();
+        path = main_program;
       }
       const ElfInfo& elf = CachedElfInfo(path);
+      const uintptr_t pc = reinterpret_cast<uintptr_t>(lookup);
       if (elf.debug_info) {
-        const uintptr_t pc = reinterpret_cast<uintptr_t>(lookup);
         const uintptr_t base = reinterpret_cast<uintptr_t>(info.dli_fbase);
         by_object[path].push_back({i, elf.pie ? pc - base : pc});
       }
+      if (info.dli_sname == nullptr) {
+        Unnamed& u = unnamed[path];
+        u.elf = &elf;
+        u.bias = map != nullptr ? map->l_addr : 0;
+        u.lookups.push_back({pc, i});
+      }
+    } else {
+      no_object.push_back(i);
     }
-    if (f.function == "??") {
-      char name[1024];
-      if (absl::Symbolize(lookup, name, sizeof name)) f.function = name;
+  }
+  std::vector<std::string> names(pcs.size());
+  for (auto& entry : unnamed) {
+    Unnamed& u = entry.second;
+    if (!LookUpSymbols(entry.first, *u.elf, u.bias, u.lookups, names)) {
+      // Not readable as its headers say (the vDSO has no file): asked of
+      // absl::Symbolize, which reads the process's mappings.
+      for (const SymbolLookup& l : u.lookups) no_object.push_back(l.index);
     }
+  }
+  for (size_t i = 0; i < pcs.size(); ++i) {
+    if (!names[i].empty()) frames[i].function = std::move(names[i]);
+  }
+  // absl::Symbolize needs its initialisation (a no-op after the first).
+  if (!no_object.empty()) WarmUp();
+  for (size_t i : no_object) {
+    char name[1024];
+    const void* lookup = static_cast<const char*>(pcs[i]) - 1;
+    if (absl::Symbolize(lookup, name, sizeof name)) frames[i].function = name;
   }
   // Inlined calls add frames before the one they were inlined into.
   std::map<size_t, std::vector<Frame>> inlined;

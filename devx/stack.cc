@@ -448,6 +448,61 @@ struct SymbolLookup {
   Elf64_Sym best{};
 };
 
+// One symbol table of a binary and its names, mapped from the file.
+struct MappedTable {
+  const Elf64_Sym* syms = nullptr;  // null: not mapped (none, or unreadable)
+  size_t count = 0;
+  const char* names = nullptr;
+  size_t names_size = 0;
+};
+
+// The symbol table `section` of the binary at `path`, mapped the first
+// time it is asked for and kept: a process that has symbolized once is
+// likely to again, and unmapping costs more than the mapping (on this
+// project's VMs a munmap was half of a whole traceback's time). What stays
+// resident is the pages read, clean and backed by the file; a process that
+// never symbolizes maps nothing. Thread-safe.
+const MappedTable& MapSymbolTable(const std::string& path,
+                                  const SymbolSection& section) {
+  static std::mutex mu;
+  static auto* cache = new std::map<std::pair<std::string, uint64_t>,
+                                    MappedTable>;
+  std::lock_guard<std::mutex> lock(mu);
+  auto [it, inserted] =
+      cache->try_emplace({path, section.offset}, MappedTable{});
+  MappedTable& table = it->second;
+  if (!inserted || section.size == 0) return table;
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return table;
+  struct stat st {};
+  const uint64_t file_size =
+      fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  auto fits = [file_size](uint64_t offset, uint64_t size) {
+    return offset <= file_size && size <= file_size - offset;
+  };
+  if (fits(section.offset, section.size) &&
+      fits(section.names_offset, section.names_size)) {
+    // One mapping over both tables (they are usually adjacent).
+    const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    const uint64_t begin =
+        std::min(section.offset, section.names_offset) / page * page;
+    const uint64_t end = std::max(section.offset + section.size,
+                                  section.names_offset + section.names_size);
+    void* map = mmap(nullptr, end - begin, PROT_READ, MAP_PRIVATE, fd,
+                     static_cast<off_t>(begin));
+    if (map != MAP_FAILED) {
+      const char* base = static_cast<const char*>(map);
+      table.syms =
+          reinterpret_cast<const Elf64_Sym*>(base + (section.offset - begin));
+      table.count = section.size / sizeof(Elf64_Sym);
+      table.names = base + (section.names_offset - begin);
+      table.names_size = section.names_size;
+    }
+  }
+  close(fd);
+  return table;
+}
+
 // Names `lookups`, frames of the binary at `path` loaded at `bias` (its
 // link map's l_addr), from its .symtab, else its .dynsym, with the rules
 // of absl::Symbolize so that the names are the same: a symbol holds the
@@ -455,66 +510,39 @@ struct SymbolLookup {
 // several, one with a size wins over one without, else the later one.
 // absl::Symbolize reads the whole table through lseek and read, 1 KiB at
 // a time, for every frame it is asked about: a few hundred system calls
-// per frame of a program of 11,000 symbols. Here the tables are mapped,
-// read once for all the frames of the object, and unmapped. Returns false
-// when the file cannot be read as it describes itself.
+// per frame of a program of 11,000 symbols. Here the tables are mapped
+// (MapSymbolTable) and read once for all the frames of the object.
+// Returns false when neither table could be read.
 bool LookUpSymbols(const std::string& path, const ElfInfo& elf, uintptr_t bias,
                    std::vector<SymbolLookup>& lookups,
                    std::vector<std::string>& names) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  struct stat st {};
-  if (fstat(fd, &st) != 0) {
-    close(fd);
-    return false;
-  }
-  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
-  auto fits = [file_size](uint64_t offset, uint64_t size) {
-    return offset <= file_size && size <= file_size - offset;
-  };
   std::sort(lookups.begin(), lookups.end(),
             [](const SymbolLookup& a, const SymbolLookup& b) {
               return a.pc < b.pc;
             });
   bool read_any = false;
-  for (const SymbolSection* table : {&elf.symtab, &elf.dynsym}) {
-    if (table->size == 0 || !fits(table->offset, table->size) ||
-        !fits(table->names_offset, table->names_size)) {
-      continue;
-    }
-    bool all_found = true;
-    for (const SymbolLookup& l : lookups) all_found = all_found && l.found;
-    if (all_found) break;
-    // One mapping over both tables (they are usually adjacent).
-    const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-    const uint64_t begin =
-        std::min(table->offset, table->names_offset) / page * page;
-    const uint64_t end = std::max(table->offset + table->size,
-                                  table->names_offset + table->names_size);
-    if (end <= begin) continue;
-    void* map = mmap(nullptr, end - begin, PROT_READ, MAP_PRIVATE, fd,
-                     static_cast<off_t>(begin));
-    if (map == MAP_FAILED) continue;
-    read_any = true;
-    const char* base = static_cast<const char*>(map);
-    const auto* syms =
-        reinterpret_cast<const Elf64_Sym*>(base + (table->offset - begin));
-    const char* strings = base + (table->names_offset - begin);
-    const size_t count = table->size / sizeof(Elf64_Sym);
-    // The lookups still unnamed, by address (already sorted); a table
-    // answers only those the tables before it did not.
+  for (const SymbolSection* section : {&elf.symtab, &elf.dynsym}) {
+    // The lookups still unnamed, by address; a table answers only those
+    // the table before it did not.
     std::vector<SymbolLookup*> open;
     for (SymbolLookup& l : lookups) {
       if (!l.found) open.push_back(&l);
     }
-    for (size_t i = 0; i < count; ++i) {
-      const Elf64_Sym& sym = syms[i];
+    if (open.empty()) break;
+    const MappedTable& table = MapSymbolTable(path, *section);
+    if (table.syms == nullptr) continue;
+    read_any = true;
+    const uintptr_t lowest = open.front()->pc;
+    const uintptr_t highest = open.back()->pc;
+    for (size_t i = 0; i < table.count; ++i) {
+      const Elf64_Sym& sym = table.syms[i];
+      const uintptr_t start = sym.st_value + bias;
+      const uintptr_t stop = start + sym.st_size;
+      if (start > highest || (stop <= lowest && start != lowest)) continue;
       if (sym.st_value == 0 || sym.st_shndx == SHN_UNDEF ||
           ELF64_ST_TYPE(sym.st_info) == STT_TLS) {
         continue;
       }
-      const uintptr_t start = sym.st_value + bias;
-      const uintptr_t stop = start + sym.st_size;
       auto it = std::lower_bound(
           open.begin(), open.end(), start,
           [](const SymbolLookup* l, uintptr_t a) { return l->pc < a; });
@@ -530,13 +558,13 @@ bool LookUpSymbols(const std::string& path, const ElfInfo& elf, uintptr_t bias,
     }
     for (SymbolLookup* l : open) {
       if (!l->found) continue;
-      if (l->best.st_name >= table->names_size) {
+      if (l->best.st_name >= table.names_size) {
         l->found = false;
         continue;
       }
-      const char* name = strings + l->best.st_name;
+      const char* name = table.names + l->best.st_name;
       const std::string mangled(
-          name, strnlen(name, table->names_size - l->best.st_name));
+          name, strnlen(name, table.names_size - l->best.st_name));
       // Abseil's demangler, as absl::Symbolize demangles.
       char demangled[1024];
       names[l->index] =
@@ -545,9 +573,7 @@ bool LookUpSymbols(const std::string& path, const ElfInfo& elf, uintptr_t bias,
               ? std::string(demangled)
               : mangled;
     }
-    munmap(map, end - begin);
   }
-  close(fd);
   return read_any;
 }
 

@@ -440,6 +440,13 @@ std::string Demangle(const char* name) {
   return s;
 }
 
+// The call before return address `pc` (the address to look up), computed
+// as an integer: `pc` may be anything a caller passes, even 1, whose
+// pointer arithmetic would be undefined.
+const void* CallSite(const void* pc) {
+  return reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(pc) - 1);
+}
+
 // One frame dladdr could not name, to look up in its object's symbol table.
 struct SymbolLookup {
   uintptr_t pc;  // the call's address (the return address - 1)
@@ -740,7 +747,7 @@ std::vector<std::vector<Frame>> SymbolizeEach(
     f.pc = pcs[i];
     f.function = "??";
     // A return address points after the call: look the call itself up.
-    const void* lookup = static_cast<const char*>(pcs[i]) - 1;
+    const void* lookup = CallSite(pcs[i]);
     Dl_info info{};
     struct link_map* map = nullptr;
     if (dladdr1(lookup, &info, reinterpret_cast<void**>(&map),
@@ -785,7 +792,7 @@ std::vector<std::vector<Frame>> SymbolizeEach(
   if (!no_object.empty()) WarmUp();
   for (size_t i : no_object) {
     char name[1024];
-    const void* lookup = static_cast<const char*>(pcs[i]) - 1;
+    const void* lookup = CallSite(pcs[i]);
     if (absl::Symbolize(lookup, name, sizeof name)) frames[i].function = name;
   }
   // Inlined calls add frames before the one they were inlined into.
@@ -1002,7 +1009,7 @@ void PutFrames(Out& out, void* const* frames, int n) {
     out.PutNumber(i);
     out.Put(" ");
     char name[512];
-    const void* lookup = static_cast<const char*>(frames[i]) - 1;
+    const void* lookup = CallSite(frames[i]);
     if (absl::Symbolize(lookup, name, sizeof name)) {
       out.Put(name);
     } else {

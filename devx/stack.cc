@@ -698,8 +698,15 @@ void WarmUp() {
     void* frames[1];
     backtrace(frames, 0);
     absl::InitializeSymbolizer("/proc/self/exe");
+    // One lookup sets Abseil's symbolizer up (its arena, the process's
+    // mappings). It is asked about libgcc_s's unwinder, whose table is
+    // 200 symbols: about a function of the program, it would read the
+    // program's whole symbol table, 1 KiB per read (about 260 system calls
+    // at every actor's boot for the bench program).
+    void* target = dlsym(RTLD_DEFAULT, "_Unwind_Backtrace");
+    if (target == nullptr) target = reinterpret_cast<void*>(&WarmUp);
     char name[64];
-    absl::Symbolize(reinterpret_cast<void*>(&WarmUp), name, sizeof name);
+    absl::Symbolize(target, name, sizeof name);
     InstallSampleHandler();
   });
 }

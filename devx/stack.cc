@@ -11,11 +11,14 @@
 #include <linux/futex.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
@@ -27,6 +30,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/debugging/internal/demangle.h"
 #include "absl/debugging/symbolize.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -357,11 +361,23 @@ void ThreadName(pid_t tid, char* out, size_t cap) {
   out[n] = '\0';
 }
 
+// Where one symbol table and its string table lie in a binary's file.
+struct SymbolSection {
+  uint64_t offset = 0;  // 0 with size 0: the binary has no such table
+  uint64_t size = 0;
+  uint64_t names_offset = 0;
+  uint64_t names_size = 0;
+};
+
 // ELF facts about one binary, read once: whether it carries DWARF line
-// information and whether it is position-independent.
+// information, whether it is position-independent, and where its symbol
+// tables are (the first SHT_SYMTAB and SHT_DYNSYM, as absl::Symbolize
+// picks them).
 struct ElfInfo {
   bool debug_info = false;
   bool pie = true;
+  SymbolSection symtab;
+  SymbolSection dynsym;
 };
 
 ElfInfo ReadElfInfo(const std::string& path) {
@@ -387,6 +403,17 @@ ElfInfo ReadElfInfo(const std::string& path) {
               strcmp(names.c_str() + sh[i].sh_name, ".debug_line") == 0) {
             info.debug_info = true;
           }
+          SymbolSection* table = sh[i].sh_type == SHT_SYMTAB   ? &info.symtab
+                                 : sh[i].sh_type == SHT_DYNSYM ? &info.dynsym
+                                                               : nullptr;
+          if (table != nullptr && table->size == 0 &&
+              sh[i].sh_entsize == sizeof(Elf64_Sym) &&
+              sh[i].sh_link < eh.e_shnum) {
+            table->offset = sh[i].sh_offset;
+            table->size = sh[i].sh_size;
+            table->names_offset = sh[sh[i].sh_link].sh_offset;
+            table->names_size = sh[sh[i].sh_link].sh_size;
+          }
         }
       }
     }
@@ -411,6 +438,150 @@ std::string Demangle(const char* name) {
   std::string s(out);
   std::free(out);
   return s;
+}
+
+// The call before return address `pc` (the address to look up), computed
+// as an integer: `pc` may be anything a caller passes, even 1, whose
+// pointer arithmetic would be undefined.
+const void* CallSite(const void* pc) {
+  return reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(pc) - 1);
+}
+
+// One frame dladdr could not name, to look up in its object's symbol table.
+struct SymbolLookup {
+  uintptr_t pc;  // the call's address (the return address - 1)
+  size_t index;  // the frame's index in SymbolizeEach
+  bool found = false;
+  Elf64_Sym best{};
+};
+
+// One symbol table of a binary and its names, mapped from the file.
+struct MappedTable {
+  const Elf64_Sym* syms = nullptr;  // null: not mapped (none, or unreadable)
+  size_t count = 0;
+  const char* names = nullptr;
+  size_t names_size = 0;
+};
+
+// The symbol table `section` of the binary at `path`, mapped the first
+// time it is asked for and kept: a process that has symbolized once is
+// likely to again, and unmapping costs more than the mapping (on this
+// project's VMs a munmap was half of a whole traceback's time). What stays
+// resident is the pages read, clean and backed by the file; a process that
+// never symbolizes maps nothing. Thread-safe.
+const MappedTable& MapSymbolTable(const std::string& path,
+                                  const SymbolSection& section) {
+  static std::mutex mu;
+  static auto* cache = new std::map<std::pair<std::string, uint64_t>,
+                                    MappedTable>;
+  std::lock_guard<std::mutex> lock(mu);
+  auto [it, inserted] =
+      cache->try_emplace({path, section.offset}, MappedTable{});
+  MappedTable& table = it->second;
+  if (!inserted || section.size == 0) return table;
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return table;
+  struct stat st {};
+  const uint64_t file_size =
+      fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  auto fits = [file_size](uint64_t offset, uint64_t size) {
+    return offset <= file_size && size <= file_size - offset;
+  };
+  if (fits(section.offset, section.size) &&
+      fits(section.names_offset, section.names_size)) {
+    // One mapping over both tables (they are usually adjacent).
+    const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    const uint64_t begin =
+        std::min(section.offset, section.names_offset) / page * page;
+    const uint64_t end = std::max(section.offset + section.size,
+                                  section.names_offset + section.names_size);
+    void* map = mmap(nullptr, end - begin, PROT_READ, MAP_PRIVATE, fd,
+                     static_cast<off_t>(begin));
+    if (map != MAP_FAILED) {
+      const char* base = static_cast<const char*>(map);
+      table.syms =
+          reinterpret_cast<const Elf64_Sym*>(base + (section.offset - begin));
+      table.count = section.size / sizeof(Elf64_Sym);
+      table.names = base + (section.names_offset - begin);
+      table.names_size = section.names_size;
+    }
+  }
+  close(fd);
+  return table;
+}
+
+// Names `lookups`, frames of the binary at `path` loaded at `bias` (its
+// link map's l_addr), from its .symtab, else its .dynsym, with the rules
+// of absl::Symbolize so that the names are the same: a symbol holds the
+// address when it has a value and a section and is not thread-local; of
+// several, one with a size wins over one without, else the later one.
+// absl::Symbolize reads the whole table through lseek and read, 1 KiB at
+// a time, for every frame it is asked about: a few hundred system calls
+// per frame of a program of 11,000 symbols. Here the tables are mapped
+// (MapSymbolTable) and read once for all the frames of the object.
+// Returns false when neither table could be read.
+bool LookUpSymbols(const std::string& path, const ElfInfo& elf, uintptr_t bias,
+                   std::vector<SymbolLookup>& lookups,
+                   std::vector<std::string>& names) {
+  std::sort(lookups.begin(), lookups.end(),
+            [](const SymbolLookup& a, const SymbolLookup& b) {
+              return a.pc < b.pc;
+            });
+  bool read_any = false;
+  for (const SymbolSection* section : {&elf.symtab, &elf.dynsym}) {
+    // The lookups still unnamed, by address; a table answers only those
+    // the table before it did not.
+    std::vector<SymbolLookup*> open;
+    for (SymbolLookup& l : lookups) {
+      if (!l.found) open.push_back(&l);
+    }
+    if (open.empty()) break;
+    const MappedTable& table = MapSymbolTable(path, *section);
+    if (table.syms == nullptr) continue;
+    read_any = true;
+    const uintptr_t lowest = open.front()->pc;
+    const uintptr_t highest = open.back()->pc;
+    for (size_t i = 0; i < table.count; ++i) {
+      const Elf64_Sym& sym = table.syms[i];
+      const uintptr_t start = sym.st_value + bias;
+      const uintptr_t stop = start + sym.st_size;
+      if (start > highest || (stop <= lowest && start != lowest)) continue;
+      if (sym.st_value == 0 || sym.st_shndx == SHN_UNDEF ||
+          ELF64_ST_TYPE(sym.st_info) == STT_TLS) {
+        continue;
+      }
+      auto it = std::lower_bound(
+          open.begin(), open.end(), start,
+          [](const SymbolLookup* l, uintptr_t a) { return l->pc < a; });
+      for (; it != open.end() && ((*it)->pc < stop ||
+                                  ((*it)->pc == start && start == stop));
+           ++it) {
+        SymbolLookup& l = **it;
+        if (!l.found || !(sym.st_size == 0 && l.best.st_size != 0)) {
+          l.found = true;
+          l.best = sym;
+        }
+      }
+    }
+    for (SymbolLookup* l : open) {
+      if (!l->found) continue;
+      if (l->best.st_name >= table.names_size) {
+        l->found = false;
+        continue;
+      }
+      const char* name = table.names + l->best.st_name;
+      const std::string mangled(
+          name, strnlen(name, table.names_size - l->best.st_name));
+      // Abseil's demangler, as absl::Symbolize demangles.
+      char demangled[1024];
+      names[l->index] =
+          absl::debugging_internal::Demangle(mangled.c_str(), demangled,
+                                             sizeof demangled)
+              ? std::string(demangled)
+              : mangled;
+    }
+  }
+  return read_any;
 }
 
 // Runs addr2line on `object` for `offsets`; returns its output ("" on any
@@ -527,8 +698,15 @@ void WarmUp() {
     void* frames[1];
     backtrace(frames, 0);
     absl::InitializeSymbolizer("/proc/self/exe");
+    // One lookup sets Abseil's symbolizer up (its arena, the process's
+    // mappings). It is asked about libgcc_s's unwinder, whose table is
+    // 200 symbols: about a function of the program, it would read the
+    // program's whole symbol table, 1 KiB per read (about 260 system calls
+    // at every actor's boot for the bench program).
+    void* target = dlsym(RTLD_DEFAULT, "_Unwind_Backtrace");
+    if (target == nullptr) target = reinterpret_cast<void*>(&WarmUp);
     char name[64];
-    absl::Symbolize(reinterpret_cast<void*>(&WarmUp), name, sizeof name);
+    absl::Symbolize(target, name, sizeof name);
     InstallSampleHandler();
   });
 }
@@ -550,7 +728,6 @@ int CaptureStack(void** frames, int max_frames, int skip) {
 
 std::vector<std::vector<Frame>> SymbolizeEach(
     const std::vector<std::vector<void*>>& stacks) {
-  WarmUp();
   // The stacks' frames end to end: one lookup of each object for them all.
   std::vector<void*> pcs;
   for (const auto& stack : stacks) {
@@ -562,31 +739,68 @@ std::vector<std::vector<Frame>> SymbolizeEach(
   };
   std::vector<Frame> frames(pcs.size());
   std::map<std::string, std::vector<Pending>> by_object;
+  // Frames dladdr could not name (functions a binary does not export), by
+  // object: looked up in its symbol table below, all at once.
+  struct Unnamed {
+    const ElfInfo* elf;
+    uintptr_t bias;
+    std::vector<SymbolLookup> lookups;
+  };
+  std::map<std::string, Unnamed> unnamed;
+  std::vector<size_t> no_object;  // frames for absl::Symbolize alone
+  std::string main_program;       // MainProgramPath(), read once
   for (size_t i = 0; i < pcs.size(); ++i) {
     Frame& f = frames[i];
     f.pc = pcs[i];
     f.function = "??";
     // A return address points after the call: look the call itself up.
-    const void* lookup = static_cast<const char*>(pcs[i]) - 1;
+    const void* lookup = CallSite(pcs[i]);
     Dl_info info{};
-    if (dladdr(lookup, &info) != 0 && info.dli_fname != nullptr) {
+    struct link_map* map = nullptr;
+    if (dladdr1(lookup, &info, reinterpret_cast<void**>(&map),
+                RTLD_DL_LINKMAP) != 0 &&
+        info.dli_fname != nullptr) {
       f.object = info.dli_fname;
       if (info.dli_sname != nullptr) f.function = Demangle(info.dli_sname);
       std::string path = f.object;
       if (path.empty() || info.dli_fbase == MainProgramBase()) {
-        path = MainProgramPath();
+        if (main_program.empty()) main_program = MainProgramPath();
+        path = main_program;
       }
       const ElfInfo& elf = CachedElfInfo(path);
+      const uintptr_t pc = reinterpret_cast<uintptr_t>(lookup);
       if (elf.debug_info) {
-        const uintptr_t pc = reinterpret_cast<uintptr_t>(lookup);
         const uintptr_t base = reinterpret_cast<uintptr_t>(info.dli_fbase);
         by_object[path].push_back({i, elf.pie ? pc - base : pc});
       }
+      if (info.dli_sname == nullptr) {
+        Unnamed& u = unnamed[path];
+        u.elf = &elf;
+        u.bias = map != nullptr ? map->l_addr : 0;
+        u.lookups.push_back({pc, i});
+      }
+    } else {
+      no_object.push_back(i);
     }
-    if (f.function == "??") {
-      char name[1024];
-      if (absl::Symbolize(lookup, name, sizeof name)) f.function = name;
+  }
+  std::vector<std::string> names(pcs.size());
+  for (auto& entry : unnamed) {
+    Unnamed& u = entry.second;
+    if (!LookUpSymbols(entry.first, *u.elf, u.bias, u.lookups, names)) {
+      // Not readable as its headers say (the vDSO has no file): asked of
+      // absl::Symbolize, which reads the process's mappings.
+      for (const SymbolLookup& l : u.lookups) no_object.push_back(l.index);
     }
+  }
+  for (size_t i = 0; i < pcs.size(); ++i) {
+    if (!names[i].empty()) frames[i].function = std::move(names[i]);
+  }
+  // absl::Symbolize needs its initialisation (a no-op after the first).
+  if (!no_object.empty()) WarmUp();
+  for (size_t i : no_object) {
+    char name[1024];
+    const void* lookup = CallSite(pcs[i]);
+    if (absl::Symbolize(lookup, name, sizeof name)) frames[i].function = name;
   }
   // Inlined calls add frames before the one they were inlined into.
   std::map<size_t, std::vector<Frame>> inlined;
@@ -802,7 +1016,7 @@ void PutFrames(Out& out, void* const* frames, int n) {
     out.PutNumber(i);
     out.Put(" ");
     char name[512];
-    const void* lookup = static_cast<const char*>(frames[i]) - 1;
+    const void* lookup = CallSite(frames[i]);
     if (absl::Symbolize(lookup, name, sizeof name)) {
       out.Put(name);
     } else {

@@ -41,7 +41,10 @@ struct Frame {
 };
 
 // Symbolizes `frames` (return addresses, as CaptureStack gives them):
-// function names through dladdr and the demangler, file:line through
+// function names through dladdr and the demangler, or, for a function its
+// binary does not export, from the binary's symbol table (.symtab, else
+// .dynsym, mapped on first use and kept, read in one pass per call for all
+// the frames in it; the names absl::Symbolize would give), file:line through
 // `addr2line` for binaries that carry debug information (one addr2line run
 // per binary; a binary without debug info, or no addr2line, gives names
 // only). Thread-safe; not for signal handlers.

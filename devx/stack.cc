@@ -713,8 +713,8 @@ void WarmUp() {
 
 int CaptureStack(void** frames, int max_frames, int skip) {
 #if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-  // ASan intercepts backtrace(): its interceptor is one more frame.
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+  // ASan and TSan intercept backtrace(): the interceptor is one more frame.
   ++skip;
 #endif
 #endif

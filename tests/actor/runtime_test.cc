@@ -912,7 +912,7 @@ TEST_F(RuntimeTest, CancelActorWhoseCallerWentAwayDoesNotHoldUpTheExit) {
     TaskGroup::Open([&](TaskGroup& tg) {
       tg.Spawn([&] {
         try {
-          p.Run("test:shielded_sleep", 300);
+          p.Run("test:shielded_sleep", 1500);
         } catch (const std::exception&) {
           // Cancelled once the shielded sleep is over, or the child is gone.
         }
@@ -920,13 +920,41 @@ TEST_F(RuntimeTest, CancelActorWhoseCallerWentAwayDoesNotHoldUpTheExit) {
       ASSERT_TRUE(testing::WaitFor(
           [&] { return p.Run("test:shielded_running").AsBool(); },
           absl::Seconds(5)));
-      // The caller gives up long before the task ends, so it is gone when
-      // the reply is sent.
-      grpc::Status status =
-          RawUnary(p.addr(), kCancelActorMethod, CancelActorBytes("hasty"),
-                   absl::Milliseconds(30));
-      EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      // The caller goes away once the child took its request (its health
+      // turns NOT_SERVING as its exit starts), long before the task ends,
+      // so it is gone when the reply is sent.
+      auto channel =
+          grpc::CreateChannel(p.addr(), grpc::InsecureChannelCredentials());
+      auto stub = v1::Actor::NewStub(channel);
+      grpc::CompletionQueue cq;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+      discovery::AttachSecret(&ctx);
+      v1::CancelActorRequest req;
+      req.mutable_requester()->set_name("hasty");
+      req.mutable_requester()->set_uuid("hasty-uuid");
+      v1::CancelActorReply reply;
+      grpc::Status status;
+      auto call = stub->AsyncCancelActor(&ctx, req, &cq);
+      call->Finish(&reply, &status, &status);
+      EXPECT_TRUE(testing::WaitFor(
+          [&] {
+            std::string health;
+            return RawUnary(p.addr(), "/grpc.health.v1.Health/Check", "",
+                            absl::Seconds(5), &health)
+                       .ok() &&
+                   health == std::string("\x08\x02", 2);  // NOT_SERVING
+          },
+          discovery::ScaleTimeout(absl::Seconds(5))));
+      ctx.TryCancel();
+      void* tag = nullptr;
+      bool ok = false;
+      ASSERT_TRUE(cq.Next(&tag, &ok));
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED)
           << status.error_message();
+      cq.Shutdown();
+      while (cq.Next(&tag, &ok)) {
+      }
       // The child exits on its own once the task ended, and is reaped.
       EXPECT_TRUE(testing::WaitFor(
           [&] { return testing::Descendants(getpid()).count(pid) == 0; },

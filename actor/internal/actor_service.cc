@@ -60,32 +60,6 @@ grpc::Status CancelTask(Runtime* rt, grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
-grpc::Status CancelActor(Runtime* rt, grpc::ServerContext* ctx,
-                         const grpc::ByteBuffer& request,
-                         grpc::ByteBuffer* response) {
-  v1::CancelActorRequest req;
-  if (grpc::Status s = DecodeRequest("Actor.CancelActor", request, &req);
-      !s.ok()) {
-    return s;
-  }
-  if (grpc::Status member = discovery::CheckMember(*ctx, "CancelActor");
-      !member.ok()) {
-    return member;
-  }
-  const v1::Aid& requester = req.requester();
-  TRACTOR_LOG(cancel) << "actor '" << rt->self().name() << "' "
-                      << rt->self().uuid() << " cancelled by '"
-                      << requester.name() << "' " << requester.uuid();
-  rt->tasks().CancelAllTasks(requester, absl::Seconds(2));
-  // The exit is under way before the requester hears back (the root's
-  // block is cancelled by then).
-  rt->RequestExit("cancelled by request");
-  v1::CancelActorReply reply;
-  reply.set_ok(true);
-  SerializeToByteBuffer(reply, response);
-  return grpc::Status::OK;
-}
-
 grpc::Status Info(Runtime* rt, grpc::ServerContext*,
                   const grpc::ByteBuffer& request,
                   grpc::ByteBuffer* response) {
@@ -224,8 +198,6 @@ v1::StacksReply GatherStacks(Runtime& rt, bool tree,
 
 ControlService::ControlService(Runtime* rt) {
   AddMethod(UnaryMethod("/tractor.v1.Actor/CancelTask", this, rt, CancelTask));
-  AddMethod(
-      UnaryMethod("/tractor.v1.Actor/CancelActor", this, rt, CancelActor));
   AddMethod(UnaryMethod("/tractor.v1.Actor/Info", this, rt, Info));
   AddMethod(UnaryMethod("/tractor.v1.Actor/Stats", this, rt, Stats));
   AddMethod(UnaryMethod("/tractor.v1.Actor/Stacks", this, rt, Stacks));
@@ -397,7 +369,103 @@ class UnaryCall final : public AcceptedCall,
   std::shared_ptr<DialogSession> session_ ABSL_GUARDED_BY(mu_);
 };
 
+// One `Actor/CancelActor`, from its request to its reply's completion (see
+// ServeCancelActor). Its operations complete on the acceptor's queue, whose
+// waiting thread runs `Proceed`; between the arrival and the reply only the
+// thread that posts the reply touches it.
+class CancelActorCall final : public ServiceCall {
+ public:
+  CancelActorCall(Runtime* rt, ActorService* service, ServiceQueue* queue)
+      : rt_(rt), service_(service), queue_(queue) {}
+
+  // Requests one call on the queue, unless it is shutting down.
+  static void Request(Runtime* rt, ActorService* service,
+                      ServiceQueue* queue) {
+    auto* call = new CancelActorCall(rt, service, queue);
+    if (!queue->Post([call] {
+          call->service_->RequestCancelActor(
+              &call->ctx_, &call->request_, &call->responder_,
+              call->queue_->cq(), call->queue_->cq(),
+              static_cast<CqTransport::Tag*>(&call->accept_tag_));
+        })) {
+      delete call;
+    }
+  }
+
+  void Proceed(ServiceTag* tag, bool ok) override {
+    if (tag == &finish_tag_ || !ok) {
+      // The reply went (or the caller was gone), or the request was
+      // cancelled by the shutdown.
+      delete this;
+      return;
+    }
+    Request(rt_, service_, queue_);
+    v1::CancelActorRequest req;
+    grpc::Status status =
+        DecodeRequest("Actor.CancelActor", request_, &req);
+    request_.Clear();
+    if (status.ok()) status = discovery::CheckMember(ctx_, "CancelActor");
+    if (!status.ok()) {
+      Reply(status);
+      return;
+    }
+    const v1::Aid& requester = req.requester();
+    TRACTOR_LOG(cancel) << "actor '" << rt_->self().name() << "' "
+                        << rt_->self().uuid() << " cancelled by '"
+                        << requester.name() << "' " << requester.uuid();
+    Runtime* const rt = rt_;
+    // The exit is under way before the requester hears back (a root's
+    // block is cancelled by then): when no task runs, the reply is sent
+    // from inside this call, after the exit was requested.
+    rt->tasks().CancelAllTasksThen(requester, [this, rt] {
+      rt->RequestExit(kCancelledByRequest);
+      Reply(grpc::Status::OK);
+    });
+    // Tasks still running: the shutdown starts now, and waits for them
+    // (bounded) before it answers this call.
+    rt->RequestExit(kCancelledByRequest);
+  }
+
+ private:
+  static constexpr const char* kCancelledByRequest = "cancelled by request";
+
+  // Answers the call (`ok` on success); it is deleted once the reply's
+  // completion comes back, or now if the queue is shutting down.
+  void Reply(const grpc::Status& status) {
+    bool posted;
+    if (status.ok()) {
+      v1::CancelActorReply reply;
+      reply.set_ok(true);
+      SerializeToByteBuffer(reply, &reply_bytes_);
+      posted = queue_->Post([this, &status] {
+        responder_.Finish(reply_bytes_, status,
+                          static_cast<CqTransport::Tag*>(&finish_tag_));
+      });
+    } else {
+      posted = queue_->Post([this, &status] {
+        responder_.FinishWithError(
+            status, static_cast<CqTransport::Tag*>(&finish_tag_));
+      });
+    }
+    if (!posted) delete this;
+  }
+
+  Runtime* const rt_;
+  ActorService* const service_;
+  ServiceQueue* const queue_;
+  grpc::ServerContext ctx_;
+  grpc::ByteBuffer request_;
+  grpc::ServerAsyncResponseWriter<grpc::ByteBuffer> responder_{&ctx_};
+  ServiceTag accept_tag_{this}, finish_tag_{this};
+  grpc::ByteBuffer reply_bytes_;
+};
+
 }  // namespace
+
+void ServeCancelActor(Runtime* rt, ActorService* service,
+                      ServiceQueue* queue) {
+  CancelActorCall::Request(rt, service, queue);
+}
 
 void ServeUnaryCalls(Runtime* rt, ActorService* service,
                      DialogAcceptor* acceptor) {

@@ -16,16 +16,17 @@ namespace tractor::internal {
 // API from the runtime's accept queue: `Open` and `Call` (raw bytes: a
 // dialog accepted by the runtime's `DialogAcceptor`,
 // actor/internal/dialog_transport.h; a unary call served by
-// `ServeUnaryCalls`, below) and `Link` (actor/internal/async_services.h).
-// Every other method is taken out ("generic"): the unary control methods
-// are served by `ControlService` on the sync API, `DebugLock` by
+// `ServeUnaryCalls`, below), `CancelActor` (raw bytes, `ServeCancelActor`)
+// and `Link` (actor/internal/async_services.h). Every other method is taken
+// out ("generic"): the other unary control methods are served by
+// `ControlService` on the sync API, `DebugLock` by
 // `DebugLockService` in debug mode only, and a call of a method no service
 // serves is answered by the unknown-method service. No method is on the
 // callback API outside debug mode (docs/architecture.md#threads).
 using RawActorService = v1::Actor::WithRawMethod_Open<
     v1::Actor::WithRawMethod_Call<
         v1::Actor::WithGenericMethod_CancelTask<
-            v1::Actor::WithGenericMethod_CancelActor<
+            v1::Actor::WithRawMethod_CancelActor<
                 v1::Actor::WithAsyncMethod_Link<
                     v1::Actor::WithGenericMethod_Info<
                         v1::Actor::WithGenericMethod_Stats<
@@ -57,7 +58,7 @@ class LinkService final
                                       v1::Actor::WithGenericMethod_DebugLock<
                                           v1::Actor::Service>>>>>>>>> {};
 
-// `Open`, `Call` and `Link`, requested by the runtime (see
+// `Open`, `Call`, `CancelActor` and `Link`, requested by the runtime (see
 // RawActorService). Owned by the `Runtime` it serves, which outlives the
 // gRPC server.
 class ActorService final : public RawActorService {};
@@ -77,11 +78,26 @@ class ActorService final : public RawActorService {};
 void ServeUnaryCalls(Runtime* rt, ActorService* service,
                      DialogAcceptor* acceptor);
 
-// The unary control methods `Info`, `CancelTask`, `CancelActor`, `Stats` and
-// `Stacks`, on gRPC's sync API with raw bytes: each runs on the gRPC thread
-// that read the request (`CancelActor` and `Stacks` block it until their
-// answer is ready), and an undecodable request is answered
-// INVALID_ARGUMENT saying why. Owned by the `Runtime`, like ActorService.
+// Serves `tractor.v1.Actor/CancelActor` from `queue` (the acceptor's), one
+// call requested at a time: each arrival requests the next. On the thread
+// that takes the arrival, without blocking: an undecodable request is
+// answered INVALID_ARGUMENT saying why, a caller that is not a member of
+// the mesh PERMISSION_DENIED (`discovery::CheckMember`); otherwise every
+// task is cancelled in the requester's name and the actor's exit is
+// requested (`Runtime::RequestExit`), and the reply (`ok`) is sent once the
+// tasks ended (`TaskServer::CancelAllTasksThen`): by the thread of the last
+// task to end, or by the actor's shutdown once its bounded wait for them is
+// over, before its server shuts down. No thread waits for the tasks, and a
+// caller that went away meanwhile costs the teardown nothing (its reply
+// fails at once). Call once the acceptor started.
+void ServeCancelActor(Runtime* rt, ActorService* service,
+                      ServiceQueue* queue);
+
+// The unary control methods `Info`, `CancelTask`, `Stats` and `Stacks`, on
+// gRPC's sync API with raw bytes: each runs on the gRPC thread that read
+// the request (`Stacks` blocks it until the children answered), and an
+// undecodable request is answered INVALID_ARGUMENT saying why. Owned by the
+// `Runtime`, like ActorService.
 class ControlService final : public grpc::Service {
  public:
   explicit ControlService(Runtime* rt);

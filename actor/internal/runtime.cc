@@ -216,6 +216,7 @@ void Runtime::Start() {
   ServeUnaryCalls(this, service, acceptor_.get());
   acceptor_->Start();
   ServeLinksOf(this, acceptor_.get(), service);
+  ServeCancelActor(this, service, acceptor_.get());
   ServeUnknownMethods(config_.self.name(), unknown_methods_.get(),
                       acceptor_.get(), std::move(standard));
   health_->Serve(acceptor_.get());

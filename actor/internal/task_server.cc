@@ -234,11 +234,25 @@ v1::Msg TaskServer::Invoke(const std::shared_ptr<DialogSession>& s,
 }
 
 void TaskServer::Leave(const std::shared_ptr<DialogSession>& s) {
+  std::vector<std::function<void()>> drained;
   {
     MutexLock lk(&mu_);
     auto it = tasks_.find(s->cid);
     if (it != tasks_.end() && it->second == s) tasks_.erase(it);
     if (!tasks_.empty()) return;
+    drained.swap(drain_waiters_);
+    if (drained.empty()) {
+      // Signalled under the lock: nobody waits in the common case, and a
+      // waiter that wakes finds the table empty.
+      drained_cv_.SignalAll();
+      return;
+    }
+    ++notifying_;
+  }
+  for (auto& fn : drained) fn();
+  {
+    MutexLock lk(&mu_);
+    --notifying_;
   }
   drained_cv_.SignalAll();
 }
@@ -532,8 +546,7 @@ bool TaskServer::CancelTask(const std::string& cid, const v1::Aid& requester) {
   return true;
 }
 
-void TaskServer::CancelAllTasks(const v1::Aid& requester,
-                                absl::Duration bound) {
+void TaskServer::CancelAll(const v1::Aid& requester) {
   std::vector<std::shared_ptr<DialogSession>> tasks;
   {
     MutexLock lk(&mu_);
@@ -545,10 +558,36 @@ void TaskServer::CancelAllTasks(const v1::Aid& requester,
     if (s->cancel_requester.uuid().empty()) s->cancel_requester = requester;
   }
   service_scope_->Cancel();
-  MutexLock lk(&mu_);
-  const absl::Time deadline = absl::Now() + bound;
-  while (!tasks_.empty() && !drained_cv_.WaitWithDeadline(&mu_, deadline)) {
+}
+
+void TaskServer::CancelAllTasks(const v1::Aid& requester,
+                                absl::Duration bound) {
+  CancelAll(requester);
+  std::vector<std::function<void()>> drained;
+  {
+    MutexLock lk(&mu_);
+    const absl::Time deadline = absl::Now() + bound;
+    while ((!tasks_.empty() || notifying_ > 0) &&
+           !drained_cv_.WaitWithDeadline(&mu_, deadline)) {
+    }
+    // Over (or the bound passed): whoever waits for the drain hears now.
+    drained.swap(drain_waiters_);
+    if (closed_) drain_over_ = true;
   }
+  for (auto& fn : drained) fn();
+}
+
+void TaskServer::CancelAllTasksThen(const v1::Aid& requester,
+                                    std::function<void()> drained) {
+  CancelAll(requester);
+  {
+    MutexLock lk(&mu_);
+    if (!tasks_.empty() && !drain_over_) {
+      drain_waiters_.push_back(std::move(drained));
+      return;
+    }
+  }
+  drained();
 }
 
 void TaskServer::Close() {

@@ -40,6 +40,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
@@ -170,6 +171,15 @@ class TaskServer {
   // any other thread.
   void CancelAllTasks(const v1::Aid& requester, absl::Duration bound)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // The same without waiting: cancels every task and refuses new ones
+  // (naming `requester`), then runs `drained` once they ended: at once, on
+  // this thread, when none runs; otherwise on the thread of the task that
+  // ends last, or on the thread of a `CancelAllTasks` (the actor's
+  // shutdown) once its bounded wait is over, whichever comes first. After
+  // the shutdown's wait, `drained` runs at once. `drained` must not block.
+  void CancelAllTasksThen(const v1::Aid& requester,
+                          std::function<void()> drained)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Fills the task fields of `Actor/Stats`: running tasks, the limit, and
   // one entry per task in the table.
@@ -206,6 +216,9 @@ class TaskServer {
   void ReleaseSlot() ABSL_LOCKS_EXCLUDED(mu_);
   // The refusal of a task beyond `max_tasks`.
   v1::Error TooBusyError(const std::string& cid) const;
+  // The first step of both CancelAllTasks: records `requester` and cancels
+  // every task's scope.
+  void CancelAll(const v1::Aid& requester) ABSL_LOCKS_EXCLUDED(mu_);
 
   const v1::Aid self_;
   const std::set<std::string> enable_modules_;
@@ -226,6 +239,13 @@ class TaskServer {
   // while it runs. Tasks that arrive afterwards are refused with a
   // ContextCancelled naming this requester.
   v1::Aid actor_canceller_ ABSL_GUARDED_BY(mu_);
+  // `CancelAllTasksThen`'s callbacks, until the tasks drained.
+  std::vector<std::function<void()>> drain_waiters_ ABSL_GUARDED_BY(mu_);
+  // Callbacks being run by a task's last `Leave`: a `CancelAllTasks` waits
+  // for them, so that they ran when it returns.
+  int notifying_ ABSL_GUARDED_BY(mu_) = 0;
+  // The shutdown's `CancelAllTasks` returned: later callbacks run at once.
+  bool drain_over_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace tractor::internal

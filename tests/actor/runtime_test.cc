@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -20,10 +21,12 @@
 #include "actor/export.h"
 #include "actor/nursery.h"
 #include "actor/runtime.h"
+#include "discovery/credentials.h"
 #include "discovery/listen.h"
 #include "gtest/gtest.h"
 #include "tests/actor/with_child.h"
 #include "tests/process_fixture.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "tractor/v1/actor.grpc.pb.h"
 
@@ -770,6 +773,192 @@ TEST_F(RuntimeTest, CancelActorRaisesActorTooSlowErrorOnTimeoutWhenAsked) {
         EXPECT_NE(std::string(e.what()).find("child"), std::string::npos)
             << e.what();
       }
+    });
+  });
+}
+
+// One unary call of `method` on the actor at `addr`, its request the raw
+// bytes `request`, sent with `deadline`; returns its status, the reply's
+// bytes in `*reply`. On a completion queue of its own (no callback API in
+// the test's root actor).
+grpc::Status RawUnary(const std::string& addr, const std::string& method,
+                      const std::string& request, absl::Duration deadline,
+                      std::string* reply = nullptr) {
+  auto channel =
+      grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::CompletionQueue cq;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  discovery::AttachSecret(&ctx);  // the tree's mesh secret
+  grpc::Slice slice(request);
+  grpc::ByteBuffer bytes(&slice, 1), response;
+  grpc::Status status;
+  auto call = stub.PrepareUnaryCall(&ctx, method, bytes, &cq);
+  call->StartCall();
+  call->Finish(&response, &status, &status);
+  void* tag = nullptr;
+  bool ok = false;
+  // Bounded by the call's deadline.
+  EXPECT_TRUE(cq.Next(&tag, &ok));
+  EXPECT_EQ(tag, &status);
+  if (reply != nullptr && status.ok()) {
+    std::vector<grpc::Slice> slices;
+    EXPECT_TRUE(response.Dump(&slices).ok());
+    reply->clear();
+    for (const auto& s : slices) {
+      reply->append(reinterpret_cast<const char*>(s.begin()), s.size());
+    }
+  }
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return status;
+}
+
+std::string CancelActorBytes(const std::string& requester) {
+  v1::CancelActorRequest req;
+  req.mutable_requester()->set_name(requester);
+  req.mutable_requester()->set_uuid(requester + "-uuid");
+  return req.SerializeAsString();
+}
+
+constexpr char kCancelActorMethod[] = "/tractor.v1.Actor/CancelActor";
+
+TEST_F(RuntimeTest, MalformedCancelActorIsRefusedAndTheActorServesOn) {
+  testing::WithChild(kTestNs, [&](Portal& p) {
+    // A length-delimited field 1 that claims 5 bytes and has 2.
+    grpc::Status status = RawUnary(p.addr(), kCancelActorMethod,
+                                   std::string("\x0a\x05" "ab", 4),
+                                   absl::Seconds(10));
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << status.error_message();
+    EXPECT_NE(status.error_message().find("Actor.CancelActor request"),
+              std::string::npos)
+        << status.error_message();
+    // Not cancelled: it still serves, and a well-formed request after it is
+    // answered.
+    EXPECT_EQ(p.Run("test:twice", 21).AsInt(), 42);
+    std::string bytes;
+    status = RawUnary(p.addr(), kCancelActorMethod, CancelActorBytes("tester"),
+                      absl::Seconds(10), &bytes);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    v1::CancelActorReply reply;
+    ASSERT_TRUE(reply.ParseFromString(bytes));
+    EXPECT_TRUE(reply.ok());
+  });
+}
+
+TEST_F(RuntimeTest, TwoConcurrentCancelActorsAreBothAnsweredOnceTheTasksEnd) {
+  testing::WithChild(kTestNs, [&](Portal& p) {
+    std::atomic<bool> task_ended{false};
+    TaskGroup::Open([&](TaskGroup& tg) {
+      tg.Spawn([&] {
+        try {
+          p.Run("test:shielded_sleep", 400);
+        } catch (const std::exception&) {
+          // Cancelled once the shielded sleep is over.
+        }
+        task_ended = true;
+      });
+      ASSERT_TRUE(testing::WaitFor(
+          [&] { return p.Run("test:shielded_running").AsBool(); },
+          absl::Seconds(5)));
+      // Both sent before either can be answered: the task still sleeps.
+      auto channel =
+          grpc::CreateChannel(p.addr(), grpc::InsecureChannelCredentials());
+      auto stub = v1::Actor::NewStub(channel);
+      grpc::CompletionQueue cq;
+      struct Ask {
+        grpc::ClientContext ctx;
+        v1::CancelActorReply reply;
+        grpc::Status status;
+        std::unique_ptr<grpc::ClientAsyncResponseReader<v1::CancelActorReply>>
+            call;
+      } asks[2];
+      for (int i = 0; i < 2; ++i) {
+        asks[i].ctx.set_deadline(
+            absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+        discovery::AttachSecret(&asks[i].ctx);
+        v1::CancelActorRequest req;
+        req.mutable_requester()->set_name(absl::StrCat("canceller-", i));
+        req.mutable_requester()->set_uuid(absl::StrCat("uuid-", i));
+        asks[i].call = stub->AsyncCancelActor(&asks[i].ctx, req, &cq);
+        asks[i].call->Finish(&asks[i].reply, &asks[i].status, &asks[i]);
+      }
+      for (int n = 0; n < 2; ++n) {
+        void* tag = nullptr;
+        bool ok = false;
+        ASSERT_TRUE(cq.Next(&tag, &ok));
+        EXPECT_TRUE(ok);
+      }
+      for (auto& a : asks) {
+        EXPECT_TRUE(a.status.ok()) << a.status.error_message();
+        EXPECT_TRUE(a.reply.ok());
+      }
+      cq.Shutdown();
+      void* tag;
+      bool ok;
+      while (cq.Next(&tag, &ok)) {
+      }
+    });
+    EXPECT_TRUE(task_ended);
+  });
+}
+
+TEST_F(RuntimeTest, CancelActorWhoseCallerWentAwayDoesNotHoldUpTheExit) {
+  testing::WithChild(kTestNs, [&](Portal& p) {
+    const pid_t pid = p.aid().pid();
+    TaskGroup::Open([&](TaskGroup& tg) {
+      tg.Spawn([&] {
+        try {
+          p.Run("test:shielded_sleep", 1500);
+        } catch (const std::exception&) {
+          // Cancelled once the shielded sleep is over, or the child is gone.
+        }
+      });
+      ASSERT_TRUE(testing::WaitFor(
+          [&] { return p.Run("test:shielded_running").AsBool(); },
+          absl::Seconds(5)));
+      // The caller goes away once the child took its request (its health
+      // turns NOT_SERVING as its exit starts), long before the task ends,
+      // so it is gone when the reply is sent.
+      auto channel =
+          grpc::CreateChannel(p.addr(), grpc::InsecureChannelCredentials());
+      auto stub = v1::Actor::NewStub(channel);
+      grpc::CompletionQueue cq;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+      discovery::AttachSecret(&ctx);
+      v1::CancelActorRequest req;
+      req.mutable_requester()->set_name("hasty");
+      req.mutable_requester()->set_uuid("hasty-uuid");
+      v1::CancelActorReply reply;
+      grpc::Status status;
+      auto call = stub->AsyncCancelActor(&ctx, req, &cq);
+      call->Finish(&reply, &status, &status);
+      EXPECT_TRUE(testing::WaitFor(
+          [&] {
+            std::string health;
+            return RawUnary(p.addr(), "/grpc.health.v1.Health/Check", "",
+                            absl::Seconds(5), &health)
+                       .ok() &&
+                   health == std::string("\x08\x02", 2);  // NOT_SERVING
+          },
+          discovery::ScaleTimeout(absl::Seconds(5))));
+      ctx.TryCancel();
+      void* tag = nullptr;
+      bool ok = false;
+      ASSERT_TRUE(cq.Next(&tag, &ok));
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED)
+          << status.error_message();
+      cq.Shutdown();
+      while (cq.Next(&tag, &ok)) {
+      }
+      // The child exits on its own once the task ended, and is reaped.
+      EXPECT_TRUE(testing::WaitFor(
+          [&] { return testing::Descendants(getpid()).count(pid) == 0; },
+          discovery::ScaleTimeout(absl::Seconds(5))));
     });
   });
 }

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -55,6 +56,18 @@ std::set<pid_t> Descendants(pid_t root) {
     }
   }
   return out;
+}
+
+double CpuContention() {
+  double load = 0;
+  std::ifstream f("/proc/loadavg");
+  const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  if (!(f >> load) || cpus <= 0) return 1;
+  return std::max(1.0, load / static_cast<double>(cpus));
+}
+
+absl::Duration CpuBoundBudget(absl::Duration budget) {
+  return discovery::ScaleTimeout(budget) * CpuContention();
 }
 
 bool WaitFor(const std::function<bool()>& pred, absl::Duration timeout) {

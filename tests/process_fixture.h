@@ -25,6 +25,19 @@ std::set<pid_t> Descendants(pid_t root);
 // Waits until `pred()` holds or `timeout` passes; returns pred().
 bool WaitFor(const std::function<bool()>& pred, absl::Duration timeout);
 
+// How contended the machine's CPUs are now: the 1-minute load average
+// over the number of online CPUs, at least 1 (1 when it cannot be read).
+double CpuContention();
+
+// A wall-clock budget for work whose cost is mostly CPU (starting actor
+// processes: exec, dynamic linking, gRPC setup, a TLS handshake), read when
+// the work starts: `ScaleTimeout(budget)` (the sanitizer builds' slowdown)
+// times `CpuContention()`. On an idle machine it is `budget` (tractor's
+// figures); with other builds and tests running on a 2-core machine the
+// work gets a fraction of a CPU and its wall time stretches by about the
+// same factor, which says nothing about the runtime.
+absl::Duration CpuBoundBudget(absl::Duration budget);
+
 // Fixture: a watchdog aborts the process (with the test's name) if one test
 // runs longer than `TestTimeout()`; TearDown fails the test if descendants
 // are still alive 3 s (scaled by TRACTOR_TIMEOUT_SCALE) after it ended,

@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
+#include <ctime>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -58,12 +60,27 @@ std::set<pid_t> Descendants(pid_t root) {
   return out;
 }
 
+namespace {
+absl::Duration ThreadCpuTime() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return absl::DurationFromTimespec(ts);
+}
+}  // namespace
+
 double CpuContention() {
-  double load = 0;
-  std::ifstream f("/proc/loadavg");
-  const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  if (!(f >> load) || cpus <= 0) return 1;
-  return std::max(1.0, load / static_cast<double>(cpus));
+  // Computes until this thread has had 50 ms of CPU, and compares the wall
+  // time that took: what share of a CPU a runnable thread of this process
+  // gets now. (The load average overstates it: it counts niced builds,
+  // which yield to this process, and this test's own earlier processes.)
+  constexpr absl::Duration kSample = absl::Milliseconds(50);
+  const absl::Time wall0 = absl::Now();
+  const absl::Duration cpu0 = ThreadCpuTime();
+  volatile uint64_t sink = 0;
+  while (ThreadCpuTime() - cpu0 < kSample) {
+    for (int i = 0; i < 10000; ++i) sink = sink + i;
+  }
+  return std::max(1.0, absl::FDivDuration(absl::Now() - wall0, kSample));
 }
 
 absl::Duration CpuBoundBudget(absl::Duration budget) {

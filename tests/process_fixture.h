@@ -25,14 +25,16 @@ std::set<pid_t> Descendants(pid_t root);
 // Waits until `pred()` holds or `timeout` passes; returns pred().
 bool WaitFor(const std::function<bool()>& pred, absl::Duration timeout);
 
-// How contended the machine's CPUs are now: the 1-minute load average
-// over the number of online CPUs, at least 1 (1 when it cannot be read).
+// How contended the machine's CPUs are now, for this process: the wall
+// time a thread takes to get 50 ms of CPU, over 50 ms (at least 1; about
+// 1.5 with two CPU hogs on 2 cores). Takes that long to answer.
 double CpuContention();
 
 // A wall-clock budget for work whose cost is mostly CPU (starting actor
-// processes: exec, dynamic linking, gRPC setup, a TLS handshake), read when
-// the work starts: `ScaleTimeout(budget)` (the sanitizer builds' slowdown)
-// times `CpuContention()`. On an idle machine it is `budget` (tractor's
+// processes: exec, dynamic linking, gRPC setup, a TLS handshake):
+// `ScaleTimeout(budget)` (the sanitizer builds' slowdown) times
+// `CpuContention()`. Read it as the work starts and again once it is done,
+// and hold the work to the larger (contention comes and goes). On an idle machine it is `budget` (tractor's
 // figures); with other builds and tests running on a 2-core machine the
 // work gets a fraction of a CPU and its wall time stretches by about the
 // same factor, which says nothing about the runtime.

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "actor/cancel.h"
@@ -151,13 +152,39 @@ std::optional<Portal> ConnectToAny(const LookupResult& answer,
   return std::nullopt;
 }
 
+// What a lookup that found no live actor says: which registrars answered
+// that they list none, and which did not answer (`unanswered`, one
+// "address: why" each), so a registrar that could not be asked is not
+// taken for one that does not list the actor.
 RuntimeFailure NoneFound(const std::string& name,
-                         const std::vector<Address>& registrars) {
-  std::vector<std::string> texts;
-  for (const auto& r : registrars) texts.push_back(r.ToString());
-  return RuntimeFailure(absl::StrCat("no actor '", name,
-                                     "' is registered with [",
-                                     absl::StrJoin(texts, ", "), "]"));
+                         const std::vector<Address>& registrars,
+                         const std::vector<std::string>& unanswered) {
+  if (unanswered.empty()) {
+    std::vector<std::string> texts;
+    for (const auto& r : registrars) texts.push_back(r.ToString());
+    return RuntimeFailure(absl::StrCat("no actor '", name,
+                                       "' is registered with [",
+                                       absl::StrJoin(texts, ", "), "]"));
+  }
+  std::vector<std::string> answered;
+  for (const auto& r : registrars) {
+    const std::string text = r.ToString();
+    const bool failed = std::any_of(
+        unanswered.begin(), unanswered.end(), [&](const std::string& u) {
+          return absl::StartsWith(u, text + ": ");
+        });
+    if (!failed) answered.push_back(text);
+  }
+  if (answered.empty()) {
+    return RuntimeFailure(absl::StrCat(
+        "cannot tell whether an actor '", name,
+        "' is registered: no registrar answered (",
+        absl::StrJoin(unanswered, "; "), ")"));
+  }
+  return RuntimeFailure(absl::StrCat(
+      "no actor '", name, "' is registered with [",
+      absl::StrJoin(answered, ", "), "]; these did not answer: ",
+      absl::StrJoin(unanswered, "; ")));
 }
 
 // Waits (a checkpoint) for the next answer of `lookup` until `until`; asks
@@ -194,17 +221,23 @@ std::optional<Portal> FindActor(const std::string& name,
   Lookup lookup(registrars, name, Lookup::Mode::kFind, absl::Now() + timeout,
                 Lookup::Hedge{.first = PreferredRegistrar(registrars),
                               .delay = HedgeDelay()});
+  std::vector<std::string> unanswered;
   for (;;) {
     std::optional<LookupResult> answer =
         NextAnswer(lookup, absl::InfiniteFuture(), /*stop_when_idle=*/true);
     if (!answer.has_value()) {  // every registrar answered
-      if (raise_on_none) throw NoneFound(name, registrars);
+      if (raise_on_none) throw NoneFound(name, registrars, unanswered);
+      LOG_IF(WARNING, unanswered.size() == registrars.size())
+          << "FindActor('" << name << "'): no registrar answered ("
+          << absl::StrJoin(unanswered, "; ") << ")";
       return std::nullopt;
     }
     if (!answer->status.ok()) {
       VLOG(1) << "discovery: registrar " << answer->registrar
               << " did not answer Find(" << name
               << "): " << answer->status.error_message();
+      unanswered.push_back(absl::StrCat(answer->registrar, ": ",
+                                        answer->status.error_message()));
       continue;
     }
     bool stale = false;
@@ -221,6 +254,7 @@ std::vector<Portal> FindActors(const std::string& name,
   Lookup lookup(registrars, name, Lookup::Mode::kFind, absl::Now() + timeout);
   // Every registration, with the registrar that listed it.
   std::vector<std::pair<v1::Registration, size_t>> regs;
+  std::vector<std::string> unanswered;
   for (;;) {
     std::optional<LookupResult> answer =
         NextAnswer(lookup, absl::InfiniteFuture(), /*stop_when_idle=*/true);
@@ -229,6 +263,8 @@ std::vector<Portal> FindActors(const std::string& name,
       VLOG(1) << "discovery: registrar " << answer->registrar
               << " did not answer Find(" << name
               << "): " << answer->status.error_message();
+      unanswered.push_back(absl::StrCat(answer->registrar, ": ",
+                                        answer->status.error_message()));
       continue;
     }
     // Each registrar lists its registrations oldest first.
@@ -247,7 +283,9 @@ std::vector<Portal> FindActors(const std::string& name,
       out.push_back(*std::move(p));
     }
   }
-  if (out.empty() && raise_on_none) throw NoneFound(name, registrars);
+  if (out.empty() && raise_on_none) {
+    throw NoneFound(name, registrars, unanswered);
+  }
   return out;
 }
 

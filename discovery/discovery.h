@@ -61,7 +61,10 @@ inline constexpr absl::Duration kConnectTimeout = absl::Seconds(1);
 // (unix socket, then same-host TCP, then remote); unix and loopback
 // addresses returned by a registrar on another host are ignored. With
 // `raise_on_none` (tractor's `raise_on_none=True`), finding none throws
-// RuntimeFailure naming the actor and the registrars asked.
+// RuntimeFailure naming the actor and the registrars that answered, and
+// saying which did not answer (unreachable, or silent past `timeout`) and
+// why: when none answered, that it cannot tell whether the actor is
+// registered. Without it, that case returns nullopt and logs a warning.
 std::optional<Portal> FindActor(const std::string& name,
                                 const std::vector<std::string>& registry_addrs = {},
                                 absl::Duration timeout = kFindTimeout,

@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -15,7 +17,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 
@@ -25,6 +29,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "discovery/credentials.h"
 #include "glog/logging.h"
 #include "grpcpp/grpcpp.h"
@@ -576,10 +581,101 @@ void ListeningPorts::RemoveSocketFiles() const {
   }
 }
 
+namespace {
+
+// The paths of the unix sockets bound in this network namespace under
+// `dir` + "/" (the last column of /proc/net/unix; bound, listening or not).
+// Nullopt when the table cannot be read.
+std::optional<std::set<std::string>> BoundUnixPaths(const std::string& dir) {
+  std::ifstream table("/proc/net/unix");
+  if (!table) return std::nullopt;
+  const std::string prefix = dir + "/";
+  std::set<std::string> out;
+  std::string line;
+  std::getline(table, line);  // the header
+  while (std::getline(table, line)) {
+    // Num RefCount Protocol Flags Type St Inode Path: the path, when there
+    // is one, is what follows the seventh field.
+    const size_t at = line.find(prefix);
+    if (at != std::string::npos) out.insert(line.substr(at));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string PrivateSocketDir() {
+  return absl::StrCat("/tmp/tractor-", geteuid());
+}
+
+size_t SweepStaleSocketFiles(const std::string& dir, absl::Duration min_age) {
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) {
+    VLOG(1) << "socket sweep: cannot open " << dir << ": "
+            << std::strerror(errno);
+    return 0;
+  }
+  std::optional<std::set<std::string>> bound;  // read when first needed
+  const absl::Time newest = absl::Now() - min_age;
+  size_t removed = 0;
+  while (const dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (!absl::EndsWith(name, ".sock")) continue;
+    const std::string path = absl::StrCat(dir, "/", name);
+    if (path.size() > kSunPathMax) continue;
+    struct stat st;
+    if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !S_ISSOCK(st.st_mode) || st.st_uid != geteuid() ||
+        absl::TimeFromTimespec(st.st_mtim) > newest) {
+      continue;
+    }
+    if (!bound.has_value()) {
+      bound = BoundUnixPaths(dir);
+      if (!bound.has_value()) {
+        VLOG(1) << "socket sweep: cannot read /proc/net/unix";
+        break;
+      }
+    }
+    if (bound->count(path) != 0) continue;  // bound here: alive
+    if (ProbeUnixSocket(path) != ECONNREFUSED) continue;
+    // Still the file that was probed (not replaced meanwhile).
+    struct stat again;
+    if (fstatat(dirfd(d), e->d_name, &again, AT_SYMLINK_NOFOLLOW) != 0 ||
+        again.st_ino != st.st_ino || again.st_dev != st.st_dev) {
+      continue;
+    }
+    if (unlinkat(dirfd(d), e->d_name, 0) == 0) {
+      ++removed;
+    } else if (errno != ENOENT) {
+      VLOG(1) << "socket sweep: cannot remove " << path << ": "
+              << std::strerror(errno);
+    }
+  }
+  closedir(d);
+  VLOG_IF(1, removed > 0) << "socket sweep: removed " << removed
+                          << " stale socket file(s) from " << dir;
+  return removed;
+}
+
+bool RemoveSocketFileOfEndedActor(const std::string& local_addr,
+                                  const std::string& uuid) {
+  if (local_addr.empty() || uuid.empty()) return false;
+  const std::string path = absl::StrCat(PrivateSocketDir(), "/", uuid, ".sock");
+  if (local_addr != absl::StrCat("unix:", path)) return false;
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode) ||
+      st.st_uid != geteuid()) {
+    return false;
+  }
+  if (ProbeUnixSocket(path) != ECONNREFUSED) return false;
+  if (unlink(path.c_str()) != 0) return false;
+  VLOG(1) << "removed the socket file " << path << " of an ended actor";
+  return true;
+}
+
 std::optional<Address> PrivateSocketAddress(const std::string& name,
                                             const std::string& dir_in) {
-  const std::string dir =
-      dir_in.empty() ? absl::StrCat("/tmp/tractor-", geteuid()) : dir_in;
+  const std::string dir = dir_in.empty() ? PrivateSocketDir() : dir_in;
   if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
     VLOG(1) << "no private socket: cannot make " << dir << ": "
             << strerror(errno);
@@ -594,6 +690,7 @@ std::optional<Address> PrivateSocketAddress(const std::string& name,
   }
   auto addr = Address::Parse(absl::StrCat("unix:", dir, "/", name, ".sock"));
   if (!addr.ok()) return std::nullopt;
+  SweepStaleSocketFiles(dir);
   return *addr;
 }
 

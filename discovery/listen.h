@@ -279,8 +279,43 @@ class ListeningPorts {
 // owner, or open to group or others: a socket there could be reached or
 // replaced by others), or `name` does not make a valid address; the reason
 // is logged at verbosity 1. An actor's same-host socket lives there.
+//
+// Before returning an address, sweeps the directory of the socket files
+// that processes killed beyond cleaning up after themselves (kill -9, a
+// crash) left behind (`SweepStaleSocketFiles`).
 std::optional<Address> PrivateSocketAddress(const std::string& name,
                                             const std::string& dir = "");
+
+// The directory of this user's same-host sockets, "/tmp/tractor-<euid>"
+// (not created here).
+std::string PrivateSocketDir();
+
+// How old a socket file must be before `SweepStaleSocketFiles` may remove
+// it: a server binds its socket (creating the file) a moment before it
+// listens, and a connection is refused in between.
+inline constexpr absl::Duration kStaleSocketMinAge = absl::Seconds(5);
+
+// Removes from `dir` every socket file named `*.sock` that is provably
+// stale: a socket (never a symbolic link or any other file, which are left
+// alone) owned by this user, last modified at least `min_age` ago, bound by
+// no socket of this network namespace (/proc/net/unix), and on which a
+// connection is refused (ECONNREFUSED: nobody listens, in any namespace).
+// A file where a process listens is never removed. Call only on a
+// directory private to this user (`PrivateSocketAddress` checks it).
+// Returns how many files it removed; errors are logged at verbosity 1.
+// Thread-safe.
+size_t SweepStaleSocketFiles(const std::string& dir,
+                             absl::Duration min_age = kStaleSocketMinAge);
+
+// Removes the same-host socket file of the actor `uuid`, whose process is
+// known to have ended (its parent reaped it), when it is still there:
+// only `PrivateSocketDir()/<uuid>.sock`, only a socket of this user, and
+// only when a connection to it is refused. `local_addr` is the address the
+// actor reported ("unix:/tmp/tractor-<uid>/<uuid>.sock"); anything else,
+// or an empty one, is ignored. Returns whether it removed the file.
+// Thread-safe.
+bool RemoveSocketFileOfEndedActor(const std::string& local_addr,
+                                  const std::string& uuid);
 
 }  // namespace tractor::discovery
 

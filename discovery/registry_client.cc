@@ -315,13 +315,22 @@ Registrant::Registrant(Options options) : options_(std::move(options)) {
 Registrant::~Registrant() { Stop(); }
 
 size_t Registrant::RegisterRound(absl::Duration timeout) {
+  std::vector<size_t> all(targets_.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  return RegisterRound(timeout, all, /*wait_for_ready=*/false);
+}
+
+size_t Registrant::RegisterRound(absl::Duration timeout,
+                                 const std::vector<size_t>& which,
+                                 bool wait_for_ready) {
   using Call = UnaryCall<v1::RegisterRequest, v1::RegisterReply>;
   const CallOptions call_options{.deadline = absl::Now() + timeout};
   // Concurrent: start every call, then await each. The stubs outlive the
   // calls.
   std::vector<std::unique_ptr<v1::Registrar::Stub>> stubs;
   std::vector<std::unique_ptr<Call>> calls;
-  for (const Target& t : targets_) {
+  for (size_t index : which) {
+    const Target& t = targets_[index];
     v1::RegisterRequest req;
     v1::Registration* reg = req.mutable_registration();
     *reg->mutable_aid() = options_.aid;
@@ -333,6 +342,7 @@ size_t Registrant::RegisterRound(absl::Duration timeout) {
     calls.push_back(Call::Start(
         [&](auto* ctx, auto* request, auto* reply, auto done) {
           AttachSecret(ctx);
+          if (wait_for_ready) ctx->set_wait_for_ready(true);
           StartDriven(stub->PrepareAsyncRegister(ctx, *request, DrivenQueue()),
                       reply, std::move(done));
         },
@@ -342,9 +352,10 @@ size_t Registrant::RegisterRound(absl::Duration timeout) {
   for (auto& call : calls) statuses.push_back(call->Await());
   size_t ok = 0;
   for (size_t i = 0; i < calls.size(); ++i) {
-    Target& t = targets_[i];
+    Target& t = targets_[which[i]];
     const bool was_ok = t.ok;
     t.ok = statuses[i].ok();
+    t.last_code = statuses[i].error_code();
     if (t.ok) {
       ++ok;
       t.granted = absl::Milliseconds(calls[i]->reply().lease_ms());
@@ -367,6 +378,34 @@ size_t Registrant::RegisterRound(absl::Duration timeout) {
 size_t Registrant::Start() {
   if (targets_.empty()) return 0;
   size_t ok = RegisterRound(ScaleTimeout(options_.first_timeout));
+  // No registrar listed the actor, and some failed because their channel
+  // could not connect (UNAVAILABLE) while their address accepts
+  // connections: the connection attempt may have given up before the
+  // handshake completed (a registrar channel gives an attempt 100 ms at
+  // first, and a TLS handshake on a loaded machine takes longer). Those are
+  // registered with again, waiting for the channel to connect (its
+  // attempts get longer with its backoff), so that the actor is listed
+  // somewhere before it goes on (a child links to its parent only then):
+  // otherwise no lookup could find it. Once one registrar listed it, a
+  // registrar that is slow, hung (it accepts connections and never
+  // answers), down (refused) or silent is not waited for.
+  if (ok == 0) {
+    std::vector<size_t> slow;
+    for (size_t i = 0; i < targets_.size(); ++i) {
+      const Target& t = targets_[i];
+      if (!t.ok && t.last_code == grpc::StatusCode::UNAVAILABLE &&
+          RawConnect(t.registrar, ScaleTimeout(kProbeConnectTimeout)) == 0) {
+        slow.push_back(i);
+      }
+    }
+    if (!slow.empty()) {
+      VLOG(1) << "actor '" << options_.aid.name() << "' registers again with "
+              << slow.size() << " registrar(s) that listen but could not be "
+              << "connected to in time";
+      ok += RegisterRound(ScaleTimeout(options_.slow_connect_timeout), slow,
+                          /*wait_for_ready=*/true);
+    }
+  }
   thread_ = std::thread([this] {
     NameThisThread("registrant");
     RefreshLoop();

@@ -121,8 +121,9 @@ AddrCheck CheckActorAt(const Address& addr, const std::string& uuid,
 //
 // `Start` registers with every registrar concurrently (bounded by
 // `first_timeout`; a registrar channel gives up a connection attempt that
-// gets no answer after 100 ms, so a silent registrar costs about that) and
-// starts a thread that refreshes each registration every
+// gets no answer after 100 ms, so a silent registrar costs about that;
+// when none accepted, it waits longer for those that accept connections,
+// whose handshake may be slow, see `Start`) and starts a thread that refreshes each registration every
 // third of the lease it was granted, so a registrar that restarted (and lost
 // its table) gets the entry back within a third of the lease plus gRPC's
 // reconnect backoff. A registrar that is down is retried every 0.5 s. `Stop`
@@ -152,6 +153,10 @@ class Registrant {
     // Lease to ask for; zero asks for the registrar's default.
     absl::Duration lease = absl::ZeroDuration();
     absl::Duration first_timeout = absl::Seconds(1);
+    // How long `Start` then waits for the registrars that accept
+    // connections but whose channel failed to connect within the first
+    // round, when none accepted (see `Start`).
+    absl::Duration slow_connect_timeout = absl::Seconds(5);
     absl::Duration unregister_timeout = absl::Milliseconds(500);
   };
 
@@ -161,8 +166,14 @@ class Registrant {
   ~Registrant();
 
   // Registers once with every registrar (concurrently; blocks at most
-  // `first_timeout`), then starts refreshing in the background. Returns how
-  // many registrars accepted the first registration; the others are retried.
+  // `first_timeout`), then starts refreshing in the background. When no
+  // registrar accepted, those whose channel failed to connect although
+  // their address accepts connections (a TLS handshake slower than the
+  // channel's first connection attempts allow, on a loaded machine) are
+  // registered with again, waiting for the connection, for at most
+  // `slow_connect_timeout` more; registrars that are down or silent are not
+  // waited for, nor is any once one accepted. Returns how many registrars
+  // accepted; the others are retried.
   size_t Start();
 
   // Stops refreshing and sends the unregistration to every registrar,
@@ -186,10 +197,17 @@ class Registrant {
     std::vector<std::string> addrs;  // filtered for this registrar
     absl::Duration granted;          // last lease granted; zero: none yet
     bool ok = false;                 // last Register succeeded
+    // The status code of the last Register.
+    grpc::StatusCode last_code = grpc::StatusCode::OK;
   };
 
   // Registers with every target concurrently; returns how many accepted.
   size_t RegisterRound(absl::Duration timeout);
+  // Registers with the targets `which` concurrently, the calls waiting for
+  // their channel to connect with `wait_for_ready`; returns how many
+  // accepted.
+  size_t RegisterRound(absl::Duration timeout, const std::vector<size_t>& which,
+                       bool wait_for_ready);
   void RefreshLoop() ABSL_LOCKS_EXCLUDED(mu_);
 
   const Options options_;

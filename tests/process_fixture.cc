@@ -5,7 +5,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
+#include <ctime>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -55,6 +58,33 @@ std::set<pid_t> Descendants(pid_t root) {
     }
   }
   return out;
+}
+
+namespace {
+absl::Duration ThreadCpuTime() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return absl::DurationFromTimespec(ts);
+}
+}  // namespace
+
+double CpuContention() {
+  // Computes until this thread has had 50 ms of CPU, and compares the wall
+  // time that took: what share of a CPU a runnable thread of this process
+  // gets now. (The load average overstates it: it counts niced builds,
+  // which yield to this process, and this test's own earlier processes.)
+  constexpr absl::Duration kSample = absl::Milliseconds(50);
+  const absl::Time wall0 = absl::Now();
+  const absl::Duration cpu0 = ThreadCpuTime();
+  volatile uint64_t sink = 0;
+  while (ThreadCpuTime() - cpu0 < kSample) {
+    for (int i = 0; i < 10000; ++i) sink = sink + i;
+  }
+  return std::max(1.0, absl::FDivDuration(absl::Now() - wall0, kSample));
+}
+
+absl::Duration CpuBoundBudget(absl::Duration budget) {
+  return discovery::ScaleTimeout(budget) * CpuContention();
 }
 
 bool WaitFor(const std::function<bool()>& pred, absl::Duration timeout) {

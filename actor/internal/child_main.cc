@@ -44,6 +44,12 @@ constexpr absl::Duration kByeWait = absl::Seconds(2);
 }  // namespace
 
 int ChildMain(const v1::SpawnSpec& spec) {
+  // SIGTERM is a request to exit, taken by one watcher thread (below): it
+  // is blocked before this process starts any thread, so that every thread
+  // inherits the mask. A thread with SIGTERM unblocked (the stack-dump
+  // thread, started next, once was) takes it with the default action: the
+  // process dies at once, without its graceful exit.
+  BlockSignals({SIGTERM});
   // `ps`, `top` and `perf` show the actor's name (first 15 bytes); threads
   // started from here on inherit it.
   prctl(PR_SET_NAME, spec.aid().name().substr(0, 15).c_str());

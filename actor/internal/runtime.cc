@@ -187,6 +187,11 @@ void Runtime::Start() {
   }
   auto accept = ports->Resolve(server_.get());
   if (!accept.ok()) {
+    {
+      // Kept for Shutdown, which removes the socket files bound so far.
+      MutexLock lock(&mu_);
+      ports_ = std::make_unique<discovery::ListeningPorts>(*std::move(ports));
+    }
     throw RuntimeFailure(absl::StrCat("actor '", config_.self.name(), "' ",
                                       accept.status().message()));
   }

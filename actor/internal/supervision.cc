@@ -149,10 +149,17 @@ void OnReaped(const std::shared_ptr<ChildProc>& proc, const v1::Aid& aid,
   // The child is gone: whatever its crash handler wrote is in the pipe.
   const std::string crash = ReadCrashReport(proc->crash_fd);
   bool linked;
+  std::string local_addr;
   {
     MutexLock lk(&proc->mu);
     linked = proc->linked;
+    local_addr = proc->local_addr;
   }
+  // A child that could not remove its same-host socket file (killed, or
+  // crashed) leaves it behind: removed here, before the exit is announced,
+  // so that no file of a reaped child outlives its nursery. A no-op when
+  // the child removed it itself.
+  discovery::RemoveSocketFileOfEndedActor(local_addr, aid.uuid());
   // The failure is recorded before the exit is announced, so a block that
   // wakes on the exit always sees it.
   bool abnormal = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);

@@ -6,17 +6,27 @@
 // refused to non-members; `Link` needs the per-spawn secret; a bad
 // configuration fails boot naming the file. Certificates are made at run
 // time with openssl (tests/make_test_pki.sh).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "actor/context.h"
@@ -140,6 +150,104 @@ grpc::Status CallCancelActor(v1::Actor::Stub& stub) {
   v1::CancelActorReply reply;
   return stub.CancelActor(&ctx, req, &reply);
 }
+
+// A TCP proxy on 127.0.0.1 in front of `upstream_port` whose every
+// connection gets the server's first bytes `delay` after it was accepted:
+// a TLS handshake through it takes at least `delay`, as one with a server
+// slowed by a loaded machine does. Bytes are forwarded both ways as they
+// come otherwise.
+class SlowHandshakeProxy {
+ public:
+  SlowHandshakeProxy(int upstream_port, absl::Duration delay)
+      : upstream_port_(upstream_port), delay_(delay) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(sin);
+    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&sin), len) != 0 ||
+        listen(listen_fd_, 64) != 0 ||
+        getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&sin), &len) != 0) {
+      ADD_FAILURE() << "proxy: " << std::strerror(errno);
+      return;
+    }
+    port_ = ntohs(sin.sin_port);
+    acceptor_ = std::thread([this] { Accept(); });
+  }
+  ~SlowHandshakeProxy() {
+    stop_.store(true);
+    if (acceptor_.joinable()) acceptor_.join();
+    for (std::thread& t : pumps_) t.join();
+    close(listen_fd_);
+  }
+  std::string addr() const { return absl::StrCat("127.0.0.1:", port_); }
+
+ private:
+  void Accept() {
+    while (!stop_.load()) {
+      pollfd p{listen_fd_, POLLIN, 0};
+      if (poll(&p, 1, 50) <= 0) continue;
+      const int client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (client < 0) continue;
+      pumps_.emplace_back([this, client] { Pump(client); });
+    }
+  }
+  // Forwards between `client` and a new connection upstream until either
+  // side closes or the proxy stops.
+  void Pump(int client) {
+    const absl::Time accepted = absl::Now();
+    const int server = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sin.sin_port = htons(upstream_port_);
+    if (connect(server, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)) != 0) {
+      close(server);
+      close(client);
+      return;
+    }
+    std::string held;  // server bytes not yet forwarded
+    bool open = true;
+    while (open && !stop_.load()) {
+      const bool release = absl::Now() >= accepted + delay_;
+      if (release && !held.empty()) {
+        if (write(client, held.data(), held.size()) < 0) break;
+        held.clear();
+      }
+      pollfd p[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
+      // Wakes when the delay is over, to forward what it held.
+      const int wait_ms =
+          release ? 50
+                  : std::max<int64_t>(1, absl::ToInt64Milliseconds(
+                                             accepted + delay_ - absl::Now()));
+      if (poll(p, 2, std::min(wait_ms, 50)) < 0) break;
+      char buf[16384];
+      for (int i = 0; i < 2 && open; ++i) {
+        if ((p[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+        const ssize_t n = read(p[i].fd, buf, sizeof buf);
+        if (n <= 0) {
+          open = false;
+        } else if (i == 0) {
+          open = write(server, buf, n) == n;
+        } else if (absl::Now() < accepted + delay_) {
+          held.append(buf, n);
+        } else {
+          open = write(client, buf, n) == n;
+        }
+      }
+    }
+    close(server);
+    close(client);
+  }
+
+  const int upstream_port_;
+  const absl::Duration delay_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread acceptor_;
+  std::vector<std::thread> pumps_;  // touched by the acceptor thread only
+};
 
 class SecurityTest : public testing::ProcessTest {
  protected:
@@ -375,6 +483,50 @@ TEST_F(SecurityTest, RegistrarDaemonInMutualTls) {
   v1::HelloReply reply;
   EXPECT_EQ(stub->Hello(&ctx, req, &reply).error_code(),
             grpc::StatusCode::UNAVAILABLE);
+  daemon->Signal(SIGTERM);
+  std::optional<int> status = daemon->Wait(absl::Seconds(10));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
+}
+
+// The registrar daemon in mutual TLS, reached through a proxy that makes
+// every TLS handshake with it take 300 ms: longer than a registrar
+// channel's first connection attempts allow (100 ms), as a handshake on a
+// heavily loaded machine does. A child registers before it links to its
+// parent all the same, so it is found at once when StartActor returns.
+TEST_F(SecurityTest, AChildIsFoundAtOnceThoughTheRegistrarsHandshakeIsSlow) {
+  const std::string bin = testing::RunfilePath("registrar/registrar");
+  ASSERT_FALSE(bin.empty());
+  auto daemon = testing::Proc::Spawn(
+      {bin, "--listen", "127.0.0.1:0", "--loglevel", "error", "--tls_ca",
+       Pki().Path("ca.pem"), "--tls_cert", Pki().Path("node.pem"),
+       "--tls_key", Pki().Path("node.key"), "--tls_require_client_cert=true"});
+  ASSERT_NE(daemon, nullptr);
+  std::optional<std::string> ready =
+      daemon->ReadLineStartingWith("registrar ", absl::Seconds(20));
+  ASSERT_TRUE(ready.has_value());
+  const std::string addr = std::vector<std::string>(
+      absl::StrSplit(*ready, ' ')).back();
+  int port = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(addr.substr(addr.rfind(':') + 1), &port))
+      << addr;
+  {
+    SlowHandshakeProxy proxy(port, absl::Milliseconds(300));
+    RootOptions root;
+    root.registry_addrs = {proxy.addr()};
+    root.tls = Pki().Config("node", true);
+    OpenRootActor(root, [&] {
+      testing::OpenNurseryThenCancel([&](ActorNursery& an) {
+        for (const std::string name : {"first", "second"}) {
+          Portal p = an.StartActor(name, kSec);
+          std::optional<Portal> found =
+              FindActor(name, {}, discovery::kFindTimeout, true);
+          ASSERT_TRUE(found.has_value()) << name;
+          EXPECT_EQ(found->aid().uuid(), p.aid().uuid());
+        }
+      });
+    });
+  }
   daemon->Signal(SIGTERM);
   std::optional<int> status = daemon->Wait(absl::Seconds(10));
   ASSERT_TRUE(status.has_value());

@@ -286,6 +286,29 @@ TEST_F(DiscoveryTest, RaiseOnNoneThrowsWhenNoActorHasThatName) {
     ASSERT_TRUE(root.has_value());
     EXPECT_EQ(root->aid().uuid(), CurrentActor().uuid());
     EXPECT_EQ(FindActors("root", {}, discovery::kFindTimeout, true).size(), 1u);
+    // A registrar that cannot be asked (nothing listens at its address) is
+    // not taken for one that lists nobody: the error says it did not
+    // answer, and with no registrar answering, that it cannot tell.
+    TempDir dir;
+    const std::string down = dir.Sock("down.sock");
+    const std::string up = RegistryAddrs().at(0);
+    try {
+      FindActor("nobody", {up, down}, discovery::kFindTimeout, true);
+      ADD_FAILURE() << "FindActor(raise_on_none) found nobody and returned";
+    } catch (const RuntimeFailure& e) {
+      EXPECT_THAT(e.what(), HasSubstr("no actor 'nobody' is registered with [" +
+                                      up + "]; these did not "
+                                      "answer: " + down + ": "));
+    }
+    try {
+      FindActor("root", {down}, discovery::kFindTimeout, true);
+      ADD_FAILURE() << "FindActor(raise_on_none) asked nobody and returned";
+    } catch (const RuntimeFailure& e) {
+      EXPECT_THAT(e.what(), HasSubstr("cannot tell whether an actor 'root' is "
+                                      "registered: no registrar answered (" +
+                                      down + ": "));
+    }
+    EXPECT_FALSE(FindActor("root", {down}).has_value());
   });
 }
 

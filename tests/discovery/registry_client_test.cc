@@ -223,6 +223,30 @@ TEST(RegistrantTest, ASilentRegistrarDelaysStartBriefly) {
   r.Stop();
 }
 
+// With no registrar accepting, one that accepts connections but never
+// completes a handshake (as one whose handshake is slow would look at
+// first) is waited for, at most `slow_connect_timeout` more; `Start` then
+// returns and the registration is retried in the background. (That a slow
+// handshake is waited out, and the actor listed, is
+// //tests/actor:security_test's AChildIsFoundAtOnceThoughTheRegistrarsHandshakeIsSlow.)
+TEST(RegistrantTest, AHungRegistrarAloneIsWaitedForAtMostTheSlowConnectTimeout) {
+  SilentListener hung;
+  Registrant::Options o;
+  o.aid = MakeAid("w");
+  o.addrs = {"127.0.0.1:5555"};
+  o.registrars = {Parse(hung.addr())};
+  o.slow_connect_timeout = absl::Milliseconds(300);
+  Registrant r(o);
+  const absl::Time start = absl::Now();
+  EXPECT_EQ(r.Start(), 0u);
+  const absl::Duration took = absl::Now() - start;
+  printf("first registration with the only registrar hung: %.0f ms\n",
+         absl::ToDoubleMilliseconds(took));
+  EXPECT_GE(took, ScaleTimeout(absl::Milliseconds(300)));
+  EXPECT_LT(took, ScaleTimeout(absl::Milliseconds(300 + 1000 + 500)));
+  r.Stop();
+}
+
 // A gRPC server whose connections come up and whose calls are never
 // answered (nobody asks for them): a registrar hung in the middle of its
 // work. Each call ends at its deadline.

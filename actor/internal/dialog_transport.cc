@@ -344,6 +344,8 @@ struct DialogAcceptor::Shared {
   // Requested calls, by their transport, until they arrive.
   std::map<CqTransport*, std::shared_ptr<Dialog>> requested
       ABSL_GUARDED_BY(mu);
+  // A dialog built ahead for the next request (see Prepare), or null.
+  std::shared_ptr<Dialog> spare ABSL_GUARDED_BY(mu);
 };
 
 namespace {
@@ -392,8 +394,16 @@ void DialogAcceptor::Start() {
 }
 
 void DialogAcceptor::Request(const std::shared_ptr<Shared>& sh) {
-  auto dialog = std::make_shared<Dialog>();
-  auto* t = dialog->AdoptServerTransport();
+  std::shared_ptr<Dialog> dialog;
+  {
+    MutexLock lk(&sh->mu);
+    dialog = std::move(sh->spare);
+  }
+  if (dialog == nullptr) {
+    dialog = std::make_shared<Dialog>();
+    dialog->AdoptServerTransport();
+  }
+  auto* t = static_cast<CqServerTransport*>(dialog->cq_transport());
   // Under the lock: no request is posted once stopping (the server may be
   // shut down then).
   MutexLock lk(&sh->mu);
@@ -401,6 +411,18 @@ void DialogAcceptor::Request(const std::shared_ptr<Shared>& sh) {
   sh->requested[t] = dialog;
   HandOff(t);
   sh->request(&t->context_, &t->stream_, &t->cq_, sh->cq, &t->accept_tag_);
+}
+
+void DialogAcceptor::Prepare(const std::shared_ptr<Shared>& sh) {
+  {
+    MutexLock lk(&sh->mu);
+    if (sh->spare != nullptr || sh->stopping) return;
+  }
+  auto dialog = std::make_shared<Dialog>();
+  dialog->AdoptServerTransport();
+  MutexLock lk(&sh->mu);
+  // (Else dropped, outside the lock: another thread prepared one.)
+  if (sh->spare == nullptr && !sh->stopping) sh->spare.swap(dialog);
 }
 
 bool DialogAcceptor::Leave(const std::shared_ptr<Shared>& sh) {
@@ -503,6 +525,9 @@ void DialogAcceptor::Loop(std::shared_ptr<Shared> sh) {
     }
     sh->serve(std::move(dialog));
     if (!Rejoin(sh)) return;
+    // Waiting again: the next dialog's objects (its completion queue among
+    // them) are built now rather than when the next stream has arrived.
+    Prepare(sh);
   }
 }
 
@@ -559,10 +584,12 @@ void DialogAcceptor::Stop() {
     sh->requested.erase(tag->owner);
   }
   std::map<CqTransport*, std::shared_ptr<Dialog>> left;
+  std::shared_ptr<Dialog> spare;
   {
     MutexLock lk(&sh->mu);
     while (sh->waiting > 0) sh->cv.Wait(&sh->mu);
     left.swap(sh->requested);
+    spare.swap(sh->spare);
   }
 }
 

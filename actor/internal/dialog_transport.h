@@ -339,6 +339,9 @@ class DialogAcceptor final : public ServiceQueue {
  private:
   struct Shared;
   static void Request(const std::shared_ptr<Shared>& sh);
+  // Builds the dialog the next Request posts, unless one is built (called
+  // by a thread that finished serving a dialog, before it waits again).
+  static void Prepare(const std::shared_ptr<Shared>& sh);
   // A waiting thread took a call or a dialog to serve: true if it was the
   // last one, and a replacement (already counted) must be started.
   static bool Leave(const std::shared_ptr<Shared>& sh);

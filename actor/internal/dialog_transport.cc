@@ -337,13 +337,28 @@ struct DialogAcceptor::Shared {
   std::function<void(std::shared_ptr<Dialog>)> serve;
   Mutex mu;
   CondVar cv;  // signalled when `waiting` drops to zero
-  int waiting ABSL_GUARDED_BY(mu) = 0;  // threads in cq->Next
+  // Threads in Loop (waiting in cq->Next, or delivering what it returned).
+  int waiting ABSL_GUARDED_BY(mu) = 0;
   bool stopping ABSL_GUARDED_BY(mu) = false;
   bool cq_shut ABSL_GUARDED_BY(mu) = false;
   // Requested calls, by their transport, until they arrive.
   std::map<CqTransport*, std::shared_ptr<Dialog>> requested
       ABSL_GUARDED_BY(mu);
+  // A dialog built ahead for the next request (see Prepare), or null.
+  std::shared_ptr<Dialog> spare ABSL_GUARDED_BY(mu);
 };
+
+namespace {
+
+// How many threads wait on the accept queue once calls have come (see
+// DialogAcceptor::Loop): one takes the next arrival while the other is
+// already waiting for the one after, so taking a call or a dialog wakes no
+// thread, as gRPC's sync server keeps two pollers. More would add to every
+// socket event's wake-ups, since all waiting threads share gRPC's epoll set
+// (tools/bench/README.md, "The accept queue's spare waiter").
+constexpr int kAcceptWaiters = 2;
+
+}  // namespace
 
 DialogAcceptor::DialogAcceptor(RequestFn request,
                                grpc::ServerCompletionQueue* cq,
@@ -369,6 +384,8 @@ void DialogAcceptor::Start() {
     shared_->request_call();
     shared_->request_call();
   }
+  // One waiter: the others join as they finish serving (see Loop), so an
+  // actor that is never called keeps one thread here.
   {
     MutexLock lk(&shared_->mu);
     ++shared_->waiting;
@@ -377,8 +394,16 @@ void DialogAcceptor::Start() {
 }
 
 void DialogAcceptor::Request(const std::shared_ptr<Shared>& sh) {
-  auto dialog = std::make_shared<Dialog>();
-  auto* t = dialog->AdoptServerTransport();
+  std::shared_ptr<Dialog> dialog;
+  {
+    MutexLock lk(&sh->mu);
+    dialog = std::move(sh->spare);
+  }
+  if (dialog == nullptr) {
+    dialog = std::make_shared<Dialog>();
+    dialog->AdoptServerTransport();
+  }
+  auto* t = static_cast<CqServerTransport*>(dialog->cq_transport());
   // Under the lock: no request is posted once stopping (the server may be
   // shut down then).
   MutexLock lk(&sh->mu);
@@ -388,8 +413,36 @@ void DialogAcceptor::Request(const std::shared_ptr<Shared>& sh) {
   sh->request(&t->context_, &t->stream_, &t->cq_, sh->cq, &t->accept_tag_);
 }
 
+void DialogAcceptor::Prepare(const std::shared_ptr<Shared>& sh) {
+  {
+    MutexLock lk(&sh->mu);
+    if (sh->spare != nullptr || sh->stopping) return;
+  }
+  auto dialog = std::make_shared<Dialog>();
+  dialog->AdoptServerTransport();
+  MutexLock lk(&sh->mu);
+  // (Else dropped, outside the lock: another thread prepared one.)
+  if (sh->spare == nullptr && !sh->stopping) sh->spare.swap(dialog);
+}
+
+bool DialogAcceptor::Leave(const std::shared_ptr<Shared>& sh) {
+  MutexLock lk(&sh->mu);
+  if (sh->waiting > 1) {
+    --sh->waiting;
+    return false;
+  }
+  return true;  // `waiting` stays: it counts the replacement
+}
+
+bool DialogAcceptor::Rejoin(const std::shared_ptr<Shared>& sh) {
+  MutexLock lk(&sh->mu);
+  if (sh->stopping || sh->waiting >= kAcceptWaiters) return false;
+  ++sh->waiting;
+  return true;
+}
+
 void DialogAcceptor::Loop(std::shared_ptr<Shared> sh) {
-  // Counted in `waiting` by whoever started this thread.
+  // Counted in `waiting` by whoever started this thread, or by Rejoin.
   for (;;) {
     void* raw = nullptr;
     bool ok = false;
@@ -414,18 +467,25 @@ void DialogAcceptor::Loop(std::shared_ptr<Shared> sh) {
         if (ok && can_serve) sh->request_call();
         continue;
       }
-      // As for a dialog: this thread serves the call, a new one requests
-      // the next and waits (`waiting` stays as it is).
-      RunPooled([sh] {
+      // This thread serves the call. If it was the last waiter, a new one
+      // requests the next call and waits; else this one requests it (two
+      // requests stay outstanding) and the others wait.
+      if (Leave(sh)) {
+        RunPooled([sh] {
+          sh->request_call();
+          Loop(sh);
+        });
+      } else {
         sh->request_call();
-        Loop(sh);
-      });
+      }
       call->Serve();
-      return;
+      // Its reply posted: back to waiting, unless enough threads wait.
+      if (!Rejoin(sh)) return;
+      continue;
     }
     if (got) TakeOver(static_cast<CqTransport::Tag*>(raw)->owner);
     std::shared_ptr<Dialog> dialog;
-    bool another = false;
+    bool serve = false;
     {
       MutexLock lk(&sh->mu);
       if (!got) {
@@ -437,10 +497,7 @@ void DialogAcceptor::Loop(std::shared_ptr<Shared> sh) {
       CHECK(it != sh->requested.end()) << "unknown tag on the accept queue";
       dialog = std::move(it->second);
       sh->requested.erase(it);
-      // This thread serves the call; a new one waits for the next (so
-      // `waiting` stays as it is).
-      another = ok && !sh->stopping;
-      if (ok && !another && --sh->waiting == 0) sh->cv.SignalAll();
+      serve = ok && !sh->stopping;
     }
     if (ok) {
       // The call arrived: its done tag will come.
@@ -453,19 +510,24 @@ void DialogAcceptor::Loop(std::shared_ptr<Shared> sh) {
       DialogWatcher::Get().Add(dialog);
     }
     // A request cancelled by the shutdown, or a call that arrived during
-    // it, is dropped (which cancels the call).
-    if (!another) {
-      if (ok) return;
-      continue;
-    }
-    // The next call is requested by the thread that will wait for it, so
-    // this one serves at once.
-    RunPooled([sh] {
+    // it, is dropped (which cancels the call); this thread goes on
+    // waiting.
+    if (!serve) continue;
+    // As for a call: this thread serves the dialog, and the next is
+    // requested by a new waiter if this was the last one, else by this one.
+    if (Leave(sh)) {
+      RunPooled([sh] {
+        Request(sh);
+        Loop(sh);
+      });
+    } else {
       Request(sh);
-      Loop(sh);
-    });
+    }
     sh->serve(std::move(dialog));
-    return;
+    if (!Rejoin(sh)) return;
+    // Waiting again: the next dialog's objects (its completion queue among
+    // them) are built now rather than when the next stream has arrived.
+    Prepare(sh);
   }
 }
 
@@ -480,6 +542,11 @@ bool DialogAcceptor::Post(absl::FunctionRef<void()> post) {
 
 const std::shared_ptr<ServerGate>& DialogAcceptor::gate() const {
   return shared_->gate;
+}
+
+int DialogAcceptor::waiters() const {
+  MutexLock lk(&shared_->mu);
+  return shared_->waiting;
 }
 
 void DialogAcceptor::StopRequesting() {
@@ -517,10 +584,12 @@ void DialogAcceptor::Stop() {
     sh->requested.erase(tag->owner);
   }
   std::map<CqTransport*, std::shared_ptr<Dialog>> left;
+  std::shared_ptr<Dialog> spare;
   {
     MutexLock lk(&sh->mu);
     while (sh->waiting > 0) sh->cv.Wait(&sh->mu);
     left.swap(sh->requested);
+    spare.swap(sh->spare);
   }
 }
 

@@ -243,7 +243,8 @@ class ServiceQueue {
 // its arrival off the accept queue (a unary `Actor/Call`,
 // actor/internal/actor_service.h): that thread decides at once, without
 // blocking, whether the call is refused (answered there) or served; to serve
-// it, it gives the queue to another thread and runs `Serve`.
+// it, it leaves the queue to the other waiting thread (or wakes one if it
+// was the last) and runs `Serve`.
 class AcceptedCall;
 // The request tag of an `AcceptedCall`; pass it to gRPC as
 // `static_cast<CqTransport::Tag*>(&tag)`.
@@ -260,7 +261,8 @@ class AcceptedCall {
   // `can_serve` is false (the queue is stopping: the call is refused).
   virtual bool Arrived(bool ok, bool can_serve) = 0;
   // After Arrived returned true, once another thread waits on the queue.
-  // May block (it runs the task).
+  // May block (it runs the task). The thread then waits on the queue again
+  // if fewer than two threads do.
   virtual void Serve() = 0;
 };
 
@@ -290,7 +292,11 @@ class ServerGate {
 // the next call. Unary `Actor/Call`s arrive on it the same way
 // (`AcceptedCall`, `ServeCalls`). Other services' calls may share the queue
 // (`ServiceQueue`): the waiting thread delivers their completions in
-// between. Thread-safe.
+// between. Once calls have come, two threads wait on the queue: taking a
+// call or a dialog leaves the other one waiting and wakes nobody (a pooled
+// thread is woken only when the last waiter was taken), and a thread that
+// finished serving waits again while fewer than two do (else it goes back
+// to the pool). Thread-safe.
 class DialogAcceptor final : public ServiceQueue {
  public:
   // Requests the next call (the generated `RequestOpen` of a service whose
@@ -308,7 +314,8 @@ class DialogAcceptor final : public ServiceQueue {
   // Serves calls of `AcceptedCall`s as well: `request` requests one (on
   // this queue, through `Post`). Once, before Start. Two requests are
   // outstanding from Start on; each arrival requests the next (a call
-  // served: on the thread that then waits for the next arrival).
+  // served: before it is served, by the thread that serves it, or by the
+  // pooled thread woken to wait in its place).
   void ServeCalls(std::function<void()> request);
   // Starts accepting, once the server is built.
   void Start();
@@ -316,20 +323,31 @@ class DialogAcceptor final : public ServiceQueue {
   void StopRequesting();
   // After the server's Shutdown: closes the gate (waiting for the posts in
   // progress), shuts the queue down and waits until no thread waits on it
-  // (threads serving a dialog or a call are not waited for; they no longer
-  // touch the acceptor). Service calls still on the queue get their
-  // completions (their posts are refused from then on); a call arriving
-  // then is refused.
+  // (threads serving a dialog or a call are not waited for; once stopping,
+  // they do not wait on the queue again). Service calls still on the queue
+  // get their completions (their posts are refused from then on); a call
+  // arriving then is refused.
   void Stop();
 
   grpc::ServerCompletionQueue* cq() override;
   bool Post(absl::FunctionRef<void()> post) override;
   // Closed by Stop (see ServerGate).
   const std::shared_ptr<ServerGate>& gate() const;
+  // How many threads wait on the queue now (for tests and diagnostics).
+  int waiters() const;
 
  private:
   struct Shared;
   static void Request(const std::shared_ptr<Shared>& sh);
+  // Builds the dialog the next Request posts, unless one is built (called
+  // by a thread that finished serving a dialog, before it waits again).
+  static void Prepare(const std::shared_ptr<Shared>& sh);
+  // A waiting thread took a call or a dialog to serve: true if it was the
+  // last one, and a replacement (already counted) must be started.
+  static bool Leave(const std::shared_ptr<Shared>& sh);
+  // A thread that finished serving waits on the queue again if fewer than
+  // the target number do and the acceptor is not stopping (then counted).
+  static bool Rejoin(const std::shared_ptr<Shared>& sh);
   static void Loop(std::shared_ptr<Shared> sh);
 
   std::shared_ptr<Shared> shared_;

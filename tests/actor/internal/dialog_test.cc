@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "actor/cancel.h"
@@ -523,6 +524,84 @@ TEST_F(DialogPairTest, AbortMakesThePeerSeeTheStreamBrokenAndRunsItsHookOnce) {
 
   client_->WaitDoneReason(kWait);
   EXPECT_TRUE(client_->broken());
+}
+
+// --- the accept queue's waiters -------------------------------------------
+
+// Checks `pred` every 5 ms until it holds or `within` passed (the acceptor's
+// waiter count is signalled to nobody); returns `pred()`.
+bool HoldsWithin(const std::function<bool()>& pred, absl::Duration within) {
+  const absl::Time until = absl::Now() + within;
+  while (!pred()) {
+    if (absl::Now() >= until) return pred();
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return true;
+}
+
+TEST_F(DialogPairTest, TwoThreadsWaitOnTheAcceptQueueOnceAStreamWasServed) {
+  // One thread waits from the start; the one that served the first stream
+  // then waits as well.
+  EXPECT_EQ(acceptor_->waiters(), 1);
+  ASSERT_NO_FATAL_FAILURE(Connect());
+  EXPECT_TRUE(HoldsWithin([&] { return acceptor_->waiters() == 2; }, kWait))
+      << acceptor_->waiters() << " threads wait";
+
+  // Two streams held by the threads that took them: taking the first left
+  // the other waiter in place (no thread woken), the second took the last
+  // waiter and a pooled thread waits in its place.
+  absl::Notification release;
+  Counter held;
+  service_.setup = [&](Dialog&) {
+    held.Add();
+    release.WaitForNotificationWithTimeout(kWait);
+  };
+  std::shared_ptr<Dialog> second = Dialog::Connect(channel_);
+  ASSERT_TRUE(held.WaitFor(1, Deadline()));
+  EXPECT_EQ(acceptor_->waiters(), 1);
+  std::shared_ptr<Dialog> third = Dialog::Connect(channel_);
+  ASSERT_TRUE(held.WaitFor(2, Deadline()));
+  EXPECT_EQ(acceptor_->waiters(), 1);
+
+  // Both served: one waits again, the other goes back to the pool.
+  release.Notify();
+  ASSERT_NE(service_.AwaitOpened(2, Deadline()), nullptr);
+  EXPECT_TRUE(HoldsWithin([&] { return acceptor_->waiters() == 2; }, kWait))
+      << acceptor_->waiters() << " threads wait";
+  EXPECT_FALSE(HoldsWithin([&] { return acceptor_->waiters() != 2; },
+                           absl::Milliseconds(100)))
+      << acceptor_->waiters() << " threads wait";
+  for (const auto& c : {second, third}) {
+    c->Close(grpc::Status::OK, /*abort=*/true);
+    c->WaitDoneReason(kWait);
+  }
+}
+
+TEST_F(DialogPairTest, AThreadServingWhileTheAcceptorStopsDoesNotWaitAgain) {
+  absl::Notification release;
+  Counter held;
+  service_.setup = [&](Dialog&) {
+    held.Add();
+    release.WaitForNotificationWithTimeout(kWait);
+  };
+  client_ = Dialog::Connect(channel_);
+  ASSERT_TRUE(held.WaitFor(1, Deadline()));
+  ASSERT_EQ(acceptor_->waiters(), 1);  // the replacement
+  acceptor_->StopRequesting();
+  release.Notify();
+  ASSERT_NE(service_.AwaitOpened(0, Deadline()), nullptr);
+  EXPECT_FALSE(HoldsWithin([&] { return acceptor_->waiters() != 1; },
+                           absl::Milliseconds(100)))
+      << acceptor_->waiters() << " threads wait";
+
+  client_->Close(grpc::Status::OK, /*abort=*/true);
+  client_->WaitDoneReason(kWait);
+  client_ = nullptr;
+  for (auto& d : service_.opened()) d->WaitDoneReason(kWait);
+  server_->Shutdown(std::chrono::system_clock::now() +
+                    std::chrono::seconds(5));
+  acceptor_->Stop();
+  EXPECT_EQ(acceptor_->waiters(), 0);
 }
 
 TEST_F(DialogPairTest, ReceiveUntilTimesOutWithTimedOutSet) {

@@ -450,21 +450,23 @@ TEST_F(SecurityTest, BadConfigurationFailsBootNamingTheFile) {
   EXPECT_EQ(boot_error({}), "booted");
 }
 
+// The registrar daemon on 127.0.0.1 in mutual TLS with the test PKI's
+// node certificate, requiring client certificates.
+std::optional<testing::Daemon> StartMutualTlsRegistrar(std::string* error) {
+  return testing::StartRegistrar(
+      "127.0.0.1:0",
+      {"--tls_ca", Pki().Path("ca.pem"), "--tls_cert", Pki().Path("node.pem"),
+       "--tls_key", Pki().Path("node.key"), "--tls_require_client_cert=true"},
+      error);
+}
+
 // The registrar daemon with mutual TLS: a tree in mTLS registers with it
 // and finds through it; a client without a certificate is refused.
 TEST_F(SecurityTest, RegistrarDaemonInMutualTls) {
-  const std::string bin = testing::RunfilePath("registrar/registrar");
-  ASSERT_FALSE(bin.empty());
-  auto daemon = testing::Proc::Spawn(
-      {bin, "--listen", "127.0.0.1:0", "--loglevel", "error", "--tls_ca",
-       Pki().Path("ca.pem"), "--tls_cert", Pki().Path("node.pem"),
-       "--tls_key", Pki().Path("node.key"), "--tls_require_client_cert=true"});
-  ASSERT_NE(daemon, nullptr);
-  std::optional<std::string> ready =
-      daemon->ReadLineStartingWith("registrar ", absl::Seconds(20));
-  ASSERT_TRUE(ready.has_value());
-  const std::string addr = std::vector<std::string>(
-      absl::StrSplit(*ready, ' ')).back();
+  std::string error;
+  std::optional<testing::Daemon> daemon = StartMutualTlsRegistrar(&error);
+  ASSERT_TRUE(daemon.has_value()) << error;
+  const std::string addr = daemon->addrs.front();
   RootOptions root;
   root.registry_addrs = {addr};
   root.tls = Pki().Config("node", true);
@@ -483,8 +485,8 @@ TEST_F(SecurityTest, RegistrarDaemonInMutualTls) {
   v1::HelloReply reply;
   EXPECT_EQ(stub->Hello(&ctx, req, &reply).error_code(),
             grpc::StatusCode::UNAVAILABLE);
-  daemon->Signal(SIGTERM);
-  std::optional<int> status = daemon->Wait(absl::Seconds(10));
+  daemon->proc->Signal(SIGTERM);
+  std::optional<int> status = daemon->proc->Wait(absl::Seconds(10));
   ASSERT_TRUE(status.has_value());
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
 }
@@ -495,18 +497,10 @@ TEST_F(SecurityTest, RegistrarDaemonInMutualTls) {
 // heavily loaded machine does. A child registers before it links to its
 // parent all the same, so it is found at once when StartActor returns.
 TEST_F(SecurityTest, AChildIsFoundAtOnceThoughTheRegistrarsHandshakeIsSlow) {
-  const std::string bin = testing::RunfilePath("registrar/registrar");
-  ASSERT_FALSE(bin.empty());
-  auto daemon = testing::Proc::Spawn(
-      {bin, "--listen", "127.0.0.1:0", "--loglevel", "error", "--tls_ca",
-       Pki().Path("ca.pem"), "--tls_cert", Pki().Path("node.pem"),
-       "--tls_key", Pki().Path("node.key"), "--tls_require_client_cert=true"});
-  ASSERT_NE(daemon, nullptr);
-  std::optional<std::string> ready =
-      daemon->ReadLineStartingWith("registrar ", absl::Seconds(20));
-  ASSERT_TRUE(ready.has_value());
-  const std::string addr = std::vector<std::string>(
-      absl::StrSplit(*ready, ' ')).back();
+  std::string error;
+  std::optional<testing::Daemon> daemon = StartMutualTlsRegistrar(&error);
+  ASSERT_TRUE(daemon.has_value()) << error;
+  const std::string addr = daemon->addrs.front();
   int port = 0;
   ASSERT_TRUE(absl::SimpleAtoi(addr.substr(addr.rfind(':') + 1), &port))
       << addr;
@@ -527,8 +521,8 @@ TEST_F(SecurityTest, AChildIsFoundAtOnceThoughTheRegistrarsHandshakeIsSlow) {
       });
     });
   }
-  daemon->Signal(SIGTERM);
-  std::optional<int> status = daemon->Wait(absl::Seconds(10));
+  daemon->proc->Signal(SIGTERM);
+  std::optional<int> status = daemon->proc->Wait(absl::Seconds(10));
   ASSERT_TRUE(status.has_value());
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
 }

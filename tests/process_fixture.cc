@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <string>
 #include <vector>
 
 #include "absl/time/clock.h"
@@ -85,6 +86,14 @@ double CpuContention() {
 
 absl::Duration CpuBoundBudget(absl::Duration budget) {
   return discovery::ScaleTimeout(budget) * CpuContention();
+}
+
+bool Alive(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(f, line)) return false;
+  auto r = line.rfind(')');
+  return r != std::string::npos && line[r + 2] != 'Z' && line[r + 2] != 'X';
 }
 
 bool WaitFor(const std::function<bool()>& pred, absl::Duration timeout) {

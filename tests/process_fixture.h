@@ -22,6 +22,10 @@ namespace tractor::testing {
 // except the sanitizer runtime's llvm-symbolizer.
 std::set<pid_t> Descendants(pid_t root);
 
+// True while `pid` exists and is neither a zombie nor dead (read from
+// /proc/PID/stat).
+bool Alive(pid_t pid);
+
 // Waits until `pred()` holds or `timeout` passes; returns pred().
 bool WaitFor(const std::function<bool()>& pred, absl::Duration timeout);
 

@@ -58,14 +58,6 @@ bool Exists(const std::string& path) {
   return lstat(path.c_str(), &st) == 0;
 }
 
-bool Alive(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(f, line)) return false;
-  auto r = line.rfind(')');
-  return r != std::string::npos && line[r + 2] != 'Z' && line[r + 2] != 'X';
-}
-
 // Sets the modification time of `path` (not following a symbolic link) an
 // hour back: the sweep leaves files younger than
 // discovery::kStaleSocketMinAge alone (a server binds its socket a moment
@@ -131,7 +123,7 @@ TEST_F(SocketFilesTest, NoChildLeavesItsSocketFileWhicheverWayItExits) {
         ASSERT_EQ(kill(pid, SIGTERM), 0);
         // Not cancelled: a child that died of the signal, rather than
         // exiting on it, is then an error of this nursery.
-        if (!testing::WaitFor([&] { return !Alive(pid); },
+        if (!testing::WaitFor([&] { return !testing::Alive(pid); },
                               Scaled(absl::Seconds(10)))) {
           ADD_FAILURE() << "the child did not exit on SIGTERM";
           an.Cancel();
@@ -149,7 +141,7 @@ TEST_F(SocketFilesTest, NoChildLeavesItsSocketFileWhicheverWayItExits) {
         files.emplace_back("child killed with kill -9", f);
         const pid_t pid = p.Run("sock:pid").AsInt();
         ASSERT_EQ(kill(pid, SIGKILL), 0);
-        EXPECT_TRUE(testing::WaitFor([&] { return !Alive(pid); },
+        EXPECT_TRUE(testing::WaitFor([&] { return !testing::Alive(pid); },
                                      Scaled(absl::Seconds(10))));
         an.Cancel();
       });

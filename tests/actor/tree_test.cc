@@ -17,14 +17,6 @@
 namespace tractor {
 namespace {
 
-bool Alive(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(f, line)) return false;
-  auto r = line.rfind(')');
-  return r != std::string::npos && line[r + 2] != 'Z' && line[r + 2] != 'X';
-}
-
 class TreeTest : public testing::ProcessTest {
  protected:
   // Starts tree_actor with stderr captured; fills the three pids.
@@ -50,7 +42,7 @@ class TreeTest : public testing::ProcessTest {
     fclose(f);
     pids_ = {static_cast<pid_t>(a), static_cast<pid_t>(b),
              static_cast<pid_t>(c)};
-    for (pid_t p : pids_) ASSERT_TRUE(Alive(p));
+    for (pid_t p : pids_) ASSERT_TRUE(testing::Alive(p));
   }
 
   std::string ReadStderr() {
@@ -74,7 +66,8 @@ TEST_F(TreeTest, KillNineOfTheRootTakesEveryDescendantWithinOneSecond) {
   int status = 0;
   ASSERT_EQ(waitpid(root_, &status, 0), root_);
   bool gone = testing::WaitFor(
-      [&] { return !Alive(pids_[1]) && !Alive(pids_[2]); }, absl::Seconds(1));
+      [&] { return !testing::Alive(pids_[1]) && !testing::Alive(pids_[2]); },
+      absl::Seconds(1));
   EXPECT_TRUE(gone) << "descendants still alive 1 s after kill -9 of the root";
   printf("root kill -9 to last descendant gone: %.1f ms\n",
          absl::ToDoubleMilliseconds(absl::Now() - t0));
@@ -94,8 +87,8 @@ TEST_F(TreeTest, SigintToTheRootTearsDownTheTreeAndExitsBySigint) {
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT)
       << "exit status " << status;
   EXPECT_NE(ReadStderr().find("KeyboardInterrupt"), std::string::npos);
-  EXPECT_FALSE(Alive(pids_[1]));
-  EXPECT_FALSE(Alive(pids_[2]));
+  EXPECT_FALSE(testing::Alive(pids_[1]));
+  EXPECT_FALSE(testing::Alive(pids_[2]));
   printf("SIGINT to full teardown: %.1f ms\n", absl::ToDoubleMilliseconds(took));
 }
 

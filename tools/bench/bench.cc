@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -79,6 +80,11 @@ ABSL_FLAG(std::string, tls, "",
           "run everything in mutual TLS with DIR/ca.pem, DIR/node.pem and "
           "DIR/node.key (tests/make_test_pki.sh DIR makes them); row ids get "
           ".mtls");
+ABSL_FLAG(std::string, throughput_cpus, "split",
+          "where row 3's processes run: split (the bench process, the client "
+          "of both sides, on one half of its CPUs, the raw servers and the "
+          "server actor on the other half) or any (wherever the scheduler "
+          "puts them)");
 ABSL_FLAG(int, rounds_scale, 1,
           "multiply the rounds of the latency rows 1, 2 and 4 (with --side, "
           "a long steady run to profile; 1 for the published figures)");
@@ -328,6 +334,9 @@ struct Endpoints {
 struct Env {
   Plan plan;
   std::string raw_server_path;
+  // The server processes: both raw servers and the `server` actor.
+  std::vector<pid_t> server_pids;
+  bool split_cpus = true;  // --throughput_cpus=split
   Endpoints tcp;
   Endpoints uds;
 };
@@ -634,6 +643,103 @@ std::vector<Row> PingPong(Env& env, Endpoints& ep, const std::string& id) {
 // ---------------------------------------------------------------------------
 // Row 3: one-way stream throughput.
 
+// Sets the CPU affinity of every thread of `pid` (twice, for threads
+// started meanwhile; a thread started later inherits its creator's mask).
+// Returns false if `pid` has no thread left or one could not be set.
+bool SetProcessAffinity(pid_t pid, const cpu_set_t& set) {
+  const std::string dir = absl::StrCat("/proc/", pid, "/task");
+  bool ok = true;
+  int seen = 0;
+  for (int pass = 0; pass < 2; ++pass) {
+    DIR* d = opendir(dir.c_str());
+    if (d == nullptr) return false;
+    while (dirent* e = readdir(d)) {
+      int tid = 0;
+      if (!absl::SimpleAtoi(e->d_name, &tid) || tid <= 0) continue;
+      ++seen;
+      // A thread that ended meanwhile (ESRCH) is no failure.
+      if (sched_setaffinity(tid, sizeof(set), &set) != 0 && errno != ESRCH) {
+        ok = false;
+      }
+    }
+    closedir(d);
+  }
+  return ok && seen > 0;
+}
+
+// For the duration of row 3: the bench process (the client of every
+// variant) on one half of its CPUs, the server processes of both sides on
+// the other half, so that a producer and its consumer never share a core by
+// the scheduler's chance (which made a run's throughput bimodal: the one
+// core's CPU per item, or the pipeline's rate on two). Restores the
+// bench's mask on every process when it goes. `placement()` says what was
+// done, for the rows' notes.
+class SplitCpus {
+ public:
+  explicit SplitCpus(const Env& env) {
+    if (!env.split_cpus) {
+      placement_ = "processes placed by the scheduler (--throughput_cpus=any)";
+      return;
+    }
+    if (sched_getaffinity(0, sizeof(all_), &all_) != 0) {
+      placement_ = absl::StrCat("processes placed by the scheduler (",
+                                "sched_getaffinity: ", std::strerror(errno),
+                                ")");
+      return;
+    }
+    std::vector<int> cpus;
+    for (int c = 0; c < CPU_SETSIZE; ++c) {
+      if (CPU_ISSET(c, &all_)) cpus.push_back(c);
+    }
+    if (cpus.size() < 2) {
+      placement_ = "processes placed by the scheduler (one CPU)";
+      return;
+    }
+    cpu_set_t client, server;
+    CPU_ZERO(&client);
+    CPU_ZERO(&server);
+    const size_t half = cpus.size() / 2;
+    for (size_t i = 0; i < cpus.size(); ++i) {
+      CPU_SET(cpus[i], i < half ? &client : &server);
+    }
+    bool ok = SetProcessAffinity(getpid(), client);
+    for (pid_t pid : env.server_pids) {
+      ok = SetProcessAffinity(pid, server) && ok;
+    }
+    pids_ = env.server_pids;
+    pinned_ = true;
+    if (!ok) {
+      Restore();
+      placement_ = "processes placed by the scheduler (setting the CPU "
+                   "affinity failed)";
+      return;
+    }
+    placement_ = absl::StrCat("client process on CPU ", cpus[0],
+                              half > 1 ? absl::StrCat("-", cpus[half - 1]) : "",
+                              ", server processes on CPU ", cpus[half],
+                              cpus.size() - half > 1
+                                  ? absl::StrCat("-", cpus.back())
+                                  : "");
+  }
+  ~SplitCpus() { Restore(); }
+  SplitCpus(const SplitCpus&) = delete;
+  SplitCpus& operator=(const SplitCpus&) = delete;
+  const std::string& placement() const { return placement_; }
+
+ private:
+  void Restore() {
+    if (!pinned_) return;
+    pinned_ = false;
+    SetProcessAffinity(getpid(), all_);
+    for (pid_t pid : pids_) SetProcessAffinity(pid, all_);
+  }
+
+  cpu_set_t all_;
+  std::vector<pid_t> pids_;
+  bool pinned_ = false;
+  std::string placement_;
+};
+
 // A client-streaming Sink call on the callback API: one write outstanding,
 // every write corked, as the runtime's dialogs write.
 class CorkedSinkWriter final : public grpc::ClientWriteReactor<pb::Blob> {
@@ -678,6 +784,7 @@ std::vector<Row> Throughput(Env& env, int size, int msgs) {
   blob.set_data(data);
   const Payload item = Payload::Raw(data);
   std::vector<double> plain, corked_sync, corked_callback, bp, err, unb;
+  SplitCpus split(env);
 
   // A sync client streaming into the sync server.
   auto raw_run = [&](bool cork, std::vector<double>* out) {
@@ -758,7 +865,8 @@ std::vector<Row> Throughput(Env& env, int size, int msgs) {
   SetStats(plain_row, plain, bp, false);
   if (plain_row.raw) plain_row.raw_api = "sync";
   plain_row.note = absl::StrCat(
-      msgs, " msgs per run; reference row: ratio vs the uncorked sync Write");
+      msgs, " msgs per run; reference row: ratio vs the uncorked sync Write; ",
+      split.placement());
   Row bp_row =
       make(".bp", absl::StrCat("stream ", sz, ": kBackpressure vs raw corked"),
            RatioMin(0.9));
@@ -771,7 +879,8 @@ std::vector<Row> Throughput(Env& env, int size, int msgs) {
   bp_row.note =
       "raw corked: sync client Write(m, buffer_hint) on the sync server, or "
       "callback client with one corked write outstanding (as the runtime "
-      "writes) on the callback server, whichever is faster";
+      "writes) on the callback server, whichever is faster; " +
+      split.placement();
   ref_row.note = "reference: kBackpressure against the slower raw API";
   // .err and .unb against the same best raw as .bp.
   Row err_row = make(
@@ -1532,6 +1641,7 @@ struct Flags {
   std::string side = "both";
   std::string tls;
   int rounds_scale = 1;
+  std::string throughput_cpus = "split";
 };
 
 // Reads the absl flags (defined at the top of this file) once
@@ -1544,6 +1654,13 @@ bool ReadFlags(Flags* f) {
   f->side = absl::GetFlag(FLAGS_side);
   f->tls = absl::GetFlag(FLAGS_tls);
   f->rounds_scale = absl::GetFlag(FLAGS_rounds_scale);
+  f->throughput_cpus = absl::GetFlag(FLAGS_throughput_cpus);
+  if (f->throughput_cpus != "split" && f->throughput_cpus != "any") {
+    std::fprintf(stderr,
+                 "bench: --throughput_cpus must be split or any, not '%s'\n",
+                 f->throughput_cpus.c_str());
+    return false;
+  }
   if (f->rounds_scale < 1) {
     std::fprintf(stderr, "bench: --rounds_scale must be at least 1\n");
     return false;
@@ -1636,7 +1753,7 @@ int BenchMain(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "the benchmark suite: raw gRPC baselines against the actor runtime\n"
       "  bench [--quick] [--json=FILE] [--raw_server=PATH] [--only=ID,...] "
-      "[--side=both|raw|raw_sync|ours]");
+      "[--side=both|raw|raw_sync|ours] [--throughput_cpus=split|any]");
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() > 1) {
     std::fprintf(stderr, "bench: unexpected argument '%s'\n", positional[1]);
@@ -1695,6 +1812,7 @@ int BenchMain(int argc, char** argv) {
   env.plan.call_rounds *= flags.rounds_scale;
   env.plan.pp_rounds *= flags.rounds_scale;
   env.plan.open_rounds *= flags.rounds_scale;
+  env.split_cpus = flags.throughput_cpus == "split";
   try {
     env.raw_server_path = FindRawServer(flags.raw_server);
   } catch (const std::exception& e) {
@@ -1757,6 +1875,8 @@ int BenchMain(int argc, char** argv) {
           socket_dir.ok() ? "unix:" + socket_dir.Path("ours") : "";
       if (!ours_uds.empty()) server_options.bind_addrs.push_back(ours_uds);
       Portal server = an.StartActor("server", server_options);
+      env.server_pids = {raw_sync->pid(), raw_callback->pid(),
+                         static_cast<pid_t>(server.aid().pid())};
       env.tcp.actor = Portal::Connect(server.Run("bench:tcp_addr").AsString(),
                                       server.aid());
       if (!ours_uds.empty()) {

@@ -101,9 +101,25 @@ for r in rows:
                                 r.get("raw_api") not in ("sync", "callback")):
         errors.append("row %s: does not name the winning raw API: %r" %
                       (r["id"], r))
+# Row 3 says where its processes ran (--throughput_cpus): split between
+# the client's CPUs and the servers', or left to the scheduler, and why.
+for r in rows:
+    if r["id"].startswith("3.") and r["id"].endswith(".bp") and "na" not in r:
+        note = r.get("note", "")
+        if "client process on CPU" not in note and \
+                "placed by the scheduler" not in note:
+            errors.append("row %s: the note does not say where the processes "
+                          "ran: %r" % (r["id"], note))
 for e in errors:
     print("ERROR:", e)
 print("%d rows checked, %d with n/a" % (len(rows), sum("na" in r for r in rows)))
 sys.exit(1 if errors else 0)
 PYEOF
+# A bad --throughput_cpus is refused with a message, before anything starts.
+err=$(timeout -k 2 20 "$BENCH" --throughput_cpus=bogus --raw_server "$RAW" 2>&1 >/dev/null)
+rc=$?
+[ "$rc" -eq 2 ] || fail "--throughput_cpus=bogus exited with $rc, not 2"
+echo "$err" | grep -q -- "--throughput_cpus must be split or any" ||
+  fail "--throughput_cpus=bogus did not say why: $err"
+
 echo "PASS"

@@ -21,6 +21,7 @@
 #include "absl/time/time.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
+#include "actor/internal/dialog_acceptor.h"
 #include "actor/internal/error_codec.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"

@@ -644,6 +644,17 @@ TEST_F(DialogPairTest, APreparedDialogOpensOnce) {
   EXPECT_EQ(client_, prepared);
   EXPECT_THROW(Dialog::Open(prepared, StartMsg("cid-2", "ns:f")),
                UsageError);
+  // The first open's stream carries the first open's message only.
+  server_dialog_ = service_.AwaitOpened(0, Deadline());
+  ASSERT_NE(server_dialog_, nullptr);
+  auto m = ReceiveOn(*server_dialog_);
+  ASSERT_TRUE(m.has_value() && m->has_start());
+  EXPECT_EQ(m->start().cid(), "cid-1");
+  client_->Send(StopMsg());
+  m = ReceiveOn(*server_dialog_);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_TRUE(m->has_stop()) << m->ShortDebugString();
+
   // One built by Connect was never prepared.
   std::shared_ptr<Dialog> connected = Dialog::Connect(channel_);
   EXPECT_THROW(Dialog::Open(connected, StartMsg("cid-3", "ns:f")),
@@ -651,12 +662,6 @@ TEST_F(DialogPairTest, APreparedDialogOpensOnce) {
   EXPECT_THROW(Dialog::Open(nullptr, StartMsg("cid-4", "ns:f")), UsageError);
   connected->Close(grpc::Status::OK, /*abort=*/true);
   connected->WaitDoneReason(kWait);
-  // The first open's stream is the only one the server saw from it.
-  server_dialog_ = service_.AwaitOpened(0, Deadline());
-  ASSERT_NE(server_dialog_, nullptr);
-  auto m = ReceiveOn(*server_dialog_);
-  ASSERT_TRUE(m.has_value() && m->has_start());
-  EXPECT_EQ(m->start().cid(), "cid-1");
 }
 
 TEST_F(DialogPairTest, APreparedDialogDroppedUnopenedLeavesNothingBehind) {

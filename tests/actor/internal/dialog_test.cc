@@ -660,6 +660,9 @@ TEST_F(DialogPairTest, APreparedDialogOpensOnce) {
   EXPECT_THROW(Dialog::Open(connected, StartMsg("cid-3", "ns:f")),
                UsageError);
   EXPECT_THROW(Dialog::Open(nullptr, StartMsg("cid-4", "ns:f")), UsageError);
+  // Its stream (its headers leave at once) is served before it is closed,
+  // so that TearDown waits for its server side to end.
+  ASSERT_NE(service_.AwaitOpened(1, Deadline()), nullptr);
   connected->Close(grpc::Status::OK, /*abort=*/true);
   connected->WaitDoneReason(kWait);
 }

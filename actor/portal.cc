@@ -3,12 +3,14 @@
 #include "actor/portal.h"
 
 #include <atomic>
+#include <exception>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
+#include "actor/internal/dialog.h"
 #include "actor/internal/dialog_protocol.h"
 #include "actor/internal/error_codec.h"
 #include "actor/internal/portal_state.h"
@@ -118,8 +120,15 @@ std::shared_ptr<DialogSession> OpenDialog(PortalState& portal,
         static_cast<uint32_t>(capacity_of(*own)));
   }
   s->caller_stream = own;
-  // Start leaves together with the call's initial metadata.
-  s->dialog = Dialog::Connect(portal.stub(), std::move(start));
+  // Start leaves together with the call's initial metadata, on the dialog
+  // the portal built ahead if it has one.
+  std::shared_ptr<Dialog> prepared;
+  {
+    MutexLock lk(&portal.mu);
+    prepared.swap(portal.spare_dialog);
+  }
+  if (prepared == nullptr) prepared = Dialog::Prepare(portal.stub());
+  s->dialog = Dialog::Open(std::move(prepared), std::move(start));
   if (own) {
     s->dialog->Configure(own->msg_buffer_size, ToProtoPolicy(own->overrun));
     if (own_strict) s->dialog->GrantCredits(/*announce=*/false);
@@ -131,6 +140,40 @@ std::shared_ptr<DialogSession> OpenDialog(PortalState& portal,
   InstallDialogHooks(s);
   return s;
 }
+
+// Builds the portal's next dialog ahead (see PortalState::spare_dialog),
+// unless it has one.
+void PrepareSpareDialog(PortalState& portal) {
+  {
+    MutexLock lk(&portal.mu);
+    if (portal.spare_dialog != nullptr) return;
+  }
+  std::shared_ptr<Dialog> dialog = Dialog::Prepare(portal.stub());
+  MutexLock lk(&portal.mu);
+  // (Else dropped, after the lock is released: another open built one.)
+  if (portal.spare_dialog == nullptr) portal.spare_dialog.swap(dialog);
+}
+
+// On its way out of an `OpenContext` that returns (not one that throws:
+// its peer may be gone), builds the portal's next dialog, once this one is
+// closed.
+class SpareOnReturn {
+ public:
+  explicit SpareOnReturn(PortalState& portal)
+      : portal_(portal), exceptions_(std::uncaught_exceptions()) {}
+  ~SpareOnReturn() {
+    if (std::uncaught_exceptions() != exceptions_) return;
+    try {
+      PrepareSpareDialog(portal_);
+    } catch (...) {
+      // Not built: the next open builds its own.
+    }
+  }
+
+ private:
+  PortalState& portal_;
+  const int exceptions_;
+};
 
 // Waits for the callee's first answer: Started (returned as the first
 // value), or Return without Started (Started(null) + the result, recorded),
@@ -214,6 +257,8 @@ Payload Portal::OpenContext(
     const std::function<void(Context&, const Payload&)>& body,
     ContextOptions options) {
   if (!state_) throw UsageError("OpenContext on an empty portal");
+  // Destroyed last, after the dialog's guard closed it.
+  internal::SpareOnReturn spare(*state_);
   auto session = internal::OpenDialog(*state_, func, args, options);
   internal::DialogGuard guard{*session};
   auto& s = *session;

@@ -4,6 +4,7 @@
 #ifndef TRACTOR_ACTOR_INTERNAL_ACTOR_SERVICE_H_
 #define TRACTOR_ACTOR_INTERNAL_ACTOR_SERVICE_H_
 
+#include "actor/internal/dialog_acceptor.h"
 #include "actor/internal/dialog_transport.h"
 #include "actor/internal/runtime.h"
 #include "grpcpp/generic/async_generic_service.h"

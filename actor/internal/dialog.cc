@@ -57,27 +57,58 @@ std::shared_ptr<Dialog> Dialog::Connect(
 
 std::shared_ptr<Dialog> Dialog::Connect(std::shared_ptr<v1::Actor::Stub> stub,
                                         std::optional<v1::Msg> first) {
+  if (first) return Open(Prepare(std::move(stub)), *std::move(first));
   auto dialog = std::make_shared<Dialog>();
   dialog->owned_ = std::make_unique<CqClientTransport>(
-      dialog.get(), std::move(stub), /*cork=*/first.has_value());
+      dialog.get(), std::move(stub), /*cork=*/false);
   {
     MutexLock lk(&dialog->mu_);
     dialog->client_ = true;
     dialog->undriven_since_ = absl::Now();
     dialog->transport_ = dialog->owned_.get();
-    if (first) {
-      dialog->Push(*std::move(first), Flush::kNow);
-    } else {
-      // The initial metadata is a write in flight (its completion comes as
-      // OnWriteDone).
-      dialog->write_busy_ = true;
-    }
+    // The initial metadata is a write in flight (its completion comes as
+    // OnWriteDone).
+    dialog->write_busy_ = true;
   }
   TRACTOR_LOG(transport) << "dialog stream " << dialog.get()
                          << " opened (caller side)";
   DialogWatcher::Get().Add(dialog);
   dialog->Pump();
   return dialog;
+}
+
+std::shared_ptr<Dialog> Dialog::Prepare(std::shared_ptr<v1::Actor::Stub> stub) {
+  auto dialog = std::make_shared<Dialog>();
+  // Corked: the initial metadata waits for the first message, so building
+  // the call sends nothing.
+  dialog->owned_ = std::make_unique<CqClientTransport>(
+      dialog.get(), std::move(stub), /*cork=*/true);
+  MutexLock lk(&dialog->mu_);
+  dialog->client_ = true;
+  dialog->prepared_ = true;
+  return dialog;
+}
+
+std::shared_ptr<Dialog> Dialog::Open(std::shared_ptr<Dialog> prepared,
+                                     v1::Msg first) {
+  Dialog* const d = prepared.get();
+  if (d == nullptr) throw UsageError("Dialog::Open without a dialog");
+  {
+    MutexLock lk(&d->mu_);
+    if (!d->prepared_) {
+      throw UsageError(
+          "Dialog::Open of a dialog not built by Dialog::Prepare, or opened "
+          "already");
+    }
+    d->prepared_ = false;
+    d->undriven_since_ = absl::Now();
+    d->transport_ = d->owned_.get();
+    d->Push(std::move(first), Flush::kNow);
+  }
+  TRACTOR_LOG(transport) << "dialog stream " << d << " opened (caller side)";
+  DialogWatcher::Get().Add(prepared);
+  d->Pump();
+  return prepared;
 }
 
 CqServerTransport* Dialog::AdoptServerTransport() {

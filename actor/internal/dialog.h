@@ -67,6 +67,18 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   static std::shared_ptr<Dialog> Connect(
       std::shared_ptr<v1::Actor::Stub> stub,
       std::optional<v1::Msg> first = std::nullopt);
+  // Builds a caller's dialog ahead of its open: its completion queue, its
+  // `ClientContext` and its call through `stub`, with nothing sent and
+  // nothing in flight (a portal keeps one, actor/internal/portal_state.h).
+  // `Open` starts it; dropped unopened, it is destroyed without a packet.
+  static std::shared_ptr<Dialog> Prepare(
+      std::shared_ptr<v1::Actor::Stub> stub);
+  // Opens a dialog built by `Prepare`, sending `first` with the call's
+  // initial metadata in one flush, as `Connect` does. Once per prepared
+  // dialog: a second open, or one of a dialog not built by `Prepare`,
+  // throws UsageError.
+  static std::shared_ptr<Dialog> Open(std::shared_ptr<Dialog> prepared,
+                                      v1::Msg first);
 
   Dialog();
   ~Dialog();
@@ -320,6 +332,8 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   bool released_ ABSL_GUARDED_BY(mu_) = false;
   bool last_queued_ ABSL_GUARDED_BY(mu_) = false;
   bool client_ ABSL_GUARDED_BY(mu_) = false;
+  // Built by `Prepare` and not opened yet.
+  bool prepared_ ABSL_GUARDED_BY(mu_) = false;
   bool batch_ok_ ABSL_GUARDED_BY(mu_) = false;
   bool pause_after_first_ ABSL_GUARDED_BY(mu_) = false;
   bool reads_paused_ ABSL_GUARDED_BY(mu_) = false;

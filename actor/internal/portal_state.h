@@ -19,6 +19,8 @@
 
 namespace tractor::internal {
 
+class Dialog;
+
 // Shared by every copy of a portal (and, for a RunInActor child, by the
 // result waiter). `aid`, `addr`, `channel` and `proc` are set before the
 // state is shared; the result fields are guarded by `mu`, and `cv` is
@@ -47,6 +49,12 @@ struct PortalState {
   bool result_ready ABSL_GUARDED_BY(mu) = false;
   std::optional<Payload> result ABSL_GUARDED_BY(mu);
   std::exception_ptr error ABSL_GUARDED_BY(mu);
+  // A caller's dialog built ahead for the portal's next `OpenContext`
+  // (`Dialog::Prepare`), or null: built when an `OpenContext` returns, so
+  // that the next open does not build its completion queue, `ClientContext`
+  // and call on its way to sending `Start`. Taken by one open only; dropped
+  // unopened with the portal.
+  std::shared_ptr<Dialog> spare_dialog ABSL_GUARDED_BY(mu);
 
  private:
   absl::once_flag stub_once_;

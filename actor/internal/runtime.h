@@ -16,6 +16,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
 #include "actor/internal/child_proc.h"
+#include "actor/internal/dialog_acceptor.h"
 #include "actor/internal/dialog_transport.h"
 #include "actor/internal/task_server.h"
 #include "discovery/mutex.h"

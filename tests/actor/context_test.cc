@@ -463,6 +463,40 @@ TEST_F(ContextTest, KilledCalleeWakesTheCallerWithTransportClosedWithinOneSecond
   });
 }
 
+// A portal keeps a dialog built ahead for its next open: one built while its
+// actor lived fails, once the actor died, with TransportClosed naming it.
+TEST_F(ContextTest, APortalWhoseActorDiedFailsItsNextOpenWithTransportClosed) {
+  OpenRootActor({}, [] {
+    EXPECT_THROW(OpenNursery([](ActorNursery& an) {
+      Portal p = an.StartActor("child", kCtxNs);
+      // Shielded: the nursery's cancel on the child's death must not be
+      // what ends the open.
+      CancelScope shield(absl::InfiniteDuration(), /*shield=*/true);
+      shield.Run([&] {
+        // The second open goes out on the dialog the first one built.
+        for (int i = 0; i < 2; ++i) {
+          EXPECT_EQ(p.OpenContext("ctx:simple", i,
+                                  [](Context&, const Payload&) {})
+                        .AsString(),
+                    "yo");
+        }
+        kill(p.aid().pid(), SIGKILL);
+        const absl::Time t0 = absl::Now();
+        try {
+          p.OpenContext("ctx:simple", 2, [](Context&, const Payload&) {
+            ADD_FAILURE() << "a dead actor's task started";
+          });
+          ADD_FAILURE() << "no TransportClosed";
+        } catch (const TransportClosed& e) {
+          EXPECT_NE(std::string(e.what()).find("child"), std::string::npos)
+              << e.what();
+        }
+        EXPECT_LT(absl::Now() - t0, absl::Seconds(5));
+      });
+    }), ActorFailure);
+  });
+}
+
 TEST_F(ContextTest, AThousandConcurrentDialogsBetweenTwoActorsComplete) {
   OpenRootActor({.single_task = false}, [] {
     OpenNursery([](ActorNursery& an) {

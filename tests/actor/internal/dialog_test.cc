@@ -16,11 +16,13 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
+#include "actor/internal/dialog_acceptor.h"
 #include "actor/internal/error_codec.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -602,6 +604,121 @@ TEST_F(DialogPairTest, AThreadServingWhileTheAcceptorStopsDoesNotWaitAgain) {
                     std::chrono::seconds(5));
   acceptor_->Stop();
   EXPECT_EQ(acceptor_->waiters(), 0);
+}
+
+// A caller's dialog built ahead (`Dialog::Prepare`, a portal's spare)
+// sends nothing until opened: a stream connected after it reaches the
+// server first, and its own first message arrives with its open.
+TEST_F(DialogPairTest, APreparedDialogSendsNothingUntilItIsOpened) {
+  const auto stub = std::shared_ptr<v1::Actor::Stub>(
+      v1::Actor::NewStub(channel_));
+  std::shared_ptr<Dialog> prepared = Dialog::Prepare(stub);
+  client_ = Dialog::Connect(channel_);
+  client_->Send(StartMsg("cid-connected", "ns:f"));
+  std::shared_ptr<Dialog> first = service_.AwaitOpened(0, Deadline());
+  ASSERT_NE(first, nullptr);
+  auto m = ReceiveOn(*first);
+  ASSERT_TRUE(m.has_value() && m->has_start());
+  EXPECT_EQ(m->start().cid(), "cid-connected");
+
+  std::shared_ptr<Dialog> opened =
+      Dialog::Open(std::move(prepared), StartMsg("cid-prepared", "ns:f"));
+  std::shared_ptr<Dialog> second = service_.AwaitOpened(1, Deadline());
+  ASSERT_NE(second, nullptr);
+  m = ReceiveOn(*second);
+  ASSERT_TRUE(m.has_value() && m->has_start());
+  EXPECT_EQ(m->start().cid(), "cid-prepared");
+  second->Send(ReturnMsg("r"));
+  m = ReceiveOn(*opened);
+  ASSERT_TRUE(m.has_value() && m->has_returned());
+  EXPECT_EQ(m->returned().payload().raw(), "r");
+  opened->Close(grpc::Status::OK, /*abort=*/true);
+  opened->WaitDoneReason(kWait);
+}
+
+TEST_F(DialogPairTest, APreparedDialogOpensOnce) {
+  const auto stub = std::shared_ptr<v1::Actor::Stub>(
+      v1::Actor::NewStub(channel_));
+  std::shared_ptr<Dialog> prepared = Dialog::Prepare(stub);
+  client_ = Dialog::Open(prepared, StartMsg("cid-1", "ns:f"));
+  EXPECT_EQ(client_, prepared);
+  EXPECT_THROW(Dialog::Open(prepared, StartMsg("cid-2", "ns:f")),
+               UsageError);
+  // The first open's stream carries the first open's message only.
+  server_dialog_ = service_.AwaitOpened(0, Deadline());
+  ASSERT_NE(server_dialog_, nullptr);
+  auto m = ReceiveOn(*server_dialog_);
+  ASSERT_TRUE(m.has_value() && m->has_start());
+  EXPECT_EQ(m->start().cid(), "cid-1");
+  client_->Send(StopMsg());
+  m = ReceiveOn(*server_dialog_);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_TRUE(m->has_stop()) << m->ShortDebugString();
+
+  // One built by Connect was never prepared.
+  std::shared_ptr<Dialog> connected = Dialog::Connect(channel_);
+  EXPECT_THROW(Dialog::Open(connected, StartMsg("cid-3", "ns:f")),
+               UsageError);
+  EXPECT_THROW(Dialog::Open(nullptr, StartMsg("cid-4", "ns:f")), UsageError);
+  // Its stream (its headers leave at once) is served before it is closed,
+  // so that TearDown waits for its server side to end.
+  ASSERT_NE(service_.AwaitOpened(1, Deadline()), nullptr);
+  connected->Close(grpc::Status::OK, /*abort=*/true);
+  connected->WaitDoneReason(kWait);
+}
+
+TEST_F(DialogPairTest, APreparedDialogDroppedUnopenedLeavesNothingBehind) {
+  const size_t live = Dialog::LiveCount();
+  {
+    const auto stub = std::shared_ptr<v1::Actor::Stub>(
+        v1::Actor::NewStub(channel_));
+    std::shared_ptr<Dialog> prepared = Dialog::Prepare(stub);
+    EXPECT_EQ(Dialog::LiveCount(), live + 1);
+  }  // destroyed here: its call is cancelled and its queue drained
+  EXPECT_EQ(Dialog::LiveCount(), live);
+  // The server never saw it: the next stream is its first.
+  ASSERT_NO_FATAL_FAILURE(Connect());
+  client_->Send(StartMsg("cid-after", "ns:f"));
+  auto m = ReceiveOn(*server_dialog_);
+  ASSERT_TRUE(m.has_value() && m->has_start());
+  EXPECT_EQ(m->start().cid(), "cid-after");
+}
+
+// A dialog built ahead toward a server that is gone by its open: the open
+// sends nothing that arrives, and the dialog ends broken with the
+// transport's reason (what a portal's `OpenContext` raises as
+// TransportClosed), within the wait's bound.
+TEST(PreparedDialogTest, OpenedTowardAGoneServerEndsBrokenWithAReason) {
+  v1::Actor::Service service;  // answers every method UNIMPLEMENTED
+  grpc::ServerBuilder builder;
+  builder.RegisterService(&service);
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  ASSERT_GT(port, 0);
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+                                     grpc::InsecureChannelCredentials());
+  // Connected, then the peer goes: as a portal whose actor died.
+  ASSERT_TRUE(channel->WaitForConnected(absl::ToChronoTime(Deadline())));
+  std::shared_ptr<Dialog> prepared = Dialog::Prepare(
+      std::shared_ptr<v1::Actor::Stub>(v1::Actor::NewStub(channel)));
+  server->Shutdown(std::chrono::system_clock::now());
+  server->Wait();
+  server.reset();
+
+  std::shared_ptr<Dialog> d =
+      Dialog::Open(std::move(prepared), StartMsg("cid-gone", "ns:f"));
+  bool timed_out = false;
+  EXPECT_FALSE(d->Receive(Deadline(), &timed_out).has_value());
+  EXPECT_FALSE(timed_out);
+  // What the caller's protocol then raises TransportClosed with.
+  const std::string reason = d->WaitDoneReason(kWait);
+  EXPECT_NE(reason.find("RPC ended with status"), std::string::npos)
+      << reason;
+  EXPECT_TRUE(d->broken());
+  EXPECT_THROW(d->Send(YieldMsg(1)), TransportClosed);
 }
 
 TEST_F(DialogPairTest, ReceiveUntilTimesOutWithTimedOutSet) {

@@ -40,11 +40,11 @@ namespace tractor::internal {
 
 using UnknownMethodService = grpc::AsyncGenericService;
 class ActorService;
-class ControlService;
 class DebugLockService;
 class HealthService;
 class LinkService;
 class ServiceThread;
+class StacksGatherings;
 
 // One per actor process, reached through `Runtime::Get()`. Thread-safe.
 // Lives from `OpenRootActor` (root) or `ChildMain` (child) until `Shutdown`
@@ -185,6 +185,14 @@ class Runtime {
   // after the lifetime callbacks.
   ServiceQueue* accept_queue() { return acceptor_.get(); }
 
+  // How many `Actor/Stacks` calls this actor is gathering (for tests and
+  // diagnostics).
+  size_t stacks_in_progress() const;
+
+  // How long Shutdown waits for the `Stacks` calls being gathered before it
+  // cuts their children's calls short, and then again for them to end.
+  static constexpr absl::Duration kStacksBound = absl::Milliseconds(500);
+
   // Actor-lifetime callbacks, run (last first) at the start of Shutdown.
   void AddLifetimeCallback(std::function<void()> fn) ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -229,7 +237,9 @@ class Runtime {
   std::unique_ptr<ServiceThread> link_queue_ ABSL_GUARDED_BY(link_mu_);
   std::unique_ptr<grpc::Server> link_server_ ABSL_GUARDED_BY(link_mu_);
   std::string link_addr_ ABSL_GUARDED_BY(link_mu_);
-  std::unique_ptr<ControlService> control_service_;
+  // The `Stacks` calls being gathered (see ServeControlMethods); shared
+  // with them, as a gathering may outlive the runtime's wait for it.
+  std::shared_ptr<StacksGatherings> stacks_;
   std::unique_ptr<DebugLockService> debug_lock_service_;  // debug mode only
   std::unique_ptr<UnknownMethodService> unknown_methods_;
   // The server's grpc.health.v1.Health (owned here, not by the server).

@@ -297,8 +297,9 @@ void Runtime::Shutdown() {
     if (link_queue_) link_queue_->Stop();
   }
   // A `Stacks` still gathering is answered before the server goes, unless
-  // its children keep it past the bound: it is then cut short, and a
-  // gathering that still has not ended replies to nobody.
+  // its children keep it past the bound: their calls are then cut short.
+  // One that still has not ended holds its call, and so the server's Wait,
+  // until it does; its answer then goes to nobody.
   if (stacks_ && !stacks_->Stop(kStacksBound)) {
     LOG(WARNING) << "actor '" << config_.self.name() << "': "
                  << stacks_->in_progress()

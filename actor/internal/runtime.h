@@ -244,9 +244,9 @@ class Runtime {
   std::unique_ptr<UnknownMethodService> unknown_methods_;
   // The server's grpc.health.v1.Health (owned here, not by the server).
   std::unique_ptr<HealthService> health_;
-  // Accepts `Actor/Open` calls, and serves `Link`, `Health/Watch` and the
-  // unknown methods from the same queue (DialogAcceptor); the queue is shut
-  // down after the server.
+  // Accepts `Actor/Open` calls, and serves `Call`, the control methods,
+  // `Link`, the health service and the unknown methods from the same queue
+  // (DialogAcceptor); the queue is shut down after the server.
   std::unique_ptr<grpc::ServerCompletionQueue> accept_cq_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<DialogAcceptor> acceptor_;

@@ -45,7 +45,10 @@ class LinkCall final : public ServiceCall {
   void Proceed(ServiceTag* tag, bool ok) override {
     std::function<void()> suspect;
     bool wake = false;  // the child's state changed: wake its waiters
-    bool next = false;
+    // Made under the lock: once it is released, another thread waiting on
+    // the queue may take this call's last completion and delete it.
+    LinkCall* next = nullptr;
+    std::shared_ptr<ChildProc> child;
     bool gone;
     {
       MutexLock lk(&mu_);
@@ -55,7 +58,7 @@ class LinkCall final : public ServiceCall {
           // The done tag comes only for a call that arrived.
           arrived_ = true;
           ++pending_;
-          next = true;
+          next = new LinkCall(rt_, queue_, request_);
           ReadLocked();
         }
       } else if (tag == &read_tag_) {
@@ -78,9 +81,10 @@ class LinkCall final : public ServiceCall {
         if (ctx_.IsCancelled()) suspect = LostLocked();
       }
       gone = pending_ == 0 && (!arrived_ || done_);
+      if (wake) child = child_;
     }
-    if (next) Request(new LinkCall(rt_, queue_, request_));
-    if (wake) child_->cv.SignalAll();
+    if (next != nullptr) Request(next);
+    if (child) child->cv.SignalAll();
     if (suspect) suspect();
     if (gone) delete this;
   }
@@ -465,6 +469,10 @@ class HealthService::WatchCall final : public ServiceCall {
   void Proceed(ServiceTag* tag, bool ok) override {
     bool next = false;
     bool gone;
+    // Copied first: once mu_ is released, another thread waiting on the
+    // queue may take this call's last completion and delete it.
+    HealthService* const health = health_;
+    ServiceQueue* const queue = queue_;
     // Before mu_: the service's lock is taken before a call's, never after.
     const std::string now = health_->Response();
     {
@@ -501,7 +509,7 @@ class HealthService::WatchCall final : public ServiceCall {
       }
       gone = pending_ == 0 && (!arrived_ || done_);
     }
-    if (next) health_->Request(queue_);
+    if (next) health->Request(queue);
     if (gone) {
       health_->Forget(this);
       delete this;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #include "actor/internal/actor_service.h"
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <string>
@@ -11,6 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "actor/internal/debugger.h"
 #include "actor/internal/dialog.h"
+#include "actor/internal/scope.h"
+#include "actor/internal/thread_pool.h"
 #include "actor/internal/task_server.h"
 #include "actor/internal/wire.h"
 #include "absl/time/time.h"
@@ -127,52 +130,25 @@ grpc::Status Stats(Runtime* rt, grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-// Gathers on the gRPC thread: a child's answer may take a while, and a sync
-// server's thread may block.
-grpc::Status Stacks(Runtime* rt, grpc::ServerContext*,
-                    const grpc::ByteBuffer& request,
-                    grpc::ByteBuffer* response) {
-  v1::StacksRequest req;
-  if (grpc::Status s = DecodeRequest("Actor.Stacks", request, &req);
-      !s.ok()) {
-    return s;
-  }
-  const absl::Duration per_child =
-      req.timeout_ms() > 0 ? absl::Milliseconds(req.timeout_ms())
-                           : absl::Seconds(10);
-  SerializeToByteBuffer(GatherStacks(*rt, req.tree(), per_child), response);
-  return grpc::Status::OK;
-}
-
-using ControlFn = grpc::Status (*)(Runtime*, grpc::ServerContext*,
-                                   const grpc::ByteBuffer&, grpc::ByteBuffer*);
-
-// A unary method of `service` on the sync API, with raw bytes.
-grpc::internal::RpcServiceMethod* UnaryMethod(const char* name,
-                                              grpc::Service* service,
-                                              Runtime* rt, ControlFn fn) {
-  return new grpc::internal::RpcServiceMethod(
-      name, grpc::internal::RpcMethod::NORMAL_RPC,
-      new grpc::internal::RpcMethodHandler<grpc::Service, grpc::ByteBuffer,
-                                           grpc::ByteBuffer>(
-          [rt, fn](grpc::Service*, grpc::ServerContext* ctx,
-                   const grpc::ByteBuffer* request,
-                   grpc::ByteBuffer* response) {
-            return fn(rt, ctx, *request, response);
-          },
-          service));
-}
-
 }  // namespace
 
-v1::StacksReply GatherStacks(Runtime& rt, bool tree,
-                             absl::Duration per_child) {
+StacksPlan PlanStacks(Runtime& rt, bool tree) {
+  StacksPlan plan;
+  plan.self = rt.self();
+  if (!tree) return plan;
+  for (auto& [aid, addr] : rt.ChildLinks()) {
+    plan.children.push_back({std::move(aid), addr, rt.ChannelTo(addr)});
+  }
+  return plan;
+}
+
+v1::StacksReply GatherStacks(const StacksPlan& plan, absl::Duration per_child,
+                             StacksGatherings* gatherings) {
   v1::StacksReply reply;
   v1::ActorStacks* own = reply.add_actors();
-  *own->mutable_aid() = rt.self();
+  *own->mutable_aid() = plan.self;
   own->set_text(devx::StackReport());
-  if (!tree) return reply;
-  for (const auto& [aid, addr] : rt.ChildLinks()) {
+  for (const StacksPlan::Child& child : plan.children) {
     v1::StacksRequest req;
     req.set_tree(true);
     req.set_timeout_ms(
@@ -182,12 +158,20 @@ v1::StacksReply GatherStacks(Runtime& rt, bool tree,
     // A grandchild's wait is inside the child's: give each level a bit
     // more than the one below.
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + per_child * 2));
-    auto stub = v1::Actor::NewStub(rt.ChannelTo(addr));
-    grpc::Status st = stub->Stacks(&ctx, req, &sub);
+    grpc::Status st;
+    auto call = [&] {
+      st = v1::Actor::NewStub(child.channel)->Stacks(&ctx, req, &sub);
+    };
+    if (gatherings == nullptr) {
+      call();
+    } else if (!gatherings->Track(&ctx, call)) {
+      st = grpc::Status(grpc::StatusCode::CANCELLED,
+                        "the actor is shutting down");
+    }
     if (!st.ok()) {
       v1::ActorStacks* missing = reply.add_actors();
-      *missing->mutable_aid() = aid;
-      missing->set_error(absl::StrCat("no answer from ", addr, ": ",
+      *missing->mutable_aid() = child.aid;
+      missing->set_error(absl::StrCat("no answer from ", child.addr, ": ",
                                       st.error_message()));
       continue;
     }
@@ -196,11 +180,38 @@ v1::StacksReply GatherStacks(Runtime& rt, bool tree,
   return reply;
 }
 
-ControlService::ControlService(Runtime* rt) {
-  AddMethod(UnaryMethod("/tractor.v1.Actor/CancelTask", this, rt, CancelTask));
-  AddMethod(UnaryMethod("/tractor.v1.Actor/Info", this, rt, Info));
-  AddMethod(UnaryMethod("/tractor.v1.Actor/Stats", this, rt, Stats));
-  AddMethod(UnaryMethod("/tractor.v1.Actor/Stacks", this, rt, Stacks));
+v1::StacksReply GatherStacks(Runtime& rt, bool tree,
+                             absl::Duration per_child) {
+  return GatherStacks(PlanStacks(rt, tree), per_child);
+}
+
+bool StacksGatherings::Stop(absl::Duration bound) {
+  gate_.Close(CloseReason::kExit);
+  // Nothing gathering (every exit but a few): no scope, no wait.
+  if (gate_.holders() == 0) return true;
+  // Waited for shielded: the shutdown must not be cut short here.
+  auto shielded = NewScope(nullptr, absl::InfiniteFuture(), true);
+  ScopeBinding bind(shielded);
+  if (gate_.WaitDrained(absl::Now() + bound)) return true;
+  {
+    MutexLock lk(&mu_);
+    cancelled_ = true;
+    for (grpc::ClientContext* ctx : calls_) ctx->TryCancel();
+  }
+  return gate_.WaitDrained(absl::Now() + bound).has_value();
+}
+
+bool StacksGatherings::Track(grpc::ClientContext* ctx,
+                             absl::FunctionRef<void()> call) {
+  {
+    MutexLock lk(&mu_);
+    if (cancelled_) return false;
+    calls_.push_back(ctx);
+  }
+  call();
+  MutexLock lk(&mu_);
+  calls_.erase(std::find(calls_.begin(), calls_.end(), ctx));
+  return true;
 }
 
 grpc::ServerBidiReactor<v1::DebugLockMsg, v1::DebugLockMsg>*
@@ -460,11 +471,167 @@ class CancelActorCall final : public ServiceCall {
   grpc::ByteBuffer reply_bytes_;
 };
 
+// A unary control method served from the accept queue (see
+// ServeControlMethods).
+enum class Control { kInfo, kCancelTask, kStats, kStacks };
+
+// One call of a control method, from its request to its reply's completion.
+// Its operations complete on the acceptor's queue, whose waiting thread
+// runs `Proceed`; between the arrival and the reply only the thread that
+// posts the reply (this one, or for `Stacks` the gathering's) touches it.
+class ControlCall final : public ServiceCall {
+ public:
+  ControlCall(Runtime* rt, ActorService* service, DialogAcceptor* acceptor,
+              std::shared_ptr<StacksGatherings> stacks, Control method)
+      : rt_(rt),
+        service_(service),
+        acceptor_(acceptor),
+        gate_(acceptor->gate()),
+        stacks_(std::move(stacks)),
+        method_(method) {}
+
+  // Requests one call of `method` on the acceptor's queue, unless it is
+  // shutting down.
+  static void Request(Runtime* rt, ActorService* service,
+                      DialogAcceptor* acceptor,
+                      std::shared_ptr<StacksGatherings> stacks,
+                      Control method) {
+    auto* call =
+        new ControlCall(rt, service, acceptor, std::move(stacks), method);
+    if (!acceptor->Post([call] { call->RequestOnQueue(); })) delete call;
+  }
+
+  void Proceed(ServiceTag* tag, bool ok) override {
+    if (tag == &finish_tag_ || !ok) {
+      // The reply went (or the caller was gone), or the request was
+      // cancelled by the shutdown.
+      delete this;
+      return;
+    }
+    Request(rt_, service_, acceptor_, stacks_, method_);
+    grpc::Status status;
+    switch (method_) {
+      case Control::kInfo:
+        status = Info(rt_, &ctx_, request_, &reply_bytes_);
+        break;
+      case Control::kCancelTask:
+        status = CancelTask(rt_, &ctx_, request_, &reply_bytes_);
+        break;
+      case Control::kStats:
+        status = Stats(rt_, &ctx_, request_, &reply_bytes_);
+        break;
+      case Control::kStacks:
+        if (StartStacks(&status)) return;
+        break;
+    }
+    request_.Clear();
+    Reply(status);
+  }
+
+ private:
+  void RequestOnQueue() {
+    grpc::ServerCompletionQueue* cq = acceptor_->cq();
+    void* tag = static_cast<CqTransport::Tag*>(&accept_tag_);
+    switch (method_) {
+      case Control::kInfo:
+        service_->RequestInfo(&ctx_, &request_, &responder_, cq, cq, tag);
+        break;
+      case Control::kCancelTask:
+        service_->RequestCancelTask(&ctx_, &request_, &responder_, cq, cq,
+                                    tag);
+        break;
+      case Control::kStats:
+        service_->RequestStats(&ctx_, &request_, &responder_, cq, cq, tag);
+        break;
+      case Control::kStacks:
+        service_->RequestStacks(&ctx_, &request_, &responder_, cq, cq, tag);
+        break;
+    }
+  }
+
+  // Hands a well-formed `Stacks` to a pooled thread, inside the runtime's
+  // gate, and returns true; else false with `*status` the refusal.
+  bool StartStacks(grpc::Status* status) {
+    v1::StacksRequest req;
+    *status = DecodeRequest("Actor.Stacks", request_, &req);
+    request_.Clear();
+    if (!status->ok()) return false;
+    std::optional<Gate::Holder> hold = stacks_->TryEnter();
+    if (!hold) {
+      *status = grpc::Status(
+          grpc::StatusCode::UNAVAILABLE,
+          absl::StrCat("actor '", rt_->self().name(), "' is shutting down"));
+      return false;
+    }
+    struct Gathering {
+      ControlCall* call;
+      std::shared_ptr<StacksGatherings> stacks;  // outlives `hold`
+      std::optional<Gate::Holder> hold;
+      StacksPlan plan;
+      absl::Duration per_child;
+    };
+    auto job = std::make_shared<Gathering>(Gathering{
+        this, stacks_, std::move(hold), PlanStacks(*rt_, req.tree()),
+        req.timeout_ms() > 0 ? absl::Milliseconds(req.timeout_ms())
+                             : absl::Seconds(10)});
+    RunPooled([job] {
+      ControlCall* const call = job->call;
+      SerializeToByteBuffer(
+          GatherStacks(job->plan, job->per_child, job->stacks.get()),
+          &call->reply_bytes_);
+      call->Reply(grpc::Status::OK);
+      job->hold.reset();
+    });
+    return true;
+  }
+
+  // Answers the call (`reply_bytes_` on success); it is deleted once the
+  // reply's completion comes back, or now if the acceptor stopped.
+  void Reply(const grpc::Status& status) {
+    // Copied first: once the reply is posted, the queue's thread may
+    // delete this call at any time.
+    const std::shared_ptr<ServerGate> gate = gate_;
+    if (!gate->Enter()) {
+      delete this;
+      return;
+    }
+    if (status.ok()) {
+      responder_.Finish(reply_bytes_, status,
+                        static_cast<CqTransport::Tag*>(&finish_tag_));
+    } else {
+      responder_.FinishWithError(
+          status, static_cast<CqTransport::Tag*>(&finish_tag_));
+    }
+    gate->Leave();
+  }
+
+  Runtime* const rt_;
+  ActorService* const service_;
+  DialogAcceptor* const acceptor_;
+  const std::shared_ptr<ServerGate> gate_;
+  const std::shared_ptr<StacksGatherings> stacks_;
+  const Control method_;
+  grpc::ServerContext ctx_;
+  grpc::ByteBuffer request_;
+  grpc::ServerAsyncResponseWriter<grpc::ByteBuffer> responder_{&ctx_};
+  ServiceTag accept_tag_{this}, finish_tag_{this};
+  grpc::ByteBuffer reply_bytes_;
+};
+
 }  // namespace
 
 void ServeCancelActor(Runtime* rt, ActorService* service,
                       ServiceQueue* queue) {
   CancelActorCall::Request(rt, service, queue);
+}
+
+void ServeControlMethods(Runtime* rt, ActorService* service,
+                         DialogAcceptor* acceptor,
+                         std::shared_ptr<StacksGatherings> stacks) {
+  for (Control method : {Control::kInfo, Control::kCancelTask,
+                         Control::kStats, Control::kStacks}) {
+    ControlCall::Request(rt, service, acceptor, stacks, method);
+  }
 }
 
 void ServeUnaryCalls(Runtime* rt, ActorService* service,

@@ -45,7 +45,10 @@ class LinkCall final : public ServiceCall {
   void Proceed(ServiceTag* tag, bool ok) override {
     std::function<void()> suspect;
     bool wake = false;  // the child's state changed: wake its waiters
-    bool next = false;
+    // Made under the lock: once it is released, another thread waiting on
+    // the queue may take this call's last completion and delete it.
+    LinkCall* next = nullptr;
+    std::shared_ptr<ChildProc> child;
     bool gone;
     {
       MutexLock lk(&mu_);
@@ -55,7 +58,7 @@ class LinkCall final : public ServiceCall {
           // The done tag comes only for a call that arrived.
           arrived_ = true;
           ++pending_;
-          next = true;
+          next = new LinkCall(rt_, queue_, request_);
           ReadLocked();
         }
       } else if (tag == &read_tag_) {
@@ -78,9 +81,10 @@ class LinkCall final : public ServiceCall {
         if (ctx_.IsCancelled()) suspect = LostLocked();
       }
       gone = pending_ == 0 && (!arrived_ || done_);
+      if (wake) child = child_;
     }
-    if (next) Request(new LinkCall(rt_, queue_, request_));
-    if (wake) child_->cv.SignalAll();
+    if (next != nullptr) Request(next);
+    if (child) child->cv.SignalAll();
     if (suspect) suspect();
     if (gone) delete this;
   }
@@ -376,29 +380,18 @@ class HealthService::Impl final : public grpc::Service {
   explicit Impl(HealthService* health) {
     AddMethod(new grpc::internal::RpcServiceMethod(
         "/grpc.health.v1.Health/Check", grpc::internal::RpcMethod::NORMAL_RPC,
-        new grpc::internal::RpcMethodHandler<Impl, grpc::ByteBuffer,
-                                             grpc::ByteBuffer>(
-            [health](Impl*, grpc::ServerContext*,
-                     const grpc::ByteBuffer* request,
-                     grpc::ByteBuffer* response) {
-              std::string service;
-              if (!DecodeHealthRequest(*request, &service)) {
-                return grpc::Status(
-                    grpc::StatusCode::INVALID_ARGUMENT,
-                    "Health.Check request: not a HealthCheckRequest");
-              }
-              if (!service.empty()) {
-                return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                    "service name unknown");
-              }
-              *response = ToByteBuffer(health->Response());
-              return grpc::Status::OK;
-            },
-            this)));
+        nullptr));
     AddMethod(new grpc::internal::RpcServiceMethod(
         "/grpc.health.v1.Health/Watch",
         grpc::internal::RpcMethod::SERVER_STREAMING, nullptr));
+    MarkMethodRaw(0);
     MarkMethodRaw(1);
+  }
+
+  void RequestCheck(grpc::ServerContext* ctx, grpc::ByteBuffer* request,
+                    grpc::ServerAsyncResponseWriter<grpc::ByteBuffer>* writer,
+                    grpc::ServerCompletionQueue* cq, void* tag) {
+    RequestAsyncUnary(0, ctx, request, writer, cq, cq, tag);
   }
 
   void RequestWatch(grpc::ServerContext* ctx, grpc::ByteBuffer* request,
@@ -406,6 +399,65 @@ class HealthService::Impl final : public grpc::Service {
                     grpc::ServerCompletionQueue* cq, void* tag) {
     RequestAsyncServerStreaming(1, ctx, request, writer, cq, cq, tag);
   }
+};
+
+// One Check, answered on the thread that takes its arrival off the queue
+// (which requests the next Check first).
+class HealthService::CheckCall final : public ServiceCall {
+ public:
+  CheckCall(HealthService* health, ServiceQueue* queue)
+      : health_(health), queue_(queue) {}
+
+  // Requests one Check on the queue, unless it is shutting down.
+  static void Request(HealthService* health, ServiceQueue* queue) {
+    auto* call = new CheckCall(health, queue);
+    if (!queue->Post([call] {
+          call->health_->service_->RequestCheck(
+              &call->ctx_, &call->request_, &call->responder_,
+              call->queue_->cq(), AsTag(&call->accept_tag_));
+        })) {
+      delete call;
+    }
+  }
+
+  void Proceed(ServiceTag* tag, bool ok) override {
+    if (tag == &finish_tag_ || !ok) {
+      // The answer went (or the caller was gone), or the request was
+      // cancelled by the shutdown.
+      delete this;
+      return;
+    }
+    Request(health_, queue_);
+    std::string service;
+    grpc::Status status;
+    if (!DecodeHealthRequest(request_, &service)) {
+      status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "Health.Check request: not a HealthCheckRequest");
+    } else if (!service.empty()) {
+      status =
+          grpc::Status(grpc::StatusCode::NOT_FOUND, "service name unknown");
+    } else {
+      reply_ = ToByteBuffer(health_->Response());
+    }
+    request_.Clear();
+    if (!queue_->Post([&] {
+          if (status.ok()) {
+            responder_.Finish(reply_, status, AsTag(&finish_tag_));
+          } else {
+            responder_.FinishWithError(status, AsTag(&finish_tag_));
+          }
+        })) {
+      delete this;
+    }
+  }
+
+ private:
+  HealthService* const health_;
+  ServiceQueue* const queue_;
+  grpc::ServerContext ctx_;
+  grpc::ByteBuffer request_, reply_;
+  grpc::ServerAsyncResponseWriter<grpc::ByteBuffer> responder_{&ctx_};
+  ServiceTag accept_tag_{this}, finish_tag_{this};
 };
 
 // One Watch: the status now, then each change, until the client goes.
@@ -417,6 +469,10 @@ class HealthService::WatchCall final : public ServiceCall {
   void Proceed(ServiceTag* tag, bool ok) override {
     bool next = false;
     bool gone;
+    // Copied first: once mu_ is released, another thread waiting on the
+    // queue may take this call's last completion and delete it.
+    HealthService* const health = health_;
+    ServiceQueue* const queue = queue_;
     // Before mu_: the service's lock is taken before a call's, never after.
     const std::string now = health_->Response();
     {
@@ -453,7 +509,7 @@ class HealthService::WatchCall final : public ServiceCall {
       }
       gone = pending_ == 0 && (!arrived_ || done_);
     }
-    if (next) health_->Request(queue_);
+    if (next) health->Request(queue);
     if (gone) {
       health_->Forget(this);
       delete this;
@@ -537,7 +593,10 @@ HealthService::~HealthService() = default;
 
 grpc::Service* HealthService::service() { return service_.get(); }
 
-void HealthService::Serve(ServiceQueue* queue) { Request(queue); }
+void HealthService::Serve(ServiceQueue* queue) {
+  CheckCall::Request(this, queue);
+  Request(queue);
+}
 
 void HealthService::Request(ServiceQueue* queue) {
   auto* call = new WatchCall(this, queue);

@@ -89,8 +89,9 @@ void ServeUnknownMethods(
     std::shared_ptr<discovery::LazyStandardServices> standard = nullptr);
 
 // The standard health service (grpc.health.v1.Health) without gRPC's
-// default implementation, which uses the callback API: `Check` on the sync
-// API, `Watch` on a `ServiceQueue`. One overall status (the service name
+// default implementation, which uses the callback API: `Check` and `Watch`
+// on a `ServiceQueue` (raw bytes: an undecodable request is answered
+// INVALID_ARGUMENT). One overall status (the service name
 // is not looked at), SERVING until `SetServingStatus(false)`. Register it
 // with the builder's `HealthCheckServiceServerBuilderOption` (as the
 // server's health service) and `RegisterService(service())`, then call
@@ -108,6 +109,7 @@ class HealthService final : public grpc::HealthCheckServiceInterface {
   void SetServingStatus(bool serving) override;
   void Shutdown() override;
 
+  class CheckCall;
   class WatchCall;
 
  private:

@@ -159,8 +159,6 @@ void Runtime::Start() {
   // No callback API outside debug mode (actor/internal/async_services.h).
   service_ = std::make_unique<ActorService>();
   builder.RegisterService(service_.get());
-  control_service_ = std::make_unique<ControlService>(this);
-  builder.RegisterService(control_service_.get());
   if (config_.debug_mode) {
     debug_lock_service_ = std::make_unique<DebugLockService>(this);
     builder.RegisterService(debug_lock_service_.get());
@@ -222,6 +220,8 @@ void Runtime::Start() {
   acceptor_->Start();
   ServeLinksOf(this, acceptor_.get(), service);
   ServeCancelActor(this, service, acceptor_.get());
+  stacks_ = std::make_shared<StacksGatherings>();
+  ServeControlMethods(this, service, acceptor_.get(), stacks_);
   ServeUnknownMethods(config_.self.name(), unknown_methods_.get(),
                       acceptor_.get(), std::move(standard));
   health_->Serve(acceptor_.get());
@@ -296,6 +296,15 @@ void Runtime::Shutdown() {
     }
     if (link_queue_) link_queue_->Stop();
   }
+  // A `Stacks` still gathering is answered before the server goes, unless
+  // its children keep it past the bound: their calls are then cut short.
+  // One that still has not ended holds its call, and so the server's Wait,
+  // until it does; its answer then goes to nobody.
+  if (stacks_ && !stacks_->Stop(kStacksBound)) {
+    LOG(WARNING) << "actor '" << config_.self.name() << "': "
+                 << stacks_->in_progress()
+                 << " Stacks call(s) still gathering at the exit";
+  }
   if (acceptor_) acceptor_->StopRequesting();
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() +
@@ -321,6 +330,10 @@ void Runtime::Shutdown() {
   if (ports_) ports_->RemoveSocketFiles();
   TRACTOR_LOG(transport) << "closing the connections to " << channels_.size()
                          << " peer address(es)";
+}
+
+size_t Runtime::stacks_in_progress() const {
+  return stacks_ ? stacks_->in_progress() : 0;
 }
 
 void Runtime::KeepUnreaped(std::shared_ptr<ChildProc> proc) {

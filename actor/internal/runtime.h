@@ -41,11 +41,11 @@ namespace tractor::internal {
 
 using UnknownMethodService = grpc::AsyncGenericService;
 class ActorService;
-class ControlService;
 class DebugLockService;
 class HealthService;
 class LinkService;
 class ServiceThread;
+class StacksGatherings;
 
 // One per actor process, reached through `Runtime::Get()`. Thread-safe.
 // Lives from `OpenRootActor` (root) or `ChildMain` (child) until `Shutdown`
@@ -186,6 +186,14 @@ class Runtime {
   // after the lifetime callbacks.
   ServiceQueue* accept_queue() { return acceptor_.get(); }
 
+  // How many `Actor/Stacks` calls this actor is gathering (for tests and
+  // diagnostics).
+  size_t stacks_in_progress() const;
+
+  // How long Shutdown waits for the `Stacks` calls being gathered before it
+  // cuts their children's calls short, and then again for them to end.
+  static constexpr absl::Duration kStacksBound = absl::Milliseconds(500);
+
   // Actor-lifetime callbacks, run (last first) at the start of Shutdown.
   void AddLifetimeCallback(std::function<void()> fn) ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -230,14 +238,16 @@ class Runtime {
   std::unique_ptr<ServiceThread> link_queue_ ABSL_GUARDED_BY(link_mu_);
   std::unique_ptr<grpc::Server> link_server_ ABSL_GUARDED_BY(link_mu_);
   std::string link_addr_ ABSL_GUARDED_BY(link_mu_);
-  std::unique_ptr<ControlService> control_service_;
+  // The `Stacks` calls being gathered (see ServeControlMethods); shared
+  // with them, as a gathering may outlive the runtime's wait for it.
+  std::shared_ptr<StacksGatherings> stacks_;
   std::unique_ptr<DebugLockService> debug_lock_service_;  // debug mode only
   std::unique_ptr<UnknownMethodService> unknown_methods_;
   // The server's grpc.health.v1.Health (owned here, not by the server).
   std::unique_ptr<HealthService> health_;
-  // Accepts `Actor/Open` calls, and serves `Link`, `Health/Watch` and the
-  // unknown methods from the same queue (DialogAcceptor); the queue is shut
-  // down after the server.
+  // Accepts `Actor/Open` calls, and serves `Call`, the control methods,
+  // `Link`, the health service and the unknown methods from the same queue
+  // (DialogAcceptor); the queue is shut down after the server.
   std::unique_ptr<grpc::ServerCompletionQueue> accept_cq_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<DialogAcceptor> acceptor_;

@@ -393,7 +393,7 @@ std::map<std::string, int> ThreadNamesOf(pid_t pid) {
 // used to keep the name of the gRPC thread that started it.
 TEST_F(RuntimeTest, EveryThreadOfAChildIsNamedAfterItsRole) {
   testing::WithChild(kTestNs, [&](Portal& p) {
-    // A dialog's task runs on a pooled thread, a unary call on gRPC's.
+    // A dialog's task and a unary call's run on pooled threads.
     p.OpenContext("test:ctx_echo", int64_t{1}, [](Context&, const Payload&) {});
     EXPECT_EQ(p.Run("test:pid").AsInt(), p.aid().pid());
     // A thread names itself when it starts, so on a loaded machine one may
@@ -415,6 +415,9 @@ TEST_F(RuntimeTest, EveryThreadOfAChildIsNamedAfterItsRole) {
     EXPECT_FALSE(names.count("tr-parent-link")) << all;
     EXPECT_TRUE(names.count("tr-call-watcher")) << all;
     EXPECT_TRUE(names.count("tr-registrant")) << all;
+    // No gRPC sync server: every method is served from the accept queue
+    // (the control methods were on the sync API, which kept a thread).
+    EXPECT_FALSE(names.count("grpcpp_sync_ser")) << all;
   });
 }
 

@@ -784,11 +784,11 @@ class HostileLoadTest(unittest.TestCase):
                     print("  %-40s %s" % (what, outcome))
             for name, pid in pids.items():
                 if rnd == "warm-up":
-                    # The heap figure is read with a unary call on gRPC's
-                    # sync API (the actor's Actor/Stats), whose first call
-                    # starts the sync pool's second thread (one waits while
-                    # the other serves): read it once before the figures
-                    # are taken, as every later round does.
+                    # The heap figure is read with a unary call (the
+                    # actor's Actor/Stats, on its accept queue), whose first
+                    # call may start a second waiting thread there (one
+                    # waits while the other serves): read it once before the
+                    # figures are taken, as every later round does.
                     t.heap_bytes(name)
                     now, ok = settle(pid)
                     self.assertTrue(ok, "%s: threads and fds never settled "

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 // An actor's services use no gRPC callback API outside debug mode: `Info`
-// and the other unary control methods run on the sync API; `Link`, the
-// answer to unknown methods and the health service's `Watch` on completion
-// queues the runtime's own threads wait on. So serving them never starts
+// and the other unary control methods, `Link`, the answer to unknown
+// methods and the health service run on the completion queue the runtime's
+// own threads wait on (tests/actor/internal/control_methods_test.cc: nor
+// any sync API). So serving them never starts
 // gRPC's callback threads (`nexting_thread`), which would wait in the same
 // poller as every other thread of the process and hand events over
 // (docs/architecture.md#threads). Each call below is one the callback

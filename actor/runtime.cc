@@ -14,7 +14,7 @@
 #include "actor/internal/flags.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
-#include "actor/internal/actor_service.h"
+#include "actor/internal/control_methods.h"
 #include "actor/internal/debugger.h"
 #include "actor/internal/log_setup.h"
 #include "actor/internal/registrar_election.h"

@@ -26,10 +26,11 @@ namespace tractor::internal {
 // The generated service, reduced to the methods served on gRPC's async
 // API from the runtime's accept queue: `Open` and `Call` (raw bytes: a
 // dialog accepted by the runtime's `DialogAcceptor`,
-// actor/internal/dialog_transport.h; a unary call served by
-// `ServeUnaryCalls`, below), `CancelActor` (raw bytes, `ServeCancelActor`),
-// `Info`, `CancelTask`, `Stats` and `Stacks` (raw bytes,
-// `ServeControlMethods`) and `Link` (actor/internal/async_services.h).
+// actor/internal/dialog_acceptor.h; a unary call served by
+// `ServeUnaryCalls`, below), `CancelActor`, `Info`, `CancelTask`, `Stats`
+// and `Stacks` (raw bytes, `ServeCancelActor` and `ServeControlMethods`,
+// actor/internal/control_methods.h) and `Link`
+// (actor/internal/async_services.h).
 // `DebugLock` is taken out ("generic"): it is served by `DebugLockService`
 // in debug mode only, and a call of a method no service serves is answered
 // by the unknown-method service. No method is on the callback API outside
@@ -44,56 +45,6 @@ using RawActorService = v1::Actor::WithRawMethod_Open<
                             v1::Actor::WithRawMethod_Stacks<
                                 v1::Actor::WithGenericMethod_DebugLock<
                                     v1::Actor::Service>>>>>>>>>;
-
-// What `Stacks` asks of the children, taken on the thread that received
-// the request (it touches the runtime) so that the gathering, which may
-// block, touches nothing the runtime owns.
-struct StacksPlan {
-  v1::Aid self;
-  // Every linked child, with its address and a channel to it.
-  struct Child {
-    v1::Aid aid;
-    std::string addr;
-    std::shared_ptr<grpc::Channel> channel;
-  };
-  std::vector<Child> children;
-};
-StacksPlan PlanStacks(Runtime& rt, bool tree);
-
-// The lifetime gate of the `Stacks` calls an actor is gathering (each on a
-// pooled thread: asking the children blocks). Shared by the runtime and
-// the gatherings, which may outlive it. Thread-safe.
-class StacksGatherings {
- public:
-  // Enters the gate, or nullopt once the runtime is shutting down.
-  std::optional<Gate::Holder> TryEnter() { return gate_.TryEnter(); }
-  // Refuses new gatherings and waits up to `bound` for those in progress;
-  // then cancels their calls to the children still out (each such child
-  // is reported as not answering) and waits up to `bound` again. Returns
-  // whether they all ended. Not a checkpoint.
-  bool Stop(absl::Duration bound);
-  // Runs a child's call, unless the gatherings are being cancelled (then
-  // returns false and does not run it): `ctx` is cancelled too should that
-  // happen while it runs.
-  bool Track(grpc::ClientContext* ctx, absl::FunctionRef<void()> call);
-  // How many gatherings are in progress (for tests and diagnostics).
-  size_t in_progress() const { return gate_.holders(); }
-
- private:
-  Gate gate_;
-  Mutex mu_;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<grpc::ClientContext*> calls_ ABSL_GUARDED_BY(mu_);
-};
-
-// Gathers the stacks of this process and, for each child in `plan`, of the
-// tree below it (Actor.Stacks of each child, each given `per_child`).
-// Blocks; not a checkpoint. With `gatherings`, a cancel there cuts the
-// children's calls short.
-v1::StacksReply GatherStacks(const StacksPlan& plan, absl::Duration per_child,
-                             StacksGatherings* gatherings = nullptr);
-// The same, for this actor (`tree`: and every actor below it).
-v1::StacksReply GatherStacks(Runtime& rt, bool tree, absl::Duration per_child);
 
 // The parent's side of its children's `Link` streams, served alone by the
 // runtime's link server: a server of its own, which pings every connection
@@ -133,37 +84,6 @@ class ActorService final : public RawActorService {};
 // none.
 void ServeUnaryCalls(Runtime* rt, ActorService* service,
                      DialogAcceptor* acceptor);
-
-// Serves `tractor.v1.Actor/CancelActor` from `queue` (the acceptor's), one
-// call requested at a time: each arrival requests the next. On the thread
-// that takes the arrival, without blocking: an undecodable request is
-// answered INVALID_ARGUMENT saying why, a caller that is not a member of
-// the mesh PERMISSION_DENIED (`discovery::CheckMember`); otherwise every
-// task is cancelled in the requester's name and the actor's exit is
-// requested (`Runtime::RequestExit`), and the reply (`ok`) is sent once the
-// tasks ended (`TaskServer::CancelAllTasksThen`): by the thread of the last
-// task to end, or by the actor's shutdown once its bounded wait for them is
-// over, before its server shuts down. No thread waits for the tasks, and a
-// caller that went away meanwhile costs the teardown nothing (its reply
-// fails at once). Call once the acceptor started.
-void ServeCancelActor(Runtime* rt, ActorService* service,
-                      ServiceQueue* queue);
-
-// Serves the unary control methods `Info`, `CancelTask`, `Stats` and
-// `Stacks` from `acceptor`'s queue (raw bytes), one call of each requested
-// at a time: each arrival requests the next. An undecodable request is
-// answered INVALID_ARGUMENT saying why, and a `CancelTask` from a caller
-// that is not a member of the mesh PERMISSION_DENIED
-// (`discovery::CheckMember`). `Info`, `CancelTask` and `Stats` are answered
-// on the thread that takes the arrival (none of them blocks); `Stacks`,
-// which waits for the children's answers, is gathered on a pooled thread
-// inside `stacks`' gate (refused UNAVAILABLE once it is closed), which
-// `Runtime::Shutdown` waits on with a bound. Replies go through the
-// acceptor's gate: none is sent once it stopped. Call once the acceptor
-// started.
-void ServeControlMethods(Runtime* rt, ActorService* service,
-                         DialogAcceptor* acceptor,
-                         std::shared_ptr<StacksGatherings> stacks);
 
 // The root's tree-wide terminal lock (actor/internal/debugger.h), on the
 // callback API, registered in debug mode only. Owned by the `Runtime`.

@@ -2,10 +2,11 @@
 // The runtime's long-lived and catch-all calls on gRPC's async API, served
 // from a completion queue a runtime thread already waits on
 // (`ServiceQueue`, actor/internal/dialog_transport.h): a parent's `Link`
-// streams, the answer to methods nobody serves, and the standard health
-// service's `Watch`. An actor process uses no callback API outside debug
-// mode (docs/architecture.md#threads): gRPC's callback threads would wait
-// in the same poller as every other thread and hand events over.
+// streams and the answer to methods nobody serves (the standard health
+// service is in actor/internal/health_service.h). An actor process uses no
+// callback API outside debug mode (docs/architecture.md#threads): gRPC's
+// callback threads would wait in the same poller as every other thread and
+// hand events over.
 #ifndef TRACTOR_ACTOR_INTERNAL_ASYNC_SERVICES_H_
 #define TRACTOR_ACTOR_INTERNAL_ASYNC_SERVICES_H_
 
@@ -21,7 +22,6 @@
 #include "discovery/mutex.h"
 #include "grpcpp/generic/async_generic_service.h"
 #include "grpcpp/grpcpp.h"
-#include "grpcpp/health_check_service_interface.h"
 #include "tractor/v1/actor.grpc.pb.h"
 
 namespace tractor::internal {
@@ -87,45 +87,6 @@ void ServeUnknownMethods(
     const std::string& actor_name, grpc::AsyncGenericService* service,
     ServiceQueue* queue,
     std::shared_ptr<discovery::LazyStandardServices> standard = nullptr);
-
-// The standard health service (grpc.health.v1.Health) without gRPC's
-// default implementation, which uses the callback API: `Check` and `Watch`
-// on a `ServiceQueue` (raw bytes: an undecodable request is answered
-// INVALID_ARGUMENT). One overall status (the service name
-// is not looked at), SERVING until `SetServingStatus(false)`. Register it
-// with the builder's `HealthCheckServiceServerBuilderOption` (as the
-// server's health service) and `RegisterService(service())`, then call
-// `Serve` once the server is built. Thread-safe.
-class HealthService final : public grpc::HealthCheckServiceInterface {
- public:
-  HealthService();
-  ~HealthService() override;
-
-  grpc::Service* service();
-  void Serve(ServiceQueue* queue);
-
-  void SetServingStatus(const std::string& service_name,
-                        bool serving) override;
-  void SetServingStatus(bool serving) override;
-  void Shutdown() override;
-
-  class CheckCall;
-  class WatchCall;
-
- private:
-  class Impl;
-  // The encoded HealthCheckResponse of the current status.
-  std::string Response() ABSL_LOCKS_EXCLUDED(mu_);
-  void Request(ServiceQueue* queue);
-  void Forget(WatchCall* call) ABSL_LOCKS_EXCLUDED(mu_);
-
-  std::unique_ptr<Impl> service_;
-  Mutex mu_;
-  // 1 SERVING, 2 NOT_SERVING (the proto's values).
-  int status_ ABSL_GUARDED_BY(mu_) = 1;
-  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<WatchCall*> watchers_ ABSL_GUARDED_BY(mu_);
-};
 
 }  // namespace tractor::internal
 

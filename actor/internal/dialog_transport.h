@@ -208,8 +208,9 @@ class CqServerTransport final : public CqTransport {
 
 // One call of another async service whose completions arrive on a queue a
 // runtime thread already waits on (the accept queue, `DialogAcceptor` in
-// actor/internal/dialog_acceptor.h, or a `ServiceThread`'s): a parent's `Link` streams and the unknown-method
-// answers (actor/internal/async_services.h). No callback API, and no thread
+// actor/internal/dialog_acceptor.h, or a `ServiceThread`'s): a parent's
+// `Link` streams and the unknown-method answers
+// (actor/internal/async_services.h). No callback API, and no thread
 // of its own per call.
 class ServiceCall;
 // A completion for a `ServiceCall`; pass it to gRPC as

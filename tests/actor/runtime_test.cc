@@ -26,6 +26,7 @@
 #include "gtest/gtest.h"
 #include "tests/actor/with_child.h"
 #include "tests/process_fixture.h"
+#include "tests/raw_unary.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "tractor/v1/actor.grpc.pb.h"
@@ -787,36 +788,9 @@ TEST_F(RuntimeTest, CancelActorRaisesActorTooSlowErrorOnTimeoutWhenAsked) {
 grpc::Status RawUnary(const std::string& addr, const std::string& method,
                       const std::string& request, absl::Duration deadline,
                       std::string* reply = nullptr) {
-  auto channel =
-      grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
-  grpc::GenericStub stub(channel);
-  grpc::CompletionQueue cq;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-  discovery::AttachSecret(&ctx);  // the tree's mesh secret
-  grpc::Slice slice(request);
-  grpc::ByteBuffer bytes(&slice, 1), response;
-  grpc::Status status;
-  auto call = stub.PrepareUnaryCall(&ctx, method, bytes, &cq);
-  call->StartCall();
-  call->Finish(&response, &status, &status);
-  void* tag = nullptr;
-  bool ok = false;
-  // Bounded by the call's deadline.
-  EXPECT_TRUE(cq.Next(&tag, &ok));
-  EXPECT_EQ(tag, &status);
-  if (reply != nullptr && status.ok()) {
-    std::vector<grpc::Slice> slices;
-    EXPECT_TRUE(response.Dump(&slices).ok());
-    reply->clear();
-    for (const auto& s : slices) {
-      reply->append(reinterpret_cast<const char*>(s.begin()), s.size());
-    }
-  }
-  cq.Shutdown();
-  while (cq.Next(&tag, &ok)) {
-  }
-  return status;
+  return testing::RawUnary(
+      grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()), method,
+      request, deadline, reply);
 }
 
 std::string CancelActorBytes(const std::string& requester) {

@@ -23,6 +23,7 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "tests/raw_unary.h"
 #include "tests/thread_census.h"
 #include "tractor/v1/actor.grpc.pb.h"
 
@@ -30,39 +31,12 @@ namespace tractor::internal {
 namespace {
 
 using ::testing::HasSubstr;
+using ::tractor::testing::RawUnary;
+
+constexpr absl::Duration kCallDeadline = absl::Seconds(10);
 
 // gRPC names its sync server's threads so (truncated to 15 characters).
 constexpr char kSyncServerThread[] = "grpcpp_sync_ser";
-
-// A unary call of `method` with the raw bytes `request`, on a completion
-// queue of its own; returns its status, the reply's bytes in `*reply`.
-grpc::Status RawUnary(const std::shared_ptr<grpc::Channel>& channel,
-                      const std::string& method, const std::string& request,
-                      std::string* reply = nullptr) {
-  grpc::GenericStub stub(channel);
-  grpc::CompletionQueue cq;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-  discovery::AttachSecret(&ctx);
-  grpc::Slice slice(request);
-  grpc::ByteBuffer bytes(&slice, 1), response;
-  grpc::Status status;
-  auto call = stub.PrepareUnaryCall(&ctx, method, bytes, &cq);
-  call->StartCall();
-  call->Finish(&response, &status, &status);
-  void* tag = nullptr;
-  bool ok = false;
-  EXPECT_TRUE(cq.Next(&tag, &ok));  // bounded by the call's deadline
-  if (reply != nullptr && status.ok()) {
-    grpc::Slice flat;
-    EXPECT_TRUE(response.DumpToSingleSlice(&flat).ok());
-    reply->assign(reinterpret_cast<const char*>(flat.begin()), flat.size());
-  }
-  cq.Shutdown();
-  while (cq.Next(&tag, &ok)) {
-  }
-  return status;
-}
 
 TEST(ControlMethodsTest, AnIdleActorHasNoSyncServerThread) {
   Runtime::Config config;
@@ -73,29 +47,37 @@ TEST(ControlMethodsTest, AnIdleActorHasNoSyncServerThread) {
                                      grpc::InsecureChannelCredentials());
   // Every method that used to be on the sync API, answered.
   std::string bytes;
-  ASSERT_TRUE(RawUnary(channel, "/tractor.v1.Actor/Info", "", &bytes).ok());
+  ASSERT_TRUE(
+      RawUnary(channel, "/tractor.v1.Actor/Info", "", kCallDeadline, &bytes)
+          .ok());
   v1::ActorInfo info;
   ASSERT_TRUE(info.ParseFromString(bytes));
   EXPECT_EQ(info.aid().name(), "lone");
-  ASSERT_TRUE(RawUnary(channel, "/tractor.v1.Actor/Stats", "", &bytes).ok());
+  ASSERT_TRUE(
+      RawUnary(channel, "/tractor.v1.Actor/Stats", "", kCallDeadline, &bytes)
+          .ok());
   v1::ActorStats stats;
   ASSERT_TRUE(stats.ParseFromString(bytes));
   EXPECT_GT(stats.threads(), 0u);
   v1::CancelTaskRequest cancel;
   cancel.set_cid("no-such-task");
   ASSERT_TRUE(RawUnary(channel, "/tractor.v1.Actor/CancelTask",
-                       cancel.SerializeAsString(), &bytes)
+                       cancel.SerializeAsString(), kCallDeadline, &bytes)
                   .ok());
   v1::CancelTaskReply cancelled;
   ASSERT_TRUE(cancelled.ParseFromString(bytes));
   EXPECT_FALSE(cancelled.found());
-  ASSERT_TRUE(RawUnary(channel, "/tractor.v1.Actor/Stacks", "", &bytes).ok());
+  ASSERT_TRUE(
+      RawUnary(channel, "/tractor.v1.Actor/Stacks", "", kCallDeadline, &bytes)
+          .ok());
   v1::StacksReply stacks;
   ASSERT_TRUE(stacks.ParseFromString(bytes));
   ASSERT_EQ(stacks.actors_size(), 1);
   EXPECT_THAT(stacks.actors(0).text(), HasSubstr("stacks of every thread"));
   ASSERT_TRUE(
-      RawUnary(channel, "/grpc.health.v1.Health/Check", "", &bytes).ok());
+      RawUnary(channel, "/grpc.health.v1.Health/Check", "", kCallDeadline,
+               &bytes)
+          .ok());
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));
 
   EXPECT_EQ(testing::ThreadsNamed(kSyncServerThread), 0);
@@ -121,12 +103,13 @@ TEST(ControlMethodsTest, MalformedRequestsAreRefusedAndTheActorServesOn) {
         {"/tractor.v1.Actor/Stats", "Actor.Stats request"},
         {"/tractor.v1.Actor/Stacks", "Actor.Stacks request"},
         {"/grpc.health.v1.Health/Check", "Health.Check request"}}) {
-    grpc::Status s = RawUnary(channel, method, garbage);
+    grpc::Status s = RawUnary(channel, method, garbage, kCallDeadline);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method;
     EXPECT_THAT(s.error_message(), HasSubstr(why)) << method;
     // Still served: the same method, well formed, is answered.
     std::string bytes;
-    EXPECT_TRUE(RawUnary(channel, method, "", &bytes).ok()) << method;
+    EXPECT_TRUE(RawUnary(channel, method, "", kCallDeadline, &bytes).ok())
+        << method;
   }
   rt.Shutdown();
 }

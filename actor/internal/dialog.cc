@@ -49,18 +49,12 @@ size_t Dialog::SendQueueDepth() const {
 }
 
 std::shared_ptr<Dialog> Dialog::Connect(
-    const std::shared_ptr<grpc::Channel>& channel,
-    std::optional<v1::Msg> first) {
-  return Connect(std::shared_ptr<v1::Actor::Stub>(v1::Actor::NewStub(channel)),
-                 std::move(first));
-}
-
-std::shared_ptr<Dialog> Dialog::Connect(std::shared_ptr<v1::Actor::Stub> stub,
-                                        std::optional<v1::Msg> first) {
-  if (first) return Open(Prepare(std::move(stub)), *std::move(first));
+    const std::shared_ptr<grpc::Channel>& channel) {
   auto dialog = std::make_shared<Dialog>();
   dialog->owned_ = std::make_unique<CqClientTransport>(
-      dialog.get(), std::move(stub), /*cork=*/false);
+      dialog.get(),
+      std::shared_ptr<v1::Actor::Stub>(v1::Actor::NewStub(channel)),
+      /*cork=*/false);
   {
     MutexLock lk(&dialog->mu_);
     dialog->client_ = true;

@@ -57,16 +57,11 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   // thread takes over.
   static constexpr absl::Duration kLinger = absl::Microseconds(500);
 
-  // Opens a new dialog as the caller on `channel`. With `first`, the call's
-  // initial metadata waits for that message and both leave in one flush;
-  // without, the metadata leaves at once.
+  // Opens a new dialog as the caller on `channel`, its initial metadata
+  // sent at once. (A dialog whose first message leaves with the metadata,
+  // in one flush, is built by `Prepare` and started by `Open`.)
   static std::shared_ptr<Dialog> Connect(
-      const std::shared_ptr<grpc::Channel>& channel,
-      std::optional<v1::Msg> first = std::nullopt);
-  // The same through `stub` (a portal's, made once for all its calls).
-  static std::shared_ptr<Dialog> Connect(
-      std::shared_ptr<v1::Actor::Stub> stub,
-      std::optional<v1::Msg> first = std::nullopt);
+      const std::shared_ptr<grpc::Channel>& channel);
   // Builds a caller's dialog ahead of its open: its completion queue, its
   // `ClientContext` and its call through `stub`, with nothing sent and
   // nothing in flight (a portal keeps one, actor/internal/portal_state.h).
@@ -74,7 +69,7 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   static std::shared_ptr<Dialog> Prepare(
       std::shared_ptr<v1::Actor::Stub> stub);
   // Opens a dialog built by `Prepare`, sending `first` with the call's
-  // initial metadata in one flush, as `Connect` does. Once per prepared
+  // initial metadata in one flush. Once per prepared
   // dialog: a second open, or one of a dialog not built by `Prepare`,
   // throws UsageError.
   static std::shared_ptr<Dialog> Open(std::shared_ptr<Dialog> prepared,

@@ -216,8 +216,6 @@ bool StacksGatherings::Track(grpc::ClientContext* ctx,
 
 namespace {
 
-void* AsTag(CqTransport::Tag* tag) { return tag; }
-
 // One `Actor/CancelActor`, from its request to its reply's completion (see
 // ServeCancelActor). Its operations complete on the acceptor's queue, whose
 // waiting thread runs `Proceed`; between the arrival and the reply only the

@@ -22,6 +22,7 @@
 #include "actor/internal/spawn.h"
 #include "actor/internal/thread_pool.h"
 #include "actor/runtime.h"
+#include "discovery/allocator.h"
 #include "discovery/log_level.h"
 #include "glog/logging.h"
 #include "grpc/support/log.h"
@@ -94,6 +95,7 @@ int RunDaemon(const std::string& program, int argc, char** argv) {
 }  // namespace
 
 int Main(int& argc, char** argv, const std::function<int()>& root_main) {
+  discovery::TuneAllocatorForMessages();
   // Debian's Abseil checks every absl::Mutex acquisition for lock-order
   // cycles (a debugging aid that gRPC's own locks pay for on every call);
   // an actor process runs without it.

@@ -56,6 +56,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "discovery/address.h"
+#include "discovery/allocator.h"
 #include "discovery/credentials.h"
 #include "discovery/listen.h"
 #include "discovery/log_level.h"
@@ -303,6 +304,7 @@ absl::StatusOr<discovery::Security> LoadSecurity() {
 }
 
 int Main(int argc, char** argv) {
+  discovery::TuneAllocatorForMessages();
   // Block the shutdown signals, and SIGUSR1 (print this process's usage),
   // before any thread starts, so every thread inherits the mask and only
   // sigwait below receives them.

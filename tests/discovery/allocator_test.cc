@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+// TuneAllocatorForMessages: glibc's thresholds fixed, or left to the user.
+#include "discovery/allocator.h"
+
+#include <malloc.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
+#include <utility>
+
+#include "gtest/gtest.h"
+
+namespace tractor::discovery {
+namespace {
+
+void ClearMallocEnvironment() {
+  for (const char* name : {"GLIBC_TUNABLES", "MALLOC_TRIM_THRESHOLD_",
+                           "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_"}) {
+    unsetenv(name);
+  }
+}
+
+TEST(AllocatorTest, AMiBBlockComesFromTheArenaAndStaysThereWhenFreed) {
+  ClearMallocEnvironment();
+  ASSERT_TRUE(TuneAllocatorForMessages());
+  constexpr size_t kBlock = 2 << 20;  // above glibc's default 128 KiB
+  const size_t mmapped_before = mallinfo2().hblkhd;
+  char* block = static_cast<char*>(std::malloc(kBlock));
+  ASSERT_NE(block, nullptr);
+  std::memset(block, 1, kBlock);
+  // Not a fresh mmap: glibc's default threshold would have made it one.
+  EXPECT_EQ(mallinfo2().hblkhd, mmapped_before);
+  std::free(block);
+  // Freed at the top of the arena and kept (below the trim threshold),
+  // where the default would have given all but 128 KiB back.
+  EXPECT_GE(mallinfo2().keepcost, kBlock / 2);
+}
+
+TEST(AllocatorTest, LeavesMallocAloneWhenTheEnvironmentTunesIt) {
+  for (const auto& [name, value] :
+       {std::pair{"MALLOC_TRIM_THRESHOLD_", "131072"},
+        std::pair{"MALLOC_MMAP_THRESHOLD_", "131072"},
+        std::pair{"MALLOC_TOP_PAD_", "0"},
+        std::pair{"GLIBC_TUNABLES", "glibc.malloc.trim_threshold=131072"}}) {
+    ClearMallocEnvironment();
+    setenv(name, value, 1);
+    EXPECT_FALSE(TuneAllocatorForMessages()) << name << "=" << value;
+  }
+  // A tunable of another glibc module is no reason to stay out.
+  ClearMallocEnvironment();
+  setenv("GLIBC_TUNABLES", "glibc.pthread.rseq=0", 1);
+  EXPECT_TRUE(TuneAllocatorForMessages());
+  ClearMallocEnvironment();
+}
+
+}  // namespace
+}  // namespace tractor::discovery

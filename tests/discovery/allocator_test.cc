@@ -14,6 +14,23 @@
 namespace tractor::discovery {
 namespace {
 
+// AddressSanitizer and ThreadSanitizer bring their own allocator, whose
+// mallopt does nothing.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define TRACTOR_SANITIZER_MALLOC 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define TRACTOR_SANITIZER_MALLOC 1
+#endif
+
+#ifdef TRACTOR_SANITIZER_MALLOC
+#define SKIP_UNDER_SANITIZER() GTEST_SKIP() << "the sanitizer's allocator"
+#else
+#define SKIP_UNDER_SANITIZER()
+#endif
+
 void ClearMallocEnvironment() {
   for (const char* name : {"GLIBC_TUNABLES", "MALLOC_TRIM_THRESHOLD_",
                            "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_"}) {
@@ -22,6 +39,7 @@ void ClearMallocEnvironment() {
 }
 
 TEST(AllocatorTest, AMiBBlockComesFromTheArenaAndStaysThereWhenFreed) {
+  SKIP_UNDER_SANITIZER();
   ClearMallocEnvironment();
   ASSERT_TRUE(TuneAllocatorForMessages());
   constexpr size_t kBlock = 2 << 20;  // above glibc's default 128 KiB
@@ -48,6 +66,7 @@ TEST(AllocatorTest, LeavesMallocAloneWhenTheEnvironmentTunesIt) {
     EXPECT_FALSE(TuneAllocatorForMessages()) << name << "=" << value;
   }
   // A tunable of another glibc module is no reason to stay out.
+  SKIP_UNDER_SANITIZER();
   ClearMallocEnvironment();
   setenv("GLIBC_TUNABLES", "glibc.pthread.rseq=0", 1);
   EXPECT_TRUE(TuneAllocatorForMessages());

@@ -21,8 +21,8 @@ namespace tractor::discovery {
 // thresholds were set.
 bool TuneAllocatorForMessages();
 
-inline constexpr long kTrimThreshold = 16L << 20;
-inline constexpr long kMmapThreshold = 8L << 20;
+inline constexpr long kTrimThreshold = 4L << 20;
+inline constexpr long kMmapThreshold = 2L << 20;
 
 }  // namespace tractor::discovery
 

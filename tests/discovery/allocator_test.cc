@@ -42,7 +42,8 @@ TEST(AllocatorTest, AMiBBlockComesFromTheArenaAndStaysThereWhenFreed) {
   SKIP_UNDER_SANITIZER();
   ClearMallocEnvironment();
   ASSERT_TRUE(TuneAllocatorForMessages());
-  constexpr size_t kBlock = 2 << 20;  // above glibc's default 128 KiB
+  // Above glibc's default 128 KiB, below the runtime's threshold.
+  constexpr size_t kBlock = kMmapThreshold / 2;
   const size_t mmapped_before = mallinfo2().hblkhd;
   char* block = static_cast<char*>(std::malloc(kBlock));
   ASSERT_NE(block, nullptr);

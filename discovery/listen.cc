@@ -283,15 +283,15 @@ absl::Status BindFailure(const Address& addr) {
 
 }  // namespace
 
-absl::StatusOr<StandardServices> ParseStandardServices(absl::string_view spec) {
+absl::StatusOr<StandardServices> ParseStandardServices(absl::string_view text) {
   StandardServices out;
-  spec = absl::StripAsciiWhitespace(spec);
-  if (spec == "0" || spec == "none") return out;
-  if (spec.empty() || spec == "1" || spec == "all") {
+  text = absl::StripAsciiWhitespace(text);
+  if (text == "0" || text == "none") return out;
+  if (text.empty() || text == "1" || text == "all") {
     out.reflection = out.channelz = true;
     return out;
   }
-  for (absl::string_view item : absl::StrSplit(spec, ',')) {
+  for (absl::string_view item : absl::StrSplit(text, ',')) {
     item = absl::StripAsciiWhitespace(item);
     if (item == "reflection") {
       out.reflection = true;
@@ -299,7 +299,7 @@ absl::StatusOr<StandardServices> ParseStandardServices(absl::string_view spec) {
       out.channelz = true;
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
-          kStandardServicesEnv, "='", spec, "': unknown service '", item,
+          kStandardServicesEnv, "='", text, "': unknown service '", item,
           "' (expected all, none, or a comma-separated list of reflection "
           "and channelz)"));
     }

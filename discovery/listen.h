@@ -88,7 +88,7 @@ struct StandardServices {
 
 // Parses a value of `kStandardServicesEnv`; InvalidArgument naming the
 // variable and the unknown word for anything else.
-absl::StatusOr<StandardServices> ParseStandardServices(absl::string_view spec);
+absl::StatusOr<StandardServices> ParseStandardServices(absl::string_view text);
 
 // Loads what `kStandardServicesEnv` asks for (both unless it says
 // otherwise): their libraries (libgrpc++_reflection, libgrpcpp_channelz, of

@@ -201,7 +201,7 @@ TEST(PrivateSocketAddressTest, MakesAPrivateDirectoryAndNamesTheSocketInIt) {
 
 TEST(PrivateSocketAddressTest, RefusesADirectoryOthersMayEnter) {
   TempDir parent;
-  const std::string dir = parent.path() + "/shared";
+  const std::string dir = parent.path() + "/open";
   ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
   ASSERT_EQ(chmod(dir.c_str(), 0755), 0);  // whatever the umask
   EXPECT_FALSE(PrivateSocketAddress("abc", dir).has_value());

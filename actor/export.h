@@ -65,8 +65,9 @@ struct Endpoint {
   // type.
   std::function<bool(const v1::Payload&)> arg_matches;
   // Runs the function. `ctx` is null for plain functions. `args` passed the
-  // checks (`internal::CheckArgs`). Throws what the function throws.
-  std::function<v1::Payload(Context* ctx, const v1::Payload& args)> invoke;
+  // checks (`internal::CheckArgs`); the function may take it (move from
+  // it). Throws what the function throws.
+  std::function<v1::Payload(Context* ctx, v1::Payload& args)> invoke;
 };
 
 // Registers `endpoint`; returns true. Thread-safe; typically called from a
@@ -92,8 +93,8 @@ std::string SplitNamedArgs(const std::vector<EndpointParam>& params,
                            std::vector<v1::Payload>* out);
 
 template <class T>
-v1::Payload EncodeResult(const T& value) {
-  return PayloadCodec<T>::Encode(value);
+v1::Payload EncodeResult(T&& value) {
+  return PayloadCodec<std::decay_t<T>>::Encode(std::forward<T>(value));
 }
 
 template <class A>
@@ -104,6 +105,15 @@ struct ArgTraits {
     return PayloadCodec<Arg>::Matches(p);
   }
   static Arg Decode(const v1::Payload& p) { return PayloadCodec<Arg>::Decode(p); }
+  // Decodes the argument of a call, which is not needed afterwards: a
+  // Payload parameter takes it without a copy.
+  static Arg Take(v1::Payload& p) {
+    if constexpr (std::is_same_v<Arg, Payload>) {
+      return Payload(std::move(p));
+    } else {
+      return Decode(p);
+    }
+  }
 };
 
 template <class R, class Call>
@@ -112,7 +122,7 @@ v1::Payload InvokeAndEncode(Call&& call) {
     call();
     return Payload().proto();
   } else {
-    return EncodeResult<std::decay_t<R>>(call());
+    return EncodeResult(call());
   }
 }
 
@@ -132,8 +142,8 @@ Endpoint MakeEndpoint(std::function<R(A)> fn) {
   e.arg_spec = ArgTraits<A>::Spec();
   e.result_spec = ResultSpec<R>();
   e.arg_matches = &ArgTraits<A>::Matches;
-  e.invoke = [fn](Context*, const v1::Payload& args) {
-    return InvokeAndEncode<R>([&] { return fn(ArgTraits<A>::Decode(args)); });
+  e.invoke = [fn](Context*, v1::Payload& args) {
+    return InvokeAndEncode<R>([&] { return fn(ArgTraits<A>::Take(args)); });
   };
   return e;
 }
@@ -144,7 +154,7 @@ Endpoint MakeEndpoint(std::function<R()> fn) {
   e.arg_spec = "any";
   e.result_spec = ResultSpec<R>();
   e.arg_matches = [](const v1::Payload&) { return true; };
-  e.invoke = [fn](Context*, const v1::Payload&) {
+  e.invoke = [fn](Context*, v1::Payload&) {
     return InvokeAndEncode<R>([&] { return fn(); });
   };
   return e;
@@ -158,9 +168,9 @@ Endpoint MakeEndpoint(std::function<R(Context&, A)> fn) {
   e.arg_spec = ArgTraits<A>::Spec();
   e.result_spec = ResultSpec<R>();
   e.arg_matches = &ArgTraits<A>::Matches;
-  e.invoke = [fn](Context* ctx, const v1::Payload& args) {
+  e.invoke = [fn](Context* ctx, v1::Payload& args) {
     return InvokeAndEncode<R>(
-        [&] { return fn(*ctx, ArgTraits<A>::Decode(args)); });
+        [&] { return fn(*ctx, ArgTraits<A>::Take(args)); });
   };
   return e;
 }
@@ -172,7 +182,7 @@ Endpoint MakeEndpoint(std::function<R(Context&)> fn) {
   e.arg_spec = "any";
   e.result_spec = ResultSpec<R>();
   e.arg_matches = [](const v1::Payload&) { return true; };
-  e.invoke = [fn](Context* ctx, const v1::Payload&) {
+  e.invoke = [fn](Context* ctx, v1::Payload&) {
     return InvokeAndEncode<R>([&] { return fn(*ctx); });
   };
   return e;
@@ -228,7 +238,7 @@ Endpoint MakeNamedEndpoint(std::function<R(A...)> fn,
   e.params = NamedParams<A...>(names);
   e.arg_spec = "object";
   e.result_spec = ResultSpec<R>();
-  e.invoke = [fn, params = e.params](Context*, const v1::Payload& args) {
+  e.invoke = [fn, params = e.params](Context*, v1::Payload& args) {
     return InvokeNamed(fn, SplitCheckedArgs(params, args),
                        std::index_sequence_for<A...>());
   };
@@ -246,7 +256,7 @@ Endpoint MakeNamedEndpoint(std::function<R(Context&, A...)> fn,
   e.params = NamedParams<A...>(names);
   e.arg_spec = "object";
   e.result_spec = ResultSpec<R>();
-  e.invoke = [fn, params = e.params](Context* ctx, const v1::Payload& args) {
+  e.invoke = [fn, params = e.params](Context* ctx, v1::Payload& args) {
     return InvokeNamed(fn, *ctx, SplitCheckedArgs(params, args),
                        std::index_sequence_for<A...>());
   };

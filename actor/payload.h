@@ -115,6 +115,7 @@ struct PayloadCodec<Payload> {
   static bool Matches(const v1::Payload&) { return true; }
   static Payload Decode(const v1::Payload& p) { return Payload(p); }
   static v1::Payload Encode(const Payload& v) { return v.proto(); }
+  static v1::Payload Encode(Payload&& v) { return std::move(v.mutable_proto()); }
 };
 
 template <class M>

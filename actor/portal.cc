@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "actor/cancel.h"
 #include "actor/errors.h"
@@ -27,9 +28,19 @@ namespace tractor {
 namespace internal {
 namespace {
 
-std::string NewCid(const v1::Aid& self) {
+// A dialog's id: the caller's uuid and a counter of this process, into
+// `*cid` (whose buffer is reused).
+void AssignCid(const v1::Aid& self, std::string* cid) {
   static std::atomic<uint64_t> counter{0};
-  return absl::StrCat(self.uuid(), "-", counter.fetch_add(1));
+  cid->assign(self.uuid());
+  cid->push_back('-');
+  absl::StrAppend(cid, counter.fetch_add(1, std::memory_order_relaxed));
+}
+
+std::string NewCid(const v1::Aid& self) {
+  std::string cid;
+  AssignCid(self, &cid);
+  return cid;
 }
 
 Runtime& RequireNotSelf(const PortalState& portal) {
@@ -47,8 +58,23 @@ Runtime& RequireNotSelf(const PortalState& portal) {
 Payload CallFunction(PortalState& portal, const std::string& func,
                      const Payload& args) {
   Runtime& rt = RequireNotSelf(portal);
-  const v1::Msg request = MakeStart(NewCid(rt.self()), func, args, rt.self(),
-                                    v1::FUNC_TYPE_FUNCTION, {});
+  // The request is built in a message each thread keeps, so that its cid
+  // and func strings are reused, and it borrows the caller's Aid and the
+  // arguments rather than copying them: they are only read while the
+  // request is serialized, inside the call below, and given back
+  // (released, not freed) however the call ends.
+  thread_local v1::Msg request;
+  v1::Start* start = request.mutable_start();
+  AssignCid(rt.self(), start->mutable_cid());
+  start->set_func(func);
+  SetStartOptions(start, v1::FUNC_TYPE_FUNCTION, {});
+  start->unsafe_arena_set_allocated_caller(const_cast<v1::Aid*>(&rt.self()));
+  start->unsafe_arena_set_allocated_args(
+      const_cast<v1::Payload*>(&args.proto()));
+  absl::Cleanup give_back = [start] {
+    start->unsafe_arena_release_caller();
+    start->unsafe_arena_release_args();
+  };
   v1::Msg reply;
   v1::Actor::Stub* stub = portal.stub().get();
   grpc::ClientContext context;
@@ -58,6 +84,7 @@ Payload CallFunction(PortalState& portal, const std::string& func,
       context,
       [&](grpc::ClientContext* c) { return stub->Call(c, request, &reply); },
       absl::InfiniteFuture(), /*shielded=*/false);
+  std::move(give_back).Invoke();
   TRACTOR_LOG(transport) << "call stream '" << func << "' to actor '"
                          << portal.aid.name() << "' closed: "
                          << (st.ok() ? "OK"

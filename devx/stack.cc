@@ -888,13 +888,19 @@ std::string FormatStack(const std::vector<void*>& frames,
   return FormatFrames(Symbolize(frames), indent);
 }
 
-TaskLabel::TaskLabel(const std::string& text) {
+TaskLabel::TaskLabel(std::initializer_list<absl::string_view> pieces) {
   memcpy(previous_, t_label, sizeof previous_);
-  const size_t n = std::min(text.size(), sizeof t_label - 1);
+  char text[sizeof t_label];
+  size_t n = 0;
+  for (absl::string_view piece : pieces) {
+    const size_t k = std::min(piece.size(), sizeof text - 1 - n);
+    memcpy(text + n, piece.data(), k);
+    n += k;
+  }
   // The handler may read the label at any moment: end it first.
   t_label[0] = '\0';
   if (n == 0) return;
-  memcpy(t_label + 1, text.data() + 1, n - 1);
+  memcpy(t_label + 1, text + 1, n - 1);
   t_label[n] = '\0';
   t_label[0] = text[0];
   PublishLabel();

@@ -12,8 +12,11 @@
 
 #include <sys/types.h>
 
+#include <initializer_list>
 #include <string>
 #include <vector>
+
+#include "absl/strings/string_view.h"
 
 namespace tractor::devx {
 
@@ -78,10 +81,12 @@ std::string FormatStack(const std::vector<void*>& frames,
 // lifetime of a `TaskLabel` object; the previous label comes back when it
 // is destroyed. Bound to the creating thread. The label is also published
 // (a slot per labelled thread, up to 1024 at once) where the stack sampler
-// reads it without the thread's help.
+// reads it without the thread's help. Text beyond 255 bytes is cut.
 class TaskLabel {
  public:
-  explicit TaskLabel(const std::string& text);
+  explicit TaskLabel(absl::string_view text) : TaskLabel({text}) {}
+  // The label is the pieces one after the other (no string is built).
+  TaskLabel(std::initializer_list<absl::string_view> pieces);
   ~TaskLabel();
   TaskLabel(const TaskLabel&) = delete;
   TaskLabel& operator=(const TaskLabel&) = delete;

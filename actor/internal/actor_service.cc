@@ -91,7 +91,7 @@ class UnaryCall final : public AcceptedCall,
   }
 
   void Serve() override {
-    const v1::Msg reply = rt_->tasks().ServeCall(msg_, this);
+    const v1::Msg reply = rt_->tasks().ServeCall(&msg_, this);
     msg_.Clear();
     SerializeToByteBuffer(reply, &reply_bytes_);
     // Copied first: once the reply is posted, the watcher may let go of

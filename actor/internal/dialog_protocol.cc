@@ -158,6 +158,17 @@ v1::OverrunPolicy ToProtoPolicy(OverrunPolicy p) {
   }
 }
 
+void SetStartOptions(v1::Start* s, v1::FuncType expect,
+                     const StreamOptions& callee_stream) {
+  s->set_expect(expect);
+  s->set_msg_buffer_size(callee_stream.msg_buffer_size);
+  s->set_overrun_policy(ToProtoPolicy(callee_stream.overrun));
+  s->set_strict_backpressure(callee_stream.strict &&
+                             callee_stream.overrun == OverrunPolicy::kBackpressure);
+  s->set_no_ack(true);
+  s->set_accept_batches(true);
+}
+
 v1::Msg MakeStart(const std::string& cid, const std::string& func,
                   const Payload& args, const v1::Aid& caller,
                   v1::FuncType expect, const StreamOptions& callee_stream) {
@@ -167,13 +178,7 @@ v1::Msg MakeStart(const std::string& cid, const std::string& func,
   s->set_func(func);
   *s->mutable_args() = args.proto();
   *s->mutable_caller() = caller;
-  s->set_expect(expect);
-  s->set_msg_buffer_size(callee_stream.msg_buffer_size);
-  s->set_overrun_policy(ToProtoPolicy(callee_stream.overrun));
-  s->set_strict_backpressure(callee_stream.strict &&
-                             callee_stream.overrun == OverrunPolicy::kBackpressure);
-  s->set_no_ack(true);
-  s->set_accept_batches(true);
+  SetStartOptions(s, expect, callee_stream);
   return start;
 }
 

@@ -177,6 +177,10 @@ struct DialogSession {
   bool started() const ABSL_LOCKS_EXCLUDED(mu);  // phase past kOpening
 };
 
+// Caller side: the fields of `Start` other than cid, func, args and caller.
+void SetStartOptions(v1::Start* s, v1::FuncType expect,
+                     const StreamOptions& callee_stream);
+
 // Caller side: the Start message for `func`.
 v1::Msg MakeStart(const std::string& cid, const std::string& func,
                   const Payload& args, const v1::Aid& caller,

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 #include "actor/internal/task_server.h"
 
+#include <algorithm>
 #include <optional>
 #include <utility>
 #include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -94,19 +96,21 @@ const Endpoint* TaskServer::Validate(const v1::Start& start, bool unary,
   return ep;
 }
 
-std::shared_ptr<DialogSession> TaskServer::NewSession(const v1::Start& start,
+std::shared_ptr<DialogSession> TaskServer::NewSession(v1::Start* start,
                                                       const Endpoint& ep) {
   auto s = std::make_shared<DialogSession>();
   s->side = Side::kCallee;
   s->is_context = ep.type == v1::FUNC_TYPE_CONTEXT;
-  s->cid = start.cid();
-  s->func = start.func();
+  s->cid = std::move(*start->mutable_cid());
+  s->func = std::move(*start->mutable_func());
   s->self = self_;
-  s->peer = start.caller();
+  s->peer.Swap(start->mutable_caller());
   s->scope = NewScope(service_scope_, absl::InfiniteFuture(), false);
   s->scope->dialog = s;
-  if (start.msg_buffer_size() > 0) s->start_buffer_size = start.msg_buffer_size();
-  s->peer_accepts_batches = start.accept_batches();
+  if (start->msg_buffer_size() > 0) {
+    s->start_buffer_size = start->msg_buffer_size();
+  }
+  s->peer_accepts_batches = start->accept_batches();
   return s;
 }
 
@@ -118,6 +122,8 @@ void TaskServer::FillStats(v1::ActorStats* stats) const {
     stats->set_max_tasks(static_cast<uint32_t>(max_tasks_));
     for (const auto& [cid, s] : tasks_) sessions.push_back(s);
   }
+  std::sort(sessions.begin(), sessions.end(),
+            [](const auto& a, const auto& b) { return a->cid < b->cid; });
   for (const auto& s : sessions) {
     v1::TaskStats* t = stats->add_tasks();
     t->set_cid(s->cid);
@@ -196,18 +202,18 @@ bool TaskServer::Admit(const std::shared_ptr<DialogSession>& s,
 }
 
 v1::Msg TaskServer::Invoke(const std::shared_ptr<DialogSession>& s,
-                           const Endpoint& ep, const v1::Payload& args) {
+                           const Endpoint& ep, v1::Payload* args) {
   v1::Msg terminal;
   // Stack dumps and crash reports name the task this thread runs.
-  devx::TaskLabel label(absl::StrCat("task '", s->func, "' cid ", s->cid,
-                                     " for '", s->peer.name(), "' ",
-                                     s->peer.uuid().substr(0, 8)));
+  devx::TaskLabel label({"task '", s->func, "' cid ", s->cid, " for '",
+                         s->peer.name(), "' ",
+                         absl::string_view(s->peer.uuid()).substr(0, 8)});
   UserTask task;
   ScopeBinding bind(s->scope);
   Context context(s);
   try {
     *terminal.mutable_returned()->mutable_payload() =
-        ep.invoke(&context, args);
+        ep.invoke(&context, *args);
   } catch (const Cancelled&) {
     std::optional<v1::Error> remote;
     {
@@ -303,7 +309,7 @@ void TaskServer::ServeDialog(std::shared_ptr<Dialog> dialog) {
     dialog->SendAndClose(ErrorMsg(std::move(error)));
     return;
   }
-  auto s = NewSession(start, *ep);
+  auto s = NewSession(first->mutable_start(), *ep);
   s->dialog = dialog;
   dialog->Configure(start.msg_buffer_size(), start.overrun_policy());
   if (start.strict_backpressure() &&
@@ -365,7 +371,7 @@ void TaskServer::ServeDialog(std::shared_ptr<Dialog> dialog) {
   // The next read itself starts with the task's first operation on the
   // dialog (or after `kAwayAfter`, see `Dialog::ResumeReads`).
   if (s->is_context) dialog->ResumeReads();
-  v1::Msg terminal = Invoke(s, *ep, start.args());
+  v1::Msg terminal = Invoke(s, *ep, first->mutable_start()->mutable_args());
   dialog->SendAndClose(std::move(terminal));
   Leave(s);
 }
@@ -388,17 +394,17 @@ bool TaskServer::OpenCall(const grpc::ByteBuffer& request, v1::Msg* msg,
   return true;
 }
 
-v1::Msg TaskServer::ServeCall(const v1::Msg& msg, CallClient* client) {
+v1::Msg TaskServer::ServeCall(v1::Msg* msg, CallClient* client) {
   absl::Cleanup release = [this] { ReleaseSlot(); };
-  if (!msg.has_start()) {
+  if (!msg->has_start()) {
     return ErrorMsg(MakeError(
         self_, ErrorKind::kMessagingError,
         absl::StrCat("Actor.Call takes a Msg holding Start, got ",
-                     msg.ShortDebugString())));
+                     msg->ShortDebugString())));
   }
-  const v1::Start& start = msg.start();
+  v1::Start* start = msg->mutable_start();
   v1::Error error;
-  const Endpoint* ep = Validate(start, /*unary=*/true, &error);
+  const Endpoint* ep = Validate(*start, /*unary=*/true, &error);
   std::shared_ptr<DialogSession> s;
   if (ep != nullptr) {
     s = NewSession(start, *ep);
@@ -407,7 +413,7 @@ v1::Msg TaskServer::ServeCall(const v1::Msg& msg, CallClient* client) {
   if (s == nullptr) return ErrorMsg(std::move(error));
   // This thread is the task's: the function runs here.
   client->Watch(s);
-  v1::Msg reply = Invoke(s, *ep, start.args());
+  v1::Msg reply = Invoke(s, *ep, start->mutable_args());
   client->Unwatch();
   Leave(s);
   return reply;
@@ -519,9 +525,9 @@ void CallWatcher::Loop() {
       tick = now + absl::FromChrono(kPollInterval);
       // The oldest live call arrived a poll ago: its task runs long (or
       // its reply is still being sent); wait on the queue itself.
-      wait_on_queue = !calls_.empty() &&
-                      calls_.begin()->second <
-                          now - absl::FromChrono(kPollInterval);
+      const absl::Time cutoff = now - absl::FromChrono(kPollInterval);
+      wait_on_queue = absl::c_any_of(
+          calls_, [cutoff](const auto& call) { return call.second < cutoff; });
       if (!wait_on_queue) cv_.WaitWithDeadline(&mu_, tick);
     }
     if (wait_on_queue) DeliverOne(tick);

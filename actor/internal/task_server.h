@@ -35,7 +35,6 @@
 
 #include <chrono>
 #include <functional>
-#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -43,6 +42,8 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "actor/cancel.h"
 #include "actor/export.h"
@@ -122,8 +123,9 @@ class CallWatcher {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool sleeping_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
-  // Live calls, by id (in order of arrival), and when each arrived.
-  std::map<uint64_t, absl::Time> calls_ ABSL_GUARDED_BY(mu_);
+  // Live calls, by id, and when each arrived (a table that keeps its
+  // storage, so that a call costs it no allocation).
+  absl::flat_hash_map<uint64_t, absl::Time> calls_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 
@@ -155,8 +157,8 @@ class TaskServer {
   // Serves the call `OpenCall` accepted: the calling thread is the task's
   // and blocks until the task ends; returns the task's terminal message,
   // the reply. `client` cancels the task if the caller goes away.
-  v1::Msg ServeCall(const v1::Msg& msg, CallClient* client)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // The Start's cid, func and caller move into the task's session.
+  v1::Msg ServeCall(v1::Msg* msg, CallClient* client) ABSL_LOCKS_EXCLUDED(mu_);
 
   // The queue unary calls are bound to (see CallWatcher).
   CallWatcher& call_watcher() { return watcher_; }
@@ -202,14 +204,16 @@ class TaskServer {
   // Step 2. Registers the task, or fills `*error`.
   bool Admit(const std::shared_ptr<DialogSession>& s, v1::Error* error)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // Step 3 and 4's message: runs the function, returns the terminal
-  // message.
+  // Step 3 and 4's message: runs the function (which may take `*args`),
+  // returns the terminal message.
   v1::Msg Invoke(const std::shared_ptr<DialogSession>& s, const Endpoint& ep,
-                 const v1::Payload& args);
+                 v1::Payload* args);
   // Step 4's bookkeeping: leaves the task table.
   void Leave(const std::shared_ptr<DialogSession>& s) ABSL_LOCKS_EXCLUDED(mu_);
 
-  std::shared_ptr<DialogSession> NewSession(const v1::Start& start,
+  // Moves the Start's cid, func and caller into the new session (its
+  // other fields stay).
+  std::shared_ptr<DialogSession> NewSession(v1::Start* start,
                                             const Endpoint& ep);
   // Takes one of the `max_tasks` slots, or returns false.
   bool TakeSlot() ABSL_LOCKS_EXCLUDED(mu_);
@@ -229,8 +233,9 @@ class TaskServer {
 
   mutable Mutex mu_;
   CondVar drained_cv_;  // signalled when tasks_ empties
-  std::map<std::string, std::shared_ptr<DialogSession>> tasks_
-      ABSL_GUARDED_BY(mu_);
+  // Running tasks, by cid (a view of the session's own `cid`).
+  absl::flat_hash_map<absl::string_view, std::shared_ptr<DialogSession>>
+      tasks_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   // Dialogs handed to the pool and unary calls running: at most
   // `max_tasks_`.

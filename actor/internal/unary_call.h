@@ -4,7 +4,6 @@
 #define TRACTOR_ACTOR_INTERNAL_UNARY_CALL_H_
 
 #include <algorithm>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <stop_token>
@@ -15,6 +14,12 @@
 #include "grpcpp/grpcpp.h"
 
 namespace tractor::internal {
+
+// What cancelling the calling task's scope does to its RPC.
+struct CancelRpc {
+  grpc::ClientContext* context;
+  void operator()() const noexcept { context->TryCancel(); }
+};
 
 // Runs `call(&context)`, a unary RPC on gRPC's sync API, on the calling
 // task's thread: no other thread takes part in the wait, so the answer
@@ -44,13 +49,8 @@ grpc::Status CallUnary(grpc::ClientContext& context, const CallFn& call,
   {
     // Destroyed before `context` is touched again: a concurrent cancel has
     // then finished with it.
-    std::optional<std::stop_callback<std::function<void()>>> on_cancel;
-    if (scope) {
-      on_cancel.emplace(scope->source.get_token(),
-                        std::function<void()>([&context] {
-                          context.TryCancel();
-                        }));
-    }
+    std::optional<std::stop_callback<CancelRpc>> on_cancel;
+    if (scope) on_cancel.emplace(scope->source.get_token(), CancelRpc{&context});
     const bool handed_over = HoldsTaskLock();
     if (handed_over) ReleaseTaskLock();
     status = call(&context);

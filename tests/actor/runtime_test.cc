@@ -116,6 +116,47 @@ TEST_F(RuntimeTest, SpawnAndCallReturnsTheChildsAnswer) {
   });
 }
 
+// A call sends its arguments without copying them (the request borrows
+// them while it is serialized): they are the caller's again afterwards,
+// whether the call returned or raised, and tasks of one actor may send the
+// same Payload at the same time.
+TEST_F(RuntimeTest, ACallLeavesItsArgumentsAsTheyWere) {
+  testing::WithChild(kTestNs, [&](Portal& p) {
+    const Payload small = Payload::Object({{"x", 1}, {"y", "two"}});
+    const Payload big = Payload::Raw(std::string(1 << 20, 'b'));
+    const Payload small_copy = small, big_copy = big;
+    EXPECT_EQ(p.Run("test:echo", small), small_copy);
+    EXPECT_EQ(p.Run("test:echo", big), big_copy);
+    EXPECT_THROW(p.Run("test:no_such_function", big), FunctionNotFound);
+    EXPECT_THROW(p.Run("test:twice", small), MsgTypeError);
+    EXPECT_THROW(p.Run("test:boom", Payload("raised")), RemoteActorError);
+    CancelScope cancelled;  // the call raises before it is sent
+    cancelled.Cancel();
+    cancelled.Run([&] { p.Run("test:echo", big); });
+    EXPECT_TRUE(cancelled.cancelled_caught());
+    EXPECT_EQ(small, small_copy);
+    EXPECT_EQ(big, big_copy);
+    EXPECT_EQ(p.Run("test:echo", big), big_copy);
+    constexpr int kTasks = 4, kCalls = 20;
+    std::atomic<int> right{0};
+    TaskGroup::Open([&](TaskGroup& tg) {
+      for (int t = 0; t < kTasks; ++t) {
+        tg.Spawn([&] {
+          for (int i = 0; i < kCalls; ++i) {
+            if (p.Run("test:echo", i % 2 ? big : small) ==
+                (i % 2 ? big_copy : small_copy)) {
+              ++right;
+            }
+          }
+        });
+      }
+    });
+    EXPECT_EQ(right.load(), kTasks * kCalls);
+    EXPECT_EQ(small, small_copy);
+    EXPECT_EQ(big, big_copy);
+  });
+}
+
 TEST_F(RuntimeTest, TwoChildrenAnswerConcurrently) {
   OpenRootActor({}, [] {
     OpenNursery([](ActorNursery& an) {

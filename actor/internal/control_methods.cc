@@ -119,7 +119,7 @@ grpc::Status Stats(Runtime* rt, grpc::ServerContext*,
   v1::ActorStats stats;
   *stats.mutable_aid() = rt->self();
   rt->tasks().FillStats(&stats);
-  stats.set_open_dialogs(static_cast<uint32_t>(Dialog::LiveCount()));
+  stats.set_open_dialogs(static_cast<uint32_t>(Dialog::OpenCount()));
   stats.set_overruns(Dialog::OverrunCount());
   stats.set_children(static_cast<uint32_t>(rt->Children().size()));
   discovery::ProcessUsage usage = discovery::ReadProcessUsage();

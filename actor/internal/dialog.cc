@@ -28,10 +28,29 @@ constexpr size_t kMaxPendingWrites = 256;
 constexpr size_t kMaxPendingBytes = 1 << 20;
 
 std::atomic<size_t> g_live_dialogs{0};
+std::atomic<size_t> g_open_dialogs{0};
 
 }  // namespace
 
 size_t Dialog::LiveCount() { return g_live_dialogs.load(); }
+size_t Dialog::OpenCount() { return g_open_dialogs.load(); }
+
+void Dialog::CountOpenLocked() {
+  if (counted_open_) return;
+  counted_open_ = true;
+  g_open_dialogs.fetch_add(1);
+}
+
+void Dialog::UncountOpenLocked() {
+  if (!counted_open_) return;
+  counted_open_ = false;
+  g_open_dialogs.fetch_sub(1);
+}
+
+void Dialog::Arrived() {
+  MutexLock lk(&mu_);
+  CountOpenLocked();
+}
 
 size_t Dialog::RecvQueueDepth() const {
   MutexLock lk(&mu_);
@@ -63,6 +82,7 @@ std::shared_ptr<Dialog> Dialog::Connect(
     // The initial metadata is a write in flight (its completion comes as
     // OnWriteDone).
     dialog->write_busy_ = true;
+    dialog->CountOpenLocked();
   }
   TRACTOR_LOG(transport) << "dialog stream " << dialog.get()
                          << " opened (caller side)";
@@ -95,6 +115,7 @@ std::shared_ptr<Dialog> Dialog::Open(std::shared_ptr<Dialog> prepared,
           "already");
     }
     d->prepared_ = false;
+    d->CountOpenLocked();
     d->undriven_since_ = absl::Now();
     d->transport_ = d->owned_.get();
     d->Push(std::move(first), Flush::kNow);
@@ -126,6 +147,10 @@ Dialog::Dialog() { g_live_dialogs.fetch_add(1); }
 
 Dialog::~Dialog() {
   g_live_dialogs.fetch_sub(1);
+  {
+    MutexLock lk(&mu_);  // nobody else holds the dialog: for the analysis
+    UncountOpenLocked();
+  }
   // The transport drains its queue first: its operations use the buffers.
   owned_.reset();
 }

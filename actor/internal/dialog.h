@@ -170,6 +170,11 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   size_t SendQueueDepth() const ABSL_LOCKS_EXCLUDED(mu_);
   // Dialogs of this process not yet destroyed, either side.
   static size_t LiveCount();
+  // Dialogs of this process whose stream is open, either side: from the
+  // caller's open (`Connect`, `Open`) or the callee's arrival (`Arrived`)
+  // until the RPC is over (`OnDone`). Dialogs built ahead of a stream
+  // (`Prepare`, `AdoptServerTransport`) are not counted until then.
+  static size_t OpenCount();
   // Stream items this process dropped under OVERRUN_POLICY_ERROR.
   static uint64_t OverrunCount();
 
@@ -194,6 +199,8 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   // Server side: gives this dialog the transport of a call to be requested
   // (by `DialogAcceptor`); the dialog owns it.
   CqServerTransport* AdoptServerTransport() ABSL_LOCKS_EXCLUDED(mu_);
+  // Server side: the requested call arrived (counted as open, OpenCount).
+  void Arrived() ABSL_LOCKS_EXCLUDED(mu_);
   CqTransport* cq_transport() { return owned_.get(); }
   // Called periodically by the watcher: drives the queue from a pooled
   // thread when operations waited `kAwayAfter` with nobody driving.
@@ -212,6 +219,9 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   v1::Msg* read_buffer() { return &read_buf_; }
 
  private:
+  // Counts this dialog's stream as open, once (OpenCount); and no longer.
+  void CountOpenLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UncountOpenLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Pump() ABSL_LOCKS_EXCLUDED(mu_);
   bool WantReadLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -335,6 +345,8 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   bool wrote_once_ ABSL_GUARDED_BY(mu_) = false;
   bool half_closed_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
+  // Counted in OpenCount (its stream opened and is not over).
+  bool counted_open_ ABSL_GUARDED_BY(mu_) = false;
   int in_call_ ABSL_GUARDED_BY(mu_) = 0;
   grpc::Status close_status_ ABSL_GUARDED_BY(mu_);
   grpc::Status done_status_ ABSL_GUARDED_BY(mu_);

@@ -189,6 +189,7 @@ void DialogAcceptor::Loop(std::shared_ptr<Shared> sh) {
         t->matched_ = true;
       }
       t->Posted();
+      dialog->Arrived();
       DialogWatcher::Get().Add(dialog);
     }
     // A request cancelled by the shutdown, or a call that arrived during

@@ -290,6 +290,7 @@ void Dialog::OnDone(const grpc::Status& status) {
     done_ = true;
     done_status_ = status;
     transport_ = nullptr;
+    UncountOpenLocked();
     reads_ended_ = true;
     if (!status.ok() && !broken_) {
       broken_ = true;

@@ -120,10 +120,13 @@ void TaskServer::FillStats(v1::ActorStats* stats) const {
     MutexLock lk(&mu_);
     stats->set_running_tasks(static_cast<uint32_t>(running_));
     stats->set_max_tasks(static_cast<uint32_t>(max_tasks_));
-    for (const auto& [cid, s] : tasks_) sessions.push_back(s);
+    std::vector<const Task*> by_age;
+    for (const auto& [cid, task] : tasks_) by_age.push_back(&task);
+    std::sort(by_age.begin(), by_age.end(), [](const Task* a, const Task* b) {
+      return a->admitted < b->admitted;
+    });
+    for (const Task* task : by_age) sessions.push_back(task->session);
   }
-  std::sort(sessions.begin(), sessions.end(),
-            [](const auto& a, const auto& b) { return a->cid < b->cid; });
   for (const auto& s : sessions) {
     v1::TaskStats* t = stats->add_tasks();
     t->set_cid(s->cid);
@@ -170,7 +173,7 @@ bool TaskServer::Admit(const std::shared_ptr<DialogSession>& s,
     } else if (!actor_canceller_.uuid().empty() || closed_) {
       requester = actor_canceller_;
     } else {
-      tasks_[s->cid] = s;
+      tasks_[s->cid] = Task{admitted_++, s};
       return true;
     }
   }
@@ -244,7 +247,7 @@ void TaskServer::Leave(const std::shared_ptr<DialogSession>& s) {
   {
     MutexLock lk(&mu_);
     auto it = tasks_.find(s->cid);
-    if (it != tasks_.end() && it->second == s) tasks_.erase(it);
+    if (it != tasks_.end() && it->second.session == s) tasks_.erase(it);
     if (!tasks_.empty()) return;
     drained.swap(drain_waiters_);
     if (drained.empty()) {
@@ -542,7 +545,7 @@ bool TaskServer::CancelTask(const std::string& cid, const v1::Aid& requester) {
     MutexLock lk(&mu_);
     auto it = tasks_.find(cid);
     if (it == tasks_.end()) return false;
-    s = it->second;
+    s = it->second.session;
   }
   {
     MutexLock lk(&s->mu);
@@ -557,7 +560,7 @@ void TaskServer::CancelAll(const v1::Aid& requester) {
   {
     MutexLock lk(&mu_);
     if (actor_canceller_.uuid().empty()) actor_canceller_ = requester;
-    for (auto& [cid, s] : tasks_) tasks.push_back(s);
+    for (auto& [cid, task] : tasks_) tasks.push_back(task.session);
   }
   for (auto& s : tasks) {
     MutexLock lk(&s->mu);

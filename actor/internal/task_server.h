@@ -233,9 +233,14 @@ class TaskServer {
 
   mutable Mutex mu_;
   CondVar drained_cv_;  // signalled when tasks_ empties
+  // A running task, and when it was admitted (a count).
+  struct Task {
+    uint64_t admitted;
+    std::shared_ptr<DialogSession> session;
+  };
   // Running tasks, by cid (a view of the session's own `cid`).
-  absl::flat_hash_map<absl::string_view, std::shared_ptr<DialogSession>>
-      tasks_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<absl::string_view, Task> tasks_ ABSL_GUARDED_BY(mu_);
+  uint64_t admitted_ ABSL_GUARDED_BY(mu_) = 0;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   // Dialogs handed to the pool and unary calls running: at most
   // `max_tasks_`.

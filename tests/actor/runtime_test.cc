@@ -78,6 +78,16 @@ int64_t CtxEcho(Context& ctx, int64_t n) {
 }
 TRACTOR_EXPORT("test:ctx_echo", CtxEcho);
 
+// Counts the stream items until the caller closes its side.
+int64_t CountItems(Context& ctx) {
+  ctx.Started();
+  MsgStream stream = ctx.OpenStream();
+  int64_t n = 0;
+  while (stream.Receive()) ++n;
+  return n;
+}
+TRACTOR_EXPORT("test:count_items", CountItems);
+
 std::string Secret() { return "should never run"; }
 TRACTOR_EXPORT("secret:peek", Secret);
 
@@ -154,6 +164,57 @@ TEST_F(RuntimeTest, ACallLeavesItsArgumentsAsTheyWere) {
     EXPECT_EQ(right.load(), kTasks * kCalls);
     EXPECT_EQ(small, small_copy);
     EXPECT_EQ(big, big_copy);
+  });
+}
+
+// `Actor/Stats` counts the streams that are open: none in an actor that
+// only answered a call (not the dialogs it built ahead for streams to come),
+// one per context with it while they run, none again once they ended.
+TEST_F(RuntimeTest, StatsCountTheDialogsThatAreOpen) {
+  testing::WithChild(kTestNs, [&](Portal& p) {
+    auto stub = v1::Actor::NewStub(
+        grpc::CreateChannel(p.addr(), grpc::InsecureChannelCredentials()));
+    auto open_dialogs = [&]() -> int64_t {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+      v1::ActorStats stats;
+      const grpc::Status st = stub->Stats(&ctx, v1::StatsRequest(), &stats);
+      EXPECT_TRUE(st.ok()) << st.error_message();
+      return st.ok() ? stats.open_dialogs() : -1;
+    };
+    EXPECT_EQ(p.Run("test:pid").AsInt(), p.aid().pid());
+    EXPECT_EQ(open_dialogs(), 0);
+    const Payload result =
+        p.OpenContext("test:count_items", Payload(),
+                      [&](Context& ctx, const Payload&) {
+                        MsgStream stream = ctx.OpenStream();
+                        stream.Send(1);
+                        EXPECT_EQ(open_dialogs(), 1);
+                        // A second one: the task table lists the
+                        // longest-running task first.
+                        p.OpenContext(
+                            "test:count_items", Payload(),
+                            [&](Context& inner, const Payload&) {
+                              EXPECT_EQ(open_dialogs(), 2);
+                              grpc::ClientContext c;
+                              c.set_deadline(absl::ToChronoTime(
+                                  absl::Now() + absl::Seconds(10)));
+                              v1::ActorStats stats;
+                              ASSERT_TRUE(
+                                  stub->Stats(&c, v1::StatsRequest(), &stats)
+                                      .ok());
+                              ASSERT_EQ(stats.tasks_size(), 2);
+                              EXPECT_EQ(stats.tasks(0).cid(), ctx.cid());
+                              EXPECT_EQ(stats.tasks(1).cid(), inner.cid());
+                              inner.OpenStream().Close();
+                            });
+                        stream.Send(2);
+                        stream.Close();
+                      });
+    EXPECT_EQ(result.AsInt(), 2);
+    EXPECT_TRUE(testing::WaitFor([&] { return open_dialogs() == 0; },
+                                 absl::Seconds(10)))
+        << open_dialogs();
   });
 }
 

@@ -3,6 +3,8 @@
 #ifndef TRACTOR_DISCOVERY_ALLOCATOR_H_
 #define TRACTOR_DISCOVERY_ALLOCATOR_H_
 
+#include <cstddef>
+
 namespace tractor::discovery {
 
 // Fixes glibc malloc's trim and mmap thresholds (docs/architecture.md,
@@ -20,6 +22,15 @@ namespace tractor::discovery {
 // MALLOC_MMAP_THRESHOLD_ or MALLOC_TOP_PAD_). Returns whether the
 // thresholds were set.
 bool TuneAllocatorForMessages();
+
+// Gives the kernel back the free pages of every malloc arena
+// (`malloc_trim`) when more than `min_free` bytes of the arenas are free,
+// and returns whether it did. The trim threshold returns only the free
+// memory at an arena's top: blocks freed below a live one (a burst of
+// large messages that ended while something small stayed) are kept, up to
+// a whole 64 MiB arena heap. A process calls this now and then to bound
+// what such a burst leaves behind (the registrar daemon: every second).
+bool ReleaseFreeMemoryAbove(size_t min_free);
 
 inline constexpr long kTrimThreshold = 4L << 20;
 inline constexpr long kMmapThreshold = 2L << 20;

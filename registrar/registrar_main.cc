@@ -406,15 +406,24 @@ int Main(int argc, char** argv) {
   LOG(INFO) << "registrar '" << flags->name << "' (" << options.self.uuid()
             << ") listening on " << absl::StrJoin(bound, ",");
 
+  // Waits for a shutdown signal. Every second in between, free memory
+  // above kReleaseAbove goes back to the kernel (a burst of large requests
+  // leaves no more than that behind for longer; discovery/allocator.h).
+  constexpr size_t kReleaseAbove = 16 << 20;
+  const timespec kTick = {1, 0};
   int signo = 0;
-  while (sigwait(&signals, &signo) != 0 || signo == SIGUSR1) {
-    if (signo != SIGUSR1) continue;
+  for (;;) {
+    signo = sigtimedwait(&signals, nullptr, &kTick);
+    if (signo < 0) {  // the tick (EAGAIN), or EINTR
+      discovery::ReleaseFreeMemoryAbove(kReleaseAbove);
+      continue;
+    }
+    if (signo != SIGUSR1) break;
     // One line on stdout, for an operator or a test watching the process's
     // memory: "usage threads=N rss_bytes=N heap_bytes=N".
     std::cout << "usage "
               << discovery::FormatProcessUsage(discovery::ReadProcessUsage())
               << std::endl;
-    signo = 0;
   }
   LOG(INFO) << "registrar: received " << strsignal(signo) << ", shutting down";
   service.Shutdown();

@@ -305,14 +305,15 @@ void TaskServer::ServeDialog(std::shared_ptr<Dialog> dialog) {
                      first->ShortDebugString()))));
     return;
   }
-  const v1::Start& start = first->start();
+  // Its cid, func and caller move into the session; the rest is read here.
+  v1::Start& start = *first->mutable_start();
   v1::Error error;
   const Endpoint* ep = Validate(start, /*unary=*/false, &error);
   if (ep == nullptr) {
     dialog->SendAndClose(ErrorMsg(std::move(error)));
     return;
   }
-  auto s = NewSession(first->mutable_start(), *ep);
+  auto s = NewSession(&start, *ep);
   s->dialog = dialog;
   dialog->Configure(start.msg_buffer_size(), start.overrun_policy());
   if (start.strict_backpressure() &&
@@ -374,7 +375,7 @@ void TaskServer::ServeDialog(std::shared_ptr<Dialog> dialog) {
   // The next read itself starts with the task's first operation on the
   // dialog (or after `kAwayAfter`, see `Dialog::ResumeReads`).
   if (s->is_context) dialog->ResumeReads();
-  v1::Msg terminal = Invoke(s, *ep, first->mutable_start()->mutable_args());
+  v1::Msg terminal = Invoke(s, *ep, start.mutable_args());
   dialog->SendAndClose(std::move(terminal));
   Leave(s);
 }

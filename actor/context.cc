@@ -202,10 +202,8 @@ void MsgStream::Send(const Payload& value) {
     if (s.remote_error) internal::ThrowError(*s.remote_error);
     if (s.local_stopped) throw UsageError("send on a closed stream");
   }
-  v1::Msg m;
-  *m.mutable_yielded()->mutable_payload() = value.proto();
   try {
-    s.dialog->Send(std::move(m));
+    s.dialog->SendItem(value.proto());
   } catch (const Cancelled& c) {
     internal::RaiseIfTransportLost(s, c);
     throw;

@@ -154,7 +154,7 @@ std::shared_ptr<DialogSession> OpenDialog(PortalState& portal,
     MutexLock lk(&portal.mu);
     prepared.swap(portal.spare_dialog);
   }
-  if (prepared == nullptr) prepared = Dialog::Prepare(portal.stub());
+  if (prepared == nullptr) prepared = Dialog::Prepare(portal.open_method());
   s->dialog = Dialog::Open(std::move(prepared), std::move(start));
   if (own) {
     s->dialog->Configure(own->msg_buffer_size, ToProtoPolicy(own->overrun));
@@ -175,7 +175,7 @@ void PrepareSpareDialog(PortalState& portal) {
     MutexLock lk(&portal.mu);
     if (portal.spare_dialog != nullptr) return;
   }
-  std::shared_ptr<Dialog> dialog = Dialog::Prepare(portal.stub());
+  std::shared_ptr<Dialog> dialog = Dialog::Prepare(portal.open_method());
   MutexLock lk(&portal.mu);
   // (Else dropped, after the lock is released: another open built one.)
   if (portal.spare_dialog == nullptr) portal.spare_dialog.swap(dialog);

@@ -71,8 +71,7 @@ std::shared_ptr<Dialog> Dialog::Connect(
     const std::shared_ptr<grpc::Channel>& channel) {
   auto dialog = std::make_shared<Dialog>();
   dialog->owned_ = std::make_unique<CqClientTransport>(
-      dialog.get(),
-      std::shared_ptr<v1::Actor::Stub>(v1::Actor::NewStub(channel)),
+      dialog.get(), std::make_shared<const OpenMethod>(channel),
       /*cork=*/false);
   {
     MutexLock lk(&dialog->mu_);
@@ -91,12 +90,13 @@ std::shared_ptr<Dialog> Dialog::Connect(
   return dialog;
 }
 
-std::shared_ptr<Dialog> Dialog::Prepare(std::shared_ptr<v1::Actor::Stub> stub) {
+std::shared_ptr<Dialog> Dialog::Prepare(
+    std::shared_ptr<const OpenMethod> method) {
   auto dialog = std::make_shared<Dialog>();
   // Corked: the initial metadata waits for the first message, so building
   // the call sends nothing.
   dialog->owned_ = std::make_unique<CqClientTransport>(
-      dialog.get(), std::move(stub), /*cork=*/true);
+      dialog.get(), std::move(method), /*cork=*/true);
   MutexLock lk(&dialog->mu_);
   dialog->client_ = true;
   dialog->prepared_ = true;
@@ -104,9 +104,11 @@ std::shared_ptr<Dialog> Dialog::Prepare(std::shared_ptr<v1::Actor::Stub> stub) {
 }
 
 std::shared_ptr<Dialog> Dialog::Open(std::shared_ptr<Dialog> prepared,
-                                     v1::Msg first) {
+                                     const v1::Msg& first) {
   Dialog* const d = prepared.get();
   if (d == nullptr) throw UsageError("Dialog::Open without a dialog");
+  grpc::Slice bytes = EncodeMessage(first);
+  const bool item = IsEncodedItem(bytes);
   {
     MutexLock lk(&d->mu_);
     if (!d->prepared_) {
@@ -118,7 +120,7 @@ std::shared_ptr<Dialog> Dialog::Open(std::shared_ptr<Dialog> prepared,
     d->CountOpenLocked();
     d->undriven_since_ = absl::Now();
     d->transport_ = d->owned_.get();
-    d->Push(std::move(first), Flush::kNow);
+    d->Push(std::move(bytes), item, Flush::kNow);
   }
   TRACTOR_LOG(transport) << "dialog stream " << d << " opened (caller side)";
   DialogWatcher::Get().Add(prepared);
@@ -201,10 +203,9 @@ void Dialog::Attach(DialogTransport* transport) {
   transport_ = transport;
 }
 
-void Dialog::Push(v1::Msg msg, Flush flush) {
-  const size_t bytes = msg.ByteSizeLong();
-  outbox_bytes_ += bytes;
-  outbox_.push_back({std::move(msg), flush, bytes});
+void Dialog::Push(grpc::Slice bytes, bool item, Flush flush) {
+  outbox_bytes_ += bytes.size();
+  outbox_.push_back({std::move(bytes), flush, item});
 }
 
 void Dialog::GrantCredits(bool announce) {
@@ -231,7 +232,7 @@ void Dialog::GrantLocked() {
   granted_ = taken_ + capacity_;
   v1::Msg credit;
   credit.mutable_credit()->set_allowed_total(granted_);
-  Push(std::move(credit), Flush::kNow);
+  Push(EncodeMessage(credit), /*item=*/false, Flush::kNow);
 }
 
 void Dialog::TookLocked(const v1::Msg& msg) {
@@ -260,8 +261,17 @@ void Dialog::ResumeReads() {
   Pump();
 }
 
-void Dialog::Send(v1::Msg msg) {
-  const bool item = msg.has_yielded();
+void Dialog::Send(const v1::Msg& msg) {
+  grpc::Slice bytes = EncodeMessage(msg);
+  const bool item = IsEncodedItem(bytes);
+  SendEncoded(std::move(bytes), item);
+}
+
+void Dialog::SendItem(const v1::Payload& payload) {
+  SendEncoded(EncodeItem(payload), /*item=*/true);
+}
+
+void Dialog::SendEncoded(grpc::Slice bytes, bool item) {
   {
     MutexLock lk(&mu_);
     Waiting waiting(this);
@@ -292,18 +302,24 @@ void Dialog::Send(v1::Msg msg) {
           absl::StrCat("cannot send: ", why.empty() ? "dialog closed" : why));
     }
     if (item) ++items_sent_;
-    Push(std::move(msg), Flush::kNow);
+    Push(std::move(bytes), item, Flush::kNow);
     UndeferReadLocked();
   }
   Pump();
   DriveQueuedWrites();
 }
 
-bool Dialog::SendNoWait(v1::Msg msg, Flush flush) {
+bool Dialog::SendNoWait(const v1::Msg& msg, Flush flush) {
+  grpc::Slice bytes = EncodeMessage(msg);
+  const bool item = IsEncodedItem(bytes);
+  return SendEncodedNoWait(std::move(bytes), item, flush);
+}
+
+bool Dialog::SendEncodedNoWait(grpc::Slice bytes, bool item, Flush flush) {
   {
     MutexLock lk(&mu_);
     if (broken_ || write_failed_ || released_ || last_queued_) return false;
-    Push(std::move(msg), flush);
+    Push(std::move(bytes), item, flush);
     UndeferReadLocked();
   }
   Pump();
@@ -311,7 +327,8 @@ bool Dialog::SendNoWait(v1::Msg msg, Flush flush) {
   return true;
 }
 
-bool Dialog::QueueLastLocked(v1::Msg msg, const grpc::Status& status) {
+bool Dialog::QueueLastLocked(grpc::Slice bytes, bool item,
+                             const grpc::Status& status) {
   bool queued = false;
   if (!(broken_ || write_failed_ || released_ || last_queued_ ||
         close_requested_)) {
@@ -319,7 +336,7 @@ bool Dialog::QueueLastLocked(v1::Msg msg, const grpc::Status& status) {
     // until Finish. The message leaves with WriteAndFinish, or plainly
     // before the release.
     last_queued_ = true;
-    Push(std::move(msg), Flush::kNow);
+    Push(std::move(bytes), item, Flush::kNow);
     queued = true;
   }
   if (!close_requested_) {
@@ -331,11 +348,13 @@ bool Dialog::QueueLastLocked(v1::Msg msg, const grpc::Status& status) {
   return queued;
 }
 
-bool Dialog::SendAndClose(v1::Msg msg, const grpc::Status& status) {
+bool Dialog::SendAndClose(const v1::Msg& msg, const grpc::Status& status) {
+  grpc::Slice bytes = EncodeMessage(msg);
+  const bool item = IsEncodedItem(bytes);
   bool queued;
   {
     MutexLock lk(&mu_);
-    queued = QueueLastLocked(std::move(msg), status);
+    queued = QueueLastLocked(std::move(bytes), item, status);
   }
   recv_cv_.SignalAll();
   send_cv_.SignalAll();
@@ -471,7 +490,8 @@ void Dialog::SetUndecodableHook(
       return;
     }
     // A message did not decode before the hook was set.
-    QueueLastLocked(reply(undecodable_), grpc::Status::OK);
+    QueueLastLocked(EncodeMessage(reply(undecodable_)), /*item=*/false,
+                    grpc::Status::OK);
   }
   if (then) then();
   recv_cv_.SignalAll();

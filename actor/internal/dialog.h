@@ -31,10 +31,12 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
 #include "actor/internal/dialog_transport.h"
+#include "actor/internal/outgoing.h"
 #include "actor/internal/scope.h"
 #include "discovery/mutex.h"
 #include "grpcpp/grpcpp.h"
@@ -63,17 +65,17 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   static std::shared_ptr<Dialog> Connect(
       const std::shared_ptr<grpc::Channel>& channel);
   // Builds a caller's dialog ahead of its open: its completion queue, its
-  // `ClientContext` and its call through `stub`, with nothing sent and
+  // `ClientContext` and its call through `method`, with nothing sent and
   // nothing in flight (a portal keeps one, actor/internal/portal_state.h).
   // `Open` starts it; dropped unopened, it is destroyed without a packet.
   static std::shared_ptr<Dialog> Prepare(
-      std::shared_ptr<v1::Actor::Stub> stub);
+      std::shared_ptr<const OpenMethod> method);
   // Opens a dialog built by `Prepare`, sending `first` with the call's
   // initial metadata in one flush. Once per prepared
   // dialog: a second open, or one of a dialog not built by `Prepare`,
   // throws UsageError.
   static std::shared_ptr<Dialog> Open(std::shared_ptr<Dialog> prepared,
-                                      v1::Msg first);
+                                      const v1::Msg& first);
 
   Dialog();
   ~Dialog();
@@ -81,7 +83,10 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   // Queues `msg`; blocks (a checkpoint) while too many writes are pending,
   // which is how HTTP/2 flow control reaches a fast sender. Throws
   // TransportClosed when the stream is broken.
-  void Send(v1::Msg msg) ABSL_LOCKS_EXCLUDED(mu_);
+  void Send(const v1::Msg& msg) ABSL_LOCKS_EXCLUDED(mu_);
+  // Sends `Msg{yielded: Yield{payload}}` as `Send` does, encoded from the
+  // payload alone (actor/internal/outgoing.h).
+  void SendItem(const v1::Payload& payload) ABSL_LOCKS_EXCLUDED(mu_);
   // How a message leaves, for SendNoWait.
   enum class Flush {
     kNow,     // flushed to the socket at once
@@ -90,13 +95,14 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   };
   // Queues `msg` without blocking (control messages). Returns false if the
   // stream is already broken or this side already wrote its last message.
-  bool SendNoWait(v1::Msg msg, Flush flush = Flush::kNow)
+  bool SendNoWait(const v1::Msg& msg, Flush flush = Flush::kNow)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Queues `msg` as this side's last message and closes the dialog: on the
   // server, the message and the RPC's status leave in one operation.
   // Returns false if the stream is already broken.
-  bool SendAndClose(v1::Msg msg, const grpc::Status& status = grpc::Status::OK)
+  bool SendAndClose(const v1::Msg& msg,
+                    const grpc::Status& status = grpc::Status::OK)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Returns the next message, blocking until one arrives (a checkpoint).
@@ -156,8 +162,7 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   // True once the stream can carry nothing more in at least one direction
   // because it broke.
   bool broken() const ABSL_LOCKS_EXCLUDED(mu_);
-  // Server side: why an arriving message did not decode; empty when none
-  // failed.
+  // Why an arriving message did not decode; empty when none failed.
   std::string undecodable() const ABSL_LOCKS_EXCLUDED(mu_);
   // Server side: true when the caller half-closed its side of the stream
   // (nothing more will arrive, and nothing failed to decode) while the RPC
@@ -211,7 +216,9 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
 
   // Transport-facing (called by whoever drives the queue).
   void OnReadDone(bool ok) ABSL_LOCKS_EXCLUDED(mu_);
-  // Server side: the message read did not decode. Reading stops.
+  // The message read did not decode. Reading stops; the callee answers
+  // with its undecodable hook's message (`SetUndecodableHook`), the caller
+  // cancels the RPC.
   void OnReadUndecodable(std::string why) ABSL_LOCKS_EXCLUDED(mu_);
   void OnWriteDone(bool ok) ABSL_LOCKS_EXCLUDED(mu_);
   void OnCancel() ABSL_LOCKS_EXCLUDED(mu_);
@@ -252,10 +259,12 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   // After the close: drives the queue from a pooled thread until the RPC is
   // over (unless someone drives it already).
   void DriveToTheEnd() ABSL_LOCKS_EXCLUDED(mu_);
-  // `SendAndClose`'s step under the lock: queues `msg` as the last message
+  // `SendAndClose`'s step under the lock: queues `bytes` (an encoded
+  // message, `item` as in `Outgoing`) as the last message
   // (unless the dialog can send nothing more) and requests the close, which
   // the caller then drives (`DriveToTheEnd`). True when queued.
-  bool QueueLastLocked(v1::Msg msg, const grpc::Status& status)
+  bool QueueLastLocked(grpc::Slice bytes, bool item,
+                       const grpc::Status& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // After a send: drives the queue from a pooled thread while messages wait
   // behind a write in flight.
@@ -290,12 +299,18 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   DialogTransport* transport_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::deque<v1::Msg> inbox_ ABSL_GUARDED_BY(mu_);
   struct Outgoing {
-    v1::Msg msg;
+    grpc::Slice bytes;  // the message, encoded (actor/internal/outgoing.h)
     Flush flush;
-    size_t bytes;  // encoded size
+    bool item;  // a `Yield` and nothing else: it may leave in a `Batch`
   };
-  // Queues `msg` for writing.
-  void Push(v1::Msg msg, Flush flush) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues an encoded message for writing.
+  void Push(grpc::Slice bytes, bool item, Flush flush)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `Send`'s wait for queue space, then the push.
+  void SendEncoded(grpc::Slice bytes, bool item) ABSL_LOCKS_EXCLUDED(mu_);
+  // `SendNoWait`'s push.
+  bool SendEncodedNoWait(grpc::Slice bytes, bool item, Flush flush)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Counts a stream item the task took and grants the peer more when half
   // a queue was taken since the last grant (strict backpressure only).
   void TookLocked(const v1::Msg& msg) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -364,7 +379,10 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   // they belong to whoever the read (`read_busy_`) or the write
   // (`write_busy_`) state says owns them, not to `mu_`.
   v1::Msg read_buf_;
-  v1::Msg write_buf_;
+  grpc::ByteBuffer write_buf_;
+  // The items of the next `Batch`, kept for its storage (written under
+  // `mu_`, in `Pump`).
+  std::vector<grpc::Slice> batch_items_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tractor::internal

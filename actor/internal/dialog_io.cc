@@ -54,23 +54,27 @@ void Dialog::Pump() {
           !write_failed_ && !abort_) {
         Outgoing out = std::move(outbox_.front());
         outbox_.pop_front();
-        outbox_bytes_ -= out.bytes;
-        write_buf_ = std::move(out.msg);
-        if (batch_ok_ && write_buf_.has_yielded() && !outbox_.empty() &&
-            outbox_.front().msg.has_yielded()) {
-          // Items queued behind a busy write leave together. The items
-          // move into the batch as they are (no copy, no allocation).
-          size_t bytes = out.bytes;
-          v1::Yield* first = write_buf_.release_yielded();
-          auto* items = write_buf_.mutable_batch()->mutable_items();
-          items->AddAllocated(first);
-          while (!outbox_.empty() && outbox_.front().msg.has_yielded() &&
-                 items->size() < kMaxBatchItems && bytes < kMaxBatchBytes) {
-            bytes += outbox_.front().bytes;
-            outbox_bytes_ -= outbox_.front().bytes;
-            items->AddAllocated(outbox_.front().msg.release_yielded());
+        outbox_bytes_ -= out.bytes.size();
+        if (batch_ok_ && out.item && !outbox_.empty() &&
+            outbox_.front().item) {
+          // Items queued behind a busy write leave together, as one
+          // `Batch` put together from their encodings.
+          size_t bytes = out.bytes.size();
+          batch_items_.clear();
+          batch_items_.push_back(std::move(out.bytes));
+          while (!outbox_.empty() && outbox_.front().item &&
+                 batch_items_.size() < kMaxBatchItems &&
+                 bytes < kMaxBatchBytes) {
+            bytes += outbox_.front().bytes.size();
+            outbox_bytes_ -= outbox_.front().bytes.size();
+            batch_items_.push_back(std::move(outbox_.front().bytes));
             outbox_.pop_front();
           }
+          EncodeBatch(batch_items_, &write_buf_);
+          batch_items_.clear();
+        } else {
+          grpc::ByteBuffer one(&out.bytes, 1);
+          write_buf_.Swap(&one);
         }
         // gRPC completes a corked write only once something flushes it; the
         // first write also carries the initial metadata, which must leave.
@@ -224,9 +228,19 @@ void Dialog::OnReadUndecodable(std::string why) {
       if (undecodable_reply_) {
         // The reply is queued in the step that ends the reads (see
         // SetUndecodableHook).
-        QueueLastLocked(undecodable_reply_(why), grpc::Status::OK);
+        QueueLastLocked(EncodeMessage(undecodable_reply_(why)),
+                        /*item=*/false, grpc::Status::OK);
         then = std::move(undecodable_then_);
         undecodable_reply_ = nullptr;
+        closing = true;
+      } else if (client_ && !close_requested_) {
+        // A caller cannot go on with a callee whose messages do not
+        // decode: the RPC is cancelled, which ends the callee's task.
+        close_requested_ = true;
+        abort_ = true;
+        outbox_.clear();
+        outbox_bytes_ = 0;
+        closer_lingers_ = true;
         closing = true;
       }
     }
@@ -294,8 +308,13 @@ void Dialog::OnDone(const grpc::Status& status) {
     reads_ended_ = true;
     if (!status.ok() && !broken_) {
       broken_ = true;
-      end_reason_ = absl::StrCat("RPC ended with status ", status.error_code(),
-                                 ": ", status.error_message());
+      // A message that did not decode ended the dialog first (a caller then
+      // cancels the RPC): that stays the reason.
+      if (undecodable_.empty()) {
+        end_reason_ = absl::StrCat("RPC ended with status ",
+                                   status.error_code(), ": ",
+                                   status.error_message());
+      }
       hook = broken_hook_;
     }
   }

@@ -5,6 +5,7 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "actor/internal/dialog.h"
 #include "actor/internal/thread_pool.h"
 #include "actor/internal/wire.h"
@@ -69,14 +70,44 @@ void CqTransport::DrainAndShutdown() {
   }
 }
 
+void CqTransport::DeliverRead(grpc::ByteBuffer* bytes, v1::Msg* target) {
+  std::string why;
+  const bool decoded = ParseFromByteBuffer(*bytes, target, &why);
+  bytes->Clear();
+  if (!decoded) {
+    dialog_->OnReadUndecodable(std::move(why));
+  } else {
+    dialog_->OnReadDone(true);
+  }
+}
+
 // --- caller ----------------------------------------------------------------
 
+OpenMethod::OpenMethod(std::shared_ptr<grpc::Channel> channel)
+    : channel_(std::move(channel)),
+      name_(absl::StrCat("/", v1::Actor::service_full_name(), "/Open")),
+      method_(name_.c_str(), /*suffix_for_stats=*/nullptr,
+              grpc::internal::RpcMethod::BIDI_STREAMING, channel_) {}
+
+std::unique_ptr<
+    grpc::ClientAsyncReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>>
+OpenMethod::PrepareCall(grpc::ClientContext* context,
+                        grpc::CompletionQueue* cq) const {
+  return std::unique_ptr<
+      grpc::ClientAsyncReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>>(
+      grpc::internal::ClientAsyncReaderWriterFactory<
+          grpc::ByteBuffer, grpc::ByteBuffer>::Create(channel_.get(), cq,
+                                                      method_, context,
+                                                      /*start=*/false,
+                                                      /*tag=*/nullptr));
+}
+
 CqClientTransport::CqClientTransport(Dialog* dialog,
-                                     std::shared_ptr<v1::Actor::Stub> stub,
+                                     std::shared_ptr<const OpenMethod> method,
                                      bool cork)
-    : CqTransport(dialog), stub_(std::move(stub)) {
+    : CqTransport(dialog), method_(std::move(method)) {
   context_.set_initial_metadata_corked(cork);
-  stream_ = stub_->PrepareAsyncOpen(&context_, &cq_);
+  stream_ = method_->PrepareCall(&context_, &cq_);
   if (cork) {
     stream_->StartCall(nullptr);  // no operation, no tag
     return;
@@ -98,18 +129,20 @@ void CqClientTransport::Read(v1::Msg* msg) {
   {
     MutexLock lk(&mu_);
     reading_ = true;
+    read_target_ = msg;
   }
   Posted();
-  stream_->Read(msg, &read_tag_);
+  stream_->Read(&read_bytes_, &read_tag_);
 }
 
-void CqClientTransport::Write(const v1::Msg* msg, grpc::WriteOptions options) {
+void CqClientTransport::Write(const grpc::ByteBuffer* bytes,
+                              grpc::WriteOptions options) {
   {
     MutexLock lk(&mu_);
     writing_ = true;
   }
   Posted();
-  stream_->Write(*msg, options, &write_tag_);
+  stream_->Write(*bytes, options, &write_tag_);
 }
 
 void CqClientTransport::Release(const grpc::Status&, bool abort) {
@@ -137,14 +170,24 @@ void CqClientTransport::Abandon() {
 
 void CqClientTransport::Complete(Op op, bool ok) {
   bool tell;
+  v1::Msg* target = nullptr;
   {
     MutexLock lk(&mu_);
     tell = !abandoned_;
-    if (op == Op::kRead) reading_ = false;
+    if (op == Op::kRead) {
+      reading_ = false;
+      target = read_target_;
+    }
     if (op == Op::kWrite) writing_ = false;
     if (op == Op::kFinish) finish_done_ = true;
   }
-  if (tell && op == Op::kRead) dialog_->OnReadDone(ok);
+  if (tell && op == Op::kRead) {
+    if (ok) {
+      DeliverRead(&read_bytes_, target);
+    } else {
+      dialog_->OnReadDone(false);
+    }
+  }
   if (tell && op == Op::kWrite) dialog_->OnWriteDone(ok);
   bool over;
   {
@@ -177,17 +220,17 @@ void CqServerTransport::Read(v1::Msg* msg) {
   stream_.Read(&read_bytes_, &read_tag_);
 }
 
-void CqServerTransport::Write(const v1::Msg* msg, grpc::WriteOptions options) {
+void CqServerTransport::Write(const grpc::ByteBuffer* bytes,
+                              grpc::WriteOptions options) {
   {
     MutexLock lk(&mu_);
     writing_ = true;
   }
-  SerializeToByteBuffer(*msg, &write_bytes_);
   Posted();
-  stream_.Write(write_bytes_, options, &write_tag_);
+  stream_.Write(*bytes, options, &write_tag_);
 }
 
-void CqServerTransport::WriteAndFinish(const v1::Msg* msg,
+void CqServerTransport::WriteAndFinish(const grpc::ByteBuffer* bytes,
                                        grpc::WriteOptions options,
                                        const grpc::Status& status) {
   {
@@ -195,9 +238,8 @@ void CqServerTransport::WriteAndFinish(const v1::Msg* msg,
     if (finishing_) return;
     finishing_ = true;
   }
-  SerializeToByteBuffer(*msg, &write_bytes_);
   Posted();
-  stream_.WriteAndFinish(write_bytes_, options, status, &finish_tag_);
+  stream_.WriteAndFinish(*bytes, options, status, &finish_tag_);
 }
 
 void CqServerTransport::Release(const grpc::Status& status, bool) {
@@ -245,16 +287,7 @@ void CqServerTransport::Complete(Op op, bool ok) {
       cancelled = context_.IsCancelled();
     }
   }
-  if (tell && op == Op::kRead && ok) {
-    std::string why;
-    const bool decoded = ParseFromByteBuffer(read_bytes_, target, &why);
-    read_bytes_.Clear();
-    if (!decoded) {
-      dialog_->OnReadUndecodable(std::move(why));
-    } else {
-      dialog_->OnReadDone(true);
-    }
-  }
+  if (tell && op == Op::kRead && ok) DeliverRead(&read_bytes_, target);
   bool deliver_read_end = false;
   if (op == Op::kRead && !ok) {
     MutexLock lk(&mu_);

@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -25,6 +26,7 @@
 #include "discovery/mutex.h"
 #include "grpcpp/alarm.h"
 #include "grpcpp/grpcpp.h"
+#include "grpcpp/impl/codegen/rpc_method.h"
 #include "tractor/v1/actor.grpc.pb.h"
 #include "tractor/v1/msg.pb.h"
 
@@ -37,12 +39,17 @@ class Dialog;
 class DialogTransport {
  public:
   virtual ~DialogTransport() = default;
+  // Reads the next message into `msg`, decoding it (an undecodable one
+  // goes to `Dialog::OnReadUndecodable`).
   virtual void Read(v1::Msg* msg) = 0;
-  virtual void Write(const v1::Msg* msg, grpc::WriteOptions options) = 0;
-  // Server only (see CanWriteAndFinish): writes `msg` and finishes the RPC
-  // with `status` in one operation, which is what a unary reply costs.
+  // Writes an encoded message (actor/internal/outgoing.h).
+  virtual void Write(const grpc::ByteBuffer* bytes,
+                     grpc::WriteOptions options) = 0;
+  // Server only (see CanWriteAndFinish): writes `bytes` and finishes the
+  // RPC with `status` in one operation, which is what a unary reply costs.
   virtual bool CanWriteAndFinish() const { return false; }
-  virtual void WriteAndFinish(const v1::Msg* msg, grpc::WriteOptions options,
+  virtual void WriteAndFinish(const grpc::ByteBuffer* bytes,
+                              grpc::WriteOptions options,
                               const grpc::Status& status) {}
   // Ends the RPC: server Finish(status); client Finish (after TryCancel
   // when `abort`).
@@ -113,6 +120,9 @@ class CqTransport : public DialogTransport {
   void Finished(const grpc::Status& status, bool tell);
   // Blocks until every operation completed, then shuts the queue down.
   void DrainAndShutdown();
+  // A read completed with `bytes`: decodes them into `target` and tells
+  // the dialog (`OnReadDone`, or `OnReadUndecodable`).
+  void DeliverRead(grpc::ByteBuffer* bytes, v1::Msg* target);
 
   Dialog* const dialog_;  // owns this transport
   grpc::CompletionQueue cq_;
@@ -126,17 +136,41 @@ class CqTransport : public DialogTransport {
   std::atomic<bool> finished_{false};
 };
 
-// The caller's half: a new `Actor/Open` call through `stub`.
+// The `tractor.v1.Actor/Open` method on one channel, registered with it
+// once (as a generated stub registers its methods), for calls whose
+// messages travel as raw bytes: each side of a dialog encodes and decodes
+// its messages itself. Immutable; shared by the dialogs opened through it.
+class OpenMethod {
+ public:
+  explicit OpenMethod(std::shared_ptr<grpc::Channel> channel);
+  OpenMethod(const OpenMethod&) = delete;
+  OpenMethod& operator=(const OpenMethod&) = delete;
+
+  // A new call on the channel, not started.
+  std::unique_ptr<grpc::ClientAsyncReaderWriter<grpc::ByteBuffer,
+                                                grpc::ByteBuffer>>
+  PrepareCall(grpc::ClientContext* context, grpc::CompletionQueue* cq) const;
+
+ private:
+  const std::shared_ptr<grpc::Channel> channel_;
+  const std::string name_;  // "/tractor.v1.Actor/Open"
+  const grpc::internal::RpcMethod method_;
+};
+
+// The caller's half: a new `Actor/Open` call through `method`. The stream
+// carries raw bytes: each message is decoded here (an undecodable one goes
+// to `Dialog::OnReadUndecodable`).
 class CqClientTransport final : public CqTransport {
  public:
   // With `cork`, the initial metadata waits for the first Write; without,
   // it leaves at once, as an operation that completes as a write.
-  CqClientTransport(Dialog* dialog, std::shared_ptr<v1::Actor::Stub> stub,
+  CqClientTransport(Dialog* dialog, std::shared_ptr<const OpenMethod> method,
                     bool cork);
   ~CqClientTransport() override;
 
   void Read(v1::Msg* msg) override;
-  void Write(const v1::Msg* msg, grpc::WriteOptions options) override;
+  void Write(const grpc::ByteBuffer* bytes,
+             grpc::WriteOptions options) override;
   void Release(const grpc::Status& status, bool abort) override;
 
  private:
@@ -151,9 +185,14 @@ class CqClientTransport final : public CqTransport {
   bool finish_done_ ABSL_GUARDED_BY(mu_) = false;
   bool abandoned_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext context_;
-  std::shared_ptr<v1::Actor::Stub> stub_;
-  std::unique_ptr<grpc::ClientAsyncReaderWriter<v1::Msg, v1::Msg>> stream_;
+  std::shared_ptr<const OpenMethod> method_;
+  std::unique_ptr<
+      grpc::ClientAsyncReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>>
+      stream_;
   grpc::Status status_;  // filled by the Finish operation
+  // The read in flight: its bytes and where they decode to.
+  grpc::ByteBuffer read_bytes_;
+  v1::Msg* read_target_ = nullptr;
 };
 
 // The callee's half: one requested `Actor/Open` call. The stream carries
@@ -167,9 +206,10 @@ class CqServerTransport final : public CqTransport {
   ~CqServerTransport() override;
 
   void Read(v1::Msg* msg) override;
-  void Write(const v1::Msg* msg, grpc::WriteOptions options) override;
+  void Write(const grpc::ByteBuffer* bytes,
+             grpc::WriteOptions options) override;
   bool CanWriteAndFinish() const override { return true; }
-  void WriteAndFinish(const v1::Msg* msg, grpc::WriteOptions options,
+  void WriteAndFinish(const grpc::ByteBuffer* bytes, grpc::WriteOptions options,
                       const grpc::Status& status) override;
   void Release(const grpc::Status& status, bool abort) override;
 
@@ -203,7 +243,6 @@ class CqServerTransport final : public CqTransport {
   // The read in flight: its bytes and where they decode to.
   grpc::ByteBuffer read_bytes_;
   v1::Msg* read_target_ = nullptr;
-  grpc::ByteBuffer write_bytes_;
 };
 
 // One call of another async service whose completions arrive on a queue a

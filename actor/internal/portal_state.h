@@ -11,6 +11,7 @@
 #include "absl/base/call_once.h"
 #include "absl/base/thread_annotations.h"
 #include "actor/internal/child_proc.h"
+#include "actor/internal/dialog_transport.h"
 #include "actor/payload.h"
 #include "discovery/mutex.h"
 #include "grpcpp/grpcpp.h"
@@ -43,6 +44,15 @@ struct PortalState {
     return stub_;
   }
 
+  // The `Actor/Open` method on `channel`, registered once for the portal's
+  // dialogs (as `stub()`). `channel` must not change once this was called.
+  const std::shared_ptr<const OpenMethod>& open_method() {
+    absl::call_once(open_once_, [this] {
+      open_method_ = std::make_shared<const OpenMethod>(channel);
+    });
+    return open_method_;
+  }
+
   Mutex mu;
   CondVar cv;
   bool has_result_task ABSL_GUARDED_BY(mu) = false;
@@ -59,6 +69,8 @@ struct PortalState {
  private:
   absl::once_flag stub_once_;
   std::shared_ptr<v1::Actor::Stub> stub_;  // set once, by `stub()`
+  absl::once_flag open_once_;
+  std::shared_ptr<const OpenMethod> open_method_;  // set once
 };
 
 }  // namespace tractor::internal

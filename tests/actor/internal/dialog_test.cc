@@ -24,6 +24,7 @@
 #include "actor/errors.h"
 #include "actor/internal/dialog_acceptor.h"
 #include "actor/internal/error_codec.h"
+#include "actor/internal/wire.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "tractor/v1/actor.grpc.pb.h"
@@ -610,9 +611,8 @@ TEST_F(DialogPairTest, AThreadServingWhileTheAcceptorStopsDoesNotWaitAgain) {
 // sends nothing until opened: a stream connected after it reaches the
 // server first, and its own first message arrives with its open.
 TEST_F(DialogPairTest, APreparedDialogSendsNothingUntilItIsOpened) {
-  const auto stub = std::shared_ptr<v1::Actor::Stub>(
-      v1::Actor::NewStub(channel_));
-  std::shared_ptr<Dialog> prepared = Dialog::Prepare(stub);
+  const auto method = std::make_shared<const OpenMethod>(channel_);
+  std::shared_ptr<Dialog> prepared = Dialog::Prepare(method);
   client_ = Dialog::Connect(channel_);
   client_->Send(StartMsg("cid-connected", "ns:f"));
   std::shared_ptr<Dialog> first = service_.AwaitOpened(0, Deadline());
@@ -637,9 +637,8 @@ TEST_F(DialogPairTest, APreparedDialogSendsNothingUntilItIsOpened) {
 }
 
 TEST_F(DialogPairTest, APreparedDialogOpensOnce) {
-  const auto stub = std::shared_ptr<v1::Actor::Stub>(
-      v1::Actor::NewStub(channel_));
-  std::shared_ptr<Dialog> prepared = Dialog::Prepare(stub);
+  const auto method = std::make_shared<const OpenMethod>(channel_);
+  std::shared_ptr<Dialog> prepared = Dialog::Prepare(method);
   client_ = Dialog::Open(prepared, StartMsg("cid-1", "ns:f"));
   EXPECT_EQ(client_, prepared);
   EXPECT_THROW(Dialog::Open(prepared, StartMsg("cid-2", "ns:f")),
@@ -670,9 +669,8 @@ TEST_F(DialogPairTest, APreparedDialogOpensOnce) {
 TEST_F(DialogPairTest, APreparedDialogDroppedUnopenedLeavesNothingBehind) {
   const size_t live = Dialog::LiveCount();
   {
-    const auto stub = std::shared_ptr<v1::Actor::Stub>(
-        v1::Actor::NewStub(channel_));
-    std::shared_ptr<Dialog> prepared = Dialog::Prepare(stub);
+    const auto method = std::make_shared<const OpenMethod>(channel_);
+    std::shared_ptr<Dialog> prepared = Dialog::Prepare(method);
     EXPECT_EQ(Dialog::LiveCount(), live + 1);
   }  // destroyed here: its call is cancelled and its queue drained
   EXPECT_EQ(Dialog::LiveCount(), live);
@@ -702,8 +700,8 @@ TEST(PreparedDialogTest, OpenedTowardAGoneServerEndsBrokenWithAReason) {
                                      grpc::InsecureChannelCredentials());
   // Connected, then the peer goes: as a portal whose actor died.
   ASSERT_TRUE(channel->WaitForConnected(absl::ToChronoTime(Deadline())));
-  std::shared_ptr<Dialog> prepared = Dialog::Prepare(
-      std::shared_ptr<v1::Actor::Stub>(v1::Actor::NewStub(channel)));
+  std::shared_ptr<Dialog> prepared =
+      Dialog::Prepare(std::make_shared<const OpenMethod>(channel));
   server->Shutdown(std::chrono::system_clock::now());
   server->Wait();
   server.reset();
@@ -719,6 +717,73 @@ TEST(PreparedDialogTest, OpenedTowardAGoneServerEndsBrokenWithAReason) {
       << reason;
   EXPECT_TRUE(d->broken());
   EXPECT_THROW(d->Send(YieldMsg(1)), TransportClosed);
+}
+
+// A callee whose answer does not decode: the caller's dialog ends its
+// reads, says why, and cancels the RPC (the callee sees the cancel), so the
+// caller's task is not left waiting on a stream that can carry nothing it
+// understands.
+class GarbageAnsweringService final
+    : public v1::Actor::WithRawCallbackMethod_Open<v1::Actor::Service> {
+ public:
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Open(
+      grpc::CallbackServerContext*) override {
+    return new Reactor(this);
+  }
+  Counter cancelled;
+
+ private:
+  class Reactor final
+      : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+   public:
+    explicit Reactor(GarbageAnsweringService* service) : service_(service) {
+      StartRead(&in_);
+    }
+    void OnReadDone(bool ok) override {
+      if (!ok) return;  // the RPC ends by the caller's cancel
+      // A key whose varint never ends: no message decodes from it.
+      static const char kGarbage[] = "\xff\xff\xff\xff";
+      grpc::Slice bytes(kGarbage, 4);
+      out_ = grpc::ByteBuffer(&bytes, 1);
+      StartWrite(&out_);
+    }
+    void OnCancel() override {
+      service_->cancelled.Add();
+      Finish(grpc::Status::CANCELLED);
+    }
+    void OnDone() override { delete this; }
+
+   private:
+    GarbageAnsweringService* const service_;
+    grpc::ByteBuffer in_;
+    grpc::ByteBuffer out_;
+  };
+};
+
+TEST(DialogCallerTest, AnAnswerThatDoesNotDecodeEndsTheDialogAndCancelsIt) {
+  GarbageAnsweringService service;
+  grpc::ServerBuilder builder;
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  std::shared_ptr<Dialog> d =
+      Dialog::Connect(server->InProcessChannel(grpc::ChannelArguments()));
+  d->Send(StartMsg("cid-garbage", "ns:f"));
+  bool timed_out = false;
+  EXPECT_FALSE(d->Receive(Deadline(), &timed_out).has_value());
+  EXPECT_FALSE(timed_out);
+  EXPECT_NE(d->undecodable().find("does not decode as tractor.v1.Msg"),
+            std::string::npos)
+      << d->undecodable();
+  EXPECT_TRUE(service.cancelled.WaitFor(1, Deadline()))
+      << "the callee never saw the RPC cancelled";
+  const std::string reason = d->WaitDoneReason(kWait);
+  EXPECT_NE(reason.find("the peer sent a message that does not decode"),
+            std::string::npos)
+      << reason;
+  EXPECT_THROW(d->Send(YieldMsg(1)), TransportClosed);
+  d.reset();
+  server->Shutdown(absl::ToChronoTime(Deadline()));
 }
 
 TEST_F(DialogPairTest, ReceiveUntilTimesOutWithTimedOutSet) {
@@ -748,8 +813,11 @@ TEST_F(DialogPairTest, ReceiveUntilTimesOutWithTimedOutSet) {
 class RecordingTransport : public DialogTransport {
  public:
   void Read(v1::Msg*) override {}
-  void Write(const v1::Msg* msg, grpc::WriteOptions) override {
-    writes.push_back(*msg);
+  void Write(const grpc::ByteBuffer* bytes, grpc::WriteOptions) override {
+    v1::Msg msg;
+    std::string why;
+    EXPECT_TRUE(ParseFromByteBuffer(*bytes, &msg, &why)) << why;
+    writes.push_back(std::move(msg));
   }
   void Release(const grpc::Status&, bool) override { released = true; }
 

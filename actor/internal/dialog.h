@@ -380,9 +380,10 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   // (`write_busy_`) state says owns them, not to `mu_`.
   v1::Msg read_buf_;
   grpc::ByteBuffer write_buf_;
-  // The items of the next `Batch`, kept for its storage (written under
-  // `mu_`, in `Pump`).
-  std::vector<grpc::Slice> batch_items_ ABSL_GUARDED_BY(mu_);
+  // The items of the batch being written, gathered from the outbox and
+  // encoded into `write_buf_` by `Pump`; owned, like `write_buf_`, by the
+  // write state (the vector keeps its storage between batches).
+  std::vector<grpc::Slice> batch_items_;
 };
 
 }  // namespace tractor::internal

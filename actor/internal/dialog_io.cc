@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -42,6 +43,7 @@ void Dialog::Pump() {
     grpc::WriteOptions options;
     grpc::Status status;
     DialogTransport* t;
+    std::optional<grpc::Slice> single;  // the message to write, or a batch
     {
       MutexLock lk(&mu_);
       t = transport_;
@@ -58,9 +60,9 @@ void Dialog::Pump() {
         if (batch_ok_ && out.item && !outbox_.empty() &&
             outbox_.front().item) {
           // Items queued behind a busy write leave together, as one
-          // `Batch` put together from their encodings.
+          // `Batch` put together from their encodings (below, without
+          // the lock: the write state owns `batch_items_`).
           size_t bytes = out.bytes.size();
-          batch_items_.clear();
           batch_items_.push_back(std::move(out.bytes));
           while (!outbox_.empty() && outbox_.front().item &&
                  batch_items_.size() < kMaxBatchItems &&
@@ -70,11 +72,8 @@ void Dialog::Pump() {
             batch_items_.push_back(std::move(outbox_.front().bytes));
             outbox_.pop_front();
           }
-          EncodeBatch(batch_items_, &write_buf_);
-          batch_items_.clear();
         } else {
-          grpc::ByteBuffer one(&out.bytes, 1);
-          write_buf_.Swap(&one);
+          single.emplace(std::move(out.bytes));
         }
         // gRPC completes a corked write only once something flushes it; the
         // first write also carries the initial metadata, which must leave.
@@ -106,6 +105,17 @@ void Dialog::Pump() {
       }
       if (!do_read && !do_write && !do_release && !do_write_finish) return;
       ++in_call_;
+    }
+    if (do_write || do_write_finish) {
+      // The write state owns `write_buf_` and `batch_items_` now.
+      if (single) {
+        grpc::ByteBuffer one(&*single, 1);
+        write_buf_.Swap(&one);
+        single.reset();
+      } else {
+        EncodeBatch(batch_items_, &write_buf_);
+        batch_items_.clear();
+      }
     }
     if (do_write_finish) t->WriteAndFinish(&write_buf_, options, status);
     if (do_write) t->Write(&write_buf_, options);

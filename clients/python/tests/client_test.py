@@ -205,7 +205,7 @@ class ClientTest(unittest.TestCase):
             self.assertTrue(task.dialog)
             self.assertEqual(task.recv_capacity, 2)
             self.assertEqual(task.caller.name, "stats-test")
-            self.assertGreaterEqual(s.open_dialogs, 1)
+            self.assertEqual(s.open_dialogs, 1)
             self.assertGreaterEqual(s.running_tasks, 1)
             self.assertEqual(s.children, 1)
         finally:

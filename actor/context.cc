@@ -65,7 +65,7 @@ void Context::Started(const Payload& value) {
   // This side reads batches either way; it says so only to a caller that
   // offered them (a caller that did not may not know the message).
   m.mutable_started()->set_accept_batches(s.peer_accepts_batches);
-  s.dialog->Send(std::move(m));
+  s.dialog->Send(m);
 }
 
 MsgStream Context::OpenStream() { return OpenStreamImpl(std::nullopt); }
@@ -293,7 +293,7 @@ void MsgStream::Close() {
   }
   v1::Msg m;
   m.mutable_stop();
-  s.dialog->SendNoWait(std::move(m));
+  s.dialog->SendNoWait(m);
 }
 
 bool MsgStream::closed() const {

@@ -155,7 +155,7 @@ std::shared_ptr<DialogSession> OpenDialog(PortalState& portal,
     prepared.swap(portal.spare_dialog);
   }
   if (prepared == nullptr) prepared = Dialog::Prepare(portal.open_method());
-  s->dialog = Dialog::Open(std::move(prepared), std::move(start));
+  s->dialog = Dialog::Open(std::move(prepared), start);
   if (own) {
     s->dialog->Configure(own->msg_buffer_size, ToProtoPolicy(own->overrun));
     if (own_strict) s->dialog->GrantCredits(/*announce=*/false);

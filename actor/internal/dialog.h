@@ -223,7 +223,6 @@ class Dialog : public std::enable_shared_from_this<Dialog> {
   void OnWriteDone(bool ok) ABSL_LOCKS_EXCLUDED(mu_);
   void OnCancel() ABSL_LOCKS_EXCLUDED(mu_);
   void OnDone(const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
-  v1::Msg* read_buffer() { return &read_buf_; }
 
  private:
   // Counts this dialog's stream as open, once (OpenCount); and no longer.

@@ -228,7 +228,7 @@ void InstallDialogHooks(const std::shared_ptr<DialogSession>& s) {
     *e.mutable_sender() = c->peer;
     v1::Msg m;
     *m.mutable_error() = std::move(e);
-    c->dialog->SendNoWait(std::move(m));
+    c->dialog->SendNoWait(m);
   });
 }
 

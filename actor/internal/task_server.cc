@@ -368,7 +368,7 @@ void TaskServer::ServeDialog(std::shared_ptr<Dialog> dialog) {
     v1::Msg ack;
     ack.mutable_start_ack()->set_cid(s->cid);
     ack.mutable_start_ack()->set_functype(ep->type);
-    dialog->SendNoWait(std::move(ack), Dialog::Flush::kNow);
+    dialog->SendNoWait(ack, Dialog::Flush::kNow);
   }
   // Reads are resumed only now, every hook in place and the ack (if any)
   // queued first, so whatever the caller sends next is answered after it.
@@ -376,7 +376,7 @@ void TaskServer::ServeDialog(std::shared_ptr<Dialog> dialog) {
   // dialog (or after `kAwayAfter`, see `Dialog::ResumeReads`).
   if (s->is_context) dialog->ResumeReads();
   v1::Msg terminal = Invoke(s, *ep, start.mutable_args());
-  dialog->SendAndClose(std::move(terminal));
+  dialog->SendAndClose(terminal);
   Leave(s);
 }
 

@@ -56,7 +56,7 @@ void Context::Started(const Payload& value) {
     }
     if (!s.pld_spec.Matches(value.proto())) {
       throw MsgTypeError(internal::MakeMsgTypeError(
-          s.self, s.cid, "Started", value.proto(), s.pld_spec.name()));
+          s.self(), s.cid, "Started", value.proto(), s.pld_spec.name()));
     }
     s.AdvanceLocked(Event::kSendStarted);
   }
@@ -167,8 +167,8 @@ void Context::Cancel() {
     if (s.cancel != internal::CancelState::kNone) return;
     s.cancel = internal::CancelState::kRequested;
     if (!s.caller()) {
-      s.cancel_requester = s.self;
-      if (s.canceller.uuid().empty()) s.canceller = s.self;
+      s.cancel_requester = s.self();
+      if (s.canceller.uuid().empty()) s.canceller = s.self();
     }
   }
   if (s.caller()) {

@@ -125,7 +125,7 @@ std::shared_ptr<DialogSession> OpenDialog(PortalState& portal,
   s->is_context = true;
   s->cid = NewCid(rt.self());
   s->func = func;
-  s->self = rt.self();
+  s->self_aid = rt.shared_self();
   s->peer = portal.aid;
   s->channel = portal.channel;
   s->scope = NewScope(nullptr, absl::InfiniteFuture(), false);
@@ -134,7 +134,7 @@ std::shared_ptr<DialogSession> OpenDialog(PortalState& portal,
     MutexLock lk(&s->mu);  // not shared yet; the lock is for the analysis
     s->pld_spec = options.pld_spec;
   }
-  v1::Msg start = MakeStart(s->cid, func, args, s->self, v1::FUNC_TYPE_CONTEXT,
+  v1::Msg start = MakeStart(s->cid, func, args, s->self(), v1::FUNC_TYPE_CONTEXT,
                             options.callee_stream);
   const std::optional<StreamOptions>& own = options.caller_stream;
   const bool own_strict =

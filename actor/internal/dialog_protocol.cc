@@ -185,7 +185,7 @@ v1::Msg MakeStart(const std::string& cid, const std::string& func,
 bool IsSelfCancel(const DialogSession& s, const v1::Error& error) {
   return s.cancel != CancelState::kNone &&
          ErrorKindOf(error) == ErrorKind::kContextCancelled &&
-         error.canceller().uuid() == s.self.uuid() &&
+         error.canceller().uuid() == s.self().uuid() &&
          error.src().uuid() == s.peer.uuid();
 }
 
@@ -198,8 +198,8 @@ void OnErrorArrived(DialogSession& s, const v1::Error& error) {
                                                    : error.canceller();
     const bool cancelled =
         ErrorKindOf(error) == ErrorKind::kContextCancelled;
-    if (cancelled && error.canceller().uuid() == s.self.uuid()) {
-      who = s.self;
+    if (cancelled && error.canceller().uuid() == s.self().uuid()) {
+      who = s.self();
     } else if (cancelled) {
       who = error.src();
     }
@@ -221,9 +221,9 @@ void InstallDialogHooks(const std::shared_ptr<DialogSession>& s) {
     auto c = weak.lock();
     if (!c) return;
     v1::Error e = MakeError(
-        c->self, ErrorKind::kStreamOverrun,
+        c->self(), ErrorKind::kStreamOverrun,
         absl::StrCat("stream overrun: the receive queue of '", c->func,
-                     "' in actor '", c->self.name(), "' is full"),
+                     "' in actor '", c->self().name(), "' is full"),
         c->cid);
     *e.mutable_sender() = c->peer;
     v1::Msg m;
@@ -287,7 +287,7 @@ void CheckPayload(DialogSession& s, const char* kind, const v1::Payload& p) {
     spec = s.pld_spec;
   }
   if (spec.Matches(p)) return;
-  v1::Error e = MakeMsgTypeError(s.self, s.cid, kind, p, spec.name());
+  v1::Error e = MakeMsgTypeError(s.self(), s.cid, kind, p, spec.name());
   {
     MutexLock lk(&s.mu);
     if (!s.remote_error) s.remote_error = e;
@@ -326,13 +326,13 @@ Payload AwaitReturn(DialogSession& s) {
 
 void SendCancelTask(DialogSession& s) {
   if (!s.channel) return;
-  TRACTOR_LOG(cancel) << "actor '" << s.self.name() << "' " << s.self.uuid()
+  TRACTOR_LOG(cancel) << "actor '" << s.self().name() << "' " << s.self().uuid()
                       << " cancels task '" << s.func << "' cid " << s.cid
                       << " in actor '" << s.peer.name() << "' "
                       << s.peer.uuid();
   v1::CancelTaskRequest req;
   req.set_cid(s.cid);
-  *req.mutable_requester() = s.self;
+  *req.mutable_requester() = s.self();
   v1::CancelTaskReply reply;
   auto stub = v1::Actor::NewStub(s.channel);
   grpc::ClientContext context;
@@ -356,7 +356,7 @@ v1::Error CancelledTaskError(const DialogSession& s) {
     requester = s.cancel_requester;
   }
   std::string why;
-  if (requester.uuid() == s.self.uuid()) {
+  if (requester.uuid() == s.self().uuid()) {
     why = "cancelled itself";
   } else if (requester.uuid() == s.peer.uuid()) {
     why = "was cancelled by its 'parent'-side peer";
@@ -364,8 +364,8 @@ v1::Error CancelledTaskError(const DialogSession& s) {
     why = "was cancelled by a remote peer";
   }
   v1::Error e = MakeError(
-      s.self, ErrorKind::kContextCancelled,
-      absl::StrCat("actor '", s.self.name(), "' task '", s.func, "' ", why,
+      s.self(), ErrorKind::kContextCancelled,
+      absl::StrCat("actor '", s.self().name(), "' task '", s.func, "' ", why,
                    " '", requester.name(), "' ", requester.uuid()),
       s.cid);
   *e.mutable_canceller() = requester;

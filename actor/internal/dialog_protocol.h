@@ -137,7 +137,8 @@ struct DialogSession {
   bool is_context = true;  // false: a plain function call
   std::string cid;
   std::string func;
-  v1::Aid self;
+  // This actor, shared with its runtime (a session copies no Aid).
+  std::shared_ptr<const v1::Aid> self_aid;
   v1::Aid peer;
   std::shared_ptr<grpc::Channel> channel;  // caller: for CancelTask
   std::shared_ptr<ScopeState> scope;  // the dialog's scope (callee: the task's)
@@ -150,6 +151,7 @@ struct DialogSession {
   bool peer_accepts_batches = false;
 
   bool caller() const { return side == Side::kCaller; }
+  const v1::Aid& self() const { return *self_aid; }
 
   mutable Mutex mu;
   Phase phase ABSL_GUARDED_BY(mu) = Phase::kOpening;

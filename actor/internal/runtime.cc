@@ -44,10 +44,13 @@ Installed& GetInstalled() {
   return *installed;
 }
 
-// Fills in the pid, a uuid when none was chosen, and the default timeouts.
+// Fills in the pid, a uuid when none was chosen, the registrar flag and
+// the default timeouts: the actor's identity is complete before anything
+// shares it.
 Runtime::Config WithDefaults(Runtime::Config config) {
   config.self.set_pid(getpid());
   if (config.self.uuid().empty()) config.self.set_uuid(discovery::NewUuid());
+  if (config.registrar) config.self.set_is_registrar(true);
   if (config.hang_timeout <= absl::ZeroDuration()) {
     config.hang_timeout = discovery::kDefaultHangTimeout;
   }
@@ -104,7 +107,8 @@ class HealthForwarder final : public grpc::HealthCheckServiceInterface {
 
 Runtime::Runtime(Config config)
     : config_(WithDefaults(std::move(config))),
-      tasks_(config_.self, config_.enable_modules, config_.max_tasks) {
+      self_(std::make_shared<const v1::Aid>(config_.self)),
+      tasks_(self_, config_.enable_modules, config_.max_tasks) {
   SetSingleTaskMode(config_.single_task);
   if (config_.debug_mode) {
     discovery::SetActorKeepalive(false);
@@ -174,7 +178,6 @@ void Runtime::Start() {
       std::make_unique<HealthForwarder>(health_.get())));
   builder.RegisterService(health_->service());
   if (config_.registrar) {
-    config_.self.set_is_registrar(true);
     registrar_ = NewRegistrar();
     builder.RegisterService(registrar_.get());
   }

@@ -121,7 +121,9 @@ class Runtime {
   void KeepUnreaped(std::shared_ptr<ChildProc> proc)
       ABSL_LOCKS_EXCLUDED(unreaped_mu_);
 
-  const v1::Aid& self() const { return config_.self; }
+  const v1::Aid& self() const { return *self_; }
+  // The same, shared: a dialog's session holds it instead of a copy.
+  const std::shared_ptr<const v1::Aid>& shared_self() const { return self_; }
   const Config& config() const { return config_; }
   std::vector<std::string> accept_addrs() const ABSL_LOCKS_EXCLUDED(mu_);
   // The same-host socket ("unix:/tmp/tractor-<uid>/<uuid>.sock"), or empty.
@@ -221,6 +223,8 @@ class Runtime {
   bool TryServeRegistry() ABSL_LOCKS_EXCLUDED(mu_);
 
   Config config_;
+  // config_.self, complete from construction on.
+  const std::shared_ptr<const v1::Aid> self_;
   TaskServer tasks_;
   // Declared before server_: the registrar service must outlive the server.
   std::unique_ptr<registrar::RegistrarService> registrar_;

@@ -30,9 +30,11 @@ v1::Msg ErrorMsg(v1::Error e) {
 
 }  // namespace
 
-TaskServer::TaskServer(v1::Aid self, std::set<std::string> enable_modules,
+TaskServer::TaskServer(std::shared_ptr<const v1::Aid> self,
+                       std::set<std::string> enable_modules,
                        size_t max_tasks)
-    : self_(std::move(self)),
+    : self_aid_(std::move(self)),
+      self_(*self_aid_),
       enable_modules_(std::move(enable_modules)),
       max_tasks_(max_tasks == 0 ? kDefaultMaxTasks : max_tasks),
       service_scope_(NewScope(nullptr, absl::InfiniteFuture(), true)) {}
@@ -101,7 +103,7 @@ std::shared_ptr<DialogSession> TaskServer::NewSession(v1::Start* start,
   s->is_context = ep.type == v1::FUNC_TYPE_CONTEXT;
   s->cid = std::move(*start->mutable_cid());
   s->func = std::move(*start->mutable_func());
-  s->self = self_;
+  s->self_aid = self_aid_;
   s->peer.Swap(start->mutable_caller());
   s->scope = NewScope(service_scope_, absl::InfiniteFuture(), false);
   s->scope->dialog = s;
@@ -343,10 +345,11 @@ void TaskServer::ServeDialog(std::shared_ptr<Dialog> dialog) {
   // reads; the task is cancelled (its own terminal message then finds the
   // dialog closed).
   dialog->SetUndecodableHook(
-      [self = s->self, cid = s->cid, func = s->func](const std::string& why) {
+      [self = s->self_aid, cid = s->cid,
+       func = s->func](const std::string& why) {
         return ErrorMsg(MakeError(
-            self, ErrorKind::kMessagingError,
-            absl::StrCat("actor '", self.name(), "' could not decode a "
+            *self, ErrorKind::kMessagingError,
+            absl::StrCat("actor '", self->name(), "' could not decode a "
                          "message of its dialog '", func, "': ", why),
             cid));
       },

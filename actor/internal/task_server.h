@@ -81,7 +81,8 @@ class TaskServer {
   static constexpr absl::Duration kStartWait = absl::Seconds(10);
 
   // `max_tasks` 0 means `kDefaultMaxTasks`.
-  TaskServer(v1::Aid self, std::set<std::string> enable_modules,
+  TaskServer(std::shared_ptr<const v1::Aid> self,
+             std::set<std::string> enable_modules,
              size_t max_tasks = 0);
 
   // A dialog just accepted, on the thread that accepted it: reads its
@@ -166,7 +167,8 @@ class TaskServer {
   // every task's scope.
   void CancelAll(const v1::Aid& requester) ABSL_LOCKS_EXCLUDED(mu_);
 
-  const v1::Aid self_;
+  const std::shared_ptr<const v1::Aid> self_aid_;
+  const v1::Aid& self_;  // *self_aid_
   const std::set<std::string> enable_modules_;
   const size_t max_tasks_;
   // Parent of every task's scope: cancelling it cancels every task.

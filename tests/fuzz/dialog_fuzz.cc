@@ -137,8 +137,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   s->is_context = (setup & 2) != 0;
   s->cid = "cid-1";
   s->func = "fuzz:f";
-  s->self.set_name("self");
-  s->self.set_uuid("self-uuid");
+  v1::Aid self;
+  self.set_name("self");
+  self.set_uuid("self-uuid");
+  s->self_aid = std::make_shared<const v1::Aid>(std::move(self));
   s->peer.set_name("peer");
   s->peer.set_uuid("peer-uuid");
   s->scope = std::make_shared<ScopeState>();

@@ -255,8 +255,10 @@ std::unique_ptr<DialogSession> NewSession(Side side, Phase phase) {
   s->side = side;
   s->cid = "cid-1";
   s->func = "ns:f";
-  s->self.set_name(side == Side::kCaller ? "parent" : "child");
-  s->self.set_uuid(side == Side::kCaller ? "uuid-parent" : "uuid-child");
+  v1::Aid self;
+  self.set_name(side == Side::kCaller ? "parent" : "child");
+  self.set_uuid(side == Side::kCaller ? "uuid-parent" : "uuid-child");
+  s->self_aid = std::make_shared<const v1::Aid>(std::move(self));
   s->peer.set_name(side == Side::kCaller ? "child" : "parent");
   s->peer.set_uuid(side == Side::kCaller ? "uuid-child" : "uuid-parent");
   s->scope = NewScope(nullptr, absl::InfiniteFuture(), false);
@@ -542,22 +544,22 @@ v1::Error CancelledBy(const v1::Aid& src, const v1::Aid& canceller) {
 TEST(IsSelfCancelTest, TrueForThePeersContextCancelledNamingThisSide) {
   auto s = NewSession(Side::kCaller, Phase::kStarted);
   SetCancel(*s, CancelState::kRequested);
-  EXPECT_TRUE(SelfCancel(*s, CancelledBy(s->peer, s->self)));
+  EXPECT_TRUE(SelfCancel(*s, CancelledBy(s->peer, s->self())));
   SetCancel(*s, CancelState::kAcked);
-  EXPECT_TRUE(SelfCancel(*s, CancelledBy(s->peer, s->self)));
+  EXPECT_TRUE(SelfCancel(*s, CancelledBy(s->peer, s->self())));
 }
 
 TEST(IsSelfCancelTest, FalseWhenThisSideNeverAskedToCancel) {
   auto s = NewSession(Side::kCaller, Phase::kStarted);
   ASSERT_EQ(CancelOf(*s), CancelState::kNone);
-  EXPECT_FALSE(SelfCancel(*s, CancelledBy(s->peer, s->self)));
+  EXPECT_FALSE(SelfCancel(*s, CancelledBy(s->peer, s->self())));
 }
 
 TEST(IsSelfCancelTest, FalseForAnErrorThatIsNotContextCancelled) {
   auto s = NewSession(Side::kCaller, Phase::kStarted);
   SetCancel(*s, CancelState::kRequested);
   v1::Error e = MakeError(s->peer, "std::runtime_error", "boom", "cid-1");
-  *e.mutable_canceller() = s->self;
+  *e.mutable_canceller() = s->self();
   EXPECT_FALSE(SelfCancel(*s, e));
 }
 
@@ -572,13 +574,14 @@ TEST(IsSelfCancelTest, FalseWhenTheCancelledTaskIsNotThePeers) {
   auto s = NewSession(Side::kCaller, Phase::kStarted);
   SetCancel(*s, CancelState::kRequested);
   EXPECT_FALSE(
-      SelfCancel(*s, CancelledBy(MakeAid("other", "uuid-other"), s->self)));
+      SelfCancel(*s, CancelledBy(MakeAid("other", "uuid-other"),
+                                 s->self())));
 }
 
 TEST(OnErrorArrivedTest, OwnCancelsAnswerIsRecordedAndDoesNotInterruptTheScope) {
   auto s = NewSession(Side::kCaller, Phase::kStarted);
   SetCancel(*s, CancelState::kRequested);
-  OnErrorArrived(*s, CancelledBy(s->peer, s->self));
+  OnErrorArrived(*s, CancelledBy(s->peer, s->self()));
   EXPECT_FALSE(s->scope->cancel_called.load());
   ASSERT_TRUE(RemoteErrorOf(*s).has_value());
   EXPECT_EQ(ErrorKindOf(*RemoteErrorOf(*s)), ErrorKind::kContextCancelled);
@@ -600,7 +603,7 @@ TEST(OnErrorArrivedTest, ContextCancelledThisSideDidNotAskForCancelsTheScope) {
   // E.g. this actor cancelled the peer actor as a whole: the Error names
   // this side, but this dialog never asked (cancel is kNone).
   auto s = NewSession(Side::kCaller, Phase::kStarted);
-  OnErrorArrived(*s, CancelledBy(s->peer, s->self));
+  OnErrorArrived(*s, CancelledBy(s->peer, s->self()));
   EXPECT_TRUE(s->scope->cancel_called.load());
   EXPECT_EQ(CancellerOf(*s).uuid(), "uuid-parent");
 }
@@ -617,7 +620,7 @@ TEST(OnErrorArrivedTest, ContextCancelledByAThirdActorIsAttributedToThePeer) {
 TEST(OnErrorArrivedTest, CalleeRecordsTheCallersOverrunNoticeAndIsInterrupted) {
   auto s = NewSession(Side::kCallee, Phase::kStreaming);
   v1::Error e = MakeError(s->peer, ErrorKind::kStreamOverrun, "full", "cid-1");
-  *e.mutable_sender() = s->self;
+  *e.mutable_sender() = s->self();
   OnErrorArrived(*s, e);
   EXPECT_TRUE(s->scope->cancel_called.load());
   ASSERT_TRUE(RemoteErrorOf(*s).has_value());
@@ -639,7 +642,7 @@ TEST(OnErrorArrivedTest, FirstErrorAndCancellerAreKept) {
 TEST(RaiseArrivedTest, OverrunNoticeIsRaisedWithoutFinishingTheDialog) {
   auto s = NewSession(Side::kCaller, Phase::kStreaming);
   v1::Error e = MakeError(s->peer, ErrorKind::kStreamOverrun, "full", "cid-1");
-  *e.mutable_sender() = s->self;
+  *e.mutable_sender() = s->self();
   EXPECT_THROW(RaiseArrived(*s, e), StreamOverrun);
   EXPECT_EQ(PhaseOf(*s), Phase::kStreaming);
   ASSERT_TRUE(RemoteErrorOf(*s).has_value());
@@ -659,7 +662,7 @@ TEST(RaiseArrivedTest, OtherErrorIsRaisedAndFinishesTheDialog) {
 TEST(RaiseArrivedTest, OwnCancelsAnswerIsMarkedAcked) {
   auto s = NewSession(Side::kCaller, Phase::kStarted);
   SetCancel(*s, CancelState::kRequested);
-  EXPECT_THROW(RaiseArrived(*s, CancelledBy(s->peer, s->self)), ContextCancelled);
+  EXPECT_THROW(RaiseArrived(*s, CancelledBy(s->peer, s->self())), ContextCancelled);
   EXPECT_EQ(CancelOf(*s), CancelState::kAcked);
   EXPECT_EQ(PhaseOf(*s), Phase::kFinished);
 }
@@ -671,7 +674,7 @@ TEST(CancelledTaskErrorTest, TaskThatCancelledItselfSaysSo) {
   auto s = NewSession(Side::kCallee, Phase::kStarted);
   {
     MutexLock lk(&s->mu);
-    s->cancel_requester = s->self;
+    s->cancel_requester = s->self();
   }
   v1::Error e = CancelledTaskError(*s);
   EXPECT_EQ(ErrorKindOf(e), ErrorKind::kContextCancelled);

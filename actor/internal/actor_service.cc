@@ -91,9 +91,11 @@ class UnaryCall final : public AcceptedCall,
   }
 
   void Serve() override {
-    const v1::Msg reply = rt_->tasks().ServeCall(&msg_, this);
-    msg_.Clear();
-    SerializeToByteBuffer(reply, &reply_bytes_);
+    // The request (msg_) is freed with the call, and the ended task's
+    // session and the reply's message as this returns: after the reply
+    // left, off its path.
+    const TaskServer::CallOutcome out = rt_->tasks().ServeCall(&msg_, this);
+    SerializeToByteBuffer(out.reply, &reply_bytes_);
     // Copied first: once the reply is posted, the watcher may let go of
     // this call at any time.
     const std::shared_ptr<ServerGate> gate = gate_;
@@ -185,7 +187,7 @@ class UnaryCall final : public AcceptedCall,
   grpc::ServerAsyncResponseWriter<grpc::ByteBuffer> responder_{&ctx_};
   CallTag accept_tag_{this};
   ServiceTag done_tag_{this}, finish_tag_{this};
-  v1::Msg msg_;  // the decoded request, while the call is served
+  v1::Msg msg_;  // the decoded request (freed with the call)
   grpc::ByteBuffer reply_bytes_;
   Mutex mu_;
   bool gone_ ABSL_GUARDED_BY(mu_) = false;

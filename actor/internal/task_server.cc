@@ -399,13 +399,14 @@ bool TaskServer::OpenCall(const grpc::ByteBuffer& request, v1::Msg* msg,
   return true;
 }
 
-v1::Msg TaskServer::ServeCall(v1::Msg* msg, CallClient* client) {
+TaskServer::CallOutcome TaskServer::ServeCall(v1::Msg* msg,
+                                              CallClient* client) {
   absl::Cleanup release = [this] { ReleaseSlot(); };
   if (!msg->has_start()) {
-    return ErrorMsg(MakeError(
+    return {ErrorMsg(MakeError(
         self_, ErrorKind::kMessagingError,
         absl::StrCat("Actor.Call takes a Msg holding Start, got ",
-                     msg->ShortDebugString())));
+                     msg->ShortDebugString())))};
   }
   v1::Start* start = msg->mutable_start();
   v1::Error error;
@@ -415,13 +416,14 @@ v1::Msg TaskServer::ServeCall(v1::Msg* msg, CallClient* client) {
     s = NewSession(start, *ep);
     if (!Admit(s, &error)) s = nullptr;
   }
-  if (s == nullptr) return ErrorMsg(std::move(error));
+  if (s == nullptr) return {ErrorMsg(std::move(error))};
   // This thread is the task's: the function runs here.
   client->Watch(s);
-  v1::Msg reply = Invoke(s, *ep, start->mutable_args());
+  CallOutcome out{Invoke(s, *ep, start->mutable_args())};
   client->Unwatch();
   Leave(s);
-  return reply;
+  out.session = std::move(s);
+  return out;
 }
 
 void CancelForCaller(const std::shared_ptr<DialogSession>& s) {

@@ -97,11 +97,20 @@ class TaskServer {
   // beyond `max_tasks`). True: `ServeCall` must follow.
   bool OpenCall(const grpc::ByteBuffer& request, v1::Msg* msg,
                 grpc::Status* refusal) ABSL_LOCKS_EXCLUDED(mu_);
+  // What `ServeCall` leaves: the reply, and the ended task's session. The
+  // task has left the table and its slot is free; the caller lets go of
+  // the session once the reply is on its way, so that freeing the task's
+  // memory is not on the reply's path.
+  struct CallOutcome {
+    v1::Msg reply;
+    std::shared_ptr<DialogSession> session;  // null if no task started
+  };
   // Serves the call `OpenCall` accepted: the calling thread is the task's
-  // and blocks until the task ends; returns the task's terminal message,
-  // the reply. `client` cancels the task if the caller goes away.
+  // and blocks until the task ends; the outcome's reply is the task's
+  // terminal message. `client` cancels the task if the caller goes away.
   // The Start's cid, func and caller move into the task's session.
-  v1::Msg ServeCall(v1::Msg* msg, CallClient* client) ABSL_LOCKS_EXCLUDED(mu_);
+  CallOutcome ServeCall(v1::Msg* msg, CallClient* client)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // The queue unary calls are bound to (see CallWatcher).
   CallWatcher& call_watcher() { return watcher_; }

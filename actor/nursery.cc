@@ -6,6 +6,7 @@
 
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <string>
 #include <optional>
 #include <thread>
@@ -80,6 +81,13 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
       absl::ToInt64Milliseconds(rt.config().hang_timeout)));
   spec.set_no_same_host_socket(!options.same_host_socket);
   spec.set_debug_mode(rt.config().debug_mode);
+  {
+    const absl::Duration busy_wait =
+        options.busy_wait.value_or(rt.config().busy_wait);
+    spec.set_no_busy_wait(busy_wait <= absl::ZeroDuration());
+    spec.set_busy_wait_us(static_cast<uint32_t>(std::clamp<int64_t>(
+        absl::ToInt64Microseconds(busy_wait), 0, 1000000)));
+  }
   spec.set_loglevel(options.loglevel.empty() ? rt.config().loglevel
                                              : options.loglevel);
   spec.set_root_addr(rt.config().root_addr.empty() ? spec.parent_addr()

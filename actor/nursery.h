@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,9 @@ struct ActorOptions {
   // Most remote tasks the child runs at once; beyond it a `Start` is
   // refused at once with `ActorTooBusy`. 0: the default, 1024.
   size_t max_tasks = 0;
+  // How long the child keeps a CPU awake after its own I/O (RootOptions::
+  // busy_wait; up to 1 s). Unset: the parent's.
+  std::optional<absl::Duration> busy_wait;
   // How long to wait for the child to boot and link back.
   absl::Duration spawn_timeout = absl::Seconds(10);
 };

@@ -3,10 +3,13 @@
 // program's entry point, tractor::Main, is in actor/main.cc.
 #include "actor/runtime.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
@@ -117,6 +120,25 @@ std::shared_ptr<registrar::Store> RegistryStore(const RootOptions& options) {
 }
 
 // TRACTOR_DEBUG=1 (any value but "" and "0") turns debug mode on.
+// `RootOptions::busy_wait` resolved: the option, else TRACTOR_BUSY_WAIT_US,
+// else the default; at most 1 s.
+absl::Duration BusyWaitWindow(const std::optional<absl::Duration>& option) {
+  absl::Duration window = internal::kDefaultBusyWait;
+  if (option) {
+    window = *option;
+  } else if (const char* v = std::getenv("TRACTOR_BUSY_WAIT_US");
+             v != nullptr && *v != '\0') {
+    int64_t us = 0;
+    if (!absl::SimpleAtoi(v, &us) || us < 0) {
+      throw RuntimeFailure(absl::StrCat(
+          "TRACTOR_BUSY_WAIT_US must be a number of microseconds, got '", v,
+          "'"));
+    }
+    window = absl::Microseconds(us);
+  }
+  return std::clamp(window, absl::ZeroDuration(), absl::Seconds(1));
+}
+
 bool DebugModeFromEnv() {
   const char* v = std::getenv("TRACTOR_DEBUG");
   return v != nullptr && *v != '\0' && std::string(v) != "0";
@@ -134,6 +156,7 @@ void OpenRootActor(const RootOptions& given, const std::function<void()>& fn) {
   if (flags.enable_modules) options.enable_modules = *flags.enable_modules;
   if (flags.loglevel) options.loglevel = *flags.loglevel;
   if (flags.lease) options.registry_lease = *flags.lease;
+  if (flags.busy_wait) options.busy_wait = *flags.busy_wait;
   if (flags.registry_etcd) {
     options.registry_etcd.endpoints = *flags.registry_etcd;
   }
@@ -156,6 +179,7 @@ void OpenRootActor(const RootOptions& given, const std::function<void()>& fn) {
   config.hang_timeout = options.hang_timeout;
   config.same_host_socket = options.same_host_socket;
   config.debug_mode = options.debug_mode || DebugModeFromEnv();
+  config.busy_wait = BusyWaitWindow(options.busy_wait);
   internal::ApplyLogLevel(options.loglevel);
   internal::ApplyVerbosityFlags();
   devx::InstallCrashHandler();

@@ -11,6 +11,7 @@
 #define TRACTOR_ACTOR_RUNTIME_H_
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -97,6 +98,15 @@ struct RootOptions {
   // pings. Zero: the default, 3 s. Children inherit it;
   // TRACTOR_TIMEOUT_SCALE stretches it.
   absl::Duration hang_timeout = absl::ZeroDuration();
+  // How long each process of the tree keeps a CPU awake after its own I/O
+  // (a send, a reply, a message received), so that the answer wakes a
+  // thread on a running CPU rather than an idle one: one thread per
+  // process spins for this long, yielding its CPU to any thread that wants
+  // it and backing off a busy machine (docs/architecture.md,
+  // "Performance").
+  // Unset: TRACTOR_BUSY_WAIT_US (microseconds), else 200 us. Zero: off.
+  // Children inherit it; up to 1 s.
+  std::optional<absl::Duration> busy_wait;
   // Transport security of the whole tree (docs/security.md): the CA,
   // certificate and key files, and whether servers require client
   // certificates (mutual TLS). Empty: the TRACTOR_TLS_* environment

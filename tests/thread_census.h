@@ -7,7 +7,10 @@
 
 #include <dirent.h>
 
+#include <sys/types.h>
+
 #include <fstream>
+#include <map>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -31,6 +34,23 @@ inline int ThreadsNamed(const std::string& name) {
   }
   closedir(dir);
   return n;
+}
+
+// The names of process `pid`'s threads (/proc/<pid>/task/*/comm), counted;
+// empty when /proc cannot be read.
+inline std::map<std::string, int> ThreadNamesOf(pid_t pid) {
+  std::map<std::string, int> names;
+  const std::string dir = absl::StrCat("/proc/", pid, "/task");
+  if (DIR* d = opendir(dir.c_str())) {
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      std::ifstream comm(absl::StrCat(dir, "/", e->d_name, "/comm"));
+      std::string name;
+      if (std::getline(comm, name)) ++names[name];
+    }
+    closedir(d);
+  }
+  return names;
 }
 
 // Polls `pred` every 20 ms until it holds or `timeout` passes (for states

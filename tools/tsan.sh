@@ -17,6 +17,7 @@ tools/tsan_deps.sh --check || exit 2
 which=${1:-all}
 [ $# -gt 0 ] && shift
 IN_PROCESS=(
+  //tests/actor/internal:busy_wait_test
   //tests/actor/internal:dialog_protocol_test
   //tests/actor/internal:dialog_test
   //tests/actor/internal:error_codec_test

@@ -10,6 +10,7 @@
 
 #include "actor/export.h"
 #include "absl/strings/str_cat.h"
+#include "actor/internal/busy_wait.h"
 #include "actor/internal/debugger.h"
 #include "actor/internal/dialog.h"
 #include "actor/internal/scope.h"
@@ -156,6 +157,7 @@ class UnaryCall final : public AcceptedCall,
   // alone, unless the server is going away; then lets go of the call.
   void Reply(const grpc::Status& status, const grpc::ByteBuffer* bytes) {
     refs_.fetch_add(1, std::memory_order_relaxed);  // the reply's completion
+    BusyWait::NoteIo();
     if (gate_->Enter()) {
       if (bytes != nullptr) {
         responder_.Finish(*bytes, status, AsTag(&finish_tag_));

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "actor/internal/busy_wait.h"
 #include "actor/internal/runtime.h"
 #include "actor/internal/standard_services.h"
 #include "actor/internal/wire.h"
@@ -290,6 +291,7 @@ void ServiceThread::Start(const std::string& thread_name) {
     void* raw = nullptr;
     bool ok = false;
     while (cq_->Next(&raw, &ok)) {
+      BusyWait::NoteIo();
       auto* tag = static_cast<ServiceTag*>(static_cast<CqTransport::Tag*>(raw));
       tag->call->Proceed(tag, ok);
     }

@@ -147,6 +147,10 @@ int ChildMain(const v1::SpawnSpec& spec) {
   config.registry_lease = absl::Milliseconds(spec.lease_ms());
   config.hang_timeout = absl::Milliseconds(spec.hang_timeout_ms());
   config.debug_mode = spec.debug_mode();
+  config.busy_wait = spec.no_busy_wait() ? absl::ZeroDuration()
+                     : spec.busy_wait_us() == 0
+                         ? kDefaultBusyWait
+                         : absl::Microseconds(spec.busy_wait_us());
   auto rt = std::make_unique<Runtime>(config);
   Runtime::SetCurrent(rt.get());
   try {

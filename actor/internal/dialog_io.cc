@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "actor/errors.h"
+#include "actor/internal/busy_wait.h"
 #include "discovery/log_level.h"
 #include "glog/logging.h"
 
@@ -107,6 +108,7 @@ void Dialog::Pump() {
       ++in_call_;
     }
     if (do_write || do_write_finish) {
+      BusyWait::NoteIo();
       // The write state owns `write_buf_` and `batch_items_` now.
       if (single) {
         grpc::ByteBuffer one(&*single, 1);

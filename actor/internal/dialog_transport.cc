@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "actor/internal/busy_wait.h"
 #include "actor/internal/dialog.h"
 #include "actor/internal/thread_pool.h"
 #include "actor/internal/wire.h"
@@ -38,6 +39,7 @@ void CqTransport::DriveOnce(absl::Time deadline) {
     st = cq_.AsyncNext(&raw, &ok, absl::ToChronoTime(deadline));
   }
   if (st != grpc::CompletionQueue::GOT_EVENT) return;
+  BusyWait::NoteIo();
   auto* tag = static_cast<Tag*>(raw);
   TakeOver(tag->owner);
   if (tag->op == Op::kKick) {

@@ -45,6 +45,10 @@ ABSL_FLAG(std::string, loglevel, "",
 ABSL_FLAG(int64_t, lease_ms, 0,
           "lease of the tree's registrations in milliseconds (default: the "
           "registrar's, 5000)");
+ABSL_FLAG(int64_t, busy_wait_us, -1,
+          "microseconds each process of the tree keeps a CPU awake after "
+          "its own I/O, 0 to turn it off, at most 1000000 (default: "
+          "$TRACTOR_BUSY_WAIT_US, else 200)");
 ABSL_FLAG(std::string, registry_etcd, "",
           "etcd endpoints, host:port comma-separated, where a registrar the "
           "root serves keeps its registrations (default: "
@@ -67,7 +71,7 @@ namespace {
 
 constexpr const char* kValueFlags[] = {
     "name",          "bind",     "registry",
-    "enable_modules", "loglevel", "lease_ms",
+    "enable_modules", "loglevel", "lease_ms", "busy_wait_us",
     "registry_etcd", "registry_etcd_prefix",
     "v",             "vmodule"};
 constexpr const char* kBoolFlags[] = {"daemon"};
@@ -205,6 +209,15 @@ absl::StatusOr<RuntimeFlags> TakeRuntimeFlags(int* argc, char** argv) {
                      absl::StrCat("must be a positive integer, got ", ms));
     }
     out.lease = absl::Milliseconds(ms);
+  }
+  if (has("busy_wait_us")) {
+    const int64_t us = absl::GetFlag(FLAGS_busy_wait_us);
+    if (us < 0 || us > 1000000) {
+      return BadFlag("busy_wait_us",
+                     absl::StrCat("must be 0 to 1000000 microseconds, got ",
+                                  us));
+    }
+    out.busy_wait = absl::Microseconds(us);
   }
   if (has("registry_etcd")) {
     auto addrs =

@@ -26,6 +26,7 @@ struct RuntimeFlags {
   std::optional<std::vector<std::string>> enable_modules;
   std::optional<std::string> loglevel;
   std::optional<absl::Duration> lease;
+  std::optional<absl::Duration> busy_wait;
   std::optional<std::vector<std::string>> registry_etcd;
   std::optional<std::string> registry_etcd_prefix;
   std::optional<int> v;

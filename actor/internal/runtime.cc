@@ -125,6 +125,7 @@ Runtime::~Runtime() {
 }
 
 void Runtime::Start() {
+  BusyWait::Process().Start(config_.busy_wait);
   // Reflection and channelz are loaded when first called
   // (discovery::LazyStandardServices); a bad value stops the actor now.
   if (absl::StatusOr<discovery::StandardServices> st =
@@ -262,6 +263,8 @@ void Runtime::Shutdown() {
     shutting_down_ = true;
     takeover_cv_.SignalAll();
   }
+  // The spinner ends while the rest shuts down; joined below.
+  BusyWait::Process().RequestStop();
   if (takeover_thread_.joinable()) takeover_thread_.join();
   SetNotServing();
   // Unregistering is a round trip to every registrar (bounded by the
@@ -318,6 +321,7 @@ void Runtime::Shutdown() {
   }
   if (acceptor_) acceptor_->Stop();
   if (unregister_early) registrant_->Stop();
+  BusyWait::Process().Stop();
   // Children that said bye to a nursery which went on without them are
   // reaped by now, or soon: no process outlives this one. The wait is
   // bounded by their ladder, which the reaper runs (SIGTERM when overdue,

@@ -15,6 +15,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
+#include "actor/internal/busy_wait.h"
 #include "actor/internal/child_proc.h"
 #include "actor/internal/dialog_acceptor.h"
 #include "actor/internal/dialog_transport.h"
@@ -93,6 +94,9 @@ class Runtime {
     // send no keepalive pings, and an error escaping a task stops the actor
     // in the debugger.
     bool debug_mode = false;
+    // How long a CPU is kept awake after the runtime's I/O (busy_wait.h);
+    // zero: not at all.
+    absl::Duration busy_wait = kDefaultBusyWait;
   };
 
   // Returns the runtime of this process, or null.

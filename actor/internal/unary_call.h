@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "actor/cancel.h"
+#include "actor/internal/busy_wait.h"
 #include "grpcpp/grpcpp.h"
 
 namespace tractor::internal {
@@ -53,6 +54,7 @@ grpc::Status CallUnary(grpc::ClientContext& context, const CallFn& call,
     if (scope) on_cancel.emplace(scope->source.get_token(), CancelRpc{&context});
     const bool handed_over = HoldsTaskLock();
     if (handed_over) ReleaseTaskLock();
+    BusyWait::NoteIo();
     status = call(&context);
     if (handed_over) AcquireTaskLock();
   }

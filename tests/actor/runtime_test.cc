@@ -27,6 +27,7 @@
 #include "tests/actor/with_child.h"
 #include "tests/process_fixture.h"
 #include "tests/raw_unary.h"
+#include "tests/thread_census.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "tractor/v1/actor.grpc.pb.h"
@@ -474,21 +475,7 @@ TEST_F(RuntimeTest, DialogsBeyondMaxTasksAreRefusedAtOnceWithBoundedThreads) {
   });
 }
 
-// The names of process `pid`'s threads (/proc/<pid>/task/*/comm), counted.
-std::map<std::string, int> ThreadNamesOf(pid_t pid) {
-  std::map<std::string, int> names;
-  const std::string dir = absl::StrCat("/proc/", pid, "/task");
-  if (DIR* d = opendir(dir.c_str())) {
-    while (dirent* e = readdir(d)) {
-      if (e->d_name[0] == '.') continue;
-      std::ifstream comm(absl::StrCat(dir, "/", e->d_name, "/comm"));
-      std::string name;
-      if (std::getline(comm, name)) ++names[name];
-    }
-    closedir(d);
-  }
-  return names;
-}
+using testing::ThreadNamesOf;
 
 // Every thread the runtime starts in a child is named after its role
 // ("tr-..."); the others are the main thread (the actor's name) and gRPC's
@@ -521,6 +508,48 @@ TEST_F(RuntimeTest, EveryThreadOfAChildIsNamedAfterItsRole) {
     // No gRPC sync server: every method is served from the accept queue
     // (the control methods were on the sync API, which kept a thread).
     EXPECT_FALSE(names.count("grpcpp_sync_ser")) << all;
+  });
+}
+
+// Every process of a tree keeps a CPU awake after its I/O with one spinning
+// thread (actor/internal/busy_wait.h); a child inherits the window, and a
+// zero window, for the tree or for one child, starts no such thread.
+TEST_F(RuntimeTest, TheBusyWaitIsInheritedAndCanBeTurnedOff) {
+  auto spinners_of = [](pid_t pid) {
+    auto names = ThreadNamesOf(pid);
+    auto it = names.find("tr-busy-wait");
+    return it == names.end() ? 0 : it->second;
+  };
+  ActorOptions off = kTestNs;
+  off.busy_wait = absl::ZeroDuration();
+  RootOptions root;
+  root.busy_wait = absl::Microseconds(150);
+  OpenRootActor(root, [&] {
+    EXPECT_TRUE(testing::WaitFor([&] { return spinners_of(getpid()) == 1; },
+                                 absl::Seconds(5)))
+        << spinners_of(getpid());
+    testing::OpenNurseryThenCancel([&](ActorNursery& an) {
+      Portal a = an.StartActor("a", kTestNs);
+      Portal b = an.StartActor("b", off);
+      EXPECT_EQ(a.Run("test:pid").AsInt(), a.aid().pid());
+      EXPECT_EQ(b.Run("test:pid").AsInt(), b.aid().pid());
+      EXPECT_TRUE(testing::WaitFor(
+          [&] { return spinners_of(a.aid().pid()) == 1; }, absl::Seconds(5)))
+          << spinners_of(a.aid().pid());
+      EXPECT_EQ(spinners_of(b.aid().pid()), 0);
+    });
+  });
+  // Stopped with the runtime (which does not wait for the thread to end).
+  EXPECT_TRUE(testing::WaitFor([&] { return spinners_of(getpid()) == 0; },
+                               absl::Seconds(5)));
+  root.busy_wait = absl::ZeroDuration();
+  OpenRootActor(root, [&] {
+    EXPECT_EQ(spinners_of(getpid()), 0);
+    testing::OpenNurseryThenCancel([&](ActorNursery& an) {
+      Portal a = an.StartActor("a", kTestNs);
+      EXPECT_EQ(a.Run("test:pid").AsInt(), a.aid().pid());
+      EXPECT_EQ(spinners_of(a.aid().pid()), 0);
+    });
   });
 }
 

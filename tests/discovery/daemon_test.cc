@@ -28,6 +28,7 @@
 #include "gtest/gtest.h"
 #include "tests/discovery/test_procs.h"
 #include "tests/process_fixture.h"
+#include "tests/thread_census.h"
 #include "tractor/v1/registrar.grpc.pb.h"
 
 namespace tractor {
@@ -205,6 +206,9 @@ TEST_F(DaemonTest, ABadRuntimeFlagExitsTwoWithOneLine) {
       {{"--lease_ms=soon"}, "--lease_ms"},
       {{"--lease_ms=0"}, "--lease_ms"},
       {{"--loglevel=loud"}, "--loglevel"},
+      {{"--busy_wait_us=-1"}, "--busy_wait_us"},
+      {{"--busy_wait_us=2000000"}, "--busy_wait_us"},
+      {{"--busy_wait_us=fast"}, "--busy_wait_us"},
       {{"--bind=1.2.3.4"}, "--bind"},
       {{"--registry"}, "--registry: missing value"},
       {{"--daemon=maybe"}, "--daemon"},
@@ -239,9 +243,32 @@ TEST_F(DaemonTest, HelpfullListsTheRuntimeFlagsAndGlogs) {
   const std::string text = absl::StrJoin(AllLines(*p), "\n");
   EXPECT_EQ(ExitStatus(*p), 0);
   for (const char* flag : {"--name", "--bind", "--registry", "--enable_modules",
-                           "--loglevel", "--lease_ms", "--daemon", "--v ",
+                           "--loglevel", "--lease_ms", "--busy_wait_us",
+                           "--daemon", "--v ",
                            "--vmodule"}) {
     EXPECT_THAT(text, HasSubstr(flag));
+  }
+}
+
+// The busy wait's spinner (one "tr-busy-wait" thread) runs by default and
+// not with --busy_wait_us=0.
+TEST_F(DaemonTest, BusyWaitFlagTurnsTheSpinnerOff) {
+  auto spinners_of = [](pid_t pid) {
+    const auto names = testing::ThreadNamesOf(pid);
+    const auto it = names.find("tr-busy-wait");
+    return it == names.end() ? 0 : it->second;
+  };
+  for (const std::string& flag : {std::string("--busy_wait_us=300"),
+                                   std::string("--busy_wait_us=0")}) {
+    Daemon d = StartDaemon("spinner", {flag});
+    ASSERT_TRUE(d.proc && !d.uuid.empty()) << flag;
+    const int want = flag == "--busy_wait_us=0" ? 0 : 1;
+    // A thread names itself once it runs.
+    EXPECT_TRUE(testing::WaitFor(
+        [&] { return spinners_of(d.proc->pid()) == want; }, absl::Seconds(10)))
+        << flag << ": " << spinners_of(d.proc->pid());
+    d.proc->Signal(SIGTERM);
+    EXPECT_EQ(ExitStatus(*d.proc), 0) << flag;
   }
 }
 

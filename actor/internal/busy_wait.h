@@ -12,7 +12,8 @@
 // while the last `NoteIo()` is younger than the window, then sleeps on a
 // futex until the next one.
 //
-// The spinner takes no time a thread of this or another program wants:
+// The spinner takes next to no time from a thread of this or another
+// program that wants a CPU:
 // - it spins by calling `sched_yield()`, so a thread woken on its CPU runs
 //   at once (the scheduler need not preempt it);
 // - when it finds it waited over a millisecond for its CPU (preempted that
@@ -27,7 +28,7 @@
 // last one out tearing down its memory at that thread's priority. On a
 // machine kept busy by two spinning shells, a depth-3 failure (bench row
 // 7b) then took 101 and 526 ms to reach its root in two runs, against 40
-// ms without a spinner; with this one, 30-58 ms (35-40 ms without).
+// ms without a spinner; with this one, 30-58 ms in three (29-40 without).
 //
 // The window is `RootOptions::busy_wait` (children inherit it; zero turns
 // the spinner off). docs/architecture.md, "Performance", says what it buys

@@ -82,11 +82,12 @@ std::shared_ptr<ChildEntry> Spawn(const std::shared_ptr<NurseryState>& shared,
   spec.set_no_same_host_socket(!options.same_host_socket);
   spec.set_debug_mode(rt.config().debug_mode);
   {
-    const absl::Duration busy_wait =
-        options.busy_wait.value_or(rt.config().busy_wait);
-    spec.set_no_busy_wait(busy_wait <= absl::ZeroDuration());
-    spec.set_busy_wait_us(static_cast<uint32_t>(std::clamp<int64_t>(
-        absl::ToInt64Microseconds(busy_wait), 0, 1000000)));
+    // Whole microseconds; under one is off.
+    const int64_t us = absl::ToInt64Microseconds(
+        std::clamp(options.busy_wait.value_or(rt.config().busy_wait),
+                   absl::ZeroDuration(), internal::kMaxBusyWait));
+    spec.set_no_busy_wait(us == 0);
+    spec.set_busy_wait_us(static_cast<uint32_t>(us));
   }
   spec.set_loglevel(options.loglevel.empty() ? rt.config().loglevel
                                              : options.loglevel);

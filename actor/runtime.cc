@@ -136,7 +136,7 @@ absl::Duration BusyWaitWindow(const std::optional<absl::Duration>& option) {
     }
     window = absl::Microseconds(us);
   }
-  return std::clamp(window, absl::ZeroDuration(), absl::Seconds(1));
+  return std::clamp(window, absl::ZeroDuration(), internal::kMaxBusyWait);
 }
 
 bool DebugModeFromEnv() {

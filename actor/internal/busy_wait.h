@@ -47,8 +47,9 @@
 
 namespace tractor::internal {
 
-// The window when nothing sets it.
+// The window when nothing sets it, and the longest one accepted.
 inline constexpr absl::Duration kDefaultBusyWait = absl::Microseconds(200);
+inline constexpr absl::Duration kMaxBusyWait = absl::Seconds(1);
 
 // Thread-safe. `Note` may be called from any thread at any time, also
 // before `Start` and after `Stop` (then it does nothing).

@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "actor/internal/busy_wait.h"
 #include "discovery/address.h"
 #include "discovery/log_level.h"
 
@@ -212,10 +213,10 @@ absl::StatusOr<RuntimeFlags> TakeRuntimeFlags(int* argc, char** argv) {
   }
   if (has("busy_wait_us")) {
     const int64_t us = absl::GetFlag(FLAGS_busy_wait_us);
-    if (us < 0 || us > 1000000) {
-      return BadFlag("busy_wait_us",
-                     absl::StrCat("must be 0 to 1000000 microseconds, got ",
-                                  us));
+    const int64_t max_us = absl::ToInt64Microseconds(kMaxBusyWait);
+    if (us < 0 || us > max_us) {
+      return BadFlag("busy_wait_us", absl::StrCat("must be 0 to ", max_us,
+                                                  " microseconds, got ", us));
     }
     out.busy_wait = absl::Microseconds(us);
   }
